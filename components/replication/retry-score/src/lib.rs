@@ -1,0 +1,206 @@
+//! `replication/retry-score` (batch-worker): retries score refreshes that
+//! `save-entries` could not make.
+//!
+//! Each message is `{"campaignId","globalUserId"}`; a malformed message
+//! fails alone. The valid fans are refreshed with
+//! `POST /scores/refresh {"fans":[…]}` in chunks of at most 25 (each fan
+//! once); a chunk answered non-2xx, or whose call fails, fails its messages.
+//!
+//! Setting: `service` (default `entries`).
+
+use serde::{Deserialize, Serialize};
+use usher_sdk::json::json;
+use usher_sdk::services::{self, Response};
+use usher_sdk::{config, BatchResult, BatchWorker, Message, Value};
+
+/// Fans per `/scores/refresh` call.
+pub const CHUNK_SIZE: usize = 25;
+
+/// The service used when the `service` setting is absent.
+pub const DEFAULT_SERVICE: &str = "entries";
+
+/// A fan whose score needs refreshing (the message body).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fan {
+    /// The campaign.
+    pub campaign_id: String,
+    /// The fan.
+    pub global_user_id: String,
+}
+
+/// The effects the worker needs.
+pub trait Ports {
+    /// `services::post_json`.
+    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response>;
+}
+
+/// Parses a message body; an error unless both ids are non-empty strings.
+pub fn parse(body: &str) -> usher_sdk::Result<Fan> {
+    let fan: Fan = usher_sdk::json::from_str(body)?;
+    if fan.campaign_id.is_empty() || fan.global_user_id.is_empty() {
+        return Err(usher_sdk::Error::Invalid(
+            "campaignId and globalUserId must not be empty".into(),
+        ));
+    }
+    Ok(fan)
+}
+
+/// Handles a batch.
+pub fn process(ports: &mut impl Ports, service: &str, messages: &[Message]) -> BatchResult {
+    let mut failures: Vec<String> = Vec::new();
+    // Each fan once, with the ids of the messages that asked for it.
+    let mut fans: Vec<(Fan, Vec<&str>)> = Vec::new();
+    for message in messages {
+        match parse(&message.body) {
+            Ok(fan) => match fans.iter_mut().find(|(f, _)| *f == fan) {
+                Some((_, ids)) => ids.push(&message.id),
+                None => fans.push((fan, vec![&message.id])),
+            },
+            Err(e) => {
+                usher_sdk::warn!(message_id = message.id, reason = e; "malformed message failed");
+                failures.push(message.id.clone());
+            }
+        }
+    }
+    for chunk in fans.chunks(CHUNK_SIZE) {
+        let body = json!({"fans": chunk.iter().map(|(f, _)| f).collect::<Vec<_>>()});
+        let reason = match ports.post(service, "/scores/refresh", &body) {
+            Ok(r) if r.is_success() => continue,
+            Ok(r) => format!("status {}", r.status),
+            Err(e) => e.to_string(),
+        };
+        usher_sdk::warn!(fans = chunk.len(), reason = reason; "score refresh failed");
+        failures.extend(
+            chunk
+                .iter()
+                .flat_map(|(_, ids)| ids.iter().map(|id| (*id).to_string())),
+        );
+    }
+    BatchResult::from_failures(messages.len(), failures)
+}
+
+/// The worker.
+pub struct RetryScore;
+
+struct Host;
+
+impl Ports for Host {
+    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response> {
+        services::post_json(service, path, body)
+    }
+}
+
+impl BatchWorker for RetryScore {
+    fn handle(messages: Vec<Message>) -> BatchResult {
+        match config::string_or("service", DEFAULT_SERVICE) {
+            Ok(service) => process(&mut Host, &service, &messages),
+            Err(e) => {
+                usher_sdk::error!(error = e; "cannot read the settings; failing the batch");
+                BatchResult::from_failures(messages.len(), messages.iter().map(|m| m.id.clone()))
+            }
+        }
+    }
+}
+
+usher_sdk::export_batch_worker!(RetryScore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use usher_sdk::Error;
+
+    #[derive(Default)]
+    struct Fake {
+        /// nth call → Some(status) or None for a call error; default 200.
+        answers: Vec<(usize, Option<u16>)>,
+        posts: Vec<(String, String, Value)>,
+    }
+
+    impl Ports for Fake {
+        fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response> {
+            let nth = self.posts.len();
+            self.posts
+                .push((service.to_string(), path.to_string(), body.clone()));
+            match self.answers.iter().find(|(n, _)| *n == nth) {
+                Some((_, None)) => Err(Error::Unavailable("down".into())),
+                Some((_, Some(status))) => Ok(Response {
+                    status: *status,
+                    headers: vec![],
+                    body: String::new(),
+                }),
+                None => Ok(Response {
+                    status: 200,
+                    headers: vec![],
+                    body: String::new(),
+                }),
+            }
+        }
+    }
+
+    fn msg(id: &str, c: &str, u: &str) -> Message {
+        Message::new(id, json!({"campaignId": c, "globalUserId": u}).to_string())
+    }
+
+    #[test]
+    fn malformed_messages_fail_alone() {
+        let messages = vec![
+            Message::new("a", "not json"),
+            Message::new("b", r#"{"campaignId":"c"}"#),
+            Message::new("c", r#"{"campaignId":"","globalUserId":"u"}"#),
+            msg("d", "c1", "u1"),
+        ];
+        let mut fake = Fake::default();
+        let r = process(&mut fake, "entries", &messages);
+        assert_eq!(r.failures, vec!["a", "b", "c"]);
+        assert_eq!((r.received, r.processed, r.failed), (4, 1, 3));
+        assert_eq!(fake.posts.len(), 1);
+        assert_eq!(fake.posts[0].0, "entries");
+        assert_eq!(fake.posts[0].1, "/scores/refresh");
+        assert_eq!(
+            fake.posts[0].2,
+            json!({"fans": [{"campaignId": "c1", "globalUserId": "u1"}]})
+        );
+    }
+
+    #[test]
+    fn chunks_of_25_and_failed_chunks_fail_their_messages() {
+        let messages: Vec<Message> = (0..55)
+            .map(|n| msg(&format!("m{n:02}"), "c", &format!("u{n:02}")))
+            .collect();
+        let mut fake = Fake {
+            answers: vec![(0, Some(500)), (2, None)],
+            ..Fake::default()
+        };
+        let r = process(&mut fake, "entries", &messages);
+        let sizes: Vec<usize> = fake
+            .posts
+            .iter()
+            .map(|(_, _, b)| b["fans"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(sizes, vec![25, 25, 5]);
+        let expected: Vec<String> = (0..25).chain(50..55).map(|n| format!("m{n:02}")).collect();
+        assert_eq!(r.failures, expected);
+        assert_eq!((r.received, r.processed, r.failed), (55, 25, 30));
+    }
+
+    #[test]
+    fn a_fan_is_refreshed_once() {
+        let messages = vec![msg("a", "c", "u"), msg("b", "c", "u")];
+        let mut fake = Fake {
+            answers: vec![(0, Some(429))],
+            ..Fake::default()
+        };
+        let r = process(&mut fake, "entries", &messages);
+        assert_eq!(fake.posts[0].2["fans"].as_array().map(Vec::len), Some(1));
+        assert_eq!(r.failures, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn empty_batch_calls_nothing() {
+        let mut fake = Fake::default();
+        let r = process(&mut fake, "entries", &[]);
+        assert_eq!((r.received, r.processed, r.failed), (0, 0, 0));
+        assert!(fake.posts.is_empty());
+    }
+}

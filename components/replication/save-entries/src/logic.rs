@@ -1,0 +1,509 @@
+//! The worker's logic, behind [`Ports`] so it runs natively with fakes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use usher_sdk::json::{json, str_field};
+use usher_sdk::queue::Outgoing;
+use usher_sdk::services::Response;
+use usher_sdk::table::Condition;
+use usher_sdk::{config, BatchResult, Change, ChangeKind, Message, Value};
+
+/// The Entry Service takes at most this many entries (or keys, or fans) per call.
+pub const CHUNK_SIZE: usize = 25;
+
+/// The effects the worker needs.
+pub trait Ports {
+    /// `table::batch_get`.
+    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>>;
+    /// `services::post_json`.
+    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response>;
+    /// `table::update` setting `set`, removing nothing, under `condition`.
+    fn update(
+        &mut self,
+        table: &str,
+        key: &Value,
+        set: &Value,
+        condition: Condition,
+    ) -> usher_sdk::Result<()>;
+    /// `queue::send_batch`.
+    fn send_batch(
+        &mut self,
+        queue: &str,
+        messages: &[Outgoing],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>>;
+}
+
+/// The worker's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The entries table (`table`, default `demand-table`).
+    pub table: String,
+    /// The Entry Service's name (`service`, default `entries`).
+    pub service: String,
+    /// Where failed score refreshes go (`retry_queue`, default `retry-score`).
+    pub retry_queue: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            table: "demand-table".into(),
+            service: "entries".into(),
+            retry_queue: "retry-score".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings with the config capability, defaults for absent keys.
+    pub fn load() -> usher_sdk::Result<Settings> {
+        let d = Settings::default();
+        Ok(Settings {
+            table: config::string_or("table", &d.table)?,
+            service: config::string_or("service", &d.service)?,
+            retry_queue: config::string_or("retry_queue", &d.retry_queue)?,
+        })
+    }
+}
+
+/// What to do with an entry in the Entry Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// Upsert the entry (INSERT, MODIFY).
+    Put,
+    /// Delete the entry (REMOVE).
+    Delete,
+}
+
+/// A fan's identity: the Entry Service's key of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fan {
+    /// The campaign.
+    pub campaign_id: String,
+    /// The fan.
+    pub global_user_id: String,
+}
+
+/// A normalized change: one entry to put or delete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Put or delete.
+    pub op: Op,
+    /// Whose entry.
+    pub fan: Fan,
+    /// The item's table key (`{"PK","SK"}`).
+    pub key: Value,
+    /// The entry item: the new image of a put, the old image of a delete.
+    pub image: Value,
+}
+
+/// Why a message cannot be normalized.
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeError {
+    /// The body is not JSON or not a change record.
+    #[error("the body is not a change record: {0}")]
+    NotAChange(#[from] serde_json::Error),
+    /// The record lacks the image its kind needs.
+    #[error("{0} record without {1}")]
+    MissingImage(&'static str, &'static str),
+    /// The image lacks `campaignId` or `globalUserId`.
+    #[error("the {0} is not an entry (needs campaignId and globalUserId strings)")]
+    NotAnEntry(&'static str),
+}
+
+/// Normalizes one message body into the entry to put or delete.
+pub fn normalize(body: &str) -> Result<Entry, NormalizeError> {
+    let change: Change = serde_json::from_str(body)?;
+    let (op, image, which) = match change.kind {
+        ChangeKind::Insert | ChangeKind::Modify => (Op::Put, change.new_image, "newImage"),
+        ChangeKind::Remove => (Op::Delete, change.old_image, "oldImage"),
+    };
+    let image = image
+        .filter(|i| !i.is_null())
+        .ok_or(NormalizeError::MissingImage(
+            change.kind.event_name(),
+            which,
+        ))?;
+    let fan = match (
+        str_field(&image, "campaignId"),
+        str_field(&image, "globalUserId"),
+    ) {
+        (Some(c), Some(u)) if !c.is_empty() && !u.is_empty() => Fan {
+            campaign_id: c.to_string(),
+            global_user_id: u.to_string(),
+        },
+        _ => return Err(NormalizeError::NotAnEntry(which)),
+    };
+    let key = table_key(&change.keys, &image, &fan);
+    Ok(Entry {
+        op,
+        fan,
+        key,
+        image,
+    })
+}
+
+/// The record's keys; else the image's `PK`/`SK`; else the key derived
+/// from the fan.
+fn table_key(keys: &Value, image: &Value, fan: &Fan) -> Value {
+    if keys.as_object().is_some_and(|k| !k.is_empty()) {
+        return keys.clone();
+    }
+    if let (Some(pk), Some(sk)) = (image.get("PK"), image.get("SK")) {
+        return json!({"PK": pk, "SK": sk});
+    }
+    json!({
+        "PK": format!("ENTRY#{}#{}", fan.campaign_id, fan.global_user_id),
+        "SK": "ENTRY",
+    })
+}
+
+/// Whether a normalized change is still current given the table's item:
+/// a put while the item exists with the image's `version` (or, without a
+/// version, the same `updatedAt`); a delete while the item is absent.
+pub fn is_current(entry: &Entry, current: Option<&Value>) -> bool {
+    match entry.op {
+        Op::Delete => current.is_none(),
+        Op::Put => current.is_some_and(|item| same_write(&entry.image, item)),
+    }
+}
+
+fn same_write(image: &Value, item: &Value) -> bool {
+    match image.get("version").filter(|v| !v.is_null()) {
+        Some(version) => item.get("version").is_some_and(|v| json_eq(v, version)),
+        None => image.get("updatedAt") == item.get("updatedAt"),
+    }
+}
+
+/// JSON equality that treats `3` and `3.0` as equal.
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a.as_i64(), b.as_i64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+/// The condition under which a put's `needsReplication` flag is cleared:
+/// the item still has the image's version (`updatedAt` without one).
+fn unflag_condition(image: &Value) -> Condition {
+    if let Some(version) = image.get("version").filter(|v| !v.is_null()) {
+        return Condition::AttributeEquals("version".into(), version.clone());
+    }
+    match image.get("updatedAt").filter(|v| !v.is_null()) {
+        Some(at) => Condition::AttributeEquals("updatedAt".into(), at.clone()),
+        None => Condition::Exists,
+    }
+}
+
+/// One entry to replicate and the messages (indices) that asked for it.
+#[derive(Debug)]
+struct Group {
+    entry: Entry,
+    messages: Vec<usize>,
+}
+
+/// The batch's bookkeeping: which messages failed.
+struct Outcome<'a> {
+    messages: &'a [Message],
+    failed: BTreeSet<usize>,
+}
+
+impl Outcome<'_> {
+    fn fail(&mut self, indices: &[usize]) {
+        self.failed.extend(indices.iter().copied());
+    }
+
+    fn ids(&self, indices: &[usize]) -> String {
+        indices
+            .iter()
+            .filter_map(|&i| self.messages.get(i).map(|m| m.id.as_str()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Handles a batch (see the crate docs).
+pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]) -> BatchResult {
+    let mut outcome = Outcome {
+        messages,
+        failed: BTreeSet::new(),
+    };
+
+    // 1. Normalize.
+    let mut entries = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        match normalize(&message.body) {
+            Ok(entry) => entries.push((i, entry)),
+            Err(reason) => {
+                usher_sdk::warn!(message_id = message.id, reason = reason; "malformed message failed");
+                outcome.fail(&[i]);
+            }
+        }
+    }
+
+    // 2. Validate against the table, then merge duplicates of one write.
+    let valid = validate(ports, settings, entries, &mut outcome);
+    let groups = group(valid);
+    let (puts, deletes): (Vec<Group>, Vec<Group>) =
+        groups.into_iter().partition(|g| g.entry.op == Op::Put);
+
+    // 3. Replicate.
+    let mut upserted = Vec::new();
+    for chunk in puts.chunks(CHUNK_SIZE) {
+        let body = json!({"entries": chunk.iter().map(|g| &g.entry.image).collect::<Vec<_>>()});
+        if post_ok(
+            ports,
+            settings,
+            "/entries/batch-upsert",
+            &body,
+            &mut outcome,
+            chunk,
+        ) {
+            upserted.extend(chunk);
+        }
+    }
+    for chunk in deletes.chunks(CHUNK_SIZE) {
+        let body = json!({"keys": chunk.iter().map(|g| &g.entry.fan).collect::<Vec<_>>()});
+        post_ok(
+            ports,
+            settings,
+            "/entries/batch-delete",
+            &body,
+            &mut outcome,
+            chunk,
+        );
+    }
+
+    // 4. Clear the flag of each upserted entry, unless a newer write set it.
+    for group in &upserted {
+        let result = ports.update(
+            &settings.table,
+            &group.entry.key,
+            &json!({"needsReplication": false}),
+            unflag_condition(&group.entry.image),
+        );
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is_condition_failed() => {
+                usher_sdk::debug!(message_ids = outcome.ids(&group.messages);
+                    "entry changed since; its needsReplication flag is kept");
+            }
+            Err(e) => {
+                usher_sdk::warn!(message_ids = outcome.ids(&group.messages), error = e;
+                    "clearing needsReplication failed");
+                outcome.fail(&group.messages);
+            }
+        }
+    }
+
+    // 5. Refresh the upserted fans' scores, or queue the refresh for later.
+    refresh_scores(ports, settings, &upserted, &mut outcome);
+
+    let result = BatchResult::from_failures(
+        messages.len(),
+        outcome
+            .failed
+            .iter()
+            .filter_map(|&i| messages.get(i).map(|m| m.id.clone())),
+    );
+    usher_sdk::info!(received = result.received, processed = result.processed,
+        failed = result.failed, upserted = upserted.len(), deleted_groups = deletes.len();
+        "save-entries batch done");
+    result
+}
+
+/// Keeps the entries that are still current; fails them all when the table
+/// cannot be read.
+fn validate(
+    ports: &mut impl Ports,
+    settings: &Settings,
+    entries: Vec<(usize, Entry)>,
+    outcome: &mut Outcome<'_>,
+) -> Vec<(usize, Entry)> {
+    if entries.is_empty() {
+        return entries;
+    }
+    // One batch_get with each key once (two changes of one entry share a key).
+    let mut keys: Vec<Value> = Vec::new();
+    let mut slot: BTreeMap<String, usize> = BTreeMap::new();
+    let slots: Vec<usize> = entries
+        .iter()
+        .map(|(_, e)| {
+            *slot.entry(e.key.to_string()).or_insert_with(|| {
+                keys.push(e.key.clone());
+                keys.len() - 1
+            })
+        })
+        .collect();
+    let all: Vec<usize> = entries.iter().map(|(i, _)| *i).collect();
+    let items = match ports.batch_get(&settings.table, &keys) {
+        Ok(items) if items.len() == keys.len() => items,
+        Ok(items) => {
+            usher_sdk::error!(asked = keys.len(), got = items.len();
+                "batch_get answered the wrong number of items; failing the batch");
+            outcome.fail(&all);
+            return Vec::new();
+        }
+        Err(e) => {
+            usher_sdk::warn!(error = e, messages = all.len(); "cannot read the current items");
+            outcome.fail(&all);
+            return Vec::new();
+        }
+    };
+    entries
+        .into_iter()
+        .zip(slots)
+        .filter_map(|((i, entry), s)| {
+            let current = items.get(s).and_then(Option::as_ref);
+            if is_current(&entry, current) {
+                Some((i, entry))
+            } else {
+                usher_sdk::debug!(message_id = outcome.ids(&[i]), key = entry.key;
+                    "stale change dropped: a newer write replicates itself");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Merges valid changes that are the same write (same op and key: at most
+/// one write per key can be current), keeping the first one's image.
+fn group(valid: Vec<(usize, Entry)>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: BTreeMap<(Op, String), usize> = BTreeMap::new();
+    for (i, entry) in valid {
+        let id = (entry.op, entry.key.to_string());
+        match index.get(&id) {
+            Some(&g) => groups[g].messages.push(i),
+            None => {
+                index.insert(id, groups.len());
+                groups.push(Group {
+                    entry,
+                    messages: vec![i],
+                });
+            }
+        }
+    }
+    groups
+}
+
+fn chunk_messages(chunk: &[Group]) -> Vec<usize> {
+    chunk
+        .iter()
+        .flat_map(|g| g.messages.iter().copied())
+        .collect()
+}
+
+/// Posts one chunk; on a non-2xx answer or a call error fails its messages.
+fn post_ok(
+    ports: &mut impl Ports,
+    settings: &Settings,
+    path: &str,
+    body: &Value,
+    outcome: &mut Outcome<'_>,
+    chunk: &[Group],
+) -> bool {
+    match ports.post(&settings.service, path, body) {
+        Ok(r) if r.is_success() => true,
+        Ok(r) => {
+            let indices = chunk_messages(chunk);
+            usher_sdk::warn!(path = path, status = r.status, message_ids = outcome.ids(&indices);
+                "entry service refused a chunk");
+            outcome.fail(&indices);
+            false
+        }
+        Err(e) => {
+            let indices = chunk_messages(chunk);
+            usher_sdk::warn!(path = path, error = e, message_ids = outcome.ids(&indices);
+                "entry service call failed");
+            outcome.fail(&indices);
+            false
+        }
+    }
+}
+
+fn refresh_scores(
+    ports: &mut impl Ports,
+    settings: &Settings,
+    upserted: &[&Group],
+    outcome: &mut Outcome<'_>,
+) {
+    // Each fan once, with every message that upserted it.
+    let mut fans: Vec<(&Fan, Vec<usize>)> = Vec::new();
+    for group in upserted {
+        match fans.iter_mut().find(|(f, _)| *f == &group.entry.fan) {
+            Some((_, indices)) => indices.extend(group.messages.iter().copied()),
+            None => fans.push((&group.entry.fan, group.messages.clone())),
+        }
+    }
+    for chunk in fans.chunks(CHUNK_SIZE) {
+        let body = json!({"fans": chunk.iter().map(|(f, _)| f).collect::<Vec<_>>()});
+        let reason = match ports.post(&settings.service, "/scores/refresh", &body) {
+            Ok(r) if r.is_success() => continue,
+            Ok(r) => format!("status {}", r.status),
+            Err(e) => e.to_string(),
+        };
+        usher_sdk::warn!(fans = chunk.len(), reason = reason, queue = settings.retry_queue;
+            "score refresh failed; queueing retries");
+        queue_retries(ports, settings, chunk, outcome);
+    }
+}
+
+fn queue_retries(
+    ports: &mut impl Ports,
+    settings: &Settings,
+    chunk: &[(&Fan, Vec<usize>)],
+    outcome: &mut Outcome<'_>,
+) {
+    let mut sendable: Vec<&(&Fan, Vec<usize>)> = Vec::new();
+    let mut messages = Vec::new();
+    for item in chunk {
+        match Outgoing::json(item.0) {
+            Ok(m) => {
+                messages.push(m);
+                sendable.push(item);
+            }
+            Err(e) => {
+                usher_sdk::warn!(error = e; "cannot encode a score retry");
+                outcome.fail(&item.1);
+            }
+        }
+    }
+    if messages.is_empty() {
+        return;
+    }
+    match ports.send_batch(&settings.retry_queue, &messages) {
+        Ok(results) => {
+            for (n, (_, indices)) in sendable.into_iter().enumerate() {
+                match results.get(n) {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        usher_sdk::warn!(message_ids = outcome.ids(indices), error = e;
+                            "queueing a score retry failed");
+                        outcome.fail(indices);
+                    }
+                    None => {
+                        usher_sdk::warn!(message_ids = outcome.ids(indices);
+                            "no send result for a score retry");
+                        outcome.fail(indices);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            for (_, indices) in sendable {
+                usher_sdk::warn!(message_ids = outcome.ids(indices), error = e;
+                    "queueing score retries failed");
+                outcome.fail(indices);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,515 @@
+use std::collections::HashMap;
+
+use serde_json::json;
+use usher_sdk::queue::Outgoing;
+use usher_sdk::services::Response;
+use usher_sdk::table::Condition;
+use usher_sdk::{Error, Message, Value};
+
+use super::*;
+
+/// How the fake answers one call.
+#[derive(Clone, Copy)]
+enum Answer {
+    Status(u16),
+    Error,
+}
+
+#[derive(Default)]
+struct Fake {
+    /// The table: key JSON text → item.
+    items: HashMap<String, Value>,
+    batch_get_fails: bool,
+    batch_gets: Vec<Vec<Value>>,
+    /// (path, nth call to that path) → answer; default 200.
+    answers: HashMap<(String, usize), Answer>,
+    posts: Vec<(String, String, Value)>,
+    /// key JSON text → "condition" | "error"; default success.
+    update_answers: HashMap<String, &'static str>,
+    updates: Vec<(String, Value, Value, Condition)>,
+    send_fails: bool,
+    /// Indices (within one send) whose send fails.
+    send_item_fails: Vec<usize>,
+    sends: Vec<(String, Vec<Outgoing>)>,
+}
+
+impl Fake {
+    fn with_item(mut self, item: Value) -> Self {
+        let key = json!({"PK": item["PK"], "SK": item["SK"]});
+        self.items.insert(key.to_string(), item);
+        self
+    }
+
+    fn answer(mut self, path: &str, nth: usize, answer: Answer) -> Self {
+        self.answers.insert((path.to_string(), nth), answer);
+        self
+    }
+
+    fn posts_to(&self, path: &str) -> Vec<&Value> {
+        self.posts
+            .iter()
+            .filter(|(_, p, _)| p == path)
+            .map(|(_, _, b)| b)
+            .collect()
+    }
+}
+
+impl Ports for Fake {
+    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>> {
+        assert_eq!(table, "demand-table");
+        self.batch_gets.push(keys.to_vec());
+        if self.batch_get_fails {
+            return Err(Error::Unavailable("table down".into()));
+        }
+        Ok(keys
+            .iter()
+            .map(|k| self.items.get(&k.to_string()).cloned())
+            .collect())
+    }
+
+    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response> {
+        assert_eq!(service, "entries");
+        let nth = self.posts.iter().filter(|(_, p, _)| p == path).count();
+        self.posts
+            .push((service.to_string(), path.to_string(), body.clone()));
+        match self
+            .answers
+            .get(&(path.to_string(), nth))
+            .copied()
+            .unwrap_or(Answer::Status(200))
+        {
+            Answer::Status(status) => Ok(Response {
+                status,
+                headers: vec![],
+                body: String::new(),
+            }),
+            Answer::Error => Err(Error::Unavailable("connection refused".into())),
+        }
+    }
+
+    fn update(
+        &mut self,
+        table: &str,
+        key: &Value,
+        set: &Value,
+        condition: Condition,
+    ) -> usher_sdk::Result<()> {
+        self.updates
+            .push((table.to_string(), key.clone(), set.clone(), condition));
+        match self.update_answers.get(&key.to_string()) {
+            Some(&"condition") => Err(Error::ConditionFailed("version".into())),
+            Some(_) => Err(Error::Throttled("slow down".into())),
+            None => Ok(()),
+        }
+    }
+
+    fn send_batch(
+        &mut self,
+        queue: &str,
+        messages: &[Outgoing],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
+        self.sends.push((queue.to_string(), messages.to_vec()));
+        if self.send_fails {
+            return Err(Error::Denied("queue".into()));
+        }
+        Ok((0..messages.len())
+            .map(|i| {
+                if self.send_item_fails.contains(&i) {
+                    Err(Error::Unavailable("sqs".into()))
+                } else {
+                    Ok(format!("mid-{i}"))
+                }
+            })
+            .collect())
+    }
+}
+
+fn item(c: &str, u: &str, version: i64) -> Value {
+    json!({
+        "PK": format!("ENTRY#{c}#{u}"), "SK": "ENTRY",
+        "campaignId": c, "globalUserId": u,
+        "entry": {"fields": {"zip": "10001"}}, "verdict": "PENDING",
+        "needsReplication": true, "version": version,
+        "createdAt": "2024-01-01T00:00:00Z", "updatedAt": format!("2024-01-0{}T00:00:00Z", version.clamp(1, 9)),
+    })
+}
+
+fn keys(c: &str, u: &str) -> Value {
+    json!({"PK": format!("ENTRY#{c}#{u}"), "SK": "ENTRY"})
+}
+
+fn change(kind: &str, new_image: Option<Value>, old_image: Option<Value>, key: Value) -> String {
+    json!({
+        "table": "demand-table", "eventName": kind, "keys": key,
+        "newImage": new_image, "oldImage": old_image,
+        "sequenceNumber": "100", "timestampMs": 1,
+    })
+    .to_string()
+}
+
+fn put_msg(id: &str, c: &str, u: &str, version: i64) -> Message {
+    Message::new(
+        id,
+        change("MODIFY", Some(item(c, u, version)), None, keys(c, u)),
+    )
+}
+
+fn delete_msg(id: &str, c: &str, u: &str) -> Message {
+    Message::new(id, change("REMOVE", None, Some(item(c, u, 1)), keys(c, u)))
+}
+
+fn run(fake: &mut Fake, messages: &[Message]) -> BatchResult {
+    process(fake, &Settings::default(), messages)
+}
+
+fn counts(r: &BatchResult) -> (u32, u32, u32) {
+    (r.received, r.processed, r.failed)
+}
+
+#[test]
+fn normalize_put_and_delete() {
+    let e = normalize(&put_msg("m", "c1", "u1", 2).body).expect("put");
+    assert_eq!(e.op, Op::Put);
+    assert_eq!(e.key, keys("c1", "u1"));
+    assert_eq!(e.fan.campaign_id, "c1");
+    assert_eq!(e.image["version"], 2);
+    let e = normalize(&delete_msg("m", "c1", "u1").body).expect("delete");
+    assert_eq!(e.op, Op::Delete);
+    assert_eq!(e.fan.global_user_id, "u1");
+}
+
+#[test]
+fn normalize_derives_the_key_when_the_record_has_none() {
+    let mut image = item("c1", "u1", 1);
+    let expected = keys("c1", "u1");
+    let e = normalize(&change("INSERT", Some(image.clone()), None, json!({}))).expect("put");
+    assert_eq!(e.key, expected);
+    if let Some(o) = image.as_object_mut() {
+        o.remove("PK");
+        o.remove("SK");
+    }
+    let e = normalize(&change("INSERT", Some(image), None, Value::Null)).expect("put");
+    assert_eq!(e.key, expected);
+}
+
+#[test]
+fn normalize_rejects_bad_messages() {
+    assert!(matches!(
+        normalize("not json"),
+        Err(NormalizeError::NotAChange(_))
+    ));
+    assert!(matches!(
+        normalize(r#"{"eventName":"UPSERT"}"#),
+        Err(NormalizeError::NotAChange(_))
+    ));
+    assert!(matches!(
+        normalize(&change(
+            "MODIFY",
+            None,
+            Some(item("c", "u", 1)),
+            keys("c", "u")
+        )),
+        Err(NormalizeError::MissingImage("MODIFY", "newImage"))
+    ));
+    assert!(matches!(
+        normalize(&change(
+            "REMOVE",
+            Some(item("c", "u", 1)),
+            None,
+            keys("c", "u")
+        )),
+        Err(NormalizeError::MissingImage("REMOVE", "oldImage"))
+    ));
+    assert!(matches!(
+        normalize(&change(
+            "INSERT",
+            Some(json!({"PK": "X", "campaignId": "c"})),
+            None,
+            keys("c", "u")
+        )),
+        Err(NormalizeError::NotAnEntry("newImage"))
+    ));
+}
+
+#[test]
+fn current_put_is_upserted_unflagged_and_scored() {
+    let mut fake = Fake::default().with_item(item("c1", "u1", 3));
+    let r = run(&mut fake, &[put_msg("m1", "c1", "u1", 3)]);
+    assert!(r.failures.is_empty());
+    assert_eq!(counts(&r), (1, 1, 0));
+    assert_eq!(fake.batch_gets, vec![vec![keys("c1", "u1")]]);
+    assert_eq!(
+        fake.posts_to("/entries/batch-upsert"),
+        vec![&json!({"entries": [item("c1", "u1", 3)]})]
+    );
+    assert_eq!(
+        fake.updates,
+        vec![(
+            "demand-table".to_string(),
+            keys("c1", "u1"),
+            json!({"needsReplication": false}),
+            Condition::AttributeEquals("version".into(), json!(3)),
+        )]
+    );
+    assert_eq!(
+        fake.posts_to("/scores/refresh"),
+        vec![&json!({"fans": [{"campaignId": "c1", "globalUserId": "u1"}]})]
+    );
+    assert!(fake.sends.is_empty());
+}
+
+#[test]
+fn stale_puts_are_dropped_as_processed() {
+    // The table moved on to version 4, or the item is gone.
+    let mut fake = Fake::default().with_item(item("c1", "u1", 4));
+    let r = run(
+        &mut fake,
+        &[put_msg("m1", "c1", "u1", 3), put_msg("m2", "c2", "u2", 1)],
+    );
+    assert!(r.failures.is_empty());
+    assert_eq!(counts(&r), (2, 2, 0));
+    assert!(fake.posts.is_empty());
+    assert!(fake.updates.is_empty());
+}
+
+#[test]
+fn without_version_updated_at_decides() {
+    let strip = |mut v: Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("version");
+        }
+        v
+    };
+    let current = strip(item("c1", "u1", 2));
+    let mut fake = Fake::default().with_item(current.clone());
+    let fresh = Message::new(
+        "m1",
+        change("MODIFY", Some(current.clone()), None, keys("c1", "u1")),
+    );
+    let stale = Message::new(
+        "m2",
+        change(
+            "MODIFY",
+            Some(strip(item("c1", "u1", 1))),
+            None,
+            keys("c1", "u1"),
+        ),
+    );
+    let r = run(&mut fake, &[fresh, stale]);
+    assert_eq!(counts(&r), (2, 2, 0));
+    assert_eq!(
+        fake.posts_to("/entries/batch-upsert"),
+        vec![&json!({"entries": [current.clone()]})]
+    );
+    assert_eq!(
+        fake.updates[0].3,
+        Condition::AttributeEquals("updatedAt".into(), current["updatedAt"].clone())
+    );
+}
+
+#[test]
+fn deletes_replicate_only_while_the_item_is_gone() {
+    // u1 is gone (valid delete); u2 was re-created (stale delete).
+    let mut fake = Fake::default().with_item(item("c1", "u2", 1));
+    let r = run(
+        &mut fake,
+        &[delete_msg("m1", "c1", "u1"), delete_msg("m2", "c1", "u2")],
+    );
+    assert_eq!(counts(&r), (2, 2, 0));
+    assert_eq!(
+        fake.posts_to("/entries/batch-delete"),
+        vec![&json!({"keys": [{"campaignId": "c1", "globalUserId": "u1"}]})]
+    );
+    assert!(fake.posts_to("/entries/batch-upsert").is_empty());
+    assert!(fake.posts_to("/scores/refresh").is_empty());
+    assert!(fake.updates.is_empty());
+}
+
+#[test]
+fn malformed_messages_fail_alone() {
+    let mut fake = Fake::default().with_item(item("c1", "u1", 1));
+    let r = run(
+        &mut fake,
+        &[
+            Message::new("bad-json", "{nope"),
+            Message::new("no-image", change("INSERT", None, None, keys("c1", "u1"))),
+            put_msg("good", "c1", "u1", 1),
+        ],
+    );
+    assert_eq!(r.failures, vec!["bad-json", "no-image"]);
+    assert_eq!(counts(&r), (3, 1, 2));
+    assert_eq!(fake.posts_to("/entries/batch-upsert").len(), 1);
+}
+
+#[test]
+fn two_changes_of_one_entry_in_a_batch() {
+    // v1 then v2 of the same entry; the table holds v2: only v2 is current.
+    let mut fake = Fake::default().with_item(item("c1", "u1", 2));
+    let r = run(
+        &mut fake,
+        &[put_msg("m1", "c1", "u1", 1), put_msg("m2", "c1", "u1", 2)],
+    );
+    assert_eq!(counts(&r), (2, 2, 0));
+    // One batch_get, each key once.
+    assert_eq!(fake.batch_gets, vec![vec![keys("c1", "u1")]]);
+    assert_eq!(
+        fake.posts_to("/entries/batch-upsert"),
+        vec![&json!({"entries": [item("c1", "u1", 2)]})]
+    );
+    assert_eq!(fake.updates.len(), 1);
+}
+
+#[test]
+fn a_redelivered_change_is_replicated_once() {
+    let mut fake = Fake::default().with_item(item("c1", "u1", 2));
+    let r = run(
+        &mut fake,
+        &[put_msg("m1", "c1", "u1", 2), put_msg("m2", "c1", "u1", 2)],
+    );
+    assert_eq!(counts(&r), (2, 2, 0));
+    assert_eq!(
+        fake.posts_to("/entries/batch-upsert")[0]["entries"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(fake.updates.len(), 1);
+}
+
+#[test]
+fn a_put_and_a_delete_of_one_entry() {
+    // Deleted after the put: the delete is current, the put is stale.
+    let mut fake = Fake::default();
+    let r = run(
+        &mut fake,
+        &[put_msg("m1", "c1", "u1", 1), delete_msg("m2", "c1", "u1")],
+    );
+    assert_eq!(counts(&r), (2, 2, 0));
+    assert!(fake.posts_to("/entries/batch-upsert").is_empty());
+    assert_eq!(fake.posts_to("/entries/batch-delete").len(), 1);
+}
+
+#[test]
+fn chunks_of_25_and_a_failed_chunk_fails_only_its_messages() {
+    let mut fake = Fake::default().answer("/entries/batch-upsert", 1, Answer::Status(500));
+    let mut messages = Vec::new();
+    for n in 0..60 {
+        let u = format!("u{n:02}");
+        fake = fake.with_item(item("c1", &u, 1));
+        messages.push(put_msg(&format!("m{n:02}"), "c1", &u, 1));
+    }
+    let r = run(&mut fake, &messages);
+    let sizes: Vec<usize> = fake
+        .posts_to("/entries/batch-upsert")
+        .iter()
+        .map(|b| b["entries"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(sizes, vec![25, 25, 10]);
+    let expected: Vec<String> = (25..50).map(|n| format!("m{n:02}")).collect();
+    assert_eq!(r.failures, expected);
+    assert_eq!(counts(&r), (60, 35, 25));
+    // Only the 35 upserted entries are unflagged and refreshed (25 + 10).
+    assert_eq!(fake.updates.len(), 35);
+    let refresh: Vec<usize> = fake
+        .posts_to("/scores/refresh")
+        .iter()
+        .map(|b| b["fans"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(refresh, vec![25, 10]);
+}
+
+#[test]
+fn a_failed_delete_call_fails_its_chunk() {
+    let mut fake = Fake::default().answer("/entries/batch-delete", 0, Answer::Error);
+    let r = run(
+        &mut fake,
+        &[delete_msg("m1", "c1", "u1"), delete_msg("m2", "c1", "u2")],
+    );
+    assert_eq!(r.failures, vec!["m1", "m2"]);
+    assert_eq!(counts(&r), (2, 0, 2));
+}
+
+#[test]
+fn an_unreadable_table_fails_every_normalized_message() {
+    let mut fake = Fake {
+        batch_get_fails: true,
+        ..Fake::default()
+    };
+    let r = run(
+        &mut fake,
+        &[
+            put_msg("m1", "c1", "u1", 1),
+            Message::new("m2", "[]"),
+            delete_msg("m3", "c1", "u3"),
+        ],
+    );
+    assert_eq!(r.failures, vec!["m1", "m2", "m3"]);
+    assert_eq!(counts(&r), (3, 0, 3));
+    assert!(fake.posts.is_empty());
+}
+
+#[test]
+fn unflag_condition_failed_is_fine_other_errors_fail() {
+    let mut fake = Fake::default()
+        .with_item(item("c1", "u1", 1))
+        .with_item(item("c1", "u2", 1));
+    fake.update_answers
+        .insert(keys("c1", "u1").to_string(), "condition");
+    fake.update_answers
+        .insert(keys("c1", "u2").to_string(), "error");
+    let r = run(
+        &mut fake,
+        &[put_msg("m1", "c1", "u1", 1), put_msg("m2", "c1", "u2", 1)],
+    );
+    assert_eq!(r.failures, vec!["m2"]);
+    assert_eq!(counts(&r), (2, 1, 1));
+}
+
+#[test]
+fn failed_score_refresh_queues_retries() {
+    let mut fake = Fake::default()
+        .with_item(item("c1", "u1", 1))
+        .with_item(item("c1", "u2", 1))
+        .answer("/scores/refresh", 0, Answer::Status(503));
+    fake.send_item_fails = vec![1];
+    let r = run(
+        &mut fake,
+        &[put_msg("m1", "c1", "u1", 1), put_msg("m2", "c1", "u2", 1)],
+    );
+    assert_eq!(fake.sends.len(), 1);
+    let (queue, sent) = &fake.sends[0];
+    assert_eq!(queue, "retry-score");
+    let bodies: Vec<Value> = sent
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).expect("json"))
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            json!({"campaignId": "c1", "globalUserId": "u1"}),
+            json!({"campaignId": "c1", "globalUserId": "u2"}),
+        ]
+    );
+    // Only the message whose retry could not be queued fails.
+    assert_eq!(r.failures, vec!["m2"]);
+    assert_eq!(counts(&r), (2, 1, 1));
+}
+
+#[test]
+fn failed_refresh_and_failed_send_fail_the_chunk() {
+    let mut fake =
+        Fake::default()
+            .with_item(item("c1", "u1", 1))
+            .answer("/scores/refresh", 0, Answer::Error);
+    fake.send_fails = true;
+    let r = run(&mut fake, &[put_msg("m1", "c1", "u1", 1)]);
+    assert_eq!(r.failures, vec!["m1"]);
+}
+
+#[test]
+fn empty_batch() {
+    let mut fake = Fake::default();
+    let r = run(&mut fake, &[]);
+    assert_eq!(counts(&r), (0, 0, 0));
+    assert!(fake.batch_gets.is_empty());
+}
