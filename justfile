@@ -1,0 +1,55 @@
+# Usher's verbs. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+root := justfile_directory()
+
+# Build caches live outside the clone; override with `just cache=DIR …`.
+cache := env("USHER_CACHE", home_directory() / ".cache/usher")
+
+# The guest workspace's own target dir (never the host's, so the two builds
+# do not fight over one cargo lock).
+components_target := cache / "components-target"
+
+# Paths in the guest binaries do not depend on where the repo is cloned.
+wasm_rustflags := "--remap-path-prefix=" + root + "=/usher --remap-path-prefix=" + home_directory() / ".cargo" + "=/cargo"
+
+default:
+    @just --list
+
+# Build every component (release, wasm32-wasip2) into build/components/<domain>/<worker>.wasm.
+build-components:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
+    CARGO_TARGET_DIR="{{components_target}}" RUSTFLAGS="{{wasm_rustflags}}" \
+        cargo build --manifest-path components/Cargo.toml --workspace --release --target wasm32-wasip2
+    rm -rf build/components
+    for manifest in components/*/*/Cargo.toml; do
+        dir="$(dirname "$manifest")"
+        worker="$(basename "$dir")"
+        domain="$(basename "$(dirname "$dir")")"
+        artifact="{{components_target}}/wasm32-wasip2/release/${worker//-/_}.wasm"
+        if [[ ! -f "$artifact" ]]; then
+            echo "error: no $artifact for $dir (the crate must be named after its folder)" >&2
+            exit 1
+        fi
+        mkdir -p "build/components/$domain"
+        cp "$artifact" "build/components/$domain/$worker.wasm"
+    done
+    find build/components -name '*.wasm' -printf '%-50p %8s bytes\n' | sort
+
+# Run the native unit tests of the sdk and of every component.
+test-components:
+    cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo test --workspace
+    cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo test -p usher-sdk
+
+# The sdk is linted from the root workspace: clippy lints workspace members only.
+
+# Check formatting and run clippy (native and wasm32-wasip2) on the components and the sdk.
+lint-components:
+    cd "{{root}}/components" && cargo fmt --all -- --check
+    cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy --workspace --all-targets -- -D warnings
+    cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy --workspace --all-targets --target wasm32-wasip2 -- -D warnings
+    cd "{{root}}" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy -p usher-sdk --all-targets -- -D warnings
+    cd "{{root}}" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy -p usher-sdk --all-targets --target wasm32-wasip2 -- -D warnings
