@@ -44,11 +44,14 @@ test-components:
     cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo test --workspace
     cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo test -p usher-sdk
 
-# The sdk is linted from the root workspace: clippy lints workspace members only.
+# Neither `cargo fmt --all` here (it follows ../sdk into the root workspace and
+# formats the host crates) nor clippy from components/ (it lints workspace
+# members only) covers the sdk the right way, so it gets its own lines.
 
 # Check formatting and run clippy (native and wasm32-wasip2) on the components and the sdk.
 lint-components:
-    cd "{{root}}/components" && cargo fmt --all -- --check
+    cd "{{root}}/components" && cargo fmt -- --check
+    rustfmt --check --edition 2021 "{{root}}/sdk/src/lib.rs"
     cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy --workspace --all-targets -- -D warnings
     cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy --workspace --all-targets --target wasm32-wasip2 -- -D warnings
     cd "{{root}}" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy -p usher-sdk --all-targets -- -D warnings
