@@ -1,0 +1,375 @@
+//! The backend traits every capability is implemented over.
+//!
+//! Backends know nothing of WebAssembly or grants: they receive requests that
+//! the capability layer has already checked against the calling worker's
+//! grant, and they answer with plain Rust values. Each trait has an embedded
+//! implementation (`usher-backend-embedded`) and a real one (AWS, Kafka,
+//! Redis, HTTP).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::CapError;
+
+/// A condition a table write must satisfy, checked atomically with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// No item with the key exists.
+    NotExists,
+    /// An item with the key exists.
+    Exists,
+    /// An item exists and its attribute equals the value.
+    AttributeEquals(String, Value),
+}
+
+impl Condition {
+    /// Whether `current` (the item as it is now, if any) satisfies the condition.
+    pub fn holds(&self, current: Option<&Value>) -> bool {
+        match self {
+            Condition::NotExists => current.is_none(),
+            Condition::Exists => current.is_some(),
+            Condition::AttributeEquals(name, expected) => {
+                current.and_then(|item| item.get(name)) == Some(expected)
+            }
+        }
+    }
+}
+
+/// One write of a table batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOp {
+    /// Create or replace the item.
+    Put(Value),
+    /// Delete the item with this key.
+    Delete(Value),
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    /// Items in sort-key order.
+    pub items: Vec<Value>,
+    /// The key to continue after, when more items remain.
+    pub next: Option<Value>,
+}
+
+/// DynamoDB-shaped tables of JSON items.
+#[async_trait]
+pub trait TableBackend: Send + Sync {
+    /// Reads one item.
+    async fn get(&self, table: &str, key: &Value) -> Result<Option<Value>, CapError>;
+    /// Reads many items, one answer per key in order.
+    async fn batch_get(&self, table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, CapError>;
+    /// Creates or replaces an item.
+    async fn put(
+        &self,
+        table: &str,
+        item: Value,
+        condition: Option<Condition>,
+    ) -> Result<(), CapError>;
+    /// Sets and removes attributes; returns the item after the update.
+    async fn update(
+        &self,
+        table: &str,
+        key: &Value,
+        set: Map<String, Value>,
+        remove: &[String],
+        condition: Option<Condition>,
+    ) -> Result<Value, CapError>;
+    /// Deletes an item.
+    async fn delete(
+        &self,
+        table: &str,
+        key: &Value,
+        condition: Option<Condition>,
+    ) -> Result<(), CapError>;
+    /// Items of one partition by sort-key prefix.
+    async fn query(
+        &self,
+        table: &str,
+        partition: &Value,
+        sort_prefix: Option<&str>,
+        limit: u32,
+        start_after: Option<&Value>,
+    ) -> Result<Page, CapError>;
+    /// Many writes; one result per write in order.
+    async fn batch_write(
+        &self,
+        table: &str,
+        writes: Vec<WriteOp>,
+    ) -> Result<Vec<Result<(), CapError>>, CapError>;
+}
+
+/// A message to send to a queue or publish to a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutgoingMessage {
+    /// The body.
+    pub body: String,
+    /// Message attributes.
+    pub attributes: Vec<(String, String)>,
+    /// Delay before the message becomes visible (queues only).
+    pub delay_seconds: Option<u32>,
+}
+
+/// SQS-shaped queues.
+#[async_trait]
+pub trait QueueBackend: Send + Sync {
+    /// Sends messages; one result (the message id) per message in order.
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, CapError>>, CapError>;
+}
+
+/// SNS-shaped topics.
+#[async_trait]
+pub trait TopicBackend: Send + Sync {
+    /// Publishes messages; one result (the message id) per message in order.
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, CapError>>, CapError>;
+}
+
+/// Facts about a stored object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// The object's key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entity tag.
+    pub etag: String,
+}
+
+/// A large object being written in parts.
+#[async_trait]
+pub trait ObjectWriter: Send + Sync {
+    /// Appends bytes.
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), CapError>;
+    /// Completes the object and makes it visible.
+    async fn finish(self: Box<Self>) -> Result<ObjectInfo, CapError>;
+    /// Abandons the object; nothing becomes visible.
+    async fn abort(self: Box<Self>);
+}
+
+/// S3-shaped object storage.
+#[async_trait]
+pub trait ObjectBackend: Send + Sync {
+    /// Stores a whole object.
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Result<ObjectInfo, CapError>;
+    /// Reads a whole object.
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, CapError>;
+    /// Lists objects under a prefix in key order.
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<ObjectInfo>, CapError>;
+    /// Starts a multipart write.
+    async fn open_writer(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: Option<&str>,
+    ) -> Result<Box<dyn ObjectWriter>, CapError>;
+}
+
+/// One record for an event stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Partitioning key.
+    pub key: Option<String>,
+    /// Payload.
+    pub value: Vec<u8>,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Where a produced record was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+}
+
+/// Kafka-shaped event streams.
+#[async_trait]
+pub trait EventBackend: Send + Sync {
+    /// Produces records; one delivery report per record in order.
+    async fn produce(
+        &self,
+        topic: &str,
+        events: Vec<Event>,
+    ) -> Result<Vec<Result<Delivery, CapError>>, CapError>;
+}
+
+/// A key/value cache with expiry.
+#[async_trait]
+pub trait CacheBackend: Send + Sync {
+    /// Reads a key.
+    async fn get(&self, key: &str) -> Result<Option<String>, CapError>;
+    /// Writes a key with an optional time to live.
+    async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CapError>;
+    /// Removes a key.
+    async fn delete(&self, key: &str) -> Result<(), CapError>;
+}
+
+/// HTTP method of a service call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+impl Method {
+    /// The method's name, upper case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// A call to a named internal service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    /// The service name.
+    pub service: String,
+    /// Method.
+    pub method: Method,
+    /// Path and query below the service's base URL.
+    pub path: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Option<String>,
+    /// The invocation's correlation id, sent as `X-Correlation-Id`.
+    pub correlation_id: String,
+}
+
+/// A service's final answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+}
+
+/// Internal HTTP services.
+#[async_trait]
+pub trait ServiceBackend: Send + Sync {
+    /// Calls a service (retrying transient failures) and returns its final answer.
+    async fn call(&self, request: ServiceRequest) -> Result<ServiceResponse, CapError>;
+}
+
+/// A container format of the codec capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Avro object container.
+    Avro,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// Native container encoding.
+#[async_trait]
+pub trait CodecBackend: Send + Sync {
+    /// Encodes records following an Avro schema.
+    async fn encode(
+        &self,
+        format: Format,
+        schema: &Value,
+        records: Vec<Value>,
+    ) -> Result<Vec<u8>, CapError>;
+}
+
+/// Direct invocation of other workers.
+#[async_trait]
+pub trait WorkerInvoker: Send + Sync {
+    /// Invokes a worker and waits for its answer.
+    async fn invoke(
+        &self,
+        worker: &str,
+        payload: Value,
+        correlation_id: &str,
+    ) -> Result<Value, CapError>;
+    /// Queues an invocation without waiting.
+    async fn invoke_async(
+        &self,
+        worker: &str,
+        payload: Value,
+        correlation_id: &str,
+    ) -> Result<(), CapError>;
+}
+
+/// One implementation per capability: what a host process wires its workers to.
+#[derive(Clone)]
+pub struct Backends {
+    /// Tables.
+    pub table: Arc<dyn TableBackend>,
+    /// Queues.
+    pub queue: Arc<dyn QueueBackend>,
+    /// Topics.
+    pub topic: Arc<dyn TopicBackend>,
+    /// Objects.
+    pub objects: Arc<dyn ObjectBackend>,
+    /// Event streams.
+    pub events: Arc<dyn EventBackend>,
+    /// Cache.
+    pub cache: Arc<dyn CacheBackend>,
+    /// Internal services.
+    pub services: Arc<dyn ServiceBackend>,
+    /// Codec.
+    pub codec: Arc<dyn CodecBackend>,
+    /// Other workers.
+    pub workers: Arc<dyn WorkerInvoker>,
+}
+
+/// The codec of a host built without container encoding: every call is
+/// answered with the guest-visible `unsupported` error naming the format.
+/// (Avro and Parquet encoders arrive with the change-data archive workers.)
+pub struct NoCodec;
+
+#[async_trait]
+impl CodecBackend for NoCodec {
+    async fn encode(&self, format: Format, _schema: &Value, _records: Vec<Value>) -> Result<Vec<u8>, CapError> {
+        Err(CapError::Unsupported(format!(
+            "{format:?} encoding is not available in this host build"
+        )))
+    }
+}

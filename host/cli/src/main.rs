@@ -1,0 +1,112 @@
+//! `usher`: push, promote, roll back and list worker components; invoke a
+//! worker once on the embedded backends; pin freshly built components.
+
+mod invoke;
+mod services;
+mod store_cmds;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Usher: event-driven workers as WebAssembly components.
+#[derive(Parser)]
+#[command(name = "usher", version, about)]
+struct Cli {
+    /// The registry folder (worker YAML files and resources.yaml).
+    #[arg(long, global = true, env = "USHER_REGISTRY", default_value = "workers")]
+    registry: PathBuf,
+    /// The component store folder.
+    #[arg(long, global = true, env = "USHER_STORE", default_value = ".usher/store")]
+    store: PathBuf,
+    /// The release environment.
+    #[arg(long, global = true, env = "USHER_ENV", default_value = "dev")]
+    env: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Uploads a component for a worker as a new version (checked against
+    /// the worker's registry entry, and precompiled).
+    Push {
+        /// The worker, e.g. `replication/save-entries`.
+        worker: String,
+        /// The component file.
+        file: PathBuf,
+        /// The version to record it as.
+        #[arg(long)]
+        version: semver::Version,
+    },
+    /// Makes a pushed version the live one.
+    Promote {
+        /// The worker.
+        worker: String,
+        /// The version.
+        version: semver::Version,
+    },
+    /// Makes the previously live version live again.
+    Rollback {
+        /// The worker.
+        worker: String,
+    },
+    /// Lists workers, their versions and digests, and which is live.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs one invocation on the embedded backends and prints the result JSON.
+    Invoke {
+        /// The worker.
+        worker: String,
+        /// The event file (JSON).
+        #[arg(long)]
+        event: PathBuf,
+        /// The data folder of the embedded backends.
+        #[arg(long, env = "USHER_DATA", default_value = ".usher/data")]
+        data: PathBuf,
+        /// Items to put into tables first: a JSON file `{"<table>": [item, …]}`.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+    },
+    /// Stores every built component of a folder (`<domain>/<worker>.wasm`)
+    /// and pins the registry's entries to their digests.
+    Pin {
+        /// The folder `just build-components` fills.
+        #[arg(long, default_value = "build/components")]
+        from: PathBuf,
+        /// The components' sources (their Cargo.toml versions are the versions pinned).
+        #[arg(long, default_value = "components")]
+        sources: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("USHER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let paths = store_cmds::Paths {
+        registry: cli.registry,
+        store: cli.store,
+        env: cli.env,
+    };
+    match cli.command {
+        Command::Push { worker, file, version } => store_cmds::push(&paths, &worker, &file, &version),
+        Command::Promote { worker, version } => store_cmds::promote(&paths, &worker, &version),
+        Command::Rollback { worker } => store_cmds::rollback(&paths, &worker),
+        Command::Ls { json } => store_cmds::ls(&paths, json),
+        Command::Pin { from, sources } => store_cmds::pin(&paths, &from, &sources),
+        Command::Invoke { worker, event, data, seed } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(invoke::run(&paths, &worker, &event, &data, seed.as_deref()))
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! What goes into and comes out of an invocation, in host terms
+//! (independent of the generated bindings, serializable for fixtures and
+//! `usher invoke`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One queue message handed to a batch-worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchMessage {
+    /// Message id (SQS `messageId`).
+    pub message_id: String,
+    /// Body.
+    pub body: String,
+    /// Message attributes.
+    #[serde(default)]
+    pub attributes: Vec<(String, String)>,
+    /// Receives so far, this one included.
+    #[serde(default = "one")]
+    pub receive_count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Counts a batch-worker reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Received.
+    pub received: u32,
+    /// Processed successfully.
+    pub processed: u32,
+    /// Failed.
+    pub failed: u32,
+}
+
+/// A batch-worker's answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchOutcome {
+    /// Ids of failed messages.
+    pub failures: Vec<String>,
+    /// Counts.
+    pub count: Counts,
+}
+
+/// The kind of a table change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChangeKind {
+    /// New item.
+    Insert,
+    /// Changed item.
+    Modify,
+    /// Deleted item.
+    Remove,
+}
+
+/// One table change handed to a stream-worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRecord {
+    /// The table.
+    pub table: String,
+    /// INSERT, MODIFY or REMOVE.
+    pub event_name: ChangeKind,
+    /// Key attributes.
+    pub keys: Value,
+    /// Item after the change.
+    #[serde(default)]
+    pub new_image: Option<Value>,
+    /// Item before the change.
+    #[serde(default)]
+    pub old_image: Option<Value>,
+    /// Sequence number.
+    pub sequence_number: String,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub timestamp_ms: u64,
+}
+
+/// A stream-worker's answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamOutcome {
+    /// Sequence numbers of failed records.
+    pub failures: Vec<String>,
+}
+
+/// A typed failure of an invoke-worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvokeFailure {
+    /// Machine-readable type.
+    pub kind: String,
+    /// Message.
+    pub message: String,
+}
+
+/// One schedule tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tick {
+    /// Schedule name.
+    pub schedule: String,
+    /// When it was due (RFC 3339).
+    pub scheduled_time: String,
+}
+
+/// An HTTP request for an http-worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    /// Method, upper case.
+    pub method: String,
+    /// Path below the worker's route.
+    pub path: String,
+    /// Query string without `?`.
+    #[serde(default)]
+    pub query: String,
+    /// Headers.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    #[serde(default)]
+    pub body: Vec<u8>,
+}
+
+/// An http-worker's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// The input of one invocation; its variant must match the worker's world.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "event", rename_all = "snake_case")]
+pub enum Input {
+    /// For a batch-worker.
+    Batch(Vec<BatchMessage>),
+    /// For a stream-worker.
+    Stream(Vec<ChangeRecord>),
+    /// For an invoke-worker.
+    Invoke(Value),
+    /// For a scheduled-worker.
+    Scheduled(Tick),
+    /// For an http-worker.
+    Http(HttpRequest),
+}
+
+/// The answer of one invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "result", rename_all = "snake_case")]
+pub enum Output {
+    /// From a batch-worker.
+    Batch(BatchOutcome),
+    /// From a stream-worker.
+    Stream(StreamOutcome),
+    /// From an invoke-worker.
+    Invoke(Result<Value, InvokeFailure>),
+    /// From a scheduled-worker.
+    Scheduled(Result<Value, String>),
+    /// From an http-worker.
+    Http(HttpResponse),
+}
+
+impl Input {
+    /// The world that can take this input.
+    pub fn world(&self) -> usher_registry::WorldKind {
+        use usher_registry::WorldKind;
+        match self {
+            Input::Batch(_) => WorldKind::Batch,
+            Input::Stream(_) => WorldKind::Stream,
+            Input::Invoke(_) => WorldKind::Invoke,
+            Input::Scheduled(_) => WorldKind::Scheduled,
+            Input::Http(_) => WorldKind::Http,
+        }
+    }
+
+    /// How many records the input carries.
+    pub fn len(&self) -> usize {
+        match self {
+            Input::Batch(m) => m.len(),
+            Input::Stream(c) => c.len(),
+            _ => 1,
+        }
+    }
+
+    /// Whether the input carries no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The answer that fails every record of this input, for an invocation
+    /// that trapped or ran out of time: batches report every message failed,
+    /// streams every sequence number, the others a typed error.
+    pub fn fail_all(&self, reason: &str) -> Output {
+        match self {
+            Input::Batch(messages) => Output::Batch(BatchOutcome {
+                failures: messages.iter().map(|m| m.message_id.clone()).collect(),
+                count: Counts {
+                    received: len_u32(messages.len()),
+                    processed: 0,
+                    failed: len_u32(messages.len()),
+                },
+            }),
+            Input::Stream(changes) => Output::Stream(StreamOutcome {
+                failures: changes.iter().map(|c| c.sequence_number.clone()).collect(),
+            }),
+            Input::Invoke(_) => Output::Invoke(Err(InvokeFailure {
+                kind: "WorkerFailed".into(),
+                message: reason.into(),
+            })),
+            Input::Scheduled(_) => Output::Scheduled(Err(reason.into())),
+            Input::Http(_) => Output::Http(HttpResponse {
+                status: 500,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: serde_json::json!({"error": reason}).to_string().into_bytes(),
+            }),
+        }
+    }
+}
+
+pub(crate) fn len_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Why an event file could not be read as an invocation input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventError(pub String);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SqsRecord {
+    message_id: String,
+    body: String,
+    #[serde(default)]
+    message_attributes: serde_json::Map<String, Value>,
+    #[serde(default)]
+    attributes: serde_json::Map<String, Value>,
+}
+
+impl Input {
+    /// Reads an event for a worker of `world` from JSON. Accepted shapes: the
+    /// tagged form `{"kind": "batch", "event": [...]}`; for batch-workers an
+    /// SQS event (`{"Records": [{"messageId", "body", "messageAttributes"}]}`)
+    /// or a bare list of messages; for stream-workers `{"Records": [change…]}`
+    /// or a bare list of changes; for invoke-workers any JSON payload; for
+    /// scheduled-workers a tick or an EventBridge scheduled event; for
+    /// http-workers a request. Errors name the record and the reason.
+    pub fn from_event_json(world: usher_registry::WorldKind, value: Value) -> Result<Input, EventError> {
+        use usher_registry::WorldKind;
+        if value.get("kind").is_some() && value.get("event").is_some() {
+            let input: Input = serde_json::from_value(value)
+                .map_err(|e| EventError(format!("not a valid tagged event: {e}")))?;
+            if input.world() != world {
+                return Err(EventError(format!(
+                    "the event is for a {} but the worker is a {}",
+                    input.world().world_name(),
+                    world.world_name()
+                )));
+            }
+            return Ok(input);
+        }
+        let records = |v: &Value| -> Option<Vec<Value>> {
+            match v {
+                Value::Array(items) => Some(items.clone()),
+                Value::Object(o) => o.get("Records").and_then(Value::as_array).cloned(),
+                _ => None,
+            }
+        };
+        match world {
+            WorldKind::Batch => {
+                let items = records(&value)
+                    .ok_or_else(|| EventError("a batch event needs a `Records` list or a list of messages".into()))?;
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        if item.get("messageId").is_some() {
+                            let r: SqsRecord = serde_json::from_value(item)
+                                .map_err(|e| EventError(format!("record {i}: not an SQS message: {e}")))?;
+                            let receive_count = r
+                                .attributes
+                                .get("ApproximateReceiveCount")
+                                .and_then(Value::as_str)
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(1);
+                            let attributes = r
+                                .message_attributes
+                                .iter()
+                                .filter_map(|(k, v)| {
+                                    v.get("stringValue").and_then(Value::as_str).map(|s| (k.clone(), s.to_string()))
+                                })
+                                .collect();
+                            Ok(BatchMessage { message_id: r.message_id, body: r.body, attributes, receive_count })
+                        } else {
+                            serde_json::from_value(item).map_err(|e| EventError(format!("record {i}: not a message: {e}")))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Input::Batch)
+            }
+            WorldKind::Stream => {
+                let items = records(&value)
+                    .ok_or_else(|| EventError("a stream event needs a `Records` list or a list of changes".into()))?;
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        serde_json::from_value(item).map_err(|e| EventError(format!("record {i}: not a change record: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Input::Stream)
+            }
+            WorldKind::Invoke => Ok(Input::Invoke(value)),
+            WorldKind::Scheduled => {
+                if let Some(time) = value.get("time").and_then(Value::as_str) {
+                    let schedule = value
+                        .get("resources")
+                        .and_then(Value::as_array)
+                        .and_then(|r| r.first())
+                        .and_then(Value::as_str)
+                        .unwrap_or("schedule")
+                        .to_string();
+                    return Ok(Input::Scheduled(Tick { schedule, scheduled_time: time.to_string() }));
+                }
+                serde_json::from_value(value)
+                    .map(Input::Scheduled)
+                    .map_err(|e| EventError(format!("not a schedule tick: {e}")))
+            }
+            WorldKind::Http => serde_json::from_value(value)
+                .map(Input::Http)
+                .map_err(|e| EventError(format!("not an HTTP request: {e}"))),
+        }
+    }
+}
