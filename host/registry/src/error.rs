@@ -30,12 +30,15 @@ pub enum RegistryError {
     },
 
     /// One worker's entry is invalid (bad field, unknown resource, bad digest …).
-    #[error("{}: worker {worker}: {message}", file.display())]
+    #[error("{}: worker {worker}{}: {message}", file.display(), LineNo(*line))]
     Worker {
         /// The registry file that defines the worker.
         file: PathBuf,
-        /// The worker's full name (`<domain>/<key>`).
+        /// The worker's full name (`<domain>/<key>`), or its key alone when
+        /// the domain is not known (editing a file).
         worker: String,
+        /// The 1-based line of the worker's key in the file, when found.
+        line: Option<usize>,
         /// What is wrong with it.
         message: String,
     },
@@ -116,6 +119,17 @@ impl fmt::Display for KnownNames<'_> {
             f.write_str("(none)")
         } else {
             f.write_str(&self.0.join(", "))
+        }
+    }
+}
+
+struct LineNo(Option<usize>);
+
+impl fmt::Display for LineNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(line) => write!(f, " (line {line})"),
+            None => Ok(()),
         }
     }
 }

@@ -263,10 +263,8 @@ fn build(
 fn worker_error(file: &Path, worker: &str, line: Option<usize>, message: String) -> RegistryError {
     RegistryError::Worker {
         file: file.to_path_buf(),
-        worker: match line {
-            Some(line) => format!("{worker} (line {line})"),
-            None => worker.to_string(),
-        },
+        worker: worker.to_string(),
+        line,
         message,
     }
 }

@@ -26,6 +26,7 @@ pub fn set_component_pin(
     let err = |message: String| RegistryError::Worker {
         file: file.to_path_buf(),
         worker: worker_key.to_string(),
+        line: None,
         message,
     };
     let hex = sha256.strip_prefix("sha256:").unwrap_or(sha256);
