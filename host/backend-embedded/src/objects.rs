@@ -66,7 +66,8 @@ struct Inner {
     _temp: Option<tempfile::TempDir>,
 }
 
-/// The embedded [`ObjectBackend`]: one folder per bucket.
+/// The embedded [`ObjectBackend`]: one folder per bucket. Content types
+/// are accepted and not stored (reads return the bytes only).
 pub struct EmbeddedObjects {
     inner: Arc<Inner>,
 }

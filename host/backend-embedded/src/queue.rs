@@ -221,7 +221,10 @@ impl EmbeddedQueues {
     /// On the way, messages older than the queue's retention are dropped,
     /// and a message that was already received `max_receive_count` times is
     /// moved to the queue's dead-letter queue instead of being delivered
-    /// again (SQS redrive).
+    /// again (SQS redrive). A redriven message keeps its id, body,
+    /// attributes and first send time (so the dead-letter queue's retention
+    /// counts from the original send, as in SQS), gets a fresh receive count
+    /// and notes its source queue in `dead_letter_source`.
     pub async fn receive(
         &self,
         queue: &str,
