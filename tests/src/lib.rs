@@ -334,6 +334,14 @@ impl TestHost {
         self.invoke(worker, input).await
     }
 
+    /// Promotes a pushed version of a worker in this host's release env (the
+    /// registry pin becomes the rollback target of a first promotion).
+    pub fn promote(&self, worker: &str, version: &semver::Version) -> Result<(), TestError> {
+        let spec = self.runtime.registry().worker(worker).map_err(setup)?;
+        usher_engine::release::promote(&self.store, &self.env, spec, version).map_err(setup)?;
+        Ok(())
+    }
+
     /// The capability calls of one function so far.
     pub fn calls(&self, capability: &str, function: &str) -> Vec<CallRecord> {
         self.recorder.calls_to(capability, function)

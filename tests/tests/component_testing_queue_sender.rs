@@ -31,7 +31,7 @@ async fn sends_to_granted_queues_and_is_denied_the_others() {
     let calls = host.calls("queue", "send-batch");
     let denied: Vec<_> = calls.iter().filter(|c| c.outcome.as_ref().is_err_and(|e| e.starts_with("denied"))).collect();
     assert_eq!(denied.len(), 2, "{calls:?}");
-    let queued = host.embedded.queues().receive("allowed", 10, std::time::Duration::from_secs(30)).await.expect("receive");
+    let queued = host.embedded.queues().receive("allowed", 10, Some(std::time::Duration::from_secs(30))).await.expect("receive");
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].body, "{\"for\":\"allowed\"}");
 }

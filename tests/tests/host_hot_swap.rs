@@ -54,7 +54,7 @@ async fn zero_failed_invocations_across_a_swap_under_load() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before_swap = old.load(Ordering::Relaxed);
-    host.store.promote(&host.env, "testing/swappable", &version2).expect("promote");
+    host.promote("testing/swappable", &version2).expect("promote");
     // Wait until the new version answers.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while new.load(Ordering::Relaxed) == 0 {
@@ -91,7 +91,7 @@ async fn a_release_that_does_not_fit_the_worker_is_refused_and_the_old_version_k
     let bad = host.store.put_component(&components::TESTING_QUEUE_SENDER.bytes()).expect("put");
     let v = semver::Version::new(0, 3, 0);
     host.store.record_version("testing/strict", &v, &bad).expect("record");
-    host.store.promote(&host.env, "testing/strict", &v).expect("promote");
+    host.promote("testing/strict", &v).expect("promote");
     let swaps = host.runtime.refresh().await.expect("refresh");
     assert!(swaps.is_empty());
     let out = host.invoke("testing/strict", Input::Invoke(json!(5))).await.expect("old version serves");

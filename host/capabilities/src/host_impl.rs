@@ -169,7 +169,13 @@ impl log::Host for CapabilityCtx {
                 "{message}"
             ),
         }
-        let level_name = format!("{level:?}").to_lowercase();
+        let level_name = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
         self.record(
             "log",
             "write",

@@ -73,8 +73,9 @@ pub fn push(paths: &Paths, worker: &str, file: &Path, version: &semver::Version)
 }
 
 pub fn promote(paths: &Paths, worker: &str, version: &semver::Version) -> Result<()> {
-    paths.registry()?.worker(worker)?;
-    let entry = paths.store()?.promote(&paths.env, worker, version)?;
+    let registry = paths.registry()?;
+    let spec = registry.worker(worker)?;
+    let entry = usher_engine::release::promote(&paths.store()?, &paths.env, spec, version)?;
     println!("{worker}: {} {} is live in {}", entry.version, entry.digest, paths.env);
     Ok(())
 }
@@ -158,16 +159,27 @@ fn short(digest: &str) -> String {
     digest.chars().take(19).collect()
 }
 
-/// The `version` of a component crate's Cargo.toml.
-fn crate_version(manifest: &Path) -> Result<semver::Version> {
-    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let doc: toml::Table = text.parse().with_context(|| format!("parsing {}", manifest.display()))?;
-    let version = doc
-        .get("package")
-        .and_then(|p| p.get("version"))
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{} has no package.version", manifest.display()))?;
-    Ok(version.parse()?)
+/// The `version` of a component crate's Cargo.toml (following
+/// `version.workspace = true` to the components workspace).
+fn crate_version(manifest: &Path, workspace_manifest: &Path) -> Result<semver::Version> {
+    let read = |path: &Path| -> Result<toml::Table> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        text.parse().with_context(|| format!("parsing {}", path.display()))
+    };
+    let doc = read(manifest)?;
+    let version = doc.get("package").and_then(|p| p.get("version"));
+    let text = match version {
+        Some(toml::Value::String(v)) => v.clone(),
+        Some(toml::Value::Table(t)) if t.get("workspace").and_then(toml::Value::as_bool) == Some(true) => read(workspace_manifest)?
+            .get("workspace")
+            .and_then(|w| w.get("package"))
+            .and_then(|p| p.get("version"))
+            .and_then(toml::Value::as_str)
+            .with_context(|| format!("{} has no workspace.package.version", workspace_manifest.display()))?
+            .to_string(),
+        _ => bail!("{} has no package.version", manifest.display()),
+    };
+    Ok(text.parse()?)
 }
 
 pub fn pin(paths: &Paths, from: &Path, components_src: &Path) -> Result<()> {
@@ -180,7 +192,7 @@ pub fn pin(paths: &Paths, from: &Path, components_src: &Path) -> Result<()> {
         if !file.exists() {
             bail!("worker {name}: no built component at {} (run `just build-components`)", file.display());
         }
-        let version = crate_version(&components_src.join(name).join("Cargo.toml"))?;
+        let version = crate_version(&components_src.join(name).join("Cargo.toml"), &components_src.join("Cargo.toml"))?;
         let bytes = std::fs::read(&file)?;
         let digest = store_version(&engine, &store, spec, &bytes, &version)
             .with_context(|| format!("worker {name}: storing {} as {version}", file.display()))?;

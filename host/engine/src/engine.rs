@@ -266,9 +266,16 @@ impl UsherEngine {
         let world = spec.trigger.world();
         let wanted = world.export_interface();
         if !exports.iter().any(|e| unversioned(e) == wanted) {
+            let actual: Vec<&str> = exports
+                .iter()
+                .filter_map(|e| WorldKind::from_export_interface(unversioned(e)))
+                .map(|w| w.world_name())
+                .collect();
             problems.push(format!(
-                "its trigger needs the {} world (export `{wanted}`), but the component exports [{}]",
+                "its {} trigger needs a {} (export `{wanted}`), but the component is {} (exports [{}])",
+                spec.trigger.kind(),
                 world.world_name(),
+                if actual.is_empty() { "no worker".to_string() } else { format!("a {}", actual.join(" and ")) },
                 exports.join(", ")
             ));
         }
@@ -325,10 +332,18 @@ impl UsherEngine {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let tick = self.options.epoch_tick.as_nanos().max(1);
-        let ticks = u64::try_from(limits.timeout.as_nanos() / tick).unwrap_or(u64::MAX).max(1);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // At every epoch tick the guest yields to the executor (so a busy
+        // guest never starves other invocations on the same threads) and is
+        // interrupted once its deadline has passed.
+        let deadline = std::time::Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if std::time::Instant::now() >= deadline {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
         (store, stderr)
     }
 

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod engine;
+pub mod release;
 pub mod io;
 mod runtime;
 
