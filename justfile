@@ -14,8 +14,51 @@ components_target := cache / "components-target"
 # Paths in the guest binaries do not depend on where the repo is cloned.
 wasm_rustflags := "--remap-path-prefix=" + root + "=/usher --remap-path-prefix=" + home_directory() / ".cargo" + "=/cargo"
 
+# The host workspace's target dir, outside the clone.
+export CARGO_TARGET_DIR := cache / "target"
+
+usher := cache / "target/release/usher"
+
 default:
     @just --list
+
+# Run the demo: build everything, pin the registry, invoke the replication workers on bundled sample events.
+demo: build-components pin
+    @echo "== usher ls: workers, versions, digests, what is live"
+    {{usher}} ls
+    @echo "== usher invoke replication/enqueue-entries on a DynamoDB-stream sample (INSERT flagged, MODIFY cleared, REMOVE)"
+    {{usher}} invoke replication/enqueue-entries --event tests/fixtures/replication/enqueue-entries.stream.json
+    @echo "== a malformed event gives a clear error naming the record"
+    -{{usher}} invoke replication/save-entries --event tests/fixtures/replication/malformed.sqs.json
+
+# Build the `usher` binary (release).
+build:
+    cargo build --release -p usher-cli
+
+# Store every built component (precompiled) and pin workers/*.yaml to their digests.
+pin: build
+    {{usher}} pin --from build/components --sources components
+
+# Run every test: component unit tests, the test host on every component, host and registry tests.
+test: build-components pin test-components
+    cargo test --release --workspace
+
+# Formatting and clippy on both workspaces.
+lint: lint-components
+    cargo fmt --all -- --check
+    cargo clippy --release --workspace --all-targets -- -D warnings
+
+# What CI runs (.ci/run).
+ci: test lint
+
+# Invocation benchmarks (figures go to BENCHMARKS.md).
+bench: build-components pin
+    cargo bench -p usher-testing --bench invoke
+
+# Push a component as a new version of a worker, then promote it: `just release replication/save-entries file.wasm 0.2.0`.
+release worker file version: build
+    {{usher}} push {{worker}} {{file}} --version {{version}}
+    {{usher}} promote {{worker}} {{version}}
 
 # Build every component (release, wasm32-wasip2) into build/components/<domain>/<worker>.wasm.
 build-components:

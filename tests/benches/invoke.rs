@@ -38,18 +38,42 @@ fn key_string(v: &Value) -> String {
 #[async_trait]
 impl TableBackend for MapTable {
     async fn get(&self, _t: &str, key: &Value) -> Result<Option<Value>, CapError> {
-        Ok(self.items.lock().map_err(|_| CapError::Fault("poisoned".into()))?.get(&key_string(key)).cloned())
+        Ok(self
+            .items
+            .lock()
+            .map_err(|_| CapError::Fault("poisoned".into()))?
+            .get(&key_string(key))
+            .cloned())
     }
     async fn batch_get(&self, _t: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, CapError> {
-        let items = self.items.lock().map_err(|_| CapError::Fault("poisoned".into()))?;
-        Ok(keys.iter().map(|k| items.get(&key_string(k)).cloned()).collect())
+        let items = self
+            .items
+            .lock()
+            .map_err(|_| CapError::Fault("poisoned".into()))?;
+        Ok(keys
+            .iter()
+            .map(|k| items.get(&key_string(k)).cloned())
+            .collect())
     }
     async fn put(&self, _t: &str, item: Value, _c: Option<Condition>) -> Result<(), CapError> {
-        self.items.lock().map_err(|_| CapError::Fault("poisoned".into()))?.insert(key_string(&item), item);
+        self.items
+            .lock()
+            .map_err(|_| CapError::Fault("poisoned".into()))?
+            .insert(key_string(&item), item);
         Ok(())
     }
-    async fn update(&self, _t: &str, key: &Value, set: Map<String, Value>, _r: &[String], c: Option<Condition>) -> Result<Value, CapError> {
-        let mut items = self.items.lock().map_err(|_| CapError::Fault("poisoned".into()))?;
+    async fn update(
+        &self,
+        _t: &str,
+        key: &Value,
+        set: Map<String, Value>,
+        _r: &[String],
+        c: Option<Condition>,
+    ) -> Result<Value, CapError> {
+        let mut items = self
+            .items
+            .lock()
+            .map_err(|_| CapError::Fault("poisoned".into()))?;
         let k = key_string(key);
         if let Some(c) = c {
             if !c.holds(items.get(&k)) {
@@ -63,13 +87,27 @@ impl TableBackend for MapTable {
         Ok(item.clone())
     }
     async fn delete(&self, _t: &str, key: &Value, _c: Option<Condition>) -> Result<(), CapError> {
-        self.items.lock().map_err(|_| CapError::Fault("poisoned".into()))?.remove(&key_string(key));
+        self.items
+            .lock()
+            .map_err(|_| CapError::Fault("poisoned".into()))?
+            .remove(&key_string(key));
         Ok(())
     }
-    async fn query(&self, _t: &str, _p: &Value, _s: Option<&str>, _l: u32, _a: Option<&Value>) -> Result<Page, CapError> {
+    async fn query(
+        &self,
+        _t: &str,
+        _p: &Value,
+        _s: Option<&str>,
+        _l: u32,
+        _a: Option<&Value>,
+    ) -> Result<Page, CapError> {
         Ok(Page::default())
     }
-    async fn batch_write(&self, _t: &str, writes: Vec<WriteOp>) -> Result<Vec<Result<(), CapError>>, CapError> {
+    async fn batch_write(
+        &self,
+        _t: &str,
+        writes: Vec<WriteOp>,
+    ) -> Result<Vec<Result<(), CapError>>, CapError> {
         Ok(writes.iter().map(|_| Ok(())).collect())
     }
 }
@@ -78,8 +116,15 @@ struct NullQueue;
 
 #[async_trait]
 impl QueueBackend for NullQueue {
-    async fn send_batch(&self, _q: &str, m: Vec<OutgoingMessage>) -> Result<Vec<Result<String, CapError>>, CapError> {
-        Ok(m.iter().enumerate().map(|(i, _)| Ok(format!("m{i}"))).collect())
+    async fn send_batch(
+        &self,
+        _q: &str,
+        m: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, CapError>>, CapError> {
+        Ok(m.iter()
+            .enumerate()
+            .map(|(i, _)| Ok(format!("m{i}")))
+            .collect())
     }
 }
 
@@ -110,9 +155,15 @@ struct NativePorts {
 
 impl save_entries::Ports for NativePorts {
     fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>> {
-        futures::executor::block_on(self.table.batch_get(table, keys)).map_err(|e| usher_sdk::Error::Unavailable(e.to_string()))
+        futures::executor::block_on(self.table.batch_get(table, keys))
+            .map_err(|e| usher_sdk::Error::Unavailable(e.to_string()))
     }
-    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<usher_sdk::services::Response> {
+    fn post(
+        &mut self,
+        service: &str,
+        path: &str,
+        body: &Value,
+    ) -> usher_sdk::Result<usher_sdk::services::Response> {
         let req = usher_capabilities::ServiceRequest {
             service: service.into(),
             method: usher_capabilities::Method::Post,
@@ -121,10 +172,21 @@ impl save_entries::Ports for NativePorts {
             body: Some(body.to_string()),
             correlation_id: String::new(),
         };
-        let r = futures::executor::block_on(self.services.call(req)).map_err(|e| usher_sdk::Error::Unavailable(e.to_string()))?;
-        Ok(usher_sdk::services::Response { status: r.status, headers: r.headers, body: r.body })
+        let r = futures::executor::block_on(self.services.call(req))
+            .map_err(|e| usher_sdk::Error::Unavailable(e.to_string()))?;
+        Ok(usher_sdk::services::Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
     }
-    fn update(&mut self, table: &str, key: &Value, set: &Value, condition: usher_sdk::table::Condition) -> usher_sdk::Result<()> {
+    fn update(
+        &mut self,
+        table: &str,
+        key: &Value,
+        set: &Value,
+        condition: usher_sdk::table::Condition,
+    ) -> usher_sdk::Result<()> {
         let cond = match condition {
             usher_sdk::table::Condition::NotExists => Condition::NotExists,
             usher_sdk::table::Condition::Exists => Condition::Exists,
@@ -135,7 +197,11 @@ impl save_entries::Ports for NativePorts {
             .map(|_| ())
             .map_err(|e| usher_sdk::Error::Unavailable(e.to_string()))
     }
-    fn send_batch(&mut self, _q: &str, messages: &[usher_sdk::queue::Outgoing]) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
+    fn send_batch(
+        &mut self,
+        _q: &str,
+        messages: &[usher_sdk::queue::Outgoing],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
         Ok(messages.iter().map(|_| Ok(String::from("id"))).collect())
     }
 }
@@ -156,7 +222,10 @@ struct Stats {
 
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
-    Stats { p50: percentile(&samples, 0.5), p99: percentile(&samples, 0.99) }
+    Stats {
+        p50: percentile(&samples, 0.5),
+        p99: percentile(&samples, 0.99),
+    }
 }
 
 async fn measure<F, Fut>(iterations: usize, mut f: F) -> Stats
@@ -181,7 +250,9 @@ fn runtime_with(table: Arc<MapTable>, services: Arc<FakeServices>) -> Arc<Runtim
     let registry_dir = dir.path().join("workers");
     std::fs::create_dir_all(&registry_dir).expect("mkdir");
     let store = usher_testing::shared_store();
-    let digest = store.put_component(&components::REPLICATION_SAVE_ENTRIES.bytes()).expect("put");
+    let digest = store
+        .put_component(&components::REPLICATION_SAVE_ENTRIES.bytes())
+        .expect("put");
     std::fs::write(registry_dir.join("resources.yaml"), "tables: { demand-table: { partition_key: PK, sort_key: SK } }\nqueues: { save-entries: {}, retry-score: {} }\nservices: { entries: { url: 'http://127.0.0.1:9' } }\n").expect("write");
     std::fs::write(
         registry_dir.join("replication.yaml"),
@@ -200,7 +271,15 @@ fn runtime_with(table: Arc<MapTable>, services: Arc<FakeServices>) -> Arc<Runtim
         codec: Arc::new(NoCodec),
         workers: Arc::new(usher_engine::LocalInvoker::new()),
     };
-    let rt = Runtime::start(usher_testing::shared_engine(), registry, store, "bench", Arc::new(backends), None).expect("runtime");
+    let rt = Runtime::start(
+        usher_testing::shared_engine(),
+        registry,
+        store,
+        "bench",
+        Arc::new(backends),
+        None,
+    )
+    .expect("runtime");
     std::mem::forget(dir);
     Arc::new(rt)
 }
@@ -213,41 +292,96 @@ macro_rules! refuse_all {
     };
 }
 refuse_all!(NoTopic, usher_capabilities::TopicBackend, {
-    async fn publish_batch(&self, _t: &str, _m: Vec<OutgoingMessage>) -> Result<Vec<Result<String, CapError>>, CapError> { Err(CapError::Unsupported("bench".into())) }
+    async fn publish_batch(
+        &self,
+        _t: &str,
+        _m: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, CapError>>, CapError> {
+        Err(CapError::Unsupported("bench".into()))
+    }
 });
 refuse_all!(NoEvents, usher_capabilities::EventBackend, {
-    async fn produce(&self, _t: &str, _e: Vec<usher_capabilities::Event>) -> Result<Vec<Result<usher_capabilities::Delivery, CapError>>, CapError> { Err(CapError::Unsupported("bench".into())) }
+    async fn produce(
+        &self,
+        _t: &str,
+        _e: Vec<usher_capabilities::Event>,
+    ) -> Result<Vec<Result<usher_capabilities::Delivery, CapError>>, CapError> {
+        Err(CapError::Unsupported("bench".into()))
+    }
 });
 refuse_all!(NoCache, usher_capabilities::CacheBackend, {
-    async fn get(&self, _k: &str) -> Result<Option<String>, CapError> { Ok(None) }
-    async fn set(&self, _k: &str, _v: &str, _t: Option<Duration>) -> Result<(), CapError> { Ok(()) }
-    async fn delete(&self, _k: &str) -> Result<(), CapError> { Ok(()) }
+    async fn get(&self, _k: &str) -> Result<Option<String>, CapError> {
+        Ok(None)
+    }
+    async fn set(&self, _k: &str, _v: &str, _t: Option<Duration>) -> Result<(), CapError> {
+        Ok(())
+    }
+    async fn delete(&self, _k: &str) -> Result<(), CapError> {
+        Ok(())
+    }
 });
 refuse_all!(NoObjects, usher_capabilities::ObjectBackend, {
-    async fn put(&self, _b: &str, _k: &str, _body: Vec<u8>, _c: Option<&str>) -> Result<usher_capabilities::ObjectInfo, CapError> { Err(CapError::Unsupported("bench".into())) }
-    async fn get(&self, _b: &str, _k: &str) -> Result<Option<Vec<u8>>, CapError> { Err(CapError::Unsupported("bench".into())) }
-    async fn list(&self, _b: &str, _p: &str, _l: u32) -> Result<Vec<usher_capabilities::ObjectInfo>, CapError> { Err(CapError::Unsupported("bench".into())) }
-    async fn open_writer(&self, _b: &str, _k: &str, _c: Option<&str>) -> Result<Box<dyn usher_capabilities::ObjectWriter>, CapError> { Err(CapError::Unsupported("bench".into())) }
+    async fn put(
+        &self,
+        _b: &str,
+        _k: &str,
+        _body: Vec<u8>,
+        _c: Option<&str>,
+    ) -> Result<usher_capabilities::ObjectInfo, CapError> {
+        Err(CapError::Unsupported("bench".into()))
+    }
+    async fn get(&self, _b: &str, _k: &str) -> Result<Option<Vec<u8>>, CapError> {
+        Err(CapError::Unsupported("bench".into()))
+    }
+    async fn list(
+        &self,
+        _b: &str,
+        _p: &str,
+        _l: u32,
+    ) -> Result<Vec<usher_capabilities::ObjectInfo>, CapError> {
+        Err(CapError::Unsupported("bench".into()))
+    }
+    async fn open_writer(
+        &self,
+        _b: &str,
+        _k: &str,
+        _c: Option<&str>,
+    ) -> Result<Box<dyn usher_capabilities::ObjectWriter>, CapError> {
+        Err(CapError::Unsupported("bench".into()))
+    }
 });
 
 async fn seed(table: &MapTable, n: usize) {
     for i in 0..n {
-        table.put("demand-table", entry(i), None).await.expect("seed");
+        table
+            .put("demand-table", entry(i), None)
+            .await
+            .expect("seed");
     }
 }
 
 fn to_sdk(messages: &[BatchMessage]) -> Vec<usher_sdk::Message> {
     messages
         .iter()
-        .map(|m| usher_sdk::Message { id: m.message_id.clone(), body: m.body.clone(), attributes: m.attributes.clone(), receive_count: m.receive_count })
+        .map(|m| usher_sdk::Message {
+            id: m.message_id.clone(),
+            body: m.body.clone(),
+            attributes: m.attributes.clone(),
+            receive_count: m.receive_count,
+        })
         .collect()
 }
 
 fn cold_start() -> Option<(Stats, usize)> {
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let usher = target.join("release/usher");
     if !usher.exists() {
-        eprintln!("cold start: skipped ({} is not built; `just bench` builds it)", usher.display());
+        eprintln!(
+            "cold start: skipped ({} is not built; `just bench` builds it)",
+            usher.display()
+        );
         return None;
     }
     let dir = tempfile::tempdir().ok()?;
@@ -265,8 +399,10 @@ fn cold_start() -> Option<(Stats, usize)> {
     let run = |args: &[&str]| {
         std::process::Command::new(&usher)
             .current_dir(&root)
-            .arg("--store").arg(&store)
-            .arg("--registry").arg(&registry)
+            .arg("--store")
+            .arg(&store)
+            .arg("--registry")
+            .arg(&registry)
             .args(args)
             .output()
             .expect("usher runs")
@@ -274,16 +410,29 @@ fn cold_start() -> Option<(Stats, usize)> {
     // Push + precompile every registry component.
     let pin = run(&["pin", "--from", "build/components"]);
     if !pin.status.success() {
-        eprintln!("cold start: pin failed: {}", String::from_utf8_lossy(&pin.stderr));
+        eprintln!(
+            "cold start: pin failed: {}",
+            String::from_utf8_lossy(&pin.stderr)
+        );
         return None;
     }
     let mut samples = Vec::new();
     for i in 0..30 {
         let t = Instant::now();
-        let out = run(&["invoke", "replication/enqueue-entries", "--event", event.to_str()?, "--data", data.to_str()?]);
+        let out = run(&[
+            "invoke",
+            "replication/enqueue-entries",
+            "--event",
+            event.to_str()?,
+            "--data",
+            data.to_str()?,
+        ]);
         let took = t.elapsed();
         if !out.status.success() {
-            eprintln!("cold start: invoke failed: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "cold start: invoke failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             return None;
         }
         if i >= 3 {
@@ -295,7 +444,11 @@ fn cold_start() -> Option<(Stats, usize)> {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
     rt.block_on(async {
         let table = Arc::new(MapTable::default());
         let services = FakeServices::ok();
@@ -305,16 +458,29 @@ fn main() {
         let five_hundred = Input::Batch(batch(500));
 
         let wasm10 = measure(3000, || async {
-            runtime.invoke("replication/save-entries", &ten, None).await.expect("invoke");
+            runtime
+                .invoke("replication/save-entries", &ten, None)
+                .await
+                .expect("invoke");
         })
         .await;
         let inst = measure(3000, || async {
-            runtime.instantiate_only("replication/save-entries").await.expect("instantiate");
+            runtime
+                .instantiate_only("replication/save-entries")
+                .await
+                .expect("instantiate");
         })
         .await;
-        let settings = save_entries::Settings { table: "demand-table".into(), service: "entries".into(), retry_queue: "retry-score".into() };
+        let settings = save_entries::Settings {
+            table: "demand-table".into(),
+            service: "entries".into(),
+            retry_queue: "retry-score".into(),
+        };
         let sdk10 = to_sdk(&batch(10));
-        let mut ports = NativePorts { table: table.clone(), services: services.clone() };
+        let mut ports = NativePorts {
+            table: table.clone(),
+            services: services.clone(),
+        };
         let native10 = measure(3000, || {
             let r = save_entries::process(&mut ports, &settings, &sdk10);
             assert!(r.failures.is_empty());
@@ -322,7 +488,10 @@ fn main() {
         })
         .await;
         let wasm500 = measure(200, || async {
-            runtime.invoke("replication/save-entries", &five_hundred, None).await.expect("invoke");
+            runtime
+                .invoke("replication/save-entries", &five_hundred, None)
+                .await
+                .expect("invoke");
         })
         .await;
         let sdk500 = to_sdk(&batch(500));
@@ -334,14 +503,40 @@ fn main() {
         .await;
 
         println!("save-entries, 10-record batch, fresh instance + call:");
-        println!("  wasm   p50 {:8.1} µs   p99 {:8.1} µs", micros(wasm10.p50), micros(wasm10.p99));
-        println!("  instantiation alone  p50 {:8.1} µs   p99 {:8.1} µs", micros(inst.p50), micros(inst.p99));
-        println!("  native p50 {:8.1} µs   p99 {:8.1} µs", micros(native10.p50), micros(native10.p99));
-        println!("  overhead beyond the logic (wasm p50 - native p50): {:.1} µs", micros(wasm10.p50) - micros(native10.p50));
+        println!(
+            "  wasm   p50 {:8.1} µs   p99 {:8.1} µs",
+            micros(wasm10.p50),
+            micros(wasm10.p99)
+        );
+        println!(
+            "  instantiation alone  p50 {:8.1} µs   p99 {:8.1} µs",
+            micros(inst.p50),
+            micros(inst.p99)
+        );
+        println!(
+            "  native p50 {:8.1} µs   p99 {:8.1} µs",
+            micros(native10.p50),
+            micros(native10.p99)
+        );
+        println!(
+            "  overhead beyond the logic (wasm p50 - native p50): {:.1} µs",
+            micros(wasm10.p50) - micros(native10.p50)
+        );
         println!("save-entries, 500-record batch:");
-        println!("  wasm   p50 {:8.1} µs   p99 {:8.1} µs", micros(wasm500.p50), micros(wasm500.p99));
-        println!("  native p50 {:8.1} µs   p99 {:8.1} µs", micros(native500.p50), micros(native500.p99));
-        println!("  wasm/native (p50): {:.2}x", wasm500.p50.as_secs_f64() / native500.p50.as_secs_f64());
+        println!(
+            "  wasm   p50 {:8.1} µs   p99 {:8.1} µs",
+            micros(wasm500.p50),
+            micros(wasm500.p99)
+        );
+        println!(
+            "  native p50 {:8.1} µs   p99 {:8.1} µs",
+            micros(native500.p50),
+            micros(native500.p99)
+        );
+        println!(
+            "  wasm/native (p50): {:.2}x",
+            wasm500.p50.as_secs_f64() / native500.p50.as_secs_f64()
+        );
     });
     match cold_start() {
         Some((s, n)) => println!(

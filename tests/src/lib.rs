@@ -25,7 +25,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use usher_backend_embedded::Embedded;
 use usher_capabilities::{
-    Backends, CapError, CallRecord, NoCodec, Recorder, ServiceBackend, ServiceRequest, ServiceResponse,
+    Backends, CallRecord, CapError, NoCodec, Recorder, ServiceBackend, ServiceRequest,
+    ServiceResponse,
 };
 use usher_engine::{EngineOptions, Input, Invocation, LocalInvoker, Runtime, UsherEngine};
 use usher_registry::Registry;
@@ -46,7 +47,10 @@ pub mod components {
         /// The component's bytes; panics with a hint when it was not built.
         pub fn bytes(&self) -> Vec<u8> {
             std::fs::read(self.path).unwrap_or_else(|e| {
-                panic!("{} is not built at {} ({e}): run `just build-components`", self.name, self.path)
+                panic!(
+                    "{} is not built at {} ({e}): run `just build-components`",
+                    self.name, self.path
+                )
             })
         }
     }
@@ -95,7 +99,10 @@ impl FakeServices {
     }
 
     /// Replaces the handler.
-    pub fn set(&self, handler: impl FnMut(&ServiceRequest) -> Result<ServiceResponse, CapError> + Send + 'static) {
+    pub fn set(
+        &self,
+        handler: impl FnMut(&ServiceRequest) -> Result<ServiceResponse, CapError> + Send + 'static,
+    ) {
         if let Ok(mut h) = self.handler.lock() {
             *h = Box::new(handler);
         }
@@ -108,7 +115,10 @@ impl FakeServices {
 
     /// Requests to one path.
     pub fn calls_to(&self, path: &str) -> Vec<ServiceRequest> {
-        self.calls().into_iter().filter(|c| c.path == path).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path == path)
+            .collect()
     }
 }
 
@@ -185,13 +195,20 @@ impl TestHostBuilder {
     /// `component:` line (trigger, grants, settings, limits …). The worker's
     /// name is the component's name.
     pub fn worker(mut self, component: &components::Component, yaml: &str) -> Self {
-        self.workers.push((component.name.to_string(), yaml.to_string(), *component));
+        self.workers
+            .push((component.name.to_string(), yaml.to_string(), *component));
         self
     }
 
     /// A worker named `name` running `component`.
-    pub fn named_worker(mut self, name: &str, component: &components::Component, yaml: &str) -> Self {
-        self.workers.push((name.to_string(), yaml.to_string(), *component));
+    pub fn named_worker(
+        mut self,
+        name: &str,
+        component: &components::Component,
+        yaml: &str,
+    ) -> Self {
+        self.workers
+            .push((name.to_string(), yaml.to_string(), *component));
         self
     }
 
@@ -253,12 +270,20 @@ impl TestHostBuilder {
         let embedded = Embedded::in_memory(&registry.resources).map_err(setup)?;
         let services = self.services.unwrap_or_else(FakeServices::ok);
         let invoker = Arc::new(LocalInvoker::new());
-        let backends: Backends = embedded.backends(services.clone(), Arc::new(NoCodec), invoker.clone());
+        let backends: Backends =
+            embedded.backends(services.clone(), Arc::new(NoCodec), invoker.clone());
         let recorder = Arc::new(Recorder::new());
         let env = format!("test-{}", unique());
-        let runtime = Runtime::start(shared_engine(), registry, store.clone(), &env, Arc::new(backends), None)
-            .map_err(setup)?
-            .with_recorder(recorder.clone());
+        let runtime = Runtime::start(
+            shared_engine(),
+            registry,
+            store.clone(),
+            &env,
+            Arc::new(backends),
+            None,
+        )
+        .map_err(setup)?
+        .with_recorder(recorder.clone());
         let runtime = Arc::new(runtime);
         invoker.bind(&runtime);
         Ok(TestHost {
@@ -283,7 +308,9 @@ fn copy_registry(src: &Path, dst: &Path, store: &LocalStore) -> Result<(), TestE
     for entry in std::fs::read_dir(src).map_err(setup)? {
         let path = entry.map_err(setup)?.path();
         if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            let name = path.file_name().ok_or_else(|| TestError::Setup("bad file".into()))?;
+            let name = path
+                .file_name()
+                .ok_or_else(|| TestError::Setup("bad file".into()))?;
             std::fs::copy(&path, dst.join(name)).map_err(setup)?;
         }
     }
@@ -350,7 +377,10 @@ impl TestHost {
 
 /// Reads a JSON fixture under `tests/fixtures/`.
 pub fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }

@@ -20,12 +20,19 @@ fn host(services: std::sync::Arc<FakeServices>) -> TestHost {
 async fn seed(host: &TestHost, items: &[Value]) {
     let tables = host.embedded.tables();
     for item in items {
-        tables.put("demand-table", item.clone(), None).await.expect("seed");
+        tables
+            .put("demand-table", item.clone(), None)
+            .await
+            .expect("seed");
     }
 }
 
 async fn item(host: &TestHost, key: &Value) -> Option<Value> {
-    host.embedded.tables().get("demand-table", key).await.expect("get")
+    host.embedded
+        .tables()
+        .get("demand-table", key)
+        .await
+        .expect("get")
 }
 
 fn batch(out: &Output) -> &usher_engine::BatchOutcome {
@@ -46,39 +53,80 @@ async fn replicates_valid_changes_drops_stale_ones_and_fails_only_malformed_mess
     seed(&host, &[fresh.clone(), stale_now.clone()]).await;
 
     let input = Input::Batch(vec![
-        message("m-fresh", change("MODIFY", Some(&fresh), None, 1).to_string()),
-        message("m-stale", change("MODIFY", Some(&stale_image), None, 2).to_string()),
-        message("m-remove", change("REMOVE", None, Some(&removed), 3).to_string()),
+        message(
+            "m-fresh",
+            change("MODIFY", Some(&fresh), None, 1).to_string(),
+        ),
+        message(
+            "m-stale",
+            change("MODIFY", Some(&stale_image), None, 2).to_string(),
+        ),
+        message(
+            "m-remove",
+            change("REMOVE", None, Some(&removed), 3).to_string(),
+        ),
         message("m-garbage", "{not json".to_string()),
     ]);
-    let out = host.invoke("replication/save-entries", input).await.expect("invocation");
+    let out = host
+        .invoke("replication/save-entries", input)
+        .await
+        .expect("invocation");
     let result = batch(&out.output);
     assert_eq!(result.failures, vec!["m-garbage".to_string()]);
-    assert_eq!((result.count.received, result.count.processed, result.count.failed), (4, 3, 1));
+    assert_eq!(
+        (
+            result.count.received,
+            result.count.processed,
+            result.count.failed
+        ),
+        (4, 3, 1)
+    );
 
     let upserts = services.calls_to("/entries/batch-upsert");
     assert_eq!(upserts.len(), 1);
-    let body: Value = serde_json::from_str(upserts[0].body.as_deref().unwrap_or("{}")).expect("json");
+    let body: Value =
+        serde_json::from_str(upserts[0].body.as_deref().unwrap_or("{}")).expect("json");
     let entries = body["entries"].as_array().expect("entries");
-    assert_eq!(entries.len(), 1, "only the fresh change is replicated: {body}");
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the fresh change is replicated: {body}"
+    );
     assert_eq!(entries[0]["globalUserId"], "u1");
 
     let deletes = services.calls_to("/entries/batch-delete");
     assert_eq!(deletes.len(), 1);
-    let body: Value = serde_json::from_str(deletes[0].body.as_deref().unwrap_or("{}")).expect("json");
-    assert_eq!(body["keys"], json!([{"campaignId": "c1", "globalUserId": "u3"}]));
+    let body: Value =
+        serde_json::from_str(deletes[0].body.as_deref().unwrap_or("{}")).expect("json");
+    assert_eq!(
+        body["keys"],
+        json!([{"campaignId": "c1", "globalUserId": "u3"}])
+    );
 
     // The flag is cleared on the replicated item only.
-    assert_eq!(item(&host, &key_of(&fresh)).await.expect("item")["needsReplication"], false);
-    assert_eq!(item(&host, &key_of(&stale_now)).await.expect("item")["needsReplication"], true);
+    assert_eq!(
+        item(&host, &key_of(&fresh)).await.expect("item")["needsReplication"],
+        false
+    );
+    assert_eq!(
+        item(&host, &key_of(&stale_now)).await.expect("item")["needsReplication"],
+        true
+    );
     // Every Entry Service call carried the invocation's correlation id.
-    assert!(services.calls().iter().all(|c| c.correlation_id == out.correlation_id));
+    assert!(services
+        .calls()
+        .iter()
+        .all(|c| c.correlation_id == out.correlation_id));
 }
 
 #[tokio::test]
 async fn entry_service_failure_fails_that_chunk_and_keeps_the_flag() {
     let services = FakeServices::with(|req| {
-        Ok(if req.path == "/entries/batch-upsert" { json_response(503, r#"{"error":"busy"}"#) } else { json_response(200, "{}") })
+        Ok(if req.path == "/entries/batch-upsert" {
+            json_response(503, r#"{"error":"busy"}"#)
+        } else {
+            json_response(200, "{}")
+        })
     });
     let host = host(services.clone());
     let a = entry("c1", "a", 1, true);
@@ -97,29 +145,51 @@ async fn entry_service_failure_fails_that_chunk_and_keeps_the_flag() {
     let mut failures = batch(&out.output).failures.clone();
     failures.sort();
     assert_eq!(failures, vec!["ma".to_string(), "mb".to_string()]);
-    assert_eq!(item(&host, &key_of(&a)).await.expect("item")["needsReplication"], true);
+    assert_eq!(
+        item(&host, &key_of(&a)).await.expect("item")["needsReplication"],
+        true
+    );
 }
 
 #[tokio::test]
 async fn upserts_go_in_chunks_of_25_and_failed_score_refresh_goes_to_retry_queue() {
     let services = FakeServices::with(|req| {
-        Ok(if req.path == "/scores/refresh" { json_response(500, "{}") } else { json_response(200, "{}") })
+        Ok(if req.path == "/scores/refresh" {
+            json_response(500, "{}")
+        } else {
+            json_response(200, "{}")
+        })
     });
     let host = host(services.clone());
-    let items: Vec<Value> = (0..60).map(|i| entry("c9", &format!("u{i}"), 1, true)).collect();
+    let items: Vec<Value> = (0..60)
+        .map(|i| entry("c9", &format!("u{i}"), 1, true))
+        .collect();
     seed(&host, &items).await;
     let messages = items
         .iter()
         .enumerate()
-        .map(|(i, it)| message(&format!("m{i}"), change("INSERT", Some(it), None, i as u64).to_string()))
+        .map(|(i, it)| {
+            message(
+                &format!("m{i}"),
+                change("INSERT", Some(it), None, i as u64).to_string(),
+            )
+        })
         .collect();
-    let out = host.invoke("replication/save-entries", Input::Batch(messages)).await.expect("invocation");
+    let out = host
+        .invoke("replication/save-entries", Input::Batch(messages))
+        .await
+        .expect("invocation");
     assert!(batch(&out.output).failures.is_empty(), "{:?}", out.output);
 
     let sizes: Vec<usize> = services
         .calls_to("/entries/batch-upsert")
         .iter()
-        .map(|c| serde_json::from_str::<Value>(c.body.as_deref().unwrap_or("{}")).expect("json")["entries"].as_array().map_or(0, Vec::len))
+        .map(|c| {
+            serde_json::from_str::<Value>(c.body.as_deref().unwrap_or("{}")).expect("json")
+                ["entries"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
         .collect();
     assert_eq!(sizes.iter().sum::<usize>(), 60);
     assert!(sizes.iter().all(|s| *s <= 25), "chunks {sizes:?}");
@@ -130,9 +200,15 @@ async fn upserts_go_in_chunks_of_25_and_failed_score_refresh_goes_to_retry_queue
         .filter(|c| c.resource == "retry-score")
         .map(|c| c.request["messages"].as_array().map_or(0, Vec::len))
         .sum();
-    assert_eq!(sent, 60, "every fan whose score refresh failed is queued for retry");
+    assert_eq!(
+        sent, 60,
+        "every fan whose score refresh failed is queued for retry"
+    );
     for it in &items {
-        assert_eq!(item(&host, &key_of(it)).await.expect("item")["needsReplication"], false);
+        assert_eq!(
+            item(&host, &key_of(it)).await.expect("item")["needsReplication"],
+            false
+        );
     }
 }
 
@@ -143,7 +219,7 @@ async fn a_newer_write_keeps_its_flag_when_an_older_change_is_replicated() {
     let services = FakeServices::ok();
     let host = host(services.clone());
     let v2 = entry("c1", "race", 2, true);
-    seed(&host, &[v2.clone()]).await;
+    seed(&host, std::slice::from_ref(&v2)).await;
     let tables = host.embedded.tables();
     let newer = entry("c1", "race", 3, true);
     services.set(move |req| {
@@ -152,8 +228,11 @@ async fn a_newer_write_keeps_its_flag_when_an_older_change_is_replicated() {
             let tables = tables.clone();
             let newer = newer.clone();
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
-                rt.block_on(tables.put("demand-table", newer, None)).expect("put");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("rt");
+                rt.block_on(tables.put("demand-table", newer, None))
+                    .expect("put");
             })
             .join()
             .expect("writer thread");
@@ -161,13 +240,22 @@ async fn a_newer_write_keeps_its_flag_when_an_older_change_is_replicated() {
         Ok(json_response(200, "{}"))
     });
     let out = host
-        .invoke("replication/save-entries", Input::Batch(vec![message("m", change("MODIFY", Some(&v2), None, 1).to_string())]))
+        .invoke(
+            "replication/save-entries",
+            Input::Batch(vec![message(
+                "m",
+                change("MODIFY", Some(&v2), None, 1).to_string(),
+            )]),
+        )
         .await
         .expect("invocation");
     assert!(batch(&out.output).failures.is_empty());
     let now = item(&host, &key_of(&v2)).await.expect("item");
     assert_eq!(now["version"], 3);
-    assert_eq!(now["needsReplication"], true, "the newer write still needs replication");
+    assert_eq!(
+        now["needsReplication"], true,
+        "the newer write still needs replication"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +263,10 @@ async fn sqs_event_fixture_is_accepted() {
     let host = host(FakeServices::ok());
     seed(&host, &[entry("c1", "u1", 2, true)]).await;
     let out = host
-        .invoke_json("replication/save-entries", usher_testing::fixture("replication/save-entries.sqs.json"))
+        .invoke_json(
+            "replication/save-entries",
+            usher_testing::fixture("replication/save-entries.sqs.json"),
+        )
         .await
         .expect("invocation");
     assert_eq!(batch(&out.output).failures, Vec::<String>::new());

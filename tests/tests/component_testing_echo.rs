@@ -16,21 +16,35 @@ fn host() -> TestHost {
 async fn echoes_its_payload() {
     let host = host();
     let payload = json!({"a": [1, 2, 3], "b": "ü"});
-    let out = host.invoke("testing/echo", Input::Invoke(payload.clone())).await.expect("invocation");
+    let out = host
+        .invoke("testing/echo", Input::Invoke(payload.clone()))
+        .await
+        .expect("invocation");
     assert_eq!(out.output, Output::Invoke(Ok(payload)));
 }
 
 #[tokio::test]
 async fn typed_errors_reach_the_caller() {
     let host = host();
-    let out = host.invoke("testing/echo", Input::Invoke(json!({"fail": "nope"}))).await.expect("invocation");
-    assert_eq!(out.output, Output::Invoke(Err(InvokeFailure { kind: "Requested".into(), message: "nope".into() })));
+    let out = host
+        .invoke("testing/echo", Input::Invoke(json!({"fail": "nope"})))
+        .await
+        .expect("invocation");
+    assert_eq!(
+        out.output,
+        Output::Invoke(Err(InvokeFailure {
+            kind: "Requested".into(),
+            message: "nope".into()
+        }))
+    );
 }
 
 #[tokio::test]
 async fn logs_carry_the_message_and_fields() {
     let host = host();
-    host.invoke("testing/echo", Input::Invoke(json!({"log": "hello"}))).await.expect("invocation");
+    host.invoke("testing/echo", Input::Invoke(json!({"log": "hello"})))
+        .await
+        .expect("invocation");
     let logs = host.calls("log", "write");
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].request["message"], "hello");
@@ -39,6 +53,9 @@ async fn logs_carry_the_message_and_fields() {
 #[tokio::test]
 async fn a_batch_event_for_an_invoke_worker_is_refused_clearly() {
     let host = host();
-    let err = host.invoke("testing/echo", Input::Batch(vec![])).await.expect_err("wrong input");
+    let err = host
+        .invoke("testing/echo", Input::Batch(vec![]))
+        .await
+        .expect_err("wrong input");
     assert!(err.to_string().contains("invoke-worker"), "{err}");
 }

@@ -13,8 +13,20 @@ use usher_testing::{components, shared_engine, FakeServices};
 fn start(registry_dir: &std::path::Path, store: Arc<LocalStore>) -> Result<Runtime, String> {
     let registry = Arc::new(Registry::load(registry_dir).map_err(|e| e.to_string())?);
     let embedded = Embedded::in_memory(&registry.resources).map_err(|e| e.to_string())?;
-    let backends = embedded.backends(FakeServices::ok(), Arc::new(NoCodec), Arc::new(LocalInvoker::new()));
-    Runtime::start(shared_engine(), registry, store, "dev", Arc::new(backends), None).map_err(|e| e.to_string())
+    let backends = embedded.backends(
+        FakeServices::ok(),
+        Arc::new(NoCodec),
+        Arc::new(LocalInvoker::new()),
+    );
+    Runtime::start(
+        shared_engine(),
+        registry,
+        store,
+        "dev",
+        Arc::new(backends),
+        None,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn registry_with_pin(dir: &std::path::Path, sha: &str) {

@@ -367,7 +367,12 @@ pub struct NoCodec;
 
 #[async_trait]
 impl CodecBackend for NoCodec {
-    async fn encode(&self, format: Format, _schema: &Value, _records: Vec<Value>) -> Result<Vec<u8>, CapError> {
+    async fn encode(
+        &self,
+        format: Format,
+        _schema: &Value,
+        _records: Vec<Value>,
+    ) -> Result<Vec<u8>, CapError> {
         Err(CapError::Unsupported(format!(
             "{format:?} encoding is not available in this host build"
         )))

@@ -11,14 +11,26 @@ use usher_engine::{Input, LocalInvoker, Runtime};
 
 use crate::store_cmds::{tool_engine, Paths};
 
-pub async fn run(paths: &Paths, worker: &str, event: &Path, data: &Path, seed: Option<&Path>) -> Result<()> {
+pub async fn run(
+    paths: &Paths,
+    worker: &str,
+    event: &Path,
+    data: &Path,
+    seed: Option<&Path>,
+) -> Result<()> {
     let registry = Arc::new(paths.registry()?);
     let spec = registry.worker(worker)?.clone();
-    let text = std::fs::read_to_string(event).with_context(|| format!("reading the event {}", event.display()))?;
-    let value: Value =
-        serde_json::from_str(&text).with_context(|| format!("the event {} is not valid JSON", event.display()))?;
-    let input = Input::from_event_json(spec.trigger.world(), value)
-        .with_context(|| format!("the event {} does not fit {worker} ({})", event.display(), spec.trigger.world().world_name()))?;
+    let text = std::fs::read_to_string(event)
+        .with_context(|| format!("reading the event {}", event.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("the event {} is not valid JSON", event.display()))?;
+    let input = Input::from_event_json(spec.trigger.world(), value).with_context(|| {
+        format!(
+            "the event {} does not fit {worker} ({})",
+            event.display(),
+            spec.trigger.world().world_name()
+        )
+    })?;
 
     let embedded = Embedded::open(data, &registry.resources)
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
@@ -33,8 +45,15 @@ pub async fn run(paths: &Paths, worker: &str, event: &Path, data: &Path, seed: O
     only.extend(spec.grants.workers.iter().cloned());
     let store = Arc::new(paths.store()?);
     let recorder = Arc::new(Recorder::new());
-    let runtime = Runtime::start(tool_engine()?, registry, store, &paths.env, Arc::new(backends), Some(&only))?
-        .with_recorder(recorder.clone());
+    let runtime = Runtime::start(
+        tool_engine()?,
+        registry,
+        store,
+        &paths.env,
+        Arc::new(backends),
+        Some(&only),
+    )?
+    .with_recorder(recorder.clone());
     let runtime = Arc::new(runtime);
     invoker.bind(&runtime);
 
@@ -67,9 +86,10 @@ pub async fn run(paths: &Paths, worker: &str, event: &Path, data: &Path, seed: O
 }
 
 async fn seed_tables(embedded: &Embedded, seed: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(seed).with_context(|| format!("reading {}", seed.display()))?;
-    let doc: serde_json::Map<String, Value> =
-        serde_json::from_str(&text).with_context(|| format!("{} must be a JSON object of table → items", seed.display()))?;
+    let text =
+        std::fs::read_to_string(seed).with_context(|| format!("reading {}", seed.display()))?;
+    let doc: serde_json::Map<String, Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{} must be a JSON object of table → items", seed.display()))?;
     let tables = embedded.tables();
     for (table, items) in doc {
         let items = items

@@ -18,7 +18,12 @@ struct Cli {
     #[arg(long, global = true, env = "USHER_REGISTRY", default_value = "workers")]
     registry: PathBuf,
     /// The component store folder.
-    #[arg(long, global = true, env = "USHER_STORE", default_value = ".usher/store")]
+    #[arg(
+        long,
+        global = true,
+        env = "USHER_STORE",
+        default_value = ".usher/store"
+    )]
     store: PathBuf,
     /// The release environment.
     #[arg(long, global = true, env = "USHER_ENV", default_value = "dev")]
@@ -99,13 +104,24 @@ fn main() -> Result<()> {
         env: cli.env,
     };
     match cli.command {
-        Command::Push { worker, file, version } => store_cmds::push(&paths, &worker, &file, &version),
+        Command::Push {
+            worker,
+            file,
+            version,
+        } => store_cmds::push(&paths, &worker, &file, &version),
         Command::Promote { worker, version } => store_cmds::promote(&paths, &worker, &version),
         Command::Rollback { worker } => store_cmds::rollback(&paths, &worker),
         Command::Ls { json } => store_cmds::ls(&paths, json),
         Command::Pin { from, sources } => store_cmds::pin(&paths, &from, &sources),
-        Command::Invoke { worker, event, data, seed } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        Command::Invoke {
+            worker,
+            event,
+            data,
+            seed,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(invoke::run(&paths, &worker, &event, &data, seed.as_deref()))
         }
     }

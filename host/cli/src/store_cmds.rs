@@ -18,11 +18,13 @@ pub struct Paths {
 
 impl Paths {
     pub fn registry(&self) -> Result<Registry> {
-        Registry::load(&self.registry).with_context(|| format!("loading the registry at {}", self.registry.display()))
+        Registry::load(&self.registry)
+            .with_context(|| format!("loading the registry at {}", self.registry.display()))
     }
 
     pub fn store(&self) -> Result<LocalStore> {
-        LocalStore::open(&self.store).with_context(|| format!("opening the store at {}", self.store.display()))
+        LocalStore::open(&self.store)
+            .with_context(|| format!("opening the store at {}", self.store.display()))
     }
 }
 
@@ -68,7 +70,10 @@ pub fn push(paths: &Paths, worker: &str, file: &Path, version: &semver::Version)
     let store = paths.store()?;
     let engine = tool_engine()?;
     let digest = store_version(&engine, &store, spec, &bytes, version)?;
-    println!("pushed {worker} {version} {digest} ({} bytes, precompiled)", bytes.len());
+    println!(
+        "pushed {worker} {version} {digest} ({} bytes, precompiled)",
+        bytes.len()
+    );
     Ok(())
 }
 
@@ -76,14 +81,20 @@ pub fn promote(paths: &Paths, worker: &str, version: &semver::Version) -> Result
     let registry = paths.registry()?;
     let spec = registry.worker(worker)?;
     let entry = usher_engine::release::promote(&paths.store()?, &paths.env, spec, version)?;
-    println!("{worker}: {} {} is live in {}", entry.version, entry.digest, paths.env);
+    println!(
+        "{worker}: {} {} is live in {}",
+        entry.version, entry.digest, paths.env
+    );
     Ok(())
 }
 
 pub fn rollback(paths: &Paths, worker: &str) -> Result<()> {
     paths.registry()?.worker(worker)?;
     let entry = paths.store()?.rollback(&paths.env, worker)?;
-    println!("{worker}: rolled back to {} {} in {}", entry.version, entry.digest, paths.env);
+    println!(
+        "{worker}: rolled back to {} {} in {}",
+        entry.version, entry.digest, paths.env
+    );
     Ok(())
 }
 
@@ -101,8 +112,17 @@ pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
     let mut rows = Vec::new();
     for name in &names {
         let spec = registry.workers.get(name);
-        let live = release.workers.get(name).map(|e| (e.version.clone(), e.digest.to_string(), "release"));
-        let pinned = spec.map(|s| (s.component.version.clone(), format!("sha256:{}", s.component.sha256), "registry pin"));
+        let live = release
+            .workers
+            .get(name)
+            .map(|e| (e.version.clone(), e.digest.to_string(), "release"));
+        let pinned = spec.map(|s| {
+            (
+                s.component.version.clone(),
+                format!("sha256:{}", s.component.sha256),
+                "registry pin",
+            )
+        });
         let (live_version, live_digest, source) = match (live, pinned) {
             (Some(l), _) => (Some(l.0), Some(l.1), l.2),
             (None, Some(p)) => (Some(p.0), Some(p.1), p.2),
@@ -131,7 +151,10 @@ pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<34} {:<10} {:<10} {:<6} {:<16} SOURCE", "WORKER", "TRIGGER", "VERSION", "LIVE", "DIGEST");
+    println!(
+        "{:<34} {:<10} {:<10} {:<6} {:<16} SOURCE",
+        "WORKER", "TRIGGER", "VERSION", "LIVE", "DIGEST"
+    );
     for row in &rows {
         let worker = row["worker"].as_str().unwrap_or_default();
         let trigger = row["trigger"].as_str().unwrap_or("-");
@@ -140,10 +163,18 @@ pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
         let source = row["live"]["source"].as_str().unwrap_or("-");
         let versions = row["versions"].as_array().cloned().unwrap_or_default();
         if versions.is_empty() {
-            println!("{worker:<34} {trigger:<10} {live_version:<10} {:<6} {:<16} {source} (not pushed)", "*", short(live_digest));
+            println!(
+                "{worker:<34} {trigger:<10} {live_version:<10} {:<6} {:<16} {source} (not pushed)",
+                "*",
+                short(live_digest)
+            );
         }
         for v in versions {
-            let live = if v["live"].as_bool().unwrap_or(false) { "*" } else { "" };
+            let live = if v["live"].as_bool().unwrap_or(false) {
+                "*"
+            } else {
+                ""
+            };
             println!(
                 "{worker:<34} {trigger:<10} {:<10} {live:<6} {:<16} {}",
                 v["version"].as_str().unwrap_or_default(),
@@ -163,20 +194,31 @@ fn short(digest: &str) -> String {
 /// `version.workspace = true` to the components workspace).
 fn crate_version(manifest: &Path, workspace_manifest: &Path) -> Result<semver::Version> {
     let read = |path: &Path| -> Result<toml::Table> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        text.parse().with_context(|| format!("parsing {}", path.display()))
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        text.parse()
+            .with_context(|| format!("parsing {}", path.display()))
     };
     let doc = read(manifest)?;
     let version = doc.get("package").and_then(|p| p.get("version"));
     let text = match version {
         Some(toml::Value::String(v)) => v.clone(),
-        Some(toml::Value::Table(t)) if t.get("workspace").and_then(toml::Value::as_bool) == Some(true) => read(workspace_manifest)?
-            .get("workspace")
-            .and_then(|w| w.get("package"))
-            .and_then(|p| p.get("version"))
-            .and_then(toml::Value::as_str)
-            .with_context(|| format!("{} has no workspace.package.version", workspace_manifest.display()))?
-            .to_string(),
+        Some(toml::Value::Table(t))
+            if t.get("workspace").and_then(toml::Value::as_bool) == Some(true) =>
+        {
+            read(workspace_manifest)?
+                .get("workspace")
+                .and_then(|w| w.get("package"))
+                .and_then(|p| p.get("version"))
+                .and_then(toml::Value::as_str)
+                .with_context(|| {
+                    format!(
+                        "{} has no workspace.package.version",
+                        workspace_manifest.display()
+                    )
+                })?
+                .to_string()
+        }
         _ => bail!("{} has no package.version", manifest.display()),
     };
     Ok(text.parse()?)
@@ -190,9 +232,15 @@ pub fn pin(paths: &Paths, from: &Path, components_src: &Path) -> Result<()> {
     for (name, spec) in &registry.workers {
         let file = from.join(format!("{name}.wasm"));
         if !file.exists() {
-            bail!("worker {name}: no built component at {} (run `just build-components`)", file.display());
+            bail!(
+                "worker {name}: no built component at {} (run `just build-components`)",
+                file.display()
+            );
         }
-        let version = crate_version(&components_src.join(name).join("Cargo.toml"), &components_src.join("Cargo.toml"))?;
+        let version = crate_version(
+            &components_src.join(name).join("Cargo.toml"),
+            &components_src.join("Cargo.toml"),
+        )?;
         let bytes = std::fs::read(&file)?;
         let digest = store_version(&engine, &store, spec, &bytes, &version)
             .with_context(|| format!("worker {name}: storing {} as {version}", file.display()))?;

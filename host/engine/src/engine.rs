@@ -179,8 +179,7 @@ impl UsherEngine {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(engine_err("creating the engine"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(engine_err("linking WASI"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err("linking WASI"))?;
         usher_capabilities::add_to_linker(&mut linker, |s: &mut InvocationState| &mut s.caps)
             .map_err(engine_err("linking capabilities"))?;
 
@@ -248,7 +247,10 @@ impl UsherEngine {
     /// The import and export names of a component.
     pub fn interfaces(&self, component: &Component) -> (Vec<String>, Vec<String>) {
         let ty = component.component_type();
-        let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let exports = ty
             .exports(&self.engine)
             .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
@@ -289,36 +291,61 @@ impl UsherEngine {
                     "it imports `{import}` but is granted no {cap:?} resources"
                 )),
                 None if unversioned(import).starts_with("usher:platform/types") => {}
-                None => problems.push(format!("it imports `{import}`, which the host does not provide")),
+                None => problems.push(format!(
+                    "it imports `{import}`, which the host does not provide"
+                )),
             }
         }
         problems
     }
 
     /// Prepares a checked component for fast instantiation.
-    pub fn prepare(&self, component: &Component, world: WorldKind) -> Result<PreparedWorker, EngineError> {
+    pub fn prepare(
+        &self,
+        component: &Component,
+        world: WorldKind,
+    ) -> Result<PreparedWorker, EngineError> {
         let pre = self
             .linker
             .instantiate_pre(component)
             .map_err(engine_err("linking the component"))?;
         let missing = |e: wasmtime::Error| {
-            EngineError::Wasmtime(format!("the component does not export the {} world: {e:#}", world.world_name()))
+            EngineError::Wasmtime(format!(
+                "the component does not export the {} world: {e:#}",
+                world.world_name()
+            ))
         };
         let exports = match world {
-            WorldKind::Batch => Exports::Batch(batch_handler::GuestIndices::new(&pre).map_err(missing)?),
-            WorldKind::Stream => Exports::Stream(stream_handler::GuestIndices::new(&pre).map_err(missing)?),
-            WorldKind::Invoke => Exports::Invoke(invoke_handler::GuestIndices::new(&pre).map_err(missing)?),
+            WorldKind::Batch => {
+                Exports::Batch(batch_handler::GuestIndices::new(&pre).map_err(missing)?)
+            }
+            WorldKind::Stream => {
+                Exports::Stream(stream_handler::GuestIndices::new(&pre).map_err(missing)?)
+            }
+            WorldKind::Invoke => {
+                Exports::Invoke(invoke_handler::GuestIndices::new(&pre).map_err(missing)?)
+            }
             WorldKind::Scheduled => {
                 Exports::Scheduled(scheduled_handler::GuestIndices::new(&pre).map_err(missing)?)
             }
-            WorldKind::Http => Exports::Http(http_handler::GuestIndices::new(&pre).map_err(missing)?),
+            WorldKind::Http => {
+                Exports::Http(http_handler::GuestIndices::new(&pre).map_err(missing)?)
+            }
         };
-        Ok(PreparedWorker { pre, exports, world })
+        Ok(PreparedWorker {
+            pre,
+            exports,
+            world,
+        })
     }
 
     /// A fresh store for one invocation: WASI with stderr captured, the
     /// capability context, the memory limiter and the epoch deadline.
-    fn new_store(&self, caps: CapabilityCtx, limits: InvocationLimits) -> (Store<InvocationState>, MemoryOutputPipe) {
+    fn new_store(
+        &self,
+        caps: CapabilityCtx,
+        limits: InvocationLimits,
+    ) -> (Store<InvocationState>, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(16 * 1024);
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
         let state = InvocationState {
@@ -409,14 +436,19 @@ fn classify(
     limits: InvocationLimits,
     stderr: &MemoryOutputPipe,
 ) -> InvokeError {
-    let guest_output = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+    let guest_output = String::from_utf8_lossy(&stderr.contents())
+        .trim()
+        .to_string();
     if let Some(desired) = refused {
         return InvokeError::MemoryLimit {
             limit_bytes: limits.memory_bytes,
             requested_bytes: desired,
         };
     }
-    if matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+    if matches!(
+        error.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::Interrupt)
+    ) {
         return InvokeError::Deadline {
             timeout_ms: millis(limits.timeout),
         };
@@ -462,7 +494,8 @@ async fn call(
                 },
             };
             // Only ids of this batch can fail; the count of received is the host's.
-            out.failures.retain(|id| messages.iter().any(|m| &m.message_id == id));
+            out.failures
+                .retain(|id| messages.iter().any(|m| &m.message_id == id));
             out.failures.dedup();
             out.count.received = len_u32(messages.len());
             Output::Batch(out)
@@ -514,7 +547,9 @@ async fn call(
                 scheduled_time: tick.scheduled_time.clone(),
             };
             let r = guest.call_handle(&mut *store, &arg).await?;
-            Output::Scheduled(r.and_then(|text| serde_json::from_str(&text).map_err(|e| format!("invalid JSON summary: {e}"))))
+            Output::Scheduled(r.and_then(|text| {
+                serde_json::from_str(&text).map_err(|e| format!("invalid JSON summary: {e}"))
+            }))
         }
         (Exports::Http(idx), Input::Http(req)) => {
             let guest = idx.load(&mut *store, &instance)?;
@@ -539,6 +574,10 @@ async fn call(
                 body: r.body,
             })
         }
-        _ => return Err(wasmtime::format_err!("input does not match the worker's world")),
+        _ => {
+            return Err(wasmtime::format_err!(
+                "input does not match the worker's world"
+            ))
+        }
     })
 }

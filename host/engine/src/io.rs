@@ -220,7 +220,9 @@ impl Input {
             Input::Http(_) => Output::Http(HttpResponse {
                 status: 500,
                 headers: vec![("content-type".into(), "application/json".into())],
-                body: serde_json::json!({"error": reason}).to_string().into_bytes(),
+                body: serde_json::json!({"error": reason})
+                    .to_string()
+                    .into_bytes(),
             }),
         }
     }
@@ -254,7 +256,10 @@ impl Input {
     /// or a bare list of changes; for invoke-workers any JSON payload; for
     /// scheduled-workers a tick or an EventBridge scheduled event; for
     /// http-workers a request. Errors name the record and the reason.
-    pub fn from_event_json(world: usher_registry::WorldKind, value: Value) -> Result<Input, EventError> {
+    pub fn from_event_json(
+        world: usher_registry::WorldKind,
+        value: Value,
+    ) -> Result<Input, EventError> {
         use usher_registry::WorldKind;
         if value.get("kind").is_some() && value.get("event").is_some() {
             let input: Input = serde_json::from_value(value)
@@ -277,15 +282,17 @@ impl Input {
         };
         match world {
             WorldKind::Batch => {
-                let items = records(&value)
-                    .ok_or_else(|| EventError("a batch event needs a `Records` list or a list of messages".into()))?;
+                let items = records(&value).ok_or_else(|| {
+                    EventError("a batch event needs a `Records` list or a list of messages".into())
+                })?;
                 items
                     .into_iter()
                     .enumerate()
                     .map(|(i, item)| {
                         if item.get("messageId").is_some() {
-                            let r: SqsRecord = serde_json::from_value(item)
-                                .map_err(|e| EventError(format!("record {i}: not an SQS message: {e}")))?;
+                            let r: SqsRecord = serde_json::from_value(item).map_err(|e| {
+                                EventError(format!("record {i}: not an SQS message: {e}"))
+                            })?;
                             let receive_count = r
                                 .attributes
                                 .get("ApproximateReceiveCount")
@@ -296,25 +303,36 @@ impl Input {
                                 .message_attributes
                                 .iter()
                                 .filter_map(|(k, v)| {
-                                    v.get("stringValue").and_then(Value::as_str).map(|s| (k.clone(), s.to_string()))
+                                    v.get("stringValue")
+                                        .and_then(Value::as_str)
+                                        .map(|s| (k.clone(), s.to_string()))
                                 })
                                 .collect();
-                            Ok(BatchMessage { message_id: r.message_id, body: r.body, attributes, receive_count })
+                            Ok(BatchMessage {
+                                message_id: r.message_id,
+                                body: r.body,
+                                attributes,
+                                receive_count,
+                            })
                         } else {
-                            serde_json::from_value(item).map_err(|e| EventError(format!("record {i}: not a message: {e}")))
+                            serde_json::from_value(item)
+                                .map_err(|e| EventError(format!("record {i}: not a message: {e}")))
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Input::Batch)
             }
             WorldKind::Stream => {
-                let items = records(&value)
-                    .ok_or_else(|| EventError("a stream event needs a `Records` list or a list of changes".into()))?;
+                let items = records(&value).ok_or_else(|| {
+                    EventError("a stream event needs a `Records` list or a list of changes".into())
+                })?;
                 items
                     .into_iter()
                     .enumerate()
                     .map(|(i, item)| {
-                        serde_json::from_value(item).map_err(|e| EventError(format!("record {i}: not a change record: {e}")))
+                        serde_json::from_value(item).map_err(|e| {
+                            EventError(format!("record {i}: not a change record: {e}"))
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Input::Stream)
@@ -329,7 +347,10 @@ impl Input {
                         .and_then(Value::as_str)
                         .unwrap_or("schedule")
                         .to_string();
-                    return Ok(Input::Scheduled(Tick { schedule, scheduled_time: time.to_string() }));
+                    return Ok(Input::Scheduled(Tick {
+                        schedule,
+                        scheduled_time: time.to_string(),
+                    }));
                 }
                 serde_json::from_value(value)
                     .map(Input::Scheduled)

@@ -8,13 +8,15 @@
 #![deny(missing_docs)]
 
 mod engine;
-pub mod release;
 pub mod io;
+pub mod release;
 mod runtime;
 
 pub use engine::{EngineOptions, InvocationLimits, PreparedWorker, UsherEngine};
 pub use io::*;
-pub use runtime::{load_component, load_version, Invocation, LiveVersion, LiveWorker, LocalInvoker, Runtime, Swap};
+pub use runtime::{
+    load_component, load_version, Invocation, LiveVersion, LiveWorker, LocalInvoker, Runtime, Swap,
+};
 
 use usher_registry::WorldKind;
 
@@ -71,7 +73,9 @@ pub enum InvokeError {
         timeout_ms: u64,
     },
     /// The worker asked for more memory than its limit.
-    #[error("the worker exceeded its memory limit of {limit_bytes} bytes (asked for {requested_bytes})")]
+    #[error(
+        "the worker exceeded its memory limit of {limit_bytes} bytes (asked for {requested_bytes})"
+    )]
     MemoryLimit {
         /// The limit.
         limit_bytes: usize,

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use usher_capabilities::{Backends, CapError, CapabilityCtx, Recorder, WorkerIdentity, WorkerInvoker};
+use usher_capabilities::{
+    Backends, CapError, CapabilityCtx, Recorder, WorkerIdentity, WorkerInvoker,
+};
 use usher_registry::{Grants, Registry, WorkerSpec};
 use usher_store::{Digest, LocalStore};
 use wasmtime::component::Component;
@@ -97,15 +99,21 @@ impl Runtime {
         backends: Arc<Backends>,
         only: Option<&[String]>,
     ) -> Result<Self, StartupError> {
-        let release = store
-            .release(env)
-            .map_err(|e| StartupError::single("(release)", format!("cannot read release `{env}`: {e}")))?;
+        let release = store.release(env).map_err(|e| {
+            StartupError::single("(release)", format!("cannot read release `{env}`: {e}"))
+        })?;
         let mut problems = Vec::new();
         let mut workers = BTreeMap::new();
         if let Some(names) = only {
             for name in names {
                 if !registry.workers.contains_key(name) {
-                    problems.push((name.clone(), format!("no such worker in the registry at {}", registry.dir.display())));
+                    problems.push((
+                        name.clone(),
+                        format!(
+                            "no such worker in the registry at {}",
+                            registry.dir.display()
+                        ),
+                    ));
                 }
             }
         }
@@ -191,10 +199,12 @@ impl Runtime {
 
     /// One live worker.
     pub fn worker(&self, name: &str) -> Result<&Arc<LiveWorker>, InvokeError> {
-        self.workers.get(name).ok_or_else(|| InvokeError::UnknownWorker {
-            name: name.to_string(),
-            known: self.workers.keys().cloned().collect(),
-        })
+        self.workers
+            .get(name)
+            .ok_or_else(|| InvokeError::UnknownWorker {
+                name: name.to_string(),
+                known: self.workers.keys().cloned().collect(),
+            })
     }
 
     /// Runs one invocation of a worker in a fresh instance of its current version.
@@ -209,7 +219,10 @@ impl Runtime {
         let correlation_id = correlation_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let caps = self.caps(live, &version, correlation_id.clone());
         let started = Instant::now();
-        let output = self.engine.run(&version.prepared, caps, live.limits, input).await;
+        let output = self
+            .engine
+            .run(&version.prepared, caps, live.limits, input)
+            .await;
         let elapsed = started.elapsed();
         match output {
             Ok(output) => Ok(Invocation {
@@ -225,7 +238,12 @@ impl Runtime {
         }
     }
 
-    fn caps(&self, live: &LiveWorker, version: &LiveVersion, correlation_id: String) -> CapabilityCtx {
+    fn caps(
+        &self,
+        live: &LiveWorker,
+        version: &LiveVersion,
+        correlation_id: String,
+    ) -> CapabilityCtx {
         let caps = CapabilityCtx::new(
             version.identity.clone(),
             live.grants.clone(),
@@ -245,15 +263,26 @@ impl Runtime {
         let live = self.worker(worker)?;
         let version = live.current.load_full();
         let caps = self.caps(live, &version, String::new());
-        self.engine.instantiate_only(&version.prepared, caps, live.limits).await
+        self.engine
+            .instantiate_only(&version.prepared, caps, live.limits)
+            .await
     }
 
     /// Like [`Runtime::invoke`], but a failed invocation (trap, deadline,
     /// memory limit) becomes the answer that fails every record of the input.
-    pub async fn invoke_or_fail_all(&self, worker: &str, input: &Input, correlation_id: Option<String>) -> Result<Invocation, InvokeError> {
+    pub async fn invoke_or_fail_all(
+        &self,
+        worker: &str,
+        input: &Input,
+        correlation_id: Option<String>,
+    ) -> Result<Invocation, InvokeError> {
         let cid = correlation_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         match self.invoke(worker, input, Some(cid.clone())).await {
-            Err(e @ (InvokeError::Trap { .. } | InvokeError::Deadline { .. } | InvokeError::MemoryLimit { .. })) => {
+            Err(
+                e @ (InvokeError::Trap { .. }
+                | InvokeError::Deadline { .. }
+                | InvokeError::MemoryLimit { .. }),
+            ) => {
                 let live = self.worker(worker)?;
                 Ok(Invocation {
                     output: input.fail_all(&e.to_string()),
@@ -277,7 +306,9 @@ impl Runtime {
             .map_err(|e| EngineError::Store(e.to_string()))?;
         let mut swaps = Vec::new();
         for (name, live) in &self.workers {
-            let Some(entry) = release.workers.get(name) else { continue };
+            let Some(entry) = release.workers.get(name) else {
+                continue;
+            };
             let current = live.current.load_full();
             if current.digest == entry.digest && current.version == entry.version {
                 continue;
@@ -286,9 +317,11 @@ impl Runtime {
             let store = self.store.clone();
             let spec = live.spec.clone();
             let (version, digest) = (entry.version.clone(), entry.digest);
-            let loaded = tokio::task::spawn_blocking(move || load_version(&engine, &store, &spec, version, digest))
-                .await
-                .map_err(|e| EngineError::Wasmtime(format!("compile task failed: {e}")))?;
+            let loaded = tokio::task::spawn_blocking(move || {
+                load_version(&engine, &store, &spec, version, digest)
+            })
+            .await
+            .map_err(|e| EngineError::Wasmtime(format!("compile task failed: {e}")))?;
             match loaded {
                 Ok(new) => {
                     let swap = Swap {
@@ -340,10 +373,14 @@ pub fn load_version(
     digest: Digest,
 ) -> Result<LiveVersion, Vec<String>> {
     let what = format!("component {}@{version} ({digest})", spec.component.name);
-    let component = load_component(engine, store, &digest).map_err(|e| vec![format!("{what}: {e}")])?;
+    let component =
+        load_component(engine, store, &digest).map_err(|e| vec![format!("{what}: {e}")])?;
     let problems = engine.check(&component, spec);
     if !problems.is_empty() {
-        return Err(problems.into_iter().map(|p| format!("{what}: {p}")).collect());
+        return Err(problems
+            .into_iter()
+            .map(|p| format!("{what}: {p}"))
+            .collect());
     }
     let prepared = engine
         .prepare(&component, spec.trigger.world())
@@ -361,7 +398,11 @@ pub fn load_version(
 
 /// A component by digest: the precompiled artifact when the store has one for
 /// this engine, else compiled from the verified bytes (and the artifact saved).
-pub fn load_component(engine: &UsherEngine, store: &LocalStore, digest: &Digest) -> Result<Component, EngineError> {
+pub fn load_component(
+    engine: &UsherEngine,
+    store: &LocalStore,
+    digest: &Digest,
+) -> Result<Component, EngineError> {
     // Always verify the source: a missing or altered component is refused
     // even when an artifact derived from it is cached.
     let bytes = store
@@ -404,26 +445,55 @@ impl LocalInvoker {
     }
 }
 
-async fn invoke_for_capability(rt: &Runtime, worker: &str, payload: Value, cid: &str) -> Result<Value, CapError> {
-    match rt.invoke(worker, &Input::Invoke(payload), Some(cid.to_string())).await {
-        Ok(Invocation { output: Output::Invoke(Ok(v)), .. }) => Ok(v),
-        Ok(Invocation { output: Output::Invoke(Err(f)), .. }) => Err(CapError::Invalid(format!("{}: {}", f.kind, f.message))),
-        Ok(_) => Err(CapError::Invalid(format!("worker {worker} is not an invoke-worker"))),
-        Err(InvokeError::UnknownWorker { name, .. }) => Err(CapError::NotFound(format!("worker {name}"))),
+async fn invoke_for_capability(
+    rt: &Runtime,
+    worker: &str,
+    payload: Value,
+    cid: &str,
+) -> Result<Value, CapError> {
+    match rt
+        .invoke(worker, &Input::Invoke(payload), Some(cid.to_string()))
+        .await
+    {
+        Ok(Invocation {
+            output: Output::Invoke(Ok(v)),
+            ..
+        }) => Ok(v),
+        Ok(Invocation {
+            output: Output::Invoke(Err(f)),
+            ..
+        }) => Err(CapError::Invalid(format!("{}: {}", f.kind, f.message))),
+        Ok(_) => Err(CapError::Invalid(format!(
+            "worker {worker} is not an invoke-worker"
+        ))),
+        Err(InvokeError::UnknownWorker { name, .. }) => {
+            Err(CapError::NotFound(format!("worker {name}")))
+        }
         Err(e) => Err(CapError::Unavailable(e.to_string())),
     }
 }
 
 #[async_trait]
 impl WorkerInvoker for LocalInvoker {
-    async fn invoke(&self, worker: &str, payload: Value, correlation_id: &str) -> Result<Value, CapError> {
+    async fn invoke(
+        &self,
+        worker: &str,
+        payload: Value,
+        correlation_id: &str,
+    ) -> Result<Value, CapError> {
         let rt = self.runtime()?;
         invoke_for_capability(&rt, worker, payload, correlation_id).await
     }
 
-    async fn invoke_async(&self, worker: &str, payload: Value, correlation_id: &str) -> Result<(), CapError> {
+    async fn invoke_async(
+        &self,
+        worker: &str,
+        payload: Value,
+        correlation_id: &str,
+    ) -> Result<(), CapError> {
         let rt = self.runtime()?;
-        rt.worker(worker).map_err(|_| CapError::NotFound(format!("worker {worker}")))?;
+        rt.worker(worker)
+            .map_err(|_| CapError::NotFound(format!("worker {worker}")))?;
         let (worker, cid) = (worker.to_string(), correlation_id.to_string());
         tokio::spawn(async move {
             if let Err(e) = invoke_for_capability(&rt, &worker, payload, &cid).await {

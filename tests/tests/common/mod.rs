@@ -26,7 +26,12 @@ pub fn key_of(item: &Value) -> Value {
 }
 
 /// A change record as enqueue-entries sends it to save-entries.
-pub fn change(event: &str, new_image: Option<&Value>, old_image: Option<&Value>, seq: u64) -> Value {
+pub fn change(
+    event: &str,
+    new_image: Option<&Value>,
+    old_image: Option<&Value>,
+    seq: u64,
+) -> Value {
     let image = new_image.or(old_image).expect("an image");
     json!({
         "table": "demand-table",
