@@ -81,13 +81,7 @@ impl BatchResult {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut unique: Vec<String> = Vec::new();
-        for id in failures {
-            let id = id.into();
-            if !unique.contains(&id) {
-                unique.push(id);
-            }
-        }
+        let unique = dedup_keep_order(failures);
         let received = count(received);
         let failed = count(unique.len()).min(received);
         BatchResult {
@@ -210,13 +204,7 @@ impl StreamResult {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut unique: Vec<String> = Vec::new();
-        for seq in failures {
-            let seq = seq.into();
-            if !unique.contains(&seq) {
-                unique.push(seq);
-            }
-        }
+        let unique = dedup_keep_order(failures);
         StreamResult { failures: unique }
     }
 }
@@ -489,4 +477,21 @@ mod tests {
         assert_eq!(res.body, br#"{"ok":1}"#);
         assert_eq!(HttpResponse::text(404, "no").status, 404);
     }
+}
+
+/// The strings in order, each kept once.
+fn dedup_keep_order<I, S>(items: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut seen = std::collections::HashSet::new();
+    let mut unique = Vec::new();
+    for item in items {
+        let item: String = item.into();
+        if seen.insert(item.clone()) {
+            unique.push(item);
+        }
+    }
+    unique
 }

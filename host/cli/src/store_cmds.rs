@@ -152,7 +152,7 @@ pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<34} {:<10} {:<10} {:<6} {:<16} SOURCE",
+        "{:<34} {:<10} {:<24} {:<6} {:<20} SOURCE",
         "WORKER", "TRIGGER", "VERSION", "LIVE", "DIGEST"
     );
     for row in &rows {
@@ -164,7 +164,7 @@ pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
         let versions = row["versions"].as_array().cloned().unwrap_or_default();
         if versions.is_empty() {
             println!(
-                "{worker:<34} {trigger:<10} {live_version:<10} {:<6} {:<16} {source} (not pushed)",
+                "{worker:<34} {trigger:<10} {live_version:<24} {:<6} {:<20} {source} (not pushed)",
                 "*",
                 short(live_digest)
             );
@@ -176,7 +176,7 @@ pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
                 ""
             };
             println!(
-                "{worker:<34} {trigger:<10} {:<10} {live:<6} {:<16} {}",
+                "{worker:<34} {trigger:<10} {:<24} {live:<6} {:<20} {}",
                 v["version"].as_str().unwrap_or_default(),
                 short(v["digest"].as_str().unwrap_or_default()),
                 if live.is_empty() { "" } else { source },
@@ -187,7 +187,7 @@ pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
 }
 
 fn short(digest: &str) -> String {
-    digest.chars().take(19).collect()
+    digest.chars().take(19).collect::<String>() + "…"
 }
 
 /// The `version` of a component crate's Cargo.toml (following
@@ -242,6 +242,19 @@ pub fn pin(paths: &Paths, from: &Path, components_src: &Path) -> Result<()> {
             &components_src.join("Cargo.toml"),
         )?;
         let bytes = std::fs::read(&file)?;
+        // A rebuilt component whose crate version was already stored with
+        // other bytes becomes a dev pre-release of that version named by its
+        // digest, so the store's versions stay immutable.
+        let digest = Digest::of(&bytes);
+        let version = match store.find_version(name, &version) {
+            Ok(existing) if existing.digest != digest => {
+                let dev: semver::Version =
+                    format!("{version}-dev.{}", &digest.hex()[..12]).parse()?;
+                println!("{name}: {version} is already stored with other bytes; pinning {dev} (bump the crate version to release it)");
+                dev
+            }
+            _ => version,
+        };
         let digest = store_version(&engine, &store, spec, &bytes, &version)
             .with_context(|| format!("worker {name}: storing {} as {version}", file.display()))?;
         let (yaml, key) = usher_registry::locate_worker(&paths.registry, name)?;

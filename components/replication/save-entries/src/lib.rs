@@ -61,7 +61,9 @@ impl Ports for Host {
         set: &Value,
         condition: table::Condition,
     ) -> usher_sdk::Result<()> {
-        table::update::<Value>(table_name, key, set, &[], Some(condition)).map(|_| ())
+        // The updated item is not needed: skip building it.
+        table::update::<serde::de::IgnoredAny>(table_name, key, set, &[], Some(condition))
+            .map(|_| ())
     }
 
     fn send_batch(

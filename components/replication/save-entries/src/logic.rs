@@ -435,10 +435,14 @@ fn refresh_scores(
 ) {
     // Each fan once, with every message that upserted it.
     let mut fans: Vec<(&Fan, Vec<usize>)> = Vec::new();
+    let mut index: std::collections::HashMap<&Fan, usize> = std::collections::HashMap::new();
     for group in upserted {
-        match fans.iter_mut().find(|(f, _)| *f == &group.entry.fan) {
-            Some((_, indices)) => indices.extend(group.messages.iter().copied()),
-            None => fans.push((&group.entry.fan, group.messages.clone())),
+        match index.get(&group.entry.fan) {
+            Some(&i) => fans[i].1.extend(group.messages.iter().copied()),
+            None => {
+                index.insert(&group.entry.fan, fans.len());
+                fans.push((&group.entry.fan, group.messages.clone()));
+            }
         }
     }
     for chunk in fans.chunks(CHUNK_SIZE) {
