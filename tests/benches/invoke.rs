@@ -443,6 +443,59 @@ fn cold_start() -> Option<(Stats, usize)> {
     Some((stats(samples), n))
 }
 
+/// Release written → new version live: `promote` then `Runtime::refresh`
+/// (what the release watcher does once it notices the file). The first swap
+/// compiles a component with no precompiled artifact; the others load the
+/// artifact `usher push` leaves.
+async fn swap_latency() -> (Duration, Stats) {
+    let host = usher_testing::TestHost::builder()
+        .resources("tables: { t: { partition_key: PK } }")
+        .named_worker(
+            "bench/swappable",
+            &components::TESTING_ECHO,
+            "trigger: { invoke: {} }\ngrants: { tables: [t] }",
+        )
+        .build()
+        .expect("host");
+    let probe = host
+        .store
+        .put_component(&components::TESTING_TABLE_PROBE.bytes())
+        .expect("put");
+    let echo = host
+        .store
+        .put_component(&components::TESTING_ECHO.bytes())
+        .expect("put");
+    let key = usher_testing::shared_engine().engine_key().to_string();
+    let precompiled = |d: &usher_store::Digest| host.store.has_precompiled(d, &key);
+    let mut versions = Vec::new();
+    for (i, digest) in [probe, echo].into_iter().cycle().take(21).enumerate() {
+        let v = semver::Version::new(1, i as u64, 0);
+        host.store
+            .record_version("bench/swappable", &v, &digest)
+            .expect("record");
+        versions.push((v, digest));
+    }
+    assert!(
+        !precompiled(&probe),
+        "the cold case needs a component without an artifact"
+    );
+    let mut cold = Duration::ZERO;
+    let mut warm = Vec::new();
+    for (i, (v, _)) in versions.iter().enumerate() {
+        let t = Instant::now();
+        host.promote("bench/swappable", v).expect("promote");
+        let swaps = host.runtime.refresh().await.expect("refresh");
+        let took = t.elapsed();
+        assert_eq!(swaps.len(), 1);
+        if i == 0 {
+            cold = took
+        } else {
+            warm.push(took)
+        }
+    }
+    (cold, stats(warm))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -536,6 +589,17 @@ fn main() {
         println!(
             "  wasm/native (p50): {:.2}x",
             wasm500.p50.as_secs_f64() / native500.p50.as_secs_f64()
+        );
+        let (cold, warm) = swap_latency().await;
+        println!("hot swap, release written -> new version live (promote + refresh):");
+        println!(
+            "  compiling (no artifact): {:.1} ms",
+            cold.as_secs_f64() * 1e3
+        );
+        println!(
+            "  precompiled artifact (20 swaps): p50 {:.2} ms  p99 {:.2} ms",
+            warm.p50.as_secs_f64() * 1e3,
+            warm.p99.as_secs_f64() * 1e3
         );
     });
     match cold_start() {
