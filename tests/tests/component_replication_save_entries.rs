@@ -271,3 +271,35 @@ async fn sqs_event_fixture_is_accepted() {
         .expect("invocation");
     assert_eq!(batch(&out.output).failures, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn an_invocation_that_cannot_run_fails_every_message_of_the_batch() {
+    // 1 MiB is less than the component's initial memory: the instance is
+    // refused, and the whole batch is reported failed (nothing is lost).
+    let host = TestHost::builder()
+        .resources("tables: { demand-table: { partition_key: PK, sort_key: SK } }\nqueues: { save-entries: {}, retry-score: {} }\nservices: { entries: { url: 'http://127.0.0.1:9' } }")
+        .worker(
+            &usher_testing::components::REPLICATION_SAVE_ENTRIES,
+            "trigger: { queue: save-entries }\nlimits: { memory_mb: 1 }\ngrants: { tables: [demand-table], queues: [retry-score], services: [entries] }",
+        )
+        .build()
+        .expect("test host");
+    let e = entry("c1", "u1", 1, true);
+    let input = Input::Batch(vec![
+        message("a", change("INSERT", Some(&e), None, 1).to_string()),
+        message("b", change("INSERT", Some(&e), None, 2).to_string()),
+    ]);
+    let err = host
+        .invoke("replication/save-entries", input.clone())
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("memory limit"), "{err}");
+    let out = host
+        .runtime
+        .invoke_or_fail_all("replication/save-entries", &input, None)
+        .await
+        .expect("an answer");
+    let result = batch(&out.output);
+    assert_eq!(result.failures, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!((result.count.received, result.count.failed), (2, 2));
+}

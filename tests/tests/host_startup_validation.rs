@@ -60,6 +60,8 @@ fn a_tampered_component_is_refused() {
     std::fs::create_dir_all(&reg).expect("mkdir");
     registry_with_pin(&reg, &digest.hex());
     assert!(start(&reg, store.clone()).is_ok());
+    // The first start left a precompiled artifact: a restart does not recompile.
+    assert!(store.has_precompiled(&digest, shared_engine().engine_key()));
 
     // Flip a byte of the stored file: the digest no longer matches.
     let path = store.component_path(&digest);
