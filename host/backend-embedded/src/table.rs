@@ -41,38 +41,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 ) WITHOUT ROWID;
 ";
 
-/// The kind of change a write made, as DynamoDB Streams names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ChangeKind {
-    /// A new item.
-    Insert,
-    /// An existing item changed.
-    Modify,
-    /// An item was deleted.
-    Remove,
-}
+pub use usher_capabilities::ChangeKind;
 
-impl ChangeKind {
-    /// `INSERT`, `MODIFY` or `REMOVE`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Insert => "INSERT",
-            ChangeKind::Modify => "MODIFY",
-            ChangeKind::Remove => "REMOVE",
-        }
-    }
-
-    fn parse(text: &str) -> Result<ChangeKind, CapError> {
-        match text {
-            "INSERT" => Ok(ChangeKind::Insert),
-            "MODIFY" => Ok(ChangeKind::Modify),
-            "REMOVE" => Ok(ChangeKind::Remove),
-            other => Err(CapError::Fault(format!(
-                "embedded storage holds an unknown change kind `{other}`"
-            ))),
-        }
-    }
+fn parse_kind(text: &str) -> Result<ChangeKind, CapError> {
+    ChangeKind::parse(text).ok_or_else(|| {
+        CapError::Fault(format!(
+            "embedded storage holds an unknown change kind `{text}`"
+        ))
+    })
 }
 
 /// One row of a table's change log: what a stream follower hands a worker.
@@ -121,16 +97,7 @@ impl Schemas {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+use usher_capabilities::json_kind as kind_of;
 
 /// A key attribute's value as SQLite stores it: text or a number.
 fn key_part(table: &str, attr: &str, v: &Value) -> Result<Sql, CapError> {
@@ -733,7 +700,7 @@ impl ChangeLog {
                     out.push(ChangeRow {
                         table: table.clone(),
                         seq: to_u64(seq),
-                        event_name: ChangeKind::parse(&kind)?,
+                        event_name: parse_kind(&kind)?,
                         keys: parse(&keys)?,
                         new_image: new_image.as_deref().map(parse).transpose()?,
                         old_image: old_image.as_deref().map(parse).transpose()?,

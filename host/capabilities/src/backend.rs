@@ -40,6 +40,51 @@ impl Condition {
     }
 }
 
+/// The kind of change a table write made, as DynamoDB Streams names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChangeKind {
+    /// A new item.
+    Insert,
+    /// An existing item changed.
+    Modify,
+    /// An item was deleted.
+    Remove,
+}
+
+impl ChangeKind {
+    /// `INSERT`, `MODIFY` or `REMOVE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Insert => "INSERT",
+            ChangeKind::Modify => "MODIFY",
+            ChangeKind::Remove => "REMOVE",
+        }
+    }
+
+    /// Reads `INSERT`, `MODIFY` or `REMOVE`.
+    pub fn parse(text: &str) -> Option<ChangeKind> {
+        match text {
+            "INSERT" => Some(ChangeKind::Insert),
+            "MODIFY" => Some(ChangeKind::Modify),
+            "REMOVE" => Some(ChangeKind::Remove),
+            _ => None,
+        }
+    }
+}
+
+/// What kind of JSON value this is, for error messages ("an object" …).
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// One write of a table batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

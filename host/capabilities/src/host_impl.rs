@@ -34,19 +34,8 @@ fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>, CapError> 
         Value::Object(map) => Ok(map),
         other => Err(CapError::Invalid(format!(
             "{what} must be a JSON object, got {}",
-            kind_of(&other)
+            crate::backend::json_kind(&other)
         ))),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -132,42 +121,24 @@ impl log::Host for CapabilityCtx {
         let worker = &self.worker.name;
         let version = &self.worker.version;
         let cid = &self.correlation_id;
+        macro_rules! emit {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    worker,
+                    version,
+                    correlation_id = cid,
+                    fields = rendered,
+                    "{message}"
+                )
+            };
+        }
         match level {
-            log::Level::Trace => tracing::trace!(
-                worker,
-                version,
-                correlation_id = cid,
-                fields = rendered,
-                "{message}"
-            ),
-            log::Level::Debug => tracing::debug!(
-                worker,
-                version,
-                correlation_id = cid,
-                fields = rendered,
-                "{message}"
-            ),
-            log::Level::Info => tracing::info!(
-                worker,
-                version,
-                correlation_id = cid,
-                fields = rendered,
-                "{message}"
-            ),
-            log::Level::Warn => tracing::warn!(
-                worker,
-                version,
-                correlation_id = cid,
-                fields = rendered,
-                "{message}"
-            ),
-            log::Level::Error => tracing::error!(
-                worker,
-                version,
-                correlation_id = cid,
-                fields = rendered,
-                "{message}"
-            ),
+            log::Level::Trace => emit!(tracing::Level::TRACE),
+            log::Level::Debug => emit!(tracing::Level::DEBUG),
+            log::Level::Info => emit!(tracing::Level::INFO),
+            log::Level::Warn => emit!(tracing::Level::WARN),
+            log::Level::Error => emit!(tracing::Level::ERROR),
         }
         let level_name = match level {
             log::Level::Trace => "trace",

@@ -46,17 +46,7 @@ pub struct BatchOutcome {
     pub count: Counts,
 }
 
-/// The kind of a table change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ChangeKind {
-    /// New item.
-    Insert,
-    /// Changed item.
-    Modify,
-    /// Deleted item.
-    Remove,
-}
+pub use usher_capabilities::ChangeKind;
 
 /// One table change handed to a stream-worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
