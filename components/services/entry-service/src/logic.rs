@@ -1,0 +1,604 @@
+//! The service's routing, validation and table logic, behind [`Ports`] so it
+//! runs natively with an in-memory fake.
+
+use usher_sdk::json::{json, str_field};
+use usher_sdk::table::{Condition, Page, Write};
+use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
+
+/// At most this many entries, keys or fans per request (more is a 413).
+pub const MAX_ITEMS: usize = 25;
+/// The page size of `GET /campaigns/{id}/entries` without `limit`.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// The largest `limit` (the host caps a query page at 1000 items).
+pub const MAX_LIMIT: u32 = 1000;
+/// Attempts of a read-compare-write before answering 409.
+pub const WRITE_ATTEMPTS: usize = 3;
+
+/// Every item's sort key starts with this.
+const FAN_PREFIX: &str = "FAN#";
+
+/// The table calls the service makes.
+pub trait Ports {
+    /// `table::batch_get`.
+    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>>;
+    /// `table::get`.
+    fn get(&mut self, table: &str, key: &Value) -> usher_sdk::Result<Option<Value>>;
+    /// `table::put` under `condition`.
+    fn put(&mut self, table: &str, item: &Value, condition: Condition) -> usher_sdk::Result<()>;
+    /// `table::update` setting `set`, removing nothing, under `condition`.
+    fn update(
+        &mut self,
+        table: &str,
+        key: &Value,
+        set: &Value,
+        condition: Condition,
+    ) -> usher_sdk::Result<()>;
+    /// `table::batch_write`.
+    fn batch_write(
+        &mut self,
+        table: &str,
+        writes: &[Write],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>>;
+    /// `table::query` of one partition, sort keys starting with `sort_prefix`.
+    fn query(
+        &mut self,
+        table: &str,
+        partition: &Value,
+        sort_prefix: &str,
+        limit: u32,
+        start_after: Option<&Value>,
+    ) -> usher_sdk::Result<Page>;
+}
+
+/// The service's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The entries table (`table`, default `entries`).
+    pub table: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            table: "entries".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings with the config capability, defaults for absent keys.
+    pub fn load() -> usher_sdk::Result<Settings> {
+        let d = Settings::default();
+        Ok(Settings {
+            table: usher_sdk::config::string_or("table", &d.table)?,
+        })
+    }
+}
+
+/// A request that cannot be served: its status and message, answered as
+/// `{"error": message}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong.
+    pub message: String,
+    /// The methods of the path, for a 405's `allow` header.
+    pub allow: Option<&'static str>,
+}
+
+impl Failure {
+    fn new(status: u16, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Failure {
+        Failure::new(400, message)
+    }
+
+    /// The answer to a failed table call.
+    fn table(what: &str, e: &Error) -> Failure {
+        let status = match e {
+            Error::Invalid(_) => 400,
+            Error::ConditionFailed(_) => 409,
+            Error::Unavailable(_) | Error::Throttled(_) => 503,
+            _ => 500,
+        };
+        usher_sdk::warn!(status = status, error = e; "{what} failed");
+        Failure::new(status, format!("{what}: {e}"))
+    }
+
+    /// The `{"error": …}` response.
+    pub fn response(&self) -> HttpResponse {
+        let response = json_response(self.status, &json!({"error": self.message}));
+        match self.allow {
+            Some(allow) => response.with_header("allow", allow),
+            None => response,
+        }
+    }
+}
+
+fn json_response(status: u16, body: &Value) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// A route of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /entries/batch-upsert`.
+    BatchUpsert,
+    /// `POST /entries/batch-delete`.
+    BatchDelete,
+    /// `GET /campaigns/{campaignId}/entries`.
+    CampaignEntries(String),
+    /// `GET /markets/{marketId}/entries`.
+    MarketEntries(String),
+    /// `POST /scores/refresh`.
+    RefreshScores,
+}
+
+/// Matches a method and path (below the route prefix) to a route: 404 for an
+/// unknown path, 405 for a known path with another method.
+pub fn route(method: &str, path: &str) -> Result<Route, Failure> {
+    let trimmed = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let segments: Vec<&str> = trimmed
+        .strip_prefix('/')
+        .unwrap_or(trimmed)
+        .split('/')
+        .collect();
+    let (route, allow) = match segments.as_slice() {
+        ["entries", "batch-upsert"] => (Route::BatchUpsert, "POST"),
+        ["entries", "batch-delete"] => (Route::BatchDelete, "POST"),
+        ["scores", "refresh"] => (Route::RefreshScores, "POST"),
+        ["campaigns", id, "entries"] if !id.is_empty() => {
+            (Route::CampaignEntries(decode(id)?), "GET")
+        }
+        ["markets", id, "entries"] if !id.is_empty() => (Route::MarketEntries(decode(id)?), "GET"),
+        _ => return Err(Failure::new(404, format!("no such path: {path}"))),
+    };
+    if !method.eq_ignore_ascii_case(allow) {
+        return Err(Failure {
+            allow: Some(allow),
+            ..Failure::new(405, format!("{path} takes {allow}, not {method}"))
+        });
+    }
+    Ok(route)
+}
+
+/// Percent-decodes a path segment or query value (`+` is a space in a query).
+pub fn decode(text: &str) -> Result<String, Failure> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        Failure::bad_request(format!("bad percent-encoding in {text}"))
+                    })?;
+                out.push(hex);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| Failure::bad_request(format!("{text} is not UTF-8")))
+}
+
+/// A query parameter, decoded; `None` when absent.
+fn query_param(request: &HttpRequest, name: &str) -> Result<Option<String>, Failure> {
+    request
+        .query_param(name)
+        .map(|v| decode(&v.replace('+', " ")))
+        .transpose()
+}
+
+/// Serves one request.
+pub fn handle(ports: &mut impl Ports, settings: &Settings, request: &HttpRequest) -> HttpResponse {
+    let result = route(&request.method, &request.path).and_then(|r| {
+        let table = settings.table.as_str();
+        match r {
+            Route::BatchUpsert => batch_upsert(ports, table, &body(request)?),
+            Route::BatchDelete => batch_delete(ports, table, &body(request)?),
+            Route::RefreshScores => refresh_scores(ports, table, &body(request)?),
+            Route::CampaignEntries(campaign) => {
+                let limit = match query_param(request, "limit")? {
+                    None => DEFAULT_LIMIT,
+                    Some(l) => parse_limit(&l)?,
+                };
+                let after = query_param(request, "after")?.filter(|a| !a.is_empty());
+                campaign_entries(ports, table, &campaign, limit, after.as_deref())
+            }
+            Route::MarketEntries(market) => {
+                let campaign = query_param(request, "campaignId")?
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| {
+                        Failure::bad_request("campaignId query parameter is required")
+                    })?;
+                market_entries(ports, table, &market, &campaign)
+            }
+        }
+    });
+    match result {
+        Ok(body) => json_response(200, &body),
+        Err(failure) => failure.response(),
+    }
+}
+
+fn parse_limit(text: &str) -> Result<u32, Failure> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(Failure::bad_request(format!(
+            "limit must be an integer from 1 to {MAX_LIMIT}, not {text:?}"
+        ))),
+    }
+}
+
+/// The body as a JSON object.
+fn body(request: &HttpRequest) -> Result<Value, Failure> {
+    let value: Value = serde_json::from_slice(&request.body)
+        .map_err(|e| Failure::bad_request(format!("the body is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Failure::bad_request("the body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// The array `field` of the body: 400 when absent or not an array, 413
+/// beyond [`MAX_ITEMS`].
+fn items<'a>(body: &'a Value, field: &str) -> Result<&'a [Value], Failure> {
+    let list = body
+        .get(field)
+        .and_then(Value::as_array)
+        .ok_or_else(|| Failure::bad_request(format!("the body needs an array `{field}`")))?;
+    if list.len() > MAX_ITEMS {
+        return Err(Failure::new(
+            413,
+            format!(
+                "at most {MAX_ITEMS} {field} per request, got {}",
+                list.len()
+            ),
+        ));
+    }
+    Ok(list)
+}
+
+/// A fan's identity: `campaignId` and `globalUserId`, non-empty strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fan {
+    /// The campaign.
+    pub campaign_id: String,
+    /// The fan.
+    pub global_user_id: String,
+}
+
+impl Fan {
+    /// Reads the fan of element `index` of `field`.
+    fn from_json(value: &Value, field: &str, index: usize) -> Result<Fan, Failure> {
+        match (
+            str_field(value, "campaignId"),
+            str_field(value, "globalUserId"),
+        ) {
+            (Some(c), Some(u)) if !c.is_empty() && !u.is_empty() => Ok(Fan {
+                campaign_id: c.to_string(),
+                global_user_id: u.to_string(),
+            }),
+            _ => Err(Failure::bad_request(format!(
+                "{field}[{index}] needs campaignId and globalUserId as non-empty strings"
+            ))),
+        }
+    }
+
+    /// The item's key: `{"PK": "CAMPAIGN#<campaignId>", "SK": "FAN#<globalUserId>"}`.
+    pub fn key(&self) -> Value {
+        json!({"PK": partition(&self.campaign_id), "SK": format!("{FAN_PREFIX}{}", self.global_user_id)})
+    }
+}
+
+fn partition(campaign_id: &str) -> String {
+    format!("CAMPAIGN#{campaign_id}")
+}
+
+fn fans(list: &[Value], field: &str) -> Result<Vec<Fan>, Failure> {
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| Fan::from_json(v, field, i))
+        .collect()
+}
+
+/// The stored item of an entry.
+pub fn item_of(fan: &Fan, entry: &Value) -> Value {
+    let mut item = fan.key();
+    item["entry"] = entry.clone();
+    let market = entry
+        .get("marketId")
+        .or_else(|| entry.get("entry").and_then(|e| e.get("marketId")))
+        .filter(|m| !m.is_null());
+    if let Some(market) = market {
+        item["marketId"] = market.clone();
+    }
+    // Always present (null without one) so that a write can be conditional on it.
+    item["version"] = entry.get("version").cloned().unwrap_or(Value::Null);
+    item
+}
+
+/// A version as a number, for comparing: a JSON number or a numeric string.
+fn version_number(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => None,
+    }
+}
+
+/// Whether an upsert carrying `incoming` must be ignored given the stored
+/// item: both versions are numbers and the incoming one is lower.
+pub fn is_older(incoming: Option<&Value>, stored: Option<&Value>) -> bool {
+    match (
+        version_number(incoming),
+        version_number(stored.and_then(|s| s.get("version"))),
+    ) {
+        (Some(new), Some(old)) => new < old,
+        _ => false,
+    }
+}
+
+/// The condition that the stored item is still the one we read.
+fn unchanged(current: Option<&Value>) -> Condition {
+    match current {
+        None => Condition::NotExists,
+        Some(item) => match item.get("version") {
+            Some(v) => Condition::AttributeEquals("version".into(), v.clone()),
+            None => Condition::Exists,
+        },
+    }
+}
+
+fn batch_get(
+    ports: &mut impl Ports,
+    table: &str,
+    keys: &[Value],
+) -> Result<Vec<Option<Value>>, Failure> {
+    match ports.batch_get(table, keys) {
+        Ok(items) if items.len() == keys.len() => Ok(items),
+        Ok(items) => Err(Failure::new(
+            500,
+            format!(
+                "batch_get answered {} items for {} keys",
+                items.len(),
+                keys.len()
+            ),
+        )),
+        Err(e) => Err(Failure::table("reading the entries", &e)),
+    }
+}
+
+/// `POST /entries/batch-upsert`.
+pub fn batch_upsert(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
+    let entries = items(body, "entries")?;
+    let mut parsed = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        if !entry.is_object() {
+            return Err(Failure::bad_request(format!(
+                "entries[{i}] is not an object"
+            )));
+        }
+        parsed.push((Fan::from_json(entry, "entries", i)?, entry));
+    }
+    let keys: Vec<Value> = parsed.iter().map(|(f, _)| f.key()).collect();
+    let mut current = batch_get(ports, table, &keys)?;
+    let (mut upserted, mut ignored) = (0, 0);
+    for (n, (fan, entry)) in parsed.iter().enumerate() {
+        // A duplicate key later in the batch compares against what this write stored.
+        let mut stored = current[n].take();
+        let item = item_of(fan, entry);
+        let mut attempt = 0;
+        let written = loop {
+            if is_older(entry.get("version"), stored.as_ref()) {
+                break false;
+            }
+            match ports.put(table, &item, unchanged(stored.as_ref())) {
+                Ok(()) => break true,
+                Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
+                    attempt += 1;
+                    stored = ports
+                        .get(table, &keys[n])
+                        .map_err(|e| Failure::table("reading an entry", &e))?;
+                }
+                Err(e) => return Err(Failure::table("writing an entry", &e)),
+            }
+        };
+        if written {
+            upserted += 1;
+            for (later, key) in keys.iter().enumerate().skip(n + 1) {
+                if *key == keys[n] {
+                    current[later] = Some(item.clone());
+                }
+            }
+        } else {
+            ignored += 1;
+            usher_sdk::debug!(key = keys[n]; "older version ignored");
+        }
+    }
+    usher_sdk::info!(upserted = upserted, ignored = ignored; "batch-upsert");
+    Ok(json!({"upserted": upserted, "ignored": ignored}))
+}
+
+/// `POST /entries/batch-delete`.
+pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
+    let fans = fans(items(body, "keys")?, "keys")?;
+    let mut keys: Vec<Value> = Vec::with_capacity(fans.len());
+    for key in fans.iter().map(Fan::key) {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        return Ok(json!({"deleted": 0}));
+    }
+    let writes: Vec<Write> = keys.iter().cloned().map(Write::Delete).collect();
+    let results = ports
+        .batch_write(table, &writes)
+        .map_err(|e| Failure::table("deleting entries", &e))?;
+    if results.len() != writes.len() {
+        return Err(Failure::new(
+            500,
+            format!(
+                "batch_write answered {} results for {} deletes",
+                results.len(),
+                writes.len()
+            ),
+        ));
+    }
+    if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+        return Err(Failure::table("deleting an entry", e));
+    }
+    usher_sdk::info!(deleted = keys.len(); "batch-delete");
+    Ok(json!({"deleted": keys.len()}))
+}
+
+/// The score of an entry: 10 × the number of its top-level attributes that
+/// are not null, plus its `version` when that is a non-negative integer
+/// (0 otherwise). Deterministic: it depends on the entry alone.
+pub fn score(entry: &Value) -> u64 {
+    let fields = entry
+        .as_object()
+        .map_or(0, |o| o.values().filter(|v| !v.is_null()).count());
+    let version = entry.get("version").and_then(Value::as_u64).unwrap_or(0);
+    (fields as u64).saturating_mul(10).saturating_add(version)
+}
+
+/// `POST /scores/refresh`.
+pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
+    let fans = fans(items(body, "fans")?, "fans")?;
+    let keys: Vec<Value> = fans.iter().map(Fan::key).collect();
+    let current = batch_get(ports, table, &keys)?;
+    let (mut refreshed, mut missing) = (0, 0);
+    for (key, mut stored) in keys.iter().zip(current) {
+        let mut attempt = 0;
+        let found = loop {
+            let Some(item) = stored.as_ref() else {
+                break false;
+            };
+            let set = json!({"score": score(item.get("entry").unwrap_or(&Value::Null))});
+            match ports.update(table, key, &set, unchanged(Some(item))) {
+                Ok(()) => break true,
+                Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
+                    attempt += 1;
+                    stored = ports
+                        .get(table, key)
+                        .map_err(|e| Failure::table("reading an entry", &e))?;
+                }
+                Err(e) if e.is_condition_failed() => {
+                    // Deleted meanwhile (update with `exists` semantics failed).
+                    match ports.get(table, key) {
+                        Ok(None) => break false,
+                        _ => return Err(Failure::table("scoring an entry", &e)),
+                    }
+                }
+                Err(e) => return Err(Failure::table("scoring an entry", &e)),
+            }
+        };
+        if found {
+            refreshed += 1;
+        } else {
+            missing += 1;
+        }
+    }
+    usher_sdk::info!(refreshed = refreshed, missing = missing; "scores refreshed");
+    Ok(json!({"refreshed": refreshed, "missing": missing}))
+}
+
+/// An entry as listed: the stored entry with the item's `score` when it has one.
+pub fn view(item: &Value) -> Value {
+    let mut entry = item.get("entry").cloned().unwrap_or_else(|| json!({}));
+    if let (Some(score), Some(obj)) = (item.get("score"), entry.as_object_mut()) {
+        obj.insert("score".into(), score.clone());
+    }
+    entry
+}
+
+/// The cursor of a query page: the `globalUserId` of its last item.
+fn cursor(next: Option<&Value>) -> Value {
+    next.and_then(|k| str_field(k, "SK"))
+        .and_then(|sk| sk.strip_prefix(FAN_PREFIX))
+        .map_or(Value::Null, |id| Value::String(id.to_string()))
+}
+
+fn query_page(
+    ports: &mut impl Ports,
+    table: &str,
+    campaign: &str,
+    limit: u32,
+    after: Option<&str>,
+) -> Result<Page, Failure> {
+    let pk = partition(campaign);
+    let start = after.map(|a| json!({"PK": pk, "SK": format!("{FAN_PREFIX}{a}")}));
+    ports
+        .query(table, &json!({"PK": pk}), FAN_PREFIX, limit, start.as_ref())
+        .map_err(|e| Failure::table("querying entries", &e))
+}
+
+/// `GET /campaigns/{campaignId}/entries?limit=&after=`.
+pub fn campaign_entries(
+    ports: &mut impl Ports,
+    table: &str,
+    campaign: &str,
+    limit: u32,
+    after: Option<&str>,
+) -> Result<Value, Failure> {
+    let page = query_page(ports, table, campaign, limit, after)?;
+    let entries: Vec<Value> = page.items.iter().map(view).collect();
+    Ok(json!({"entries": entries, "next": cursor(page.next.as_ref())}))
+}
+
+/// Whether an item's `marketId` is `market` (a number compares by its text).
+fn in_market(item: &Value, market: &str) -> bool {
+    match item.get("marketId") {
+        Some(Value::String(s)) => s == market,
+        Some(Value::Number(n)) => n.to_string() == market,
+        _ => false,
+    }
+}
+
+/// `GET /markets/{marketId}/entries?campaignId=…`: every page of the
+/// campaign's partition, filtered on `marketId`.
+pub fn market_entries(
+    ports: &mut impl Ports,
+    table: &str,
+    market: &str,
+    campaign: &str,
+) -> Result<Value, Failure> {
+    let mut entries = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = query_page(ports, table, campaign, MAX_LIMIT, after.as_deref())?;
+        entries.extend(page.items.iter().filter(|i| in_market(i, market)).map(view));
+        match cursor(page.next.as_ref()) {
+            Value::String(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+            _ => break,
+        }
+    }
+    Ok(json!({"entries": entries}))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,626 @@
+use std::collections::BTreeMap;
+
+use usher_sdk::json::json;
+use usher_sdk::table::{Condition, Page, Write};
+use usher_sdk::{Error, HttpRequest, Value};
+
+use super::*;
+
+/// An in-memory table with the host's semantics (conditions, prefix
+/// queries with a `{"PK","SK"}` cursor), a page cap, and hooks.
+#[derive(Default)]
+struct Fake {
+    items: BTreeMap<(String, String), Value>,
+    /// The host's page cap (1000 on the real host).
+    page_cap: Option<u32>,
+    /// Every call, by name.
+    calls: Vec<&'static str>,
+    /// Fails every call with `unavailable`.
+    down: bool,
+    /// Stored (replacing the item) right before the next put or update of its key.
+    sneak: Option<Value>,
+}
+
+fn key_of(v: &Value) -> (String, String) {
+    (
+        v["PK"].as_str().unwrap_or_default().to_string(),
+        v["SK"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn holds(c: &Condition, current: Option<&Value>) -> bool {
+    match c {
+        Condition::NotExists => current.is_none(),
+        Condition::Exists => current.is_some(),
+        Condition::AttributeEquals(name, v) => current.and_then(|i| i.get(name)) == Some(v),
+    }
+}
+
+impl Fake {
+    fn check(&mut self, call: &'static str) -> usher_sdk::Result<()> {
+        self.calls.push(call);
+        if self.down {
+            return Err(Error::Unavailable("table down".into()));
+        }
+        Ok(())
+    }
+
+    fn sneak_in(&mut self, key: &(String, String)) {
+        if self.sneak.as_ref().is_some_and(|s| key_of(s) == *key) {
+            let item = self.sneak.take().unwrap_or_default();
+            self.items.insert(key.clone(), item);
+        }
+    }
+
+    fn count(&self, call: &str) -> usize {
+        self.calls.iter().filter(|c| **c == call).count()
+    }
+}
+
+impl Ports for Fake {
+    fn batch_get(&mut self, _t: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>> {
+        self.check("batch_get")?;
+        Ok(keys
+            .iter()
+            .map(|k| self.items.get(&key_of(k)).cloned())
+            .collect())
+    }
+
+    fn get(&mut self, _t: &str, key: &Value) -> usher_sdk::Result<Option<Value>> {
+        self.check("get")?;
+        Ok(self.items.get(&key_of(key)).cloned())
+    }
+
+    fn put(&mut self, _t: &str, item: &Value, c: Condition) -> usher_sdk::Result<()> {
+        self.check("put")?;
+        let key = key_of(item);
+        self.sneak_in(&key);
+        if !holds(&c, self.items.get(&key)) {
+            return Err(Error::ConditionFailed(format!("{c:?}")));
+        }
+        self.items.insert(key, item.clone());
+        Ok(())
+    }
+
+    fn update(
+        &mut self,
+        _t: &str,
+        key: &Value,
+        set: &Value,
+        c: Condition,
+    ) -> usher_sdk::Result<()> {
+        self.check("update")?;
+        let key = key_of(key);
+        self.sneak_in(&key);
+        if !holds(&c, self.items.get(&key)) {
+            return Err(Error::ConditionFailed(format!("{c:?}")));
+        }
+        let item = self
+            .items
+            .entry(key.clone())
+            .or_insert_with(|| json!({"PK": key.0, "SK": key.1}));
+        for (k, v) in set.as_object().into_iter().flatten() {
+            item[k] = v.clone();
+        }
+        Ok(())
+    }
+
+    fn batch_write(
+        &mut self,
+        _t: &str,
+        writes: &[Write],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+        self.check("batch_write")?;
+        Ok(writes
+            .iter()
+            .map(|w| {
+                match w {
+                    Write::Put(item) => {
+                        self.items.insert(key_of(item), item.clone());
+                    }
+                    Write::Delete(key) => {
+                        self.items.remove(&key_of(key));
+                    }
+                }
+                Ok(())
+            })
+            .collect())
+    }
+
+    fn query(
+        &mut self,
+        _t: &str,
+        partition: &Value,
+        prefix: &str,
+        limit: u32,
+        after: Option<&Value>,
+    ) -> usher_sdk::Result<Page> {
+        self.check("query")?;
+        let limit = limit.min(self.page_cap.unwrap_or(1000)) as usize;
+        let pk = partition["PK"].as_str().unwrap_or_default();
+        let after = after.map(|a| a["SK"].as_str().unwrap_or_default().to_string());
+        let matching: Vec<&Value> = self
+            .items
+            .iter()
+            .filter(|((p, s), _)| p == pk && s.starts_with(prefix))
+            .filter(|((_, s), _)| after.as_ref().is_none_or(|a| s > a))
+            .map(|(_, v)| v)
+            .collect();
+        let items: Vec<Value> = matching.iter().take(limit).map(|v| (*v).clone()).collect();
+        let next = (matching.len() > limit)
+            .then(|| items.last().map(|i| json!({"PK": i["PK"], "SK": i["SK"]})))
+            .flatten();
+        Ok(Page { items, next })
+    }
+}
+
+fn request(method: &str, path: &str, query: &str, body: &str) -> HttpRequest {
+    HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers: vec![],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn call(fake: &mut Fake, method: &str, path: &str, query: &str, body: Value) -> (u16, Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let response = handle(
+        fake,
+        &Settings::default(),
+        &request(method, path, query, &body),
+    );
+    let value = serde_json::from_slice(&response.body).expect("JSON answer");
+    assert!(response
+        .headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && v == "application/json"));
+    (response.status, value)
+}
+
+fn entry(campaign: &str, user: &str, version: i64) -> Value {
+    json!({"campaignId": campaign, "globalUserId": user, "version": version})
+}
+
+fn upsert(fake: &mut Fake, entries: Vec<Value>) -> (u16, Value) {
+    call(
+        fake,
+        "POST",
+        "/entries/batch-upsert",
+        "",
+        json!({"entries": entries}),
+    )
+}
+
+fn stored<'a>(fake: &'a Fake, campaign: &str, user: &str) -> Option<&'a Value> {
+    fake.items
+        .get(&(format!("CAMPAIGN#{campaign}"), format!("FAN#{user}")))
+}
+
+#[test]
+fn routes() {
+    assert_eq!(
+        route("POST", "/entries/batch-upsert"),
+        Ok(Route::BatchUpsert)
+    );
+    assert_eq!(
+        route("post", "/entries/batch-delete/"),
+        Ok(Route::BatchDelete)
+    );
+    assert_eq!(route("POST", "/scores/refresh"), Ok(Route::RefreshScores));
+    assert_eq!(
+        route("GET", "/campaigns/c%201/entries"),
+        Ok(Route::CampaignEntries("c 1".into()))
+    );
+    assert_eq!(
+        route("GET", "/markets/m1/entries"),
+        Ok(Route::MarketEntries("m1".into()))
+    );
+    assert_eq!(
+        route("GET", "/campaigns//entries").map_err(|f| f.status),
+        Err(404)
+    );
+    assert_eq!(route("GET", "/").map_err(|f| f.status), Err(404));
+    assert_eq!(route("GET", "/entries").map_err(|f| f.status), Err(404));
+    let f = route("GET", "/entries/batch-upsert").expect_err("405");
+    assert_eq!((f.status, f.allow), (405, Some("POST")));
+    let f = route("DELETE", "/campaigns/c/entries").expect_err("405");
+    assert_eq!((f.status, f.allow), (405, Some("GET")));
+    assert_eq!(
+        route("GET", "/campaigns/%zz/entries").map_err(|f| f.status),
+        Err(400)
+    );
+}
+
+#[test]
+fn decodes_percent_escapes() {
+    assert_eq!(decode("a%2Fb%C3%BC"), Ok("a/bü".to_string()));
+    assert!(decode("50%").is_err());
+    assert!(decode("%ff").is_err());
+}
+
+#[test]
+fn errors_are_json_with_status() {
+    let mut fake = Fake::default();
+    let (status, body) = call(&mut fake, "GET", "/nope", "", Value::Null);
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("/nope")));
+    let response = handle(
+        &mut fake,
+        &Settings::default(),
+        &request("PUT", "/scores/refresh", "", "{}"),
+    );
+    assert_eq!(response.status, 405);
+    assert!(response.headers.contains(&("allow".into(), "POST".into())));
+    assert!(fake.calls.is_empty());
+}
+
+#[test]
+fn upsert_stores_the_item_shape() {
+    let mut fake = Fake::default();
+    let nested =
+        json!({"campaignId": "c", "globalUserId": "u2", "version": 1, "entry": {"marketId": "m9"}});
+    let (status, body) = upsert(
+        &mut fake,
+        vec![
+            json!({"campaignId": "c", "globalUserId": "u1", "marketId": "m1", "version": 3, "x": true}),
+            nested.clone(),
+            json!({"campaignId": "c", "globalUserId": "u3"}),
+        ],
+    );
+    assert_eq!((status, body), (200, json!({"upserted": 3, "ignored": 0})));
+    assert_eq!(
+        stored(&fake, "c", "u1"),
+        Some(
+            &json!({"PK": "CAMPAIGN#c", "SK": "FAN#u1", "marketId": "m1", "version": 3,
+            "entry": {"campaignId": "c", "globalUserId": "u1", "marketId": "m1", "version": 3, "x": true}})
+        )
+    );
+    assert_eq!(
+        stored(&fake, "c", "u2"),
+        Some(
+            &json!({"PK": "CAMPAIGN#c", "SK": "FAN#u2", "marketId": "m9", "version": 1, "entry": nested})
+        )
+    );
+    let u3 = stored(&fake, "c", "u3").expect("u3");
+    assert_eq!(u3["version"], Value::Null);
+    assert!(u3.get("marketId").is_none());
+    // One read for the batch, one conditional put per entry.
+    assert_eq!((fake.count("batch_get"), fake.count("put")), (1, 3));
+}
+
+#[test]
+fn upsert_never_goes_back_in_time() {
+    let mut fake = Fake::default();
+    upsert(&mut fake, vec![entry("c", "u", 5)]);
+    let (_, body) = upsert(&mut fake, vec![entry("c", "u", 4)]);
+    assert_eq!(body, json!({"upserted": 0, "ignored": 1}));
+    assert_eq!(stored(&fake, "c", "u").expect("item")["version"], 5);
+    // The same version again is idempotent, a newer one wins.
+    let (_, body) = upsert(&mut fake, vec![entry("c", "u", 5), entry("c", "u", 7)]);
+    assert_eq!(body, json!({"upserted": 2, "ignored": 0}));
+    // Within one batch a later older version compares against the newer write.
+    let (_, body) = upsert(&mut fake, vec![entry("c", "u", 9), entry("c", "u", 8)]);
+    assert_eq!(body, json!({"upserted": 1, "ignored": 1}));
+    assert_eq!(stored(&fake, "c", "u").expect("item")["version"], 9);
+    // Numeric strings compare as numbers; without versions nothing is compared.
+    assert!(is_older(Some(&json!("10")), Some(&json!({"version": 11}))));
+    assert!(!is_older(Some(&json!(12)), Some(&json!({"version": "11"}))));
+    assert!(!is_older(None, Some(&json!({"version": 11}))));
+    assert!(!is_older(Some(&json!(1)), Some(&json!({"version": null}))));
+    assert!(!is_older(Some(&json!(1)), None));
+}
+
+#[test]
+fn upsert_loses_to_a_concurrent_newer_write() {
+    let mut fake = Fake::default();
+    upsert(&mut fake, vec![entry("c", "u", 1)]);
+    // Between the read and the put, version 9 lands: the put's condition
+    // fails, the re-read sees 9 and the upsert of 2 is ignored.
+    fake.sneak = Some(item_of(
+        &Fan {
+            campaign_id: "c".into(),
+            global_user_id: "u".into(),
+        },
+        &entry("c", "u", 9),
+    ));
+    let (_, body) = upsert(&mut fake, vec![entry("c", "u", 2)]);
+    assert_eq!(body, json!({"upserted": 0, "ignored": 1}));
+    assert_eq!(stored(&fake, "c", "u").expect("item")["version"], 9);
+    assert_eq!(fake.count("get"), 1);
+}
+
+#[test]
+fn upsert_validation() {
+    let mut fake = Fake::default();
+    let many: Vec<Value> = (0..26).map(|i| entry("c", &format!("u{i}"), 1)).collect();
+    let (status, body) = upsert(&mut fake, many);
+    assert_eq!(status, 413);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("25")));
+    let exactly: Vec<Value> = (0..25).map(|i| entry("c", &format!("u{i}"), 1)).collect();
+    assert_eq!(upsert(&mut fake, exactly).1["upserted"], 25);
+
+    let bad = |fake: &mut Fake, body: &str| {
+        let r = handle(
+            fake,
+            &Settings::default(),
+            &request("POST", "/entries/batch-upsert", "", body),
+        );
+        (
+            r.status,
+            serde_json::from_slice::<Value>(&r.body).expect("json"),
+        )
+    };
+    let before = fake.calls.len();
+    for body in [
+        "{not json",
+        "",
+        "[]",
+        "{}",
+        r#"{"entries": {}}"#,
+        r#"{"entries": [1]}"#,
+        r#"{"entries": [{"campaignId": "c"}]}"#,
+        r#"{"entries": [{"campaignId": "", "globalUserId": "u"}]}"#,
+        r#"{"entries": [{"campaignId": 1, "globalUserId": "u"}]}"#,
+    ] {
+        let (status, answer) = bad(&mut fake, body);
+        assert_eq!(status, 400, "{body}");
+        assert!(answer["error"].is_string(), "{body}");
+    }
+    // Validation happens before any table call.
+    assert_eq!(fake.calls.len(), before);
+    assert_eq!(
+        upsert(&mut fake, vec![]).1,
+        json!({"upserted": 0, "ignored": 0})
+    );
+}
+
+#[test]
+fn delete_removes_entries() {
+    let mut fake = Fake::default();
+    upsert(&mut fake, vec![entry("c", "a", 1), entry("c", "b", 1)]);
+    let (status, body) = call(
+        &mut fake,
+        "POST",
+        "/entries/batch-delete",
+        "",
+        json!({"keys": [{"campaignId": "c", "globalUserId": "a"}, {"campaignId": "c", "globalUserId": "a"},
+                        {"campaignId": "c", "globalUserId": "absent"}]}),
+    );
+    assert_eq!((status, body), (200, json!({"deleted": 2})));
+    assert!(stored(&fake, "c", "a").is_none());
+    assert!(stored(&fake, "c", "b").is_some());
+    let (status, _) = call(
+        &mut fake,
+        "POST",
+        "/entries/batch-delete",
+        "",
+        json!({"keys": [{"campaignId": "c"}]}),
+    );
+    assert_eq!(status, 400);
+    let keys: Vec<Value> = (0..26)
+        .map(|i| json!({"campaignId": "c", "globalUserId": i.to_string()}))
+        .collect();
+    let (status, _) = call(
+        &mut fake,
+        "POST",
+        "/entries/batch-delete",
+        "",
+        json!({"keys": keys}),
+    );
+    assert_eq!(status, 413);
+    let (_, body) = call(
+        &mut fake,
+        "POST",
+        "/entries/batch-delete",
+        "",
+        json!({"keys": []}),
+    );
+    assert_eq!(body, json!({"deleted": 0}));
+}
+
+#[test]
+fn campaign_listing_pages() {
+    let mut fake = Fake::default();
+    upsert(
+        &mut fake,
+        vec![
+            entry("c", "a", 1),
+            entry("c", "b", 1),
+            entry("c", "c", 1),
+            entry("other", "z", 1),
+        ],
+    );
+    let (status, page) = call(
+        &mut fake,
+        "GET",
+        "/campaigns/c/entries",
+        "limit=2",
+        Value::Null,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        page,
+        json!({"entries": [entry("c", "a", 1), entry("c", "b", 1)], "next": "b"})
+    );
+    let (_, page) = call(
+        &mut fake,
+        "GET",
+        "/campaigns/c/entries",
+        "limit=2&after=b",
+        Value::Null,
+    );
+    assert_eq!(page, json!({"entries": [entry("c", "c", 1)], "next": null}));
+    let (_, page) = call(&mut fake, "GET", "/campaigns/c/entries", "", Value::Null);
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(3));
+    let (_, page) = call(&mut fake, "GET", "/campaigns/none/entries", "", Value::Null);
+    assert_eq!(page, json!({"entries": [], "next": null}));
+    for q in ["limit=0", "limit=1001", "limit=x", "limit=-1"] {
+        assert_eq!(
+            call(&mut fake, "GET", "/campaigns/c/entries", q, Value::Null).0,
+            400,
+            "{q}"
+        );
+    }
+}
+
+#[test]
+fn market_listing_filters_every_page() {
+    let mut fake = Fake {
+        page_cap: Some(2),
+        ..Fake::default()
+    };
+    let mut entries = Vec::new();
+    for i in 0..7 {
+        let market = if i % 2 == 0 { "m1" } else { "m2" };
+        entries
+            .push(json!({"campaignId": "c", "globalUserId": format!("u{i}"), "marketId": market}));
+    }
+    entries.push(json!({"campaignId": "c", "globalUserId": "n", "entry": {"marketId": "m1"}}));
+    entries.push(json!({"campaignId": "d", "globalUserId": "u0", "marketId": "m1"}));
+    upsert(&mut fake, entries);
+    let (status, body) = call(
+        &mut fake,
+        "GET",
+        "/markets/m1/entries",
+        "campaignId=c",
+        Value::Null,
+    );
+    assert_eq!(status, 200);
+    let users: Vec<&str> = body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["globalUserId"].as_str())
+        .collect();
+    assert_eq!(users, ["n", "u0", "u2", "u4", "u6"]);
+    assert_eq!(fake.count("query"), 4);
+    let (status, _) = call(&mut fake, "GET", "/markets/m1/entries", "", Value::Null);
+    assert_eq!(status, 400);
+    let (_, body) = call(
+        &mut fake,
+        "GET",
+        "/markets/m3/entries",
+        "campaignId=c",
+        Value::Null,
+    );
+    assert_eq!(body, json!({"entries": []}));
+}
+
+#[test]
+fn scores_are_deterministic() {
+    assert_eq!(
+        score(&json!({"campaignId": "c", "globalUserId": "u", "version": 4})),
+        34
+    );
+    assert_eq!(
+        score(&json!({"campaignId": "c", "globalUserId": "u", "x": null})),
+        20
+    );
+    assert_eq!(score(&json!({"a": 1, "version": -3})), 20);
+    assert_eq!(score(&json!({"a": 1, "version": 1.5})), 20);
+    assert_eq!(score(&Value::Null), 0);
+}
+
+#[test]
+fn refresh_scores_sets_the_score() {
+    let mut fake = Fake::default();
+    upsert(
+        &mut fake,
+        vec![
+            entry("c", "a", 4),
+            json!({"campaignId": "c", "globalUserId": "b", "marketId": "m"}),
+        ],
+    );
+    let (status, body) = call(
+        &mut fake,
+        "POST",
+        "/scores/refresh",
+        "",
+        json!({"fans": [{"campaignId": "c", "globalUserId": "a"}, {"campaignId": "c", "globalUserId": "b"},
+                        {"campaignId": "c", "globalUserId": "gone"}]}),
+    );
+    assert_eq!((status, body), (200, json!({"refreshed": 2, "missing": 1})));
+    assert_eq!(stored(&fake, "c", "a").expect("a")["score"], 34);
+    assert_eq!(stored(&fake, "c", "b").expect("b")["score"], 30);
+    assert!(
+        stored(&fake, "c", "gone").is_none(),
+        "a refresh never creates an item"
+    );
+    let (_, page) = call(&mut fake, "GET", "/campaigns/c/entries", "", Value::Null);
+    assert_eq!(
+        page["entries"][0],
+        json!({"campaignId": "c", "globalUserId": "a", "version": 4, "score": 34})
+    );
+    let fans: Vec<Value> = (0..26)
+        .map(|i| json!({"campaignId": "c", "globalUserId": i.to_string()}))
+        .collect();
+    assert_eq!(
+        call(
+            &mut fake,
+            "POST",
+            "/scores/refresh",
+            "",
+            json!({"fans": fans})
+        )
+        .0,
+        413
+    );
+    assert_eq!(
+        call(
+            &mut fake,
+            "POST",
+            "/scores/refresh",
+            "",
+            json!({"fans": "x"})
+        )
+        .0,
+        400
+    );
+}
+
+#[test]
+fn refresh_scores_the_newest_entry() {
+    let mut fake = Fake::default();
+    upsert(&mut fake, vec![entry("c", "a", 1)]);
+    let fan = Fan {
+        campaign_id: "c".into(),
+        global_user_id: "a".into(),
+    };
+    fake.sneak = Some(item_of(
+        &fan,
+        &json!({"campaignId": "c", "globalUserId": "a", "version": 2, "x": 1}),
+    ));
+    let (_, body) = call(
+        &mut fake,
+        "POST",
+        "/scores/refresh",
+        "",
+        json!({"fans": [{"campaignId": "c", "globalUserId": "a"}]}),
+    );
+    assert_eq!(body, json!({"refreshed": 1, "missing": 0}));
+    assert_eq!(stored(&fake, "c", "a").expect("a")["score"], 42);
+}
+
+#[test]
+fn table_failures_are_5xx() {
+    let mut fake = Fake {
+        down: true,
+        ..Fake::default()
+    };
+    let (status, body) = upsert(&mut fake, vec![entry("c", "u", 1)]);
+    assert_eq!(status, 503);
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("table down")));
+    assert_eq!(
+        call(&mut fake, "GET", "/campaigns/c/entries", "", Value::Null).0,
+        503
+    );
+    assert_eq!(Failure::table("x", &Error::Denied("t".into())).status, 500);
+}

@@ -1,0 +1,268 @@
+//! services/entry-service under wasmtime: the Entry Service's HTTP contract
+//! (components/services/entry-service/openapi.yaml) on an embedded table.
+
+use serde_json::{json, Value};
+use usher_capabilities::TableBackend;
+use usher_engine::{HttpRequest, Input, Output};
+use usher_testing::{components, TestHost};
+
+fn host() -> TestHost {
+    TestHost::builder()
+        .resources("tables: { entries: { partition_key: PK, sort_key: SK } }")
+        .worker(
+            &components::SERVICES_ENTRY_SERVICE,
+            "trigger: { http: { route: /entries-service } }\ngrants: { tables: [entries] }",
+        )
+        .build()
+        .expect("test host")
+}
+
+/// One request; the status and the JSON body.
+async fn call(host: &TestHost, method: &str, path: &str, query: &str, body: &[u8]) -> (u16, Value) {
+    let request = HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_vec(),
+    };
+    let out = host
+        .invoke("services/entry-service", Input::Http(request))
+        .await
+        .expect("invocation");
+    match out.output {
+        Output::Http(response) => {
+            assert!(
+                response
+                    .headers
+                    .iter()
+                    .any(|(n, v)| n == "content-type" && v == "application/json"),
+                "{response:?}"
+            );
+            let body = serde_json::from_slice(&response.body).expect("a JSON answer");
+            (response.status, body)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn post(host: &TestHost, path: &str, body: Value) -> (u16, Value) {
+    call(host, "POST", path, "", body.to_string().as_bytes()).await
+}
+
+async fn get(host: &TestHost, path: &str, query: &str) -> (u16, Value) {
+    call(host, "GET", path, query, b"").await
+}
+
+fn entry(campaign: &str, user: &str, version: u64, market: &str) -> Value {
+    json!({"campaignId": campaign, "globalUserId": user, "version": version, "marketId": market, "points": 7})
+}
+
+async fn stored(host: &TestHost, campaign: &str, user: &str) -> Option<Value> {
+    host.embedded
+        .tables()
+        .get(
+            "entries",
+            &json!({"PK": format!("CAMPAIGN#{campaign}"), "SK": format!("FAN#{user}")}),
+        )
+        .await
+        .expect("get")
+}
+
+fn users(page: &Value) -> Vec<&str> {
+    page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["globalUserId"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn upsert_then_list_by_campaign() {
+    let host = host();
+    let (status, body) = post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 1, "m1"), entry("c1", "u2", 1, "m2"), entry("c2", "u3", 1, "m1")]}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"upserted": 3, "ignored": 0})));
+    assert_eq!(
+        stored(&host, "c1", "u1").await,
+        Some(
+            json!({"PK": "CAMPAIGN#c1", "SK": "FAN#u1", "entry": entry("c1", "u1", 1, "m1"),
+                    "marketId": "m1", "version": 1})
+        )
+    );
+    let (status, page) = get(&host, "/campaigns/c1/entries", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page,
+        json!({"entries": [entry("c1", "u1", 1, "m1"), entry("c1", "u2", 1, "m2")], "next": null})
+    );
+    // Paging with limit and the cursor.
+    let (_, page) = get(&host, "/campaigns/c1/entries", "limit=1").await;
+    assert_eq!((users(&page), &page["next"]), (vec!["u1"], &json!("u1")));
+    let (_, page) = get(&host, "/campaigns/c1/entries", "limit=1&after=u1").await;
+    assert_eq!((users(&page), &page["next"]), (vec!["u2"], &Value::Null));
+    // Upserting again is idempotent.
+    let (_, body) = post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 1, "m1")]}),
+    )
+    .await;
+    assert_eq!(body, json!({"upserted": 1, "ignored": 0}));
+    let (_, page) = get(&host, "/campaigns/c1/entries", "").await;
+    assert_eq!(users(&page), ["u1", "u2"]);
+}
+
+#[tokio::test]
+async fn a_lower_version_is_ignored() {
+    let host = host();
+    post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 5, "m1")]}),
+    )
+    .await;
+    let (status, body) = post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 4, "m2")]}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"upserted": 0, "ignored": 1})));
+    let item = stored(&host, "c1", "u1").await.expect("item");
+    assert_eq!(
+        (&item["version"], &item["marketId"]),
+        (&json!(5), &json!("m1"))
+    );
+    let (_, body) = post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 6, "m2")]}),
+    )
+    .await;
+    assert_eq!(body, json!({"upserted": 1, "ignored": 0}));
+    assert_eq!(
+        stored(&host, "c1", "u1").await.expect("item")["marketId"],
+        "m2"
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_entries() {
+    let host = host();
+    post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 1, "m1"), entry("c1", "u2", 1, "m1")]}),
+    )
+    .await;
+    let (status, body) = post(
+        &host,
+        "/entries/batch-delete",
+        json!({"keys": [{"campaignId": "c1", "globalUserId": "u1"}, {"campaignId": "c1", "globalUserId": "absent"}]}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"deleted": 2})));
+    assert_eq!(stored(&host, "c1", "u1").await, None);
+    let (_, page) = get(&host, "/campaigns/c1/entries", "").await;
+    assert_eq!(users(&page), ["u2"]);
+}
+
+#[tokio::test]
+async fn market_listing_filters_the_campaign() {
+    let host = host();
+    post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [
+            entry("c1", "u1", 1, "m1"),
+            entry("c1", "u2", 1, "m2"),
+            {"campaignId": "c1", "globalUserId": "u3", "entry": {"marketId": "m1"}},
+            entry("c2", "u4", 1, "m1"),
+        ]}),
+    )
+    .await;
+    let (status, page) = get(&host, "/markets/m1/entries", "campaignId=c1").await;
+    assert_eq!(status, 200);
+    assert_eq!(users(&page), ["u1", "u3"]);
+    let (status, body) = get(&host, "/markets/m1/entries", "").await;
+    assert_eq!(status, 400);
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("campaignId")));
+}
+
+#[tokio::test]
+async fn score_refresh_scores_stored_entries() {
+    let host = host();
+    post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 3, "m1")]}),
+    )
+    .await;
+    let (status, body) = post(
+        &host,
+        "/scores/refresh",
+        json!({"fans": [{"campaignId": "c1", "globalUserId": "u1"}, {"campaignId": "c1", "globalUserId": "nobody"}]}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"refreshed": 1, "missing": 1})));
+    // 10 × five non-null attributes + version 3.
+    assert_eq!(stored(&host, "c1", "u1").await.expect("item")["score"], 53);
+    assert_eq!(stored(&host, "c1", "nobody").await, None);
+    let (_, page) = get(&host, "/campaigns/c1/entries", "").await;
+    assert_eq!(page["entries"][0]["score"], 53);
+}
+
+#[tokio::test]
+async fn more_than_25_items_is_413() {
+    let host = host();
+    let entries: Vec<Value> = (0..26)
+        .map(|i| entry("c1", &format!("u{i}"), 1, "m1"))
+        .collect();
+    let (status, body) = post(&host, "/entries/batch-upsert", json!({"entries": entries})).await;
+    assert_eq!(status, 413);
+    assert!(body["error"].is_string());
+    let (_, page) = get(&host, "/campaigns/c1/entries", "").await;
+    assert_eq!(page["entries"], json!([]));
+    let fans: Vec<Value> = (0..26)
+        .map(|i| json!({"campaignId": "c1", "globalUserId": i.to_string()}))
+        .collect();
+    assert_eq!(
+        post(&host, "/scores/refresh", json!({"fans": fans}))
+            .await
+            .0,
+        413
+    );
+}
+
+#[tokio::test]
+async fn bad_json_is_400() {
+    let host = host();
+    let (status, body) = call(&host, "POST", "/entries/batch-upsert", "", b"{not json").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("JSON")));
+    let (status, _) = post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [{"campaignId": "c1"}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn unknown_path_is_404_and_wrong_method_405() {
+    let host = host();
+    let (status, body) = get(&host, "/nope", "").await;
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+    let (status, _) = get(&host, "/entries/batch-upsert", "").await;
+    assert_eq!(status, 405);
+}
