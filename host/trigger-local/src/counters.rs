@@ -1,0 +1,81 @@
+//! Per-worker counters, for a live summary.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Counters of one worker's trigger, updated as batches run. Records are
+/// counted per delivery: a record retried three times is received three
+/// times.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    received: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+    given_up: AtomicU64,
+}
+
+/// A copy of a worker's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CounterSnapshot {
+    /// Records (messages or change records) handed to the worker.
+    pub received: u64,
+    /// Records the worker processed successfully.
+    pub succeeded: u64,
+    /// Records the worker failed (reported, or its invocation failed).
+    pub failed: u64,
+    /// Records in the invocation running now.
+    pub in_flight: u64,
+    /// Change records a stream follower gave up on after its retries (sent
+    /// to the `on_failure` queue when there is one).
+    pub given_up: u64,
+}
+
+impl WorkerCounters {
+    /// The counters now.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            received: self.received.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            given_up: self.given_up.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts `n` records handed to the worker; they are in flight until the
+    /// returned guard drops.
+    pub(crate) fn start(&self, n: usize) -> InFlight<'_> {
+        let n = as_u64(n);
+        self.received.fetch_add(n, Ordering::Relaxed);
+        self.in_flight.fetch_add(n, Ordering::Relaxed);
+        InFlight { counters: self, n }
+    }
+
+    pub(crate) fn finished(&self, succeeded: usize, failed: usize) {
+        self.succeeded
+            .fetch_add(as_u64(succeeded), Ordering::Relaxed);
+        self.failed.fetch_add(as_u64(failed), Ordering::Relaxed);
+    }
+
+    pub(crate) fn gave_up(&self, n: usize) {
+        self.given_up.fetch_add(as_u64(n), Ordering::Relaxed);
+    }
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Records of one invocation, in flight until dropped.
+pub(crate) struct InFlight<'a> {
+    counters: &'a WorkerCounters,
+    n: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
