@@ -384,6 +384,23 @@ pub trait HttpWorker {
     fn handle(request: HttpRequest) -> HttpResponse;
 }
 
+/// The strings in order, each kept once.
+fn dedup_keep_order<I, S>(items: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut seen = std::collections::HashSet::new();
+    let mut unique = Vec::new();
+    for item in items {
+        let item: String = item.into();
+        if seen.insert(item.clone()) {
+            unique.push(item);
+        }
+    }
+    unique
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,21 +494,4 @@ mod tests {
         assert_eq!(res.body, br#"{"ok":1}"#);
         assert_eq!(HttpResponse::text(404, "no").status, 404);
     }
-}
-
-/// The strings in order, each kept once.
-fn dedup_keep_order<I, S>(items: I) -> Vec<String>
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    let mut seen = std::collections::HashSet::new();
-    let mut unique = Vec::new();
-    for item in items {
-        let item: String = item.into();
-        if seen.insert(item.clone()) {
-            unique.push(item);
-        }
-    }
-    unique
 }
