@@ -103,6 +103,17 @@ impl CapabilityCtx {
     }
 }
 
+impl CapabilityCtx {
+    /// The messages of a send as JSON, built only when calls are recorded.
+    fn recorded_messages(&self, msgs: &[OutgoingMessage]) -> Value {
+        if self.recorder.is_some() {
+            json!({ "messages": msgs })
+        } else {
+            Value::Null
+        }
+    }
+}
+
 impl types::Host for CapabilityCtx {}
 
 impl log::Host for CapabilityCtx {
@@ -433,11 +444,7 @@ impl queue::Host for CapabilityCtx {
             .into_iter()
             .map(|m| outgoing(m.body, m.attributes, m.delay_seconds))
             .collect();
-        let request = if self.recorder.is_some() {
-            json!({"messages": msgs})
-        } else {
-            Value::Null
-        };
+        let request = self.recorded_messages(&msgs);
         let outcome = async {
             self.check(Capability::Queue, &queue)?;
             check_batch(msgs.len())?;
@@ -458,11 +465,7 @@ impl topic::Host for CapabilityCtx {
             .into_iter()
             .map(|m| outgoing(m.body, m.attributes, None))
             .collect();
-        let request = if self.recorder.is_some() {
-            json!({"messages": msgs})
-        } else {
-            Value::Null
-        };
+        let request = self.recorded_messages(&msgs);
         let outcome = async {
             self.check(Capability::Topic, &topic)?;
             check_batch(msgs.len())?;
