@@ -386,7 +386,7 @@ impl UsherEngine {
         let (mut store, stderr) = self.new_store(caps, limits);
         match worker.pre.instantiate_async(&mut store).await {
             Ok(_) => Ok(()),
-            Err(e) => Err(classify(e, None, limits, &stderr)),
+            Err(e) => Err(classify(e, store.data().limiter.refused, limits, &stderr)),
         }
     }
 
