@@ -18,12 +18,20 @@
 //!   the batch in flight and stops; nothing is acknowledged (deleted,
 //!   checkpointed) before the worker answered, so delivery is at least once.
 //!
-//! Workers with other triggers (schedule, invoke, resolver, http) are not
-//! started here.
+//! * [`HttpListener`] — an HTTP server (axum): every worker whose trigger is
+//!   `http: {route: PREFIX}` serves the paths below PREFIX (whole segments,
+//!   longest prefix wins) and gets the path below the prefix; `POST
+//!   /invoke/{domain}/{worker}` runs an invoke-worker on the JSON body
+//!   (its typed error → 400 `{"errorType","message"}`). A failed invocation
+//!   answers 500, an unknown path 404, a body over 1 MiB 413, all as JSON
+//!   `{"error": …}`.
+//!
+//! Schedules are not started here (yet).
 
 #![deny(missing_docs)]
 
 mod counters;
+mod http;
 mod queue;
 mod stream;
 
@@ -38,6 +46,7 @@ use usher_engine::Runtime;
 use usher_registry::Trigger;
 
 pub use counters::{CounterSnapshot, WorkerCounters};
+pub use http::{router, HttpListener, Routes, INVOKE_PREFIX, MAX_REQUEST_BYTES};
 pub use queue::{PollOutcome, QueuePoller};
 pub use stream::{FailureMessage, StepOutcome, StreamFollower};
 
