@@ -1,10 +1,13 @@
 //! `usher`: push, promote, roll back and list worker components; invoke a
-//! worker once on the embedded backends; pin freshly built components.
+//! worker once on the embedded backends; pin freshly built components; run
+//! every worker with `usher up`.
 
 mod invoke;
 mod services;
 mod store_cmds;
+mod up;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -87,6 +90,17 @@ enum Command {
         #[arg(long, default_value = "components")]
         sources: PathBuf,
     },
+    /// Runs every worker on the embedded backends: queue pollers, stream
+    /// followers, the HTTP listener, hot swap; a summary every 2 s on stderr;
+    /// Ctrl-C finishes the batches in flight and stops.
+    Up {
+        /// The data folder of the embedded backends.
+        #[arg(long, env = "USHER_DATA", default_value = ".usher/data")]
+        data: PathBuf,
+        /// The HTTP listener's address.
+        #[arg(long, env = "USHER_LISTEN", default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
 }
 
 fn main() -> Result<()> {
@@ -123,6 +137,12 @@ fn main() -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(invoke::run(&paths, &worker, &event, &data, seed.as_deref()))
+        }
+        Command::Up { data, listen } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(up::run(&paths, &data, listen))
         }
     }
 }
