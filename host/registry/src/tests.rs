@@ -285,10 +285,13 @@ fn the_real_registry_loads() {
         reg.resources.queues["save-entries"].dead_letter.as_deref(),
         Some("save-entries-dlq")
     );
+    // The Entry Service is served by `usher up`'s listener under its route.
     assert_eq!(
         reg.resources.services["entries"].url,
-        "http://127.0.0.1:8090"
+        "http://127.0.0.1:8090/services/entries"
     );
+    let entry_service = reg.worker("services/entry-service").unwrap();
+    assert_eq!(entry_service.grants.tables, ["entries"]);
 }
 
 #[test]
