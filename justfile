@@ -22,14 +22,9 @@ usher := cache / "target/release/usher"
 default:
     @just --list
 
-# Run the demo: build everything, pin the registry, invoke the replication workers on bundled sample events.
+# Run the demo: build everything, pin the registry, replicate 2000 fan entries through every worker in-process and verify the Entry Service holds exactly demand-table's entries.
 demo: build-components pin
-    @echo "== usher ls: workers, versions, digests, what is live"
-    {{usher}} ls
-    @echo "== usher invoke replication/enqueue-entries on a DynamoDB-stream sample (INSERT flagged, MODIFY cleared, REMOVE)"
-    {{usher}} invoke replication/enqueue-entries --event tests/fixtures/replication/enqueue-entries.stream.json
-    @echo "== a malformed event gives a clear error naming the record"
-    -{{usher}} invoke replication/save-entries --event tests/fixtures/replication/malformed.sqs.json
+    {{usher}} demo replication --entries 2000
 
 # Build the `usher` binary (release).
 build:

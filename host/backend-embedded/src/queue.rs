@@ -428,6 +428,41 @@ impl EmbeddedQueues {
         Ok(n)
     }
 
+    /// Moves up to `limit` of the oldest messages of `from` to `to`, like
+    /// [`EmbeddedQueues::move_all`] (visible at once, fresh receive count);
+    /// called until it returns 0 to replay a queue in steps. Returns how
+    /// many moved.
+    pub async fn move_some(&self, from: &str, to: &str, limit: u32) -> Result<u64, CapError> {
+        self.def(from)?;
+        self.def(to)?;
+        if from == to {
+            return Err(CapError::Invalid(format!(
+                "cannot move queue `{from}` onto itself"
+            )));
+        }
+        let (from, to) = (from.to_string(), to.to_string());
+        let n = self
+            .db
+            .call(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE messages SET queue = ?2, receive_count = 0, receipt = NULL,
+                                visible_at_ms = ?3, dead_letter_source = NULL
+                         WHERE id IN (SELECT id FROM messages WHERE queue = ?1
+                                      ORDER BY id LIMIT ?4)",
+                    )
+                    .map_err(sql)?
+                    .execute(params![from, to, to_i64(now_ms()), i64::from(limit)])
+                    .map_err(sql)?;
+                Ok(n as u64)
+            })
+            .await?;
+        if n > 0 {
+            self.sent.send_modify(|c| *c = c.wrapping_add(1));
+        }
+        Ok(n)
+    }
+
     /// A counter that changes whenever messages may have become receivable
     /// (sent, redriven, moved, made visible): a poller waits on `changed()`
     /// with a timeout instead of polling hard. Delays and visibility

@@ -576,6 +576,31 @@ async fn queue_redrive_to_dead_letter_queue_and_replay() {
 }
 
 #[tokio::test]
+async fn queue_move_some_moves_the_oldest_in_steps() {
+    let e = Embedded::in_memory(&resources()).unwrap();
+    let q = e.queues();
+    let msgs = (0..5).map(|i| msg(&format!("m{i}"), &[])).collect();
+    q.send_batch("work-dlq", msgs).await.unwrap();
+    q.receive("work-dlq", 10, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(q.move_some("work-dlq", "work", 2).await.unwrap(), 2);
+    assert_eq!(q.move_some("work-dlq", "work", 2).await.unwrap(), 2);
+    assert_eq!(q.move_some("work-dlq", "work", 2).await.unwrap(), 1);
+    assert_eq!(q.move_some("work-dlq", "work", 2).await.unwrap(), 0);
+    let moved = q.list("work", 10).await.unwrap();
+    let bodies: Vec<&str> = moved.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
+    assert!(moved.iter().all(|m| m.receive_count == 0));
+    // In flight in the DLQ before the move: visible at once in the target.
+    assert_eq!(q.depth("work").await.unwrap().visible, 5);
+    assert!(matches!(
+        q.move_some("work", "work", 1).await,
+        Err(CapError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
 async fn queue_retention_drops_old_messages() {
     let e = Embedded::in_memory(&resources()).unwrap();
     let q = e.queues();

@@ -26,8 +26,73 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(2);
 /// How often the release file is checked for promotions and rollbacks.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
-pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
-    let registry = Arc::new(paths.registry()?);
+/// Everything `usher up` starts: the runtime, the release watcher, the HTTP
+/// listener and the triggers, over the embedded backends of one data folder.
+pub struct Host {
+    /// The runtime.
+    pub runtime: Arc<Runtime>,
+    /// The embedded backends.
+    pub embedded: Embedded,
+    listener: HttpListener,
+    triggers: Triggers,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Host {
+    /// The listener's address (the bound one when `--listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr()
+    }
+
+    /// The triggers' counters now.
+    pub fn snapshot(&self) -> BTreeMap<String, CounterSnapshot> {
+        self.triggers.snapshot()
+    }
+
+    /// The triggers' live counters (still readable after [`Host::shutdown`]).
+    pub fn counters(&self) -> BTreeMap<String, Arc<WorkerCounters>> {
+        self.triggers.counters().clone()
+    }
+
+    /// Stops the triggers (finishing the batches in flight), then the
+    /// listener and the watcher.
+    pub async fn shutdown(self) -> Result<()> {
+        // Triggers first: a batch in flight may still call a service served by
+        // the listener (save-entries → the Entry Service).
+        let stopped = self.triggers.shutdown().await;
+        let listener = self.listener.shutdown().await;
+        self.watcher.abort();
+        listener.context("stopping the HTTP listener")?;
+        stopped?;
+        Ok(())
+    }
+}
+
+/// Starts every worker of the registry on the embedded backends in `data`
+/// with the HTTP listener on `listen`. With `entries_at_listener`, the
+/// `entries` service points at this listener (unless
+/// `USHER_SERVICE_ENTRIES_URL` overrides it), whatever port it gets.
+pub async fn start(
+    paths: &Paths,
+    data: &Path,
+    listen: SocketAddr,
+    entries_at_listener: bool,
+) -> Result<Host> {
+    let mut registry = paths.registry()?;
+    let mut listen = listen;
+    if entries_at_listener {
+        if listen.port() == 0 {
+            // The services are configured before the listener binds: pick
+            // a free port first.
+            let probe = std::net::TcpListener::bind(listen)
+                .with_context(|| format!("finding a free port on {listen}"))?;
+            listen = probe.local_addr()?;
+        }
+        if let Some(def) = registry.resources.services.get_mut("entries") {
+            def.url = format!("http://{listen}/services/entries");
+        }
+    }
+    let registry = Arc::new(registry);
     let embedded = Embedded::open(data, &registry.resources)
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
     let services = crate::services::http_services(&registry)?;
@@ -49,37 +114,42 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let triggers = Triggers::start(runtime.clone(), &embedded, TriggerOptions::default())?;
+    Ok(Host {
+        runtime,
+        embedded,
+        listener,
+        triggers,
+        watcher,
+    })
+}
+
+pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
+    let host = start(paths, data, listen, false).await?;
+    let runtime = host.runtime.clone();
     eprintln!(
         "usher up: {} worker(s), data {}, listening on http://{} (Ctrl-C stops)",
         runtime.workers().len(),
         data.display(),
-        listener.local_addr()
+        host.local_addr()
     );
-    for (route, worker) in listener.routes().list() {
+    for (route, worker) in host.listener.routes().list() {
         eprintln!("  http {route} -> {worker}");
     }
 
-    let queues = embedded.queues();
+    let queues = host.embedded.queues();
     let mut ticker = tokio::time::interval(SUMMARY_EVERY);
     ticker.tick().await;
     loop {
         tokio::select! {
             _ = stop_signal() => break,
-            _ = ticker.tick() => eprint!("{}", summary(&runtime, &triggers.snapshot(), &queues).await),
+            _ = ticker.tick() => eprint!("{}", summary(&runtime, &host.snapshot(), &queues).await),
         }
     }
 
     eprintln!("usher up: stopping (finishing the batches in flight)");
-    // Triggers first: a batch in flight may still call a service served by
-    // the listener (save-entries → the Entry Service).
-    let last = triggers.counters().clone();
-    let stopped = triggers.shutdown().await;
-    listener
-        .shutdown()
-        .await
-        .context("stopping the HTTP listener")?;
+    let last = host.counters();
+    let stopped = host.shutdown().await;
     eprint!("{}", summary(&runtime, &counters_now(&last), &queues).await);
-    watcher.abort();
     stopped?;
     eprintln!("usher up: stopped");
     Ok(())
