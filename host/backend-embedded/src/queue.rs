@@ -399,33 +399,8 @@ impl EmbeddedQueues {
     /// Moves every message of `from` to `to`, visible at once with a fresh
     /// receive count (to replay a dead-letter queue). Returns how many moved.
     pub async fn move_all(&self, from: &str, to: &str) -> Result<u64, CapError> {
-        self.def(from)?;
-        self.def(to)?;
-        if from == to {
-            return Err(CapError::Invalid(format!(
-                "cannot move queue `{from}` onto itself"
-            )));
-        }
-        let (from, to) = (from.to_string(), to.to_string());
-        let n = self
-            .db
-            .call(move |conn| {
-                let n = conn
-                    .prepare_cached(
-                        "UPDATE messages SET queue = ?2, receive_count = 0, receipt = NULL,
-                                visible_at_ms = ?3, dead_letter_source = NULL
-                         WHERE queue = ?1",
-                    )
-                    .map_err(sql)?
-                    .execute(params![from, to, to_i64(now_ms())])
-                    .map_err(sql)?;
-                Ok(n as u64)
-            })
-            .await?;
-        if n > 0 {
-            self.sent.send_modify(|c| *c = c.wrapping_add(1));
-        }
-        Ok(n)
+        // SQLite reads a negative LIMIT as no limit.
+        self.move_oldest(from, to, -1).await
     }
 
     /// Moves up to `limit` of the oldest messages of `from` to `to`, like
@@ -433,6 +408,11 @@ impl EmbeddedQueues {
     /// called until it returns 0 to replay a queue in steps. Returns how
     /// many moved.
     pub async fn move_some(&self, from: &str, to: &str, limit: u32) -> Result<u64, CapError> {
+        self.move_oldest(from, to, i64::from(limit)).await
+    }
+
+    /// Moves at most `limit` (all when negative) of the oldest messages.
+    async fn move_oldest(&self, from: &str, to: &str, limit: i64) -> Result<u64, CapError> {
         self.def(from)?;
         self.def(to)?;
         if from == to {
@@ -452,7 +432,7 @@ impl EmbeddedQueues {
                                       ORDER BY id LIMIT ?4)",
                     )
                     .map_err(sql)?
-                    .execute(params![from, to, to_i64(now_ms()), i64::from(limit)])
+                    .execute(params![from, to, to_i64(now_ms()), limit])
                     .map_err(sql)?;
                 Ok(n as u64)
             })
