@@ -34,8 +34,19 @@ build:
 pin: build
     {{usher}} pin --from build/components --sources components
 
-# Run every test: component unit tests, the test host on every component, host and registry tests.
+# Run every test: component unit tests, the test host on every component, host, registry and backend tests; the AWS, Kafka and Redis backends against real servers on 127.0.0.1 (scripts/servers installs and starts them, and stops them by PID afterwards, also on failure).
 test: build-components pin test-components
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
+    servers="{{cache}}/servers/run-$$"
+    trap 'bash scripts/servers stop "$servers"' EXIT
+    bash scripts/servers start "$servers"
+    source "$servers/servers.env"
+    USHER_REQUIRE_SERVERS=1 cargo test --release --workspace
+
+# Run the host tests without the real servers (the tests that need one are skipped, saying so).
+test-embedded: build-components pin
     cargo test --release --workspace
 
 # Formatting and clippy on both workspaces.

@@ -1,0 +1,1 @@
+//! The suite of the `cache` backend trait (to be written).

@@ -1,0 +1,1 @@
+//! The suite of the `events` backend trait (to be written).

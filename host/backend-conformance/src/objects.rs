@@ -1,0 +1,1 @@
+//! The suite of the `objects` backend trait (to be written).

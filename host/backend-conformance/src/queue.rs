@@ -1,0 +1,1 @@
+//! The suite of the `queue` backend trait (to be written).

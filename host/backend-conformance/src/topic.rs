@@ -1,0 +1,1 @@
+//! The suite of the `topic` backend trait (to be written).
