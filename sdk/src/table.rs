@@ -150,6 +150,64 @@ pub fn batch_write(table: &str, writes: &[Write]) -> Result<Vec<Result<()>>> {
     sys::batch_write(table, writes)
 }
 
+/// One conditional put of [`put_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutItem {
+    /// The item.
+    pub item: Value,
+    /// The condition it is written under.
+    pub condition: Option<Condition>,
+}
+
+/// One conditional update of [`update_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateItem {
+    /// The item's key.
+    pub key: Value,
+    /// The attributes to set (a JSON object).
+    pub set: Value,
+    /// The attributes to remove.
+    pub remove: Vec<String>,
+    /// The condition it is applied under.
+    pub condition: Option<Condition>,
+}
+
+/// Many conditional puts in one call; each succeeds or fails on its own (not
+/// a transaction). One result per put, in order.
+pub fn put_many(table: &str, puts: Vec<PutItem>) -> Result<Vec<Result<()>>> {
+    let puts = puts
+        .into_iter()
+        .map(|p| Ok((json::to_string(&p.item)?, p.condition)))
+        .collect::<Result<Vec<_>>>()?;
+    sys::put_many(table, puts)
+}
+
+/// The JSON texts of one update: key, set, remove, condition.
+type UpdateArgs = (String, String, Vec<String>, Option<Condition>);
+
+/// Many conditional updates in one call, each on its own as [`update`]. One
+/// result (the item after the update) per update, in order.
+pub fn update_many<T: DeserializeOwned>(
+    table: &str,
+    updates: Vec<UpdateItem>,
+) -> Result<Vec<Result<T>>> {
+    let updates = updates
+        .into_iter()
+        .map(|u| {
+            Ok((
+                json::to_string(&u.key)?,
+                json::to_string(&u.set)?,
+                u.remove,
+                u.condition,
+            ))
+        })
+        .collect::<Result<Vec<UpdateArgs>>>()?;
+    Ok(sys::update_many(table, updates)?
+        .into_iter()
+        .map(|r| r.and_then(|text| json::from_str(&text)))
+        .collect())
+}
+
 #[cfg(target_arch = "wasm32")]
 mod sys {
     use super::Condition;
@@ -226,6 +284,45 @@ mod sys {
             .map(|r| r.map_err(Error::from))
             .collect())
     }
+    pub(super) fn put_many(
+        table: &str,
+        puts: Vec<(String, Option<Condition>)>,
+    ) -> Result<Vec<Result<()>>> {
+        let puts = puts
+            .into_iter()
+            .map(|(item, c)| {
+                Ok(wit::PutItem {
+                    item,
+                    condition: condition(c)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(wit::put_many(table, &puts)?
+            .into_iter()
+            .map(|r| r.map_err(Error::from))
+            .collect())
+    }
+
+    pub(super) fn update_many(
+        table: &str,
+        updates: Vec<super::UpdateArgs>,
+    ) -> Result<Vec<Result<String>>> {
+        let updates = updates
+            .into_iter()
+            .map(|(key, set, remove, c)| {
+                Ok(wit::UpdateItem {
+                    key,
+                    set,
+                    remove,
+                    condition: condition(c)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(wit::update_many(table, &updates)?
+            .into_iter()
+            .map(|r| r.map_err(Error::from))
+            .collect())
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -274,6 +371,19 @@ mod sys {
         _writes: Vec<(bool, String)>,
     ) -> Result<Vec<Result<()>>> {
         Err(Error::native("table::batch_write"))
+    }
+    pub(super) fn put_many(
+        _table: &str,
+        _puts: Vec<(String, Option<Condition>)>,
+    ) -> Result<Vec<Result<()>>> {
+        Err(Error::native("table::put_many"))
+    }
+
+    pub(super) fn update_many(
+        _table: &str,
+        _updates: Vec<super::UpdateArgs>,
+    ) -> Result<Vec<Result<String>>> {
+        Err(Error::native("table::update_many"))
     }
 }
 

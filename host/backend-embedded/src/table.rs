@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
-use usher_capabilities::{CapError, Condition, Page, TableBackend, WriteOp};
+use usher_capabilities::{CapError, Condition, Page, PutItem, TableBackend, UpdateItem, WriteOp};
 use usher_registry::TableDef;
 
 use crate::db::{corrupt, now_ms, sql, to_i64, to_u64, Db};
@@ -377,6 +377,123 @@ impl EmbeddedTables {
         announce(&self.latest, seq);
         Ok(value)
     }
+
+    /// Runs `op` on every prepared operation in one transaction; an
+    /// operation that fails (a false condition …) fails alone, a storage
+    /// error fails the call.
+    async fn many<P, R, F>(
+        &self,
+        table: &str,
+        prepared: Vec<Result<P, CapError>>,
+        op: F,
+    ) -> Result<Vec<Result<R, CapError>>, CapError>
+    where
+        P: Send + 'static,
+        R: Send + 'static,
+        F: Fn(&Connection, &str, P, u64) -> Result<(R, Option<u64>), CapError>
+            + Send
+            + 'static,
+    {
+        let table = table.to_string();
+        let (results, seq) = self
+            .db
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let now = now_ms();
+                let mut last = None;
+                let mut results = Vec::with_capacity(prepared.len());
+                for p in prepared {
+                    match p.and_then(|p| op(&tx, &table, p, now)) {
+                        Ok((r, seq)) => {
+                            last = seq.or(last);
+                            results.push(Ok(r));
+                        }
+                        Err(e @ CapError::Fault(_)) => return Err(e),
+                        Err(e) => results.push(Err(e)),
+                    }
+                }
+                tx.commit().map_err(sql)?;
+                Ok((results, last))
+            })
+            .await?;
+        announce(&self.latest, seq);
+        Ok(results)
+    }
+}
+
+/// Checks the condition and writes the item; the change's sequence number.
+fn put_in(
+    conn: &Connection,
+    table: &str,
+    key: &Key,
+    item: &Value,
+    condition: Option<&Condition>,
+    now: u64,
+) -> Result<Option<u64>, CapError> {
+    let old = load(conn, table, key)?;
+    check_condition(table, key, condition, old.as_ref())?;
+    write_item(conn, table, key, Some(item), old.as_ref(), now)
+}
+
+/// The key of an update, refusing one that would change a key attribute.
+fn update_key(
+    table: &str,
+    def: &TableDef,
+    key: &Value,
+    set: &Map<String, Value>,
+    remove: &[String],
+) -> Result<Key, CapError> {
+    let key = parse_key(table, def, key)?;
+    if let Some(name) = set
+        .keys()
+        .map(String::as_str)
+        .chain(remove.iter().map(String::as_str))
+        .find(|n| is_key_attr(def, n))
+    {
+        return Err(CapError::Invalid(format!(
+            "table `{table}`: an update cannot change the key attribute `{name}`"
+        )));
+    }
+    Ok(key)
+}
+
+/// Checks the condition and applies the update; the item after it and the
+/// change's sequence number.
+fn update_in(
+    conn: &Connection,
+    table: &str,
+    key: &Key,
+    set: Map<String, Value>,
+    remove: &[String],
+    condition: Option<&Condition>,
+    now: u64,
+) -> Result<(Value, Option<u64>), CapError> {
+    let old = load(conn, table, key)?;
+    check_condition(table, key, condition, old.as_ref())?;
+    let mut item = match &old {
+        Some(Value::Object(obj)) => obj.clone(),
+        Some(other) => {
+            return Err(CapError::Fault(format!(
+                "embedded storage holds {} as an item of table `{table}`",
+                kind_of(other)
+            )))
+        }
+        None => match &key.json {
+            Value::Object(obj) => obj.clone(),
+            _ => Map::new(),
+        },
+    };
+    for (name, value) in set {
+        item.insert(name, value);
+    }
+    for name in remove {
+        item.remove(name);
+    }
+    let item = Value::Object(item);
+    let seq = write_item(conn, table, key, Some(&item), old.as_ref(), now)?;
+    Ok((item, seq))
 }
 
 #[async_trait]
@@ -417,9 +534,7 @@ impl TableBackend for EmbeddedTables {
         let def = self.schemas.get(table)?;
         let key = item_key(table, def, &item)?;
         self.write(table, move |conn, table, _def, now| {
-            let old = load(conn, table, &key)?;
-            check_condition(table, &key, condition.as_ref(), old.as_ref())?;
-            let seq = write_item(conn, table, &key, Some(&item), old.as_ref(), now)?;
+            let seq = put_in(conn, table, &key, &item, condition.as_ref(), now)?;
             Ok((Value::Null, seq))
         })
         .await
@@ -435,43 +550,44 @@ impl TableBackend for EmbeddedTables {
         condition: Option<Condition>,
     ) -> Result<Value, CapError> {
         let def = self.schemas.get(table)?;
-        let key = parse_key(table, def, key)?;
-        if let Some(name) = set
-            .keys()
-            .map(String::as_str)
-            .chain(remove.iter().map(String::as_str))
-            .find(|n| is_key_attr(def, n))
-        {
-            return Err(CapError::Invalid(format!(
-                "table `{table}`: an update cannot change the key attribute `{name}`"
-            )));
-        }
+        let key = update_key(table, def, key, &set, remove)?;
         let remove = remove.to_vec();
         self.write(table, move |conn, table, _def, now| {
-            let old = load(conn, table, &key)?;
-            check_condition(table, &key, condition.as_ref(), old.as_ref())?;
-            let mut item = match &old {
-                Some(Value::Object(obj)) => obj.clone(),
-                Some(other) => {
-                    return Err(CapError::Fault(format!(
-                        "embedded storage holds {} as an item of table `{table}`",
-                        kind_of(other)
-                    )))
-                }
-                None => match &key.json {
-                    Value::Object(obj) => obj.clone(),
-                    _ => Map::new(),
-                },
-            };
-            for (name, value) in set {
-                item.insert(name, value);
-            }
-            for name in &remove {
-                item.remove(name);
-            }
-            let item = Value::Object(item);
-            let seq = write_item(conn, table, &key, Some(&item), old.as_ref(), now)?;
-            Ok((item, seq))
+            update_in(conn, table, &key, set, &remove, condition.as_ref(), now)
+        })
+        .await
+    }
+
+    async fn put_many(
+        &self,
+        table: &str,
+        puts: Vec<PutItem>,
+    ) -> Result<Vec<Result<(), CapError>>, CapError> {
+        let def = self.schemas.get(table)?;
+        // Malformed puts fail alone; the rest go in one transaction, each
+        // under its own condition.
+        let prepared: Vec<Result<(Key, PutItem), CapError>> = puts
+            .into_iter()
+            .map(|p| item_key(table, def, &p.item).map(|k| (k, p)))
+            .collect();
+        self.many(table, prepared, |conn, table, (key, put), now| {
+            put_in(conn, table, &key, &put.item, put.condition.as_ref(), now).map(|seq| ((), seq))
+        })
+        .await
+    }
+
+    async fn update_many(
+        &self,
+        table: &str,
+        updates: Vec<UpdateItem>,
+    ) -> Result<Vec<Result<Value, CapError>>, CapError> {
+        let def = self.schemas.get(table)?;
+        let prepared: Vec<Result<(Key, UpdateItem), CapError>> = updates
+            .into_iter()
+            .map(|u| update_key(table, def, &u.key, &u.set, &u.remove).map(|k| (k, u)))
+            .collect();
+        self.many(table, prepared, |conn, table, (key, u), now| {
+            update_in(conn, table, &key, u.set, &u.remove, u.condition.as_ref(), now)
         })
         .await
     }

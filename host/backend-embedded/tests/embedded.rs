@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use usher_backend_embedded::{ChangeKind, Embedded, EmbeddedError};
 use usher_capabilities::{
     CacheBackend, CapError, Condition, Event, EventBackend, ObjectBackend, OutgoingMessage,
-    QueueBackend, TableBackend, TopicBackend, WriteOp,
+    PutItem, QueueBackend, TableBackend, TopicBackend, UpdateItem, WriteOp,
 };
 use usher_registry::{QueueDef, Resources, Subscription, TableDef, TopicDef};
 
@@ -1148,4 +1148,86 @@ async fn throughput() {
             rate(N, drained_single)
         );
     }
+}
+
+#[tokio::test]
+async fn put_many_and_update_many_apply_each_condition_alone_in_one_transaction() {
+    let e = Embedded::in_memory(&resources()).unwrap();
+    let t = e.tables();
+    let log = e.change_log();
+    t.put("users", json!({"id": "a", "v": 1}), None).await.unwrap();
+    let before = log.latest_seq("users").await.unwrap();
+
+    let results = t
+        .put_many(
+            "users",
+            vec![
+                // Fails: a exists.
+                PutItem {
+                    item: json!({"id": "a", "v": 9}),
+                    condition: Some(Condition::NotExists),
+                },
+                PutItem {
+                    item: json!({"id": "b", "v": 1}),
+                    condition: Some(Condition::NotExists),
+                },
+                // Malformed: no key.
+                PutItem {
+                    item: json!({"v": 1}),
+                    condition: None,
+                },
+                PutItem {
+                    item: json!({"id": "a", "v": 2}),
+                    condition: Some(Condition::AttributeEquals("v".into(), json!(1))),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(results[0], Err(CapError::ConditionFailed(_))), "{results:?}");
+    assert!(results[1].is_ok());
+    assert!(matches!(results[2], Err(CapError::Invalid(_))), "{results:?}");
+    assert!(results[3].is_ok());
+    assert_eq!(t.get("users", &json!({"id": "a"})).await.unwrap().unwrap()["v"], 2);
+    // Two changes recorded (b inserted, a modified), in order.
+    let changes = log.read("users", before, 10).await.unwrap();
+    let kinds: Vec<_> = changes.iter().map(|c| c.event_name).collect();
+    assert_eq!(kinds, vec![ChangeKind::Insert, ChangeKind::Modify]);
+
+    let updated = t
+        .update_many(
+            "users",
+            vec![
+                UpdateItem {
+                    key: json!({"id": "a"}),
+                    set: obj(json!({"flag": false})),
+                    remove: vec!["v".into()],
+                    condition: Some(Condition::AttributeEquals("v".into(), json!(2))),
+                },
+                UpdateItem {
+                    key: json!({"id": "b"}),
+                    set: obj(json!({"flag": false})),
+                    remove: vec![],
+                    condition: Some(Condition::AttributeEquals("v".into(), json!(7))),
+                },
+                // A key attribute cannot be updated.
+                UpdateItem {
+                    key: json!({"id": "b"}),
+                    set: obj(json!({"id": "c"})),
+                    remove: vec![],
+                    condition: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated[0].as_ref().unwrap(), &json!({"id": "a", "flag": false}));
+    assert!(matches!(updated[1], Err(CapError::ConditionFailed(_))), "{updated:?}");
+    assert!(matches!(updated[2], Err(CapError::Invalid(_))), "{updated:?}");
+    assert_eq!(
+        t.get("users", &json!({"id": "b"})).await.unwrap().unwrap(),
+        json!({"id": "b", "v": 1})
+    );
+    // An unknown table fails the call.
+    assert!(t.put_many("nope", vec![]).await.is_err());
 }

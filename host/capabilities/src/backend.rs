@@ -95,6 +95,28 @@ pub enum WriteOp {
     Delete(Value),
 }
 
+/// One conditional put of a [`TableBackend::put_many`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PutItem {
+    /// The item.
+    pub item: Value,
+    /// The condition it is written under.
+    pub condition: Option<Condition>,
+}
+
+/// One conditional update of a [`TableBackend::update_many`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateItem {
+    /// The item's key.
+    pub key: Value,
+    /// Attributes to set.
+    pub set: Map<String, Value>,
+    /// Attributes to remove.
+    pub remove: Vec<String>,
+    /// The condition it is applied under.
+    pub condition: Option<Condition>,
+}
+
 /// One page of a query.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Page {
@@ -149,6 +171,46 @@ pub trait TableBackend: Send + Sync {
         table: &str,
         writes: Vec<WriteOp>,
     ) -> Result<Vec<Result<(), CapError>>, CapError>;
+    /// Many conditional puts, each succeeding or failing on its own (not a
+    /// transaction); one result per put in order. The default runs them one
+    /// after another; backends override it to do better (one SQLite
+    /// transaction, concurrent DynamoDB calls).
+    async fn put_many(
+        &self,
+        table: &str,
+        puts: Vec<PutItem>,
+    ) -> Result<Vec<Result<(), CapError>>, CapError> {
+        let mut out = Vec::with_capacity(puts.len());
+        for p in puts {
+            out.push(match self.put(table, p.item, p.condition).await {
+                Err(e @ CapError::Fault(_)) => return Err(e),
+                other => other,
+            });
+        }
+        Ok(out)
+    }
+    /// Many conditional updates, each on its own; one result (the item
+    /// after the update) per update in order. The default runs them one
+    /// after another.
+    async fn update_many(
+        &self,
+        table: &str,
+        updates: Vec<UpdateItem>,
+    ) -> Result<Vec<Result<Value, CapError>>, CapError> {
+        let mut out = Vec::with_capacity(updates.len());
+        for u in updates {
+            out.push(
+                match self
+                    .update(table, &u.key, u.set, &u.remove, u.condition)
+                    .await
+                {
+                    Err(e @ CapError::Fault(_)) => return Err(e),
+                    other => other,
+                },
+            );
+        }
+        Ok(out)
+    }
 }
 
 /// A message to send to a queue or publish to a topic.

@@ -13,8 +13,9 @@ use usher_world::{
 use wasmtime::component::Resource;
 
 use crate::backend::{
+    PutItem,
     Condition, Delivery, Event, Format, Method, ObjectInfo, OutgoingMessage, Page, ServiceRequest,
-    ServiceResponse, WriteOp,
+    ServiceResponse, UpdateItem, WriteOp,
 };
 use crate::{CapError, CapabilityCtx, MAX_BATCH};
 
@@ -361,14 +362,79 @@ impl table::Host for CapabilityCtx {
             self.backends.table.batch_write(&table, ops).await
         }
         .await;
+        self.conclude_many("batch-write", &table, count, outcome, |()| ())
+    }
+
+    async fn put_many(
+        &mut self,
+        table: String,
+        puts: Vec<table::PutItem>,
+    ) -> HostResult<Vec<Result<(), types::Error>>> {
+        let count = puts.len();
+        let outcome = async {
+            self.check(Capability::Table, &table)?;
+            check_batch(puts.len())?;
+            let puts = puts
+                .into_iter()
+                .map(|p| {
+                    Ok(PutItem {
+                        item: Value::Object(parse_object(&p.item, "item")?),
+                        condition: opt_condition(p.condition)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, CapError>>()?;
+            self.backends.table.put_many(&table, puts).await
+        }
+        .await;
+        self.conclude_many("put-many", &table, count, outcome, |()| ())
+    }
+
+    async fn update_many(
+        &mut self,
+        table: String,
+        updates: Vec<table::UpdateItem>,
+    ) -> HostResult<Vec<Result<String, types::Error>>> {
+        let count = updates.len();
+        let outcome = async {
+            self.check(Capability::Table, &table)?;
+            check_batch(updates.len())?;
+            let updates = updates
+                .into_iter()
+                .map(|u| {
+                    Ok(UpdateItem {
+                        key: parse_json(&u.key, "key")?,
+                        set: parse_object(&u.set, "set")?,
+                        remove: u.remove,
+                        condition: opt_condition(u.condition)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, CapError>>()?;
+            self.backends.table.update_many(&table, updates).await
+        }
+        .await;
+        self.conclude_many("update-many", &table, count, outcome, |v| to_string(&v))
+    }
+}
+
+impl CapabilityCtx {
+    /// Records a call with one result per record and answers it: the call's
+    /// own error (a host fault traps), or the per-record results.
+    fn conclude_many<R, T>(
+        &mut self,
+        function: &'static str,
+        table: &str,
+        count: usize,
+        outcome: Result<Vec<Result<R, CapError>>, CapError>,
+        convert: impl Fn(R) -> T,
+    ) -> HostResult<Vec<Result<T, types::Error>>> {
         let results = match outcome {
             Ok(results) => {
                 let failed = results.iter().filter(|r| r.is_err()).count();
                 self.record(
                     "table",
-                    "batch-write",
-                    &table,
-                    || json!({"writes": count}),
+                    function,
+                    table,
+                    || json!({"records": count}),
                     &Ok::<_, CapError>(json!({"failed": failed})),
                 );
                 results
@@ -377,15 +443,15 @@ impl table::Host for CapabilityCtx {
                 return self
                     .conclude(
                         "table",
-                        "batch-write",
-                        &table,
-                        || json!({"writes": count}),
+                        function,
+                        table,
+                        || json!({"records": count}),
                         Err::<(), _>(e),
                     )
                     .map(|r| r.map(|()| Vec::new()));
             }
         };
-        Ok(Ok(per_item(results, |()| ())?))
+        Ok(Ok(per_item(results, convert)?))
     }
 }
 

@@ -7,6 +7,7 @@ mod demo;
 mod dlq;
 mod invoke;
 mod services;
+mod status;
 mod store_cmds;
 mod up;
 
@@ -162,6 +163,10 @@ enum DemoCommand {
         /// Seconds to wait for replication before failing.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Write every entry (in batch writes) before the workers start and
+        /// time the replication alone: the throughput benchmark.
+        #[arg(long)]
+        preload: bool,
     },
 }
 
@@ -226,6 +231,7 @@ fn main() -> Result<()> {
                     data,
                     listen,
                     timeout,
+                    preload,
                 },
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -237,6 +243,7 @@ fn main() -> Result<()> {
                 listen,
                 entries,
                 std::time::Duration::from_secs(timeout),
+                preload,
             ))
         }
     }

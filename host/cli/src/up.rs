@@ -142,14 +142,24 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
     loop {
         tokio::select! {
             _ = stop_signal() => break,
-            _ = ticker.tick() => eprint!("{}", summary(&runtime, &host.snapshot(), &queues).await),
+            _ = ticker.tick() => {
+                let counters = host.snapshot();
+                eprint!("{}", summary(&runtime, &counters, &queues).await);
+                if let Err(e) = crate::status::write(data, &runtime, &counters, &queues).await {
+                    tracing::warn!(error = %e, "could not write the status file");
+                }
+            }
         }
     }
 
     eprintln!("usher up: stopping (finishing the batches in flight)");
     let last = host.counters();
     let stopped = host.shutdown().await;
-    eprint!("{}", summary(&runtime, &counters_now(&last), &queues).await);
+    let counters = counters_now(&last);
+    eprint!("{}", summary(&runtime, &counters, &queues).await);
+    if let Err(e) = crate::status::write(data, &runtime, &counters, &queues).await {
+        tracing::warn!(error = %e, "could not write the status file");
+    }
     stopped?;
     eprintln!("usher up: stopped");
     Ok(())

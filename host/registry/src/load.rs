@@ -285,6 +285,8 @@ struct RawWorker {
     #[serde(default)]
     batch_size: Option<u32>,
     #[serde(default)]
+    concurrency: Option<u32>,
+    #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
     grants: Option<Grants>,
@@ -478,6 +480,18 @@ fn to_spec(domain: &str, full: &str, raw: RawWorker) -> Result<WorkerSpec, Vec<S
         }
     }
 
+    let concurrency = raw.concurrency.unwrap_or(1);
+    if !(1..=WorkerSpec::MAX_CONCURRENCY).contains(&concurrency) {
+        problems.push(format!(
+            "concurrency {concurrency} is out of range (1..={})",
+            WorkerSpec::MAX_CONCURRENCY
+        ));
+    } else if concurrency > 1 && !matches!(trigger, Some(Trigger::Queue { .. }) | None) {
+        problems.push(format!(
+            "concurrency {concurrency}: only a queue trigger runs batches side by side (a stream is read in order, one batch at a time); remove concurrency or set it to 1"
+        ));
+    }
+
     let limits = Limits {
         memory_mb: raw.limits.memory_mb.unwrap_or(Limits::DEFAULT_MEMORY_MB),
         timeout_ms: raw.limits.timeout_ms.unwrap_or(Limits::DEFAULT_TIMEOUT_MS),
@@ -508,6 +522,7 @@ fn to_spec(domain: &str, full: &str, raw: RawWorker) -> Result<WorkerSpec, Vec<S
             },
             trigger,
             batch_size,
+            concurrency,
             limits,
             grants: raw.grants.unwrap_or_default(),
             settings: raw.settings.unwrap_or_default(),

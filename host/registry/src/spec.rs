@@ -20,6 +20,10 @@ pub struct WorkerSpec {
     pub trigger: Trigger,
     /// How many records one invocation receives at most.
     pub batch_size: u32,
+    /// How many batches of a queue trigger run side by side at most (the
+    /// SQS event source mapping's maximum concurrency; default 1; queue
+    /// triggers only).
+    pub concurrency: u32,
     /// Memory and time limits of one invocation.
     pub limits: Limits,
     /// The resources the worker may touch.
@@ -29,6 +33,9 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
+    /// The largest accepted `concurrency`.
+    pub const MAX_CONCURRENCY: u32 = 64;
+
     /// The worker's key inside its domain (the part after the `/`).
     pub fn key(&self) -> &str {
         self.name

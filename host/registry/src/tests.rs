@@ -1052,3 +1052,30 @@ fn build_for_test_checks_references() {
     assert_names(&err, "d.yaml", "d/w", "trigger.queue `q`");
     assert!(err.contains("(none are defined)"), "{err}");
 }
+
+#[test]
+fn concurrency_defaults_to_one_and_is_checked() {
+    let reg = load(&[
+        ("resources.yaml", RESOURCES),
+        (
+            "replication.yaml",
+            &REPLICATION.replacen("    batch_size: 10\n", "    batch_size: 10\n    concurrency: 8\n", 1),
+        ),
+        ("reports.yaml", REPORTS),
+    ])
+    .unwrap();
+    assert_eq!(reg.worker("replication/save-entries").unwrap().concurrency, 8);
+    assert_eq!(reg.worker("replication/enqueue-entries").unwrap().concurrency, 1);
+
+    let msg = error_with("replication.yaml", "    batch_size: 10\n", "    concurrency: 0\n");
+    assert!(msg.contains("concurrency 0 is out of range (1..=64)"), "{msg}");
+    let msg = error_with(
+        "replication.yaml",
+        "      stream: { table: demand-table, on_failure: failures }\n",
+        "      stream: { table: demand-table, on_failure: failures }\n    concurrency: 2\n",
+    );
+    assert!(
+        msg.contains("replication/enqueue-entries") && msg.contains("only a queue trigger"),
+        "{msg}"
+    );
+}

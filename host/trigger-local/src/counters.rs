@@ -1,6 +1,7 @@
 //! Per-worker counters, for a live summary.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -14,6 +15,8 @@ pub struct WorkerCounters {
     failed: AtomicU64,
     in_flight: AtomicU64,
     given_up: AtomicU64,
+    invocations: AtomicU64,
+    busy_ns: AtomicU64,
 }
 
 /// A copy of a worker's counters at one moment.
@@ -30,6 +33,10 @@ pub struct CounterSnapshot {
     /// Change records a stream follower gave up on after its retries (sent
     /// to the `on_failure` queue when there is one).
     pub given_up: u64,
+    /// Invocations run (each a batch).
+    pub invocations: u64,
+    /// Time spent in invocations, summed over concurrent ones.
+    pub busy: Duration,
 }
 
 impl WorkerCounters {
@@ -41,6 +48,8 @@ impl WorkerCounters {
             failed: self.failed.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             given_up: self.given_up.load(Ordering::Relaxed),
+            invocations: self.invocations.load(Ordering::Relaxed),
+            busy: Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed)),
         }
     }
 
@@ -50,7 +59,11 @@ impl WorkerCounters {
         let n = as_u64(n);
         self.received.fetch_add(n, Ordering::Relaxed);
         self.in_flight.fetch_add(n, Ordering::Relaxed);
-        InFlight { counters: self, n }
+        InFlight {
+            counters: self,
+            n,
+            since: Instant::now(),
+        }
     }
 
     pub(crate) fn finished(&self, succeeded: usize, failed: usize) {
@@ -72,10 +85,14 @@ fn as_u64(n: usize) -> u64 {
 pub(crate) struct InFlight<'a> {
     counters: &'a WorkerCounters,
     n: u64,
+    since: Instant,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.counters.in_flight.fetch_sub(self.n, Ordering::Relaxed);
+        self.counters.invocations.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters.busy_ns.fetch_add(ns, Ordering::Relaxed);
     }
 }

@@ -2,7 +2,8 @@
 //! embedded backends, with AWS's semantics.
 //!
 //! * [`QueuePoller`] — a worker whose trigger is `queue` (SQS → Lambda event
-//!   source mapping with `ReportBatchItemFailures`): receive up to
+//!   source mapping with `ReportBatchItemFailures`; the worker's
+//!   `concurrency` pollers run side by side): receive up to
 //!   `batch_size` messages, invoke, delete the messages that did not fail;
 //!   failed ones become visible again after the queue's visibility timeout
 //!   and the queue redrives them to its dead-letter queue after
@@ -141,7 +142,19 @@ impl Triggers {
         for (name, live) in runtime.workers() {
             let task = match &live.spec().trigger {
                 Trigger::Queue { .. } => {
+                    // `concurrency` pollers side by side, as the SQS event
+                    // source mapping scales out up to its maximum concurrency.
                     let counter = Arc::new(WorkerCounters::default());
+                    for _ in 1..live.spec().concurrency.max(1) {
+                        let poller = QueuePoller::new(
+                            runtime.clone(),
+                            embedded.queues(),
+                            name,
+                            counter.clone(),
+                        )?;
+                        let task = tokio::spawn(poller.run(stopped.clone(), options));
+                        tasks.push((name.clone(), task));
+                    }
                     let poller = QueuePoller::new(
                         runtime.clone(),
                         embedded.queues(),
@@ -175,9 +188,10 @@ impl Triggers {
         })
     }
 
-    /// The workers with a running trigger.
+    /// The workers with a running trigger (each once, however many
+    /// pollers it has).
     pub fn workers(&self) -> impl Iterator<Item = &str> {
-        self.tasks.iter().map(|(name, _)| name.as_str())
+        self.counters.keys().map(String::as_str)
     }
 
     /// The live counters of each worker with a running trigger.

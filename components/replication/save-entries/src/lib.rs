@@ -66,6 +66,29 @@ impl Ports for Host {
             .map(|_| ())
     }
 
+    fn update_many(
+        &mut self,
+        table_name: &str,
+        updates: &[(Value, Value, table::Condition)],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+        let updates = updates
+            .iter()
+            .map(|(key, set, c)| table::UpdateItem {
+                key: key.clone(),
+                set: set.clone(),
+                remove: Vec::new(),
+                condition: Some(c.clone()),
+            })
+            .collect();
+        // The updated items are not needed: skip building them.
+        Ok(
+            table::update_many::<serde::de::IgnoredAny>(table_name, updates)?
+                .into_iter()
+                .map(|r| r.map(|_| ()))
+                .collect(),
+        )
+    }
+
     fn send_batch(
         &mut self,
         queue_name: &str,

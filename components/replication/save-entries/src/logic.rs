@@ -7,7 +7,7 @@ use usher_sdk::json::{json, str_field};
 use usher_sdk::queue::Outgoing;
 use usher_sdk::services::Response;
 use usher_sdk::table::Condition;
-use usher_sdk::{config, BatchResult, Change, ChangeKind, Message, Value};
+use usher_sdk::{config, BatchResult, Change, ChangeKind, Error, Message, Value};
 
 /// The Entry Service takes at most this many entries (or keys, or fans) per call.
 pub const CHUNK_SIZE: usize = 25;
@@ -26,6 +26,18 @@ pub trait Ports {
         set: &Value,
         condition: Condition,
     ) -> usher_sdk::Result<()>;
+    /// `table::update_many`: each `(key, set, condition)` on its own, one
+    /// result each. The default makes one `update` after another.
+    fn update_many(
+        &mut self,
+        table: &str,
+        updates: &[(Value, Value, Condition)],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+        Ok(updates
+            .iter()
+            .map(|(key, set, c)| self.update(table, key, set, c.clone()))
+            .collect())
+    }
     /// `queue::send_batch`.
     fn send_batch(
         &mut self,
@@ -253,40 +265,67 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
         groups.into_iter().partition(|g| g.entry.op == Op::Put);
 
     // 3. Replicate.
+    let upsert_body = |chunk: &[Group]| {
+        json!({"entries": chunk.iter().map(|g| &g.entry.image).collect::<Vec<_>>()})
+    };
+    let delete_body =
+        |chunk: &[Group]| json!({"keys": chunk.iter().map(|g| &g.entry.fan).collect::<Vec<_>>()});
     let mut upserted = Vec::new();
     for chunk in puts.chunks(CHUNK_SIZE) {
-        let body = json!({"entries": chunk.iter().map(|g| &g.entry.image).collect::<Vec<_>>()});
-        if post_ok(
+        upserted.extend(post_chunk(
             ports,
             settings,
             "/entries/batch-upsert",
-            &body,
-            &mut outcome,
             chunk,
-        ) {
-            upserted.extend(chunk);
-        }
+            &upsert_body,
+            &mut outcome,
+        ));
     }
     for chunk in deletes.chunks(CHUNK_SIZE) {
-        let body = json!({"keys": chunk.iter().map(|g| &g.entry.fan).collect::<Vec<_>>()});
-        post_ok(
+        post_chunk(
             ports,
             settings,
             "/entries/batch-delete",
-            &body,
-            &mut outcome,
             chunk,
+            &delete_body,
+            &mut outcome,
         );
     }
 
-    // 4. Clear the flag of each upserted entry, unless a newer write set it.
-    for group in &upserted {
-        let result = ports.update(
-            &settings.table,
-            &group.entry.key,
-            &json!({"needsReplication": false}),
-            unflag_condition(&group.entry.image),
-        );
+    // 4. Clear the flag of each upserted entry, unless a newer write set it
+    //    (one call for all of them, each update under its own condition).
+    let updates: Vec<(Value, Value, Condition)> = upserted
+        .iter()
+        .map(|g| {
+            (
+                g.entry.key.clone(),
+                json!({"needsReplication": false}),
+                unflag_condition(&g.entry.image),
+            )
+        })
+        .collect();
+    let results = match ports.update_many(&settings.table, &updates) {
+        Ok(results) if results.len() == updates.len() => results,
+        Ok(results) => {
+            let reason = format!(
+                "update_many answered {} results for {} updates",
+                results.len(),
+                updates.len()
+            );
+            updates
+                .iter()
+                .map(|_| Err(Error::Unavailable(reason.clone())))
+                .collect()
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            updates
+                .iter()
+                .map(|_| Err(Error::Unavailable(reason.clone())))
+                .collect()
+        }
+    };
+    for (group, result) in upserted.iter().zip(results) {
         match result {
             Ok(()) => {}
             Err(e) if e.is_condition_failed() => {
@@ -399,30 +438,44 @@ fn chunk_messages(chunk: &[Group]) -> Vec<usize> {
         .collect()
 }
 
-/// Posts one chunk; on a non-2xx answer or a call error fails its messages.
-fn post_ok(
+/// Posts one chunk; returns the groups that the Entry Service took.
+///
+/// A call error or a 5xx fails the chunk's messages (they are retried later,
+/// whole). A 4xx means the service refused something *in* the chunk: each
+/// group of a larger chunk is then posted alone, so one bad entry (a poison
+/// message) fails only its own messages and the rest go through.
+fn post_chunk<'g>(
     ports: &mut impl Ports,
     settings: &Settings,
     path: &str,
-    body: &Value,
+    chunk: &'g [Group],
+    body_of: &dyn Fn(&[Group]) -> Value,
     outcome: &mut Outcome<'_>,
-    chunk: &[Group],
-) -> bool {
-    match ports.post(&settings.service, path, body) {
-        Ok(r) if r.is_success() => true,
+) -> Vec<&'g Group> {
+    match ports.post(&settings.service, path, &body_of(chunk)) {
+        Ok(r) if r.is_success() => chunk.iter().collect(),
+        Ok(r) if (400..500).contains(&r.status) && chunk.len() > 1 => {
+            usher_sdk::warn!(path = path, status = r.status, groups = chunk.len();
+                "entry service refused a chunk; posting its entries one by one");
+            let mut taken = Vec::new();
+            for one in chunk.chunks(1) {
+                taken.extend(post_chunk(ports, settings, path, one, body_of, outcome));
+            }
+            taken
+        }
         Ok(r) => {
             let indices = chunk_messages(chunk);
-            usher_sdk::warn!(path = path, status = r.status, message_ids = outcome.ids(&indices);
+            usher_sdk::warn!(path = path, status = r.status, body = r.body, message_ids = outcome.ids(&indices);
                 "entry service refused a chunk");
             outcome.fail(&indices);
-            false
+            Vec::new()
         }
         Err(e) => {
             let indices = chunk_messages(chunk);
             usher_sdk::warn!(path = path, error = e, message_ids = outcome.ids(&indices);
                 "entry service call failed");
             outcome.fail(&indices);
-            false
+            Vec::new()
         }
     }
 }

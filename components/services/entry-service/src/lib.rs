@@ -75,6 +75,44 @@ impl Ports for Host {
             .map(|_| ())
     }
 
+    fn put_many(
+        &mut self,
+        table_name: &str,
+        puts: &[(Value, Condition)],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+        let puts = puts
+            .iter()
+            .map(|(item, c)| table::PutItem {
+                item: item.clone(),
+                condition: Some(c.clone()),
+            })
+            .collect();
+        table::put_many(table_name, puts)
+    }
+
+    fn update_many(
+        &mut self,
+        table_name: &str,
+        updates: &[(Value, Value, Condition)],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+        let updates = updates
+            .iter()
+            .map(|(key, set, c)| table::UpdateItem {
+                key: key.clone(),
+                set: set.clone(),
+                remove: Vec::new(),
+                condition: Some(c.clone()),
+            })
+            .collect();
+        // The updated items are not needed: skip building them.
+        Ok(
+            table::update_many::<serde::de::IgnoredAny>(table_name, updates)?
+                .into_iter()
+                .map(|r| r.map(|_| ()))
+                .collect(),
+        )
+    }
+
     fn batch_write(
         &mut self,
         table_name: &str,

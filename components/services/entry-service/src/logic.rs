@@ -33,6 +33,30 @@ pub trait Ports {
         set: &Value,
         condition: Condition,
     ) -> usher_sdk::Result<()>;
+    /// `table::put_many`: each put under its condition, one result each.
+    /// The default makes one `put` after another.
+    fn put_many(
+        &mut self,
+        table: &str,
+        puts: &[(Value, Condition)],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+        Ok(puts
+            .iter()
+            .map(|(item, c)| self.put(table, item, c.clone()))
+            .collect())
+    }
+    /// `table::update_many` setting `set` under each condition, one result
+    /// each. The default makes one `update` after another.
+    fn update_many(
+        &mut self,
+        table: &str,
+        updates: &[(Value, Value, Condition)],
+    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+        Ok(updates
+            .iter()
+            .map(|(key, set, c)| self.update(table, key, set, c.clone()))
+            .collect())
+    }
     /// `table::batch_write`.
     fn batch_write(
         &mut self,
@@ -55,12 +79,19 @@ pub trait Ports {
 pub struct Settings {
     /// The entries table (`table`, default `entries`).
     pub table: String,
+    /// The largest entry document accepted, in bytes of JSON
+    /// (`max_entry_bytes`, default 65536): a larger one is refused with 400.
+    pub max_entry_bytes: u64,
 }
+
+/// The default of [`Settings::max_entry_bytes`].
+pub const DEFAULT_MAX_ENTRY_BYTES: u64 = 64 * 1024;
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             table: "entries".into(),
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
         }
     }
 }
@@ -71,6 +102,7 @@ impl Settings {
         let d = Settings::default();
         Ok(Settings {
             table: usher_sdk::config::string_or("table", &d.table)?,
+            max_entry_bytes: usher_sdk::config::get_or("max_entry_bytes", d.max_entry_bytes)?,
         })
     }
 }
@@ -216,7 +248,9 @@ pub fn handle(ports: &mut impl Ports, settings: &Settings, request: &HttpRequest
     let result = route(&request.method, &request.path).and_then(|r| {
         let table = settings.table.as_str();
         match r {
-            Route::BatchUpsert => batch_upsert(ports, table, &body(request)?),
+            Route::BatchUpsert => {
+                batch_upsert(ports, table, settings.max_entry_bytes, &body(request)?)
+            }
             Route::BatchDelete => batch_delete(ports, table, &body(request)?),
             Route::RefreshScores => refresh_scores(ports, table, &body(request)?),
             Route::CampaignEntries(campaign) => {
@@ -392,7 +426,12 @@ fn batch_get(
 }
 
 /// `POST /entries/batch-upsert`.
-pub fn batch_upsert(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
+pub fn batch_upsert(
+    ports: &mut impl Ports,
+    table: &str,
+    max_entry_bytes: u64,
+    body: &Value,
+) -> Result<Value, Failure> {
     let entries = items(body, "entries")?;
     let mut parsed = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
@@ -401,45 +440,112 @@ pub fn batch_upsert(ports: &mut impl Ports, table: &str, body: &Value) -> Result
                 "entries[{i}] is not an object"
             )));
         }
+        let size = serde_json::to_vec(entry).map_or(0, |v| v.len() as u64);
+        if size > max_entry_bytes {
+            return Err(Failure::bad_request(format!(
+                "entries[{i}] is {size} bytes of JSON, over the limit of {max_entry_bytes}"
+            )));
+        }
         parsed.push((Fan::from_json(entry, "entries", i)?, entry));
     }
     let keys: Vec<Value> = parsed.iter().map(|(f, _)| f.key()).collect();
     let mut current = batch_get(ports, table, &keys)?;
     let (mut upserted, mut ignored) = (0, 0);
-    for (n, (fan, entry)) in parsed.iter().enumerate() {
-        // A duplicate key later in the batch compares against what this write stored.
-        let mut stored = current[n].take();
-        let item = item_of(fan, entry);
-        let mut attempt = 0;
-        let written = loop {
-            if is_older(entry.get("version"), stored.as_ref()) {
-                break false;
+    let distinct = keys
+        .iter()
+        .enumerate()
+        .all(|(n, k)| !keys[..n].contains(k));
+    if distinct {
+        // Every write in one call, each conditional on what was read; a
+        // write that lost a race is retried on its own.
+        let mut plan = Vec::new();
+        let mut puts = Vec::new();
+        for (n, (fan, entry)) in parsed.iter().enumerate() {
+            if is_older(entry.get("version"), current[n].as_ref()) {
+                ignored += 1;
+                usher_sdk::debug!(key = keys[n]; "older version ignored");
+            } else {
+                plan.push(n);
+                puts.push((item_of(fan, entry), unchanged(current[n].as_ref())));
             }
-            match ports.put(table, &item, unchanged(stored.as_ref())) {
-                Ok(()) => break true,
-                Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
-                    attempt += 1;
-                    stored = ports
+        }
+        let results = ports
+            .put_many(table, &puts)
+            .map_err(|e| Failure::table("writing the entries", &e))?;
+        if results.len() != puts.len() {
+            return Err(Failure::new(
+                500,
+                format!("put_many answered {} results for {} puts", results.len(), puts.len()),
+            ));
+        }
+        for ((n, (item, _)), result) in plan.into_iter().zip(puts).zip(results) {
+            let written = match result {
+                Ok(()) => true,
+                Err(e) if e.is_condition_failed() => {
+                    let stored = ports
                         .get(table, &keys[n])
                         .map_err(|e| Failure::table("reading an entry", &e))?;
+                    write_one(ports, table, &keys[n], parsed[n].1, &item, stored, 1)?
                 }
                 Err(e) => return Err(Failure::table("writing an entry", &e)),
+            };
+            if written {
+                upserted += 1;
+            } else {
+                ignored += 1;
             }
-        };
-        if written {
-            upserted += 1;
-            for (later, key) in keys.iter().enumerate().skip(n + 1) {
-                if *key == keys[n] {
-                    current[later] = Some(item.clone());
+        }
+    } else {
+        // One entry more than once: one write after another, each later
+        // duplicate compared against what the earlier one stored.
+        for (n, (fan, entry)) in parsed.iter().enumerate() {
+            let item = item_of(fan, entry);
+            let stored = current[n].take();
+            if write_one(ports, table, &keys[n], entry, &item, stored, 0)? {
+                upserted += 1;
+                for (later, key) in keys.iter().enumerate().skip(n + 1) {
+                    if *key == keys[n] {
+                        current[later] = Some(item.clone());
+                    }
                 }
+            } else {
+                ignored += 1;
             }
-        } else {
-            ignored += 1;
-            usher_sdk::debug!(key = keys[n]; "older version ignored");
         }
     }
     usher_sdk::info!(upserted = upserted, ignored = ignored; "batch-upsert");
     Ok(json!({"upserted": upserted, "ignored": ignored}))
+}
+
+/// Writes one entry unless the stored one is newer, conditional on the
+/// stored one being what was read, re-reading and retrying (up to
+/// [`WRITE_ATTEMPTS`] in all, `attempt` made already) when another write got
+/// in between. Whether it was written.
+fn write_one(
+    ports: &mut impl Ports,
+    table: &str,
+    key: &Value,
+    entry: &Value,
+    item: &Value,
+    mut stored: Option<Value>,
+    mut attempt: usize,
+) -> Result<bool, Failure> {
+    loop {
+        if is_older(entry.get("version"), stored.as_ref()) {
+            usher_sdk::debug!(key = key; "older version ignored");
+            return Ok(false);
+        }
+        match ports.put(table, item, unchanged(stored.as_ref())) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
+                attempt += 1;
+                stored = ports
+                    .get(table, key)
+                    .map_err(|e| Failure::table("reading an entry", &e))?;
+            }
+            Err(e) => return Err(Failure::table("writing an entry", &e)),
+        }
+    }
 }
 
 /// `POST /entries/batch-delete`.
@@ -492,30 +598,46 @@ pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Resu
     let keys: Vec<Value> = fans.iter().map(Fan::key).collect();
     let current = batch_get(ports, table, &keys)?;
     let (mut refreshed, mut missing) = (0, 0);
-    for (key, mut stored) in keys.iter().zip(current) {
-        let mut attempt = 0;
-        let found = loop {
-            let Some(item) = stored.as_ref() else {
-                break false;
-            };
-            let set = json!({"score": score(item.get("entry").unwrap_or(&Value::Null))});
-            match ports.update(table, key, &set, unchanged(Some(item))) {
-                Ok(()) => break true,
-                Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
-                    attempt += 1;
-                    stored = ports
-                        .get(table, key)
-                        .map_err(|e| Failure::table("reading an entry", &e))?;
-                }
-                Err(e) if e.is_condition_failed() => {
-                    // Deleted meanwhile (update with `exists` semantics failed).
-                    match ports.get(table, key) {
-                        Ok(None) => break false,
-                        _ => return Err(Failure::table("scoring an entry", &e)),
-                    }
-                }
-                Err(e) => return Err(Failure::table("scoring an entry", &e)),
+    // Every update in one call, each conditional on the item read; one that
+    // lost a race is retried on its own.
+    let mut plan = Vec::new();
+    let mut updates = Vec::new();
+    for (key, stored) in keys.iter().zip(&current) {
+        match stored {
+            Some(item) => {
+                plan.push(key);
+                updates.push((
+                    key.clone(),
+                    json!({"score": score(item.get("entry").unwrap_or(&Value::Null))}),
+                    unchanged(Some(item)),
+                ));
             }
+            None => missing += 1,
+        }
+    }
+    let results = ports
+        .update_many(table, &updates)
+        .map_err(|e| Failure::table("scoring the entries", &e))?;
+    if results.len() != updates.len() {
+        return Err(Failure::new(
+            500,
+            format!(
+                "update_many answered {} results for {} updates",
+                results.len(),
+                updates.len()
+            ),
+        ));
+    }
+    for (key, result) in plan.into_iter().zip(results) {
+        let found = match result {
+            Ok(()) => true,
+            Err(e) if e.is_condition_failed() => {
+                let stored = ports
+                    .get(table, key)
+                    .map_err(|e| Failure::table("reading an entry", &e))?;
+                refresh_one(ports, table, key, stored, 1)?
+            }
+            Err(e) => return Err(Failure::table("scoring an entry", &e)),
         };
         if found {
             refreshed += 1;
@@ -525,6 +647,41 @@ pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Resu
     }
     usher_sdk::info!(refreshed = refreshed, missing = missing; "scores refreshed");
     Ok(json!({"refreshed": refreshed, "missing": missing}))
+}
+
+/// Sets one entry's score, conditional on the item being the one read,
+/// re-reading and retrying (up to [`WRITE_ATTEMPTS`] in all, `attempt` made
+/// already) when another write got in between. Whether the entry exists.
+fn refresh_one(
+    ports: &mut impl Ports,
+    table: &str,
+    key: &Value,
+    mut stored: Option<Value>,
+    mut attempt: usize,
+) -> Result<bool, Failure> {
+    loop {
+        let Some(item) = stored.as_ref() else {
+            return Ok(false);
+        };
+        let set = json!({"score": score(item.get("entry").unwrap_or(&Value::Null))});
+        match ports.update(table, key, &set, unchanged(Some(item))) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
+                attempt += 1;
+                stored = ports
+                    .get(table, key)
+                    .map_err(|e| Failure::table("reading an entry", &e))?;
+            }
+            Err(e) if e.is_condition_failed() => {
+                // Deleted meanwhile (update with `exists` semantics failed).
+                return match ports.get(table, key) {
+                    Ok(None) => Ok(false),
+                    _ => Err(Failure::table("scoring an entry", &e)),
+                };
+            }
+            Err(e) => return Err(Failure::table("scoring an entry", &e)),
+        }
+    }
 }
 
 /// An entry as listed: the stored entry with the item's `score` when it has one.

@@ -513,3 +513,43 @@ fn empty_batch() {
     assert_eq!(counts(&r), (0, 0, 0));
     assert!(fake.batch_gets.is_empty());
 }
+
+#[test]
+fn a_refused_chunk_is_posted_entry_by_entry_so_only_the_bad_entry_fails() {
+    // The first post (the whole chunk of 4) is refused with 400; so is the
+    // third single post (the bad entry, m2).
+    let mut fake = Fake::default()
+        .answer("/entries/batch-upsert", 0, Answer::Status(400))
+        .answer("/entries/batch-upsert", 3, Answer::Status(400));
+    let mut messages = Vec::new();
+    for n in 0..4 {
+        let u = format!("u{n}");
+        fake = fake.with_item(item("c1", &u, 1));
+        messages.push(put_msg(&format!("m{n}"), "c1", &u, 1));
+    }
+    let r = run(&mut fake, &messages);
+    let sizes: Vec<usize> = fake
+        .posts_to("/entries/batch-upsert")
+        .iter()
+        .map(|b| b["entries"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(sizes, vec![4, 1, 1, 1, 1]);
+    assert_eq!(r.failures, vec!["m2"]);
+    assert_eq!(counts(&r), (4, 3, 1));
+    // The three taken entries are unflagged; the refused one keeps its flag.
+    assert_eq!(fake.updates.len(), 3);
+}
+
+#[test]
+fn a_5xx_fails_the_whole_chunk_without_splitting() {
+    let mut fake = Fake::default().answer("/entries/batch-upsert", 0, Answer::Status(503));
+    let mut messages = Vec::new();
+    for n in 0..3 {
+        let u = format!("u{n}");
+        fake = fake.with_item(item("c1", &u, 1));
+        messages.push(put_msg(&format!("m{n}"), "c1", &u, 1));
+    }
+    let r = run(&mut fake, &messages);
+    assert_eq!(fake.posts_to("/entries/batch-upsert").len(), 1);
+    assert_eq!(r.failures, vec!["m0", "m1", "m2"]);
+}

@@ -624,3 +624,35 @@ fn table_failures_are_5xx() {
     );
     assert_eq!(Failure::table("x", &Error::Denied("t".into())).status, 500);
 }
+
+#[test]
+fn an_entry_over_max_entry_bytes_is_refused_with_400() {
+    let mut fake = Fake::default();
+    let settings = Settings {
+        max_entry_bytes: 200,
+        ..Settings::default()
+    };
+    let mut big = entry("c", "big", 1);
+    big["entry"] = json!({"notes": "x".repeat(300)});
+    let body = json!({"entries": [entry("c", "small", 1), big]}).to_string();
+    let r = handle(
+        &mut fake,
+        &settings,
+        &request("POST", "/entries/batch-upsert", "", &body),
+    );
+    assert_eq!(r.status, 400);
+    let answer: Value = serde_json::from_slice(&r.body).expect("json");
+    let message = answer["error"].as_str().expect("error");
+    assert!(message.contains("entries[1]") && message.contains("200"), "{message}");
+    // Nothing of the refused request was written.
+    assert!(stored(&fake, "c", "small").is_none());
+    // Under the limit it goes through.
+    let body = json!({"entries": [entry("c", "small", 1)]}).to_string();
+    let r = handle(
+        &mut fake,
+        &settings,
+        &request("POST", "/entries/batch-upsert", "", &body),
+    );
+    assert_eq!(r.status, 200);
+    assert!(stored(&fake, "c", "small").is_some());
+}
