@@ -861,6 +861,58 @@ impl ChangeLog {
             .await
     }
 
+    /// Drops up to `limit` of `table`'s changes (oldest first) with a
+    /// sequence number up to and including `through_seq` that were written
+    /// before `before_ms` (milliseconds since the Unix epoch): the change-log
+    /// retention. Returns how many were dropped; fewer than `limit` means
+    /// none is left to drop.
+    pub async fn trim(
+        &self,
+        table: &str,
+        through_seq: u64,
+        before_ms: u64,
+        limit: u32,
+    ) -> Result<u64, CapError> {
+        self.schemas.get(table)?;
+        let table = table.to_string();
+        self.db
+            .call(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "DELETE FROM changes WHERE seq IN (
+                             SELECT seq FROM changes
+                             WHERE tbl = ?1 AND seq <= ?2 AND ts_ms < ?3
+                             ORDER BY seq LIMIT ?4)",
+                    )
+                    .map_err(sql)?
+                    .execute(params![
+                        table,
+                        to_i64(through_seq),
+                        to_i64(before_ms),
+                        i64::from(limit)
+                    ])
+                    .map_err(sql)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    /// How many changes of `table` the log holds.
+    pub async fn count(&self, table: &str) -> Result<u64, CapError> {
+        self.schemas.get(table)?;
+        let table = table.to_string();
+        self.db
+            .call(move |conn| {
+                let n: i64 = conn
+                    .prepare_cached("SELECT COUNT(*) FROM changes WHERE tbl = ?1")
+                    .map_err(sql)?
+                    .query_row(params![table], |r| r.get(0))
+                    .map_err(sql)?;
+                Ok(to_u64(n))
+            })
+            .await
+    }
+
     /// A consumer's checkpoint: the last sequence number it finished.
     pub async fn checkpoint_get(&self, consumer: &str) -> Result<Option<u64>, CapError> {
         let consumer = consumer.to_string();

@@ -356,6 +356,27 @@ async fn change_log_is_written_with_each_write() {
     assert_eq!(log.checkpoint_get("follower").await.unwrap(), Some(9));
     assert_eq!(log.trim_through("users", rows[1].seq).await.unwrap(), 2);
     assert_eq!(log.read("users", 0, 100).await.unwrap().len(), 3);
+    assert_eq!(log.count("users").await.unwrap(), 3);
+
+    // Retention: only changes through the sequence number AND older than the
+    // cut-off go, at most `limit` at a time, oldest first.
+    let all = log.read("users", 0, 100).await.unwrap();
+    let newest = all.last().unwrap();
+    assert_eq!(log.trim("users", newest.seq, 0, 100).await.unwrap(), 0);
+    let after_all = newest.timestamp_ms + 1;
+    assert_eq!(
+        log.trim("users", all[1].seq, after_all, 1).await.unwrap(),
+        1
+    );
+    let left = log.read("users", 0, 100).await.unwrap();
+    assert_eq!(left.first().map(|r| r.seq), Some(all[1].seq));
+    assert_eq!(
+        log.trim("users", all[1].seq, after_all, 100).await.unwrap(),
+        1
+    );
+    assert_eq!(log.count("users").await.unwrap(), 1);
+    // Another table's changes stay.
+    assert_eq!(log.count("entries").await.unwrap(), 1);
 }
 
 #[tokio::test]

@@ -95,8 +95,9 @@ enum Command {
         sources: PathBuf,
     },
     /// Runs every worker on the embedded backends: queue pollers, stream
-    /// followers, the HTTP listener, hot swap; a summary every 2 s on stderr;
-    /// Ctrl-C finishes the batches in flight and stops.
+    /// followers, schedules, the HTTP listener (routes, invoke and resolver
+    /// endpoints), change-log trimming, hot swap; a summary every 2 s on
+    /// stderr; Ctrl-C finishes the batches in flight and stops.
     Up {
         /// The data folder of the embedded backends.
         #[arg(long, env = "USHER_DATA", default_value = ".usher/data")]

@@ -31,6 +31,12 @@ pub async fn status(
             w["failed"] = json!(c.failed);
             w["in_flight"] = json!(c.in_flight);
             w["given_up"] = json!(c.given_up);
+            w["invocations"] = json!(c.invocations);
+            w["busy_ms"] = json!(c.busy.as_millis());
+            if live.spec().trigger.kind() == "schedule" {
+                w["skipped"] = json!(c.skipped);
+                w["next_due"] = json!(c.next_due());
+            }
         }
         workers.insert(name.clone(), w);
     }

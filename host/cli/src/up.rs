@@ -1,7 +1,9 @@
 //! `usher up`: every worker of the registry on the embedded backends — queue
-//! pollers, stream followers, the HTTP listener (http-workers and `POST
-//! /invoke/{domain}/{worker}`), hot swap of promoted releases — with a live
-//! summary on stderr every 2 s (and a last one after stopping) until Ctrl-C.
+//! pollers, stream followers, schedules, the change-log trimmer, the HTTP
+//! listener (http-workers, `POST /invoke/{domain}/{worker}` and `POST
+//! /resolvers/{typeName}/{fieldName}`), hot swap of promoted releases — with
+//! a live summary on stderr every 2 s (and a last one after stopping) until
+//! Ctrl-C.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -135,6 +137,9 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
     for (route, worker) in host.listener.routes().list() {
         eprintln!("  http {route} -> {worker}");
     }
+    for (type_name, field_name, worker) in host.listener.resolvers().list() {
+        eprintln!("  POST /resolvers/{type_name}/{field_name} -> {worker}");
+    }
 
     let queues = host.embedded.queues();
     let mut ticker = tokio::time::interval(SUMMARY_EVERY);
@@ -218,7 +223,7 @@ async fn summary(
             },
             Trigger::Stream { table, .. } => format!("stream {table}"),
             Trigger::Http { route } => format!("http {route}"),
-            Trigger::Schedule { cron } => format!("schedule {cron} (not run by usher up yet)"),
+            Trigger::Schedule { cron } => format!("schedule {cron}"),
             Trigger::Invoke => "invoke".to_string(),
             Trigger::Resolver {
                 type_name,
@@ -226,12 +231,27 @@ async fn summary(
             } => format!("resolver {type_name}.{field_name}"),
         };
         let _ = write!(out, "{name} {version}  {source}");
-        if let Some(c) = counters.get(name) {
-            let _ = write!(
-                out,
-                "  received {} ok {} failed {} in-flight {} given-up {}",
-                c.received, c.succeeded, c.failed, c.in_flight, c.given_up
-            );
+        match (counters.get(name), &spec.trigger) {
+            (Some(c), Trigger::Schedule { .. }) => {
+                let _ = write!(
+                    out,
+                    "  runs {} ok {} failed {} running {} skipped {} next {}",
+                    c.received,
+                    c.succeeded,
+                    c.failed,
+                    c.in_flight,
+                    c.skipped,
+                    c.next_due().unwrap_or_else(|| "-".to_string())
+                );
+            }
+            (Some(c), _) => {
+                let _ = write!(
+                    out,
+                    "  received {} ok {} failed {} in-flight {} given-up {}",
+                    c.received, c.succeeded, c.failed, c.in_flight, c.given_up
+                );
+            }
+            (None, _) => {}
         }
         out.push('\n');
     }

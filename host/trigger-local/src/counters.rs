@@ -7,7 +7,7 @@ use serde::Serialize;
 
 /// Counters of one worker's trigger, updated as batches run. Records are
 /// counted per delivery: a record retried three times is received three
-/// times.
+/// times. A schedule counts each tick run as one record.
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
     received: AtomicU64,
@@ -17,6 +17,10 @@ pub struct WorkerCounters {
     given_up: AtomicU64,
     invocations: AtomicU64,
     busy_ns: AtomicU64,
+    skipped: AtomicU64,
+    /// The next due time of a schedule, in ms since the Unix epoch; 0 when
+    /// there is none.
+    next_due_ms: AtomicU64,
 }
 
 /// A copy of a worker's counters at one moment.
@@ -37,6 +41,22 @@ pub struct CounterSnapshot {
     pub invocations: u64,
     /// Time spent in invocations, summed over concurrent ones.
     pub busy: Duration,
+    /// Schedule ticks skipped because the worker's previous run was still
+    /// going when they were due (no overlapping runs).
+    pub skipped: u64,
+    /// When a schedule's next tick is due, in milliseconds since the Unix
+    /// epoch (`None` for other triggers, or a schedule with no due time
+    /// left).
+    pub next_due_ms: Option<u64>,
+}
+
+impl CounterSnapshot {
+    /// [`CounterSnapshot::next_due_ms`] as RFC 3339 (UTC, seconds).
+    pub fn next_due(&self) -> Option<String> {
+        let ms = i64::try_from(self.next_due_ms?).ok()?;
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)?;
+        Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    }
 }
 
 impl WorkerCounters {
@@ -50,6 +70,11 @@ impl WorkerCounters {
             given_up: self.given_up.load(Ordering::Relaxed),
             invocations: self.invocations.load(Ordering::Relaxed),
             busy: Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed)),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            next_due_ms: match self.next_due_ms.load(Ordering::Relaxed) {
+                0 => None,
+                ms => Some(ms),
+            },
         }
     }
 
@@ -74,6 +99,15 @@ impl WorkerCounters {
 
     pub(crate) fn gave_up(&self, n: usize) {
         self.given_up.fetch_add(as_u64(n), Ordering::Relaxed);
+    }
+
+    pub(crate) fn skipped(&self, n: usize) {
+        self.skipped.fetch_add(as_u64(n), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_next_due_ms(&self, ms: Option<u64>) {
+        // A due time at the epoch itself cannot happen: 0 means none.
+        self.next_due_ms.store(ms.unwrap_or(0), Ordering::Relaxed);
     }
 }
 

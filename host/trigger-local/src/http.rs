@@ -1,6 +1,8 @@
-//! The HTTP listener of `usher up`: http-workers by route prefix, and
-//! `POST /invoke/{domain}/{worker}` for invoke-workers.
+//! The HTTP listener of `usher up`: http-workers by route prefix,
+//! `POST /invoke/{domain}/{worker}` for invoke-workers and `POST
+//! /resolvers/{typeName}/{fieldName}` for resolver workers (AppSync-style).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,6 +21,9 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// The path prefix of invoke-workers: `POST /invoke/{domain}/{worker}`.
 pub const INVOKE_PREFIX: &str = "/invoke/";
+
+/// The path prefix of resolvers: `POST /resolvers/{typeName}/{fieldName}`.
+pub const RESOLVERS_PREFIX: &str = "/resolvers/";
 
 /// Headers of a worker's answer the listener sets itself.
 const HOP_HEADERS: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
@@ -68,35 +73,119 @@ impl Routes {
     }
 }
 
+/// The resolver workers of a runtime: `(typeName, fieldName)` → worker.
+#[derive(Debug, Clone, Default)]
+pub struct Resolvers {
+    resolvers: BTreeMap<(String, String), String>,
+}
+
+impl Resolvers {
+    /// The `resolver` triggers of every live worker of `runtime`.
+    pub fn of(runtime: &Runtime) -> Resolvers {
+        let resolvers = runtime
+            .workers()
+            .iter()
+            .filter_map(|(name, live)| match &live.spec().trigger {
+                Trigger::Resolver {
+                    type_name,
+                    field_name,
+                } => Some(((type_name.clone(), field_name.clone()), name.clone())),
+                _ => None,
+            })
+            .collect();
+        Resolvers { resolvers }
+    }
+
+    /// Every ((typeName, fieldName), worker), sorted.
+    pub fn list(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.resolvers
+            .iter()
+            .map(|((t, f), w)| (t.as_str(), f.as_str(), w.as_str()))
+    }
+
+    /// The worker resolving `type_name.field_name`.
+    pub fn get(&self, type_name: &str, field_name: &str) -> Option<&str> {
+        self.resolvers
+            .get(&(type_name.to_string(), field_name.to_string()))
+            .map(String::as_str)
+    }
+}
+
+/// The event a resolver worker gets for a request body, shaped as AppSync's
+/// direct Lambda resolver event: `arguments` is the body's `arguments`
+/// (or, without that key, the whole body; `{}` for an empty body),
+/// `identity`, `source`, `prev` are the body's (or `null`), `stash` the
+/// body's (or `{}`), `request.headers` the HTTP request's headers, and
+/// `info` names the field (`parentTypeName`, `fieldName`, the body's
+/// `variables` or `{}`, `selectionSetList` the body's or `[]`).
+pub fn resolver_event(
+    type_name: &str,
+    field_name: &str,
+    body: &Value,
+    headers: &BTreeMap<String, String>,
+) -> Value {
+    let field = |name: &str, default: Value| {
+        body.as_object()
+            .and_then(|o| o.get(name))
+            .cloned()
+            .unwrap_or(default)
+    };
+    let arguments = match body {
+        Value::Null => json!({}),
+        Value::Object(o) => o.get("arguments").cloned().unwrap_or_else(|| body.clone()),
+        other => other.clone(),
+    };
+    json!({
+        "arguments": arguments,
+        "identity": field("identity", Value::Null),
+        "source": field("source", Value::Null),
+        "prev": field("prev", Value::Null),
+        "stash": field("stash", json!({})),
+        "request": { "headers": headers },
+        "info": {
+            "parentTypeName": type_name,
+            "fieldName": field_name,
+            "variables": field("variables", json!({})),
+            "selectionSetList": field("selectionSetList", json!([])),
+        },
+    })
+}
+
 #[derive(Clone)]
 struct Shared {
     runtime: Arc<Runtime>,
     routes: Arc<Routes>,
+    resolvers: Arc<Resolvers>,
 }
 
 /// The listener's router (every path goes through one handler).
 pub fn router(runtime: Arc<Runtime>) -> axum::Router {
     let routes = Arc::new(Routes::of(&runtime));
-    axum::Router::new()
-        .fallback(handle)
-        .with_state(Shared { runtime, routes })
+    let resolvers = Arc::new(Resolvers::of(&runtime));
+    axum::Router::new().fallback(handle).with_state(Shared {
+        runtime,
+        routes,
+        resolvers,
+    })
 }
 
 /// A running HTTP listener.
 pub struct HttpListener {
     addr: SocketAddr,
     routes: Routes,
+    resolvers: Resolvers,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
 impl HttpListener {
     /// Binds `addr` (port 0 picks a free port) and serves the runtime's
-    /// http-workers and invoke-workers. Must be called inside a tokio runtime.
+    /// http-workers, invoke-workers and resolvers. Must be called inside a tokio runtime.
     pub async fn bind(runtime: Arc<Runtime>, addr: SocketAddr) -> std::io::Result<HttpListener> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let routes = Routes::of(&runtime);
+        let resolvers = Resolvers::of(&runtime);
         let app = router(runtime);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -110,6 +199,7 @@ impl HttpListener {
         Ok(HttpListener {
             addr,
             routes,
+            resolvers,
             stop,
             task,
         })
@@ -123,6 +213,11 @@ impl HttpListener {
     /// The http-workers' routes.
     pub fn routes(&self) -> &Routes {
         &self.routes
+    }
+
+    /// The resolver workers.
+    pub fn resolvers(&self) -> &Resolvers {
+        &self.resolvers
     }
 
     /// Stops accepting connections and waits for the requests in flight.
@@ -149,7 +244,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, &json!({ "error": message.into() }))
 }
 
-async fn read_body(body: Body) -> Result<Bytes, Response> {
+/// The body, or why it cannot be read (413 over [`MAX_REQUEST_BYTES`]).
+async fn read_body(body: Body) -> Result<Bytes, (StatusCode, String)> {
     match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(bytes) => Ok(bytes),
         Err(e) => {
@@ -159,18 +255,36 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
                 })
                 .any(|e| e.is::<http_body_util::LengthLimitError>());
             Err(if too_large {
-                error(
+                (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
                 )
             } else {
-                error(
+                (
                     StatusCode::BAD_REQUEST,
                     format!("cannot read the request body: {e}"),
                 )
             })
         }
     }
+}
+
+/// A JSON body: `null` when empty (or only whitespace).
+fn parse_json(body: &[u8]) -> Result<Value, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(body).map_err(|e| format!("the request body is not JSON: {e}"))
+}
+
+/// The request's headers as (lower-case name, value) pairs.
+fn header_pairs(request: &Request) -> impl Iterator<Item = (String, String)> + '_ {
+    request.headers().iter().map(|(n, v)| {
+        (
+            n.as_str().to_string(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        )
+    })
 }
 
 fn correlation_id(request: &Request) -> Option<String> {
@@ -186,6 +300,9 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     if let Some(worker) = path.strip_prefix(INVOKE_PREFIX) {
         return invoke(&shared.runtime, worker.to_string(), request).await;
     }
+    if let Some(field) = path.strip_prefix(RESOLVERS_PREFIX) {
+        return resolve(&shared, field.to_string(), request).await;
+    }
     let Some((worker, rest)) = shared.routes.resolve(&path) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -196,19 +313,10 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let cid = correlation_id(&request);
     let method = request.method().as_str().to_ascii_uppercase();
     let query = request.uri().query().unwrap_or("").to_string();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(&request).collect();
     let body = match read_body(request.into_body()).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err((status, message)) => return error(status, message),
     };
     let input = Input::Http(HttpRequest {
         method,
@@ -274,19 +382,15 @@ async fn invoke(runtime: &Runtime, worker: String, request: Request) -> Response
     let cid = correlation_id(&request);
     let body = match read_body(request.into_body()).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err((status, message)) => return error(status, message),
     };
-    let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return json_response(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"errorType": "InvalidJson", "message": format!("the request body is not JSON: {e}")}),
-                )
-            }
+    let payload = match parse_json(&body) {
+        Ok(v) => v,
+        Err(message) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"errorType": "InvalidJson", "message": message}),
+            )
         }
     };
     match runtime.invoke(&worker, &Input::Invoke(payload), cid).await {
@@ -305,5 +409,81 @@ async fn invoke(runtime: &Runtime, worker: String, request: Request) -> Response
             error(StatusCode::NOT_FOUND, format!("no worker {name}"))
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{worker}: {e}")),
+    }
+}
+
+/// An AppSync-style error answer: `{"errorType", "errorMessage"}`.
+fn resolver_error(status: StatusCode, error_type: &str, message: impl Into<String>) -> Response {
+    json_response(
+        status,
+        &json!({"errorType": error_type, "errorMessage": message.into()}),
+    )
+}
+
+/// `POST /resolvers/{typeName}/{fieldName}`: `field` is the path after the
+/// prefix.
+async fn resolve(shared: &Shared, field: String, request: Request) -> Response {
+    let Some((type_name, field_name)) = field
+        .split_once('/')
+        .filter(|(t, f)| !t.is_empty() && !f.is_empty() && !f.contains('/'))
+    else {
+        return resolver_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("resolvers take POST {RESOLVERS_PREFIX}{{typeName}}/{{fieldName}}; not {RESOLVERS_PREFIX}{field}"),
+        );
+    };
+    let Some(worker) = shared.resolvers.get(type_name, field_name) else {
+        return resolver_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("no worker resolves {type_name}.{field_name}"),
+        );
+    };
+    if request.method() != Method::POST {
+        let mut r = resolver_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("resolvers take POST {RESOLVERS_PREFIX}{{typeName}}/{{fieldName}}"),
+        );
+        r.headers_mut()
+            .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let cid = correlation_id(&request);
+    let headers: BTreeMap<String, String> = header_pairs(&request).collect();
+    let body = match read_body(request.into_body()).await {
+        Ok(b) => b,
+        Err((status, message)) => return resolver_error(status, "BadRequest", message),
+    };
+    let body = match parse_json(&body) {
+        Ok(v) => v,
+        Err(message) => return resolver_error(StatusCode::BAD_REQUEST, "InvalidJson", message),
+    };
+    let event = resolver_event(type_name, field_name, &body, &headers);
+    match shared
+        .runtime
+        .invoke(worker, &Input::Invoke(event), cid)
+        .await
+    {
+        Ok(inv) => match inv.output {
+            Output::Invoke(Ok(v)) => json_response(StatusCode::OK, &v),
+            Output::Invoke(Err(f)) => resolver_error(StatusCode::BAD_REQUEST, &f.kind, f.message),
+            other => resolver_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "WorkerFailed",
+                format!("worker {worker} answered a non-invoke result: {other:?}"),
+            ),
+        },
+        Err(InvokeError::UnknownWorker { name, .. }) => resolver_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("no worker {name}"),
+        ),
+        Err(e) => resolver_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "WorkerFailed",
+            format!("{worker}: {e}"),
+        ),
     }
 }

@@ -14,27 +14,48 @@
 //!   log, retries from the lowest failed sequence number with the batch
 //!   halved each time, and after `max_retries` retries the failed records go
 //!   to the `on_failure` queue and the follower moves on.
-//! * [`Triggers`] — one task per such worker of a [`Runtime`], with counters
-//!   per worker and a graceful [`Triggers::shutdown`]: every task finishes
-//!   the batch in flight and stops; nothing is acknowledged (deleted,
-//!   checkpointed) before the worker answered, so delivery is at least once.
+//! * [`Scheduler`] — a worker whose trigger is `schedule: {cron: …}`
+//!   (EventBridge schedule → Lambda with reserved concurrency 1): at every
+//!   due time of the cron expression (seconds first, UTC) one invocation with
+//!   a tick `{schedule: <worker>, scheduled_time: <due time, RFC 3339>}`.
+//!   Runs of one worker never overlap (a due time passing while the previous
+//!   run still goes is skipped and counted); due times missed while the host
+//!   was down are not replayed; a failed tick is logged, counted and not
+//!   retried (the next due time is the next run).
+//! * [`ChangeLogTrimmer`] — the change log's retention: every
+//!   [`TriggerOptions::trim_every`], the changes older than
+//!   [`TriggerOptions::change_log_retention`] (24 h by default, as DynamoDB
+//!   Streams) that every stream follower of their table has checkpointed
+//!   past are deleted; a table nobody follows keeps its changes for the
+//!   retention only.
+//! * [`Triggers`] — one task per queue, stream and schedule worker of a
+//!   [`Runtime`] and the trimmer, with counters per worker and a graceful
+//!   [`Triggers::shutdown`]: every task finishes the batch (or tick) in
+//!   flight and stops; nothing is acknowledged (deleted, checkpointed) before
+//!   the worker answered, so delivery is at least once.
 //!
 //! * [`HttpListener`] — an HTTP server (axum): every worker whose trigger is
 //!   `http: {route: PREFIX}` serves the paths below PREFIX (whole segments,
 //!   longest prefix wins) and gets the path below the prefix; `POST
 //!   /invoke/{domain}/{worker}` runs an invoke-worker on the JSON body
-//!   (its typed error → 400 `{"errorType","message"}`). A failed invocation
+//!   (its typed error → 400 `{"errorType","message"}`); `POST
+//!   /resolvers/{typeName}/{fieldName}` runs the worker whose trigger is
+//!   `resolver: {type_name, field_name}` on an AppSync-shaped event built
+//!   from the body (see [`resolver_event`]) and answers its result as JSON
+//!   (its typed error → 400 `{"errorType","errorMessage"}`, AppSync's
+//!   names; an unknown resolver 404, bad JSON 400, a failed invocation 500,
+//!   all `{"errorType","errorMessage"}`). Elsewhere a failed invocation
 //!   answers 500, an unknown path 404, a body over 1 MiB 413, all as JSON
 //!   `{"error": …}`.
-//!
-//! Schedules are not started here (yet).
 
 #![deny(missing_docs)]
 
 mod counters;
 mod http;
 mod queue;
+mod schedule;
 mod stream;
+mod trim;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,9 +68,14 @@ use usher_engine::Runtime;
 use usher_registry::Trigger;
 
 pub use counters::{CounterSnapshot, WorkerCounters};
-pub use http::{router, HttpListener, Routes, INVOKE_PREFIX, MAX_REQUEST_BYTES};
+pub use http::{
+    resolver_event, router, HttpListener, Resolvers, Routes, INVOKE_PREFIX, MAX_REQUEST_BYTES,
+    RESOLVERS_PREFIX,
+};
 pub use queue::{PollOutcome, QueuePoller};
+pub use schedule::{Scheduler, TickOutcome};
 pub use stream::{FailureMessage, StepOutcome, StreamFollower};
+pub use trim::{ChangeLogTrimmer, TrimReport};
 
 /// A failure of a trigger.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +88,16 @@ pub enum TriggerError {
     WrongTrigger {
         /// The worker.
         worker: String,
-        /// `queue` or `stream`.
+        /// `queue`, `stream` or `schedule`.
         expected: &'static str,
+    },
+    /// Trimming a table's change log failed.
+    #[error("trimming the change log of table `{table}`: {message}")]
+    Trim {
+        /// The table.
+        table: String,
+        /// The backend's error.
+        message: String,
     },
     /// An embedded backend failed (receive, delete, change-log read,
     /// checkpoint, send to the on-failure queue).
@@ -102,6 +136,12 @@ pub struct TriggerOptions {
     pub failure_backoff: Duration,
     /// Pause after a backend error.
     pub error_backoff: Duration,
+    /// How long the tables' change log keeps a change every stream follower
+    /// has checkpointed past (or that no worker follows): 24 h, as DynamoDB
+    /// Streams.
+    pub change_log_retention: Duration,
+    /// How often the change log is trimmed.
+    pub trim_every: Duration,
 }
 
 impl Default for TriggerOptions {
@@ -110,26 +150,31 @@ impl Default for TriggerOptions {
             idle_wait: Duration::from_millis(500),
             failure_backoff: Duration::from_millis(100),
             error_backoff: Duration::from_secs(1),
+            change_log_retention: Duration::from_secs(24 * 60 * 60),
+            trim_every: Duration::from_secs(60),
         }
     }
 }
 
-/// The running triggers of every queue and stream worker of a runtime.
+/// The running triggers of every queue, stream and schedule worker of a
+/// runtime, and the change-log trimmer.
 ///
 /// Dropping it without [`Triggers::shutdown`] also stops the tasks after
 /// their batch in flight, but nobody waits for them.
 pub struct Triggers {
     stop: watch::Sender<bool>,
     tasks: Vec<(String, JoinHandle<()>)>,
+    trimmer: JoinHandle<()>,
     counters: BTreeMap<String, Arc<WorkerCounters>>,
 }
 
 impl Triggers {
     /// Starts one task per live worker of `runtime` whose trigger is a queue
-    /// (a [`QueuePoller`]) or a stream (a [`StreamFollower`]), on the embedded
-    /// backends the runtime's workers use. The workers come from the
-    /// runtime (its registry, or the subset it was started with). Must be
-    /// called inside a tokio runtime.
+    /// (a [`QueuePoller`]), a stream (a [`StreamFollower`]) or a schedule (a
+    /// [`Scheduler`]), on the embedded backends the runtime's workers use,
+    /// and the [`ChangeLogTrimmer`] of the registry's tables. The workers
+    /// come from the runtime (its registry, or the subset it was started
+    /// with). Must be called inside a tokio runtime.
     pub fn start(
         runtime: Arc<Runtime>,
         embedded: &Embedded,
@@ -176,14 +221,28 @@ impl Triggers {
                     counters.insert(name.clone(), counter);
                     tokio::spawn(follower.run(stopped.clone(), options))
                 }
+                Trigger::Schedule { .. } => {
+                    let counter = Arc::new(WorkerCounters::default());
+                    let scheduler = Scheduler::new(runtime.clone(), name, counter.clone())?;
+                    counters.insert(name.clone(), counter);
+                    tokio::spawn(scheduler.run(stopped.clone()))
+                }
                 _ => continue,
             };
             tracing::info!(worker = %name, trigger = ?live.spec().trigger, "trigger started");
             tasks.push((name.clone(), task));
         }
+        let trimmer = trim::spawn(
+            &runtime,
+            embedded.change_log(),
+            options.change_log_retention,
+            options.trim_every,
+            stopped,
+        );
         Ok(Triggers {
             stop,
             tasks,
+            trimmer,
             counters,
         })
     }
@@ -207,9 +266,9 @@ impl Triggers {
             .collect()
     }
 
-    /// Stops every task: each finishes (and acknowledges) the batch in
-    /// flight, then stops. Returns once all have stopped; the first task that
-    /// panicked is reported.
+    /// Stops every task: each finishes (and acknowledges) the batch or tick
+    /// in flight, then stops. Returns once all have stopped; the first task
+    /// that panicked is reported.
     pub async fn shutdown(self) -> Result<(), TriggerError> {
         // Receivers may all be gone already (tasks ended); that is fine.
         let _ = self.stop.send(true);
@@ -222,6 +281,13 @@ impl Triggers {
                     message: e.to_string(),
                 });
             }
+        }
+        if let Err(e) = self.trimmer.await {
+            tracing::error!(error = %e, "change-log trimmer failed");
+            first_error.get_or_insert(TriggerError::TaskFailed {
+                worker: "(change-log trimmer)".into(),
+                message: e.to_string(),
+            });
         }
         tracing::info!("triggers stopped");
         first_error.map_or(Ok(()), Err)

@@ -211,3 +211,176 @@ async fn unknown_routes_are_404_and_large_bodies_413() {
     assert_eq!(status, 413);
     listener.shutdown().await.expect("shutdown");
 }
+
+fn resolver_host() -> TestHost {
+    TestHost::builder()
+        .named_worker(
+            "graphql/check-eligibility",
+            &components::TESTING_ECHO,
+            "trigger: { resolver: { type_name: Query, field_name: checkEligibility } }",
+        )
+        .named_worker(
+            "graphql/spin",
+            &components::TESTING_SPIN_FOREVER,
+            "trigger: { resolver: { type_name: Mutation, field_name: spin } }\nlimits: { timeout_ms: 100 }",
+        )
+        .build()
+        .expect("test host")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resolvers_get_an_appsync_event_and_answer_its_result() {
+    let host = resolver_host();
+    let (listener, base) = listen(&host).await;
+    assert_eq!(
+        listener.resolvers().list().collect::<Vec<_>>(),
+        vec![
+            ("Mutation", "spin", "graphql/spin"),
+            ("Query", "checkEligibility", "graphql/check-eligibility"),
+        ]
+    );
+    let client = reqwest::Client::new();
+    let url = format!("{base}/resolvers/Query/checkEligibility");
+
+    // AppSync's shape: arguments, identity, source from the body; info names
+    // the field. testing/echo answers the event it got.
+    let (status, event) = json_of(
+        client
+            .post(&url)
+            .header("x-correlation-id", "cid-1")
+            .json(&json!({
+                "arguments": {"slug": "spring-tour", "doTransfer": false},
+                "identity": {"sub": "fan-1"},
+            }))
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(
+        event["arguments"],
+        json!({"slug": "spring-tour", "doTransfer": false})
+    );
+    assert_eq!(event["identity"], json!({"sub": "fan-1"}));
+    assert_eq!(event["source"], Value::Null);
+    assert_eq!(event["info"]["parentTypeName"], "Query");
+    assert_eq!(event["info"]["fieldName"], "checkEligibility");
+    assert_eq!(event["request"]["headers"]["x-correlation-id"], "cid-1");
+
+    // A body without `arguments` is the arguments.
+    let (status, event) = json_of(
+        client
+            .post(&url)
+            .json(&json!({"slug": "s"}))
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["arguments"], json!({"slug": "s"}));
+    assert_eq!(event["identity"], Value::Null);
+
+    // An empty body: no arguments.
+    let (status, event) = json_of(client.post(&url).send().await.expect("post")).await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["arguments"], json!({}));
+
+    // The worker's typed error: 400 with AppSync's field names.
+    let (status, body) = json_of(
+        client
+            .post(&url)
+            .json(&json!({"arguments": {"fail": "campaign closed"}}))
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body,
+        json!({"errorType": "Requested", "errorMessage": "campaign closed"})
+    );
+    listener.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resolver_errors_unknown_bad_json_failed_and_wrong_method() {
+    let host = resolver_host();
+    let (listener, base) = listen(&host).await;
+    let client = reqwest::Client::new();
+
+    for path in [
+        "/resolvers/Query/nope",
+        "/resolvers/Query",
+        "/resolvers/Query/checkEligibility/extra",
+    ] {
+        let (status, body) = json_of(
+            client
+                .post(format!("{base}{path}"))
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("post"),
+        )
+        .await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["errorType"], "NotFound", "{body}");
+        assert!(body["errorMessage"].is_string(), "{body}");
+    }
+
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/resolvers/Query/checkEligibility"))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errorType"], "InvalidJson", "{body}");
+
+    // An invocation that fails (here: stopped at its deadline) is 500.
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/resolvers/Mutation/spin"))
+            .json(&json!({"arguments": {}}))
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["errorType"], "WorkerFailed", "{body}");
+
+    let response = client
+        .get(format!("{base}/resolvers/Query/checkEligibility"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+
+    // The resolver worker is an invoke-worker: /invoke/ reaches it too.
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/invoke/graphql/check-eligibility"))
+            .json(&json!({"direct": true}))
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"direct": true}));
+    listener.shutdown().await.expect("shutdown");
+}

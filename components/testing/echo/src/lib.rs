@@ -1,6 +1,7 @@
 //! `testing/echo` (invoke-worker): returns its payload. A payload
-//! `{"fail": "msg"}` answers an `InvokeError` of kind `Requested`; a payload
-//! `{"log": "x"}` also logs `x` at info level.
+//! `{"fail": "msg"}` (or a resolver event whose `arguments` are
+//! `{"fail": "msg"}`) answers an `InvokeError` of kind `Requested`; a
+//! payload `{"log": "x"}` also logs `x` at info level.
 
 use usher_sdk::{InvokeError, InvokeWorker, Value};
 
@@ -17,7 +18,12 @@ pub enum Action<'a> {
 
 /// Decides what to do with a payload.
 pub fn decide(payload: &Value) -> Action<'_> {
-    if let Some(fail) = payload.get("fail") {
+    let fail = payload.get("fail").or_else(|| {
+        payload
+            .get("arguments")
+            .and_then(|arguments| arguments.get("fail"))
+    });
+    if let Some(fail) = fail {
         let message = fail
             .as_str()
             .map(str::to_string)
@@ -61,6 +67,12 @@ mod tests {
     fn fails_on_request() {
         let err = Echo::handle(json!({"fail": "boom"})).expect_err("fail");
         assert_eq!(err, InvokeError::new("Requested", "boom"));
+    }
+
+    #[test]
+    fn fails_on_request_in_resolver_arguments() {
+        let err = Echo::handle(json!({"arguments": {"fail": "no"}, "info": {}})).expect_err("fail");
+        assert_eq!(err, InvokeError::new("Requested", "no"));
     }
 
     #[test]
