@@ -254,22 +254,21 @@ pub fn entry(campaign: &str, user: &str, version: u64) -> Value {
     })
 }
 
-/// Writes the entry at a version higher than the stored one (read, then a
-/// write conditional on the version read, retried when another writer got
-/// in between): how the registration workers write, so versions only grow.
-/// Returns the version written.
+/// Versions come from one counter, so that an entry's versions only grow,
+/// also across a removal and a re-insert (the Entry Service ignores an
+/// older version, as the registration system's versions never go back).
+static NEXT_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Writes the entry at a new, higher version (read, then a write conditional
+/// on the version read, retried when another writer got in between): how the
+/// registration workers write. Returns the version written.
 pub async fn bump(tables: &EmbeddedTables, campaign: &str, user: &str) -> u64 {
     for _ in 0..100 {
         let current = tables.get(TABLE, &key(campaign, user)).await.expect("get");
-        let (version, condition) = match &current {
-            Some(item) => {
-                let v = item["version"].as_u64().expect("version");
-                (
-                    v + 1,
-                    Condition::AttributeEquals("version".into(), json!(v)),
-                )
-            }
-            None => (1, Condition::NotExists),
+        let version = NEXT_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let condition = match &current {
+            Some(item) => Condition::AttributeEquals("version".into(), item["version"].clone()),
+            None => Condition::NotExists,
         };
         match tables
             .put(TABLE, entry(campaign, user, version), Some(condition))
