@@ -446,6 +446,11 @@ impl TableBackend for EmbeddedTables {
                 "table `{table}`: an update cannot change the key attribute `{name}`"
             )));
         }
+        if let Some(name) = remove.iter().find(|n| set.contains_key(n.as_str())) {
+            return Err(CapError::Invalid(format!(
+                "table `{table}`: an update cannot both set and remove the attribute `{name}`"
+            )));
+        }
         let remove = remove.to_vec();
         self.write(table, move |conn, table, _def, now| {
             let old = load(conn, table, &key)?;
