@@ -77,6 +77,9 @@ pub fn ids(what: &str, results: &[Result<String, CapError>]) -> Vec<String> {
     ids
 }
 
+/// Messages by id: body and sorted attributes.
+type ById<'a> = BTreeMap<&'a str, (&'a str, Vec<(String, String)>)>;
+
 /// Checks that `arrived` holds exactly the messages `sent` under the ids
 /// `ids` (any order), attributes included.
 pub fn same_messages(what: &str, arrived: &[Arrived], sent: &[(String, OutgoingMessage)]) {
@@ -85,7 +88,7 @@ pub fn same_messages(what: &str, arrived: &[Arrived], sent: &[(String, OutgoingM
         a.sort();
         a
     };
-    let got: BTreeMap<&str, (&str, Vec<(String, String)>)> = arrived
+    let got: ById<'_> = arrived
         .iter()
         .map(|m| {
             (
@@ -99,7 +102,7 @@ pub fn same_messages(what: &str, arrived: &[Arrived], sent: &[(String, OutgoingM
         arrived.len(),
         "{what}: a message arrived twice: {arrived:?}"
     );
-    let expected: BTreeMap<&str, (&str, Vec<(String, String)>)> = sent
+    let expected: ById<'_> = sent
         .iter()
         .map(|(id, m)| (id.as_str(), (m.body.as_str(), sorted(&m.attributes))))
         .collect();
