@@ -8,6 +8,10 @@
 //! by `scripts/servers`. A suite panics (with what differed) on the first
 //! behaviour that does not match the contract of the trait.
 
+use std::fmt::Debug;
+
+use usher_capabilities::CapError;
+
 pub mod cache;
 pub mod events;
 pub mod objects;
@@ -49,4 +53,28 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The name of an error's kind, as the WIT variant spells it (`invalid`,
+/// `not_found`, `condition_failed` …).
+pub fn error_kind(e: &CapError) -> &'static str {
+    match e {
+        CapError::Denied(_) => "denied",
+        CapError::NotFound(_) => "not_found",
+        CapError::Invalid(_) => "invalid",
+        CapError::ConditionFailed(_) => "condition_failed",
+        CapError::Unavailable(_) => "unavailable",
+        CapError::Throttled(_) => "throttled",
+        CapError::Unsupported(_) => "unsupported",
+        CapError::Fault(_) => "fault",
+    }
+}
+
+/// Asserts that `result` is an error of the kind `kind` (see [`error_kind`]);
+/// `what` names the case in the panic message.
+pub fn expect_err<T: Debug>(what: &str, result: Result<T, CapError>, kind: &str) -> CapError {
+    match result {
+        Err(e) if error_kind(&e) == kind => e,
+        other => panic!("{what}: expected a `{kind}` error, got {other:?}"),
+    }
 }

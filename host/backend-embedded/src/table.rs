@@ -456,6 +456,11 @@ fn update_key(
             "table `{table}`: an update cannot change the key attribute `{name}`"
         )));
     }
+    if let Some(name) = remove.iter().find(|n| set.contains_key(n.as_str())) {
+        return Err(CapError::Invalid(format!(
+            "table `{table}`: an update cannot both set and remove the attribute `{name}`"
+        )));
+    }
     Ok(key)
 }
 

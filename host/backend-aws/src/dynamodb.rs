@@ -1,0 +1,702 @@
+//! Tables on DynamoDB: items as JSON through `serde_dynamo`, conditions as
+//! condition expressions, batches chunked and their unprocessed items
+//! retried with backoff.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use serde_json::{Map, Value};
+use usher_capabilities::{json_kind, CapError, Condition, Page, TableBackend, WriteOp};
+use usher_registry::TableDef;
+
+use crate::chunks::{self, Unprocessed};
+use crate::error::sdk;
+use crate::ResourceNames;
+
+/// The most keys one `BatchGetItem` carries.
+const GET_CHUNK: usize = 100;
+/// The most writes one `BatchWriteItem` carries.
+const WRITE_CHUNK: usize = 25;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The [`TableBackend`] on DynamoDB. The key schema of each table comes
+/// from the registry; its physical name from the resource names.
+pub struct DynamoTables {
+    client: Client,
+    names: Arc<ResourceNames>,
+    schemas: BTreeMap<String, TableDef>,
+}
+
+/// A table of a call: its registry name, physical name and key schema.
+struct Table<'a> {
+    name: &'a str,
+    physical: String,
+    def: &'a TableDef,
+}
+
+/// A key given by the caller, checked against the key schema.
+struct Key {
+    attrs: Item,
+    json: Value,
+}
+
+fn to_av(v: &Value) -> Result<AttributeValue, CapError> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(v)
+        .map_err(|e| CapError::Invalid(format!("value does not convert for DynamoDB: {e}")))
+}
+
+fn to_item(table: &str, item: &Value) -> Result<Item, CapError> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_item(item).map_err(|e| {
+        CapError::Invalid(format!(
+            "table `{table}`: item does not convert for DynamoDB: {e}"
+        ))
+    })
+}
+
+fn from_item(table: &str, item: Item) -> Result<Value, CapError> {
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| {
+        CapError::Unsupported(format!(
+            "table `{table}` holds an item that is not JSON (binary attribute?): {e}"
+        ))
+    })
+}
+
+/// The identity of a key among others of one table (to match answers of
+/// batch calls with their requests).
+fn identity(def: &TableDef, attrs: &Item) -> String {
+    let part = |name: Option<&String>| match name.and_then(|n| attrs.get(n)) {
+        Some(AttributeValue::S(s)) => format!("S{}:{s}", s.len()),
+        Some(AttributeValue::N(n)) => format!("N{}:{n}", n.len()),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    format!(
+        "{}|{}",
+        part(Some(&def.partition_key)),
+        part(def.sort_key.as_ref())
+    )
+}
+
+impl Table<'_> {
+    fn key_names(&self) -> String {
+        match &self.def.sort_key {
+            Some(sk) => format!("`{}`, `{sk}`", self.def.partition_key),
+            None => format!("`{}`", self.def.partition_key),
+        }
+    }
+
+    fn is_key_attr(&self, name: &str) -> bool {
+        name == self.def.partition_key || Some(name) == self.def.sort_key.as_deref()
+    }
+
+    /// A key attribute's value: a non-empty string or a number.
+    fn key_part(&self, attr: &str, v: &Value) -> Result<AttributeValue, CapError> {
+        let table = self.name;
+        match v {
+            Value::String(s) if s.is_empty() => Err(CapError::Invalid(format!(
+                "table `{table}`: key attribute `{attr}` is an empty string"
+            ))),
+            Value::String(s) => Ok(AttributeValue::S(s.clone())),
+            Value::Number(n) => Ok(AttributeValue::N(n.to_string())),
+            other => Err(CapError::Invalid(format!(
+                "table `{table}`: key attribute `{attr}` must be a string or a number, got {}",
+                json_kind(other)
+            ))),
+        }
+    }
+
+    /// The key of an object holding (at least) the key attributes.
+    fn extract_key(&self, obj: &Map<String, Value>, what: &str) -> Result<Key, CapError> {
+        let mut attrs = Item::new();
+        let mut json = Map::new();
+        for (name, kind) in std::iter::once((&self.def.partition_key, "partition"))
+            .chain(self.def.sort_key.iter().map(|s| (s, "sort")))
+        {
+            let v = obj.get(name).ok_or_else(|| {
+                CapError::Invalid(format!(
+                    "{what} for table `{}` is missing the {kind} key attribute `{name}`",
+                    self.name
+                ))
+            })?;
+            attrs.insert(name.clone(), self.key_part(name, v)?);
+            json.insert(name.clone(), v.clone());
+        }
+        Ok(Key {
+            attrs,
+            json: Value::Object(json),
+        })
+    }
+
+    /// A key given by the caller: exactly the key attributes.
+    fn parse_key(&self, key: &Value) -> Result<Key, CapError> {
+        let Value::Object(obj) = key else {
+            return Err(CapError::Invalid(format!(
+                "a key for table `{}` must be a JSON object holding {}, got {}",
+                self.name,
+                self.key_names(),
+                json_kind(key)
+            )));
+        };
+        if let Some(extra) = obj.keys().find(|k| !self.is_key_attr(k)) {
+            return Err(CapError::Invalid(format!(
+                "key for table `{}` has attribute `{extra}`, which is not a key attribute (the key is {})",
+                self.name,
+                self.key_names()
+            )));
+        }
+        self.extract_key(obj, "key")
+    }
+
+    /// The key of a whole item.
+    fn item_key(&self, item: &Value) -> Result<Key, CapError> {
+        let Value::Object(obj) = item else {
+            return Err(CapError::Invalid(format!(
+                "an item for table `{}` must be a JSON object, got {}",
+                self.name,
+                json_kind(item)
+            )));
+        };
+        self.extract_key(obj, "item")
+    }
+
+    fn what(&self, op: &str) -> String {
+        if self.physical == self.name {
+            format!("DynamoDB {op} on table `{}`", self.name)
+        } else {
+            format!(
+                "DynamoDB {op} on table `{}` (`{}`)",
+                self.name, self.physical
+            )
+        }
+    }
+}
+
+/// Expression attribute names and values of one request.
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    fn name(&mut self, placeholder: String, name: &str) -> String {
+        self.names.insert(placeholder.clone(), name.to_string());
+        placeholder
+    }
+
+    fn value(&mut self, placeholder: String, v: AttributeValue) -> String {
+        self.values.insert(placeholder.clone(), v);
+        placeholder
+    }
+
+    /// The condition expression of a [`Condition`].
+    fn condition(&mut self, table: &Table<'_>, c: &Condition) -> Result<String, CapError> {
+        Ok(match c {
+            Condition::NotExists => format!(
+                "attribute_not_exists({})",
+                self.name("#cond_key".into(), &table.def.partition_key)
+            ),
+            Condition::Exists => format!(
+                "attribute_exists({})",
+                self.name("#cond_key".into(), &table.def.partition_key)
+            ),
+            Condition::AttributeEquals(name, v) => {
+                let n = self.name("#cond_attr".into(), name);
+                let v = self.value(":cond_value".into(), to_av(v)?);
+                format!("{n} = {v}")
+            }
+        })
+    }
+
+    fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+fn describe(c: &Condition) -> String {
+    match c {
+        Condition::NotExists => "the item exists".to_string(),
+        Condition::Exists => "the item does not exist".to_string(),
+        Condition::AttributeEquals(name, value) => {
+            format!("attribute `{name}` does not equal {value}")
+        }
+    }
+}
+
+/// A call's error, with a failed condition explained.
+fn write_error(
+    table: &Table<'_>,
+    key: &Key,
+    condition: Option<&Condition>,
+    e: CapError,
+) -> CapError {
+    match (e, condition) {
+        (CapError::ConditionFailed(_), Some(c)) => CapError::ConditionFailed(format!(
+            "table `{}`, key {}: {}",
+            table.name,
+            key.json,
+            describe(c)
+        )),
+        (e, _) => e,
+    }
+}
+
+impl DynamoTables {
+    pub(crate) fn new(
+        client: Client,
+        names: Arc<ResourceNames>,
+        schemas: BTreeMap<String, TableDef>,
+    ) -> DynamoTables {
+        DynamoTables {
+            client,
+            names,
+            schemas,
+        }
+    }
+
+    /// The DynamoDB client (for stream readers and tests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn table<'a>(&'a self, name: &'a str) -> Result<Table<'a>, CapError> {
+        let def = self
+            .schemas
+            .get(name)
+            .ok_or_else(|| CapError::NotFound(format!("table `{name}` is not defined")))?;
+        Ok(Table {
+            name,
+            physical: self.names.physical(name),
+            def,
+        })
+    }
+
+    /// One `BatchGetItem` of distinct keys, retrying unprocessed keys; the
+    /// items found by key identity.
+    async fn get_chunk(
+        &self,
+        table: &Table<'_>,
+        keys: Vec<Item>,
+    ) -> Result<HashMap<String, Value>, CapError> {
+        let mut found = HashMap::new();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| CapError::Fault(format!("BatchGetItem request: {e}")))?,
+        );
+        let mut backoff = Unprocessed::new();
+        while let Some(request) = pending.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(table.physical.clone(), request)
+                .send()
+                .await
+                .map_err(|e| sdk(&table.what("BatchGetItem"), e))?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&table.physical))
+                .unwrap_or_default()
+            {
+                let id = identity(table.def, &item);
+                found.insert(id, from_item(table.name, item)?);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&table.physical))
+                .filter(|k| !k.keys.is_empty());
+            if pending.is_some() && !backoff.wait().await {
+                return Err(CapError::Throttled(format!(
+                    "{}: keys stayed unprocessed after retries",
+                    table.what("BatchGetItem")
+                )));
+            }
+        }
+        Ok(found)
+    }
+
+    /// One `BatchWriteItem` of writes to distinct keys, retrying unprocessed
+    /// items; one result per write.
+    async fn write_chunk(
+        &self,
+        table: &Table<'_>,
+        chunk: Vec<(usize, (String, WriteRequest))>,
+    ) -> Result<Vec<(usize, Result<(), CapError>)>, CapError> {
+        let mut pending: Vec<WriteRequest> = chunk.iter().map(|(_, (_, w))| w.clone()).collect();
+        let mut backoff = Unprocessed::new();
+        loop {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(table.physical.clone(), pending)
+                .send()
+                .await
+                .map_err(|e| sdk(&table.what("BatchWriteItem"), e))?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&table.physical))
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(chunk.into_iter().map(|(i, _)| (i, Ok(()))).collect());
+            }
+            if !backoff.wait().await {
+                let left: HashSet<String> = pending
+                    .iter()
+                    .map(|w| write_identity(table.def, w))
+                    .collect();
+                let e = CapError::Throttled(format!(
+                    "{}: the write stayed unprocessed after retries",
+                    table.what("BatchWriteItem")
+                ));
+                return Ok(chunk
+                    .into_iter()
+                    .map(|(i, (id, _))| {
+                        (
+                            i,
+                            if left.contains(&id) {
+                                Err(e.clone())
+                            } else {
+                                Ok(())
+                            },
+                        )
+                    })
+                    .collect());
+            }
+        }
+    }
+}
+
+fn write_identity(def: &TableDef, w: &WriteRequest) -> String {
+    match (&w.put_request, &w.delete_request) {
+        (Some(p), _) => identity(def, &p.item),
+        (None, Some(d)) => identity(def, &d.key),
+        (None, None) => String::new(),
+    }
+}
+
+#[async_trait]
+impl TableBackend for DynamoTables {
+    async fn get(&self, table: &str, key: &Value) -> Result<Option<Value>, CapError> {
+        let t = self.table(table)?;
+        let key = t.parse_key(key)?;
+        let out = self
+            .client
+            .get_item()
+            .table_name(&t.physical)
+            .set_key(Some(key.attrs))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk(&t.what("GetItem"), e))?;
+        out.item.map(|i| from_item(table, i)).transpose()
+    }
+
+    async fn batch_get(&self, table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, CapError> {
+        let t = self.table(table)?;
+        let keys = keys
+            .iter()
+            .map(|k| t.parse_key(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        // DynamoDB refuses a key twice in one request: ask each once.
+        let ids: Vec<String> = keys.iter().map(|k| identity(t.def, &k.attrs)).collect();
+        let mut seen = HashSet::new();
+        let distinct: Vec<Item> = keys
+            .into_iter()
+            .zip(&ids)
+            .filter(|(_, id)| seen.insert(id.as_str()))
+            .map(|(k, _)| k.attrs)
+            .collect();
+        let mut found = HashMap::new();
+        for chunk in distinct.chunks(GET_CHUNK) {
+            found.extend(self.get_chunk(&t, chunk.to_vec()).await?);
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+
+    async fn put(
+        &self,
+        table: &str,
+        item: Value,
+        condition: Option<Condition>,
+    ) -> Result<(), CapError> {
+        let t = self.table(table)?;
+        let key = t.item_key(&item)?;
+        let attrs = to_item(table, &item)?;
+        let mut expr = Expr::default();
+        let cond = condition
+            .as_ref()
+            .map(|c| expr.condition(&t, c))
+            .transpose()?;
+        self.client
+            .put_item()
+            .table_name(&t.physical)
+            .set_item(Some(attrs))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await
+            .map_err(|e| write_error(&t, &key, condition.as_ref(), sdk(&t.what("PutItem"), e)))?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        table: &str,
+        key: &Value,
+        set: Map<String, Value>,
+        remove: &[String],
+        condition: Option<Condition>,
+    ) -> Result<Value, CapError> {
+        let t = self.table(table)?;
+        let key = t.parse_key(key)?;
+        if let Some(name) = set
+            .keys()
+            .map(String::as_str)
+            .chain(remove.iter().map(String::as_str))
+            .find(|n| t.is_key_attr(n))
+        {
+            return Err(CapError::Invalid(format!(
+                "table `{table}`: an update cannot change the key attribute `{name}`"
+            )));
+        }
+        if let Some(name) = remove.iter().find(|n| set.contains_key(n.as_str())) {
+            return Err(CapError::Invalid(format!(
+                "table `{table}`: an update cannot both set and remove the attribute `{name}`"
+            )));
+        }
+        let mut expr = Expr::default();
+        let mut sets = Vec::with_capacity(set.len());
+        for (i, (name, v)) in set.iter().enumerate() {
+            let n = expr.name(format!("#set{i}"), name);
+            let v = expr.value(format!(":set{i}"), to_av(v)?);
+            sets.push(format!("{n} = {v}"));
+        }
+        let removes: Vec<String> = remove
+            .iter()
+            .enumerate()
+            .map(|(i, name)| expr.name(format!("#remove{i}"), name))
+            .collect();
+        let mut update = Vec::new();
+        if !sets.is_empty() {
+            update.push(format!("SET {}", sets.join(", ")));
+        }
+        if !removes.is_empty() {
+            update.push(format!("REMOVE {}", removes.join(", ")));
+        }
+        let cond = condition
+            .as_ref()
+            .map(|c| expr.condition(&t, c))
+            .transpose()?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&t.physical)
+            .set_key(Some(key.attrs.clone()))
+            .set_update_expression((!update.is_empty()).then(|| update.join(" ")))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| {
+                write_error(&t, &key, condition.as_ref(), sdk(&t.what("UpdateItem"), e))
+            })?;
+        match out.attributes {
+            Some(item) if !item.is_empty() => from_item(table, item),
+            _ => Ok(key.json),
+        }
+    }
+
+    async fn delete(
+        &self,
+        table: &str,
+        key: &Value,
+        condition: Option<Condition>,
+    ) -> Result<(), CapError> {
+        let t = self.table(table)?;
+        let key = t.parse_key(key)?;
+        let mut expr = Expr::default();
+        let cond = condition
+            .as_ref()
+            .map(|c| expr.condition(&t, c))
+            .transpose()?;
+        self.client
+            .delete_item()
+            .table_name(&t.physical)
+            .set_key(Some(key.attrs.clone()))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await
+            .map_err(|e| {
+                write_error(&t, &key, condition.as_ref(), sdk(&t.what("DeleteItem"), e))
+            })?;
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        table: &str,
+        partition: &Value,
+        sort_prefix: Option<&str>,
+        limit: u32,
+        start_after: Option<&Value>,
+    ) -> Result<Page, CapError> {
+        let t = self.table(table)?;
+        let pk_name = &t.def.partition_key;
+        // The partition: its key value, or an object holding just the
+        // partition key attribute.
+        let pk_value = match partition {
+            Value::Object(obj) => {
+                if let Some(extra) = obj.keys().find(|k| *k != pk_name) {
+                    return Err(CapError::Invalid(format!(
+                        "partition for table `{table}` has attribute `{extra}`; give the partition key `{pk_name}` only"
+                    )));
+                }
+                obj.get(pk_name).ok_or_else(|| {
+                    CapError::Invalid(format!(
+                        "partition for table `{table}` is missing the partition key attribute `{pk_name}`"
+                    ))
+                })?
+            }
+            other => other,
+        };
+        let pk = t.key_part(pk_name, pk_value)?;
+        let prefix = sort_prefix.filter(|p| !p.is_empty());
+        if prefix.is_some() && t.def.sort_key.is_none() {
+            return Err(CapError::Invalid(format!(
+                "table `{table}` has no sort key to match a prefix against"
+            )));
+        }
+        // Where the previous page ended: a key object (the `next` of a
+        // page) or a bare sort key value.
+        let mut start = match (start_after, &t.def.sort_key) {
+            (None, _) => None,
+            // One item per partition: nothing comes after it.
+            (Some(_), None) => return Ok(Page::default()),
+            (Some(after), Some(sk_name)) => {
+                let sk_value = match after {
+                    Value::Object(obj) => obj.get(sk_name).ok_or_else(|| {
+                        CapError::Invalid(format!(
+                            "start-after for table `{table}` is missing the sort key attribute `{sk_name}`"
+                        ))
+                    })?,
+                    v => v,
+                };
+                Some(Item::from([
+                    (pk_name.clone(), pk.clone()),
+                    (sk_name.clone(), t.key_part(sk_name, sk_value)?),
+                ]))
+            }
+        };
+
+        let mut expr = Expr::default();
+        let mut condition = format!(
+            "{} = {}",
+            expr.name("#pk".into(), pk_name),
+            expr.value(":pk".into(), pk)
+        );
+        if let (Some(p), Some(sk_name)) = (prefix, &t.def.sort_key) {
+            condition.push_str(&format!(
+                " AND begins_with({}, {})",
+                expr.name("#sk".into(), sk_name),
+                expr.value(":prefix".into(), AttributeValue::S(p.to_string()))
+            ));
+        }
+        // One more than a page tells whether another page follows.
+        let limit = limit.max(1) as usize;
+        let mut items: Vec<Value> = Vec::new();
+        loop {
+            let want = i32::try_from(limit + 1 - items.len()).unwrap_or(i32::MAX);
+            let out = self
+                .client
+                .query()
+                .table_name(&t.physical)
+                .key_condition_expression(&condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .set_exclusive_start_key(start.take())
+                .consistent_read(true)
+                .limit(want)
+                .send()
+                .await
+                .map_err(|e| sdk(&t.what("Query"), e))?;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_item(table, item)?);
+            }
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if items.len() > limit || start.is_none() {
+                break;
+            }
+        }
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|item| {
+                let mut key = Map::new();
+                for name in std::iter::once(pk_name).chain(t.def.sort_key.iter()) {
+                    if let Some(v) = item.get(name) {
+                        key.insert(name.clone(), v.clone());
+                    }
+                }
+                Value::Object(key)
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn batch_write(
+        &self,
+        table: &str,
+        writes: Vec<WriteOp>,
+    ) -> Result<Vec<Result<(), CapError>>, CapError> {
+        let t = self.table(table)?;
+        let mut results: Vec<Option<Result<(), CapError>>> = vec![None; writes.len()];
+        // Malformed writes fail alone.
+        let mut requests = Vec::with_capacity(writes.len());
+        for (i, w) in writes.into_iter().enumerate() {
+            let request = match w {
+                WriteOp::Put(item) => t.item_key(&item).and_then(|k| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(to_item(table, &item)?))
+                        .build()
+                        .map_err(|e| CapError::Fault(format!("PutRequest: {e}")))?;
+                    Ok((k, WriteRequest::builder().put_request(put).build()))
+                }),
+                WriteOp::Delete(key) => t.parse_key(&key).and_then(|k| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(k.attrs.clone()))
+                        .build()
+                        .map_err(|e| CapError::Fault(format!("DeleteRequest: {e}")))?;
+                    Ok((k, WriteRequest::builder().delete_request(delete).build()))
+                }),
+            };
+            match request {
+                Ok((k, w)) => requests.push((i, (identity(t.def, &k.attrs), w))),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        // DynamoDB refuses a key twice in one request: a repeated key
+        // starts the next chunk, so writes to one key apply in order.
+        let chunks = chunks::split(requests, WRITE_CHUNK, usize::MAX, |_| 0, |a, b| a.0 == b.0);
+        let t = &t;
+        chunks::send(chunks, &mut results, |chunk| self.write_chunk(t, chunk)).await?;
+        Ok(chunks::finish(results, &t.what("BatchWriteItem")))
+    }
+}
