@@ -26,8 +26,9 @@ CREATE TABLE IF NOT EXISTS records (
 ) WITHOUT ROWID;
 ";
 
-/// The largest record value, in bytes (Kafka's default `message.max.bytes`).
-pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// The largest record value, in bytes (the contract's
+/// [`usher_capabilities::MAX_EVENT_VALUE_BYTES`]).
+pub const MAX_VALUE_BYTES: usize = usher_capabilities::MAX_EVENT_VALUE_BYTES;
 
 /// One stored record, as a consumer reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

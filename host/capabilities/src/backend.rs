@@ -297,6 +297,13 @@ pub trait ObjectBackend: Send + Sync {
     ) -> Result<Box<dyn ObjectWriter>, CapError>;
 }
 
+/// The largest event value, in bytes, every [`EventBackend`] accepts; a
+/// larger value fails its record with [`CapError::Invalid`]. It is
+/// librdkafka's default `message.max.bytes`, and leaves about 48 KB for key,
+/// headers and framing within a Kafka broker's default limit (1,048,588
+/// bytes per record batch).
+pub const MAX_EVENT_VALUE_BYTES: usize = 1_000_000;
+
 /// One record for an event stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
