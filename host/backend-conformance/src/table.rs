@@ -9,7 +9,7 @@
 //! suite can run again on the same tables.
 
 use serde_json::{json, Map, Value};
-use usher_capabilities::{CapError, Condition, TableBackend, WriteOp};
+use usher_capabilities::{CapError, Condition, PutItem, TableBackend, UpdateItem, WriteOp};
 
 use crate::{expect_err, unique_name};
 
@@ -34,10 +34,84 @@ pub async fn all(t: &dyn TableBackend, sorted: &str, simple: &str) {
     batch_get(t, sorted).await;
     eprintln!("table: batch_write");
     batch_write(t, sorted, simple).await;
+    eprintln!("table: put_many_and_update_many");
+    put_many_and_update_many(t, simple).await;
     eprintln!("table: query");
     query(t, sorted, simple).await;
     eprintln!("table: invalid_requests");
     invalid_requests(t, sorted, simple).await;
+}
+
+/// `put_many` and `update_many`: each write under its own condition, one
+/// result per write in order, a failed one failing alone.
+pub async fn put_many_and_update_many(t: &dyn TableBackend, simple: &str) {
+    let a = unique_name("many-a");
+    let b = unique_name("many-b");
+    t.put(simple, json!({ SIMPLE_KEY: a, "v": 1 }), None)
+        .await
+        .expect("put a");
+    let results = t
+        .put_many(
+            simple,
+            vec![
+                PutItem {
+                    item: json!({ SIMPLE_KEY: a, "v": 9 }),
+                    condition: Some(Condition::NotExists),
+                },
+                PutItem {
+                    item: json!({ SIMPLE_KEY: b, "v": 1 }),
+                    condition: Some(Condition::NotExists),
+                },
+                PutItem {
+                    item: json!({ "v": 1 }),
+                    condition: None,
+                },
+                PutItem {
+                    item: json!({ SIMPLE_KEY: a, "v": 2 }),
+                    condition: Some(Condition::AttributeEquals("v".into(), json!(1))),
+                },
+            ],
+        )
+        .await
+        .expect("put_many");
+    assert_eq!(results.len(), 4, "{results:?}");
+    expect_err("put_many: a exists", results[0].clone(), "condition_failed");
+    assert!(results[1].is_ok(), "{results:?}");
+    expect_err("put_many: no key", results[2].clone(), "invalid");
+    assert!(results[3].is_ok(), "{results:?}");
+    let stored = t.get(simple, &simple_key(&a)).await.expect("get a");
+    assert_eq!(stored, Some(json!({ SIMPLE_KEY: a, "v": 2 })));
+
+    let mut set = Map::new();
+    set.insert("flag".into(), json!(false));
+    let updated = t
+        .update_many(
+            simple,
+            vec![
+                UpdateItem {
+                    key: simple_key(&a),
+                    set: set.clone(),
+                    remove: vec!["v".into()],
+                    condition: Some(Condition::AttributeEquals("v".into(), json!(2))),
+                },
+                UpdateItem {
+                    key: simple_key(&b),
+                    set: set.clone(),
+                    remove: vec![],
+                    condition: Some(Condition::AttributeEquals("v".into(), json!(7))),
+                },
+            ],
+        )
+        .await
+        .expect("update_many");
+    assert_eq!(updated.len(), 2, "{updated:?}");
+    assert_eq!(
+        updated[0].as_ref().expect("update a"),
+        &json!({ SIMPLE_KEY: a, "flag": false })
+    );
+    expect_err("update_many: b's v is not 7", updated[1].clone(), "condition_failed");
+    let stored = t.get(simple, &simple_key(&b)).await.expect("get b");
+    assert_eq!(stored, Some(json!({ SIMPLE_KEY: b, "v": 1 })));
 }
 
 fn sorted_key(pk: &str, sk: &str) -> Value {

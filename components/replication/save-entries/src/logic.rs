@@ -265,11 +265,18 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
         groups.into_iter().partition(|g| g.entry.op == Op::Put);
 
     // 3. Replicate.
-    let upsert_body = |chunk: &[Group]| {
-        json!({"entries": chunk.iter().map(|g| &g.entry.image).collect::<Vec<_>>()})
+    let upsert_body = |chunk: &[Group]| json!({"entries": chunk.iter().map(|g| &g.entry.image).collect::<Vec<_>>()});
+    // A delete carries the version deleted at the source, so that the Entry
+    // Service keeps an entry re-inserted (at a newer version) since.
+    let delete_body = |chunk: &[Group]| {
+        json!({"keys": chunk.iter().map(|g| {
+            let mut key = json!(&g.entry.fan);
+            if let Some(v) = g.entry.image.get("version").filter(|v| !v.is_null()) {
+                key["version"] = v.clone();
+            }
+            key
+        }).collect::<Vec<_>>()})
     };
-    let delete_body =
-        |chunk: &[Group]| json!({"keys": chunk.iter().map(|g| &g.entry.fan).collect::<Vec<_>>()});
     let mut upserted = Vec::new();
     for chunk in puts.chunks(CHUNK_SIZE) {
         upserted.extend(post_chunk(

@@ -113,6 +113,15 @@ impl Ports for Host {
         )
     }
 
+    fn delete(
+        &mut self,
+        table_name: &str,
+        key: &Value,
+        condition: Condition,
+    ) -> usher_sdk::Result<()> {
+        table::delete(table_name, key, Some(condition))
+    }
+
     fn batch_write(
         &mut self,
         table_name: &str,

@@ -57,6 +57,8 @@ pub trait Ports {
             .map(|(key, set, c)| self.update(table, key, set, c.clone()))
             .collect())
     }
+    /// `table::delete` under `condition`.
+    fn delete(&mut self, table: &str, key: &Value, condition: Condition) -> usher_sdk::Result<()>;
     /// `table::batch_write`.
     fn batch_write(
         &mut self,
@@ -451,10 +453,7 @@ pub fn batch_upsert(
     let keys: Vec<Value> = parsed.iter().map(|(f, _)| f.key()).collect();
     let mut current = batch_get(ports, table, &keys)?;
     let (mut upserted, mut ignored) = (0, 0);
-    let distinct = keys
-        .iter()
-        .enumerate()
-        .all(|(n, k)| !keys[..n].contains(k));
+    let distinct = keys.iter().enumerate().all(|(n, k)| !keys[..n].contains(k));
     if distinct {
         // Every write in one call, each conditional on what was read; a
         // write that lost a race is retried on its own.
@@ -475,7 +474,11 @@ pub fn batch_upsert(
         if results.len() != puts.len() {
             return Err(Failure::new(
                 500,
-                format!("put_many answered {} results for {} puts", results.len(), puts.len()),
+                format!(
+                    "put_many answered {} results for {} puts",
+                    results.len(),
+                    puts.len()
+                ),
             ));
         }
         for ((n, (item, _)), result) in plan.into_iter().zip(puts).zip(results) {
@@ -550,35 +553,93 @@ fn write_one(
 
 /// `POST /entries/batch-delete`.
 pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
-    let fans = fans(items(body, "keys")?, "keys")?;
-    let mut keys: Vec<Value> = Vec::with_capacity(fans.len());
-    for key in fans.iter().map(Fan::key) {
-        if !keys.contains(&key) {
-            keys.push(key);
+    let list = items(body, "keys")?;
+    let fans = fans(list, "keys")?;
+    // A key may carry the `version` of the entry that was deleted at the
+    // source: a stored entry with a newer version is then kept (a delete
+    // that arrives after a newer re-insert must not remove it).
+    let mut unversioned: Vec<Value> = Vec::new();
+    let mut versioned: Vec<(Value, Value)> = Vec::new();
+    for (fan, raw) in fans.iter().zip(list) {
+        let key = fan.key();
+        match raw.get("version").filter(|v| !v.is_null()) {
+            Some(v) => {
+                if !versioned.iter().any(|(k, _)| *k == key) {
+                    versioned.push((key, v.clone()));
+                }
+            }
+            None => {
+                if !unversioned.contains(&key) {
+                    unversioned.push(key);
+                }
+            }
         }
     }
-    if keys.is_empty() {
-        return Ok(json!({"deleted": 0}));
+    let mut deleted = 0;
+    let mut ignored = 0;
+    if !unversioned.is_empty() {
+        let writes: Vec<Write> = unversioned.iter().cloned().map(Write::Delete).collect();
+        let results = ports
+            .batch_write(table, &writes)
+            .map_err(|e| Failure::table("deleting entries", &e))?;
+        if results.len() != writes.len() {
+            return Err(Failure::new(
+                500,
+                format!(
+                    "batch_write answered {} results for {} deletes",
+                    results.len(),
+                    writes.len()
+                ),
+            ));
+        }
+        if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+            return Err(Failure::table("deleting an entry", e));
+        }
+        deleted += unversioned.len();
     }
-    let writes: Vec<Write> = keys.iter().cloned().map(Write::Delete).collect();
-    let results = ports
-        .batch_write(table, &writes)
-        .map_err(|e| Failure::table("deleting entries", &e))?;
-    if results.len() != writes.len() {
-        return Err(Failure::new(
-            500,
-            format!(
-                "batch_write answered {} results for {} deletes",
-                results.len(),
-                writes.len()
-            ),
-        ));
+    if !versioned.is_empty() {
+        let keys: Vec<Value> = versioned.iter().map(|(k, _)| k.clone()).collect();
+        let current = batch_get(ports, table, &keys)?;
+        for ((key, version), stored) in versioned.iter().zip(current) {
+            if delete_one(ports, table, key, version, stored)? {
+                deleted += 1;
+            } else {
+                ignored += 1;
+            }
+        }
     }
-    if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
-        return Err(Failure::table("deleting an entry", e));
+    usher_sdk::info!(deleted = deleted, ignored = ignored; "batch-delete");
+    Ok(json!({"deleted": deleted, "ignored": ignored}))
+}
+
+/// Deletes one entry unless it is absent or newer than `version`,
+/// conditional on the stored one being what was read (re-reading and
+/// deciding again, up to [`WRITE_ATTEMPTS`] in all, when another write got
+/// in between). Whether it was deleted.
+fn delete_one(
+    ports: &mut impl Ports,
+    table: &str,
+    key: &Value,
+    version: &Value,
+    mut stored: Option<Value>,
+) -> Result<bool, Failure> {
+    let mut attempt = 0;
+    loop {
+        if stored.is_none() || is_older(Some(version), stored.as_ref()) {
+            usher_sdk::debug!(key = key; "delete of an absent or newer entry ignored");
+            return Ok(false);
+        }
+        match ports.delete(table, key, unchanged(stored.as_ref())) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
+                attempt += 1;
+                stored = ports
+                    .get(table, key)
+                    .map_err(|e| Failure::table("reading an entry", &e))?;
+            }
+            Err(e) => return Err(Failure::table("deleting an entry", &e)),
+        }
     }
-    usher_sdk::info!(deleted = keys.len(); "batch-delete");
-    Ok(json!({"deleted": keys.len()}))
 }
 
 /// The score of an entry: 10 × the number of its top-level attributes that

@@ -318,7 +318,8 @@ fn deletes_replicate_only_while_the_item_is_gone() {
     assert_eq!(counts(&r), (2, 2, 0));
     assert_eq!(
         fake.posts_to("/entries/batch-delete"),
-        vec![&json!({"keys": [{"campaignId": "c1", "globalUserId": "u1"}]})]
+        // With the version deleted at the source (the old image's).
+        vec![&json!({"keys": [{"campaignId": "c1", "globalUserId": "u1", "version": 1}]})]
     );
     assert!(fake.posts_to("/entries/batch-upsert").is_empty());
     assert!(fake.posts_to("/scores/refresh").is_empty());

@@ -105,6 +105,17 @@ impl Ports for Fake {
         Ok(())
     }
 
+    fn delete(&mut self, _t: &str, key: &Value, c: Condition) -> usher_sdk::Result<()> {
+        self.check("delete")?;
+        let key = key_of(key);
+        self.sneak_in(&key);
+        if !holds(&c, self.items.get(&key)) {
+            return Err(Error::ConditionFailed(format!("{c:?}")));
+        }
+        self.items.remove(&key);
+        Ok(())
+    }
+
     fn batch_write(
         &mut self,
         _t: &str,
@@ -392,7 +403,7 @@ fn delete_removes_entries() {
         json!({"keys": [{"campaignId": "c", "globalUserId": "a"}, {"campaignId": "c", "globalUserId": "a"},
                         {"campaignId": "c", "globalUserId": "absent"}]}),
     );
-    assert_eq!((status, body), (200, json!({"deleted": 2})));
+    assert_eq!((status, body), (200, json!({"deleted": 2, "ignored": 0})));
     assert!(stored(&fake, "c", "a").is_none());
     assert!(stored(&fake, "c", "b").is_some());
     let (status, _) = call(
@@ -421,7 +432,28 @@ fn delete_removes_entries() {
         "",
         json!({"keys": []}),
     );
-    assert_eq!(body, json!({"deleted": 0}));
+    assert_eq!(body, json!({"deleted": 0, "ignored": 0}));
+}
+
+#[test]
+fn a_versioned_delete_never_removes_a_newer_entry() {
+    let mut fake = Fake::default();
+    upsert(&mut fake, vec![entry("c", "old", 3), entry("c", "new", 9)]);
+    let (status, body) = call(
+        &mut fake,
+        "POST",
+        "/entries/batch-delete",
+        "",
+        json!({"keys": [
+            {"campaignId": "c", "globalUserId": "old", "version": 3},
+            // Deleted at version 5 at the source, but re-inserted at 9 since.
+            {"campaignId": "c", "globalUserId": "new", "version": 5},
+            {"campaignId": "c", "globalUserId": "absent", "version": 1},
+        ]}),
+    );
+    assert_eq!((status, body), (200, json!({"deleted": 1, "ignored": 2})));
+    assert!(stored(&fake, "c", "old").is_none());
+    assert!(stored(&fake, "c", "new").is_some());
 }
 
 #[test]
@@ -643,7 +675,10 @@ fn an_entry_over_max_entry_bytes_is_refused_with_400() {
     assert_eq!(r.status, 400);
     let answer: Value = serde_json::from_slice(&r.body).expect("json");
     let message = answer["error"].as_str().expect("error");
-    assert!(message.contains("entries[1]") && message.contains("200"), "{message}");
+    assert!(
+        message.contains("entries[1]") && message.contains("200"),
+        "{message}"
+    );
     // Nothing of the refused request was written.
     assert!(stored(&fake, "c", "small").is_none());
     // Under the limit it goes through.
