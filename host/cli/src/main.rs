@@ -6,6 +6,7 @@
 mod demo;
 mod dlq;
 mod invoke;
+mod lambda;
 mod services;
 mod status;
 mod store_cmds;
@@ -24,7 +25,8 @@ struct Cli {
     /// The registry folder (worker YAML files and resources.yaml).
     #[arg(long, global = true, env = "USHER_REGISTRY", default_value = "workers")]
     registry: PathBuf,
-    /// The component store folder.
+    /// The component store: a folder, or `s3://bucket/prefix` for push,
+    /// promote, rollback, ls and `usher lambda`.
     #[arg(
         long,
         global = true,
@@ -106,6 +108,10 @@ enum Command {
         #[arg(long, env = "USHER_LISTEN", default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
     },
+    /// Serves one worker as an AWS Lambda function (lambda_runtime): the
+    /// environment names it (USHER_WORKER, USHER_STORE, USHER_ENV,
+    /// USHER_REGISTRY, USHER_RELEASE_CHECK_SECS, USHER_MIRROR).
+    Lambda,
     /// Dead-letter queues: list them and their messages, replay them.
     Dlq {
         #[command(subcommand)]
@@ -171,6 +177,14 @@ enum DemoCommand {
     },
 }
 
+/// Runs an async command on a fresh multi-threaded runtime.
+fn block_on(future: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -190,11 +204,14 @@ fn main() -> Result<()> {
             worker,
             file,
             version,
-        } => store_cmds::push(&paths, &worker, &file, &version),
-        Command::Promote { worker, version } => store_cmds::promote(&paths, &worker, &version),
-        Command::Rollback { worker } => store_cmds::rollback(&paths, &worker),
-        Command::Ls { json } => store_cmds::ls(&paths, json),
-        Command::Pin { from, sources } => store_cmds::pin(&paths, &from, &sources),
+        } => block_on(store_cmds::push(&paths, &worker, &file, &version)),
+        Command::Promote { worker, version } => {
+            block_on(store_cmds::promote(&paths, &worker, &version))
+        }
+        Command::Rollback { worker } => block_on(store_cmds::rollback(&paths, &worker)),
+        Command::Ls { json } => block_on(store_cmds::ls(&paths, json)),
+        Command::Pin { from, sources } => block_on(store_cmds::pin(&paths, &from, &sources)),
+        Command::Lambda => block_on(lambda::run(&paths)),
         Command::Invoke {
             worker,
             event,

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use usher_engine::{EngineOptions, UsherEngine};
 use usher_registry::{Registry, WorkerSpec};
-use usher_store::{Digest, LocalStore};
+use usher_store::{ComponentStore, Digest, LocalStore, ReleaseEntry, StoreLocation};
 
 /// Where the registry and store live, and which release environment to use.
 pub struct Paths {
@@ -22,9 +22,31 @@ impl Paths {
             .with_context(|| format!("loading the registry at {}", self.registry.display()))
     }
 
+    /// The local store folder (commands that run workers need one).
     pub fn store(&self) -> Result<LocalStore> {
+        if let StoreLocation::S3 { .. } = self.location()? {
+            bail!(
+                "--store {}: this command needs a local store folder (s3:// stores serve push, promote, rollback, ls and `usher lambda`)",
+                self.store.display()
+            );
+        }
         LocalStore::open(&self.store)
             .with_context(|| format!("opening the store at {}", self.store.display()))
+    }
+
+    /// Where the store is: `s3://bucket/prefix` or a folder.
+    pub fn location(&self) -> Result<StoreLocation> {
+        Ok(StoreLocation::parse(&self.store.to_string_lossy())?)
+    }
+
+    /// The store, local or S3 (endpoint, region and credentials from the
+    /// standard AWS configuration chain; `AWS_ENDPOINT_URL` for local servers).
+    pub async fn any_store(&self) -> Result<Box<dyn ComponentStore>> {
+        let location = self.location()?;
+        location
+            .open()
+            .await
+            .with_context(|| format!("opening the store at {location}"))
     }
 }
 
@@ -37,9 +59,9 @@ pub fn tool_engine() -> Result<Arc<UsherEngine>> {
 }
 
 /// Stores, checks and precompiles one component for a worker.
-fn store_version(
+async fn store_version(
     engine: &UsherEngine,
-    store: &LocalStore,
+    store: &dyn ComponentStore,
     spec: &WorkerSpec,
     bytes: &[u8],
     version: &semver::Version,
@@ -55,21 +77,28 @@ fn store_version(
             problems.join("\n  ")
         );
     }
-    let digest = store.put_component(bytes)?;
-    store.record_version(&spec.name, version, &digest)?;
-    if !store.has_precompiled(&digest, engine.engine_key()) {
-        store.write_precompiled(&digest, engine.engine_key(), &engine.precompile(bytes)?)?;
+    let digest = store.put_component(bytes).await?;
+    store.record_version(&spec.name, version, &digest).await?;
+    if !store.has_precompiled(&digest, engine.engine_key()).await? {
+        store
+            .write_precompiled(&digest, engine.engine_key(), &engine.precompile(bytes)?)
+            .await?;
     }
     Ok(digest)
 }
 
-pub fn push(paths: &Paths, worker: &str, file: &Path, version: &semver::Version) -> Result<()> {
+pub async fn push(
+    paths: &Paths,
+    worker: &str,
+    file: &Path,
+    version: &semver::Version,
+) -> Result<()> {
     let registry = paths.registry()?;
     let spec = registry.worker(worker)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let store = paths.store()?;
+    let store = paths.any_store().await?;
     let engine = tool_engine()?;
-    let digest = store_version(&engine, &store, spec, &bytes, version)?;
+    let digest = store_version(&engine, store.as_ref(), spec, &bytes, version).await?;
     println!(
         "pushed {worker} {version} {digest} ({} bytes, precompiled)",
         bytes.len()
@@ -77,10 +106,36 @@ pub fn push(paths: &Paths, worker: &str, file: &Path, version: &semver::Version)
     Ok(())
 }
 
-pub fn promote(paths: &Paths, worker: &str, version: &semver::Version) -> Result<()> {
+/// Makes `version` live; when nothing was promoted for the worker yet, the
+/// registry's pin is recorded as live first so that `rollback` returns to it
+/// (as `usher_engine::release::promote` does for a local store).
+async fn promote_over_pin(
+    store: &dyn ComponentStore,
+    env: &str,
+    spec: &WorkerSpec,
+    version: &semver::Version,
+) -> Result<ReleaseEntry> {
+    let released = store.release(env).await?.entry(&spec.name).is_some();
+    if !released && &spec.component.version != version {
+        if let Ok(pinned) = Digest::parse(&spec.component.sha256) {
+            if store.has_component(&pinned).await? {
+                store
+                    .record_version(&spec.name, &spec.component.version, &pinned)
+                    .await?;
+                store
+                    .promote(env, &spec.name, &spec.component.version)
+                    .await?;
+            }
+        }
+    }
+    Ok(store.promote(env, &spec.name, version).await?)
+}
+
+pub async fn promote(paths: &Paths, worker: &str, version: &semver::Version) -> Result<()> {
     let registry = paths.registry()?;
     let spec = registry.worker(worker)?;
-    let entry = usher_engine::release::promote(&paths.store()?, &paths.env, spec, version)?;
+    let store = paths.any_store().await?;
+    let entry = promote_over_pin(store.as_ref(), &paths.env, spec, version).await?;
     println!(
         "{worker}: {} {} is live in {}",
         entry.version, entry.digest, paths.env
@@ -88,9 +143,13 @@ pub fn promote(paths: &Paths, worker: &str, version: &semver::Version) -> Result
     Ok(())
 }
 
-pub fn rollback(paths: &Paths, worker: &str) -> Result<()> {
+pub async fn rollback(paths: &Paths, worker: &str) -> Result<()> {
     paths.registry()?.worker(worker)?;
-    let entry = paths.store()?.rollback(&paths.env, worker)?;
+    let entry = paths
+        .any_store()
+        .await?
+        .rollback(&paths.env, worker)
+        .await?;
     println!(
         "{worker}: rolled back to {} {} in {}",
         entry.version, entry.digest, paths.env
@@ -98,12 +157,12 @@ pub fn rollback(paths: &Paths, worker: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
+pub async fn ls(paths: &Paths, as_json: bool) -> Result<()> {
     let registry = paths.registry()?;
-    let store = paths.store()?;
-    let release = store.release(&paths.env)?;
+    let store = paths.any_store().await?;
+    let release = store.release(&paths.env).await?;
     let mut names: Vec<String> = registry.workers.keys().cloned().collect();
-    for w in store.workers()? {
+    for w in store.workers().await? {
         if !names.contains(&w) {
             names.push(w);
         }
@@ -129,7 +188,8 @@ pub fn ls(paths: &Paths, as_json: bool) -> Result<()> {
             (None, None) => (None, None, "not in the registry"),
         };
         let versions: Vec<serde_json::Value> = store
-            .versions(name)?
+            .versions(name)
+            .await?
             .into_iter()
             .map(|v| {
                 json!({
@@ -224,7 +284,7 @@ fn crate_version(manifest: &Path, workspace_manifest: &Path) -> Result<semver::V
     Ok(text.parse()?)
 }
 
-pub fn pin(paths: &Paths, from: &Path, components_src: &Path) -> Result<()> {
+pub async fn pin(paths: &Paths, from: &Path, components_src: &Path) -> Result<()> {
     let registry = paths.registry()?;
     let store = paths.store()?;
     let engine = tool_engine()?;
@@ -256,6 +316,7 @@ pub fn pin(paths: &Paths, from: &Path, components_src: &Path) -> Result<()> {
             _ => version,
         };
         let digest = store_version(&engine, &store, spec, &bytes, &version)
+            .await
             .with_context(|| format!("worker {name}: storing {} as {version}", file.display()))?;
         let (yaml, key) = usher_registry::locate_worker(&paths.registry, name)?;
         if usher_registry::set_component_pin(&yaml, &key, &version, &digest.hex())? {

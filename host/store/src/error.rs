@@ -104,6 +104,29 @@ pub enum StoreError {
         worker: String,
     },
 
+    /// An S3 request of the store failed.
+    #[error("{url}: {message}")]
+    S3 {
+        /// The object or prefix (`s3://bucket/key`).
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A conditional write of a release or versions file kept losing to
+    /// concurrent writers.
+    #[error("{url}: still changed by concurrent writers after {attempts} attempts; try again")]
+    Contention {
+        /// The file (`s3://bucket/key`).
+        url: String,
+        /// How many read-modify-write rounds were tried.
+        attempts: u32,
+    },
+
+    /// A store location is neither `s3://bucket[/prefix]` nor a folder.
+    #[error("invalid store location `{0}`: expected s3://bucket[/prefix] or a folder")]
+    InvalidLocation(String),
+
     /// A rollback found no earlier version to go back to.
     #[error(
         "{worker} has no earlier release in environment `{env}` to roll back to (live: {live})"

@@ -8,6 +8,10 @@
 //! [`LocalStore`] keeps all of this in a directory; every write is atomic
 //! and release edits are serialized with a file lock, so a running host can
 //! watch `releases/<env>.json` while `usher promote` rewrites it.
+//! [`S3Store`] keeps the same layout on an S3 prefix and edits versions and
+//! release files with conditional writes (If-Match on the ETag read, retried
+//! on 412). [`ComponentStore`] is the interface both offer;
+//! [`StoreLocation`] parses `s3://bucket/prefix` or a folder.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), usher_store::StoreError> {
@@ -22,9 +26,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod api;
 mod digest;
 mod error;
 mod local;
+mod s3;
+
+pub use api::{ComponentStore, StoreLocation};
+pub use s3::S3Store;
 
 pub use digest::Digest;
 pub use error::StoreError;

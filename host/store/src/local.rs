@@ -27,9 +27,55 @@ pub struct VersionEntry {
     pub pushed_at: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct VersionsFile {
-    versions: Vec<VersionEntry>,
+/// The versions file of one worker: every pushed version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VersionsFile {
+    pub(crate) versions: Vec<VersionEntry>,
+}
+
+impl VersionsFile {
+    /// Records `version` as `digest`; the entry and whether the file changed.
+    /// [`StoreError::VersionConflict`] when the version has other bytes.
+    pub(crate) fn record(
+        &mut self,
+        worker: &str,
+        version: &Version,
+        digest: &Digest,
+    ) -> Result<(VersionEntry, bool)> {
+        if let Some(existing) = self.versions.iter().find(|e| e.version == *version) {
+            if existing.digest == *digest {
+                return Ok((existing.clone(), false));
+            }
+            return Err(StoreError::VersionConflict {
+                worker: worker.to_string(),
+                version: Box::new(version.clone()),
+                existing: existing.digest,
+                new: *digest,
+            });
+        }
+        let entry = VersionEntry {
+            version: version.clone(),
+            digest: *digest,
+            pushed_at: now_rfc3339(),
+        };
+        self.versions.push(entry.clone());
+        self.versions.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok((entry, true))
+    }
+
+    /// One pushed version; [`StoreError::UnknownVersion`] when absent.
+    pub(crate) fn find(self, worker: &str, version: &Version) -> Result<VersionEntry> {
+        let mut versions = self.versions;
+        versions.sort_by(|a, b| a.version.cmp(&b.version));
+        match versions.iter().find(|e| e.version == *version) {
+            Some(entry) => Ok(entry.clone()),
+            None => Err(StoreError::UnknownVersion {
+                worker: worker.to_string(),
+                version: version.clone(),
+                known: versions.into_iter().map(|e| e.version).collect(),
+            }),
+        }
+    }
 }
 
 /// The release file of one environment: the live version of each worker.
@@ -43,6 +89,60 @@ impl Release {
     /// The live entry of a worker, if it is released.
     pub fn entry(&self, worker: &str) -> Option<&ReleaseEntry> {
         self.workers.get(worker)
+    }
+
+    /// Makes `pushed` the live entry of `worker`: the previous live version
+    /// (when different) goes onto the history, most recent last, keeping at
+    /// most [`HISTORY_LIMIT`]. Promoting the live version again changes nothing.
+    pub fn promote(&mut self, worker: &str, pushed: &VersionEntry) -> ReleaseEntry {
+        let mut history = Vec::new();
+        if let Some(current) = self.workers.get(worker) {
+            if current.version == pushed.version && current.digest == pushed.digest {
+                return current.clone();
+            }
+            history = current.history.clone();
+            history.push(HistoryEntry {
+                version: current.version.clone(),
+                digest: current.digest,
+            });
+            if history.len() > HISTORY_LIMIT {
+                history.drain(..history.len() - HISTORY_LIMIT);
+            }
+        }
+        let entry = ReleaseEntry {
+            version: pushed.version.clone(),
+            digest: pushed.digest,
+            promoted_at: now_rfc3339(),
+            history,
+        };
+        self.workers.insert(worker.to_string(), entry.clone());
+        entry
+    }
+
+    /// Makes the previous live version of `worker` live again (the last
+    /// history entry); [`StoreError::NotReleased`] or [`StoreError::NoHistory`]
+    /// when there is nothing to roll back to. `env` names the environment in
+    /// those errors.
+    pub fn rollback(&mut self, env: &str, worker: &str) -> Result<ReleaseEntry> {
+        let current = self
+            .workers
+            .get_mut(worker)
+            .ok_or_else(|| StoreError::NotReleased {
+                env: env.to_string(),
+                worker: worker.to_string(),
+            })?;
+        let previous = current.history.pop().ok_or_else(|| StoreError::NoHistory {
+            env: env.to_string(),
+            worker: worker.to_string(),
+            live: current.version.clone(),
+        })?;
+        *current = ReleaseEntry {
+            version: previous.version,
+            digest: previous.digest,
+            promoted_at: now_rfc3339(),
+            history: std::mem::take(&mut current.history),
+        };
+        Ok(current.clone())
     }
 }
 
@@ -223,25 +323,10 @@ impl LocalStore {
         let path = self.versions_path(worker);
         let _lock = FileLock::exclusive(&path.with_extension("lock"))?;
         let mut file: VersionsFile = read_json(&path)?.unwrap_or_default();
-        if let Some(existing) = file.versions.iter().find(|e| e.version == *version) {
-            if existing.digest == *digest {
-                return Ok(existing.clone());
-            }
-            return Err(StoreError::VersionConflict {
-                worker: worker.to_string(),
-                version: Box::new(version.clone()),
-                existing: existing.digest,
-                new: *digest,
-            });
+        let (entry, changed) = file.record(worker, version, digest)?;
+        if changed {
+            write_json(&path, &file)?;
         }
-        let entry = VersionEntry {
-            version: version.clone(),
-            digest: *digest,
-            pushed_at: now_rfc3339(),
-        };
-        file.versions.push(entry.clone());
-        file.versions.sort_by(|a, b| a.version.cmp(&b.version));
-        write_json(&path, &file)?;
         Ok(entry)
     }
 
@@ -273,15 +358,9 @@ impl LocalStore {
     /// One pushed version of a worker; [`StoreError::UnknownVersion`]
     /// (listing the pushed versions) when it was never pushed.
     pub fn find_version(&self, worker: &str, version: &Version) -> Result<VersionEntry> {
-        let versions = self.versions(worker)?;
-        match versions.iter().find(|e| e.version == *version) {
-            Some(entry) => Ok(entry.clone()),
-            None => Err(StoreError::UnknownVersion {
-                worker: worker.to_string(),
-                version: version.clone(),
-                known: versions.into_iter().map(|e| e.version).collect(),
-            }),
-        }
+        check_worker_name(worker)?;
+        let file: VersionsFile = read_json(&self.versions_path(worker))?.unwrap_or_default();
+        file.find(worker, version)
     }
 
     // ----- releases -----
@@ -330,30 +409,7 @@ impl LocalStore {
                 path: self.component_path(&pushed.digest),
             });
         }
-        self.edit_release(env, |release| {
-            let mut history = Vec::new();
-            if let Some(current) = release.workers.get(worker) {
-                if current.version == pushed.version && current.digest == pushed.digest {
-                    return Ok(current.clone());
-                }
-                history = current.history.clone();
-                history.push(HistoryEntry {
-                    version: current.version.clone(),
-                    digest: current.digest,
-                });
-                if history.len() > HISTORY_LIMIT {
-                    history.drain(..history.len() - HISTORY_LIMIT);
-                }
-            }
-            let entry = ReleaseEntry {
-                version: pushed.version.clone(),
-                digest: pushed.digest,
-                promoted_at: now_rfc3339(),
-                history,
-            };
-            release.workers.insert(worker.to_string(), entry.clone());
-            Ok(entry)
-        })
+        self.edit_release(env, |release| Ok(release.promote(worker, &pushed)))
     }
 
     /// Makes the previous live version of a worker live again: the last
@@ -364,28 +420,16 @@ impl LocalStore {
     pub fn rollback(&self, env: &str, worker: &str) -> Result<ReleaseEntry> {
         check_plain_name("environment", env)?;
         check_worker_name(worker)?;
-        self.edit_release(env, |release| {
-            let current =
-                release
-                    .workers
-                    .get_mut(worker)
-                    .ok_or_else(|| StoreError::NotReleased {
-                        env: env.to_string(),
-                        worker: worker.to_string(),
-                    })?;
-            let previous = current.history.pop().ok_or_else(|| StoreError::NoHistory {
-                env: env.to_string(),
-                worker: worker.to_string(),
-                live: current.version.clone(),
-            })?;
-            *current = ReleaseEntry {
-                version: previous.version,
-                digest: previous.digest,
-                promoted_at: now_rfc3339(),
-                history: std::mem::take(&mut current.history),
-            };
-            Ok(current.clone())
-        })
+        self.edit_release(env, |release| release.rollback(env, worker))
+    }
+
+    /// Replaces the release file of an environment (a local mirror of
+    /// another store's release), under its lock.
+    pub fn replace_release(&self, env: &str, release: &Release) -> Result<()> {
+        check_plain_name("environment", env)?;
+        let path = self.release_path(env);
+        let _lock = FileLock::exclusive(&path.with_extension("lock"))?;
+        write_json(&path, release)
     }
 
     /// Runs `edit` on the environment's release under its lock and writes
@@ -517,7 +561,7 @@ pub(crate) fn now_rfc3339() -> String {
 
 /// Environment names and engine keys: letters, digits, `-`, `_`, `.`, not
 /// starting with `.`, at most 128 characters.
-fn check_plain_name(kind: &'static str, name: &str) -> Result<()> {
+pub(crate) fn check_plain_name(kind: &'static str, name: &str) -> Result<()> {
     let invalid = |reason: &str| StoreError::InvalidName {
         kind,
         name: name.to_string(),
@@ -543,7 +587,7 @@ fn check_plain_name(kind: &'static str, name: &str) -> Result<()> {
 
 /// Worker names: `/`-separated parts, each a plain name (so `~` never
 /// appears and the name maps to one file name and back).
-fn check_worker_name(name: &str) -> Result<()> {
+pub(crate) fn check_worker_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(StoreError::InvalidName {
             kind: "worker",

@@ -1,0 +1,342 @@
+//! AWS sample events fed to the Lambda handler with the real components on
+//! embedded backends; replies checked field by field.
+
+mod common;
+
+use common::{fixture, start, Fixture};
+use serde_json::{json, Value};
+use usher_capabilities::TableBackend;
+use usher_trigger_lambda::{LambdaConfig, LambdaHost};
+
+fn entry(user: &str, version: u64, flagged: bool) -> Value {
+    json!({
+        "PK": format!("ENTRY#c1#{user}"), "SK": "ENTRY", "campaignId": "c1", "globalUserId": user,
+        "entry": {"firstName": "Ada", "zip": "10001"}, "verdict": "PENDING",
+        "needsReplication": flagged, "version": version,
+        "createdAt": "2026-11-01T00:00:00Z", "updatedAt": format!("2026-11-01T00:00:{version:02}Z"),
+    })
+}
+
+#[tokio::test]
+async fn sqs_partial_failure_reports_the_failed_message_id() {
+    let fx = Fixture::new();
+    let run = start(&fx.config("replication/save-entries")).await;
+    let tables = run.embedded.tables();
+    tables
+        .put("demand-table", entry("u1", 1, true), None)
+        .await
+        .expect("seed");
+
+    let reply = run
+        .host
+        .handle(fixture("sqs-save-entries.json"))
+        .await
+        .expect("a partial batch response");
+    assert_eq!(
+        reply,
+        json!({"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]})
+    );
+    // The valid message was replicated: the Entry Service was called and the flag cleared.
+    assert!(!run.services.calls().is_empty());
+    let item = tables
+        .get("demand-table", &json!({"PK": "ENTRY#c1#u1", "SK": "ENTRY"}))
+        .await
+        .expect("get")
+        .expect("the entry");
+    assert_eq!(item["needsReplication"], json!(false));
+
+    // Success: an empty list.
+    let mut ok = fixture("sqs-save-entries.json");
+    ok["Records"].as_array_mut().expect("records").truncate(1);
+    let reply = run.host.handle(ok).await.expect("reply");
+    assert_eq!(reply, json!({"batchItemFailures": []}));
+}
+
+#[tokio::test]
+async fn sqs_batch_whose_every_message_failed_is_an_invocation_error() {
+    let fx = Fixture::new();
+    let run = start(&fx.config("replication/save-entries")).await;
+    let mut event = fixture("sqs-save-entries.json");
+    event["Records"].as_array_mut().expect("records").remove(0);
+    let err = run
+        .host
+        .handle(event)
+        .await
+        .expect_err("whole batch failed");
+    assert_eq!(err.error_type, "BatchFailed");
+    assert!(
+        err.message.contains("every one of the 1 records failed"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_json(),
+        json!({"errorType": "BatchFailed", "errorMessage": err.message})
+    );
+}
+
+async fn queued_bodies(run: &common::Running) -> Vec<Value> {
+    run.embedded
+        .queues()
+        .list("save-entries", 100)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| serde_json::from_str(&m.body).expect("body"))
+        .collect()
+}
+
+#[tokio::test]
+async fn dynamodb_stream_records_are_converted_to_plain_json() {
+    let fx = Fixture::new();
+    let run = start(&fx.config("replication/enqueue-entries")).await;
+    let reply = run
+        .host
+        .handle(fixture("dynamodb-stream.json"))
+        .await
+        .expect("reply");
+    assert_eq!(reply, json!({"batchItemFailures": []}));
+    let bodies = queued_bodies(&run).await;
+    // The flagged INSERT and the REMOVE are enqueued; the cleared MODIFY is not.
+    let seqs: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["sequenceNumber"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            "4421584500000000017450439091",
+            "4421584500000000017450439093"
+        ]
+    );
+    assert_eq!(bodies[0]["eventName"], "INSERT");
+    assert_eq!(bodies[0]["table"], "demand-table");
+    assert_eq!(
+        bodies[0]["keys"],
+        json!({"PK": "ENTRY#c1#u1", "SK": "ENTRY"})
+    );
+    assert_eq!(bodies[0]["newImage"], entry("u1", 1, true));
+    assert_eq!(bodies[0]["timestampMs"], json!(1_790_000_000_000u64));
+    assert_eq!(bodies[1]["eventName"], "REMOVE");
+    assert_eq!(bodies[1]["oldImage"], entry("u3", 1, false));
+}
+
+#[tokio::test]
+async fn dynamodb_records_carried_by_kinesis_answer_by_kinesis_sequence_number() {
+    let fx = Fixture::new();
+    let run = start(&fx.config("replication/enqueue-entries")).await;
+    let reply = run
+        .host
+        .handle(fixture("kinesis-dynamodb.json"))
+        .await
+        .expect("reply");
+    assert_eq!(reply, json!({"batchItemFailures": []}));
+    let bodies = queued_bodies(&run).await;
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(
+        bodies[0]["sequenceNumber"],
+        "49590338271490256608559692538361571095921575989136588898"
+    );
+    assert_eq!(bodies[0]["newImage"], entry("u1", 1, true));
+    assert_eq!(bodies[0]["timestampMs"], json!(1_790_000_000_123u64));
+    assert_eq!(bodies[1]["eventName"], "REMOVE");
+
+    // A record whose data is not a DynamoDB change record is refused by name.
+    let mut bad = fixture("kinesis-dynamodb.json");
+    bad["Records"][1]["kinesis"]["data"] = json!("bm90IGpzb24=");
+    let err = run.host.handle(bad).await.expect_err("invalid");
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert!(
+        err.message.contains(
+            "record 1 (sequence number 49590338271490256608559692540925702759324208523137515618)"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn step_functions_payloads_and_typed_errors() {
+    let fx = Fixture::new();
+    let run = start(&fx.config("testing/echo")).await;
+    let payload = fixture("stepfunctions-payload.json");
+    let reply = run.host.handle(payload.clone()).await.expect("reply");
+    assert_eq!(reply, payload);
+    let err = run
+        .host
+        .handle(json!({"fail": "market m3 is closed"}))
+        .await
+        .expect_err("typed error");
+    assert_eq!(err.error_type, "Requested");
+    assert_eq!(err.message, "market m3 is closed");
+}
+
+#[tokio::test]
+async fn appsync_resolver_events_pass_arguments_identity_source_and_info() {
+    let fx = Fixture::new();
+    let run = start(&fx.config("testing/check-eligibility")).await;
+    let event = fixture("appsync-resolver.json");
+    let reply = run.host.handle(event.clone()).await.expect("reply");
+    assert_eq!(reply["arguments"], event["arguments"]);
+    assert_eq!(reply["identity"], event["identity"]);
+    assert_eq!(reply["source"], Value::Null);
+    assert_eq!(reply["info"]["fieldName"], "checkEligibility");
+    assert_eq!(reply["info"]["parentTypeName"], "Query");
+    assert_eq!(
+        reply["info"]["selectionSetList"],
+        json!(["eligible", "reason"])
+    );
+
+    // Only the resolver's fields reach the worker.
+    let mut extra = event.clone();
+    extra["fail"] = json!("not a resolver field");
+    let reply = run.host.handle(extra).await.expect("reply");
+    assert_eq!(reply.get("fail"), None);
+
+    // Another field is refused.
+    let mut other = event;
+    other["info"]["fieldName"] = json!("getEntries");
+    let err = run.host.handle(other).await.expect_err("wrong field");
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert!(
+        err.message
+            .contains("resolves Query.getEntries, but the worker resolves Query.checkEligibility"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_stopped_at_its_deadline_or_memory_limit_is_an_invocation_error() {
+    let fx = Fixture::new();
+    let run = start(&fx.config("testing/spin-forever")).await;
+    let err = run.host.handle(json!({})).await.expect_err("deadline");
+    assert_eq!(err.error_type, "WorkerTimeout");
+    assert!(err.message.contains("200 ms deadline"), "{err}");
+
+    let run = start(&fx.config("testing/memory-bomb")).await;
+    let err = run.host.handle(json!({})).await.expect_err("memory");
+    assert_eq!(err.error_type, "WorkerMemoryLimit", "{err}");
+    // The host keeps serving.
+    let err = run.host.handle(json!({})).await.expect_err("memory again");
+    assert_eq!(err.error_type, "WorkerMemoryLimit");
+}
+
+#[tokio::test]
+async fn mismatching_and_malformed_events_are_invalid_events_not_panics() {
+    let fx = Fixture::new();
+    let sqs = start(&fx.config("replication/save-entries")).await;
+    let stream = start(&fx.config("replication/enqueue-entries")).await;
+    let cases: Vec<(&LambdaHost, Value, &str)> = vec![
+        (
+            &sqs.host,
+            fixture("dynamodb-stream.json"),
+            "the records come from `aws:dynamodb`, but the worker takes SQS messages",
+        ),
+        (
+            &sqs.host,
+            json!("just a string"),
+            "an SQS event needs a `Records` list",
+        ),
+        (
+            &sqs.host,
+            json!({"Records": [{"body": "x", "eventSource": "aws:sqs"}]}),
+            "record 0: an SQS message needs a messageId",
+        ),
+        (
+            &stream.host,
+            fixture("sqs-save-entries.json"),
+            "the records come from `aws:sqs`, but the worker takes DynamoDB stream records",
+        ),
+        (
+            &stream.host,
+            json!({"Records": [{"eventSource": "aws:dynamodb", "eventName": "INSERT"}]}),
+            "record 0: not a DynamoDB stream record",
+        ),
+        (
+            &stream.host,
+            json!({"Records": [{"eventID": "1", "eventName": "UPSERT", "awsRegion": "us-east-1", "eventSource": "aws:dynamodb", "dynamodb": {"Keys": {"PK": {"S": "a"}}, "SequenceNumber": "1", "SizeBytes": 1}}]}),
+            "eventName `UPSERT` is not INSERT, MODIFY or REMOVE",
+        ),
+        (
+            &stream.host,
+            json!({"Records": [{"eventID": "1", "eventName": "INSERT", "awsRegion": "us-east-1", "eventSource": "aws:dynamodb", "dynamodb": {"Keys": {"PK": {"S": "a"}}, "SizeBytes": 1}}]}),
+            "needs dynamodb.SequenceNumber",
+        ),
+        (
+            &stream.host,
+            fixture("eventbridge-scheduled.json"),
+            "a stream event needs a `Records` list",
+        ),
+    ];
+    for (host, event, expected) in cases {
+        let err = host.handle(event).await.expect_err(expected);
+        assert_eq!(err.error_type, "InvalidEvent", "{err}");
+        assert!(
+            err.message.contains(expected),
+            "{err} (expected: {expected})"
+        );
+        assert!(err.message.starts_with("replication/"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn init_errors_are_clear() {
+    let fx = Fixture::new();
+    let registry = common::registry(&fx.config("testing/echo"));
+    let init = |config: LambdaConfig| {
+        let registry = registry.clone();
+        async move {
+            let embedded =
+                usher_backend_embedded::Embedded::in_memory(&registry.resources).expect("embedded");
+            let backends = embedded.backends(
+                usher_testing::FakeServices::ok(),
+                std::sync::Arc::new(usher_capabilities::NoCodec),
+                std::sync::Arc::new(usher_engine::LocalInvoker::new()),
+            );
+            LambdaHost::init(
+                &config,
+                usher_testing::shared_engine(),
+                registry,
+                std::sync::Arc::new(backends),
+            )
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+        }
+    };
+
+    let err = init(fx.config("replication/no-such-worker")).await;
+    assert!(
+        err.starts_with("unknown worker `replication/no-such-worker`: the registry has "),
+        "{err}"
+    );
+    let err = init(fx.config("services/entry-service")).await;
+    assert!(err.contains("has a http trigger"), "{err}");
+
+    // A component whose bytes do not match their digest.
+    let spec = registry.worker("testing/echo").expect("echo");
+    let path = fx
+        .store
+        .join("components")
+        .join(format!("sha256-{}.wasm", spec.component.sha256));
+    let mut bytes = std::fs::read(&path).expect("component");
+    bytes.push(0);
+    std::fs::write(&path, bytes).expect("tamper");
+    let err = init(fx.config("testing/echo")).await;
+    assert!(err.contains("the file was modified or corrupted"), "{err}");
+
+    let missing = LambdaConfig::from_lookup(|_| None).expect_err("no worker");
+    assert_eq!(
+        missing.to_string(),
+        "USHER_WORKER is not set: it names what the function serves"
+    );
+    let bad = LambdaConfig::from_lookup(|n| match n {
+        "USHER_WORKER" => Some("testing/echo".into()),
+        "USHER_RELEASE_CHECK_SECS" => Some("soon".into()),
+        _ => None,
+    })
+    .expect_err("bad interval");
+    assert!(
+        bad.to_string().contains("`soon` is not a whole number"),
+        "{bad}"
+    );
+}
