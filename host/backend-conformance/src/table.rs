@@ -109,7 +109,11 @@ pub async fn put_many_and_update_many(t: &dyn TableBackend, simple: &str) {
         updated[0].as_ref().expect("update a"),
         &json!({ SIMPLE_KEY: a, "flag": false })
     );
-    expect_err("update_many: b's v is not 7", updated[1].clone(), "condition_failed");
+    expect_err(
+        "update_many: b's v is not 7",
+        updated[1].clone(),
+        "condition_failed",
+    );
     let stored = t.get(simple, &simple_key(&b)).await.expect("get b");
     assert_eq!(stored, Some(json!({ SIMPLE_KEY: b, "v": 1 })));
 }

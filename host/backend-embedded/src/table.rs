@@ -390,9 +390,7 @@ impl EmbeddedTables {
     where
         P: Send + 'static,
         R: Send + 'static,
-        F: Fn(&Connection, &str, P, u64) -> Result<(R, Option<u64>), CapError>
-            + Send
-            + 'static,
+        F: Fn(&Connection, &str, P, u64) -> Result<(R, Option<u64>), CapError> + Send + 'static,
     {
         let table = table.to_string();
         let (results, seq) = self
@@ -592,7 +590,15 @@ impl TableBackend for EmbeddedTables {
             .map(|u| update_key(table, def, &u.key, &u.set, &u.remove).map(|k| (k, u)))
             .collect();
         self.many(table, prepared, |conn, table, (key, u), now| {
-            update_in(conn, table, &key, u.set, &u.remove, u.condition.as_ref(), now)
+            update_in(
+                conn,
+                table,
+                &key,
+                u.set,
+                &u.remove,
+                u.condition.as_ref(),
+                now,
+            )
         })
         .await
     }

@@ -1176,7 +1176,9 @@ async fn put_many_and_update_many_apply_each_condition_alone_in_one_transaction(
     let e = Embedded::in_memory(&resources()).unwrap();
     let t = e.tables();
     let log = e.change_log();
-    t.put("users", json!({"id": "a", "v": 1}), None).await.unwrap();
+    t.put("users", json!({"id": "a", "v": 1}), None)
+        .await
+        .unwrap();
     let before = log.latest_seq("users").await.unwrap();
 
     let results = t
@@ -1205,11 +1207,20 @@ async fn put_many_and_update_many_apply_each_condition_alone_in_one_transaction(
         )
         .await
         .unwrap();
-    assert!(matches!(results[0], Err(CapError::ConditionFailed(_))), "{results:?}");
+    assert!(
+        matches!(results[0], Err(CapError::ConditionFailed(_))),
+        "{results:?}"
+    );
     assert!(results[1].is_ok());
-    assert!(matches!(results[2], Err(CapError::Invalid(_))), "{results:?}");
+    assert!(
+        matches!(results[2], Err(CapError::Invalid(_))),
+        "{results:?}"
+    );
     assert!(results[3].is_ok());
-    assert_eq!(t.get("users", &json!({"id": "a"})).await.unwrap().unwrap()["v"], 2);
+    assert_eq!(
+        t.get("users", &json!({"id": "a"})).await.unwrap().unwrap()["v"],
+        2
+    );
     // Two changes recorded (b inserted, a modified), in order.
     let changes = log.read("users", before, 10).await.unwrap();
     let kinds: Vec<_> = changes.iter().map(|c| c.event_name).collect();
@@ -1242,9 +1253,18 @@ async fn put_many_and_update_many_apply_each_condition_alone_in_one_transaction(
         )
         .await
         .unwrap();
-    assert_eq!(updated[0].as_ref().unwrap(), &json!({"id": "a", "flag": false}));
-    assert!(matches!(updated[1], Err(CapError::ConditionFailed(_))), "{updated:?}");
-    assert!(matches!(updated[2], Err(CapError::Invalid(_))), "{updated:?}");
+    assert_eq!(
+        updated[0].as_ref().unwrap(),
+        &json!({"id": "a", "flag": false})
+    );
+    assert!(
+        matches!(updated[1], Err(CapError::ConditionFailed(_))),
+        "{updated:?}"
+    );
+    assert!(
+        matches!(updated[2], Err(CapError::Invalid(_))),
+        "{updated:?}"
+    );
     assert_eq!(
         t.get("users", &json!({"id": "b"})).await.unwrap().unwrap(),
         json!({"id": "b", "v": 1})

@@ -13,9 +13,8 @@ use usher_world::{
 use wasmtime::component::Resource;
 
 use crate::backend::{
-    PutItem,
-    Condition, Delivery, Event, Format, Method, ObjectInfo, OutgoingMessage, Page, ServiceRequest,
-    ServiceResponse, UpdateItem, WriteOp,
+    Condition, Delivery, Event, Format, Method, ObjectInfo, OutgoingMessage, Page, PutItem,
+    ServiceRequest, ServiceResponse, UpdateItem, WriteOp,
 };
 use crate::{CapError, CapabilityCtx, MAX_BATCH};
 

@@ -1,11 +1,11 @@
 //! `usher lambda`: one worker of the registry as an AWS Lambda function.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use usher_backend_embedded::Embedded;
-use usher_capabilities::{Backends, NoCodec};
+use usher_capabilities::{
+    Backends, CacheBackend, CapError, Delivery, Event, EventBackend, NoCodec,
+};
 use usher_engine::LocalInvoker;
 use usher_registry::Registry;
 use usher_trigger_lambda::{LambdaConfig, LambdaHost};
@@ -22,7 +22,7 @@ pub async fn run(paths: &Paths) -> Result<()> {
     config.env = paths.env.clone();
     let registry = Arc::new(config.load_registry()?);
     let invoker = Arc::new(LocalInvoker::new());
-    let backends = lambda_backends(&registry, invoker.clone())?;
+    let backends = lambda_backends(&registry, invoker.clone()).await?;
     let host = LambdaHost::init(
         &config,
         usher_trigger_lambda::default_engine()?,
@@ -37,21 +37,79 @@ pub async fn run(paths: &Paths) -> Result<()> {
         .map_err(|e| anyhow!("the Lambda runtime stopped: {e}"))
 }
 
-/// The backends `usher lambda` gives its worker.
-///
-/// NOT YET AWS: until `usher-backend-aws` is wired here, the tables,
-/// queues, topics, objects, events and cache are the embedded ones in
-/// `USHER_DATA` (default `/tmp/usher-data`, Lambda's writable folder), the
-/// services are real HTTP (`host/backend-http`) and the codec is `NoCodec`.
-/// Replace the embedded part with `AwsBackends` (DynamoDB, SQS, SNS, S3)
-/// when that crate lands.
-fn lambda_backends(registry: &Registry, invoker: Arc<LocalInvoker>) -> Result<Backends> {
-    let data = std::env::var_os("USHER_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/usher-data"));
-    tracing::warn!(data = %data.display(), "usher lambda runs on the embedded backends (the AWS backends are not wired yet)");
-    let embedded = Embedded::open(&data, &registry.resources)
-        .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
-    let services = crate::services::http_services(registry)?;
-    Ok(embedded.backends(services, Arc::new(NoCodec), invoker))
+/// The backends `usher lambda` gives its worker: tables on DynamoDB, queues
+/// on SQS, topics on SNS and objects on S3 (`usher-backend-aws`, from the
+/// standard AWS configuration chain plus the `USHER_*_ENDPOINT_URL`,
+/// `USHER_RESOURCE_PREFIX` and `USHER_RESOURCE_NAMES` overrides); events on
+/// Kafka when `USHER_KAFKA_BROKERS` is set (TLS client certificate from the
+/// Secrets Manager secret named by `USHER_KAFKA_CERT_SECRET`, its expiry
+/// checked now); the cache on Redis when `USHER_REDIS_URL` is set, else an
+/// in-memory TTL cache of this function instance; services over real HTTP
+/// (`host/backend-http`); no codec.
+async fn lambda_backends(registry: &Registry, invoker: Arc<LocalInvoker>) -> Result<Backends> {
+    let aws = usher_backend_aws::AwsBackends::from_env(&registry.resources)
+        .await
+        .context("configuring the AWS backends")?;
+    let events: Arc<dyn EventBackend> = match std::env::var("USHER_KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.is_empty() => {
+            let mut config = usher_backend_kafka::KafkaConfig::new(&brokers);
+            if let Ok(secret) = std::env::var("USHER_KAFKA_CERT_SECRET") {
+                let json = aws
+                    .get_secret_string(&secret)
+                    .await
+                    .with_context(|| format!("reading the Kafka client certificate `{secret}`"))?;
+                config.client_certificate = Some(
+                    usher_backend_kafka::ClientCertificate::from_secret_json(&json)
+                        .with_context(|| format!("the Kafka client certificate `{secret}`"))?,
+                );
+            }
+            Arc::new(
+                usher_backend_kafka::KafkaEvents::connect(&config)
+                    .context("connecting the Kafka producer")?,
+            )
+        }
+        _ => Arc::new(NoEvents),
+    };
+    let cache: Arc<dyn CacheBackend> = match std::env::var("USHER_REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let prefix = std::env::var("USHER_REDIS_PREFIX").unwrap_or_else(|_| "usher".into());
+            Arc::new(
+                usher_backend_redis::RedisCache::connect(
+                    &url,
+                    usher_backend_redis::RedisOptions::with_prefix(&prefix),
+                )
+                .await
+                .context("configuring the Redis cache")?,
+            )
+        }
+        _ => Arc::new(usher_backend_embedded::EmbeddedCache::new()),
+    };
+    Ok(Backends {
+        table: aws.tables(),
+        queue: aws.queues(),
+        topic: aws.topics(),
+        objects: aws.objects(),
+        events,
+        cache,
+        services: crate::services::http_services(registry)?,
+        codec: Arc::new(NoCodec),
+        workers: invoker,
+    })
+}
+
+/// The events capability of a function without `USHER_KAFKA_BROKERS`: every
+/// produce is answered `unsupported`, naming the missing setting.
+struct NoEvents;
+
+#[async_trait::async_trait]
+impl EventBackend for NoEvents {
+    async fn produce(
+        &self,
+        topic: &str,
+        _events: Vec<Event>,
+    ) -> Result<Vec<Result<Delivery, CapError>>, CapError> {
+        Err(CapError::Unsupported(format!(
+            "no Kafka brokers are configured for this function (USHER_KAFKA_BROKERS); cannot produce to `{topic}`"
+        )))
+    }
 }

@@ -143,7 +143,10 @@ async fn a_faulty_entry_service_still_converges() {
     );
     eprintln!("proxy: {requests} requests, {refused} refused (503), {held} held past the timeout");
     // The faults were really injected, at about the rate asked for.
-    assert!(refused > 20 && held > 20, "too few faults: {refused} / {held} of {requests}");
+    assert!(
+        refused > 20 && held > 20,
+        "too few faults: {refused} / {held} of {requests}"
+    );
     let rate = (refused + held) as f64 / requests as f64;
     assert!((0.2..0.4).contains(&rate), "fault rate {rate}");
 

@@ -44,7 +44,8 @@ fn dlq_messages(platform: &Platform) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_goes_to_the_dlq_alone_and_replays_once_fixed() {
     let mut platform = Platform::new(|name, text| with_limit(name, text, 2_000));
-    let services = std::fs::read_to_string(platform.registry_dir.join("services.yaml")).expect("read");
+    let services =
+        std::fs::read_to_string(platform.registry_dir.join("services.yaml")).expect("read");
     assert!(services.contains("max_entry_bytes: 2000"), "{services}");
     platform.start().await;
     let tables = platform.embedded().tables();
@@ -55,13 +56,23 @@ async fn a_poison_message_goes_to_the_dlq_alone_and_replays_once_fixed() {
     }
     let mut poison = entry(CAMPAIGN, POISON, 1);
     poison["entry"]["notes"] = json!("x".repeat(5_000));
-    tables.put(TABLE, poison, None).await.expect("put the poison entry");
+    tables
+        .put(TABLE, poison, None)
+        .await
+        .expect("put the poison entry");
     for user in &users[ENTRIES / 2..] {
         bump(&tables, CAMPAIGN, user).await;
     }
 
     // Every other entry replicates.
-    converge(&platform, &tables, CAMPAIGN, &users, Duration::from_secs(120)).await;
+    converge(
+        &platform,
+        &tables,
+        CAMPAIGN,
+        &users,
+        Duration::from_secs(120),
+    )
+    .await;
 
     // The poison message lands in the DLQ after max_receive_count (3) receives.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -125,7 +136,14 @@ async fn a_poison_message_goes_to_the_dlq_alone_and_replays_once_fixed() {
     ]);
     assert!(out.contains('1'), "{out}");
     users.push(POISON.to_string());
-    converge(&platform, &tables, CAMPAIGN, &users, Duration::from_secs(60)).await;
+    converge(
+        &platform,
+        &tables,
+        CAMPAIGN,
+        &users,
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(dlq_messages(&platform).is_empty());
 
     let status = platform.stop().await;

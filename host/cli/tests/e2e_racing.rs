@@ -70,12 +70,21 @@ async fn ten_thousand_entries_with_racing_changes_converge() {
     .await;
     // The races really happened: entries changed several times, entries
     // gone (a racing writer may re-create a removed entry: that is fine).
-    assert!(state.len() < ENTRIES - ENTRIES / 20, "{} entries left", state.len());
+    assert!(
+        state.len() < ENTRIES - ENTRIES / 20,
+        "{} entries left",
+        state.len()
+    );
 
     let status = platform.stop().await;
     assert!(status.success(), "{}", platform.log());
     // No invocation failed or was given up along the way.
     for (worker, (failed, given_up)) in failures(&platform.status()) {
-        assert_eq!((failed, given_up), (0, 0), "{worker}: {}", platform.status());
+        assert_eq!(
+            (failed, given_up),
+            (0, 0),
+            "{worker}: {}",
+            platform.status()
+        );
     }
 }

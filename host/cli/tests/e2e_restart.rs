@@ -44,7 +44,10 @@ async fn kill_9_mid_run_and_restart_converges() {
     }
     platform.kill9();
     let (_, flagged) = common::table_state(&tables, CAMPAIGN, &users).await;
-    assert!(flagged > 0, "everything replicated before the kill; the test proves nothing");
+    assert!(
+        flagged > 0,
+        "everything replicated before the kill; the test proves nothing"
+    );
     eprintln!("killed with {flagged} of {ENTRIES} entries still flagged");
 
     // More changes while it is down.

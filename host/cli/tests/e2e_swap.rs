@@ -101,7 +101,10 @@ async fn a_swap_under_load_fails_no_invocation() {
     let status = platform.stop().await;
     assert!(status.success(), "{}", platform.log());
     let status = platform.status();
-    assert_eq!(status["workers"]["replication/save-entries"]["version"], "0.9.0");
+    assert_eq!(
+        status["workers"]["replication/save-entries"]["version"],
+        "0.9.0"
+    );
     for (worker, (failed, given_up)) in failures(&status) {
         assert_eq!((failed, given_up), (0, 0), "{worker}: {status}");
     }
@@ -109,5 +112,8 @@ async fn a_swap_under_load_fails_no_invocation() {
     let saved = status["workers"]["replication/save-entries"]["succeeded"]
         .as_u64()
         .unwrap_or(0);
-    assert!(saved_at_swap > 0 && saved > saved_at_swap, "{saved_at_swap} then {saved}");
+    assert!(
+        saved_at_swap > 0 && saved > saved_at_swap,
+        "{saved_at_swap} then {saved}"
+    );
 }

@@ -1059,16 +1059,35 @@ fn concurrency_defaults_to_one_and_is_checked() {
         ("resources.yaml", RESOURCES),
         (
             "replication.yaml",
-            &REPLICATION.replacen("    batch_size: 10\n", "    batch_size: 10\n    concurrency: 8\n", 1),
+            &REPLICATION.replacen(
+                "    batch_size: 10\n",
+                "    batch_size: 10\n    concurrency: 8\n",
+                1,
+            ),
         ),
         ("reports.yaml", REPORTS),
     ])
     .unwrap();
-    assert_eq!(reg.worker("replication/save-entries").unwrap().concurrency, 8);
-    assert_eq!(reg.worker("replication/enqueue-entries").unwrap().concurrency, 1);
+    assert_eq!(
+        reg.worker("replication/save-entries").unwrap().concurrency,
+        8
+    );
+    assert_eq!(
+        reg.worker("replication/enqueue-entries")
+            .unwrap()
+            .concurrency,
+        1
+    );
 
-    let msg = error_with("replication.yaml", "    batch_size: 10\n", "    concurrency: 0\n");
-    assert!(msg.contains("concurrency 0 is out of range (1..=64)"), "{msg}");
+    let msg = error_with(
+        "replication.yaml",
+        "    batch_size: 10\n",
+        "    concurrency: 0\n",
+    );
+    assert!(
+        msg.contains("concurrency 0 is out of range (1..=64)"),
+        "{msg}"
+    );
     let msg = error_with(
         "replication.yaml",
         "      stream: { table: demand-table, on_failure: failures }\n",

@@ -54,7 +54,11 @@ impl Platform {
         for entry in std::fs::read_dir(root().join("workers")).expect("workers/") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "yaml") {
-                let name = path.file_name().expect("name").to_string_lossy().to_string();
+                let name = path
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .to_string();
                 let text = std::fs::read_to_string(&path).expect("read");
                 std::fs::write(registry_dir.join(&name), edit(&name, text)).expect("write");
             }
