@@ -213,7 +213,7 @@ fn unflag_condition(image: &Value) -> Condition {
 }
 
 /// One entry to replicate and the messages (indices) that asked for it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Group {
     entry: Entry,
     messages: Vec<usize>,
@@ -266,17 +266,8 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
 
     // 3. Replicate.
     let upsert_body = |chunk: &[Group]| json!({"entries": chunk.iter().map(|g| &g.entry.image).collect::<Vec<_>>()});
-    // A delete carries the version deleted at the source, so that the Entry
-    // Service keeps an entry re-inserted (at a newer version) since.
-    let delete_body = |chunk: &[Group]| {
-        json!({"keys": chunk.iter().map(|g| {
-            let mut key = json!(&g.entry.fan);
-            if let Some(v) = g.entry.image.get("version").filter(|v| !v.is_null()) {
-                key["version"] = v.clone();
-            }
-            key
-        }).collect::<Vec<_>>()})
-    };
+    let delete_body =
+        |chunk: &[Group]| json!({"keys": chunk.iter().map(delete_key).collect::<Vec<_>>()});
     let mut upserted = Vec::new();
     for chunk in puts.chunks(CHUNK_SIZE) {
         upserted.extend(post_chunk(
@@ -298,6 +289,14 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
             &mut outcome,
         );
     }
+
+    // 3b. An entry deleted in the table after it was validated above may
+    //     have had its delete replicated before this upsert reached the
+    //     Entry Service; the upsert would then bring it back there. Re-read
+    //     the upserted keys: for each one gone now, send the delete again
+    //     (with the version just upserted, so a newer re-insert is kept).
+    //     A delete made after this read replicates after the upsert.
+    let upserted = recheck_deleted(ports, settings, upserted, &mut outcome);
 
     // 4. Clear the flag of each upserted entry, unless a newer write set it
     //    (one call for all of them, each update under its own condition).
@@ -361,6 +360,72 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
         failed = result.failed, upserted = upserted.len(), deleted_groups = deletes.len();
         "save-entries batch done");
     result
+}
+
+/// The Entry Service key of a delete: the fan and the version deleted at the
+/// source, so that the service keeps an entry re-inserted (at a newer
+/// version) since.
+fn delete_key(g: &Group) -> Value {
+    let mut key = json!(&g.entry.fan);
+    if let Some(v) = g.entry.image.get("version").filter(|v| !v.is_null()) {
+        key["version"] = v.clone();
+    }
+    key
+}
+
+/// Re-reads the upserted entries; deletes again in the Entry Service those
+/// gone from the table meanwhile (their messages fail when that delete
+/// fails, and are retried). Returns the upserted groups still in the table.
+fn recheck_deleted<'g>(
+    ports: &mut impl Ports,
+    settings: &Settings,
+    upserted: Vec<&'g Group>,
+    outcome: &mut Outcome<'_>,
+) -> Vec<&'g Group> {
+    if upserted.is_empty() {
+        return upserted;
+    }
+    let keys: Vec<Value> = upserted.iter().map(|g| g.entry.key.clone()).collect();
+    let items = match ports.batch_get(&settings.table, &keys) {
+        Ok(items) if items.len() == keys.len() => items,
+        other => {
+            let reason = match other {
+                Ok(items) => format!("{} items for {} keys", items.len(), keys.len()),
+                Err(e) => e.to_string(),
+            };
+            usher_sdk::warn!(reason = reason; "cannot re-read the upserted entries; failing them");
+            for g in &upserted {
+                outcome.fail(&g.messages);
+            }
+            return Vec::new();
+        }
+    };
+    let mut kept = Vec::new();
+    let mut gone: Vec<Group> = Vec::new();
+    for (g, item) in upserted.into_iter().zip(&items) {
+        if item.is_some() {
+            kept.push(g);
+        } else {
+            gone.push(g.clone());
+        }
+    }
+    if !gone.is_empty() {
+        usher_sdk::info!(entries = gone.len(); "upserted entries were deleted meanwhile; deleting them again");
+        for chunk in gone.chunks(CHUNK_SIZE) {
+            let body = json!({"keys": chunk.iter().map(delete_key).collect::<Vec<_>>()});
+            let ok = matches!(
+                ports.post(&settings.service, "/entries/batch-delete", &body),
+                Ok(r) if r.is_success()
+            );
+            if !ok {
+                let indices = chunk_messages(chunk);
+                usher_sdk::warn!(message_ids = outcome.ids(&indices);
+                    "deleting entries removed meanwhile failed");
+                outcome.fail(&indices);
+            }
+        }
+    }
+    kept
 }
 
 /// Keeps the entries that are still current; fails them all when the table

@@ -28,6 +28,8 @@ struct Fake {
     update_answers: HashMap<String, &'static str>,
     updates: Vec<(String, Value, Value, Condition)>,
     send_fails: bool,
+    /// A key (JSON text) whose item disappears after the first batch_get.
+    vanish_after_first_read: Option<String>,
     /// Indices (within one send) whose send fails.
     send_item_fails: Vec<usize>,
     sends: Vec<(String, Vec<Outgoing>)>,
@@ -61,10 +63,14 @@ impl Ports for Fake {
         if self.batch_get_fails {
             return Err(Error::Unavailable("table down".into()));
         }
-        Ok(keys
+        let items = keys
             .iter()
             .map(|k| self.items.get(&k.to_string()).cloned())
-            .collect())
+            .collect();
+        if let Some(key) = self.vanish_after_first_read.take() {
+            self.items.remove(&key);
+        }
+        Ok(items)
     }
 
     fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response> {
@@ -237,7 +243,11 @@ fn current_put_is_upserted_unflagged_and_scored() {
     let r = run(&mut fake, &[put_msg("m1", "c1", "u1", 3)]);
     assert!(r.failures.is_empty());
     assert_eq!(counts(&r), (1, 1, 0));
-    assert_eq!(fake.batch_gets, vec![vec![keys("c1", "u1")]]);
+    // Validated, then re-read after the upsert.
+    assert_eq!(
+        fake.batch_gets,
+        vec![vec![keys("c1", "u1")], vec![keys("c1", "u1")]]
+    );
     assert_eq!(
         fake.posts_to("/entries/batch-upsert"),
         vec![&json!({"entries": [item("c1", "u1", 3)]})]
@@ -351,8 +361,11 @@ fn two_changes_of_one_entry_in_a_batch() {
         &[put_msg("m1", "c1", "u1", 1), put_msg("m2", "c1", "u1", 2)],
     );
     assert_eq!(counts(&r), (2, 2, 0));
-    // One batch_get, each key once.
-    assert_eq!(fake.batch_gets, vec![vec![keys("c1", "u1")]]);
+    // One batch_get to validate, each key once (and one re-read after the upsert).
+    assert_eq!(
+        fake.batch_gets,
+        vec![vec![keys("c1", "u1")], vec![keys("c1", "u1")]]
+    );
     assert_eq!(
         fake.posts_to("/entries/batch-upsert"),
         vec![&json!({"entries": [item("c1", "u1", 2)]})]
@@ -553,4 +566,25 @@ fn a_5xx_fails_the_whole_chunk_without_splitting() {
     let r = run(&mut fake, &messages);
     assert_eq!(fake.posts_to("/entries/batch-upsert").len(), 1);
     assert_eq!(r.failures, vec!["m0", "m1", "m2"]);
+}
+
+#[test]
+fn an_entry_deleted_while_it_was_upserted_is_deleted_again_in_the_service() {
+    // u1 is in the table when the batch validates it and gone when the
+    // batch re-reads it after the upsert (deleted meanwhile).
+    let mut fake = Fake::default()
+        .with_item(item("c1", "u1", 4))
+        .with_item(item("c1", "u2", 1));
+    fake.vanish_after_first_read = Some(json!({"PK": "ENTRY#c1#u1", "SK": "ENTRY"}).to_string());
+    let r = run(
+        &mut fake,
+        &[put_msg("m1", "c1", "u1", 4), put_msg("m2", "c1", "u2", 1)],
+    );
+    assert_eq!(counts(&r), (2, 2, 0));
+    assert_eq!(
+        fake.posts_to("/entries/batch-delete"),
+        vec![&json!({"keys": [{"campaignId": "c1", "globalUserId": "u1", "version": 4}]})]
+    );
+    // Only u2 is unflagged and refreshed.
+    assert_eq!(fake.updates.len(), 1);
 }
