@@ -71,7 +71,7 @@ async fn ten_thousand_entries_with_racing_changes_converge() {
     // The races really happened: entries changed several times, entries
     // gone (a racing writer may re-create a removed entry: that is fine).
     assert!(
-        state.len() < ENTRIES - ENTRIES / 20,
+        (ENTRIES / 2..ENTRIES).contains(&state.len()),
         "{} entries left",
         state.len()
     );
