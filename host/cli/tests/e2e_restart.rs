@@ -19,36 +19,46 @@ async fn kill_9_mid_run_and_restart_converges() {
     platform.start().await;
     let tables = platform.embedded().tables();
     let users: Vec<String> = (0..ENTRIES).map(|i| format!("u{i:05}")).collect();
-    for (i, user) in users.iter().enumerate() {
-        bump(&tables, CAMPAIGN, user).await;
-        if i % 7 == 0 {
-            bump(&tables, CAMPAIGN, user).await;
-        }
-    }
 
-    // Wait until replication is under way, then kill -9 in the middle of it.
+    // Writes in the background, going on across the kill.
+    let writer = {
+        let (tables, users) = (tables.clone(), users.clone());
+        tokio::spawn(async move {
+            for (i, user) in users.iter().enumerate() {
+                bump(&tables, CAMPAIGN, user).await;
+                if i % 7 == 0 {
+                    bump(&tables, CAMPAIGN, user).await;
+                }
+            }
+        })
+    };
+
+    // Wait until replication is under way (the first entry cleared), then
+    // kill -9 in the middle of it.
+    let first = vec![users[0].clone()];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let saved = platform.status()["workers"]["replication/save-entries"]["succeeded"]
-            .as_u64()
-            .unwrap_or(0);
-        if saved > 200 {
+        let (present, flagged) = common::table_state(&tables, CAMPAIGN, &first).await;
+        if present.len() == 1 && flagged == 0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "replication did not start: {}",
-            platform.status()
+            "replication did not start: {}\n{}",
+            platform.status(),
+            common::tail(&platform.log(), 30)
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     platform.kill9();
-    let (_, flagged) = common::table_state(&tables, CAMPAIGN, &users).await;
     assert!(
-        flagged > 0,
-        "everything replicated before the kill; the test proves nothing"
+        !writer.is_finished(),
+        "the writes were over before the kill; the test proves nothing"
     );
-    eprintln!("killed with {flagged} of {ENTRIES} entries still flagged");
+    writer.await.expect("writer");
+    let (_, flagged) = common::table_state(&tables, CAMPAIGN, &users).await;
+    assert!(flagged > 0, "nothing left to replicate after the kill");
+    eprintln!("killed mid-run; {flagged} of {ENTRIES} entries still flagged");
 
     // More changes while it is down.
     for (i, user) in users.iter().enumerate() {
