@@ -100,7 +100,8 @@ async fn replicates_valid_changes_drops_stale_ones_and_fails_only_malformed_mess
         serde_json::from_str(deletes[0].body.as_deref().unwrap_or("{}")).expect("json");
     assert_eq!(
         body["keys"],
-        json!([{"campaignId": "c1", "globalUserId": "u3"}])
+        // With the version deleted at the source (the old image's).
+        json!([{"campaignId": "c1", "globalUserId": "u3", "version": 1}])
     );
 
     // The flag is cleared on the replicated item only.

@@ -167,7 +167,7 @@ async fn delete_removes_entries() {
         json!({"keys": [{"campaignId": "c1", "globalUserId": "u1"}, {"campaignId": "c1", "globalUserId": "absent"}]}),
     )
     .await;
-    assert_eq!((status, body), (200, json!({"deleted": 2})));
+    assert_eq!((status, body), (200, json!({"deleted": 2, "ignored": 0})));
     assert_eq!(stored(&host, "c1", "u1").await, None);
     let (_, page) = get(&host, "/campaigns/c1/entries", "").await;
     assert_eq!(users(&page), ["u2"]);
