@@ -29,6 +29,10 @@ async fn kill_9_mid_run_and_restart_converges() {
                 if i % 7 == 0 {
                     bump(&tables, CAMPAIGN, user).await;
                 }
+                if i % 50 == 0 {
+                    // Leave the SQLite write lock to the host now and then.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
             }
         })
     };
@@ -51,13 +55,13 @@ async fn kill_9_mid_run_and_restart_converges() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     platform.kill9();
+    // What the killed host left undone (the writes may still be going on).
+    let (_, flagged) = common::table_state(&tables, CAMPAIGN, &users).await;
     assert!(
-        !writer.is_finished(),
-        "the writes were over before the kill; the test proves nothing"
+        flagged > 0,
+        "everything replicated before the kill; the test proves nothing"
     );
     writer.await.expect("writer");
-    let (_, flagged) = common::table_state(&tables, CAMPAIGN, &users).await;
-    assert!(flagged > 0, "nothing left to replicate after the kill");
     eprintln!("killed mid-run; {flagged} of {ENTRIES} entries still flagged");
 
     // More changes while it is down.
