@@ -274,7 +274,7 @@ async fn drive(
         // Listing the Entry Service is the expensive check (every page
         // through the listener): make it once every entry is cleared, or
         // every 2 s for the progress bar.
-        let check_service = done == expected.len() || polls % 10 == 0;
+        let check_service = done == expected.len() || polls.is_multiple_of(10);
         polls += 1;
         let service = if check_service {
             service_entries(&client, base, campaign)
