@@ -379,8 +379,8 @@ impl EmbeddedTables {
     }
 
     /// Runs `op` on every prepared operation in one transaction; an
-    /// operation that fails (a false condition …) fails alone, a storage
-    /// error fails the call.
+    /// operation that fails (a false condition, a malformed write) fails
+    /// alone, a storage error fails the call and nothing is committed.
     async fn many<P, R, F>(
         &self,
         table: &str,
@@ -408,7 +408,9 @@ impl EmbeddedTables {
                             last = seq.or(last);
                             results.push(Ok(r));
                         }
-                        Err(e @ CapError::Fault(_)) => return Err(e),
+                        // A storage error (not a false condition or a
+                        // malformed write) fails the whole call; nothing commits.
+                        Err(e @ (CapError::Fault(_) | CapError::Unavailable(_))) => return Err(e),
                         Err(e) => results.push(Err(e)),
                     }
                 }
@@ -749,36 +751,12 @@ impl TableBackend for EmbeddedTables {
                 WriteOp::Delete(key) => parse_key(table, def, &key).map(|k| (k, None)),
             })
             .collect();
-        let table_name = table.to_string();
-        let (results, seq) = self
-            .db
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql)?;
-                let now = now_ms();
-                let mut last = None;
-                let mut results = Vec::with_capacity(prepared.len());
-                for write in prepared {
-                    match write {
-                        Ok((key, new)) => {
-                            let old = load(&tx, &table_name, &key)?;
-                            if let Some(seq) =
-                                write_item(&tx, &table_name, &key, new.as_ref(), old.as_ref(), now)?
-                            {
-                                last = Some(seq);
-                            }
-                            results.push(Ok(()));
-                        }
-                        Err(e) => results.push(Err(e)),
-                    }
-                }
-                tx.commit().map_err(sql)?;
-                Ok((results, last))
-            })
-            .await?;
-        announce(&self.latest, seq);
-        Ok(results)
+        self.many(table, prepared, |conn, table, (key, new), now| {
+            let old = load(conn, table, &key)?;
+            let seq = write_item(conn, table, &key, new.as_ref(), old.as_ref(), now)?;
+            Ok(((), seq))
+        })
+        .await
     }
 }
 
