@@ -31,6 +31,7 @@ mod chunks;
 mod dynamodb;
 mod error;
 mod messages;
+mod provision;
 mod s3;
 mod secrets;
 mod sns;
@@ -47,6 +48,7 @@ use usher_capabilities::CapError;
 use usher_registry::{Resources, TableDef};
 
 pub use dynamodb::DynamoTables;
+pub use provision::{ProvisionOptions, ProvisionReport, Provisioned};
 pub use s3::{S3Objects, PART_SIZE};
 pub use secrets::Secrets;
 pub use sns::SnsTopics;

@@ -7,36 +7,28 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
-};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
-use usher_backend_aws::{AwsBackends, Service};
+use usher_backend_aws::{AwsBackends, ProvisionOptions, Service};
 use usher_backend_conformance::queue::{message, Arrived, QueueProbe};
 use usher_backend_conformance::{error_kind, objects, queue, server, table, topic, unique_name};
 use usher_capabilities::{CapError, ObjectBackend, QueueBackend, TableBackend, TopicBackend};
-use usher_registry::{Resources, TableDef};
+use usher_registry::{QueueDef, Resources, Subscription, TopicDef};
 
-/// The registry's side of the test resources.
-fn resources() -> Resources {
-    let mut r = Resources::default();
-    r.tables.insert(
-        "sorted".into(),
-        TableDef {
-            partition_key: table::PARTITION_KEY.into(),
-            sort_key: Some(table::SORT_KEY.into()),
-        },
-    );
-    r.tables.insert(
-        "simple".into(),
-        TableDef {
-            partition_key: table::SIMPLE_KEY.into(),
-            sort_key: None,
-        },
-    );
-    r
+/// The suites' resources with only the tables, or without them.
+fn resources_only(tables: bool) -> Resources {
+    let all = usher_backend_conformance::resources();
+    if tables {
+        Resources {
+            tables: all.tables,
+            ..Resources::default()
+        }
+    } else {
+        Resources {
+            tables: Default::default(),
+            ..all
+        }
+    }
 }
 
 /// Backends on the local servers, every physical name under a fresh prefix
@@ -48,7 +40,7 @@ async fn backends(need_dynamodb: bool) -> Option<(AwsBackends, String)> {
         .endpoint_url(aws)
         .region("us-east-1")
         .credentials("test", "test")
-        .resources(&resources());
+        .resources(&usher_backend_conformance::resources());
     if need_dynamodb {
         b = b.service_endpoint_url(Service::DynamoDb, server("USHER_TEST_DYNAMODB")?);
     }
@@ -59,44 +51,6 @@ async fn backends(need_dynamodb: bool) -> Option<(AwsBackends, String)> {
         .await
         .expect("AWS backends");
     Some((backends, prefix))
-}
-
-async fn create_table(b: &AwsBackends, physical: &str, pk: &str, sk: Option<&str>) {
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    let mut req = b
-        .tables()
-        .client()
-        .create_table()
-        .table_name(physical)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr(pk))
-        .key_schema(key(pk, KeyType::Hash))
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .expect("stream"),
-        );
-    if let Some(sk) = sk {
-        req = req
-            .attribute_definitions(attr(sk))
-            .key_schema(key(sk, KeyType::Range));
-    }
-    req.send().await.expect("CreateTable");
 }
 
 async fn create_queue(b: &AwsBackends, physical: &str) -> String {
@@ -157,17 +111,14 @@ impl QueueProbe for SqsProbe {
 
 #[tokio::test]
 async fn table_conformance_on_dynamodb_local() {
-    let Some((b, prefix)) = backends(true).await else {
+    let Some((b, _)) = backends(true).await else {
         return;
     };
-    create_table(
-        &b,
-        &format!("{prefix}sorted"),
-        table::PARTITION_KEY,
-        Some(table::SORT_KEY),
-    )
-    .await;
-    create_table(&b, &format!("{prefix}simple"), table::SIMPLE_KEY, None).await;
+    let report = b
+        .provision(&resources_only(true), &ProvisionOptions::default())
+        .await
+        .expect("provision the tables");
+    assert_eq!(report.tables.len(), 2);
     table::all(b.tables().as_ref(), "sorted", "simple").await;
 }
 
@@ -182,56 +133,125 @@ async fn queue_conformance_on_moto_sqs() {
 
 #[tokio::test]
 async fn topic_conformance_on_moto_sns() {
-    let Some((b, prefix)) = backends(false).await else {
+    let Some((b, _)) = backends(false).await else {
         return;
     };
-    let sns = b.topics();
-    let topic_arn = sns
-        .client()
-        .create_topic()
-        .name(format!("{prefix}news"))
-        .send()
+    b.provision(&resources_only(false), &ProvisionOptions::default())
         .await
-        .expect("CreateTopic")
-        .topic_arn
-        .expect("topic ARN");
-    for (queue, policy) in [
-        ("all", None),
-        ("filtered", Some(topic::filter_policy().to_string())),
-    ] {
-        let url = create_queue(&b, &format!("{prefix}{queue}")).await;
-        let queue_arn = b
-            .queues()
-            .client()
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("GetQueueAttributes")
-            .attributes
-            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-            .expect("queue ARN");
-        let mut sub = sns
-            .client()
-            .subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .attributes("RawMessageDelivery", "true");
-        if let Some(p) = policy {
-            sub = sub.attributes("FilterPolicy", p);
-        }
-        sub.send().await.expect("Subscribe");
-    }
+        .expect("provision the topic and its queues");
     topic::all(
-        sns.as_ref(),
+        b.topics().as_ref(),
         &SqsProbe(b.clone()),
         "news",
         "all",
         "filtered",
     )
     .await;
+}
+
+/// `provision` creates every kind of resource with its settings, and a
+/// second run changes nothing and reports what is there.
+#[tokio::test]
+async fn provision_creates_the_registry_resources_once() {
+    let Some((b, prefix)) = backends(true).await else {
+        return;
+    };
+    let mut r = resources_only(true);
+    r.queues.insert(
+        "work".into(),
+        QueueDef {
+            visibility_timeout_s: 45,
+            max_receive_count: 4,
+            dead_letter: Some("work-dlq".into()),
+            ..QueueDef::default()
+        },
+    );
+    r.queues.insert("work-dlq".into(), QueueDef::default());
+    r.topics.insert(
+        "news".into(),
+        TopicDef {
+            subscriptions: vec![Subscription {
+                queue: "work".into(),
+                filter_policy: None,
+            }],
+        },
+    );
+    r.buckets.push("exports".into());
+    let first = b
+        .provision(&r, &ProvisionOptions::default())
+        .await
+        .expect("provision");
+    assert!(
+        first
+            .tables
+            .values()
+            .all(|t| t.created && t.arn.contains("stream")),
+        "{first:?}"
+    );
+    assert!(first.queues.values().all(|q| q.created), "{first:?}");
+    assert!(first.buckets["exports"].created);
+    assert_eq!(
+        first.buckets["exports"].physical,
+        format!("{prefix}exports")
+    );
+
+    let sqs = b.queues().client().clone();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&first.queues["work"].physical)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .unwrap_or_default();
+    assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "45");
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).expect("redrive JSON");
+    assert_eq!(
+        redrive["deadLetterTargetArn"],
+        json!(first.queues["work-dlq"].arn)
+    );
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "4"
+    );
+    assert!(attrs.contains_key(&QueueAttributeName::Policy), "{attrs:?}");
+
+    // The topic delivers to its queue.
+    b.topics()
+        .publish_batch(
+            "news",
+            vec![usher_capabilities::OutgoingMessage {
+                body: "hello".into(),
+                attributes: Vec::new(),
+                delay_seconds: None,
+            }],
+        )
+        .await
+        .expect("publish")
+        .into_iter()
+        .for_each(|r| {
+            r.expect("published");
+        });
+    let arrived = SqsProbe(b.clone())
+        .receive("work", Duration::from_secs(5))
+        .await;
+    assert_eq!(arrived.len(), 1);
+    assert_eq!(arrived[0].body, "hello");
+
+    let second = b
+        .provision(&r, &ProvisionOptions::default())
+        .await
+        .expect("provision again");
+    assert!(second.tables.values().all(|t| !t.created), "{second:?}");
+    assert!(second.queues.values().all(|q| !q.created), "{second:?}");
+    assert!(!second.buckets["exports"].created);
+    assert_eq!(second.tables["sorted"].arn, first.tables["sorted"].arn);
+    assert_eq!(
+        second.queues["work"].physical,
+        first.queues["work"].physical
+    );
 }
 
 #[tokio::test]
@@ -396,7 +416,7 @@ async fn unreachable_endpoint_is_unavailable() {
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .region("us-east-1")
         .credentials("test", "test")
-        .resources(&resources())
+        .resources(&usher_backend_conformance::resources())
         .connect_timeout(Duration::from_millis(500))
         .operation_timeout(Duration::from_secs(3))
         .max_attempts(2)

@@ -11,6 +11,7 @@
 use std::fmt::Debug;
 
 use usher_capabilities::CapError;
+use usher_registry::{QueueDef, Resources, Subscription, TableDef, TopicDef};
 
 pub mod cache;
 pub mod events;
@@ -18,6 +19,48 @@ pub mod objects;
 pub mod queue;
 pub mod table;
 pub mod topic;
+
+/// The resources the suites use, as a registry declares them: tables
+/// `sorted` (PK/SK) and `simple` (PK), queues `work`, `all` and
+/// `filtered`, topic `news` (`all` subscribed without a filter policy,
+/// `filtered` with [`topic::filter_policy`]) and bucket `bucket`.
+pub fn resources() -> Resources {
+    let mut r = Resources::default();
+    r.tables.insert(
+        "sorted".into(),
+        TableDef {
+            partition_key: table::PARTITION_KEY.into(),
+            sort_key: Some(table::SORT_KEY.into()),
+        },
+    );
+    r.tables.insert(
+        "simple".into(),
+        TableDef {
+            partition_key: table::SIMPLE_KEY.into(),
+            sort_key: None,
+        },
+    );
+    for q in ["work", "all", "filtered"] {
+        r.queues.insert(q.into(), QueueDef::default());
+    }
+    r.topics.insert(
+        "news".into(),
+        TopicDef {
+            subscriptions: vec![
+                Subscription {
+                    queue: "all".into(),
+                    filter_policy: None,
+                },
+                Subscription {
+                    queue: "filtered".into(),
+                    filter_policy: Some(topic::filter_policy()),
+                },
+            ],
+        },
+    );
+    r.buckets.push("bucket".into());
+    r
+}
 
 /// The address of a real server for a test, from the environment variable
 /// `var` that `scripts/servers start` writes (`USHER_TEST_DYNAMODB`,

@@ -7,45 +7,6 @@ use async_trait::async_trait;
 use usher_backend_conformance::queue::{Arrived, QueueProbe};
 use usher_backend_conformance::{objects, queue, table, topic};
 use usher_backend_embedded::{Embedded, EmbeddedQueues};
-use usher_registry::{QueueDef, Resources, Subscription, TableDef, TopicDef};
-
-fn resources() -> Resources {
-    let mut r = Resources::default();
-    r.tables.insert(
-        "sorted".into(),
-        TableDef {
-            partition_key: table::PARTITION_KEY.into(),
-            sort_key: Some(table::SORT_KEY.into()),
-        },
-    );
-    r.tables.insert(
-        "simple".into(),
-        TableDef {
-            partition_key: table::SIMPLE_KEY.into(),
-            sort_key: None,
-        },
-    );
-    for q in ["work", "all", "filtered"] {
-        r.queues.insert(q.into(), QueueDef::default());
-    }
-    r.topics.insert(
-        "news".into(),
-        TopicDef {
-            subscriptions: vec![
-                Subscription {
-                    queue: "all".into(),
-                    filter_policy: None,
-                },
-                Subscription {
-                    queue: "filtered".into(),
-                    filter_policy: Some(topic::filter_policy()),
-                },
-            ],
-        },
-    );
-    r.buckets.push("bucket".into());
-    r
-}
 
 /// Receives from the embedded queues, polling until `wait` passes.
 struct Probe(std::sync::Arc<EmbeddedQueues>);
@@ -81,19 +42,19 @@ impl QueueProbe for Probe {
 
 #[tokio::test]
 async fn table_conformance() {
-    let e = Embedded::in_memory(&resources()).expect("open");
+    let e = Embedded::in_memory(&usher_backend_conformance::resources()).expect("open");
     table::all(e.tables().as_ref(), "sorted", "simple").await;
 }
 
 #[tokio::test]
 async fn queue_conformance() {
-    let e = Embedded::in_memory(&resources()).expect("open");
+    let e = Embedded::in_memory(&usher_backend_conformance::resources()).expect("open");
     queue::all(e.queues().as_ref(), &Probe(e.queues()), "work").await;
 }
 
 #[tokio::test]
 async fn topic_conformance() {
-    let e = Embedded::in_memory(&resources()).expect("open");
+    let e = Embedded::in_memory(&usher_backend_conformance::resources()).expect("open");
     topic::all(
         e.topics().as_ref(),
         &Probe(e.queues()),
@@ -106,6 +67,6 @@ async fn topic_conformance() {
 
 #[tokio::test]
 async fn objects_conformance() {
-    let e = Embedded::in_memory(&resources()).expect("open");
+    let e = Embedded::in_memory(&usher_backend_conformance::resources()).expect("open");
     objects::all(e.objects().as_ref(), "bucket").await;
 }

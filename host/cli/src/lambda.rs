@@ -16,6 +16,7 @@ use crate::store_cmds::Paths;
 /// `--env` read the same USHER_* variables), starts the worker and serves
 /// invocations until the Lambda runtime API stops.
 pub async fn run(paths: &Paths) -> Result<()> {
+    check_lambda_environment()?;
     let mut config = LambdaConfig::from_env()?;
     config.registry = paths.registry.clone();
     config.store = paths.location()?;
@@ -35,6 +36,29 @@ pub async fn run(paths: &Paths) -> Result<()> {
     usher_trigger_lambda::run(Arc::new(host))
         .await
         .map_err(|e| anyhow!("the Lambda runtime stopped: {e}"))
+}
+
+/// The variables Lambda sets and `lambda_runtime` requires: a clear error
+/// outside Lambda (or a Runtime API emulator) rather than its panic.
+fn check_lambda_environment() -> Result<()> {
+    for var in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+    ] {
+        if std::env::var(var).map_or(true, |v| v.is_empty()) {
+            return Err(anyhow!(
+                "{var} is not set: `usher lambda` runs inside AWS Lambda, or against a Lambda Runtime API emulator that sets it"
+            ));
+        }
+    }
+    let memory = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default();
+    if memory.parse::<i32>().is_err() {
+        return Err(anyhow!(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE is `{memory}`, not a size in MB: `usher lambda` runs inside AWS Lambda, or against a Lambda Runtime API emulator that sets it"
+        ));
+    }
+    Ok(())
 }
 
 /// The backends `usher lambda` gives its worker: tables on DynamoDB, queues

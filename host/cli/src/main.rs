@@ -7,6 +7,7 @@ mod demo;
 mod dlq;
 mod invoke;
 mod lambda;
+mod provision;
 mod services;
 mod status;
 mod store_cmds;
@@ -112,6 +113,20 @@ enum Command {
     /// environment names it (USHER_WORKER, USHER_STORE, USHER_ENV,
     /// USHER_REGISTRY, USHER_RELEASE_CHECK_SECS, USHER_MIRROR).
     Lambda,
+    /// Creates the registry's resources on AWS (tables with streams, queues
+    /// with redrive policies, topics with subscriptions, buckets), with the
+    /// configuration `usher lambda` uses (the AWS chain plus
+    /// USHER_AWS_ENDPOINT_URL, USHER_<SERVICE>_ENDPOINT_URL,
+    /// USHER_RESOURCE_PREFIX, USHER_RESOURCE_NAMES); what exists is left as
+    /// it is.
+    Provision {
+        /// Every queue's visibility timeout in seconds, over the registry's.
+        #[arg(long)]
+        visibility_timeout: Option<u32>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Dead-letter queues: list them and their messages, replay them.
     Dlq {
         #[command(subcommand)]
@@ -212,6 +227,10 @@ fn main() -> Result<()> {
         Command::Ls { json } => block_on(store_cmds::ls(&paths, json)),
         Command::Pin { from, sources } => block_on(store_cmds::pin(&paths, &from, &sources)),
         Command::Lambda => block_on(lambda::run(&paths)),
+        Command::Provision {
+            visibility_timeout,
+            json,
+        } => block_on(provision::run(&paths, visibility_timeout, json)),
         Command::Invoke {
             worker,
             event,

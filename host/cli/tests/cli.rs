@@ -193,3 +193,49 @@ fn bad_input_gives_clear_errors() {
         "{err}"
     );
 }
+
+/// The stderr of a run that must exit with status 1.
+fn fails_with_1(out: std::io::Result<Output>) -> String {
+    let out = out.expect("usher runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
+/// `usher lambda` outside Lambda and `usher provision` against an endpoint
+/// nobody listens on fail with a clear error, not a panic.
+#[test]
+fn lambda_and_provision_errors_are_clear() {
+    let sb = Sandbox::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_usher"))
+        .arg("lambda")
+        .env("USHER_WORKER", "testing/echo")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("RUST_BACKTRACE", "0")
+        .output();
+    let err = fails_with_1(out);
+    assert!(
+        err.contains("AWS_LAMBDA_RUNTIME_API is not set") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let out = Command::new(env!("CARGO_BIN_EXE_usher"))
+        .arg("--registry")
+        .arg(sb.dir.path().join("workers"))
+        .arg("provision")
+        .env("USHER_AWS_ENDPOINT_URL", format!("http://{closed}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("RUST_BACKTRACE", "0")
+        .output();
+    let err = fails_with_1(out);
+    assert!(
+        err.contains("provisioning") && err.contains("unavailable") && !err.contains("panicked"),
+        "{err}"
+    );
+}

@@ -116,20 +116,20 @@ async fn a_faulty_entry_service_still_converges() {
     let tables = platform.embedded().tables();
     let users: Vec<String> = (0..ENTRIES).map(|i| format!("u{i:05}")).collect();
     for user in &users {
-        bump(&tables, CAMPAIGN, user).await;
+        bump(tables.as_ref(), CAMPAIGN, user).await;
     }
     for (i, user) in users.iter().enumerate() {
         if i % 4 == 0 {
-            bump(&tables, CAMPAIGN, user).await;
+            bump(tables.as_ref(), CAMPAIGN, user).await;
         }
         if i % 10 == 7 {
-            remove(&tables, CAMPAIGN, user).await;
+            remove(tables.as_ref(), CAMPAIGN, user).await;
         }
     }
 
     let state = converge(
         &platform,
-        &tables,
+        tables.as_ref(),
         CAMPAIGN,
         &users,
         Duration::from_secs(300),

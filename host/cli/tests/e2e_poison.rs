@@ -52,7 +52,7 @@ async fn a_poison_message_goes_to_the_dlq_alone_and_replays_once_fixed() {
 
     let mut users: Vec<String> = (0..ENTRIES).map(|i| format!("u{i:04}")).collect();
     for user in &users[..ENTRIES / 2] {
-        bump(&tables, CAMPAIGN, user).await;
+        bump(tables.as_ref(), CAMPAIGN, user).await;
     }
     let mut poison = entry(CAMPAIGN, POISON, 1);
     poison["entry"]["notes"] = json!("x".repeat(5_000));
@@ -61,13 +61,13 @@ async fn a_poison_message_goes_to_the_dlq_alone_and_replays_once_fixed() {
         .await
         .expect("put the poison entry");
     for user in &users[ENTRIES / 2..] {
-        bump(&tables, CAMPAIGN, user).await;
+        bump(tables.as_ref(), CAMPAIGN, user).await;
     }
 
     // Every other entry replicates.
     converge(
         &platform,
-        &tables,
+        tables.as_ref(),
         CAMPAIGN,
         &users,
         Duration::from_secs(120),
@@ -138,7 +138,7 @@ async fn a_poison_message_goes_to_the_dlq_alone_and_replays_once_fixed() {
     users.push(POISON.to_string());
     converge(
         &platform,
-        &tables,
+        tables.as_ref(),
         CAMPAIGN,
         &users,
         Duration::from_secs(60),

@@ -28,7 +28,7 @@ async fn ten_thousand_entries_with_racing_changes_converge() {
         let (tables, users) = (tables.clone(), users.clone());
         tasks.push(tokio::spawn(async move {
             for user in users.iter().skip(w).step_by(WRITERS) {
-                bump(&tables, CAMPAIGN, user).await;
+                bump(tables.as_ref(), CAMPAIGN, user).await;
             }
         }));
     }
@@ -45,12 +45,12 @@ async fn ten_thousand_entries_with_racing_changes_converge() {
         tasks.push(tokio::spawn(async move {
             for (i, user) in users.iter().enumerate() {
                 if i % 3 == 0 {
-                    bump(&tables, CAMPAIGN, user).await;
+                    bump(tables.as_ref(), CAMPAIGN, user).await;
                 }
                 if i % 10 == 3 && i % WRITERS == w {
-                    remove(&tables, CAMPAIGN, user).await;
+                    remove(tables.as_ref(), CAMPAIGN, user).await;
                     if i % 20 == 13 {
-                        bump(&tables, CAMPAIGN, user).await;
+                        bump(tables.as_ref(), CAMPAIGN, user).await;
                     }
                 }
             }
@@ -62,7 +62,7 @@ async fn ten_thousand_entries_with_racing_changes_converge() {
 
     let state = converge(
         &platform,
-        &tables,
+        tables.as_ref(),
         CAMPAIGN,
         &users,
         Duration::from_secs(300),

@@ -25,9 +25,9 @@ async fn kill_9_mid_run_and_restart_converges() {
         let (tables, users) = (tables.clone(), users.clone());
         tokio::spawn(async move {
             for (i, user) in users.iter().enumerate() {
-                bump(&tables, CAMPAIGN, user).await;
+                bump(tables.as_ref(), CAMPAIGN, user).await;
                 if i % 7 == 0 {
-                    bump(&tables, CAMPAIGN, user).await;
+                    bump(tables.as_ref(), CAMPAIGN, user).await;
                 }
                 if i % 50 == 0 {
                     // Leave the SQLite write lock to the host now and then.
@@ -42,7 +42,7 @@ async fn kill_9_mid_run_and_restart_converges() {
     let first = vec![users[0].clone()];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (present, flagged) = common::table_state(&tables, CAMPAIGN, &first).await;
+        let (present, flagged) = common::table_state(tables.as_ref(), CAMPAIGN, &first).await;
         if present.len() == 1 && flagged == 0 {
             break;
         }
@@ -56,7 +56,7 @@ async fn kill_9_mid_run_and_restart_converges() {
     }
     platform.kill9();
     // What the killed host left undone (the writes may still be going on).
-    let (_, flagged) = common::table_state(&tables, CAMPAIGN, &users).await;
+    let (_, flagged) = common::table_state(tables.as_ref(), CAMPAIGN, &users).await;
     assert!(
         flagged > 0,
         "everything replicated before the kill; the test proves nothing"
@@ -67,14 +67,14 @@ async fn kill_9_mid_run_and_restart_converges() {
     // More changes while it is down.
     for (i, user) in users.iter().enumerate() {
         if i % 10 == 5 {
-            remove(&tables, CAMPAIGN, user).await;
+            remove(tables.as_ref(), CAMPAIGN, user).await;
         }
     }
 
     platform.start().await;
     let state = converge(
         &platform,
-        &tables,
+        tables.as_ref(),
         CAMPAIGN,
         &users,
         Duration::from_secs(300),

@@ -56,7 +56,7 @@ async fn a_swap_under_load_fails_no_invocation() {
         let (tables, users, writing) = (tables.clone(), users.clone(), writing.clone());
         tokio::spawn(async move {
             for user in users.iter() {
-                bump(&tables, CAMPAIGN, user).await;
+                bump(tables.as_ref(), CAMPAIGN, user).await;
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }
             writing.store(false, Ordering::SeqCst);
@@ -92,7 +92,7 @@ async fn a_swap_under_load_fails_no_invocation() {
 
     converge(
         &platform,
-        &tables,
+        tables.as_ref(),
         CAMPAIGN,
         &users,
         Duration::from_secs(300),

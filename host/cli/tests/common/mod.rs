@@ -9,11 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use usher_backend_embedded::{Embedded, EmbeddedTables};
+use usher_backend_embedded::Embedded;
 use usher_capabilities::{CapError, Condition, TableBackend};
 use usher_registry::Registry;
 
@@ -266,7 +265,7 @@ static NEXT_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// Writes the entry at a new, higher version (read, then a write conditional
 /// on the version read, retried when another writer got in between): how the
 /// registration workers write. Returns the version written.
-pub async fn bump(tables: &EmbeddedTables, campaign: &str, user: &str) -> u64 {
+pub async fn bump(tables: &dyn TableBackend, campaign: &str, user: &str) -> u64 {
     for _ in 0..100 {
         let current = tables.get(TABLE, &key(campaign, user)).await.expect("get");
         let version = NEXT_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -287,7 +286,7 @@ pub async fn bump(tables: &EmbeddedTables, campaign: &str, user: &str) -> u64 {
 }
 
 /// Deletes the entry; the next [`bump`] re-creates it.
-pub async fn remove(tables: &EmbeddedTables, campaign: &str, user: &str) {
+pub async fn remove(tables: &dyn TableBackend, campaign: &str, user: &str) {
     tables
         .delete(TABLE, &key(campaign, user), None)
         .await
@@ -336,7 +335,7 @@ pub async fn service_entries(
 /// What the table holds for these users: (globalUserId → version of the
 /// entries present, how many are still flagged).
 pub async fn table_state(
-    tables: &EmbeddedTables,
+    tables: &dyn TableBackend,
     campaign: &str,
     users: &[String],
 ) -> (BTreeMap<String, u64>, usize) {
@@ -362,16 +361,36 @@ pub async fn table_state(
 /// differences after `within`.
 pub async fn converge(
     platform: &Platform,
-    tables: &Arc<EmbeddedTables>,
+    tables: &dyn TableBackend,
     campaign: &str,
     users: &[String],
     within: Duration,
+) -> BTreeMap<String, u64> {
+    converge_with(&platform.base, tables, campaign, users, within, || {
+        format!(
+            "status {}\n{}",
+            platform.status(),
+            tail(&platform.log(), 60)
+        )
+    })
+    .await
+}
+
+/// [`converge`] against the Entry Service at `base`; `context()` is added
+/// to the panic message.
+pub async fn converge_with(
+    base: &str,
+    tables: &dyn TableBackend,
+    campaign: &str,
+    users: &[String],
+    within: Duration,
+    context: impl Fn() -> String,
 ) -> BTreeMap<String, u64> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + within;
     loop {
         let (table, flagged) = table_state(tables, campaign, users).await;
-        let service = service_entries(&client, &platform.base, campaign).await;
+        let service = service_entries(&client, base, campaign).await;
         if flagged == 0 && service.as_ref() == Some(&table) {
             return table;
         }
@@ -384,11 +403,10 @@ pub async fn converge(
                 .count();
             let extra = service.keys().filter(|u| !table.contains_key(*u)).count();
             panic!(
-                "not converged in {within:?}: table {} entries ({flagged} flagged); the Entry Service {} ({missing} missing, {stale} at another version, {extra} extra)\nstatus {}\n{}",
+                "not converged in {within:?}: table {} entries ({flagged} flagged); the Entry Service {} ({missing} missing, {stale} at another version, {extra} extra)\n{}",
                 table.len(),
                 service.len(),
-                platform.status(),
-                tail(&platform.log(), 60)
+                context()
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

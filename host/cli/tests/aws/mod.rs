@@ -1,0 +1,229 @@
+//! The AWS side of the end-to-end tests: the local servers (DynamoDB Local
+//! for tables and their streams, moto for SQS and S3), the real `usher
+//! lambda` binary run as functions against a local Lambda Runtime API
+//! ([`runtime_api`]), and Lambda's event-source mappings run locally
+//! ([`sources`]).
+
+#![allow(dead_code)]
+
+pub mod runtime_api;
+pub mod sources;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::types::QueueAttributeName;
+use usher_backend_aws::{AwsBackends, Service};
+use usher_backend_conformance::server;
+use usher_registry::Resources;
+
+use runtime_api::RuntimeApi;
+
+/// The local servers `scripts/servers` started.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// moto: SQS, SNS, S3, Secrets Manager.
+    pub aws: String,
+    /// DynamoDB Local: tables and streams.
+    pub dynamodb: String,
+}
+
+impl Servers {
+    /// The servers, or `None` (the test is skipped) when they are not
+    /// running; under `USHER_REQUIRE_SERVERS=1` a missing one panics.
+    pub fn from_env() -> Option<Servers> {
+        Some(Servers {
+            aws: server("USHER_TEST_AWS")?,
+            dynamodb: server("USHER_TEST_DYNAMODB")?,
+        })
+    }
+
+    async fn config(&self, endpoint: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "usher-tests",
+            ))
+            .load()
+            .await
+    }
+
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.config(&self.dynamodb).await)
+    }
+
+    pub async fn streams(&self) -> aws_sdk_dynamodbstreams::Client {
+        aws_sdk_dynamodbstreams::Client::new(&self.config(&self.dynamodb).await)
+    }
+
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.config(&self.aws).await)
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let config = self.config(&self.aws).await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// The environment of a process using these servers with every
+    /// physical resource name under `prefix`.
+    pub fn env(&self, prefix: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.aws.as_str()),
+            ("USHER_DYNAMODB_ENDPOINT_URL", self.dynamodb.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("USHER_RESOURCE_PREFIX", prefix),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// The AWS backends the test process itself uses (to write the tables).
+    pub async fn backends(&self, resources: &Resources, prefix: &str) -> AwsBackends {
+        AwsBackends::builder()
+            .endpoint_url(self.aws.clone())
+            .service_endpoint_url(Service::DynamoDb, self.dynamodb.clone())
+            .region("us-east-1")
+            .credentials("test", "test")
+            .resources(resources)
+            .resource_prefix(prefix.to_string())
+            .build()
+            .await
+            .expect("AWS backends")
+    }
+
+    /// Creates a bucket.
+    pub async fn bucket(&self, name: &str) {
+        self.s3()
+            .await
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("create bucket");
+    }
+
+    /// The messages in a queue (visible and in flight), as SQS counts them.
+    pub async fn depth(&self, queue_url: &str) -> u64 {
+        let out = self
+            .sqs()
+            .await
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+}
+
+/// One worker deployed as a function: the real `usher lambda` binary, in
+/// `instances` processes polling one local Runtime API.
+pub struct Function {
+    pub api: Arc<RuntimeApi>,
+    children: Vec<Child>,
+    logs: Vec<PathBuf>,
+}
+
+impl Function {
+    /// Starts `instances` processes of `usher lambda` serving `worker`,
+    /// with `env` (the AWS servers, the store, the registry …) and the
+    /// variables Lambda sets; their stderr goes to files in `dir`.
+    pub async fn start(
+        worker: &str,
+        instances: usize,
+        env: &[(String, String)],
+        dir: &Path,
+    ) -> Function {
+        let name = worker.replace('/', "-");
+        let api = Arc::new(RuntimeApi::start(worker).await);
+        let mut children = Vec::new();
+        let mut logs = Vec::new();
+        for n in 0..instances {
+            let log = dir.join(format!("{name}-{n}.log"));
+            let mirror = dir.join(format!("{name}-{n}-mirror"));
+            let child = Command::new(env!("CARGO_BIN_EXE_usher"))
+                .arg("lambda")
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .env("USHER_WORKER", worker)
+                .env("USHER_MIRROR", &mirror)
+                .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+                .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+                .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("instance-{n}"))
+                .env("RUST_LOG", "warn")
+                .env("RUST_BACKTRACE", "0")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log file"))
+                .spawn()
+                .expect("usher lambda starts");
+            children.push(child);
+            logs.push(log);
+        }
+        Function {
+            api,
+            children,
+            logs,
+        }
+    }
+
+    /// Panics (with the logs) when an instance has exited.
+    pub fn assert_running(&mut self) {
+        for (n, child) in self.children.iter_mut().enumerate() {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("instance {n} exited with {status}:\n{}", self.logs());
+            }
+        }
+    }
+
+    /// Every instance's stderr (the last 40 lines of each).
+    pub fn logs(&self) -> String {
+        self.logs
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                format!("--- {}\n{}", path.display(), crate::common::tail(&text, 40))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

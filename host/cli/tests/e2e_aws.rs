@@ -1,0 +1,252 @@
+//! Replication end to end on the AWS backends, against real servers on
+//! 127.0.0.1 (started by `scripts/servers`):
+//!
+//! ```text
+//! DynamoDB Local demand-table ──stream──► enqueue-entries (usher lambda)
+//!   ──► moto SQS save-entries ──► save-entries (usher lambda, 2 instances)
+//!   ──► the Entry Service (usher up) ──► demand-table flag cleared
+//! ```
+//!
+//! Both workers run as the real `usher lambda` binary against a local
+//! Lambda Runtime API, their components fetched from an S3 component store
+//! (moto) at init; the stream and the queue reach them through locally run
+//! event-source mappings that act on `batchItemFailures` as Lambda does.
+//! Entries are written, modified and removed on DynamoDB; one oversized
+//! entry is refused by the Entry Service, fails alone, and SQS moves it to
+//! the dead-letter queue after three receives.
+
+mod aws;
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws::sources::{QueueSource, SourceStats, StreamSource};
+use aws::{Function, Servers};
+use common::{bump, converge_with, remove, root, Platform};
+use serde_json::{json, Value};
+use usher_backend_conformance::unique_name;
+use usher_capabilities::TableBackend;
+
+const CAMPAIGN: &str = "c-aws";
+const ENTRIES: usize = 300;
+
+/// Runs `usher` on the S3 component store with the servers' environment;
+/// returns its standard output.
+fn usher_s3(platform: &Platform, store: &str, env: &[(String, String)], args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .arg("--registry")
+        .arg(&platform.registry_dir)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("usher runs");
+    assert!(
+        out.status.success(),
+        "usher {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The `arn` (or `physical`) of a resource in `usher provision --json`.
+fn provisioned(report: &Value, kind: &str, name: &str, field: &str) -> String {
+    report[kind]
+        .as_array()
+        .and_then(|list| list.iter().find(|r| r["name"] == json!(name)))
+        .and_then(|r| r[field].as_str())
+        .unwrap_or_else(|| panic!("{kind} {name} is not in {report}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replication_runs_end_to_end_on_the_aws_backends() {
+    let Some(servers) = Servers::from_env() else {
+        return;
+    };
+    // The Entry Service runs under `usher up` (its own embedded storage);
+    // the replication workers there have nothing to do: their queues and
+    // table are the embedded ones, which nobody writes.
+    let mut platform = Platform::new(|_, text| text);
+    platform.start().await;
+    let registry = platform.registry();
+
+    // The registry's resources on the servers, under a fresh prefix.
+    let prefix = format!("{}-", unique_name("e2e"));
+    let env = servers.env(&prefix);
+    let bucket = unique_name("usher-store");
+    servers.bucket(&bucket).await;
+    let store = format!("s3://{bucket}/components");
+    let report: Value = serde_json::from_str(&usher_s3(
+        &platform,
+        &store,
+        &env,
+        &["provision", "--visibility-timeout", "5", "--json"],
+    ))
+    .expect("provision --json");
+
+    // The component store on S3: push and promote both workers.
+    for worker in ["replication/enqueue-entries", "replication/save-entries"] {
+        let version = registry.workers[worker].component.version.to_string();
+        let file = root().join(format!("build/components/{worker}.wasm"));
+        let file = file.to_string_lossy();
+        usher_s3(
+            &platform,
+            &store,
+            &env,
+            &["push", worker, &file, "--version", &version],
+        );
+        usher_s3(&platform, &store, &env, &["promote", worker, &version]);
+    }
+
+    // The functions: the real binary against a local Runtime API.
+    let mut function_env = env.clone();
+    function_env.extend(
+        [
+            ("USHER_STORE", store.as_str()),
+            ("USHER_ENV", "dev"),
+            ("USHER_REGISTRY", &platform.registry_dir.to_string_lossy()),
+            ("USHER_SERVICE_ENTRIES_URL", &platform.entries_url),
+            ("USHER_RELEASE_CHECK_SECS", "5"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let dir = platform.tmp.path().to_path_buf();
+    let mut enqueue = Function::start("replication/enqueue-entries", 1, &function_env, &dir).await;
+    let mut save = Function::start("replication/save-entries", 2, &function_env, &dir).await;
+
+    // The event-source mappings.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stream_stats = Arc::new(SourceStats::default());
+    let queue_stats = Arc::new(SourceStats::default());
+    let mut sources = Vec::new();
+    sources.push(tokio::spawn(
+        StreamSource {
+            client: servers.streams().await,
+            stream_arn: provisioned(&report, "tables", "demand-table", "arn"),
+            batch_size: 100,
+            max_retries: 3,
+        }
+        .run(enqueue.api.clone(), stream_stats.clone(), stopped.clone()),
+    ));
+    let queue_url = provisioned(&report, "queues", "save-entries", "physical");
+    let queue_arn = provisioned(&report, "queues", "save-entries", "arn");
+    for _ in 0..2 {
+        sources.push(tokio::spawn(
+            QueueSource {
+                client: servers.sqs().await,
+                queue_url: queue_url.clone(),
+                queue_arn: queue_arn.clone(),
+                batch_size: 10,
+            }
+            .run(save.api.clone(), queue_stats.clone(), stopped.clone()),
+        ));
+    }
+
+    // Writes on DynamoDB: every entry, then a third modified, a tenth
+    // removed and some of those re-inserted.
+    let backends = servers.backends(&registry.resources, &prefix).await;
+    let tables = backends.tables();
+    let users: Vec<String> = (0..ENTRIES).map(|n| format!("u{n:04}")).collect();
+    for user in &users {
+        bump(tables.as_ref(), CAMPAIGN, user).await;
+    }
+    for (n, user) in users.iter().enumerate() {
+        if n % 3 == 0 {
+            bump(tables.as_ref(), CAMPAIGN, user).await;
+        }
+        if n % 10 == 5 {
+            remove(tables.as_ref(), CAMPAIGN, user).await;
+            if n % 20 == 5 {
+                bump(tables.as_ref(), CAMPAIGN, user).await;
+            }
+        }
+    }
+    // The poison entry: over the Entry Service's 64 KiB limit.
+    let poison_user = "poison";
+    let mut poison = common::entry("c-aws-poison", poison_user, 1);
+    poison["entry"]["essay"] = json!("x".repeat(70_000));
+    tables
+        .put("demand-table", poison, None)
+        .await
+        .expect("the poison entry");
+    enqueue.assert_running();
+    save.assert_running();
+
+    let context = || {
+        format!(
+            "stream source: {}\nqueue source: {}\n{}\n{}\nusher up:\n{}",
+            stream_stats.summary(),
+            queue_stats.summary(),
+            enqueue.logs(),
+            save.logs(),
+            common::tail(&platform.log(), 30)
+        )
+    };
+    let state = converge_with(
+        &platform.base,
+        tables.as_ref(),
+        CAMPAIGN,
+        &users,
+        Duration::from_secs(180),
+        context,
+    )
+    .await;
+    let removed = (0..ENTRIES).filter(|n| n % 20 == 15).count();
+    assert_eq!(state.len(), ENTRIES - removed, "{}", context());
+
+    // The poison entry ends in the dead-letter queue, alone, and stays
+    // flagged; nothing else is left in any queue.
+    let dlq_url = &provisioned(&report, "queues", "save-entries-dlq", "physical");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while servers.depth(dlq_url).await < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the poison message never reached the dead-letter queue\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let dead = servers
+        .sqs()
+        .await
+        .receive_message()
+        .queue_url(dlq_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive the dead letters");
+    let bodies: Vec<Value> = dead
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap_or("null")).expect("JSON body"))
+        .collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["newImage"]["globalUserId"], json!(poison_user));
+    let still = tables
+        .get("demand-table", &common::key("c-aws-poison", poison_user))
+        .await
+        .expect("get")
+        .expect("the poison entry");
+    assert_eq!(still["needsReplication"], json!(true));
+    assert_eq!(servers.depth(&queue_url).await, 0, "{}", context());
+
+    // The poison message failed at least three times: as an item failure
+    // when it came with others, as an invocation error (`BatchFailed`)
+    // when it came alone. The stream gave nothing up.
+    let failures =
+        SourceStats::get(&queue_stats.item_failures) + SourceStats::get(&queue_stats.errors);
+    assert!(failures >= 3, "{}", context());
+    assert_eq!(SourceStats::get(&stream_stats.given_up), 0, "{}", context());
+    enqueue.assert_running();
+    save.assert_running();
+
+    stop.send(true).expect("stop the sources");
+    for source in sources {
+        source.await.expect("a source");
+    }
+    platform.stop().await;
+}
