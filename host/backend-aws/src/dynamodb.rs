@@ -11,7 +11,9 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
-use usher_capabilities::{json_kind, CapError, Condition, Page, TableBackend, WriteOp};
+use usher_capabilities::{
+    json_kind, CapError, Condition, Page, PutItem, TableBackend, UpdateItem, WriteOp,
+};
 use usher_registry::TableDef;
 
 use crate::chunks::{self, Unprocessed};
@@ -22,6 +24,8 @@ use crate::ResourceNames;
 const GET_CHUNK: usize = 100;
 /// The most writes one `BatchWriteItem` carries.
 const WRITE_CHUNK: usize = 25;
+/// The most single-item writes `put_many` / `update_many` have in flight.
+const MANY_IN_FLIGHT: usize = 16;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -699,4 +703,101 @@ impl TableBackend for DynamoTables {
         chunks::send(chunks, &mut results, |chunk| self.write_chunk(t, chunk)).await?;
         Ok(chunks::finish(results, &t.what("BatchWriteItem")))
     }
+
+    /// Up to [`MANY_IN_FLIGHT`] `PutItem` calls at once; puts to one key
+    /// run one after another, in order.
+    async fn put_many(
+        &self,
+        table: &str,
+        puts: Vec<PutItem>,
+    ) -> Result<Vec<Result<(), CapError>>, CapError> {
+        let t = self.table(table)?;
+        let lanes = lanes(puts, |p| key_identity(t.def, &p.item));
+        many(lanes, |p| self.put(table, p.item, p.condition)).await
+    }
+
+    /// Up to [`MANY_IN_FLIGHT`] `UpdateItem` calls at once; updates of one
+    /// key run one after another, in order.
+    async fn update_many(
+        &self,
+        table: &str,
+        updates: Vec<UpdateItem>,
+    ) -> Result<Vec<Result<Value, CapError>>, CapError> {
+        let t = self.table(table)?;
+        let lanes = lanes(updates, |u| key_identity(t.def, &u.key));
+        many(lanes, |u| async move {
+            self.update(table, &u.key, u.set, &u.remove, u.condition)
+                .await
+        })
+        .await
+    }
+}
+
+/// The key of an item or key value as text (missing attributes included,
+/// so that malformed items each get their own lane or share one: either
+/// way their calls fail alone).
+fn key_identity(def: &TableDef, value: &Value) -> String {
+    let part = |name: &Option<&String>| {
+        name.and_then(|n| value.get(n.as_str()))
+            .map(Value::to_string)
+            .unwrap_or_default()
+    };
+    format!(
+        "{}\u{0}{}",
+        part(&Some(&def.partition_key)),
+        part(&def.sort_key.as_ref())
+    )
+}
+
+/// Splits `items` into lanes of one key each (first appearance order),
+/// every item with its index.
+fn lanes<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<Vec<(usize, T)>> {
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    let mut lanes: Vec<Vec<(usize, T)>> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let lane = *by_key.entry(key(&item)).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[lane].push((i, item));
+    }
+    lanes
+}
+
+/// Runs the lanes side by side (at most [`MANY_IN_FLIGHT`] at once), each
+/// lane's calls in order; the results in the items' order. A `Fault`
+/// fails the whole call, as the trait's one-by-one default does.
+async fn many<T, R, F, Fut>(
+    lanes: Vec<Vec<(usize, T)>>,
+    call: F,
+) -> Result<Vec<Result<R, CapError>>, CapError>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R, CapError>>,
+{
+    use futures::stream::{self, StreamExt};
+    let count = lanes.iter().map(Vec::len).sum();
+    let call = &call;
+    let done: Vec<Vec<(usize, Result<R, CapError>)>> = stream::iter(lanes)
+        .map(|lane| async move {
+            let mut out = Vec::with_capacity(lane.len());
+            for (i, item) in lane {
+                out.push((i, call(item).await));
+            }
+            out
+        })
+        .buffer_unordered(MANY_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut results: Vec<Option<Result<R, CapError>>> = (0..count).map(|_| None).collect();
+    for (i, result) in done.into_iter().flatten() {
+        if let Err(e @ CapError::Fault(_)) = result {
+            return Err(e);
+        }
+        results[i] = Some(result);
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(CapError::Fault("a write had no result".into()))))
+        .collect())
 }

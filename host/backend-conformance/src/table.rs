@@ -116,6 +116,36 @@ pub async fn put_many_and_update_many(t: &dyn TableBackend, simple: &str) {
     );
     let stored = t.get(simple, &simple_key(&b)).await.expect("get b");
     assert_eq!(stored, Some(json!({ SIMPLE_KEY: b, "v": 1 })));
+
+    // Many keys, each written twice in one call (a backend may run keys
+    // side by side, but one key's writes in order): the second put's
+    // condition holds only after the first.
+    let keys: Vec<String> = (0..20).map(|n| unique_name(&format!("many-{n}"))).collect();
+    let mut puts = Vec::new();
+    for (v, condition) in [
+        (0, Condition::NotExists),
+        (1, Condition::AttributeEquals("v".into(), json!(0))),
+    ] {
+        for key in &keys {
+            puts.push(PutItem {
+                item: json!({ SIMPLE_KEY: key, "v": v }),
+                condition: Some(condition.clone()),
+            });
+        }
+    }
+    let results = t.put_many(simple, puts).await.expect("put_many of 40");
+    assert_eq!(results.len(), 40);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let stored = t
+        .batch_get(
+            simple,
+            &keys.iter().map(|k| simple_key(k)).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("batch_get");
+    for (key, item) in keys.iter().zip(stored) {
+        assert_eq!(item, Some(json!({ SIMPLE_KEY: key, "v": 1 })), "{key}");
+    }
 }
 
 fn sorted_key(pk: &str, sk: &str) -> Value {
