@@ -17,6 +17,48 @@ use crate::store_cmds::Paths;
 /// invocations until the Lambda runtime API stops.
 pub async fn run(paths: &Paths) -> Result<()> {
     check_lambda_environment()?;
+    let host = match init(paths).await {
+        Ok(host) => host,
+        Err(e) => {
+            report_init_error(&e).await;
+            return Err(e);
+        }
+    };
+    usher_trigger_lambda::run(Arc::new(host))
+        .await
+        .map_err(|e| anyhow!("the Lambda runtime stopped: {e}"))
+}
+
+/// Posts an init failure to the Runtime API's `/runtime/init/error`, so
+/// Lambda reports it with its type (`UnknownWorker`, `ComponentStore` …,
+/// `InitFailed` for the rest) rather than as a bare process exit.
+async fn report_init_error(e: &anyhow::Error) {
+    let error_type = e
+        .downcast_ref::<usher_trigger_lambda::InitError>()
+        .map_or("InitFailed", |e| e.error_type());
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let body = serde_json::json!({
+        "errorType": error_type,
+        "errorMessage": format!("{e:#}"),
+        "stackTrace": [],
+    });
+    let sent = reqwest::Client::new()
+        .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+        .header("Lambda-Runtime-Function-Error-Type", error_type)
+        .json(&body)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await;
+    if let Err(report) = sent {
+        tracing::error!(error = %report, "could not report the init error to the Runtime API");
+    }
+}
+
+/// Loads the configuration and registry, builds the backends and starts
+/// the worker.
+async fn init(paths: &Paths) -> Result<LambdaHost> {
     let mut config = LambdaConfig::from_env()?;
     config.registry = paths.registry.clone();
     config.store = paths.location()?;
@@ -33,9 +75,7 @@ pub async fn run(paths: &Paths) -> Result<()> {
     .await
     .with_context(|| format!("starting worker {}", config.worker))?;
     invoker.bind(host.runtime());
-    usher_trigger_lambda::run(Arc::new(host))
-        .await
-        .map_err(|e| anyhow!("the Lambda runtime stopped: {e}"))
+    Ok(host)
 }
 
 /// The variables Lambda sets and `lambda_runtime` requires: a clear error

@@ -250,3 +250,34 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
     }
     platform.stop().await;
 }
+
+/// An init failure (here an unknown worker) is posted to the Runtime API's
+/// `/runtime/init/error` with its type and a message naming the registry's
+/// workers, and the process exits 1. No server is needed: init fails
+/// before any AWS call.
+#[tokio::test]
+async fn usher_lambda_reports_init_errors_to_the_runtime_api() {
+    let platform = Platform::new(|_, text| text);
+    let env: Vec<(String, String)> = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("USHER_REGISTRY", &platform.registry_dir.to_string_lossy()),
+        ("USHER_STORE", &platform.store.to_string_lossy()),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
+    let mut function =
+        Function::start("replication/no-such-worker", 1, &env, platform.tmp.path()).await;
+    let statuses = function.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(statuses[0].code(), Some(1), "{}", function.logs());
+    let reported = function.api.init_errors();
+    assert_eq!(reported.len(), 1, "{reported:?}\n{}", function.logs());
+    assert_eq!(reported[0]["errorType"], json!("UnknownWorker"));
+    let message = reported[0]["errorMessage"].as_str().expect("a message");
+    assert!(
+        message.contains("replication/no-such-worker")
+            && message.contains("replication/save-entries"),
+        "{message}"
+    );
+}

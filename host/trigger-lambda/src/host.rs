@@ -69,6 +69,20 @@ pub enum InitError {
     Startup(String),
 }
 
+impl InitError {
+    /// The `errorType` reported to Lambda's `/runtime/init/error`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            InitError::MissingVar(_) | InitError::BadVar { .. } => "InvalidConfiguration",
+            InitError::Registry { .. } => "InvalidRegistry",
+            InitError::UnknownWorker { .. } => "UnknownWorker",
+            InitError::UnsupportedTrigger { .. } => "UnsupportedTrigger",
+            InitError::Store { .. } => "ComponentStore",
+            InitError::Startup(_) => "StartupFailed",
+        }
+    }
+}
+
 /// The engine `usher lambda` uses: a small pool (one function serves one
 /// invocation at a time).
 pub fn default_engine() -> Result<Arc<UsherEngine>, InitError> {

@@ -206,6 +206,29 @@ impl Function {
         }
     }
 
+    /// Waits up to `within` for every instance to exit; their statuses.
+    pub async fn wait_exit(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Vec<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        let mut statuses = Vec::new();
+        for child in &mut self.children {
+            loop {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    statuses.push(status);
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still running after {within:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        statuses
+    }
+
     /// Every instance's stderr (the last 40 lines of each).
     pub fn logs(&self) -> String {
         self.logs
