@@ -241,15 +241,19 @@ impl AwsBackends {
 
     async fn create_topic(&self, name: &str) -> Result<Provisioned, CapError> {
         let physical = self.names().physical(name);
-        // A topic mapped to its ARN (USHER_RESOURCE_NAMES) is used as it is.
-        if physical.starts_with("arn:") {
-            return Ok(Provisioned {
-                physical: physical.clone(),
-                arn: physical,
-                created: false,
-            });
+        // A topic that exists (found by name, or mapped to its ARN with
+        // USHER_RESOURCE_NAMES) is used as it is.
+        match self.topics().topic_arn(name).await {
+            Ok(arn) => {
+                return Ok(Provisioned {
+                    physical: arn.clone(),
+                    arn,
+                    created: false,
+                })
+            }
+            Err(CapError::NotFound(_)) => {}
+            Err(e) => return Err(e),
         }
-        // CreateTopic is idempotent: it answers the existing topic's ARN.
         let out = self
             .topics()
             .client()

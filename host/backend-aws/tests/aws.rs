@@ -246,6 +246,8 @@ async fn provision_creates_the_registry_resources_once() {
         .expect("provision again");
     assert!(second.tables.values().all(|t| !t.created), "{second:?}");
     assert!(second.queues.values().all(|q| !q.created), "{second:?}");
+    assert!(first.topics["news"].created && !second.topics["news"].created);
+    assert_eq!(second.topics["news"].arn, first.topics["news"].arn);
     assert!(!second.buckets["exports"].created);
     assert_eq!(second.tables["sorted"].arn, first.tables["sorted"].arn);
     assert_eq!(

@@ -101,11 +101,11 @@ impl StreamSource {
         stop: watch::Receiver<bool>,
     ) {
         let mut shards: Vec<(String, Shard)> = Vec::new();
-        let mut described = Instant::now() - Duration::from_secs(60);
+        let mut described: Option<Instant> = None;
         while !*stop.borrow() {
-            if described.elapsed() > Duration::from_secs(2) {
+            if described.is_none_or(|at| at.elapsed() > Duration::from_secs(2)) {
                 self.describe(&mut shards).await;
-                described = Instant::now();
+                described = Some(Instant::now());
             }
             let mut delivered = false;
             for i in 0..shards.len() {
