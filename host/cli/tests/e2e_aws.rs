@@ -13,17 +13,20 @@
 //! event-source mappings that act on `batchItemFailures` as Lambda does.
 //! Entries are written, modified and removed on DynamoDB; one oversized
 //! entry is refused by the Entry Service, fails alone, and SQS moves it to
-//! the dead-letter queue after three receives.
+//! the dead-letter queue after three receives. Meanwhile a new save-entries
+//! is pushed and promoted on S3, and both running instances swap to it
+//! between invocations, without a restart.
 
 mod aws;
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws::sources::{QueueSource, SourceStats, StreamSource};
 use aws::{Function, Servers};
-use common::{bump, converge_with, remove, root, Platform};
+use common::{bump, converge_with, remove, root, with_custom_section, Platform};
 use serde_json::{json, Value};
 use usher_backend_conformance::unique_name;
 use usher_capabilities::TableBackend;
@@ -154,17 +157,72 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
     for user in &users {
         bump(tables.as_ref(), CAMPAIGN, user).await;
     }
-    for (n, user) in users.iter().enumerate() {
-        if n % 3 == 0 {
-            bump(tables.as_ref(), CAMPAIGN, user).await;
-        }
-        if n % 10 == 5 {
-            remove(tables.as_ref(), CAMPAIGN, user).await;
-            if n % 20 == 5 {
-                bump(tables.as_ref(), CAMPAIGN, user).await;
+    // Modifications and removals go on in the background while a new
+    // save-entries is pushed and promoted on S3: each running instance
+    // notices the release (its ETag, checked every 5 s between
+    // invocations), fetches and swaps it in, without a cold start (the
+    // same processes keep serving); the writer then keeps bumping entries
+    // until both instances have swapped, so invocations continue.
+    let swapped = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let tables = tables.clone();
+        let users = users.clone();
+        let swapped = swapped.clone();
+        tokio::spawn(async move {
+            for (n, user) in users.iter().enumerate() {
+                if n % 3 == 0 {
+                    bump(tables.as_ref(), CAMPAIGN, user).await;
+                }
+                if n % 10 == 5 {
+                    remove(tables.as_ref(), CAMPAIGN, user).await;
+                    if n % 20 == 5 {
+                        bump(tables.as_ref(), CAMPAIGN, user).await;
+                    }
+                }
             }
-        }
+            // Entries that are present (never removed: n % 10 != 5).
+            let mut n = 1;
+            while !swapped.load(Ordering::SeqCst) {
+                bump(tables.as_ref(), CAMPAIGN, &users[n % ENTRIES]).await;
+                n += 10;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let built = std::fs::read(root().join("build/components/replication/save-entries.wasm"))
+        .expect("the built save-entries component");
+    let new = with_custom_section(built, "usher-e2e-aws-swap", b"0.9.0");
+    let new_file = platform.tmp.path().join("save-entries-0.9.0.wasm");
+    std::fs::write(&new_file, new).expect("write");
+    let new_file = new_file.to_string_lossy().to_string();
+    let push = [
+        "push",
+        "replication/save-entries",
+        &new_file,
+        "--version",
+        "0.9.0",
+    ];
+    usher_s3(&platform, &store, &env, &push);
+    usher_s3(
+        &platform,
+        &store,
+        &env,
+        &["promote", "replication/save-entries", "0.9.0"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while save.log_lines("new release swapped in") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the save-entries instances did not swap to 0.9.0:\n{}",
+            save.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    swapped.store(true, Ordering::SeqCst);
+    writer.await.expect("the writer");
+    assert!(save.logs().contains("to=0.9.0"), "{}", save.logs());
+    save.assert_running();
+
     // The poison entry: over the Entry Service's 64 KiB limit.
     let poison_user = "poison";
     let mut poison = common::entry("c-aws-poison", poison_user, 1);
@@ -234,12 +292,13 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
     assert_eq!(still["needsReplication"], json!(true));
     assert_eq!(servers.depth(&queue_url).await, 0, "{}", context());
 
-    // The poison message failed at least three times: as an item failure
-    // when it came with others, as an invocation error (`BatchFailed`)
-    // when it came alone. The stream gave nothing up.
+    // The poison message failed once per receive, three times: as an item
+    // failure when it came with others, as an invocation error
+    // (`BatchFailed`) when it came alone. Nothing else failed, before,
+    // during or after the swap. The stream gave nothing up.
     let failures =
         SourceStats::get(&queue_stats.item_failures) + SourceStats::get(&queue_stats.errors);
-    assert!(failures >= 3, "{}", context());
+    assert_eq!(failures, 3, "{}", context());
     assert_eq!(SourceStats::get(&stream_stats.given_up), 0, "{}", context());
     enqueue.assert_running();
     save.assert_running();

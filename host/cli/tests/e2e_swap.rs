@@ -14,34 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bump, converge, failures, root, Platform};
+use common::{bump, converge, failures, root, with_custom_section, Platform};
 
 const CAMPAIGN: &str = "c-swap";
 const ENTRIES: usize = 3_000;
-
-/// `bytes` with a custom section `name` appended (valid for a component as
-/// for a module: section id 0, size, name, payload).
-fn with_custom_section(mut bytes: Vec<u8>, name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut content = Vec::new();
-    leb(name.len(), &mut content);
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
-    bytes.push(0);
-    leb(content.len(), &mut bytes);
-    bytes.extend(content);
-    bytes
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_swap_under_load_fails_no_invocation() {

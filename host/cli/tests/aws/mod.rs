@@ -181,7 +181,7 @@ impl Function {
                 .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
                 .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
                 .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("instance-{n}"))
-                .env("RUST_LOG", "warn")
+                .env("USHER_LOG", "warn,usher_trigger_lambda=info")
                 .env("RUST_BACKTRACE", "0")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).expect("log file"))
@@ -227,6 +227,14 @@ impl Function {
             }
         }
         statuses
+    }
+
+    /// How many instances' logs contain `text`.
+    pub fn log_lines(&self, text: &str) -> usize {
+        self.logs
+            .iter()
+            .filter(|path| std::fs::read_to_string(path).is_ok_and(|log| log.contains(text)))
+            .count()
     }
 
     /// Every instance's stderr (the last 40 lines of each).
