@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws::sources::{QueueSource, SourceStats, StreamSource};
+use aws::sources::{KinesisSource, QueueSource, SourceStats, StreamSource, StreamTarget};
 use aws::{Function, Servers};
 use common::{bump, converge_with, remove, root, with_custom_section, Platform};
 use serde_json::{json, Value};
+use usher_backend_aws::DynamoTables;
 use usher_backend_conformance::unique_name;
 use usher_capabilities::TableBackend;
 
@@ -65,19 +66,33 @@ fn provisioned(report: &Value, kind: &str, name: &str, field: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn replication_runs_end_to_end_on_the_aws_backends() {
-    let Some(servers) = Servers::from_env() else {
-        return;
-    };
-    // The Entry Service runs under `usher up` (its own embedded storage);
-    // the replication workers there have nothing to do: their queues and
-    // table are the embedded ones, which nobody writes.
+/// The replication workers deployed on the local servers: the registry's
+/// resources provisioned under a fresh prefix, both components pushed and
+/// promoted on an S3 store, enqueue-entries (1 instance) and save-entries
+/// (2 instances) running as `usher lambda`, and the Entry Service under
+/// `usher up` (its own embedded storage; the replication workers there have
+/// nothing to do: their queues and table are the embedded ones, which
+/// nobody writes).
+struct Deployment {
+    servers: Servers,
+    platform: Platform,
+    prefix: String,
+    /// The servers' environment for `usher` commands.
+    env: Vec<(String, String)>,
+    /// `s3://bucket/components`.
+    store: String,
+    /// `usher provision --json`.
+    report: Value,
+    enqueue: Function,
+    save: Function,
+    tables: Arc<DynamoTables>,
+}
+
+async fn deploy(servers: Servers) -> Deployment {
     let mut platform = Platform::new(|_, text| text);
     platform.start().await;
     let registry = platform.registry();
 
-    // The registry's resources on the servers, under a fresh prefix.
     let prefix = format!("{}-", unique_name("e2e"));
     let env = servers.env(&prefix);
     let bucket = unique_name("usher-store");
@@ -91,7 +106,6 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
     ))
     .expect("provision --json");
 
-    // The component store on S3: push and promote both workers.
     for worker in ["replication/enqueue-entries", "replication/save-entries"] {
         let version = registry.workers[worker].component.version.to_string();
         let file = root().join(format!("build/components/{worker}.wasm"));
@@ -105,7 +119,6 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
         usher_s3(&platform, &store, &env, &["promote", worker, &version]);
     }
 
-    // The functions: the real binary against a local Runtime API.
     let mut function_env = env.clone();
     function_env.extend(
         [
@@ -118,41 +131,91 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     let dir = platform.tmp.path().to_path_buf();
-    let mut enqueue = Function::start("replication/enqueue-entries", 1, &function_env, &dir).await;
-    let mut save = Function::start("replication/save-entries", 2, &function_env, &dir).await;
+    let enqueue = Function::start("replication/enqueue-entries", 1, &function_env, &dir).await;
+    let save = Function::start("replication/save-entries", 2, &function_env, &dir).await;
+    let tables = servers
+        .backends(&registry.resources, &prefix)
+        .await
+        .tables();
+    Deployment {
+        servers,
+        platform,
+        prefix,
+        env,
+        store,
+        report,
+        enqueue,
+        save,
+        tables,
+    }
+}
+
+impl Deployment {
+    /// The demand-table's DynamoDB stream, in batches of 100, 3 retries.
+    async fn table_stream(&self) -> StreamSource {
+        StreamSource {
+            client: self.servers.streams().await,
+            stream_arn: provisioned(&self.report, "tables", "demand-table", "arn"),
+            batch_size: 100,
+            max_retries: 3,
+        }
+    }
+
+    /// Two pollers of the save-entries queue feeding the save-entries
+    /// function.
+    async fn queue_sources(
+        &self,
+        stats: &Arc<SourceStats>,
+        stopped: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut sources = Vec::new();
+        for _ in 0..2 {
+            sources.push(tokio::spawn(
+                QueueSource {
+                    client: self.servers.sqs().await,
+                    queue_url: provisioned(&self.report, "queues", "save-entries", "physical"),
+                    queue_arn: provisioned(&self.report, "queues", "save-entries", "arn"),
+                    batch_size: 10,
+                }
+                .run(self.save.api.clone(), stats.clone(), stopped.clone()),
+            ));
+        }
+        sources
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replication_runs_end_to_end_on_the_aws_backends() {
+    let Some(servers) = Servers::from_env() else {
+        return;
+    };
+    let mut d = deploy(servers).await;
 
     // The event-source mappings.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stream_stats = Arc::new(SourceStats::default());
     let queue_stats = Arc::new(SourceStats::default());
-    let mut sources = Vec::new();
-    sources.push(tokio::spawn(
-        StreamSource {
-            client: servers.streams().await,
-            stream_arn: provisioned(&report, "tables", "demand-table", "arn"),
-            batch_size: 100,
-            max_retries: 3,
-        }
-        .run(enqueue.api.clone(), stream_stats.clone(), stopped.clone()),
-    ));
-    let queue_url = provisioned(&report, "queues", "save-entries", "physical");
-    let queue_arn = provisioned(&report, "queues", "save-entries", "arn");
-    for _ in 0..2 {
-        sources.push(tokio::spawn(
-            QueueSource {
-                client: servers.sqs().await,
-                queue_url: queue_url.clone(),
-                queue_arn: queue_arn.clone(),
-                batch_size: 10,
-            }
-            .run(save.api.clone(), queue_stats.clone(), stopped.clone()),
-        ));
-    }
+    let mut sources = d.queue_sources(&queue_stats, &stopped).await;
+    sources.push(tokio::spawn(d.table_stream().await.run(
+        StreamTarget::Function(d.enqueue.api.clone()),
+        stream_stats.clone(),
+        stopped.clone(),
+    )));
+    let queue_url = provisioned(&d.report, "queues", "save-entries", "physical");
+    let Deployment {
+        servers,
+        platform,
+        env,
+        store,
+        report,
+        enqueue,
+        save,
+        tables,
+        ..
+    } = &mut d;
 
     // Writes on DynamoDB: every entry, then a third modified, a tenth
     // removed and some of those re-inserted.
-    let backends = servers.backends(&registry.resources, &prefix).await;
-    let tables = backends.tables();
     let users: Vec<String> = (0..ENTRIES).map(|n| format!("u{n:04}")).collect();
     for user in &users {
         bump(tables.as_ref(), CAMPAIGN, user).await;
@@ -202,11 +265,11 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
         "--version",
         "0.9.0",
     ];
-    usher_s3(&platform, &store, &env, &push);
+    usher_s3(platform, store, env, &push);
     usher_s3(
-        &platform,
-        &store,
-        &env,
+        platform,
+        store,
+        env,
         &["promote", "replication/save-entries", "0.9.0"],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -258,7 +321,7 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
 
     // The poison entry ends in the dead-letter queue, alone, and stays
     // flagged; nothing else is left in any queue.
-    let dlq_url = &provisioned(&report, "queues", "save-entries-dlq", "physical");
+    let dlq_url = &provisioned(report, "queues", "save-entries-dlq", "physical");
     let deadline = Instant::now() + Duration::from_secs(60);
     while servers.depth(dlq_url).await < 1 {
         assert!(
@@ -308,6 +371,111 @@ async fn replication_runs_end_to_end_on_the_aws_backends() {
         source.await.expect("a source");
     }
     platform.stop().await;
+}
+
+/// The seed's path: demand-table changes reach enqueue-entries through a
+/// Kinesis data stream (DynamoDB's Kinesis streaming destination, copied
+/// here from DynamoDB Local's stream into moto's Kinesis, which DynamoDB
+/// Local cannot do itself), so the function receives Kinesis events whose
+/// records carry the DynamoDB changes, and reports failures by Kinesis
+/// sequence number. Entries are written, modified and removed; everything
+/// converges and nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replication_through_kinesis_on_the_aws_backends() {
+    const CAMPAIGN: &str = "c-aws-kinesis";
+    const ENTRIES: usize = 150;
+    let Some(servers) = Servers::from_env() else {
+        return;
+    };
+    let mut d = deploy(servers).await;
+    let kinesis_stream = format!("{}demand-table-changes", d.prefix);
+    let kinesis_arn = d.servers.kinesis_stream(&kinesis_stream, 2).await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let copied = Arc::new(SourceStats::default());
+    let kinesis_stats = Arc::new(SourceStats::default());
+    let queue_stats = Arc::new(SourceStats::default());
+    let mut sources = d.queue_sources(&queue_stats, &stopped).await;
+    sources.push(tokio::spawn(d.table_stream().await.run(
+        StreamTarget::Kinesis {
+            client: d.servers.kinesis().await,
+            stream: kinesis_stream.clone(),
+            table: format!("{}demand-table", d.prefix),
+        },
+        copied.clone(),
+        stopped.clone(),
+    )));
+    sources.push(tokio::spawn(
+        KinesisSource {
+            client: d.servers.kinesis().await,
+            stream: kinesis_stream,
+            stream_arn: kinesis_arn,
+            batch_size: 100,
+            max_retries: 3,
+        }
+        .run(
+            d.enqueue.api.clone(),
+            kinesis_stats.clone(),
+            stopped.clone(),
+        ),
+    ));
+
+    let tables = d.tables.clone();
+    let users: Vec<String> = (0..ENTRIES).map(|n| format!("k{n:04}")).collect();
+    for user in &users {
+        bump(tables.as_ref(), CAMPAIGN, user).await;
+    }
+    for (n, user) in users.iter().enumerate() {
+        if n % 3 == 0 {
+            bump(tables.as_ref(), CAMPAIGN, user).await;
+        }
+        if n % 10 == 5 {
+            remove(tables.as_ref(), CAMPAIGN, user).await;
+        }
+    }
+    d.enqueue.assert_running();
+    d.save.assert_running();
+    let context = || {
+        format!(
+            "copied to Kinesis: {}\nkinesis source: {}\nqueue source: {}\n{}\n{}",
+            copied.summary(),
+            kinesis_stats.summary(),
+            queue_stats.summary(),
+            d.enqueue.logs(),
+            d.save.logs()
+        )
+    };
+    let state = converge_with(
+        &d.platform.base,
+        tables.as_ref(),
+        CAMPAIGN,
+        &users,
+        Duration::from_secs(180),
+        context,
+    )
+    .await;
+    assert_eq!(state.len(), ENTRIES - ENTRIES / 10, "{}", context());
+    // Every change went through Kinesis: the function receives as many
+    // records as were copied (the flag clearings copied last arrive soon
+    // after the convergence), with no failure anywhere.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while SourceStats::get(&kinesis_stats.records) != SourceStats::get(&copied.records) {
+        assert!(Instant::now() < deadline, "{}", context());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for stats in [&kinesis_stats, &queue_stats] {
+        assert_eq!(
+            SourceStats::get(&stats.errors) + SourceStats::get(&stats.item_failures),
+            0,
+            "{}",
+            context()
+        );
+    }
+    stop.send(true).expect("stop the sources");
+    for source in sources {
+        source.await.expect("a source");
+    }
+    d.platform.stop().await;
 }
 
 /// An init failure (here an unknown worker) is posted to the Runtime API's

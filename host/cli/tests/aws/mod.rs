@@ -67,6 +67,36 @@ impl Servers {
         aws_sdk_sqs::Client::new(&self.config(&self.aws).await)
     }
 
+    pub async fn kinesis(&self) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::new(&self.config(&self.aws).await)
+    }
+
+    /// Creates a Kinesis data stream of `shards` shards; its ARN once active.
+    pub async fn kinesis_stream(&self, name: &str, shards: i32) -> String {
+        let client = self.kinesis().await;
+        client
+            .create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .send()
+            .await
+            .expect("CreateStream");
+        for _ in 0..100 {
+            let summary = client
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .expect("DescribeStreamSummary");
+            let summary = summary.stream_description_summary().expect("a summary");
+            if summary.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active {
+                return summary.stream_arn().to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the Kinesis stream {name} never became active");
+    }
+
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         let config = self.config(&self.aws).await;
         aws_sdk_s3::Client::from_conf(

@@ -1,10 +1,12 @@
-//! Lambda's event-source mappings, run locally: a DynamoDB stream follower
-//! and an SQS poller that read the real servers (DynamoDB Local's stream
-//! API, moto's SQS) and invoke a function through its [`RuntimeApi`] with
-//! the event JSON Lambda sends, acting on the reply as Lambda does with
-//! `ReportBatchItemFailures`:
+//! Lambda's event-source mappings, run locally: a DynamoDB stream follower,
+//! a Kinesis stream follower and an SQS poller that read the real servers
+//! (DynamoDB Local's stream API, moto's Kinesis and SQS) and invoke a
+//! function through its [`RuntimeApi`] with the event JSON Lambda sends,
+//! acting on the reply as Lambda does with `ReportBatchItemFailures`; and
+//! DynamoDB's Kinesis streaming destination (which DynamoDB Local lacks),
+//! copying a table's stream records into a Kinesis stream as DynamoDB does:
 //!
-//! * stream: a batch is retried from its first failed sequence number (the
+//! * streams: a batch is retried from its first failed sequence number (the
 //!   whole batch on an invocation error) up to `max_retries` times, then
 //!   given up and counted (Lambda would send it to the on-failure
 //!   destination); records are delivered in order per shard;
@@ -70,7 +72,23 @@ fn item_failures(reply: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A DynamoDB stream mapped to a function.
+/// Where a DynamoDB stream's records go.
+pub enum StreamTarget {
+    /// A function, invoked with DynamoDB stream events (Lambda's DynamoDB
+    /// event-source mapping).
+    Function(Arc<RuntimeApi>),
+    /// A Kinesis data stream, one record per change in the JSON of
+    /// DynamoDB's Kinesis streaming destination, the item's key as the
+    /// partition key.
+    Kinesis {
+        client: aws_sdk_kinesis::Client,
+        stream: String,
+        /// The table's name in the records.
+        table: String,
+    },
+}
+
+/// A DynamoDB stream mapped to a target.
 pub struct StreamSource {
     pub client: aws_sdk_dynamodbstreams::Client,
     pub stream_arn: String,
@@ -96,7 +114,7 @@ impl StreamSource {
     /// Follows the stream from its oldest record until `stop` turns true.
     pub async fn run(
         self,
-        function: Arc<RuntimeApi>,
+        target: StreamTarget,
         stats: Arc<SourceStats>,
         stop: watch::Receiver<bool>,
     ) {
@@ -172,7 +190,18 @@ impl StreamSource {
                         .iter()
                         .map(|r| lambda_stream_record(r, &self.stream_arn))
                         .collect();
-                    self.deliver(&function, &stats, events).await;
+                    match &target {
+                        StreamTarget::Function(function) => {
+                            let sequence = |r: &Value| r["dynamodb"]["SequenceNumber"].clone();
+                            deliver_in_order(function, &stats, events, sequence, self.max_retries)
+                                .await;
+                        }
+                        StreamTarget::Kinesis {
+                            client,
+                            stream,
+                            table,
+                        } => put_into_kinesis(client, stream, table, &stats, events).await,
+                    }
                     after = records
                         .last()
                         .and_then(|r| r.dynamodb())
@@ -252,57 +281,225 @@ impl StreamSource {
             }
         }
     }
+}
 
-    /// Invokes the function with the batch until it succeeds, retrying
-    /// from the first failed record.
-    async fn deliver(&self, function: &RuntimeApi, stats: &SourceStats, records: Vec<Value>) {
-        let mut from = 0;
+/// Invokes the function with a batch of ordered records until it succeeds,
+/// retrying from the first record whose `sequence` a reply lists as failed
+/// (the whole rest on an invocation error), up to `max_retries` times.
+async fn deliver_in_order(
+    function: &RuntimeApi,
+    stats: &SourceStats,
+    records: Vec<Value>,
+    sequence: impl Fn(&Value) -> Value,
+    max_retries: u32,
+) {
+    let mut from = 0;
+    let mut attempt = 0;
+    loop {
+        let batch = &records[from..];
+        stats.invocations.fetch_add(1, Ordering::Relaxed);
+        stats
+            .records
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let failed_at = match function
+            .invoke(json!({ "Records": batch }), INVOKE_TIMEOUT)
+            .await
+        {
+            Ok(reply) => {
+                let failures = item_failures(&reply);
+                if failures.is_empty() {
+                    return;
+                }
+                stats
+                    .item_failures
+                    .fetch_add(failures.len() as u64, Ordering::Relaxed);
+                // Lambda retries from the lowest failed sequence number.
+                batch
+                    .iter()
+                    .position(|r| {
+                        sequence(r)
+                            .as_str()
+                            .is_some_and(|s| failures.iter().any(|f| f == s))
+                    })
+                    .unwrap_or(0)
+            }
+            Err(e) => {
+                eprintln!("stream source: the function failed: {e:?}");
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                0
+            }
+        };
+        attempt += 1;
+        if attempt > max_retries {
+            stats
+                .given_up
+                .fetch_add((batch.len() - failed_at) as u64, Ordering::Relaxed);
+            return;
+        }
+        from += failed_at;
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+    }
+}
+
+/// Puts stream records into a Kinesis stream one by one (so that they keep
+/// their order), as DynamoDB's Kinesis streaming destination writes them.
+async fn put_into_kinesis(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    table: &str,
+    stats: &SourceStats,
+    records: Vec<Value>,
+) {
+    for record in records {
+        let mut change = record["dynamodb"].clone();
+        let keys = change["Keys"].to_string();
+        if let Some(change) = change.as_object_mut() {
+            change.remove("SequenceNumber");
+            change.remove("StreamViewType");
+            let millis = change["ApproximateCreationDateTime"].as_i64().unwrap_or(0) * 1000;
+            change.insert("ApproximateCreationDateTime".into(), json!(millis));
+            change.insert(
+                "ApproximateCreationDateTimePrecision".into(),
+                json!("MILLISECOND"),
+            );
+        }
+        let data = json!({
+            "awsRegion": record["awsRegion"],
+            "eventID": record["eventID"],
+            "eventName": record["eventName"],
+            "userIdentity": null,
+            "recordFormat": "application/json",
+            "tableName": table,
+            "dynamodb": change,
+            "eventSource": "aws:dynamodb",
+        });
         let mut attempt = 0;
         loop {
-            let batch = &records[from..];
-            stats.invocations.fetch_add(1, Ordering::Relaxed);
-            stats
-                .records
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let failed_at = match function
-                .invoke(json!({ "Records": batch }), INVOKE_TIMEOUT)
-                .await
-            {
-                Ok(reply) => {
-                    let failures = item_failures(&reply);
-                    if failures.is_empty() {
-                        return;
-                    }
-                    stats
-                        .item_failures
-                        .fetch_add(failures.len() as u64, Ordering::Relaxed);
-                    // Lambda retries from the lowest failed sequence number.
-                    batch
-                        .iter()
-                        .position(|r| {
-                            r["dynamodb"]["SequenceNumber"]
-                                .as_str()
-                                .is_some_and(|s| failures.iter().any(|f| f == s))
-                        })
-                        .unwrap_or(0)
-                }
+            let put = client
+                .put_record()
+                .stream_name(stream)
+                .partition_key(&keys)
+                .data(aws_sdk_kinesis::primitives::Blob::new(data.to_string()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => break,
                 Err(e) => {
-                    eprintln!("stream source: the function failed: {e:?}");
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    0
+                    attempt += 1;
+                    assert!(attempt < 10, "Kinesis PutRecord keeps failing: {e:?}");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                 }
-            };
-            attempt += 1;
-            if attempt > self.max_retries {
-                stats
-                    .given_up
-                    .fetch_add((batch.len() - failed_at) as u64, Ordering::Relaxed);
-                return;
             }
-            from += failed_at;
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+        stats.records.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A Kinesis data stream (carrying DynamoDB changes) mapped to a function.
+pub struct KinesisSource {
+    pub client: aws_sdk_kinesis::Client,
+    pub stream: String,
+    pub stream_arn: String,
+    pub batch_size: i32,
+    pub max_retries: u32,
+}
+
+impl KinesisSource {
+    /// Follows every shard from its oldest record until `stop` turns true.
+    pub async fn run(
+        self,
+        function: Arc<RuntimeApi>,
+        stats: Arc<SourceStats>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let shards = self
+            .client
+            .list_shards()
+            .stream_name(&self.stream)
+            .send()
+            .await
+            .expect("ListShards");
+        let mut iterators = Vec::new();
+        for shard in shards.shards() {
+            let iterator = self
+                .client
+                .get_shard_iterator()
+                .stream_name(&self.stream)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .expect("GetShardIterator")
+                .shard_iterator
+                .expect("an iterator");
+            iterators.push((shard.shard_id().to_string(), Some(iterator)));
+        }
+        while !*stop.borrow() {
+            let mut delivered = false;
+            for (shard, iterator) in &mut iterators {
+                let Some(current) = iterator.clone() else {
+                    continue;
+                };
+                let page = match self
+                    .client
+                    .get_records()
+                    .shard_iterator(&current)
+                    .limit(self.batch_size)
+                    .send()
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        eprintln!("kinesis source: GetRecords: {e:?}");
+                        continue;
+                    }
+                };
+                if !page.records().is_empty() {
+                    delivered = true;
+                    let events: Vec<Value> = page
+                        .records()
+                        .iter()
+                        .map(|r| lambda_kinesis_record(r, shard, &self.stream_arn))
+                        .collect();
+                    let sequence = |r: &Value| r["kinesis"]["sequenceNumber"].clone();
+                    deliver_in_order(&function, &stats, events, sequence, self.max_retries).await;
+                }
+                *iterator = page.next_shard_iterator().map(str::to_string);
+            }
+            if !delivered {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
+}
+
+/// A Kinesis record in the shape Lambda delivers it.
+fn lambda_kinesis_record(
+    record: &aws_sdk_kinesis::types::Record,
+    shard: &str,
+    stream_arn: &str,
+) -> Value {
+    use base64::Engine;
+    let arrival = record
+        .approximate_arrival_timestamp()
+        .map(|t| t.as_secs_f64())
+        .unwrap_or(0.0);
+    json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": record.partition_key(),
+            "sequenceNumber": record.sequence_number(),
+            "data": base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
+            "approximateArrivalTimestamp": arrival,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": format!("{shard}:{}", record.sequence_number()),
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/usher-e2e",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": stream_arn,
+    })
 }
 
 /// A stream record in the shape Lambda delivers it.
