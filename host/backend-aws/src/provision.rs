@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use usher_capabilities::CapError;
-use usher_registry::Resources;
+use usher_registry::{Resources, TableDef};
 
 use crate::error::{code, sdk};
 use crate::AwsBackends;
@@ -61,8 +61,8 @@ impl AwsBackends {
         options: &ProvisionOptions,
     ) -> Result<ProvisionReport, CapError> {
         let mut report = ProvisionReport::default();
-        for name in resources.tables.keys() {
-            let table = self.create_table(resources, name).await?;
+        for (name, def) in &resources.tables {
+            let table = self.create_table(name, def).await?;
             report.tables.insert(name.clone(), table);
         }
         let mut queues: Vec<_> = resources.queues.iter().collect();
@@ -129,12 +129,7 @@ impl AwsBackends {
         Ok(report)
     }
 
-    async fn create_table(
-        &self,
-        resources: &Resources,
-        name: &str,
-    ) -> Result<Provisioned, CapError> {
-        let def = &resources.tables[name];
+    async fn create_table(&self, name: &str, def: &TableDef) -> Result<Provisioned, CapError> {
         let physical = self.names().physical(name);
         let client = self.tables().client().clone();
         let attr = |n: &str| {
