@@ -256,19 +256,26 @@ async fn provision_creates_the_registry_resources_once() {
     );
 }
 
+/// Provisions the suites' bucket `bucket`; its physical name.
+async fn provision_bucket(b: &AwsBackends) -> String {
+    let resources = Resources {
+        buckets: vec!["bucket".into()],
+        ..Resources::default()
+    };
+    let report = b
+        .provision(&resources, &ProvisionOptions::default())
+        .await
+        .expect("provision the bucket");
+    report.buckets["bucket"].physical.clone()
+}
+
 #[tokio::test]
 async fn objects_conformance_on_moto_s3() {
-    let Some((b, prefix)) = backends(false).await else {
+    let Some((b, _)) = backends(false).await else {
         return;
     };
-    let bucket = format!("{prefix}bucket");
+    let bucket = provision_bucket(&b).await;
     let s3 = b.objects();
-    s3.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("CreateBucket");
     objects::all(s3.as_ref(), "bucket").await;
 
     // The big object went up in three parts (5 + 5 + 2.5 MiB), and the
@@ -301,17 +308,11 @@ async fn objects_conformance_on_moto_s3() {
 
 #[tokio::test]
 async fn object_writer_dropped_unfinished_aborts_its_upload() {
-    let Some((b, prefix)) = backends(false).await else {
+    let Some((b, _)) = backends(false).await else {
         return;
     };
-    let bucket = format!("{prefix}bucket");
+    let bucket = provision_bucket(&b).await;
     let s3 = b.objects();
-    s3.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("CreateBucket");
     let mut w = s3
         .open_writer("bucket", "dropped.bin", None)
         .await

@@ -4,36 +4,21 @@
 //! kept open while the binary runs): sent to retry-score and received past
 //! its max_receive_count, so they are redriven to retry-score-dlq.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+mod common;
+
+use common::{copy_registry, pin_built, usher_at};
 use serde_json::Value;
 use usher_backend_embedded::Embedded;
 use usher_capabilities::{OutgoingMessage, QueueBackend};
 use usher_registry::Registry;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn copy_registry(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    for entry in std::fs::read_dir(root().join("workers")).expect("workers/") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
-        }
-    }
-}
-
 fn usher(registry: &Path, store: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_usher"));
-    c.arg("--registry")
-        .arg(registry)
-        .arg("--store")
-        .arg(store)
-        .args(args);
+    let mut c = usher_at(registry, store);
+    c.args(args);
     c
 }
 
@@ -59,7 +44,7 @@ fn message(body: String) -> OutgoingMessage {
 async fn dlq_ls_and_replay() {
     let tmp = tempfile::tempdir().expect("tmp");
     let registry_dir = tmp.path().join("workers");
-    copy_registry(&registry_dir);
+    copy_registry(&registry_dir, |_, text| text);
     let store = tmp.path().join("store");
     let data = tmp.path().join("data");
 
@@ -229,16 +214,9 @@ async fn dlq_ls_and_replay() {
 fn demo_replication_converges_with_300_entries() {
     let tmp = tempfile::tempdir().expect("tmp");
     let registry_dir = tmp.path().join("workers");
-    copy_registry(&registry_dir);
+    copy_registry(&registry_dir, |_, text| text);
     let store = tmp.path().join("store");
-    let out = usher(&registry_dir, &store, &["pin"])
-        .arg("--from")
-        .arg(root().join("build/components"))
-        .arg("--sources")
-        .arg(root().join("components"))
-        .output()
-        .expect("usher pin");
-    ok(&out, "usher pin");
+    pin_built(&registry_dir, &store);
     let data = tmp.path().join("data");
     let out = usher(
         &registry_dir,

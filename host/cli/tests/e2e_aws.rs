@@ -38,11 +38,7 @@ const ENTRIES: usize = 300;
 /// Runs `usher` on the S3 component store with the servers' environment;
 /// returns its standard output.
 fn usher_s3(platform: &Platform, store: &str, env: &[(String, String)], args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
-        .arg("--registry")
-        .arg(&platform.registry_dir)
-        .arg("--store")
-        .arg(store)
+    let out = common::usher_at(&platform.registry_dir, store)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()

@@ -6,11 +6,13 @@
 //! every one is listed by the Entry Service and cleared in demand-table; then
 //! SIGINT stops the host cleanly.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{copy_registry, free_port, pin_built, usher_at, Up};
 use serde_json::{json, Value};
 use usher_backend_embedded::Embedded;
 use usher_capabilities::TableBackend;
@@ -18,36 +20,6 @@ use usher_registry::Registry;
 
 const CAMPAIGN: &str = "c-up";
 const ENTRIES: usize = 200;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The child `usher up`, killed if the test fails before it stops it.
-struct Up {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Up {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 fn demand_entry(i: usize) -> Value {
     json!({
@@ -93,38 +65,15 @@ async fn pending(tables: &Arc<usher_backend_embedded::EmbeddedTables>) -> usize 
 async fn up_replicates_entries_through_the_listener_and_stops_on_sigint() {
     let tmp = tempfile::tempdir().expect("tmp");
     let registry_dir = tmp.path().join("workers");
-    std::fs::create_dir_all(&registry_dir).expect("mkdir");
-    for entry in std::fs::read_dir(root().join("workers")).expect("workers/") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&path, registry_dir.join(path.file_name().expect("name"))).expect("copy");
-        }
-    }
+    copy_registry(&registry_dir, |_, text| text);
     let store = tmp.path().join("store");
     let data = tmp.path().join("data");
     let usher = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_usher"));
-        c.arg("--registry")
-            .arg(&registry_dir)
-            .arg("--store")
-            .arg(&store)
-            .args(args);
+        let mut c = usher_at(&registry_dir, &store);
+        c.args(args);
         c
     };
-    let from = root().join("build/components");
-    let sources = root().join("components");
-    let pinned = usher(&["pin"])
-        .arg("--from")
-        .arg(&from)
-        .arg("--sources")
-        .arg(&sources)
-        .output()
-        .expect("usher pin");
-    assert!(
-        pinned.status.success(),
-        "usher pin: {}",
-        String::from_utf8_lossy(&pinned.stderr)
-    );
+    pin_built(&registry_dir, &store);
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");

@@ -3,46 +3,18 @@
 //! table) and testing/echo behind `POST /resolvers/Query/echo`; the summary
 //! shows the schedule's runs and next due time; SIGINT stops it promptly.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, pin_built, usher_at, Up};
 use serde_json::{json, Value};
 use usher_backend_embedded::Embedded;
 use usher_capabilities::TableBackend;
 use usher_registry::Registry;
 
 const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The child `usher up`, killed if the test fails before it stops it.
-struct Up {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Up {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_runs_schedules_and_serves_resolvers() {
@@ -71,26 +43,11 @@ async fn up_runs_schedules_and_serves_resolvers() {
     let store = tmp.path().join("store");
     let data = tmp.path().join("data");
     let usher = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_usher"));
-        c.arg("--registry")
-            .arg(&registry_dir)
-            .arg("--store")
-            .arg(&store)
-            .args(args);
+        let mut c = usher_at(&registry_dir, &store);
+        c.args(args);
         c
     };
-    let pinned = usher(&["pin"])
-        .arg("--from")
-        .arg(root().join("build/components"))
-        .arg("--sources")
-        .arg(root().join("components"))
-        .output()
-        .expect("usher pin");
-    assert!(
-        pinned.status.success(),
-        "usher pin: {}",
-        String::from_utf8_lossy(&pinned.stderr)
-    );
+    pin_built(&registry_dir, &store);
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");

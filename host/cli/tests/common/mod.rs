@@ -27,6 +27,77 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// Copies the repository's `workers/*.yaml` into `dir`, applying
+/// `edit(file name, text)` to each.
+pub fn copy_registry(dir: &Path, edit: impl Fn(&str, String) -> String) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for entry in std::fs::read_dir(root().join("workers")).expect("workers/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .to_string();
+            let text = std::fs::read_to_string(&path).expect("read");
+            std::fs::write(dir.join(&name), edit(&name, text)).expect("write");
+        }
+    }
+}
+
+/// An `usher` command on a registry folder and a component store (a folder
+/// or `s3://…`).
+pub fn usher_at(registry: &Path, store: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_usher"));
+    c.arg("--registry")
+        .arg(registry)
+        .arg("--store")
+        .arg(store)
+        .env("RUST_BACKTRACE", "0");
+    c
+}
+
+/// `usher pin` of the built components (`build/components`) into `store`,
+/// pinning the registry to them; panics with its stderr when it fails.
+pub fn pin_built(registry: &Path, store: &Path) {
+    let pinned = usher_at(registry, store)
+        .arg("pin")
+        .arg("--from")
+        .arg(root().join("build/components"))
+        .arg("--sources")
+        .arg(root().join("components"))
+        .output()
+        .expect("usher pin");
+    assert!(
+        pinned.status.success(),
+        "usher pin: {}",
+        String::from_utf8_lossy(&pinned.stderr)
+    );
+}
+
+/// A child `usher up` and its log file, killed if the test ends (or fails)
+/// before stopping it.
+pub struct Up {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Up {
+    /// Everything it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A registry copy, a store and a data folder, and `usher up` when started.
 pub struct Platform {
     pub tmp: tempfile::TempDir,
@@ -49,19 +120,7 @@ impl Platform {
     pub fn new(edit: impl Fn(&str, String) -> String) -> Platform {
         let tmp = tempfile::tempdir().expect("tmp");
         let registry_dir = tmp.path().join("workers");
-        std::fs::create_dir_all(&registry_dir).expect("mkdir");
-        for entry in std::fs::read_dir(root().join("workers")).expect("workers/") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                let name = path
-                    .file_name()
-                    .expect("name")
-                    .to_string_lossy()
-                    .to_string();
-                let text = std::fs::read_to_string(&path).expect("read");
-                std::fs::write(registry_dir.join(&name), edit(&name, text)).expect("write");
-            }
-        }
+        copy_registry(&registry_dir, edit);
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let platform = Platform {
@@ -76,31 +135,14 @@ impl Platform {
             child: None,
             starts: 0,
         };
-        let pinned = platform
-            .usher(&["pin"])
-            .arg("--from")
-            .arg(root().join("build/components"))
-            .arg("--sources")
-            .arg(root().join("components"))
-            .output()
-            .expect("usher pin");
-        assert!(
-            pinned.status.success(),
-            "usher pin: {}",
-            String::from_utf8_lossy(&pinned.stderr)
-        );
+        pin_built(&platform.registry_dir, &platform.store);
         platform
     }
 
     /// An `usher` command on this registry and store.
     pub fn usher(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_usher"));
-        c.arg("--registry")
-            .arg(&self.registry_dir)
-            .arg("--store")
-            .arg(&self.store)
-            .args(args)
-            .env("RUST_BACKTRACE", "0");
+        let mut c = usher_at(&self.registry_dir, &self.store);
+        c.args(args);
         c
     }
 
@@ -138,7 +180,7 @@ impl Platform {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .env("USHER_SERVICE_ENTRIES_URL", &self.entries_url)
-            .env("RUST_LOG", "warn")
+            .env("USHER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
