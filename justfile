@@ -91,17 +91,9 @@ build-components:
 # Run the native unit tests of the sdk and of every component.
 test-components:
     cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo test --workspace
-    cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo test -p usher-sdk
 
-# Neither `cargo fmt --all` here (it follows ../sdk into the root workspace and
-# formats the host crates) nor clippy from components/ (it lints workspace
-# members only) covers the sdk the right way, so it gets its own lines.
-
-# Check formatting and run clippy (native and wasm32-wasip2) on the components and the sdk.
+# Check formatting and run clippy (native and wasm32-wasip2) on the components and the sdk (a member of the components workspace).
 lint-components:
-    cd "{{root}}/components" && cargo fmt -- --check
-    rustfmt --check --edition 2021 "{{root}}/sdk/src/lib.rs"
+    cd "{{root}}/components" && cargo fmt --all -- --check
     cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy --workspace --all-targets -- -D warnings
     cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy --workspace --all-targets --target wasm32-wasip2 -- -D warnings
-    cd "{{root}}" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy -p usher-sdk --all-targets -- -D warnings
-    cd "{{root}}" && CARGO_TARGET_DIR="{{components_target}}" cargo clippy -p usher-sdk --all-targets --target wasm32-wasip2 -- -D warnings

@@ -771,10 +771,17 @@ impl cache::Host for CapabilityCtx {
     }
 }
 
-impl services::Host for CapabilityCtx {
-    async fn call(&mut self, request: services::Request) -> HostResult<services::Response> {
-        let service = request.service.clone();
-        let req = ServiceRequest {
+/// The most requests one `services.call-many` may carry.
+pub const MAX_SERVICE_CALLS: usize = 256;
+
+/// How many requests of one `services.call-many` are in flight at once.
+pub const SERVICE_CALLS_IN_FLIGHT: usize = 32;
+
+impl CapabilityCtx {
+    /// The backend request of a guest request, with the invocation's
+    /// correlation id.
+    fn service_request(&self, request: services::Request) -> ServiceRequest {
+        ServiceRequest {
             service: request.service,
             method: match request.method {
                 services::Method::Get => Method::Get,
@@ -787,30 +794,107 @@ impl services::Host for CapabilityCtx {
             headers: pairs(request.headers),
             body: request.body,
             correlation_id: self.correlation_id.clone(),
-        };
-        let recorded = if self.recorder.is_some() {
+        }
+    }
+
+    /// Checks the grant and the path of one request: the part of a service
+    /// call that needs no I/O.
+    fn check_service_request(&self, req: &ServiceRequest) -> Result<(), CapError> {
+        self.check(Capability::Services, &req.service)?;
+        if !req.path.starts_with('/') {
+            return Err(CapError::Invalid(format!(
+                "service path must start with '/', got `{}`",
+                req.path
+            )));
+        }
+        Ok(())
+    }
+
+    fn recorded_service_request(&self, req: &ServiceRequest) -> Value {
+        if self.recorder.is_some() {
             json!({"method": req.method, "path": req.path, "body": req.body})
         } else {
             Value::Null
-        };
-        let outcome: Result<ServiceResponse, CapError> = async {
-            self.check(Capability::Services, &service)?;
-            if !req.path.starts_with('/') {
-                return Err(CapError::Invalid(format!(
-                    "service path must start with '/', got `{}`",
-                    req.path
-                )));
-            }
-            self.backends.services.call(req).await
         }
-        .await;
+    }
+}
+
+fn guest_response(r: ServiceResponse) -> services::Response {
+    services::Response {
+        status: r.status,
+        headers: to_pairs(r.headers),
+        body: r.body,
+    }
+}
+
+impl services::Host for CapabilityCtx {
+    async fn call(&mut self, request: services::Request) -> HostResult<services::Response> {
+        let req = self.service_request(request);
+        let service = req.service.clone();
+        let recorded = self.recorded_service_request(&req);
+        let outcome: Result<ServiceResponse, CapError> = match self.check_service_request(&req) {
+            Ok(()) => self.backends.services.call(req).await,
+            Err(e) => Err(e),
+        };
         Ok(self
             .conclude("services", "call", &service, || recorded, outcome)?
-            .map(|r| services::Response {
-                status: r.status,
-                headers: to_pairs(r.headers),
-                body: r.body,
-            }))
+            .map(guest_response))
+    }
+
+    async fn call_many(
+        &mut self,
+        requests: Vec<services::Request>,
+    ) -> HostResult<Vec<Result<services::Response, types::Error>>> {
+        use futures::stream::{self, StreamExt};
+
+        if requests.len() > MAX_SERVICE_CALLS {
+            let e = CapError::Invalid(format!(
+                "a call-many carries at most {MAX_SERVICE_CALLS} requests, got {}",
+                requests.len()
+            ));
+            self.record("services", "call-many", "*", || Value::Null, &Err::<(), _>(e.clone()));
+            return Ok(Err(e.into_guest()?));
+        }
+        let reqs: Vec<ServiceRequest> = requests
+            .into_iter()
+            .map(|r| self.service_request(r))
+            .collect();
+        let checked: Vec<Result<ServiceRequest, CapError>> = reqs
+            .into_iter()
+            .map(|r| self.check_service_request(&r).map(|()| r))
+            .collect();
+        let meta: Vec<(String, Value)> = checked
+            .iter()
+            .map(|r| match r {
+                Ok(req) => (req.service.clone(), self.recorded_service_request(req)),
+                Err(_) => (String::new(), Value::Null),
+            })
+            .collect();
+        let backend = self.backends.services.clone();
+        // Every request runs as `call` does (JWT, correlation id, retries and
+        // timeout are the backend's), SERVICE_CALLS_IN_FLIGHT at a time;
+        // `buffered` keeps the answers in request order.
+        let outcomes: Vec<Result<ServiceResponse, CapError>> = stream::iter(checked)
+            .map(|r| {
+                let backend = backend.clone();
+                async move {
+                    match r {
+                        Ok(req) => backend.call(req).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .buffered(SERVICE_CALLS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(outcomes.len());
+        for ((service, recorded), outcome) in meta.into_iter().zip(outcomes) {
+            out.push(
+                self.conclude("services", "call", &service, || recorded, outcome)?
+                    .map(guest_response),
+            );
+        }
+        Ok(Ok(out))
     }
 }
 

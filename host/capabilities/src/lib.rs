@@ -17,6 +17,7 @@ mod record;
 
 pub use backend::*;
 pub use ctx::{CapabilityCtx, WorkerIdentity};
+pub use host_impl::{MAX_SERVICE_CALLS, SERVICE_CALLS_IN_FLIGHT};
 pub use record::{CallRecord, Recorder};
 
 use usher_world::types;

@@ -24,7 +24,7 @@ pub use bindings::usher::platform::{
 pub use bindings::PlatformHost;
 
 /// The version of the `usher:platform` package this host implements.
-pub const PLATFORM_VERSION: &str = "0.1.0";
+pub const PLATFORM_VERSION: &str = "0.1.1";
 
 /// The package prefix of every capability and handler interface.
 pub const PLATFORM_PACKAGE: &str = "usher:platform";

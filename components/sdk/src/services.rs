@@ -120,6 +120,32 @@ pub fn call(request: &Request) -> Result<Response> {
     sys::call(request)
 }
 
+/// Calls services many times in one crossing: the host runs the requests
+/// concurrently (each with its own JWT, `X-Correlation-Id`, retries and
+/// timeout) and answers one result per request, in order. At most 256
+/// requests; more is [`Error::Invalid`] for the whole call. Needs a host of
+/// `usher:platform@0.1.1` or later.
+///
+/// ```no_run
+/// # fn main() -> usher_sdk::Result<()> {
+/// use usher_sdk::{json::json, services::{self, Method, Request}};
+/// let requests = vec![
+///     Request::new("entries", Method::Post, "/entries/batch-upsert").json(&json!({"entries": []}))?,
+///     Request::new("entries", Method::Post, "/entries/batch-delete").json(&json!({"keys": []}))?,
+/// ];
+/// for answer in services::call_many(&requests)? {
+///     let response = answer?; // this request's own error or response
+///     if !response.is_success() { /* … */ }
+/// }
+/// # Ok(()) }
+/// ```
+pub fn call_many(requests: &[Request]) -> Result<Vec<Result<Response>>> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    sys::call_many(requests)
+}
+
 /// `GET path` on a service.
 pub fn get(service: &str, path: &str) -> Result<Response> {
     call(&Request::new(service, Method::Get, path))
@@ -136,7 +162,7 @@ mod sys {
     use crate::bindings::caps::usher::platform::{services as wit, types::Pair};
     use crate::Result;
 
-    pub(super) fn call(request: &Request) -> Result<Response> {
+    fn to_wit(request: &Request) -> wit::Request {
         let method = match request.method {
             Method::Get => wit::Method::Get,
             Method::Post => wit::Method::Post,
@@ -144,7 +170,7 @@ mod sys {
             Method::Patch => wit::Method::Patch,
             Method::Delete => wit::Method::Delete,
         };
-        let request = wit::Request {
+        wit::Request {
             service: request.service.clone(),
             method,
             path: request.path.clone(),
@@ -157,9 +183,11 @@ mod sys {
                 })
                 .collect(),
             body: request.body.clone(),
-        };
-        let response = wit::call(&request)?;
-        Ok(Response {
+        }
+    }
+
+    fn from_wit(response: wit::Response) -> Response {
+        Response {
             status: response.status,
             headers: response
                 .headers
@@ -167,7 +195,19 @@ mod sys {
                 .map(|p| (p.name, p.value))
                 .collect(),
             body: response.body,
-        })
+        }
+    }
+
+    pub(super) fn call(request: &Request) -> Result<Response> {
+        Ok(from_wit(wit::call(&to_wit(request))?))
+    }
+
+    pub(super) fn call_many(requests: &[Request]) -> Result<Vec<Result<Response>>> {
+        let requests: Vec<wit::Request> = requests.iter().map(to_wit).collect();
+        Ok(wit::call_many(&requests)?
+            .into_iter()
+            .map(|r| r.map(from_wit).map_err(Into::into))
+            .collect())
     }
 }
 
@@ -178,6 +218,10 @@ mod sys {
 
     pub(super) fn call(_request: &Request) -> Result<Response> {
         Err(Error::native("services::call"))
+    }
+
+    pub(super) fn call_many(_requests: &[Request]) -> Result<Vec<Result<Response>>> {
+        Err(Error::native("services::call_many"))
     }
 }
 

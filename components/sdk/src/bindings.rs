@@ -14,7 +14,7 @@
 /// The capability imports, shared by every world.
 pub mod caps {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "usher:platform/capabilities",
     });
 }
@@ -24,21 +24,21 @@ macro_rules! handler_world {
         /// The bindings of one handler world.
         pub mod $module {
             wit_bindgen::generate!({
-                path: "../wit",
+                path: "../../wit",
                 world: $world,
                 with: {
-                    "usher:platform/types@0.1.0": usher_sdk::__private::caps::usher::platform::types,
-                    "usher:platform/log@0.1.0": usher_sdk::__private::caps::usher::platform::log,
-                    "usher:platform/config@0.1.0": usher_sdk::__private::caps::usher::platform::config,
-                    "usher:platform/table@0.1.0": usher_sdk::__private::caps::usher::platform::table,
-                    "usher:platform/queue@0.1.0": usher_sdk::__private::caps::usher::platform::queue,
-                    "usher:platform/topic@0.1.0": usher_sdk::__private::caps::usher::platform::topic,
-                    "usher:platform/objects@0.1.0": usher_sdk::__private::caps::usher::platform::objects,
-                    "usher:platform/events@0.1.0": usher_sdk::__private::caps::usher::platform::events,
-                    "usher:platform/cache@0.1.0": usher_sdk::__private::caps::usher::platform::cache,
-                    "usher:platform/services@0.1.0": usher_sdk::__private::caps::usher::platform::services,
-                    "usher:platform/codec@0.1.0": usher_sdk::__private::caps::usher::platform::codec,
-                    "usher:platform/workers@0.1.0": usher_sdk::__private::caps::usher::platform::workers,
+                    "usher:platform/types@0.1.1": usher_sdk::__private::caps::usher::platform::types,
+                    "usher:platform/log@0.1.1": usher_sdk::__private::caps::usher::platform::log,
+                    "usher:platform/config@0.1.1": usher_sdk::__private::caps::usher::platform::config,
+                    "usher:platform/table@0.1.1": usher_sdk::__private::caps::usher::platform::table,
+                    "usher:platform/queue@0.1.1": usher_sdk::__private::caps::usher::platform::queue,
+                    "usher:platform/topic@0.1.1": usher_sdk::__private::caps::usher::platform::topic,
+                    "usher:platform/objects@0.1.1": usher_sdk::__private::caps::usher::platform::objects,
+                    "usher:platform/events@0.1.1": usher_sdk::__private::caps::usher::platform::events,
+                    "usher:platform/cache@0.1.1": usher_sdk::__private::caps::usher::platform::cache,
+                    "usher:platform/services@0.1.1": usher_sdk::__private::caps::usher::platform::services,
+                    "usher:platform/codec@0.1.1": usher_sdk::__private::caps::usher::platform::codec,
+                    "usher:platform/workers@0.1.1": usher_sdk::__private::caps::usher::platform::workers,
                 },
                 pub_export_macro: true,
                 export_macro_name: $macro_name,
