@@ -55,7 +55,11 @@ lint: lint-components
     cargo clippy --release --workspace --all-targets -- -D warnings
 
 # What CI runs (.ci/run).
-ci: test lint
+ci: test lint reproducible
+
+# Check that the components build to the same bytes from another clone path and that every registry pin matches its build (scripts/check-reproducible).
+reproducible: build-components
+    bash scripts/check-reproducible
 
 # Invocation benchmarks (figures go to BENCHMARKS.md).
 bench: build-components pin

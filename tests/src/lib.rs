@@ -181,6 +181,7 @@ pub struct TestHostBuilder {
     resources: String,
     workers: Vec<(String, String, components::Component)>,
     services: Option<Arc<FakeServices>>,
+    service_backend: Option<Arc<dyn ServiceBackend>>,
     registry_dir: Option<PathBuf>,
 }
 
@@ -222,6 +223,14 @@ impl TestHostBuilder {
     /// The scripted services.
     pub fn services(mut self, services: Arc<FakeServices>) -> Self {
         self.services = Some(services);
+        self
+    }
+
+    /// A real services backend (e.g. `usher-backend-http` against a test
+    /// server) instead of the scripted services; [`TestHost::services`] then
+    /// sees no calls.
+    pub fn service_backend(mut self, backend: Arc<dyn ServiceBackend>) -> Self {
+        self.service_backend = Some(backend);
         self
     }
 
@@ -270,8 +279,12 @@ impl TestHostBuilder {
         let embedded = Embedded::in_memory(&registry.resources).map_err(setup)?;
         let services = self.services.unwrap_or_else(FakeServices::ok);
         let invoker = Arc::new(LocalInvoker::new());
+        let service_backend: Arc<dyn ServiceBackend> = match self.service_backend {
+            Some(backend) => backend,
+            None => services.clone(),
+        };
         let backends: Backends =
-            embedded.backends(services.clone(), Arc::new(NoCodec), invoker.clone());
+            embedded.backends(service_backend, Arc::new(NoCodec), invoker.clone());
         let recorder = Arc::new(Recorder::new());
         let env = format!("test-{}", unique());
         let runtime = Runtime::start(
