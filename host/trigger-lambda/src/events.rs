@@ -10,10 +10,36 @@
 //! for invoke workers.
 //!
 //! Two readers share the parsing:
-//! * [`parse_event`] is `usher lambda`'s: AWS shapes only.
+//! * [`parse_event`] is `usher lambda`'s: AWS shapes only, record by record.
 //! * [`read_event`] is for `usher invoke` and the test host: Usher's tagged
 //!   form (`{"kind": "batch", "event": [...]}`) and Usher's own records too,
-//!   a bare list where AWS has `{"Records": [...]}`.
+//!   a bare list where AWS has `{"Records": [...]}`; any record it cannot
+//!   read is an error naming it.
+//!
+//! # One bad record in a batch
+//!
+//! Under `usher lambda` a record that names itself (an SQS `messageId`, a
+//! stream sequence number) but cannot be turned into Usher's input (an SQS
+//! message without a body, a Kinesis record whose data is not a DynamoDB
+//! change record, an `eventName` that is not INSERT, MODIFY or REMOVE …) is
+//! [`Rejected`] alone: the reason is logged, the record is reported in
+//! `batchItemFailures`, and the other records go to the worker. When no
+//! record can be read, the worker is not invoked and every record is
+//! reported (a partial batch response, not an invocation error). An event
+//! that is not of the trigger's shape, or a record that does not name
+//! itself, is an `InvalidEvent` invocation error: there is nothing to
+//! report it by.
+//!
+//! What Lambda then does: an SQS message reported failed becomes visible
+//! again after the visibility timeout and, if it stays bad, goes to the
+//! dead-letter queue after `maxReceiveCount` receives; the others are
+//! deleted. A stream (DynamoDB, Kinesis) checkpoints before the *lowest*
+//! failed sequence number and retries from there: the records after a bad
+//! one have been processed by the worker, and are given to it again with
+//! the retry (at least once). A stream record that stays bad holds its
+//! shard until the event source mapping's `MaximumRetryAttempts` (or
+//! `MaximumRecordAgeInSeconds`) runs out and the on-failure destination
+//! takes the batch, as for any failed record.
 
 use aws_lambda_events::event::appsync::AppSyncDirectResolverEvent;
 use aws_lambda_events::event::dynamodb::EventRecord as DynamoDbRecord;
@@ -86,12 +112,12 @@ impl Parsed {
     }
 }
 
-/// Reads `event` as the input of a worker with `trigger`; a malformed or
-/// mismatching event is an `InvalidEvent` error naming the record and why.
-pub fn parse_event(worker: &str, trigger: &Trigger, event: Value) -> Result<Input, LambdaError> {
-    aws_event(trigger, event)
-        .and_then(Parsed::strict)
-        .map_err(|message| LambdaError::invalid_event(worker, message))
+/// Reads `event` as the input of a worker with `trigger`: the records that
+/// can be read, and those that cannot (see the module's doc). An event that
+/// is not of the trigger's shape, or a record that does not name itself, is
+/// an `InvalidEvent` error naming the record and why.
+pub fn parse_event(worker: &str, trigger: &Trigger, event: Value) -> Result<Parsed, LambdaError> {
+    aws_event(trigger, event).map_err(|message| LambdaError::invalid_event(worker, message))
 }
 
 /// Reads an event file (`usher invoke`, the test host) for a worker with
@@ -198,11 +224,14 @@ fn aws_event(trigger: &Trigger, event: Value) -> Result<Parsed, String> {
     }
 }
 
-/// The reply for a worker's output, in AWS's shape: `batchItemFailures`
-/// (message ids for SQS, sequence numbers for streams; empty on success),
-/// the invoke/resolver result, or an error. A batch whose every record
-/// failed is an invocation error, so that Lambda backs off and retries it.
-pub fn reply(worker: &str, input: &Input, output: Output) -> Result<Value, LambdaError> {
+/// The reply for a worker's output on `parsed.input`, in AWS's shape:
+/// `batchItemFailures` (message ids for SQS, sequence numbers for streams:
+/// the rejected records, then those the worker failed; empty on success),
+/// the invoke/resolver result, or an error. A batch whose every record the
+/// worker failed is an invocation error, so that Lambda backs off and
+/// retries it.
+pub fn reply(worker: &str, parsed: &Parsed, output: Output) -> Result<Value, LambdaError> {
+    let input = &parsed.input;
     let failures = match output {
         Output::Batch(outcome) => outcome.failures,
         Output::Stream(outcome) => outcome.failures,
@@ -233,11 +262,25 @@ pub fn reply(worker: &str, input: &Input, output: Output) -> Result<Value, Lambd
             ),
         ));
     }
-    let items: Vec<Value> = failures
-        .into_iter()
+    Ok(batch_item_failures(
+        parsed.rejected.iter().map(|r| r.id.clone()).chain(failures),
+    ))
+}
+
+/// The reply for an event none of whose records could be read (the worker
+/// is not invoked): every record reported in `batchItemFailures`.
+pub fn reply_rejected(parsed: &Parsed) -> Value {
+    batch_item_failures(parsed.rejected.iter().map(|r| r.id.clone()))
+}
+
+/// `{"batchItemFailures": [{"itemIdentifier": id}…]}`, each id once.
+fn batch_item_failures(ids: impl Iterator<Item = String>) -> Value {
+    let mut seen = std::collections::HashSet::new();
+    let items: Vec<Value> = ids
+        .filter(|id| seen.insert(id.clone()))
         .map(|id| json!({ "itemIdentifier": id }))
         .collect();
-    Ok(json!({ "batchItemFailures": items }))
+    json!({ "batchItemFailures": items })
 }
 
 fn typed<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, String> {
@@ -520,7 +563,7 @@ mod tests {
         });
         let input = parse_event("notify/generator", &trigger, event.clone()).unwrap();
         assert_eq!(
-            input,
+            input.input,
             Input::Scheduled(Tick {
                 schedule: "arn:aws:events:us-east-1:123456789012:rule/notification-schedule".into(),
                 scheduled_time: "2026-11-01T09:00:00Z".into(),
@@ -538,10 +581,10 @@ mod tests {
 
     #[test]
     fn scheduled_replies_and_failures() {
-        let input = Input::Scheduled(Tick {
+        let input = Parsed::from(Input::Scheduled(Tick {
             schedule: "s".into(),
             scheduled_time: "t".into(),
-        });
+        }));
         assert_eq!(
             reply("w", &input, Output::Scheduled(Ok(json!({"sent": 3})))).unwrap(),
             json!({"sent": 3})
@@ -703,6 +746,120 @@ mod tests {
         assert!(
             err.to_string().starts_with("not an HTTP request"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn lambda_rejects_a_bad_record_alone_with_its_id_and_reason() {
+        // SQS: a message without a body, one whose attributes are not SQS's.
+        let event = json!({"Records": [
+            {"messageId": "m-1", "body": "ok", "eventSource": "aws:sqs"},
+            {"messageId": "m-2", "eventSource": "aws:sqs"},
+            {"messageId": "m-3", "body": "x", "messageAttributes": {"a": "not an attribute"}}
+        ]});
+        let parsed = parse_event("w", &queue(), event).unwrap();
+        assert_eq!(parsed.input.len(), 1);
+        let rejected: Vec<(usize, &str, &str)> = parsed
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.id.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(rejected[0], (1, "m-2", "an SQS message needs a body"));
+        assert_eq!((rejected[1].0, rejected[1].1), (2, "m-3"));
+        assert!(
+            rejected[1].2.starts_with("not an SQS message: "),
+            "{}",
+            rejected[1].2
+        );
+
+        // DynamoDB: an eventName that is not a change.
+        let record = |seq: &str, name: &str| {
+            json!({"eventID": "1", "eventName": name, "awsRegion": "us-east-1",
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {"Keys": {"PK": {"S": "a"}}, "SequenceNumber": seq, "SizeBytes": 1}})
+        };
+        let event = json!({"Records": [record("1", "INSERT"), record("2", "UPSERT")]});
+        let parsed = parse_event("w", &stream_trigger(), event).unwrap();
+        assert_eq!(parsed.input.len(), 1);
+        assert_eq!(
+            parsed.rejected,
+            vec![Rejected {
+                index: 1,
+                what: "sequence number",
+                id: "2".into(),
+                reason: "eventName `UPSERT` is not INSERT, MODIFY or REMOVE".into(),
+            }]
+        );
+
+        // Kinesis: data that is not a DynamoDB change record.
+        let event = json!({"Records": [{
+            "eventSource": "aws:kinesis",
+            "kinesis": {"partitionKey": "p", "sequenceNumber": "49", "data": "SGVsbG8gV29ybGQ=",
+                "approximateArrivalTimestamp": 1480641523.477}
+        }]});
+        let parsed = parse_event("w", &stream_trigger(), event).unwrap();
+        assert!(parsed.input.is_empty());
+        assert_eq!(parsed.rejected[0].id, "49");
+        assert!(
+            parsed.rejected[0]
+                .reason
+                .starts_with("the Kinesis data is not the JSON of a DynamoDB change record"),
+            "{}",
+            parsed.rejected[0].reason
+        );
+
+        // A record that does not name itself fails the event.
+        let event = json!({"Records": [{"eventSource": "aws:kinesis", "kinesis": {"data": ""}}]});
+        let err = parse_event("w", &stream_trigger(), event).unwrap_err();
+        assert_eq!(
+            err.message,
+            "w: record 0: a Kinesis record needs kinesis.sequenceNumber"
+        );
+    }
+
+    #[test]
+    fn replies_list_rejected_records_then_the_workers_failures() {
+        let message = |id: &str| BatchMessage {
+            message_id: id.into(),
+            body: "b".into(),
+            attributes: Vec::new(),
+            receive_count: 1,
+        };
+        let rejected = |id: &str| Rejected {
+            index: 0,
+            what: "message id",
+            id: id.into(),
+            reason: "bad".into(),
+        };
+        let parsed = Parsed {
+            input: Input::Batch(vec![message("a"), message("b")]),
+            rejected: vec![rejected("x")],
+        };
+        let outcome = |failures: &[&str]| {
+            Output::Batch(usher_engine::BatchOutcome {
+                failures: failures.iter().map(|f| f.to_string()).collect(),
+                count: Default::default(),
+            })
+        };
+        assert_eq!(
+            reply("w", &parsed, outcome(&["b"])).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "x"}, {"itemIdentifier": "b"}]})
+        );
+        assert_eq!(
+            reply("w", &parsed, outcome(&[])).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "x"}]})
+        );
+        // The worker failed every record it was given: the whole batch is retried.
+        let err = reply("w", &parsed, outcome(&["a", "b"])).unwrap_err();
+        assert_eq!(err.error_type, "BatchFailed");
+        // Nothing could be read: every record reported, no invocation error.
+        let none = Parsed {
+            input: Input::Batch(Vec::new()),
+            rejected: vec![rejected("x"), rejected("y"), rejected("x")],
+        };
+        assert_eq!(
+            reply_rejected(&none),
+            json!({"batchItemFailures": [{"itemIdentifier": "x"}, {"itemIdentifier": "y"}]})
         );
     }
 }
