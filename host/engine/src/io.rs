@@ -219,6 +219,113 @@ impl Input {
     }
 }
 
+/// A failure id a batch- or stream-worker reported that names no record of
+/// its input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the worker reported a failure for `{0}`, which is not in its batch; the whole batch failed")]
+pub struct UnknownFailure(pub String);
+
+impl Input {
+    /// Checks the failure ids a batch- or stream-worker answered against the
+    /// records of this input (message ids, sequence numbers) and keeps each
+    /// once, in the worker's order. An id that names no record is an
+    /// [`UnknownFailure`]: the engine then fails the whole batch
+    /// ([`Input::fail_all`]), as Lambda treats a `batchItemFailures`
+    /// `itemIdentifier` that names no message of the batch. The engine owns
+    /// this rule, so every trigger (`usher up`'s pollers and followers,
+    /// `usher lambda`, `usher invoke`, the test host) gets only ids of the
+    /// records it gave.
+    pub fn known_failures(&self, failures: Vec<String>) -> Result<Vec<String>, UnknownFailure> {
+        let ids: std::collections::HashSet<&str> = match self {
+            Input::Batch(messages) => messages.iter().map(|m| m.message_id.as_str()).collect(),
+            Input::Stream(changes) => changes.iter().map(|c| c.sequence_number.as_str()).collect(),
+            _ => std::collections::HashSet::new(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut known = Vec::new();
+        for id in failures {
+            if !ids.contains(id.as_str()) {
+                return Err(UnknownFailure(id));
+            }
+            if seen.insert(id.clone()) {
+                known.push(id);
+            }
+        }
+        Ok(known)
+    }
+}
+
 pub(crate) fn len_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(ids: &[&str]) -> Input {
+        Input::Batch(
+            ids.iter()
+                .map(|id| BatchMessage {
+                    message_id: id.to_string(),
+                    body: String::new(),
+                    attributes: Vec::new(),
+                    receive_count: 1,
+                })
+                .collect(),
+        )
+    }
+
+    fn strings(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| id.to_string()).collect()
+    }
+
+    #[test]
+    fn known_failure_ids_are_kept_once_in_order() {
+        let input = batch(&["a", "b", "c"]);
+        assert_eq!(
+            input.known_failures(strings(&["c", "a", "c"])),
+            Ok(strings(&["c", "a"]))
+        );
+        assert_eq!(input.known_failures(Vec::new()), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn an_unknown_failure_id_fails_the_whole_batch() {
+        let input = batch(&["a", "b"]);
+        let err = input
+            .known_failures(strings(&["a", "nope"]))
+            .expect_err("unknown id");
+        assert_eq!(err, UnknownFailure("nope".into()));
+        assert_eq!(
+            err.to_string(),
+            "the worker reported a failure for `nope`, which is not in its batch; the whole batch failed"
+        );
+        assert_eq!(
+            input.fail_all(&err.to_string()),
+            Output::Batch(BatchOutcome {
+                failures: strings(&["a", "b"]),
+                count: Counts {
+                    received: 2,
+                    processed: 0,
+                    failed: 2
+                },
+            })
+        );
+
+        let stream = Input::Stream(vec![ChangeRecord {
+            table: "t".into(),
+            event_name: ChangeKind::Insert,
+            keys: serde_json::json!({"PK": "a"}),
+            new_image: None,
+            old_image: None,
+            sequence_number: "7".into(),
+            timestamp_ms: 0,
+        }]);
+        assert_eq!(stream.known_failures(strings(&["7"])), Ok(strings(&["7"])));
+        assert_eq!(
+            stream.known_failures(strings(&["8"])),
+            Err(UnknownFailure("8".into()))
+        );
+    }
 }

@@ -862,4 +862,23 @@ mod tests {
             json!({"batchItemFailures": [{"itemIdentifier": "x"}, {"itemIdentifier": "y"}]})
         );
     }
+
+    #[test]
+    fn a_batch_the_engine_failed_for_an_unknown_id_is_an_invocation_error() {
+        // The engine owns the unknown-id rule: it answers every record
+        // failed, which Lambda is told as a failed invocation (the whole
+        // batch retried), as Lambda itself treats an unknown itemIdentifier.
+        let input = Input::Batch(vec![BatchMessage {
+            message_id: "a".into(),
+            body: "b".into(),
+            attributes: Vec::new(),
+            receive_count: 1,
+        }]);
+        let unknown = input
+            .known_failures(vec!["nope".into()])
+            .expect_err("unknown id");
+        let output = input.fail_all(&unknown.to_string());
+        let err = reply("w", &Parsed::from(input), output).unwrap_err();
+        assert_eq!(err.error_type, "BatchFailed");
+    }
 }
