@@ -369,8 +369,8 @@ impl TestHost {
 
     /// One invocation of an event given as JSON (any shape `usher invoke` accepts).
     pub async fn invoke_json(&self, worker: &str, event: Value) -> Result<Invocation, TestError> {
-        let world = self.runtime.worker(worker)?.spec().trigger.world();
-        let input = Input::from_event_json(world, event).map_err(setup)?;
+        let trigger = self.runtime.worker(worker)?.spec().trigger.clone();
+        let input = usher_trigger_lambda::events::read_event(&trigger, event).map_err(setup)?;
         self.invoke(worker, input).await
     }
 

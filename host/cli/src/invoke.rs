@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use usher_backend_embedded::Embedded;
 use usher_capabilities::{NoCodec, Recorder, TableBackend};
-use usher_engine::{Input, LocalInvoker, Runtime};
+use usher_engine::{LocalInvoker, Runtime};
 
 use crate::store_cmds::{tool_engine, Paths};
 
@@ -24,7 +24,7 @@ pub async fn run(
         .with_context(|| format!("reading the event {}", event.display()))?;
     let value: Value = serde_json::from_str(&text)
         .with_context(|| format!("the event {} is not valid JSON", event.display()))?;
-    let input = Input::from_event_json(spec.trigger.world(), value).with_context(|| {
+    let input = usher_trigger_lambda::events::read_event(&spec.trigger, value).with_context(|| {
         format!(
             "the event {} does not fit {worker} ({})",
             event.display(),

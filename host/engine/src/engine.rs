@@ -502,20 +502,22 @@ async fn call(
                 })
                 .collect();
             let r = guest.call_handle(&mut *store, &arg).await?;
-            let mut out = BatchOutcome {
-                failures: r.failures,
-                count: Counts {
-                    received: r.counts.received,
-                    processed: r.counts.processed,
-                    failed: r.counts.failed,
-                },
-            };
-            // Only ids of this batch can fail; the count of received is the host's.
-            out.failures
-                .retain(|id| messages.iter().any(|m| &m.message_id == id));
-            out.failures.dedup();
-            out.count.received = len_u32(messages.len());
-            Output::Batch(out)
+            // Only ids of this batch can fail (an unknown one fails the whole
+            // batch); the count of received is the host's.
+            match input.known_failures(r.failures) {
+                Ok(failures) => Output::Batch(BatchOutcome {
+                    failures,
+                    count: Counts {
+                        received: len_u32(messages.len()),
+                        processed: r.counts.processed,
+                        failed: r.counts.failed,
+                    },
+                }),
+                Err(unknown) => {
+                    tracing::warn!(worker = %store.data().caps.worker().name, id = %unknown.0, "a batch-worker reported a failure for a message it was not given; failing the batch");
+                    input.fail_all(&unknown.to_string())
+                }
+            }
         }
         (Exports::Stream(idx), Input::Stream(changes)) => {
             let guest = idx.load(&mut *store, &instance)?;
@@ -536,9 +538,15 @@ async fn call(
                 })
                 .collect();
             let r = guest.call_handle(&mut *store, &arg).await?;
-            let mut failures = r.failures;
-            failures.retain(|s| changes.iter().any(|c| &c.sequence_number == s));
-            Output::Stream(StreamOutcome { failures })
+            // Only sequence numbers of this batch can fail (an unknown one
+            // fails the whole batch).
+            match input.known_failures(r.failures) {
+                Ok(failures) => Output::Stream(StreamOutcome { failures }),
+                Err(unknown) => {
+                    tracing::warn!(worker = %store.data().caps.worker().name, sequence_number = %unknown.0, "a stream-worker reported a failure for a record it was not given; failing the batch");
+                    input.fail_all(&unknown.to_string())
+                }
+            }
         }
         (Exports::Invoke(idx), Input::Invoke(payload)) => {
             let guest = idx.load(&mut *store, &instance)?;

@@ -1,6 +1,7 @@
 //! What goes into and comes out of an invocation, in host terms
 //! (independent of the generated bindings, serializable for fixtures and
-//! `usher invoke`).
+//! `usher invoke`). These are Usher's own types only: AWS's event shapes
+//! are read into them in one place, `usher_trigger_lambda::events`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -218,137 +219,113 @@ impl Input {
     }
 }
 
+/// A failure id a batch- or stream-worker reported that names no record of
+/// its input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the worker reported a failure for `{0}`, which is not in its batch; the whole batch failed")]
+pub struct UnknownFailure(pub String);
+
+impl Input {
+    /// Checks the failure ids a batch- or stream-worker answered against the
+    /// records of this input (message ids, sequence numbers) and keeps each
+    /// once, in the worker's order. An id that names no record is an
+    /// [`UnknownFailure`]: the engine then fails the whole batch
+    /// ([`Input::fail_all`]), as Lambda treats a `batchItemFailures`
+    /// `itemIdentifier` that names no message of the batch. The engine owns
+    /// this rule, so every trigger (`usher up`'s pollers and followers,
+    /// `usher lambda`, `usher invoke`, the test host) gets only ids of the
+    /// records it gave.
+    pub fn known_failures(&self, failures: Vec<String>) -> Result<Vec<String>, UnknownFailure> {
+        let ids: std::collections::HashSet<&str> = match self {
+            Input::Batch(messages) => messages.iter().map(|m| m.message_id.as_str()).collect(),
+            Input::Stream(changes) => changes.iter().map(|c| c.sequence_number.as_str()).collect(),
+            _ => std::collections::HashSet::new(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut known = Vec::new();
+        for id in failures {
+            if !ids.contains(id.as_str()) {
+                return Err(UnknownFailure(id));
+            }
+            if seen.insert(id.clone()) {
+                known.push(id);
+            }
+        }
+        Ok(known)
+    }
+}
+
 pub(crate) fn len_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Why an event file could not be read as an invocation input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EventError(pub String);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SqsRecord {
-    message_id: String,
-    body: String,
-    #[serde(default)]
-    message_attributes: serde_json::Map<String, Value>,
-    #[serde(default)]
-    attributes: serde_json::Map<String, Value>,
-}
+    fn batch(ids: &[&str]) -> Input {
+        Input::Batch(
+            ids.iter()
+                .map(|id| BatchMessage {
+                    message_id: id.to_string(),
+                    body: String::new(),
+                    attributes: Vec::new(),
+                    receive_count: 1,
+                })
+                .collect(),
+        )
+    }
 
-impl Input {
-    /// Reads an event for a worker of `world` from JSON. Accepted shapes: the
-    /// tagged form `{"kind": "batch", "event": [...]}`; for batch-workers an
-    /// SQS event (`{"Records": [{"messageId", "body", "messageAttributes"}]}`)
-    /// or a bare list of messages; for stream-workers `{"Records": [change…]}`
-    /// or a bare list of changes; for invoke-workers any JSON payload; for
-    /// scheduled-workers a tick or an EventBridge scheduled event; for
-    /// http-workers a request. Errors name the record and the reason.
-    pub fn from_event_json(
-        world: usher_registry::WorldKind,
-        value: Value,
-    ) -> Result<Input, EventError> {
-        use usher_registry::WorldKind;
-        if value.get("kind").is_some() && value.get("event").is_some() {
-            let input: Input = serde_json::from_value(value)
-                .map_err(|e| EventError(format!("not a valid tagged event: {e}")))?;
-            if input.world() != world {
-                return Err(EventError(format!(
-                    "the event is for a {} but the worker is a {}",
-                    input.world().world_name(),
-                    world.world_name()
-                )));
-            }
-            return Ok(input);
-        }
-        let records = |v: &Value| -> Option<Vec<Value>> {
-            match v {
-                Value::Array(items) => Some(items.clone()),
-                Value::Object(o) => o.get("Records").and_then(Value::as_array).cloned(),
-                _ => None,
-            }
-        };
-        match world {
-            WorldKind::Batch => {
-                let items = records(&value).ok_or_else(|| {
-                    EventError("a batch event needs a `Records` list or a list of messages".into())
-                })?;
-                items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        if item.get("messageId").is_some() {
-                            let r: SqsRecord = serde_json::from_value(item).map_err(|e| {
-                                EventError(format!("record {i}: not an SQS message: {e}"))
-                            })?;
-                            let receive_count = r
-                                .attributes
-                                .get("ApproximateReceiveCount")
-                                .and_then(Value::as_str)
-                                .and_then(|s| s.parse().ok())
-                                .unwrap_or(1);
-                            let attributes = r
-                                .message_attributes
-                                .iter()
-                                .filter_map(|(k, v)| {
-                                    v.get("stringValue")
-                                        .and_then(Value::as_str)
-                                        .map(|s| (k.clone(), s.to_string()))
-                                })
-                                .collect();
-                            Ok(BatchMessage {
-                                message_id: r.message_id,
-                                body: r.body,
-                                attributes,
-                                receive_count,
-                            })
-                        } else {
-                            serde_json::from_value(item)
-                                .map_err(|e| EventError(format!("record {i}: not a message: {e}")))
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Input::Batch)
-            }
-            WorldKind::Stream => {
-                let items = records(&value).ok_or_else(|| {
-                    EventError("a stream event needs a `Records` list or a list of changes".into())
-                })?;
-                items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        serde_json::from_value(item).map_err(|e| {
-                            EventError(format!("record {i}: not a change record: {e}"))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Input::Stream)
-            }
-            WorldKind::Invoke => Ok(Input::Invoke(value)),
-            WorldKind::Scheduled => {
-                if let Some(time) = value.get("time").and_then(Value::as_str) {
-                    let schedule = value
-                        .get("resources")
-                        .and_then(Value::as_array)
-                        .and_then(|r| r.first())
-                        .and_then(Value::as_str)
-                        .unwrap_or("schedule")
-                        .to_string();
-                    return Ok(Input::Scheduled(Tick {
-                        schedule,
-                        scheduled_time: time.to_string(),
-                    }));
-                }
-                serde_json::from_value(value)
-                    .map(Input::Scheduled)
-                    .map_err(|e| EventError(format!("not a schedule tick: {e}")))
-            }
-            WorldKind::Http => serde_json::from_value(value)
-                .map(Input::Http)
-                .map_err(|e| EventError(format!("not an HTTP request: {e}"))),
-        }
+    fn strings(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| id.to_string()).collect()
+    }
+
+    #[test]
+    fn known_failure_ids_are_kept_once_in_order() {
+        let input = batch(&["a", "b", "c"]);
+        assert_eq!(
+            input.known_failures(strings(&["c", "a", "c"])),
+            Ok(strings(&["c", "a"]))
+        );
+        assert_eq!(input.known_failures(Vec::new()), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn an_unknown_failure_id_fails_the_whole_batch() {
+        let input = batch(&["a", "b"]);
+        let err = input
+            .known_failures(strings(&["a", "nope"]))
+            .expect_err("unknown id");
+        assert_eq!(err, UnknownFailure("nope".into()));
+        assert_eq!(
+            err.to_string(),
+            "the worker reported a failure for `nope`, which is not in its batch; the whole batch failed"
+        );
+        assert_eq!(
+            input.fail_all(&err.to_string()),
+            Output::Batch(BatchOutcome {
+                failures: strings(&["a", "b"]),
+                count: Counts {
+                    received: 2,
+                    processed: 0,
+                    failed: 2
+                },
+            })
+        );
+
+        let stream = Input::Stream(vec![ChangeRecord {
+            table: "t".into(),
+            event_name: ChangeKind::Insert,
+            keys: serde_json::json!({"PK": "a"}),
+            new_image: None,
+            old_image: None,
+            sequence_number: "7".into(),
+            timestamp_ms: 0,
+        }]);
+        assert_eq!(stream.known_failures(strings(&["7"])), Ok(strings(&["7"])));
+        assert_eq!(
+            stream.known_failures(strings(&["8"])),
+            Err(UnknownFailure("8".into()))
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! AWS event shapes in, AWS reply shapes out.
+//! Events in, AWS reply shapes out: the one place the host reads AWS's
+//! event shapes (with `aws_lambda_events`) and turns them into Usher's own
+//! input types ([`Input`], [`BatchMessage`], [`ChangeRecord`], [`Tick`]).
 //!
 //! The worker's trigger in the registry decides which event shape is
 //! expected: SQS for queue workers, DynamoDB stream records (direct, or
@@ -6,12 +8,44 @@
 //! workers, EventBridge scheduled events for schedules, AppSync direct
 //! resolver events for resolvers, any JSON (Step Functions, direct invoke)
 //! for invoke workers.
+//!
+//! Two readers share the parsing:
+//! * [`parse_event`] is `usher lambda`'s: AWS shapes only, record by record.
+//! * [`read_event`] is for `usher invoke` and the test host: Usher's tagged
+//!   form (`{"kind": "batch", "event": [...]}`) and Usher's own records too,
+//!   a bare list where AWS has `{"Records": [...]}`; any record it cannot
+//!   read is an error naming it.
+//!
+//! # One bad record in a batch
+//!
+//! Under `usher lambda` a record that names itself (an SQS `messageId`, a
+//! stream sequence number) but cannot be turned into Usher's input (an SQS
+//! message without a body, a Kinesis record whose data is not a DynamoDB
+//! change record, an `eventName` that is not INSERT, MODIFY or REMOVE …) is
+//! [`Rejected`] alone: the reason is logged, the record is reported in
+//! `batchItemFailures`, and the other records go to the worker. When no
+//! record can be read, the worker is not invoked and every record is
+//! reported (a partial batch response, not an invocation error). An event
+//! that is not of the trigger's shape, or a record that does not name
+//! itself, is an `InvalidEvent` invocation error: there is nothing to
+//! report it by.
+//!
+//! What Lambda then does: an SQS message reported failed becomes visible
+//! again after the visibility timeout and, if it stays bad, goes to the
+//! dead-letter queue after `maxReceiveCount` receives; the others are
+//! deleted. A stream (DynamoDB, Kinesis) checkpoints before the *lowest*
+//! failed sequence number and retries from there: the records after a bad
+//! one have been processed by the worker, and are given to it again with
+//! the retry (at least once). A stream record that stays bad holds its
+//! shard until the event source mapping's `MaximumRetryAttempts` (or
+//! `MaximumRecordAgeInSeconds`) runs out and the on-failure destination
+//! takes the batch, as for any failed record.
 
 use aws_lambda_events::event::appsync::AppSyncDirectResolverEvent;
 use aws_lambda_events::event::dynamodb::EventRecord as DynamoDbRecord;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::kinesis::KinesisEventRecord;
+use aws_lambda_events::event::sqs::SqsMessage;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use usher_engine::{BatchMessage, ChangeKind, ChangeRecord, Input, Output, Tick};
@@ -19,30 +53,185 @@ use usher_registry::Trigger;
 
 use crate::LambdaError;
 
-/// Reads `event` as the input of a worker with `trigger`; a malformed or
-/// mismatching event is an `InvalidEvent` error naming the record and why.
-pub fn parse_event(worker: &str, trigger: &Trigger, event: Value) -> Result<Input, LambdaError> {
-    let invalid = |message: String| LambdaError::invalid_event(worker, message);
-    match trigger {
-        Trigger::Queue { .. } => sqs(event).map_err(invalid),
-        Trigger::Stream { table, .. } => stream(table, event).map_err(invalid),
-        Trigger::Schedule { .. } => scheduled(event).map_err(invalid),
-        Trigger::Invoke => Ok(Input::Invoke(event)),
-        Trigger::Resolver {
-            type_name,
-            field_name,
-        } => resolver(type_name, field_name, event).map_err(invalid),
-        Trigger::Http { .. } => Err(invalid(
-            "http-workers are served by `usher up`, not by `usher lambda`".into(),
-        )),
+/// Why an event cannot be read as a worker's input; the message names the
+/// record and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventError(pub String);
+
+/// A record that names itself (an SQS message id, a stream sequence
+/// number) but cannot be turned into Usher's input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Its position in the event.
+    pub index: usize,
+    /// What its id is: `message id` or `sequence number`.
+    pub what: &'static str,
+    /// Its message id or sequence number.
+    pub id: String,
+    /// Why it cannot be read.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "record {} ({} {}): {}",
+            self.index, self.what, self.id, self.reason
+        )
     }
 }
 
-/// The reply for a worker's output, in AWS's shape: `batchItemFailures`
-/// (message ids for SQS, sequence numbers for streams; empty on success),
-/// the invoke/resolver result, or an error. A batch whose every record
-/// failed is an invocation error, so that Lambda backs off and retries it.
-pub fn reply(worker: &str, input: &Input, output: Output) -> Result<Value, LambdaError> {
+/// An event read for a worker: the input of the records it could read, and
+/// the records it could not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The input of every record that could be read, in event order.
+    pub input: Input,
+    /// The records that could not, in event order.
+    pub rejected: Vec<Rejected>,
+}
+
+impl From<Input> for Parsed {
+    fn from(input: Input) -> Self {
+        Parsed {
+            input,
+            rejected: Vec::new(),
+        }
+    }
+}
+
+impl Parsed {
+    /// The input, or an error naming the first record that could not be read.
+    fn strict(self) -> Result<Input, String> {
+        match self.rejected.into_iter().next() {
+            Some(rejected) => Err(rejected.to_string()),
+            None => Ok(self.input),
+        }
+    }
+}
+
+/// Reads `event` as the input of a worker with `trigger`: the records that
+/// can be read, and those that cannot (see the module's doc). An event that
+/// is not of the trigger's shape, or a record that does not name itself, is
+/// an `InvalidEvent` error naming the record and why.
+pub fn parse_event(worker: &str, trigger: &Trigger, event: Value) -> Result<Parsed, LambdaError> {
+    aws_event(trigger, event).map_err(|message| LambdaError::invalid_event(worker, message))
+}
+
+/// Reads an event file (`usher invoke`, the test host) for a worker with
+/// `trigger`. Accepted shapes: Usher's tagged form `{"kind": "batch",
+/// "event": [...]}`; what [`parse_event`] accepts (for batch and stream
+/// workers also as a bare list of records); for stream-workers Usher's own
+/// change records (`table`, `eventName`, `keys`, `newImage`, `oldImage`,
+/// `sequenceNumber`, `timestampMs`) in a `Records` list or a bare list; for
+/// scheduled-workers a tick (`schedule`, `scheduledTime`); for invoke and
+/// resolver workers any JSON payload, as it is; for http-workers a request.
+/// Errors name the record and the reason.
+pub fn read_event(trigger: &Trigger, value: Value) -> Result<Input, EventError> {
+    let world = trigger.world();
+    if value.get("kind").is_some() && value.get("event").is_some() {
+        let input: Input = serde_json::from_value(value)
+            .map_err(|e| EventError(format!("not a valid tagged event: {e}")))?;
+        if input.world() != world {
+            return Err(EventError(format!(
+                "the event is for a {} but the worker is a {}",
+                input.world().world_name(),
+                world.world_name()
+            )));
+        }
+        return Ok(input);
+    }
+    let result = match trigger {
+        Trigger::Queue { .. } => listed(value, "a batch event needs a `Records` list or a list of messages")
+            .and_then(|records| sqs(json!({ "Records": records }))),
+        Trigger::Stream { table, .. } => listed(value, "a stream event needs a `Records` list or a list of changes")
+            .and_then(|records| {
+                if records.first().is_some_and(is_aws_stream_record) {
+                    stream(table, json!({ "Records": records }))
+                } else {
+                    usher_changes(records)
+                }
+            }),
+        Trigger::Schedule { .. } => {
+            let aws = ["detail-type", "source", "time"]
+                .iter()
+                .any(|k| value.get(k).is_some());
+            if aws {
+                scheduled(value).map(Parsed::from)
+            } else {
+                serde_json::from_value(value)
+                    .map(|tick| Input::Scheduled(tick).into())
+                    .map_err(|e| format!("not a schedule tick: {e}"))
+            }
+        }
+        Trigger::Invoke | Trigger::Resolver { .. } => Ok(Input::Invoke(value).into()),
+        Trigger::Http { .. } => serde_json::from_value(value)
+            .map(|request| Input::Http(request).into())
+            .map_err(|e| format!("not an HTTP request: {e}")),
+    };
+    result.and_then(Parsed::strict).map_err(EventError)
+}
+
+/// The records of `{"Records": [...]}` or of a bare list.
+fn listed(value: Value, missing: &str) -> Result<Vec<Value>, String> {
+    match value {
+        Value::Array(records) => Ok(records),
+        Value::Object(mut o) => match o.remove("Records") {
+            Some(Value::Array(records)) => Ok(records),
+            _ => Err(missing.to_string()),
+        },
+        _ => Err(missing.to_string()),
+    }
+}
+
+/// Whether a stream record is in AWS's shape (DynamoDB or Kinesis) rather
+/// than Usher's.
+fn is_aws_stream_record(record: &Value) -> bool {
+    ["eventSource", "dynamodb", "kinesis"]
+        .iter()
+        .any(|k| record.get(k).is_some())
+}
+
+fn usher_changes(records: Vec<Value>) -> Result<Parsed, String> {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            serde_json::from_value(record)
+                .map_err(|e| format!("record {i}: not a change record: {e}"))
+        })
+        .collect::<Result<Vec<ChangeRecord>, String>>()
+        .map(|changes| Input::Stream(changes).into())
+}
+
+/// An AWS event for a worker with `trigger`. `Err` is an event that cannot
+/// be read at all (the wrong shape, a record that does not name itself).
+fn aws_event(trigger: &Trigger, event: Value) -> Result<Parsed, String> {
+    match trigger {
+        Trigger::Queue { .. } => sqs(event),
+        Trigger::Stream { table, .. } => stream(table, event),
+        Trigger::Schedule { .. } => scheduled(event).map(Parsed::from),
+        Trigger::Invoke => Ok(Input::Invoke(event).into()),
+        Trigger::Resolver {
+            type_name,
+            field_name,
+        } => resolver(type_name, field_name, event).map(Parsed::from),
+        Trigger::Http { .. } => {
+            Err("http-workers are served by `usher up`, not by `usher lambda`".into())
+        }
+    }
+}
+
+/// The reply for a worker's output on `parsed.input`, in AWS's shape:
+/// `batchItemFailures` (message ids for SQS, sequence numbers for streams:
+/// the rejected records, then those the worker failed; empty on success),
+/// the invoke/resolver result, or an error. A batch whose every record the
+/// worker failed is an invocation error, so that Lambda backs off and
+/// retries it.
+pub fn reply(worker: &str, parsed: &Parsed, output: Output) -> Result<Value, LambdaError> {
+    let input = &parsed.input;
     let failures = match output {
         Output::Batch(outcome) => outcome.failures,
         Output::Stream(outcome) => outcome.failures,
@@ -73,11 +262,25 @@ pub fn reply(worker: &str, input: &Input, output: Output) -> Result<Value, Lambd
             ),
         ));
     }
-    let items: Vec<Value> = failures
-        .into_iter()
+    Ok(batch_item_failures(
+        parsed.rejected.iter().map(|r| r.id.clone()).chain(failures),
+    ))
+}
+
+/// The reply for an event none of whose records could be read (the worker
+/// is not invoked): every record reported in `batchItemFailures`.
+pub fn reply_rejected(parsed: &Parsed) -> Value {
+    batch_item_failures(parsed.rejected.iter().map(|r| r.id.clone()))
+}
+
+/// `{"batchItemFailures": [{"itemIdentifier": id}…]}`, each id once.
+fn batch_item_failures(ids: impl Iterator<Item = String>) -> Value {
+    let mut seen = std::collections::HashSet::new();
+    let items: Vec<Value> = ids
+        .filter(|id| seen.insert(id.clone()))
         .map(|id| json!({ "itemIdentifier": id }))
         .collect();
-    Ok(json!({ "batchItemFailures": items }))
+    json!({ "batchItemFailures": items })
 }
 
 fn typed<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, String> {
@@ -85,122 +288,181 @@ fn typed<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, String> {
 }
 
 /// The `eventSource` of the first record, if any.
-fn event_source(event: &Value) -> Option<&str> {
-    event
-        .get("Records")
-        .and_then(Value::as_array)
-        .and_then(|r| r.first())
+fn event_source(records: &[Value]) -> Option<&str> {
+    records
+        .first()
         .and_then(|r| r.get("eventSource").or_else(|| r.get("EventSource")))
         .and_then(Value::as_str)
 }
 
-fn require_records(event: &Value, what: &str) -> Result<(), String> {
-    match event.get("Records") {
-        Some(Value::Array(_)) => Ok(()),
+fn records_of(event: Value, what: &str) -> Result<Vec<Value>, String> {
+    match event {
+        Value::Object(mut o) => match o.remove("Records") {
+            Some(Value::Array(records)) => Ok(records),
+            _ => Err(format!("{what} needs a `Records` list")),
+        },
         _ => Err(format!("{what} needs a `Records` list")),
     }
 }
 
-fn sqs(event: Value) -> Result<Input, String> {
-    require_records(&event, "an SQS event")?;
-    if let Some(source) = event_source(&event).filter(|s| *s != "aws:sqs") {
+/// One record's reading: `Err` when it does not even name itself (the event
+/// cannot be answered record by record), `Ok(Err)` when it names itself but
+/// cannot be read.
+type Record<T> = Result<Result<T, Rejected>, String>;
+
+/// Reads each record with `read`, keeping those read and those rejected.
+fn each<T>(
+    records: Vec<Value>,
+    mut read: impl FnMut(usize, Value) -> Record<T>,
+    input: impl FnOnce(Vec<T>) -> Input,
+) -> Result<Parsed, String> {
+    let mut good = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, record) in records.into_iter().enumerate() {
+        match read(i, record)? {
+            Ok(item) => good.push(item),
+            Err(r) => rejected.push(r),
+        }
+    }
+    Ok(Parsed {
+        input: input(good),
+        rejected,
+    })
+}
+
+/// The string at `path` of a record, if any (and not empty).
+fn id_at(record: &Value, path: &[&str]) -> Option<String> {
+    path.iter()
+        .try_fold(record, |v, key| v.get(key))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn sqs(event: Value) -> Result<Parsed, String> {
+    let records = records_of(event, "an SQS event")?;
+    if let Some(source) = event_source(&records).filter(|s| *s != "aws:sqs") {
         return Err(format!(
             "the records come from `{source}`, but the worker takes SQS messages (aws:sqs)"
         ));
     }
-    let event: SqsEvent = typed("an SQS event", event)?;
-    event
-        .records
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let message_id = m
-                .message_id
-                .ok_or_else(|| format!("record {i}: an SQS message needs a messageId"))?;
-            let receive_count = m
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(1);
-            let mut attributes: Vec<(String, String)> = m
-                .message_attributes
-                .into_iter()
-                .filter_map(|(k, v)| v.string_value.map(|s| (k, s)))
-                .collect();
-            attributes.sort();
-            Ok(BatchMessage {
-                message_id,
-                body: m.body.unwrap_or_default(),
-                attributes,
-                receive_count,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map(Input::Batch)
+    each(records, sqs_message, Input::Batch)
 }
 
-fn stream(table: &str, event: Value) -> Result<Input, String> {
-    require_records(&event, "a stream event")?;
-    match event_source(&event) {
-        Some("aws:kinesis") => kinesis(table, event),
-        Some("aws:dynamodb") | None => dynamodb(table, event),
+fn sqs_message(i: usize, raw: Value) -> Record<BatchMessage> {
+    let Some(message_id) = id_at(&raw, &["messageId"]) else {
+        return Err(format!("record {i}: an SQS message needs a messageId"));
+    };
+    let reject = |reason: String| Rejected {
+        index: i,
+        what: "message id",
+        id: message_id.clone(),
+        reason,
+    };
+    let m: SqsMessage = match typed("an SQS message", raw) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(reject(e))),
+    };
+    let Some(body) = m.body else {
+        return Ok(Err(reject("an SQS message needs a body".into())));
+    };
+    let receive_count = m
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    // Usher's messages carry string attributes: String and Number ones
+    // (their `stringValue`); Binary ones are not carried.
+    let mut attributes: Vec<(String, String)> = m
+        .message_attributes
+        .into_iter()
+        .filter_map(|(k, v)| v.string_value.map(|s| (k, s)))
+        .collect();
+    attributes.sort();
+    Ok(Ok(BatchMessage {
+        message_id,
+        body,
+        attributes,
+        receive_count,
+    }))
+}
+
+fn stream(table: &str, event: Value) -> Result<Parsed, String> {
+    let records = records_of(event, "a stream event")?;
+    match event_source(&records) {
+        Some("aws:kinesis") => each(records, |i, r| kinesis_record(table, i, r), Input::Stream),
+        Some("aws:dynamodb") | None => {
+            each(records, |i, r| dynamodb_record(table, i, r), Input::Stream)
+        }
         Some(other) => Err(format!(
             "the records come from `{other}`, but the worker takes DynamoDB stream records (aws:dynamodb, or aws:kinesis carrying them)"
         )),
     }
 }
 
-fn dynamodb(table: &str, event: Value) -> Result<Input, String> {
-    let records = match event.get("Records") {
-        Some(Value::Array(records)) => records.clone(),
-        _ => Vec::new(),
+fn dynamodb_record(table: &str, i: usize, raw: Value) -> Record<ChangeRecord> {
+    let sequence = id_at(&raw, &["dynamodb", "SequenceNumber"]);
+    let record = typed::<DynamoDbRecord>("a DynamoDB stream record", raw);
+    let Some(sequence) = sequence else {
+        return Err(match record {
+            Err(e) => format!("record {i}: {e}"),
+            Ok(_) => format!("record {i}: a DynamoDB stream record needs dynamodb.SequenceNumber"),
+        });
     };
-    records
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            let record: DynamoDbRecord =
-                typed("a DynamoDB stream record", raw).map_err(|e| format!("record {i}: {e}"))?;
-            let sequence = record.change.sequence_number.clone().ok_or_else(|| {
-                format!("record {i}: a DynamoDB stream record needs dynamodb.SequenceNumber")
-            })?;
-            let millis = record
-                .change
-                .approximate_creation_date_time
-                .timestamp_millis();
-            change(table, record, sequence, millis).map_err(|e| format!("record {i}: {e}"))
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map(Input::Stream)
+    let reject = |reason: String| Rejected {
+        index: i,
+        what: "sequence number",
+        id: sequence.clone(),
+        reason,
+    };
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => return Ok(Err(reject(e))),
+    };
+    let millis = record
+        .change
+        .approximate_creation_date_time
+        .timestamp_millis();
+    Ok(change(table, record, sequence.clone(), millis).map_err(reject))
 }
 
-fn kinesis(table: &str, event: Value) -> Result<Input, String> {
-    let event: KinesisEvent = typed("a Kinesis event", event)?;
-    event
-        .records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let sequence = r.kinesis.sequence_number.clone();
-            let at = |e: String| format!("record {i} (sequence number {sequence}): {e}");
-            let data: Value = serde_json::from_slice(&r.kinesis.data.0).map_err(|e| {
-                at(format!(
-                    "the Kinesis data is not the JSON of a DynamoDB change record: {e}"
-                ))
-            })?;
-            // DynamoDB → Kinesis records carry ApproximateCreationDateTime in
-            // milliseconds (DynamoDB Streams use seconds).
-            let millis = data
-                .get("dynamodb")
-                .and_then(|d| d.get("ApproximateCreationDateTime"))
-                .and_then(Value::as_u64)
-                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
-                .unwrap_or_else(|| r.kinesis.approximate_arrival_timestamp.0.timestamp_millis());
-            let record: DynamoDbRecord = typed("a DynamoDB change record", data).map_err(at)?;
-            change(table, record, sequence.clone(), millis).map_err(at)
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map(Input::Stream)
+fn kinesis_record(table: &str, i: usize, raw: Value) -> Record<ChangeRecord> {
+    let Some(sequence) = id_at(&raw, &["kinesis", "sequenceNumber"]) else {
+        return Err(format!(
+            "record {i}: a Kinesis record needs kinesis.sequenceNumber"
+        ));
+    };
+    let reject = |reason: String| Rejected {
+        index: i,
+        what: "sequence number",
+        id: sequence.clone(),
+        reason,
+    };
+    let r: KinesisEventRecord = match typed("a Kinesis record", raw) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(reject(e))),
+    };
+    let data: Value = match serde_json::from_slice(&r.kinesis.data.0) {
+        Ok(data) => data,
+        Err(e) => {
+            return Ok(Err(reject(format!(
+                "the Kinesis data is not the JSON of a DynamoDB change record: {e}"
+            ))))
+        }
+    };
+    // DynamoDB → Kinesis records carry ApproximateCreationDateTime in
+    // milliseconds (DynamoDB Streams use seconds).
+    let millis = data
+        .get("dynamodb")
+        .and_then(|d| d.get("ApproximateCreationDateTime"))
+        .and_then(Value::as_u64)
+        .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+        .unwrap_or_else(|| r.kinesis.approximate_arrival_timestamp.0.timestamp_millis());
+    let record: DynamoDbRecord = match typed("a DynamoDB change record", data) {
+        Ok(record) => record,
+        Err(e) => return Ok(Err(reject(e))),
+    };
+    Ok(change(table, record, sequence.clone(), millis).map_err(reject))
 }
 
 fn change(
@@ -301,7 +563,7 @@ mod tests {
         });
         let input = parse_event("notify/generator", &trigger, event.clone()).unwrap();
         assert_eq!(
-            input,
+            input.input,
             Input::Scheduled(Tick {
                 schedule: "arn:aws:events:us-east-1:123456789012:rule/notification-schedule".into(),
                 scheduled_time: "2026-11-01T09:00:00Z".into(),
@@ -319,10 +581,10 @@ mod tests {
 
     #[test]
     fn scheduled_replies_and_failures() {
-        let input = Input::Scheduled(Tick {
+        let input = Parsed::from(Input::Scheduled(Tick {
             schedule: "s".into(),
             scheduled_time: "t".into(),
-        });
+        }));
         assert_eq!(
             reply("w", &input, Output::Scheduled(Ok(json!({"sent": 3})))).unwrap(),
             json!({"sent": 3})
@@ -332,5 +594,291 @@ mod tests {
             (err.error_type.as_str(), err.message.as_str()),
             ("WorkerFailed", "w: no campaigns")
         );
+    }
+
+    fn queue() -> Trigger {
+        Trigger::Queue {
+            queue: "save-entries".into(),
+        }
+    }
+
+    fn stream_trigger() -> Trigger {
+        Trigger::Stream {
+            table: "demand-table".into(),
+            max_retries: 3,
+            on_failure: None,
+            starting_position: Default::default(),
+        }
+    }
+
+    #[test]
+    fn event_files_take_the_tagged_form_and_check_the_world() {
+        let tagged = json!({"kind": "invoke", "event": {"a": 1}});
+        assert_eq!(
+            read_event(&Trigger::Invoke, tagged.clone()).unwrap(),
+            Input::Invoke(json!({"a": 1}))
+        );
+        let err = read_event(&queue(), tagged).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the event is for a invoke-worker but the worker is a batch-worker"
+        );
+        let err = read_event(&queue(), json!({"kind": "batch", "event": 3})).unwrap_err();
+        assert!(
+            err.to_string().starts_with("not a valid tagged event"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn event_files_take_sqs_messages_in_records_or_a_bare_list() {
+        let message = json!({
+            "messageId": "m-1", "body": "hello",
+            "attributes": {"ApproximateReceiveCount": "3"},
+            "messageAttributes": {
+                "b": {"stringValue": "2", "dataType": "Number"},
+                "a": {"stringValue": "1", "dataType": "String"},
+                "bin": {"binaryValue": "AA==", "dataType": "Binary"}
+            }
+        });
+        let expected = Input::Batch(vec![BatchMessage {
+            message_id: "m-1".into(),
+            body: "hello".into(),
+            attributes: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
+            receive_count: 3,
+        }]);
+        let records = json!({ "Records": [message.clone()] });
+        assert_eq!(read_event(&queue(), records).unwrap(), expected);
+        assert_eq!(read_event(&queue(), json!([message])).unwrap(), expected);
+
+        // Strict: a record that cannot be read is named.
+        let bad = json!([{"messageId": "m-1", "body": "x"}, {"messageId": "m-2"}]);
+        assert_eq!(
+            read_event(&queue(), bad).unwrap_err().to_string(),
+            "record 1 (message id m-2): an SQS message needs a body"
+        );
+        let err = read_event(&queue(), json!({"messages": []})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a batch event needs a `Records` list or a list of messages"
+        );
+    }
+
+    #[test]
+    fn event_files_take_usher_changes_and_aws_stream_records() {
+        let usher = json!({"Records": [{
+            "table": "demand-table", "eventName": "INSERT", "keys": {"PK": "a"},
+            "newImage": {"PK": "a", "n": 1}, "sequenceNumber": "7", "timestampMs": 1000
+        }]});
+        let expected = Input::Stream(vec![ChangeRecord {
+            table: "demand-table".into(),
+            event_name: ChangeKind::Insert,
+            keys: json!({"PK": "a"}),
+            new_image: Some(json!({"PK": "a", "n": 1})),
+            old_image: None,
+            sequence_number: "7".into(),
+            timestamp_ms: 1000,
+        }]);
+        assert_eq!(read_event(&stream_trigger(), usher).unwrap(), expected);
+
+        let aws = json!([{
+            "eventID": "1", "eventName": "INSERT", "awsRegion": "us-east-1",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1,
+                "Keys": {"PK": {"S": "a"}},
+                "NewImage": {"PK": {"S": "a"}, "n": {"N": "1"}},
+                "SequenceNumber": "7", "SizeBytes": 1
+            }
+        }]);
+        assert_eq!(read_event(&stream_trigger(), aws).unwrap(), expected);
+
+        let err = read_event(&stream_trigger(), json!([{"table": "t"}])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("record 0: not a change record"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn event_files_take_ticks_eventbridge_events_and_http_requests() {
+        let schedule = Trigger::Schedule {
+            cron: "0 0 9 * * *".into(),
+        };
+        let tick = Tick {
+            schedule: "daily".into(),
+            scheduled_time: "2026-11-01T09:00:00Z".into(),
+        };
+        assert_eq!(
+            read_event(
+                &schedule,
+                json!({"schedule": "daily", "scheduledTime": "2026-11-01T09:00:00Z"})
+            )
+            .unwrap(),
+            Input::Scheduled(tick)
+        );
+        let eventbridge = json!({
+            "detail-type": "Scheduled Event", "source": "aws.events",
+            "time": "2026-11-01T09:00:00Z", "resources": ["rule/daily"], "detail": {}
+        });
+        assert_eq!(
+            read_event(&schedule, eventbridge).unwrap(),
+            Input::Scheduled(Tick {
+                schedule: "rule/daily".into(),
+                scheduled_time: "2026-11-01T09:00:00Z".into(),
+            })
+        );
+        let err = read_event(&schedule, json!({})).unwrap_err();
+        assert!(
+            err.to_string().starts_with("not a schedule tick"),
+            "{err}"
+        );
+        let http = Trigger::Http {
+            route: "/x".into(),
+        };
+        let Input::Http(request) =
+            read_event(&http, json!({"method": "GET", "path": "/a"})).unwrap()
+        else {
+            panic!("not an HTTP request")
+        };
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("GET", "/a"));
+        let err = read_event(&http, json!({"path": "/a"})).unwrap_err();
+        assert!(
+            err.to_string().starts_with("not an HTTP request"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lambda_rejects_a_bad_record_alone_with_its_id_and_reason() {
+        // SQS: a message without a body, one whose attributes are not SQS's.
+        let event = json!({"Records": [
+            {"messageId": "m-1", "body": "ok", "eventSource": "aws:sqs"},
+            {"messageId": "m-2", "eventSource": "aws:sqs"},
+            {"messageId": "m-3", "body": "x", "messageAttributes": {"a": "not an attribute"}}
+        ]});
+        let parsed = parse_event("w", &queue(), event).unwrap();
+        assert_eq!(parsed.input.len(), 1);
+        let rejected: Vec<(usize, &str, &str)> = parsed
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.id.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(rejected[0], (1, "m-2", "an SQS message needs a body"));
+        assert_eq!((rejected[1].0, rejected[1].1), (2, "m-3"));
+        assert!(
+            rejected[1].2.starts_with("not an SQS message: "),
+            "{}",
+            rejected[1].2
+        );
+
+        // DynamoDB: an eventName that is not a change.
+        let record = |seq: &str, name: &str| {
+            json!({"eventID": "1", "eventName": name, "awsRegion": "us-east-1",
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {"Keys": {"PK": {"S": "a"}}, "SequenceNumber": seq, "SizeBytes": 1}})
+        };
+        let event = json!({"Records": [record("1", "INSERT"), record("2", "UPSERT")]});
+        let parsed = parse_event("w", &stream_trigger(), event).unwrap();
+        assert_eq!(parsed.input.len(), 1);
+        assert_eq!(
+            parsed.rejected,
+            vec![Rejected {
+                index: 1,
+                what: "sequence number",
+                id: "2".into(),
+                reason: "eventName `UPSERT` is not INSERT, MODIFY or REMOVE".into(),
+            }]
+        );
+
+        // Kinesis: data that is not a DynamoDB change record.
+        let event = json!({"Records": [{
+            "eventSource": "aws:kinesis",
+            "kinesis": {"partitionKey": "p", "sequenceNumber": "49", "data": "SGVsbG8gV29ybGQ=",
+                "approximateArrivalTimestamp": 1480641523.477}
+        }]});
+        let parsed = parse_event("w", &stream_trigger(), event).unwrap();
+        assert!(parsed.input.is_empty());
+        assert_eq!(parsed.rejected[0].id, "49");
+        assert!(
+            parsed.rejected[0]
+                .reason
+                .starts_with("the Kinesis data is not the JSON of a DynamoDB change record"),
+            "{}",
+            parsed.rejected[0].reason
+        );
+
+        // A record that does not name itself fails the event.
+        let event = json!({"Records": [{"eventSource": "aws:kinesis", "kinesis": {"data": ""}}]});
+        let err = parse_event("w", &stream_trigger(), event).unwrap_err();
+        assert_eq!(
+            err.message,
+            "w: record 0: a Kinesis record needs kinesis.sequenceNumber"
+        );
+    }
+
+    #[test]
+    fn replies_list_rejected_records_then_the_workers_failures() {
+        let message = |id: &str| BatchMessage {
+            message_id: id.into(),
+            body: "b".into(),
+            attributes: Vec::new(),
+            receive_count: 1,
+        };
+        let rejected = |id: &str| Rejected {
+            index: 0,
+            what: "message id",
+            id: id.into(),
+            reason: "bad".into(),
+        };
+        let parsed = Parsed {
+            input: Input::Batch(vec![message("a"), message("b")]),
+            rejected: vec![rejected("x")],
+        };
+        let outcome = |failures: &[&str]| {
+            Output::Batch(usher_engine::BatchOutcome {
+                failures: failures.iter().map(|f| f.to_string()).collect(),
+                count: Default::default(),
+            })
+        };
+        assert_eq!(
+            reply("w", &parsed, outcome(&["b"])).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "x"}, {"itemIdentifier": "b"}]})
+        );
+        assert_eq!(
+            reply("w", &parsed, outcome(&[])).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "x"}]})
+        );
+        // The worker failed every record it was given: the whole batch is retried.
+        let err = reply("w", &parsed, outcome(&["a", "b"])).unwrap_err();
+        assert_eq!(err.error_type, "BatchFailed");
+        // Nothing could be read: every record reported, no invocation error.
+        let none = Parsed {
+            input: Input::Batch(Vec::new()),
+            rejected: vec![rejected("x"), rejected("y"), rejected("x")],
+        };
+        assert_eq!(
+            reply_rejected(&none),
+            json!({"batchItemFailures": [{"itemIdentifier": "x"}, {"itemIdentifier": "y"}]})
+        );
+    }
+
+    #[test]
+    fn a_batch_the_engine_failed_for_an_unknown_id_is_an_invocation_error() {
+        // The engine owns the unknown-id rule: it answers every record
+        // failed, which Lambda is told as a failed invocation (the whole
+        // batch retried), as Lambda itself treats an unknown itemIdentifier.
+        let input = Input::Batch(vec![BatchMessage {
+            message_id: "a".into(),
+            body: "b".into(),
+            attributes: Vec::new(),
+            receive_count: 1,
+        }]);
+        let unknown = input
+            .known_failures(vec!["nope".into()])
+            .expect_err("unknown id");
+        let output = input.fail_all(&unknown.to_string());
+        let err = reply("w", &Parsed::from(input), output).unwrap_err();
+        assert_eq!(err.error_type, "BatchFailed");
     }
 }

@@ -214,7 +214,9 @@ impl LambdaHost {
 
     /// Handles one event with a correlation id: checks the release when the
     /// interval has passed, parses the event by the worker's trigger,
-    /// invokes the worker and answers in AWS's shape.
+    /// invokes the worker and answers in AWS's shape. A record that cannot
+    /// be read is logged and reported failed by its id; the others go to the
+    /// worker (see [`events`]).
     pub async fn handle_with(
         &self,
         event: Value,
@@ -222,9 +224,15 @@ impl LambdaHost {
     ) -> Result<Value, LambdaError> {
         self.check_release_if_due().await;
         let worker = &self.spec.name;
-        let input = events::parse_event(worker, &self.spec.trigger, event)?;
-        match self.runtime.invoke(worker, &input, correlation_id).await {
-            Ok(invocation) => events::reply(worker, &input, invocation.output),
+        let parsed = events::parse_event(worker, &self.spec.trigger, event)?;
+        for rejected in &parsed.rejected {
+            tracing::warn!(worker = %worker, record = rejected.index, id = %rejected.id, reason = %rejected.reason, "a record cannot be read: it is reported failed, the others go to the worker");
+        }
+        if parsed.input.is_empty() && !parsed.rejected.is_empty() {
+            return Ok(events::reply_rejected(&parsed));
+        }
+        match self.runtime.invoke(worker, &parsed.input, correlation_id).await {
+            Ok(invocation) => events::reply(worker, &parsed, invocation.output),
             Err(e) => Err(invoke_error(worker, e)),
         }
     }

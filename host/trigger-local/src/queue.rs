@@ -94,7 +94,10 @@ impl QueuePoller {
     /// redrives those past `max_receive_count` to its dead-letter queue on
     /// the way), invokes the worker, and deletes the messages it did not
     /// report failed, in one call. A worker that traps, runs out of time or
-    /// memory, or answers with an unknown message id fails the whole batch.
+    /// memory fails the whole batch (`invoke_or_fail_all`); so does one that
+    /// answers with a message id it was not given: the engine owns that rule
+    /// and answers every message failed (`Input::known_failures`), as Lambda
+    /// treats an unknown `itemIdentifier`.
     pub async fn poll_once(&self) -> Result<PollOutcome, TriggerError> {
         let received = self
             .queues
@@ -160,22 +163,15 @@ impl QueuePoller {
         let all = || received.iter().map(|m| m.message_id.as_str()).collect();
         match answer {
             Ok(invocation) => match invocation.output {
+                // The engine answers only ids of this batch (an unknown one
+                // has already failed every message).
                 Output::Batch(outcome) => {
-                    let ids: HashSet<&str> = all();
-                    let mut failed = HashSet::new();
-                    for id in &outcome.failures {
-                        match ids.get(id.as_str()) {
-                            Some(known) => {
-                                failed.insert(*known);
-                            }
-                            None => {
-                                // As SQS: an unknown id in the answer fails the batch.
-                                tracing::warn!(worker = %self.worker, message_id = %id, "the worker reported a failure for a message it was not given; failing the batch");
-                                return all();
-                            }
-                        }
-                    }
-                    failed
+                    let failed: HashSet<&str> = outcome.failures.iter().map(String::as_str).collect();
+                    received
+                        .iter()
+                        .map(|m| m.message_id.as_str())
+                        .filter(|id| failed.contains(id))
+                        .collect()
                 }
                 other => {
                     tracing::error!(worker = %self.worker, output = ?other, "a batch-worker answered with another kind of result; failing the batch");
