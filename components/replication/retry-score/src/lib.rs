@@ -8,26 +8,13 @@
 //!
 //! Setting: `service` (default `entries`).
 
-use serde::{Deserialize, Serialize};
+use usher_domain::{Fan, CHUNK_SIZE};
 use usher_sdk::json::json;
 use usher_sdk::services::{self, Response};
 use usher_sdk::{config, BatchResult, BatchWorker, Message, Value};
 
-/// Fans per `/scores/refresh` call.
-pub const CHUNK_SIZE: usize = 25;
-
 /// The service used when the `service` setting is absent.
 pub const DEFAULT_SERVICE: &str = "entries";
-
-/// A fan whose score needs refreshing (the message body).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Fan {
-    /// The campaign.
-    pub campaign_id: String,
-    /// The fan.
-    pub global_user_id: String,
-}
 
 /// The effects the worker needs.
 pub trait Ports {
@@ -38,7 +25,7 @@ pub trait Ports {
 /// Parses a message body; an error unless both ids are non-empty strings.
 pub fn parse(body: &str) -> usher_sdk::Result<Fan> {
     let fan: Fan = usher_sdk::json::from_str(body)?;
-    if fan.campaign_id.is_empty() || fan.global_user_id.is_empty() {
+    if !fan.is_valid() {
         return Err(usher_sdk::Error::Invalid(
             "campaignId and globalUserId must not be empty".into(),
         ));

@@ -26,7 +26,7 @@
 
 mod logic;
 
-pub use logic::{normalize, process, Entry, Fan, NormalizeError, Op, Ports, Settings, CHUNK_SIZE};
+pub use logic::{normalize, process, Entry, NormalizeError, Op, Ports, Settings};
 
 use usher_sdk::{queue, services, table, BatchResult, BatchWorker, Message, Value};
 

@@ -2,15 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-use usher_sdk::json::{json, str_field};
+use usher_domain::{Fan, CHUNK_SIZE};
+use usher_sdk::json::json;
 use usher_sdk::queue::Outgoing;
 use usher_sdk::services::Response;
 use usher_sdk::table::Condition;
 use usher_sdk::{config, BatchResult, Change, ChangeKind, Error, Message, Value};
-
-/// The Entry Service takes at most this many entries (or keys, or fans) per call.
-pub const CHUNK_SIZE: usize = 25;
 
 /// The effects the worker needs.
 pub trait Ports {
@@ -88,16 +85,6 @@ pub enum Op {
     Delete,
 }
 
-/// A fan's identity: the Entry Service's key of an entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Fan {
-    /// The campaign.
-    pub campaign_id: String,
-    /// The fan.
-    pub global_user_id: String,
-}
-
 /// A normalized change: one entry to put or delete.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -138,16 +125,7 @@ pub fn normalize(body: &str) -> Result<Entry, NormalizeError> {
             change.kind.event_name(),
             which,
         ))?;
-    let fan = match (
-        str_field(&image, "campaignId"),
-        str_field(&image, "globalUserId"),
-    ) {
-        (Some(c), Some(u)) if !c.is_empty() && !u.is_empty() => Fan {
-            campaign_id: c.to_string(),
-            global_user_id: u.to_string(),
-        },
-        _ => return Err(NormalizeError::NotAnEntry(which)),
-    };
+    let fan = Fan::of(&image).ok_or(NormalizeError::NotAnEntry(which))?;
     let key = table_key(&change.keys, &image, &fan);
     Ok(Entry {
         op,
@@ -166,10 +144,7 @@ fn table_key(keys: &Value, image: &Value, fan: &Fan) -> Value {
     if let (Some(pk), Some(sk)) = (image.get("PK"), image.get("SK")) {
         return json!({"PK": pk, "SK": sk});
     }
-    json!({
-        "PK": format!("ENTRY#{}#{}", fan.campaign_id, fan.global_user_id),
-        "SK": "ENTRY",
-    })
+    fan.demand_key()
 }
 
 /// Whether a normalized change is still current given the table's item:

@@ -28,7 +28,7 @@ mod logic;
 
 pub use logic::{
     batch_delete, batch_upsert, campaign_entries, decode, handle, is_older, item_of,
-    market_entries, refresh_scores, route, score, view, Failure, Fan, Ports, Route, Settings,
+    key_of, market_entries, refresh_scores, route, score, view, Failure, Ports, Route, Settings,
     DEFAULT_LIMIT, MAX_ITEMS, MAX_LIMIT, WRITE_ATTEMPTS,
 };
 

@@ -1,12 +1,13 @@
 //! The service's routing, validation and table logic, behind [`Ports`] so it
 //! runs natively with an in-memory fake.
 
+use usher_domain::Fan;
 use usher_sdk::json::{json, str_field};
 use usher_sdk::table::{Condition, Page, Write};
 use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
 
 /// At most this many entries, keys or fans per request (more is a 413).
-pub const MAX_ITEMS: usize = 25;
+pub const MAX_ITEMS: usize = usher_domain::CHUNK_SIZE;
 /// The page size of `GET /campaigns/{id}/entries` without `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest `limit` (the host caps a query page at 1000 items).
@@ -317,36 +318,19 @@ fn items<'a>(body: &'a Value, field: &str) -> Result<&'a [Value], Failure> {
     Ok(list)
 }
 
-/// A fan's identity: `campaignId` and `globalUserId`, non-empty strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fan {
-    /// The campaign.
-    pub campaign_id: String,
-    /// The fan.
-    pub global_user_id: String,
+/// The fan of element `index` of `field`: 400 unless it has `campaignId`
+/// and `globalUserId` as non-empty strings.
+fn fan_of(value: &Value, field: &str, index: usize) -> Result<Fan, Failure> {
+    Fan::of(value).ok_or_else(|| {
+        Failure::bad_request(format!(
+            "{field}[{index}] needs campaignId and globalUserId as non-empty strings"
+        ))
+    })
 }
 
-impl Fan {
-    /// Reads the fan of element `index` of `field`.
-    fn from_json(value: &Value, field: &str, index: usize) -> Result<Fan, Failure> {
-        match (
-            str_field(value, "campaignId"),
-            str_field(value, "globalUserId"),
-        ) {
-            (Some(c), Some(u)) if !c.is_empty() && !u.is_empty() => Ok(Fan {
-                campaign_id: c.to_string(),
-                global_user_id: u.to_string(),
-            }),
-            _ => Err(Failure::bad_request(format!(
-                "{field}[{index}] needs campaignId and globalUserId as non-empty strings"
-            ))),
-        }
-    }
-
-    /// The item's key: `{"PK": "CAMPAIGN#<campaignId>", "SK": "FAN#<globalUserId>"}`.
-    pub fn key(&self) -> Value {
-        json!({"PK": partition(&self.campaign_id), "SK": format!("{FAN_PREFIX}{}", self.global_user_id)})
-    }
+/// The item's key of a fan: `{"PK": "CAMPAIGN#<campaignId>", "SK": "FAN#<globalUserId>"}`.
+pub fn key_of(fan: &Fan) -> Value {
+    json!({"PK": partition(&fan.campaign_id), "SK": format!("{FAN_PREFIX}{}", fan.global_user_id)})
 }
 
 fn partition(campaign_id: &str) -> String {
@@ -356,13 +340,13 @@ fn partition(campaign_id: &str) -> String {
 fn fans(list: &[Value], field: &str) -> Result<Vec<Fan>, Failure> {
     list.iter()
         .enumerate()
-        .map(|(i, v)| Fan::from_json(v, field, i))
+        .map(|(i, v)| fan_of(v, field, i))
         .collect()
 }
 
 /// The stored item of an entry.
 pub fn item_of(fan: &Fan, entry: &Value) -> Value {
-    let mut item = fan.key();
+    let mut item = key_of(fan);
     item["entry"] = entry.clone();
     let market = entry
         .get("marketId")
@@ -448,9 +432,9 @@ pub fn batch_upsert(
                 "entries[{i}] is {size} bytes of JSON, over the limit of {max_entry_bytes}"
             )));
         }
-        parsed.push((Fan::from_json(entry, "entries", i)?, entry));
+        parsed.push((fan_of(entry, "entries", i)?, entry));
     }
-    let keys: Vec<Value> = parsed.iter().map(|(f, _)| f.key()).collect();
+    let keys: Vec<Value> = parsed.iter().map(|(f, _)| key_of(f)).collect();
     let mut current = batch_get(ports, table, &keys)?;
     let (mut upserted, mut ignored) = (0, 0);
     let distinct = keys.iter().enumerate().all(|(n, k)| !keys[..n].contains(k));
@@ -561,7 +545,7 @@ pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result
     let mut unversioned: Vec<Value> = Vec::new();
     let mut versioned: Vec<(Value, Value)> = Vec::new();
     for (fan, raw) in fans.iter().zip(list) {
-        let key = fan.key();
+        let key = key_of(fan);
         match raw.get("version").filter(|v| !v.is_null()) {
             Some(v) => {
                 if !versioned.iter().any(|(k, _)| *k == key) {
@@ -656,7 +640,7 @@ pub fn score(entry: &Value) -> u64 {
 /// `POST /scores/refresh`.
 pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
     let fans = fans(items(body, "fans")?, "fans")?;
-    let keys: Vec<Value> = fans.iter().map(Fan::key).collect();
+    let keys: Vec<Value> = fans.iter().map(key_of).collect();
     let current = batch_get(ports, table, &keys)?;
     let (mut refreshed, mut missing) = (0, 0);
     // Every update in one call, each conditional on the item read; one that
