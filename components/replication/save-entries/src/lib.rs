@@ -26,82 +26,17 @@
 
 mod logic;
 
-pub use logic::{normalize, process, Entry, NormalizeError, Op, Ports, Settings};
+pub use logic::{normalize, process, Entry, NormalizeError, Op, Settings};
 
-use usher_sdk::{queue, services, table, BatchResult, BatchWorker, Message, Value};
+use usher_sdk::{BatchResult, BatchWorker, Message};
 
 /// The worker.
 pub struct SaveEntries;
 
-/// The ports implemented with the SDK's capability calls.
-struct Host;
-
-impl Ports for Host {
-    fn batch_get(
-        &mut self,
-        table_name: &str,
-        keys: &[Value],
-    ) -> usher_sdk::Result<Vec<Option<Value>>> {
-        table::batch_get(table_name, keys)
-    }
-
-    fn post(
-        &mut self,
-        service: &str,
-        path: &str,
-        body: &Value,
-    ) -> usher_sdk::Result<services::Response> {
-        services::post_json(service, path, body)
-    }
-
-    fn update(
-        &mut self,
-        table_name: &str,
-        key: &Value,
-        set: &Value,
-        condition: table::Condition,
-    ) -> usher_sdk::Result<()> {
-        // The updated item is not needed: skip building it.
-        table::update::<serde::de::IgnoredAny>(table_name, key, set, &[], Some(condition))
-            .map(|_| ())
-    }
-
-    fn update_many(
-        &mut self,
-        table_name: &str,
-        updates: &[(Value, Value, table::Condition)],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        let updates = updates
-            .iter()
-            .map(|(key, set, c)| table::UpdateItem {
-                key: key.clone(),
-                set: set.clone(),
-                remove: Vec::new(),
-                condition: Some(c.clone()),
-            })
-            .collect();
-        // The updated items are not needed: skip building them.
-        Ok(
-            table::update_many::<serde::de::IgnoredAny>(table_name, updates)?
-                .into_iter()
-                .map(|r| r.map(|_| ()))
-                .collect(),
-        )
-    }
-
-    fn send_batch(
-        &mut self,
-        queue_name: &str,
-        messages: &[queue::Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
-        queue::send_batch(queue_name, messages)
-    }
-}
-
 impl BatchWorker for SaveEntries {
     fn handle(messages: Vec<Message>) -> BatchResult {
         match Settings::load() {
-            Ok(settings) => process(&mut Host, &settings, &messages),
+            Ok(settings) => process(&settings, &messages),
             Err(e) => {
                 usher_sdk::error!(error = e; "cannot read the settings; failing the batch");
                 BatchResult::from_failures(messages.len(), messages.iter().map(|m| m.id.clone()))

@@ -1,47 +1,14 @@
-//! The worker's logic, behind [`Ports`] so it runs natively with fakes.
+//! The worker's logic. It calls the SDK's capability functions directly;
+//! natively (tests, the bench) they reach the backend installed on the
+//! thread (`usher_sdk::fakes`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use usher_domain::{Fan, CHUNK_SIZE};
 use usher_sdk::json::json;
-use usher_sdk::queue::Outgoing;
-use usher_sdk::services::Response;
-use usher_sdk::table::Condition;
-use usher_sdk::{config, BatchResult, Change, ChangeKind, Error, Message, Value};
-
-/// The effects the worker needs.
-pub trait Ports {
-    /// `table::batch_get`.
-    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>>;
-    /// `services::post_json`.
-    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response>;
-    /// `table::update` setting `set`, removing nothing, under `condition`.
-    fn update(
-        &mut self,
-        table: &str,
-        key: &Value,
-        set: &Value,
-        condition: Condition,
-    ) -> usher_sdk::Result<()>;
-    /// `table::update_many`: each `(key, set, condition)` on its own, one
-    /// result each. The default makes one `update` after another.
-    fn update_many(
-        &mut self,
-        table: &str,
-        updates: &[(Value, Value, Condition)],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        Ok(updates
-            .iter()
-            .map(|(key, set, c)| self.update(table, key, set, c.clone()))
-            .collect())
-    }
-    /// `queue::send_batch`.
-    fn send_batch(
-        &mut self,
-        queue: &str,
-        messages: &[Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>>;
-}
+use usher_sdk::queue::{self, Outgoing};
+use usher_sdk::table::{self, Condition, UpdateItem};
+use usher_sdk::{config, services, BatchResult, Change, ChangeKind, Error, Message, Value};
 
 /// The worker's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,7 +182,7 @@ impl Outcome<'_> {
 }
 
 /// Handles a batch (see the crate docs).
-pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]) -> BatchResult {
+pub fn process(settings: &Settings, messages: &[Message]) -> BatchResult {
     let mut outcome = Outcome {
         messages,
         failed: BTreeSet::new(),
@@ -234,7 +201,7 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
     }
 
     // 2. Validate against the table, then merge duplicates of one write.
-    let valid = validate(ports, settings, entries, &mut outcome);
+    let valid = validate(settings, entries, &mut outcome);
     let groups = group(valid);
     let (puts, deletes): (Vec<Group>, Vec<Group>) =
         groups.into_iter().partition(|g| g.entry.op == Op::Put);
@@ -246,7 +213,6 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
     let mut upserted = Vec::new();
     for chunk in puts.chunks(CHUNK_SIZE) {
         upserted.extend(post_chunk(
-            ports,
             settings,
             "/entries/batch-upsert",
             chunk,
@@ -256,7 +222,6 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
     }
     for chunk in deletes.chunks(CHUNK_SIZE) {
         post_chunk(
-            ports,
             settings,
             "/entries/batch-delete",
             chunk,
@@ -271,37 +236,31 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
     //     the upserted keys: for each one gone now, send the delete again
     //     (with the version just upserted, so a newer re-insert is kept).
     //     A delete made after this read replicates after the upsert.
-    let upserted = recheck_deleted(ports, settings, upserted, &mut outcome);
+    let upserted = recheck_deleted(settings, upserted, &mut outcome);
 
     // 4. Clear the flag of each upserted entry, unless a newer write set it
     //    (one call for all of them, each update under its own condition).
-    let updates: Vec<(Value, Value, Condition)> = upserted
+    let updates: Vec<UpdateItem> = upserted
         .iter()
-        .map(|g| {
-            (
-                g.entry.key.clone(),
-                json!({"needsReplication": false}),
-                unflag_condition(&g.entry.image),
-            )
+        .map(|g| UpdateItem {
+            key: g.entry.key.clone(),
+            set: json!({"needsReplication": false}),
+            remove: Vec::new(),
+            condition: Some(unflag_condition(&g.entry.image)),
         })
         .collect();
-    let results = match ports.update_many(&settings.table, &updates) {
-        Ok(results) if results.len() == updates.len() => results,
-        Ok(results) => {
-            let reason = format!(
-                "update_many answered {} results for {} updates",
-                results.len(),
-                updates.len()
-            );
-            updates
-                .iter()
-                .map(|_| Err(Error::Unavailable(reason.clone())))
-                .collect()
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            updates
-                .iter()
+    let asked = updates.len();
+    let results = match unflag(&settings.table, updates) {
+        Ok(results) if results.len() == asked => results,
+        other => {
+            let reason = match other {
+                Ok(results) => format!(
+                    "update_many answered {} results for {asked} updates",
+                    results.len()
+                ),
+                Err(e) => e.to_string(),
+            };
+            (0..asked)
                 .map(|_| Err(Error::Unavailable(reason.clone())))
                 .collect()
         }
@@ -322,7 +281,7 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
     }
 
     // 5. Refresh the upserted fans' scores, or queue the refresh for later.
-    refresh_scores(ports, settings, &upserted, &mut outcome);
+    refresh_scores(settings, &upserted, &mut outcome);
 
     let result = BatchResult::from_failures(
         messages.len(),
@@ -335,6 +294,18 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
         failed = result.failed, upserted = upserted.len(), deleted_groups = deletes.len();
         "save-entries batch done");
     result
+}
+
+/// Clears the flags: one `update_many` (none when there is nothing to clear).
+fn unflag(table_name: &str, updates: Vec<UpdateItem>) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+    if updates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The updated items are not needed: skip building them.
+    Ok(table::update_many::<serde::de::IgnoredAny>(table_name, updates)?
+        .into_iter()
+        .map(|r| r.map(|_| ()))
+        .collect())
 }
 
 /// The Entry Service key of a delete: the fan and the version deleted at the
@@ -352,7 +323,6 @@ fn delete_key(g: &Group) -> Value {
 /// gone from the table meanwhile (their messages fail when that delete
 /// fails, and are retried). Returns the upserted groups still in the table.
 fn recheck_deleted<'g>(
-    ports: &mut impl Ports,
     settings: &Settings,
     upserted: Vec<&'g Group>,
     outcome: &mut Outcome<'_>,
@@ -361,7 +331,7 @@ fn recheck_deleted<'g>(
         return upserted;
     }
     let keys: Vec<Value> = upserted.iter().map(|g| g.entry.key.clone()).collect();
-    let items = match ports.batch_get(&settings.table, &keys) {
+    let items = match table::batch_get::<Value, Value>(&settings.table, &keys) {
         Ok(items) if items.len() == keys.len() => items,
         other => {
             let reason = match other {
@@ -389,7 +359,7 @@ fn recheck_deleted<'g>(
         for chunk in gone.chunks(CHUNK_SIZE) {
             let body = json!({"keys": chunk.iter().map(delete_key).collect::<Vec<_>>()});
             let ok = matches!(
-                ports.post(&settings.service, "/entries/batch-delete", &body),
+                services::post_json(&settings.service, "/entries/batch-delete", &body),
                 Ok(r) if r.is_success()
             );
             if !ok {
@@ -406,7 +376,6 @@ fn recheck_deleted<'g>(
 /// Keeps the entries that are still current; fails them all when the table
 /// cannot be read.
 fn validate(
-    ports: &mut impl Ports,
     settings: &Settings,
     entries: Vec<(usize, Entry)>,
     outcome: &mut Outcome<'_>,
@@ -427,7 +396,7 @@ fn validate(
         })
         .collect();
     let all: Vec<usize> = entries.iter().map(|(i, _)| *i).collect();
-    let items = match ports.batch_get(&settings.table, &keys) {
+    let items = match table::batch_get::<Value, Value>(&settings.table, &keys) {
         Ok(items) if items.len() == keys.len() => items,
         Ok(items) => {
             usher_sdk::error!(asked = keys.len(), got = items.len();
@@ -492,21 +461,20 @@ fn chunk_messages(chunk: &[Group]) -> Vec<usize> {
 /// group of a larger chunk is then posted alone, so one bad entry (a poison
 /// message) fails only its own messages and the rest go through.
 fn post_chunk<'g>(
-    ports: &mut impl Ports,
     settings: &Settings,
     path: &str,
     chunk: &'g [Group],
     body_of: &dyn Fn(&[Group]) -> Value,
     outcome: &mut Outcome<'_>,
 ) -> Vec<&'g Group> {
-    match ports.post(&settings.service, path, &body_of(chunk)) {
+    match services::post_json(&settings.service, path, &body_of(chunk)) {
         Ok(r) if r.is_success() => chunk.iter().collect(),
         Ok(r) if (400..500).contains(&r.status) && chunk.len() > 1 => {
             usher_sdk::warn!(path = path, status = r.status, groups = chunk.len();
                 "entry service refused a chunk; posting its entries one by one");
             let mut taken = Vec::new();
             for one in chunk.chunks(1) {
-                taken.extend(post_chunk(ports, settings, path, one, body_of, outcome));
+                taken.extend(post_chunk(settings, path, one, body_of, outcome));
             }
             taken
         }
@@ -528,7 +496,6 @@ fn post_chunk<'g>(
 }
 
 fn refresh_scores(
-    ports: &mut impl Ports,
     settings: &Settings,
     upserted: &[&Group],
     outcome: &mut Outcome<'_>,
@@ -547,19 +514,18 @@ fn refresh_scores(
     }
     for chunk in fans.chunks(CHUNK_SIZE) {
         let body = json!({"fans": chunk.iter().map(|(f, _)| f).collect::<Vec<_>>()});
-        let reason = match ports.post(&settings.service, "/scores/refresh", &body) {
+        let reason = match services::post_json(&settings.service, "/scores/refresh", &body) {
             Ok(r) if r.is_success() => continue,
             Ok(r) => format!("status {}", r.status),
             Err(e) => e.to_string(),
         };
         usher_sdk::warn!(fans = chunk.len(), reason = reason, queue = settings.retry_queue;
             "score refresh failed; queueing retries");
-        queue_retries(ports, settings, chunk, outcome);
+        queue_retries(settings, chunk, outcome);
     }
 }
 
 fn queue_retries(
-    ports: &mut impl Ports,
     settings: &Settings,
     chunk: &[(&Fan, Vec<usize>)],
     outcome: &mut Outcome<'_>,
@@ -581,7 +547,7 @@ fn queue_retries(
     if messages.is_empty() {
         return;
     }
-    match ports.send_batch(&settings.retry_queue, &messages) {
+    match queue::send_batch(&settings.retry_queue, &messages) {
         Ok(results) => {
             for (n, (_, indices)) in sendable.into_iter().enumerate() {
                 match results.get(n) {

@@ -1,9 +1,11 @@
-//! The service's routing, validation and table logic, behind [`Ports`] so it
-//! runs natively with an in-memory fake.
+//! The service's routing, validation and table logic. It calls the SDK's
+//! table functions directly; natively (tests) they reach the backend
+//! installed on the thread (`usher_sdk::fakes`).
 
 use usher_domain::Fan;
 use usher_sdk::json::{json, str_field};
-use usher_sdk::table::{Condition, Page, Write};
+use serde::de::IgnoredAny;
+use usher_sdk::table::{self, Condition, Page, PutItem, UpdateItem, Write};
 use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
 
 /// At most this many entries, keys or fans per request (more is a 413).
@@ -17,65 +19,6 @@ pub const WRITE_ATTEMPTS: usize = 3;
 
 /// Every item's sort key starts with this.
 const FAN_PREFIX: &str = "FAN#";
-
-/// The table calls the service makes.
-pub trait Ports {
-    /// `table::batch_get`.
-    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>>;
-    /// `table::get`.
-    fn get(&mut self, table: &str, key: &Value) -> usher_sdk::Result<Option<Value>>;
-    /// `table::put` under `condition`.
-    fn put(&mut self, table: &str, item: &Value, condition: Condition) -> usher_sdk::Result<()>;
-    /// `table::update` setting `set`, removing nothing, under `condition`.
-    fn update(
-        &mut self,
-        table: &str,
-        key: &Value,
-        set: &Value,
-        condition: Condition,
-    ) -> usher_sdk::Result<()>;
-    /// `table::put_many`: each put under its condition, one result each.
-    /// The default makes one `put` after another.
-    fn put_many(
-        &mut self,
-        table: &str,
-        puts: &[(Value, Condition)],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        Ok(puts
-            .iter()
-            .map(|(item, c)| self.put(table, item, c.clone()))
-            .collect())
-    }
-    /// `table::update_many` setting `set` under each condition, one result
-    /// each. The default makes one `update` after another.
-    fn update_many(
-        &mut self,
-        table: &str,
-        updates: &[(Value, Value, Condition)],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        Ok(updates
-            .iter()
-            .map(|(key, set, c)| self.update(table, key, set, c.clone()))
-            .collect())
-    }
-    /// `table::delete` under `condition`.
-    fn delete(&mut self, table: &str, key: &Value, condition: Condition) -> usher_sdk::Result<()>;
-    /// `table::batch_write`.
-    fn batch_write(
-        &mut self,
-        table: &str,
-        writes: &[Write],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>>;
-    /// `table::query` of one partition, sort keys starting with `sort_prefix`.
-    fn query(
-        &mut self,
-        table: &str,
-        partition: &Value,
-        sort_prefix: &str,
-        limit: u32,
-        start_after: Option<&Value>,
-    ) -> usher_sdk::Result<Page>;
-}
 
 /// The service's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,7 +113,28 @@ fn json_response(status: u16, body: &Value) -> HttpResponse {
 pub enum Route {
     /// `POST /entries/batch-upsert`.
     BatchUpsert,
-    /// `POST /entries/batch-delete`.
+    /// `table::update_many` setting `set` under each condition; the updated
+/// items are not needed, so they are not built.
+fn update_many(
+    table: &str,
+    updates: &[(Value, Value, Condition)],
+) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+    let updates = updates
+        .iter()
+        .map(|(key, set, c)| UpdateItem {
+            key: key.clone(),
+            set: set.clone(),
+            remove: Vec::new(),
+            condition: Some(c.clone()),
+        })
+        .collect();
+    Ok(table::update_many::<IgnoredAny>(table, updates)?
+        .into_iter()
+        .map(|r| r.map(|_| ()))
+        .collect())
+}
+
+/// `POST /entries/batch-delete`.
     BatchDelete,
     /// `GET /campaigns/{campaignId}/entries`.
     CampaignEntries(String),
@@ -247,22 +211,22 @@ fn query_param(request: &HttpRequest, name: &str) -> Result<Option<String>, Fail
 }
 
 /// Serves one request.
-pub fn handle(ports: &mut impl Ports, settings: &Settings, request: &HttpRequest) -> HttpResponse {
+pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
     let result = route(&request.method, &request.path).and_then(|r| {
         let table = settings.table.as_str();
         match r {
             Route::BatchUpsert => {
-                batch_upsert(ports, table, settings.max_entry_bytes, &body(request)?)
+                batch_upsert(table, settings.max_entry_bytes, &body(request)?)
             }
-            Route::BatchDelete => batch_delete(ports, table, &body(request)?),
-            Route::RefreshScores => refresh_scores(ports, table, &body(request)?),
+            Route::BatchDelete => batch_delete(table, &body(request)?),
+            Route::RefreshScores => refresh_scores(table, &body(request)?),
             Route::CampaignEntries(campaign) => {
                 let limit = match query_param(request, "limit")? {
                     None => DEFAULT_LIMIT,
                     Some(l) => parse_limit(&l)?,
                 };
                 let after = query_param(request, "after")?.filter(|a| !a.is_empty());
-                campaign_entries(ports, table, &campaign, limit, after.as_deref())
+                campaign_entries(table, &campaign, limit, after.as_deref())
             }
             Route::MarketEntries(market) => {
                 let campaign = query_param(request, "campaignId")?
@@ -270,7 +234,7 @@ pub fn handle(ports: &mut impl Ports, settings: &Settings, request: &HttpRequest
                     .ok_or_else(|| {
                         Failure::bad_request("campaignId query parameter is required")
                     })?;
-                market_entries(ports, table, &market, &campaign)
+                market_entries(table, &market, &campaign)
             }
         }
     });
@@ -393,11 +357,10 @@ fn unchanged(current: Option<&Value>) -> Condition {
 }
 
 fn batch_get(
-    ports: &mut impl Ports,
     table: &str,
     keys: &[Value],
 ) -> Result<Vec<Option<Value>>, Failure> {
-    match ports.batch_get(table, keys) {
+    match table::batch_get::<Value, Value>(table, keys) {
         Ok(items) if items.len() == keys.len() => Ok(items),
         Ok(items) => Err(Failure::new(
             500,
@@ -413,7 +376,6 @@ fn batch_get(
 
 /// `POST /entries/batch-upsert`.
 pub fn batch_upsert(
-    ports: &mut impl Ports,
     table: &str,
     max_entry_bytes: u64,
     body: &Value,
@@ -435,7 +397,7 @@ pub fn batch_upsert(
         parsed.push((fan_of(entry, "entries", i)?, entry));
     }
     let keys: Vec<Value> = parsed.iter().map(|(f, _)| key_of(f)).collect();
-    let mut current = batch_get(ports, table, &keys)?;
+    let mut current = batch_get(table, &keys)?;
     let (mut upserted, mut ignored) = (0, 0);
     let distinct = keys.iter().enumerate().all(|(n, k)| !keys[..n].contains(k));
     if distinct {
@@ -452,9 +414,16 @@ pub fn batch_upsert(
                 puts.push((item_of(fan, entry), unchanged(current[n].as_ref())));
             }
         }
-        let results = ports
-            .put_many(table, &puts)
-            .map_err(|e| Failure::table("writing the entries", &e))?;
+        let results = table::put_many(
+            table,
+            puts.iter()
+                .map(|(item, c)| PutItem {
+                    item: item.clone(),
+                    condition: Some(c.clone()),
+                })
+                .collect(),
+        )
+        .map_err(|e| Failure::table("writing the entries", &e))?;
         if results.len() != puts.len() {
             return Err(Failure::new(
                 500,
@@ -469,10 +438,9 @@ pub fn batch_upsert(
             let written = match result {
                 Ok(()) => true,
                 Err(e) if e.is_condition_failed() => {
-                    let stored = ports
-                        .get(table, &keys[n])
+                    let stored = table::get::<Value>(table, &keys[n])
                         .map_err(|e| Failure::table("reading an entry", &e))?;
-                    write_one(ports, table, &keys[n], parsed[n].1, &item, stored, 1)?
+                    write_one(table, &keys[n], parsed[n].1, &item, stored, 1)?
                 }
                 Err(e) => return Err(Failure::table("writing an entry", &e)),
             };
@@ -488,7 +456,7 @@ pub fn batch_upsert(
         for (n, (fan, entry)) in parsed.iter().enumerate() {
             let item = item_of(fan, entry);
             let stored = current[n].take();
-            if write_one(ports, table, &keys[n], entry, &item, stored, 0)? {
+            if write_one(table, &keys[n], entry, &item, stored, 0)? {
                 upserted += 1;
                 for (later, key) in keys.iter().enumerate().skip(n + 1) {
                     if *key == keys[n] {
@@ -509,7 +477,6 @@ pub fn batch_upsert(
 /// [`WRITE_ATTEMPTS`] in all, `attempt` made already) when another write got
 /// in between. Whether it was written.
 fn write_one(
-    ports: &mut impl Ports,
     table: &str,
     key: &Value,
     entry: &Value,
@@ -522,12 +489,11 @@ fn write_one(
             usher_sdk::debug!(key = key; "older version ignored");
             return Ok(false);
         }
-        match ports.put(table, item, unchanged(stored.as_ref())) {
+        match table::put(table, item, Some(unchanged(stored.as_ref()))) {
             Ok(()) => return Ok(true),
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
-                stored = ports
-                    .get(table, key)
+                stored = table::get::<Value>(table, key)
                     .map_err(|e| Failure::table("reading an entry", &e))?;
             }
             Err(e) => return Err(Failure::table("writing an entry", &e)),
@@ -535,8 +501,29 @@ fn write_one(
     }
 }
 
+/// `table::update_many` setting `set` under each condition; the updated
+/// items are not needed, so they are not built.
+fn update_many(
+    table: &str,
+    updates: &[(Value, Value, Condition)],
+) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+    let updates = updates
+        .iter()
+        .map(|(key, set, c)| UpdateItem {
+            key: key.clone(),
+            set: set.clone(),
+            remove: Vec::new(),
+            condition: Some(c.clone()),
+        })
+        .collect();
+    Ok(table::update_many::<IgnoredAny>(table, updates)?
+        .into_iter()
+        .map(|r| r.map(|_| ()))
+        .collect())
+}
+
 /// `POST /entries/batch-delete`.
-pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
+pub fn batch_delete(table: &str, body: &Value) -> Result<Value, Failure> {
     let list = items(body, "keys")?;
     let fans = fans(list, "keys")?;
     // A key may carry the `version` of the entry that was deleted at the
@@ -563,8 +550,7 @@ pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result
     let mut ignored = 0;
     if !unversioned.is_empty() {
         let writes: Vec<Write> = unversioned.iter().cloned().map(Write::Delete).collect();
-        let results = ports
-            .batch_write(table, &writes)
+        let results = table::batch_write(table, &writes)
             .map_err(|e| Failure::table("deleting entries", &e))?;
         if results.len() != writes.len() {
             return Err(Failure::new(
@@ -583,9 +569,9 @@ pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result
     }
     if !versioned.is_empty() {
         let keys: Vec<Value> = versioned.iter().map(|(k, _)| k.clone()).collect();
-        let current = batch_get(ports, table, &keys)?;
+        let current = batch_get(table, &keys)?;
         for ((key, version), stored) in versioned.iter().zip(current) {
-            if delete_one(ports, table, key, version, stored)? {
+            if delete_one(table, key, version, stored)? {
                 deleted += 1;
             } else {
                 ignored += 1;
@@ -601,7 +587,6 @@ pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result
 /// deciding again, up to [`WRITE_ATTEMPTS`] in all, when another write got
 /// in between). Whether it was deleted.
 fn delete_one(
-    ports: &mut impl Ports,
     table: &str,
     key: &Value,
     version: &Value,
@@ -613,12 +598,11 @@ fn delete_one(
             usher_sdk::debug!(key = key; "delete of an absent or newer entry ignored");
             return Ok(false);
         }
-        match ports.delete(table, key, unchanged(stored.as_ref())) {
+        match table::delete(table, key, Some(unchanged(stored.as_ref()))) {
             Ok(()) => return Ok(true),
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
-                stored = ports
-                    .get(table, key)
+                stored = table::get::<Value>(table, key)
                     .map_err(|e| Failure::table("reading an entry", &e))?;
             }
             Err(e) => return Err(Failure::table("deleting an entry", &e)),
@@ -638,10 +622,10 @@ pub fn score(entry: &Value) -> u64 {
 }
 
 /// `POST /scores/refresh`.
-pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
+pub fn refresh_scores(table: &str, body: &Value) -> Result<Value, Failure> {
     let fans = fans(items(body, "fans")?, "fans")?;
     let keys: Vec<Value> = fans.iter().map(key_of).collect();
-    let current = batch_get(ports, table, &keys)?;
+    let current = batch_get(table, &keys)?;
     let (mut refreshed, mut missing) = (0, 0);
     // Every update in one call, each conditional on the item read; one that
     // lost a race is retried on its own.
@@ -660,8 +644,7 @@ pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Resu
             None => missing += 1,
         }
     }
-    let results = ports
-        .update_many(table, &updates)
+    let results = update_many(table, &updates)
         .map_err(|e| Failure::table("scoring the entries", &e))?;
     if results.len() != updates.len() {
         return Err(Failure::new(
@@ -677,10 +660,9 @@ pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Resu
         let found = match result {
             Ok(()) => true,
             Err(e) if e.is_condition_failed() => {
-                let stored = ports
-                    .get(table, key)
+                let stored = table::get::<Value>(table, key)
                     .map_err(|e| Failure::table("reading an entry", &e))?;
-                refresh_one(ports, table, key, stored, 1)?
+                refresh_one(table, key, stored, 1)?
             }
             Err(e) => return Err(Failure::table("scoring an entry", &e)),
         };
@@ -698,7 +680,6 @@ pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Resu
 /// re-reading and retrying (up to [`WRITE_ATTEMPTS`] in all, `attempt` made
 /// already) when another write got in between. Whether the entry exists.
 fn refresh_one(
-    ports: &mut impl Ports,
     table: &str,
     key: &Value,
     mut stored: Option<Value>,
@@ -709,17 +690,16 @@ fn refresh_one(
             return Ok(false);
         };
         let set = json!({"score": score(item.get("entry").unwrap_or(&Value::Null))});
-        match ports.update(table, key, &set, unchanged(Some(item))) {
-            Ok(()) => return Ok(true),
+        match table::update::<IgnoredAny>(table, key, &set, &[], Some(unchanged(Some(item)))) {
+            Ok(IgnoredAny) => return Ok(true),
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
-                stored = ports
-                    .get(table, key)
+                stored = table::get::<Value>(table, key)
                     .map_err(|e| Failure::table("reading an entry", &e))?;
             }
             Err(e) if e.is_condition_failed() => {
                 // Deleted meanwhile (update with `exists` semantics failed).
-                return match ports.get(table, key) {
+                return match table::get::<Value>(table, key) {
                     Ok(None) => Ok(false),
                     _ => Err(Failure::table("scoring an entry", &e)),
                 };
@@ -746,7 +726,6 @@ fn cursor(next: Option<&Value>) -> Value {
 }
 
 fn query_page(
-    ports: &mut impl Ports,
     table: &str,
     campaign: &str,
     limit: u32,
@@ -754,20 +733,24 @@ fn query_page(
 ) -> Result<Page, Failure> {
     let pk = partition(campaign);
     let start = after.map(|a| json!({"PK": pk, "SK": format!("{FAN_PREFIX}{a}")}));
-    ports
-        .query(table, &json!({"PK": pk}), FAN_PREFIX, limit, start.as_ref())
+    table::query(
+        table,
+        &json!({"PK": pk}),
+        Some(FAN_PREFIX),
+        Some(limit),
+        start.as_ref(),
+    )
         .map_err(|e| Failure::table("querying entries", &e))
 }
 
 /// `GET /campaigns/{campaignId}/entries?limit=&after=`.
 pub fn campaign_entries(
-    ports: &mut impl Ports,
     table: &str,
     campaign: &str,
     limit: u32,
     after: Option<&str>,
 ) -> Result<Value, Failure> {
-    let page = query_page(ports, table, campaign, limit, after)?;
+    let page = query_page(table, campaign, limit, after)?;
     let entries: Vec<Value> = page.items.iter().map(view).collect();
     Ok(json!({"entries": entries, "next": cursor(page.next.as_ref())}))
 }
@@ -784,7 +767,6 @@ fn in_market(item: &Value, market: &str) -> bool {
 /// `GET /markets/{marketId}/entries?campaignId=…`: every page of the
 /// campaign's partition, filtered on `marketId`.
 pub fn market_entries(
-    ports: &mut impl Ports,
     table: &str,
     market: &str,
     campaign: &str,
@@ -792,7 +774,7 @@ pub fn market_entries(
     let mut entries = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = query_page(ports, table, campaign, MAX_LIMIT, after.as_deref())?;
+        let page = query_page(table, campaign, MAX_LIMIT, after.as_deref())?;
         entries.extend(page.items.iter().filter(|i| in_market(i, market)).map(view));
         match cursor(page.next.as_ref()) {
             Value::String(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),

@@ -1,44 +1,47 @@
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde_json::json;
+use usher_sdk::fakes::{self, Call, Fakes};
 use usher_sdk::queue::Outgoing;
-use usher_sdk::services::Response;
 use usher_sdk::table::Condition;
 use usher_sdk::{Error, Message, Value};
 
 use super::*;
 
-/// How the fake answers one call.
+/// How the Entry Service answers one call.
 #[derive(Clone, Copy)]
 enum Answer {
     Status(u16),
     Error,
 }
 
+/// A test's setup of the SDK fakes, and (after [`run`]) what the worker did.
 #[derive(Default)]
 struct Fake {
-    /// The table: key JSON text → item.
-    items: HashMap<String, Value>,
+    /// The demand-table's items.
+    items: Vec<Value>,
     batch_get_fails: bool,
-    batch_gets: Vec<Vec<Value>>,
     /// (path, nth call to that path) → answer; default 200.
     answers: HashMap<(String, usize), Answer>,
-    posts: Vec<(String, String, Value)>,
     /// key JSON text → "condition" | "error"; default success.
     update_answers: HashMap<String, &'static str>,
-    updates: Vec<(String, Value, Value, Condition)>,
     send_fails: bool,
     /// A key (JSON text) whose item disappears after the first batch_get.
     vanish_after_first_read: Option<String>,
     /// Indices (within one send) whose send fails.
     send_item_fails: Vec<usize>,
+    // What the worker did, read from the fakes' record by `run`:
+    batch_gets: Vec<Vec<Value>>,
+    posts: Vec<(String, String, Value)>,
+    updates: Vec<(String, Value, Value, Condition)>,
     sends: Vec<(String, Vec<Outgoing>)>,
 }
 
 impl Fake {
     fn with_item(mut self, item: Value) -> Self {
-        let key = json!({"PK": item["PK"], "SK": item["SK"]});
-        self.items.insert(key.to_string(), item);
+        self.items.push(item);
         self
     }
 
@@ -54,79 +57,92 @@ impl Fake {
             .map(|(_, _, b)| b)
             .collect()
     }
-}
 
-impl Ports for Fake {
-    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>> {
-        assert_eq!(table, "demand-table");
-        self.batch_gets.push(keys.to_vec());
-        if self.batch_get_fails {
-            return Err(Error::Unavailable("table down".into()));
+    /// The SDK fakes set up as this says.
+    fn fakes(&mut self) -> Fakes {
+        let mut fakes = Fakes::new();
+        for item in &self.items {
+            fakes = fakes.with_item("demand-table", item.clone());
         }
-        let items = keys
-            .iter()
-            .map(|k| self.items.get(&k.to_string()).cloned())
-            .collect();
-        if let Some(key) = self.vanish_after_first_read.take() {
-            self.items.remove(&key);
-        }
-        Ok(items)
-    }
-
-    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response> {
-        assert_eq!(service, "entries");
-        let nth = self.posts.iter().filter(|(_, p, _)| p == path).count();
-        self.posts
-            .push((service.to_string(), path.to_string(), body.clone()));
-        match self
-            .answers
-            .get(&(path.to_string(), nth))
-            .copied()
-            .unwrap_or(Answer::Status(200))
-        {
-            Answer::Status(status) => Ok(Response {
-                status,
-                headers: vec![],
-                body: String::new(),
-            }),
-            Answer::Error => Err(Error::Unavailable("connection refused".into())),
-        }
-    }
-
-    fn update(
-        &mut self,
-        table: &str,
-        key: &Value,
-        set: &Value,
-        condition: Condition,
-    ) -> usher_sdk::Result<()> {
-        self.updates
-            .push((table.to_string(), key.clone(), set.clone(), condition));
-        match self.update_answers.get(&key.to_string()) {
-            Some(&"condition") => Err(Error::ConditionFailed("version".into())),
-            Some(_) => Err(Error::Throttled("slow down".into())),
-            None => Ok(()),
-        }
-    }
-
-    fn send_batch(
-        &mut self,
-        queue: &str,
-        messages: &[Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
-        self.sends.push((queue.to_string(), messages.to_vec()));
-        if self.send_fails {
-            return Err(Error::Denied("queue".into()));
-        }
-        Ok((0..messages.len())
-            .map(|i| {
-                if self.send_item_fails.contains(&i) {
-                    Err(Error::Unavailable("sqs".into()))
-                } else {
-                    Ok(format!("mid-{i}"))
+        let batch_get_fails = self.batch_get_fails;
+        let update_answers = std::mem::take(&mut self.update_answers);
+        let vanish = self.vanish_after_first_read.take();
+        let reads = Rc::new(Cell::new(0));
+        fakes = fakes.intercept(move |call, tables| match call {
+            Call::BatchGet { table, .. } => {
+                assert_eq!(table, "demand-table");
+                reads.set(reads.get() + 1);
+                if reads.get() == 2 {
+                    if let Some(key) = &vanish {
+                        let key: Value = serde_json::from_str(key).expect("key");
+                        tables.remove("demand-table", &key);
+                    }
                 }
-            })
-            .collect())
+                batch_get_fails.then(|| Error::Unavailable("table down".into()))
+            }
+            Call::Update { key, .. } => match update_answers.get(&key.to_string()) {
+                Some(&"condition") => Some(Error::ConditionFailed("version".into())),
+                Some(_) => Some(Error::Throttled("slow down".into())),
+                None => None,
+            },
+            _ => None,
+        });
+        let answers = std::mem::take(&mut self.answers);
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        fakes = fakes.on_service("entries", move |request| {
+            let nth = seen.entry(request.path.clone()).or_default();
+            let answer = answers.get(&(request.path.clone(), *nth)).copied();
+            *nth += 1;
+            match answer.unwrap_or(Answer::Status(200)) {
+                Answer::Status(status) => Ok(fakes::status(status)),
+                Answer::Error => Err(Error::Unavailable("connection refused".into())),
+            }
+        });
+        let send_fails = self.send_fails;
+        let send_item_fails = std::mem::take(&mut self.send_item_fails);
+        fakes.on_queue(move |_, messages| {
+            if send_fails {
+                return Err(Error::Denied("queue".into()));
+            }
+            Ok((0..messages.len())
+                .map(|i| {
+                    if send_item_fails.contains(&i) {
+                        Err(Error::Unavailable("sqs".into()))
+                    } else {
+                        Ok(format!("mid-{i}"))
+                    }
+                })
+                .collect())
+        })
+    }
+
+    /// Reads what the worker did from the fakes' record.
+    fn record(&mut self, fakes: &Fakes) {
+        for call in fakes.calls() {
+            match call {
+                Call::BatchGet { keys, .. } => self.batch_gets.push(keys),
+                Call::Update {
+                    table,
+                    key,
+                    set,
+                    condition,
+                    ..
+                } => self.updates.push((table, key, set, condition.expect("a condition"))),
+                Call::UpdateMany { table, updates } => {
+                    for u in updates {
+                        let condition = u.condition.expect("a condition");
+                        self.updates.push((table.clone(), u.key, u.set, condition));
+                    }
+                }
+                Call::Send { queue, messages } => self.sends.push((queue, messages)),
+                _ => {}
+            }
+        }
+        for r in fakes.requests() {
+            assert_eq!(r.service, "entries");
+            let body = serde_json::from_str(r.body.as_deref().unwrap_or("null")).expect("json body");
+            self.posts.push((r.service, r.path, body));
+        }
     }
 }
 
@@ -165,7 +181,12 @@ fn delete_msg(id: &str, c: &str, u: &str) -> Message {
 }
 
 fn run(fake: &mut Fake, messages: &[Message]) -> BatchResult {
-    process(fake, &Settings::default(), messages)
+    let fakes = fake.fakes();
+    let installed = fakes.install();
+    let result = process(&Settings::default(), messages);
+    drop(installed);
+    fake.record(&fakes);
+    result
 }
 
 fn counts(r: &BatchResult) -> (u32, u32, u32) {

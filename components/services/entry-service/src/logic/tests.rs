@@ -1,167 +1,79 @@
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::rc::Rc;
 
+use usher_sdk::fakes::{Call, Fakes};
 use usher_sdk::json::json;
-use usher_sdk::table::{Condition, Page, Write};
 use usher_sdk::{Error, HttpRequest, Value};
 
 use super::*;
 
-/// An in-memory table with the host's semantics (conditions, prefix
-/// queries with a `{"PK","SK"}` cursor), a page cap, and hooks.
-#[derive(Default)]
+/// The SDK's in-memory table (the host's semantics: conditions, prefix
+/// queries with a `{"PK","SK"}` cursor, a page cap), installed for the
+/// test, with hooks: `down` fails every call with `unavailable`; an item
+/// put in `sneak` is stored (replacing the item) right before the next put
+/// or update of its key.
 struct Fake {
-    items: BTreeMap<(String, String), Value>,
-    /// The host's page cap (1000 on the real host).
-    page_cap: Option<u32>,
-    /// Every call, by name.
-    calls: Vec<&'static str>,
-    /// Fails every call with `unavailable`.
-    down: bool,
-    /// Stored (replacing the item) right before the next put or update of its key.
-    sneak: Option<Value>,
+    fakes: Fakes,
+    _installed: usher_sdk::native::Installed,
+    down: Rc<RefCell<bool>>,
+    sneak: Rc<RefCell<Option<Value>>>,
 }
 
-fn key_of(v: &Value) -> (String, String) {
-    (
-        v["PK"].as_str().unwrap_or_default().to_string(),
-        v["SK"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
-fn holds(c: &Condition, current: Option<&Value>) -> bool {
-    match c {
-        Condition::NotExists => current.is_none(),
-        Condition::Exists => current.is_some(),
-        Condition::AttributeEquals(name, v) => current.and_then(|i| i.get(name)) == Some(v),
+impl Default for Fake {
+    fn default() -> Fake {
+        Fake::new(Fakes::new())
     }
 }
 
 impl Fake {
-    fn check(&mut self, call: &'static str) -> usher_sdk::Result<()> {
-        self.calls.push(call);
-        if self.down {
-            return Err(Error::Unavailable("table down".into()));
+    fn new(fakes: Fakes) -> Fake {
+        let down = Rc::new(RefCell::new(false));
+        let sneak: Rc<RefCell<Option<Value>>> = Rc::new(RefCell::new(None));
+        let (d, s) = (down.clone(), sneak.clone());
+        let fakes = fakes.intercept(move |call, tables| {
+            if *d.borrow() {
+                return Some(Error::Unavailable("table down".into()));
+            }
+            let key = match call {
+                Call::Put { item, .. } => item,
+                Call::Update { key, .. } => key,
+                _ => return None,
+            };
+            let due = s
+                .borrow()
+                .as_ref()
+                .is_some_and(|i| i["PK"] == key["PK"] && i["SK"] == key["SK"]);
+            if due {
+                if let Some(item) = s.borrow_mut().take() {
+                    tables.insert("entries", item);
+                }
+            }
+            None
+        });
+        Fake {
+            _installed: fakes.install(),
+            fakes,
+            down,
+            sneak,
         }
-        Ok(())
     }
 
-    fn sneak_in(&mut self, key: &(String, String)) {
-        if self.sneak.as_ref().is_some_and(|s| key_of(s) == *key) {
-            let item = self.sneak.take().unwrap_or_default();
-            self.items.insert(key.clone(), item);
-        }
+    fn page_cap(cap: u32) -> Fake {
+        Fake::new(Fakes::new().page_cap(cap))
+    }
+
+    fn down() -> Fake {
+        let fake = Fake::default();
+        *fake.down.borrow_mut() = true;
+        fake
+    }
+
+    fn sneak(&self, item: Value) {
+        *self.sneak.borrow_mut() = Some(item);
     }
 
     fn count(&self, call: &str) -> usize {
-        self.calls.iter().filter(|c| **c == call).count()
-    }
-}
-
-impl Ports for Fake {
-    fn batch_get(&mut self, _t: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>> {
-        self.check("batch_get")?;
-        Ok(keys
-            .iter()
-            .map(|k| self.items.get(&key_of(k)).cloned())
-            .collect())
-    }
-
-    fn get(&mut self, _t: &str, key: &Value) -> usher_sdk::Result<Option<Value>> {
-        self.check("get")?;
-        Ok(self.items.get(&key_of(key)).cloned())
-    }
-
-    fn put(&mut self, _t: &str, item: &Value, c: Condition) -> usher_sdk::Result<()> {
-        self.check("put")?;
-        let key = key_of(item);
-        self.sneak_in(&key);
-        if !holds(&c, self.items.get(&key)) {
-            return Err(Error::ConditionFailed(format!("{c:?}")));
-        }
-        self.items.insert(key, item.clone());
-        Ok(())
-    }
-
-    fn update(
-        &mut self,
-        _t: &str,
-        key: &Value,
-        set: &Value,
-        c: Condition,
-    ) -> usher_sdk::Result<()> {
-        self.check("update")?;
-        let key = key_of(key);
-        self.sneak_in(&key);
-        if !holds(&c, self.items.get(&key)) {
-            return Err(Error::ConditionFailed(format!("{c:?}")));
-        }
-        let item = self
-            .items
-            .entry(key.clone())
-            .or_insert_with(|| json!({"PK": key.0, "SK": key.1}));
-        for (k, v) in set.as_object().into_iter().flatten() {
-            item[k] = v.clone();
-        }
-        Ok(())
-    }
-
-    fn delete(&mut self, _t: &str, key: &Value, c: Condition) -> usher_sdk::Result<()> {
-        self.check("delete")?;
-        let key = key_of(key);
-        self.sneak_in(&key);
-        if !holds(&c, self.items.get(&key)) {
-            return Err(Error::ConditionFailed(format!("{c:?}")));
-        }
-        self.items.remove(&key);
-        Ok(())
-    }
-
-    fn batch_write(
-        &mut self,
-        _t: &str,
-        writes: &[Write],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        self.check("batch_write")?;
-        Ok(writes
-            .iter()
-            .map(|w| {
-                match w {
-                    Write::Put(item) => {
-                        self.items.insert(key_of(item), item.clone());
-                    }
-                    Write::Delete(key) => {
-                        self.items.remove(&key_of(key));
-                    }
-                }
-                Ok(())
-            })
-            .collect())
-    }
-
-    fn query(
-        &mut self,
-        _t: &str,
-        partition: &Value,
-        prefix: &str,
-        limit: u32,
-        after: Option<&Value>,
-    ) -> usher_sdk::Result<Page> {
-        self.check("query")?;
-        let limit = limit.min(self.page_cap.unwrap_or(1000)) as usize;
-        let pk = partition["PK"].as_str().unwrap_or_default();
-        let after = after.map(|a| a["SK"].as_str().unwrap_or_default().to_string());
-        let matching: Vec<&Value> = self
-            .items
-            .iter()
-            .filter(|((p, s), _)| p == pk && s.starts_with(prefix))
-            .filter(|((_, s), _)| after.as_ref().is_none_or(|a| s > a))
-            .map(|(_, v)| v)
-            .collect();
-        let items: Vec<Value> = matching.iter().take(limit).map(|v| (*v).clone()).collect();
-        let next = (matching.len() > limit)
-            .then(|| items.last().map(|i| json!({"PK": i["PK"], "SK": i["SK"]})))
-            .flatten();
-        Ok(Page { items, next })
+        self.fakes.count(call)
     }
 }
 
@@ -181,11 +93,8 @@ fn call(fake: &mut Fake, method: &str, path: &str, query: &str, body: Value) -> 
     } else {
         body.to_string()
     };
-    let response = handle(
-        fake,
-        &Settings::default(),
-        &request(method, path, query, &body),
-    );
+    let _ = fake;
+    let response = handle(&Settings::default(), &request(method, path, query, &body));
     let value = serde_json::from_slice(&response.body).expect("JSON answer");
     assert!(response
         .headers
@@ -208,9 +117,11 @@ fn upsert(fake: &mut Fake, entries: Vec<Value>) -> (u16, Value) {
     )
 }
 
-fn stored<'a>(fake: &'a Fake, campaign: &str, user: &str) -> Option<&'a Value> {
-    fake.items
-        .get(&(format!("CAMPAIGN#{campaign}"), format!("FAN#{user}")))
+fn stored(fake: &Fake, campaign: &str, user: &str) -> Option<Value> {
+    fake.fakes.item(
+        "entries",
+        &json!({"PK": format!("CAMPAIGN#{campaign}"), "SK": format!("FAN#{user}")}),
+    )
 }
 
 #[test]
@@ -262,13 +173,12 @@ fn errors_are_json_with_status() {
     assert_eq!(status, 404);
     assert!(body["error"].as_str().is_some_and(|e| e.contains("/nope")));
     let response = handle(
-        &mut fake,
         &Settings::default(),
         &request("PUT", "/scores/refresh", "", "{}"),
     );
     assert_eq!(response.status, 405);
     assert!(response.headers.contains(&("allow".into(), "POST".into())));
-    assert!(fake.calls.is_empty());
+    assert!(fake.fakes.calls().is_empty());
 }
 
 #[test]
@@ -288,21 +198,31 @@ fn upsert_stores_the_item_shape() {
     assert_eq!(
         stored(&fake, "c", "u1"),
         Some(
-            &json!({"PK": "CAMPAIGN#c", "SK": "FAN#u1", "marketId": "m1", "version": 3,
+            json!({"PK": "CAMPAIGN#c", "SK": "FAN#u1", "marketId": "m1", "version": 3,
             "entry": {"campaignId": "c", "globalUserId": "u1", "marketId": "m1", "version": 3, "x": true}})
         )
     );
     assert_eq!(
         stored(&fake, "c", "u2"),
         Some(
-            &json!({"PK": "CAMPAIGN#c", "SK": "FAN#u2", "marketId": "m9", "version": 1, "entry": nested})
+            json!({"PK": "CAMPAIGN#c", "SK": "FAN#u2", "marketId": "m9", "version": 1, "entry": nested})
         )
     );
     let u3 = stored(&fake, "c", "u3").expect("u3");
     assert_eq!(u3["version"], Value::Null);
     assert!(u3.get("marketId").is_none());
-    // One read for the batch, one conditional put per entry.
-    assert_eq!((fake.count("batch_get"), fake.count("put")), (1, 3));
+    // One read for the batch, one conditional put per entry (in one call).
+    assert_eq!((fake.count("batch_get"), fake.count("put_many")), (1, 1));
+    let puts: Vec<usize> = fake
+        .fakes
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::PutMany { puts, .. } => Some(puts.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(puts, [3]);
 }
 
 #[test]
@@ -333,7 +253,7 @@ fn upsert_loses_to_a_concurrent_newer_write() {
     upsert(&mut fake, vec![entry("c", "u", 1)]);
     // Between the read and the put, version 9 lands: the put's condition
     // fails, the re-read sees 9 and the upsert of 2 is ignored.
-    fake.sneak = Some(item_of(
+    fake.sneak(item_of(
         &Fan {
             campaign_id: "c".into(),
             global_user_id: "u".into(),
@@ -358,7 +278,6 @@ fn upsert_validation() {
 
     let bad = |fake: &mut Fake, body: &str| {
         let r = handle(
-            fake,
             &Settings::default(),
             &request("POST", "/entries/batch-upsert", "", body),
         );
@@ -367,7 +286,7 @@ fn upsert_validation() {
             serde_json::from_slice::<Value>(&r.body).expect("json"),
         )
     };
-    let before = fake.calls.len();
+    let before = fake.fakes.calls().len();
     for body in [
         "{not json",
         "",
@@ -384,7 +303,7 @@ fn upsert_validation() {
         assert!(answer["error"].is_string(), "{body}");
     }
     // Validation happens before any table call.
-    assert_eq!(fake.calls.len(), before);
+    assert_eq!(fake.fakes.calls().len(), before);
     assert_eq!(
         upsert(&mut fake, vec![]).1,
         json!({"upserted": 0, "ignored": 0})
@@ -503,10 +422,7 @@ fn campaign_listing_pages() {
 
 #[test]
 fn market_listing_filters_every_page() {
-    let mut fake = Fake {
-        page_cap: Some(2),
-        ..Fake::default()
-    };
+    let mut fake = Fake::page_cap(2);
     let mut entries = Vec::new();
     for i in 0..7 {
         let market = if i % 2 == 0 { "m1" } else { "m2" };
@@ -624,7 +540,7 @@ fn refresh_scores_the_newest_entry() {
         campaign_id: "c".into(),
         global_user_id: "a".into(),
     };
-    fake.sneak = Some(item_of(
+    fake.sneak(item_of(
         &fan,
         &json!({"campaignId": "c", "globalUserId": "a", "version": 2, "x": 1}),
     ));
@@ -641,10 +557,7 @@ fn refresh_scores_the_newest_entry() {
 
 #[test]
 fn table_failures_are_5xx() {
-    let mut fake = Fake {
-        down: true,
-        ..Fake::default()
-    };
+    let mut fake = Fake::down();
     let (status, body) = upsert(&mut fake, vec![entry("c", "u", 1)]);
     assert_eq!(status, 503);
     assert!(body["error"]
@@ -668,7 +581,6 @@ fn an_entry_over_max_entry_bytes_is_refused_with_400() {
     big["entry"] = json!({"notes": "x".repeat(300)});
     let body = json!({"entries": [entry("c", "small", 1), big]}).to_string();
     let r = handle(
-        &mut fake,
         &settings,
         &request("POST", "/entries/batch-upsert", "", &body),
     );
@@ -684,7 +596,6 @@ fn an_entry_over_max_entry_bytes_is_refused_with_400() {
     // Under the limit it goes through.
     let body = json!({"entries": [entry("c", "small", 1)]}).to_string();
     let r = handle(
-        &mut fake,
         &settings,
         &request("POST", "/entries/batch-upsert", "", &body),
     );
