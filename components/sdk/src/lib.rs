@@ -12,6 +12,7 @@
 //!   [`StreamResult`], [`InvokeError`], [`Tick`], [`HttpRequest`],
 //!   [`HttpResponse`]) and the traits a worker implements ([`BatchWorker`],
 //!   [`StreamWorker`], [`InvokeWorker`], [`ScheduledWorker`], [`HttpWorker`]).
+//! * A small router for http-workers: [`router::Router`].
 //! * One export macro per world: [`export_batch_worker!`],
 //!   [`export_stream_worker!`], [`export_invoke_worker!`],
 //!   [`export_scheduled_worker!`], [`export_http_worker!`]. A worker crate
@@ -72,6 +73,7 @@ pub mod log;
 pub mod native;
 pub mod objects;
 pub mod queue;
+pub mod router;
 pub mod services;
 pub mod table;
 pub mod topic;

@@ -27,8 +27,8 @@
 mod logic;
 
 pub use logic::{
-    batch_delete, batch_upsert, campaign_entries, decode, handle, is_older, item_of,
-    key_of, market_entries, refresh_scores, route, score, view, Failure, Route, Settings,
+    batch_delete, batch_upsert, campaign_entries, handle, is_older, item_of, key_of,
+    market_entries, refresh_scores, score, table_failure, view, Failure, Settings,
     DEFAULT_LIMIT, MAX_ITEMS, MAX_LIMIT, WRITE_ATTEMPTS,
 };
 
@@ -43,12 +43,7 @@ impl HttpWorker for EntryService {
             Ok(settings) => handle(&settings, &request),
             Err(e) => {
                 usher_sdk::error!(error = e; "cannot read the settings");
-                Failure {
-                    status: 500,
-                    message: format!("cannot read the settings: {e}"),
-                    allow: None,
-                }
-                .response()
+                Failure::new(500, format!("cannot read the settings: {e}")).response()
             }
         }
     }

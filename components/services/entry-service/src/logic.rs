@@ -6,6 +6,7 @@ use usher_domain::Fan;
 use usher_sdk::json::{json, str_field};
 use serde::de::IgnoredAny;
 use usher_sdk::table::{self, Condition, Page, PutItem, UpdateItem, Write};
+use usher_sdk::router::Router;
 use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
 
 /// At most this many entries, keys or fans per request (more is a 413).
@@ -54,194 +55,61 @@ impl Settings {
 }
 
 /// A request that cannot be served: its status and message, answered as
-/// `{"error": message}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong.
-    pub message: String,
-    /// The methods of the path, for a 405's `allow` header.
-    pub allow: Option<&'static str>,
-}
+/// `{"error": message}` (the SDK router's error).
+pub use usher_sdk::router::HttpError as Failure;
 
-impl Failure {
-    fn new(status: u16, message: impl Into<String>) -> Failure {
-        Failure {
-            status,
-            message: message.into(),
-            allow: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Failure {
-        Failure::new(400, message)
-    }
-
-    /// The answer to a failed table call.
-    fn table(what: &str, e: &Error) -> Failure {
-        let status = match e {
-            Error::Invalid(_) => 400,
-            Error::ConditionFailed(_) => 409,
-            Error::Unavailable(_) | Error::Throttled(_) => 503,
-            _ => 500,
-        };
-        usher_sdk::warn!(status = status, error = e; "{what} failed");
-        Failure::new(status, format!("{what}: {e}"))
-    }
-
-    /// The `{"error": …}` response.
-    pub fn response(&self) -> HttpResponse {
-        let response = json_response(self.status, &json!({"error": self.message}));
-        match self.allow {
-            Some(allow) => response.with_header("allow", allow),
-            None => response,
-        }
-    }
-}
-
-fn json_response(status: u16, body: &Value) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_string().into_bytes(),
-    }
-}
-
-/// A route of the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// `POST /entries/batch-upsert`.
-    BatchUpsert,
-    /// `table::update_many` setting `set` under each condition; the updated
-/// items are not needed, so they are not built.
-fn update_many(
-    table: &str,
-    updates: &[(Value, Value, Condition)],
-) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-    let updates = updates
-        .iter()
-        .map(|(key, set, c)| UpdateItem {
-            key: key.clone(),
-            set: set.clone(),
-            remove: Vec::new(),
-            condition: Some(c.clone()),
-        })
-        .collect();
-    Ok(table::update_many::<IgnoredAny>(table, updates)?
-        .into_iter()
-        .map(|r| r.map(|_| ()))
-        .collect())
-}
-
-/// `POST /entries/batch-delete`.
-    BatchDelete,
-    /// `GET /campaigns/{campaignId}/entries`.
-    CampaignEntries(String),
-    /// `GET /markets/{marketId}/entries`.
-    MarketEntries(String),
-    /// `POST /scores/refresh`.
-    RefreshScores,
-}
-
-/// Matches a method and path (below the route prefix) to a route: 404 for an
-/// unknown path, 405 for a known path with another method.
-pub fn route(method: &str, path: &str) -> Result<Route, Failure> {
-    let trimmed = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
-    let segments: Vec<&str> = trimmed
-        .strip_prefix('/')
-        .unwrap_or(trimmed)
-        .split('/')
-        .collect();
-    let (route, allow) = match segments.as_slice() {
-        ["entries", "batch-upsert"] => (Route::BatchUpsert, "POST"),
-        ["entries", "batch-delete"] => (Route::BatchDelete, "POST"),
-        ["scores", "refresh"] => (Route::RefreshScores, "POST"),
-        ["campaigns", id, "entries"] if !id.is_empty() => {
-            (Route::CampaignEntries(decode(id)?), "GET")
-        }
-        ["markets", id, "entries"] if !id.is_empty() => (Route::MarketEntries(decode(id)?), "GET"),
-        _ => return Err(Failure::new(404, format!("no such path: {path}"))),
+/// The answer to a failed table call.
+pub fn table_failure(what: &str, e: &Error) -> Failure {
+    let status = match e {
+        Error::Invalid(_) => 400,
+        Error::ConditionFailed(_) => 409,
+        Error::Unavailable(_) | Error::Throttled(_) => 503,
+        _ => 500,
     };
-    if !method.eq_ignore_ascii_case(allow) {
-        return Err(Failure {
-            allow: Some(allow),
-            ..Failure::new(405, format!("{path} takes {allow}, not {method}"))
-        });
-    }
-    Ok(route)
+    usher_sdk::warn!(status = status, error = e; "{what} failed");
+    Failure::new(status, format!("{what}: {e}"))
 }
 
-/// Percent-decodes a path segment or query value (`+` is a space in a query).
-pub fn decode(text: &str) -> Result<String, Failure> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        Failure::bad_request(format!("bad percent-encoding in {text}"))
-                    })?;
-                out.push(hex);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| Failure::bad_request(format!("{text} is not UTF-8")))
+/// A handler's JSON answer as a 200.
+fn ok(result: Result<Value, Failure>) -> Result<HttpResponse, Failure> {
+    result.map(|body| HttpResponse::json_ok(&body))
 }
 
-/// A query parameter, decoded; `None` when absent.
-fn query_param(request: &HttpRequest, name: &str) -> Result<Option<String>, Failure> {
-    request
-        .query_param(name)
-        .map(|v| decode(&v.replace('+', " ")))
-        .transpose()
-}
-
-/// Serves one request.
+/// Serves one request (the routes are those of the crate docs; 404 for an
+/// unknown path, 405 for a known path with another method).
 pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
-    let result = route(&request.method, &request.path).and_then(|r| {
-        let table = settings.table.as_str();
-        match r {
-            Route::BatchUpsert => {
-                batch_upsert(table, settings.max_entry_bytes, &body(request)?)
-            }
-            Route::BatchDelete => batch_delete(table, &body(request)?),
-            Route::RefreshScores => refresh_scores(table, &body(request)?),
-            Route::CampaignEntries(campaign) => {
-                let limit = match query_param(request, "limit")? {
-                    None => DEFAULT_LIMIT,
-                    Some(l) => parse_limit(&l)?,
-                };
-                let after = query_param(request, "after")?.filter(|a| !a.is_empty());
-                campaign_entries(table, &campaign, limit, after.as_deref())
-            }
-            Route::MarketEntries(market) => {
-                let campaign = query_param(request, "campaignId")?
-                    .filter(|c| !c.is_empty())
-                    .ok_or_else(|| {
-                        Failure::bad_request("campaignId query parameter is required")
-                    })?;
-                market_entries(table, &market, &campaign)
-            }
-        }
-    });
-    match result {
-        Ok(body) => json_response(200, &body),
-        Err(failure) => failure.response(),
-    }
+    let table = settings.table.as_str();
+    Router::new()
+        .post("/entries/batch-upsert", |r| {
+            ok(batch_upsert(table, settings.max_entry_bytes, &r.json_object()?))
+        })
+        .post("/entries/batch-delete", |r| {
+            ok(batch_delete(table, &r.json_object()?))
+        })
+        .post("/scores/refresh", |r| {
+            ok(refresh_scores(table, &r.json_object()?))
+        })
+        .get("/campaigns/{campaignId}/entries", |r| {
+            let limit = match r.query("limit")? {
+                None => DEFAULT_LIMIT,
+                Some(l) => parse_limit(&l)?,
+            };
+            let after = r.query("after")?.filter(|a| !a.is_empty());
+            ok(campaign_entries(
+                table,
+                r.param("campaignId"),
+                limit,
+                after.as_deref(),
+            ))
+        })
+        .get("/markets/{marketId}/entries", |r| {
+            let campaign = r
+                .query("campaignId")?
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| Failure::bad_request("campaignId query parameter is required"))?;
+            ok(market_entries(table, r.param("marketId"), &campaign))
+        })
+        .handle(request)
 }
 
 fn parse_limit(text: &str) -> Result<u32, Failure> {
@@ -251,16 +119,6 @@ fn parse_limit(text: &str) -> Result<u32, Failure> {
             "limit must be an integer from 1 to {MAX_LIMIT}, not {text:?}"
         ))),
     }
-}
-
-/// The body as a JSON object.
-fn body(request: &HttpRequest) -> Result<Value, Failure> {
-    let value: Value = serde_json::from_slice(&request.body)
-        .map_err(|e| Failure::bad_request(format!("the body is not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(Failure::bad_request("the body must be a JSON object"));
-    }
-    Ok(value)
 }
 
 /// The array `field` of the body: 400 when absent or not an array, 413
@@ -370,7 +228,7 @@ fn batch_get(
                 keys.len()
             ),
         )),
-        Err(e) => Err(Failure::table("reading the entries", &e)),
+        Err(e) => Err(table_failure("reading the entries", &e)),
     }
 }
 
@@ -423,7 +281,7 @@ pub fn batch_upsert(
                 })
                 .collect(),
         )
-        .map_err(|e| Failure::table("writing the entries", &e))?;
+        .map_err(|e| table_failure("writing the entries", &e))?;
         if results.len() != puts.len() {
             return Err(Failure::new(
                 500,
@@ -439,10 +297,10 @@ pub fn batch_upsert(
                 Ok(()) => true,
                 Err(e) if e.is_condition_failed() => {
                     let stored = table::get::<Value>(table, &keys[n])
-                        .map_err(|e| Failure::table("reading an entry", &e))?;
+                        .map_err(|e| table_failure("reading an entry", &e))?;
                     write_one(table, &keys[n], parsed[n].1, &item, stored, 1)?
                 }
-                Err(e) => return Err(Failure::table("writing an entry", &e)),
+                Err(e) => return Err(table_failure("writing an entry", &e)),
             };
             if written {
                 upserted += 1;
@@ -494,9 +352,9 @@ fn write_one(
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
                 stored = table::get::<Value>(table, key)
-                    .map_err(|e| Failure::table("reading an entry", &e))?;
+                    .map_err(|e| table_failure("reading an entry", &e))?;
             }
-            Err(e) => return Err(Failure::table("writing an entry", &e)),
+            Err(e) => return Err(table_failure("writing an entry", &e)),
         }
     }
 }
@@ -551,7 +409,7 @@ pub fn batch_delete(table: &str, body: &Value) -> Result<Value, Failure> {
     if !unversioned.is_empty() {
         let writes: Vec<Write> = unversioned.iter().cloned().map(Write::Delete).collect();
         let results = table::batch_write(table, &writes)
-            .map_err(|e| Failure::table("deleting entries", &e))?;
+            .map_err(|e| table_failure("deleting entries", &e))?;
         if results.len() != writes.len() {
             return Err(Failure::new(
                 500,
@@ -563,7 +421,7 @@ pub fn batch_delete(table: &str, body: &Value) -> Result<Value, Failure> {
             ));
         }
         if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
-            return Err(Failure::table("deleting an entry", e));
+            return Err(table_failure("deleting an entry", e));
         }
         deleted += unversioned.len();
     }
@@ -603,9 +461,9 @@ fn delete_one(
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
                 stored = table::get::<Value>(table, key)
-                    .map_err(|e| Failure::table("reading an entry", &e))?;
+                    .map_err(|e| table_failure("reading an entry", &e))?;
             }
-            Err(e) => return Err(Failure::table("deleting an entry", &e)),
+            Err(e) => return Err(table_failure("deleting an entry", &e)),
         }
     }
 }
@@ -645,7 +503,7 @@ pub fn refresh_scores(table: &str, body: &Value) -> Result<Value, Failure> {
         }
     }
     let results = update_many(table, &updates)
-        .map_err(|e| Failure::table("scoring the entries", &e))?;
+        .map_err(|e| table_failure("scoring the entries", &e))?;
     if results.len() != updates.len() {
         return Err(Failure::new(
             500,
@@ -661,10 +519,10 @@ pub fn refresh_scores(table: &str, body: &Value) -> Result<Value, Failure> {
             Ok(()) => true,
             Err(e) if e.is_condition_failed() => {
                 let stored = table::get::<Value>(table, key)
-                    .map_err(|e| Failure::table("reading an entry", &e))?;
+                    .map_err(|e| table_failure("reading an entry", &e))?;
                 refresh_one(table, key, stored, 1)?
             }
-            Err(e) => return Err(Failure::table("scoring an entry", &e)),
+            Err(e) => return Err(table_failure("scoring an entry", &e)),
         };
         if found {
             refreshed += 1;
@@ -695,16 +553,16 @@ fn refresh_one(
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
                 stored = table::get::<Value>(table, key)
-                    .map_err(|e| Failure::table("reading an entry", &e))?;
+                    .map_err(|e| table_failure("reading an entry", &e))?;
             }
             Err(e) if e.is_condition_failed() => {
                 // Deleted meanwhile (update with `exists` semantics failed).
                 return match table::get::<Value>(table, key) {
                     Ok(None) => Ok(false),
-                    _ => Err(Failure::table("scoring an entry", &e)),
+                    _ => Err(table_failure("scoring an entry", &e)),
                 };
             }
-            Err(e) => return Err(Failure::table("scoring an entry", &e)),
+            Err(e) => return Err(table_failure("scoring an entry", &e)),
         }
     }
 }
@@ -740,7 +598,7 @@ fn query_page(
         Some(limit),
         start.as_ref(),
     )
-        .map_err(|e| Failure::table("querying entries", &e))
+        .map_err(|e| table_failure("querying entries", &e))
 }
 
 /// `GET /campaigns/{campaignId}/entries?limit=&after=`.

@@ -126,44 +126,31 @@ fn stored(fake: &Fake, campaign: &str, user: &str) -> Option<Value> {
 
 #[test]
 fn routes() {
-    assert_eq!(
-        route("POST", "/entries/batch-upsert"),
-        Ok(Route::BatchUpsert)
-    );
-    assert_eq!(
-        route("post", "/entries/batch-delete/"),
-        Ok(Route::BatchDelete)
-    );
-    assert_eq!(route("POST", "/scores/refresh"), Ok(Route::RefreshScores));
-    assert_eq!(
-        route("GET", "/campaigns/c%201/entries"),
-        Ok(Route::CampaignEntries("c 1".into()))
-    );
-    assert_eq!(
-        route("GET", "/markets/m1/entries"),
-        Ok(Route::MarketEntries("m1".into()))
-    );
-    assert_eq!(
-        route("GET", "/campaigns//entries").map_err(|f| f.status),
-        Err(404)
-    );
-    assert_eq!(route("GET", "/").map_err(|f| f.status), Err(404));
-    assert_eq!(route("GET", "/entries").map_err(|f| f.status), Err(404));
-    let f = route("GET", "/entries/batch-upsert").expect_err("405");
-    assert_eq!((f.status, f.allow), (405, Some("POST")));
-    let f = route("DELETE", "/campaigns/c/entries").expect_err("405");
-    assert_eq!((f.status, f.allow), (405, Some("GET")));
-    assert_eq!(
-        route("GET", "/campaigns/%zz/entries").map_err(|f| f.status),
-        Err(400)
-    );
-}
-
-#[test]
-fn decodes_percent_escapes() {
-    assert_eq!(decode("a%2Fb%C3%BC"), Ok("a/bü".to_string()));
-    assert!(decode("50%").is_err());
-    assert!(decode("%ff").is_err());
+    let mut fake = Fake::default();
+    let status = |fake: &mut Fake, method: &str, path: &str, body: Value| {
+        call(fake, method, path, "campaignId=c", body).0
+    };
+    let fans = json!({"fans": []});
+    assert_eq!(status(&mut fake, "POST", "/entries/batch-upsert", json!({"entries": []})), 200);
+    assert_eq!(status(&mut fake, "post", "/entries/batch-delete/", json!({"keys": []})), 200);
+    assert_eq!(status(&mut fake, "POST", "/scores/refresh", fans.clone()), 200);
+    // Path parameters are percent-decoded.
+    upsert(&mut fake, vec![entry("c 1", "u", 1)]);
+    let (_, page) = call(&mut fake, "GET", "/campaigns/c%201/entries", "", Value::Null);
+    assert_eq!(page["entries"][0]["campaignId"], "c 1");
+    assert_eq!(status(&mut fake, "GET", "/markets/m1/entries", Value::Null), 200);
+    for path in ["/campaigns//entries", "/", "/entries"] {
+        assert_eq!(status(&mut fake, "GET", path, Value::Null), 404, "{path}");
+    }
+    for (method, path, allow) in [
+        ("GET", "/entries/batch-upsert", "POST"),
+        ("DELETE", "/campaigns/c/entries", "GET"),
+    ] {
+        let r = handle(&Settings::default(), &request(method, path, "", ""));
+        assert_eq!(r.status, 405);
+        assert!(r.headers.contains(&("allow".into(), allow.into())));
+    }
+    assert_eq!(status(&mut fake, "GET", "/campaigns/%zz/entries", Value::Null), 400);
 }
 
 #[test]
@@ -567,7 +554,7 @@ fn table_failures_are_5xx() {
         call(&mut fake, "GET", "/campaigns/c/entries", "", Value::Null).0,
         503
     );
-    assert_eq!(Failure::table("x", &Error::Denied("t".into())).status, 500);
+    assert_eq!(table_failure("x", &Error::Denied("t".into())).status, 500);
 }
 
 #[test]
