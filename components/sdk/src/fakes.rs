@@ -348,7 +348,11 @@ impl Tables {
             .filter(|((_, s), _)| after.as_ref().is_none_or(|a| s > a))
             .collect();
         let limit = limit.max(1);
-        let items: Vec<Value> = matching.iter().take(limit).map(|(_, v)| (*v).clone()).collect();
+        let items: Vec<Value> = matching
+            .iter()
+            .take(limit)
+            .map(|(_, v)| (*v).clone())
+            .collect();
         let next = if matching.len() > limit {
             matching.get(limit - 1).map(|((p, s), _)| {
                 let mut key = Map::new();
@@ -640,7 +644,12 @@ impl Backend for Fakes {
             .collect()
     }
 
-    fn table_put(&mut self, table: &str, item: &Value, condition: Option<&Condition>) -> Result<()> {
+    fn table_put(
+        &mut self,
+        table: &str,
+        item: &Value,
+        condition: Option<&Condition>,
+    ) -> Result<()> {
         let mut s = self.record(Call::Put {
             table: table.into(),
             item: item.clone(),
@@ -667,7 +676,12 @@ impl Backend for Fakes {
         s.update(table, key, set, remove, condition)
     }
 
-    fn table_delete(&mut self, table: &str, key: &Value, condition: Option<&Condition>) -> Result<()> {
+    fn table_delete(
+        &mut self,
+        table: &str,
+        key: &Value,
+        condition: Option<&Condition>,
+    ) -> Result<()> {
         let call = Call::Delete {
             table: table.into(),
             key: key.clone(),
@@ -728,7 +742,11 @@ impl Backend for Fakes {
             .collect())
     }
 
-    fn table_update_many(&mut self, table: &str, updates: &[UpdateItem]) -> Result<Vec<Result<Value>>> {
+    fn table_update_many(
+        &mut self,
+        table: &str,
+        updates: &[UpdateItem],
+    ) -> Result<Vec<Result<Value>>> {
         let mut s = self.record(Call::UpdateMany {
             table: table.into(),
             updates: updates.to_vec(),
@@ -739,7 +757,11 @@ impl Backend for Fakes {
             .collect())
     }
 
-    fn queue_send_batch(&mut self, queue: &str, messages: &[Outgoing]) -> Result<Vec<Result<String>>> {
+    fn queue_send_batch(
+        &mut self,
+        queue: &str,
+        messages: &[Outgoing],
+    ) -> Result<Vec<Result<String>>> {
         let call = Call::Send {
             queue: queue.into(),
             messages: messages.to_vec(),
@@ -786,8 +808,12 @@ mod tests {
         let fakes = Fakes::new().with_item("t", json!({"PK": "a", "SK": "1", "v": 1}));
         let _installed = fakes.install();
         // Conditions.
-        let err = table::put("t", &json!({"PK": "a", "SK": "1"}), Some(Condition::NotExists))
-            .expect_err("exists");
+        let err = table::put(
+            "t",
+            &json!({"PK": "a", "SK": "1"}),
+            Some(Condition::NotExists),
+        )
+        .expect_err("exists");
         assert!(err.is_condition_failed());
         table::put(
             "t",
@@ -800,8 +826,14 @@ mod tests {
             table::update("t", &key("a", "2"), &json!({"x": 1, "y": 2}), &["y"], None)
                 .expect("update");
         assert_eq!(item, json!({"PK": "a", "SK": "2", "x": 1}));
-        let err = table::update::<Value>("t", &key("a", "3"), &json!({}), &[], Some(Condition::Exists))
-            .expect_err("absent");
+        let err = table::update::<Value>(
+            "t",
+            &key("a", "3"),
+            &json!({}),
+            &[],
+            Some(Condition::Exists),
+        )
+        .expect_err("absent");
         assert!(err.is_condition_failed());
         // A key without its attributes is invalid.
         let err = table::get::<Value>("t", &json!({"PK": "a"})).expect_err("no SK");
@@ -814,7 +846,15 @@ mod tests {
         assert_eq!(fakes.items("t").len(), 1);
         assert_eq!(
             fakes.calls().iter().map(Call::name).collect::<Vec<_>>(),
-            ["put", "put", "update", "update", "get", "batch_get", "delete"]
+            [
+                "put",
+                "put",
+                "update",
+                "update",
+                "get",
+                "batch_get",
+                "delete"
+            ]
         );
     }
 
@@ -826,8 +866,8 @@ mod tests {
         }
         fakes = fakes.with_item("t", json!({"PK": "q", "SK": "F#z"}));
         let _installed = fakes.install();
-        let page: table::Page = table::query("t", &json!({"PK": "p"}), Some("F#"), Some(10), None)
-            .expect("query");
+        let page: table::Page =
+            table::query("t", &json!({"PK": "p"}), Some("F#"), Some(10), None).expect("query");
         assert_eq!(page.items.len(), 2);
         assert_eq!(page.next, Some(key("p", "F#b")));
         let page: table::Page =
@@ -839,9 +879,7 @@ mod tests {
     #[test]
     fn many_calls_are_recorded_once_and_intercepted_one_by_one() {
         let fakes = Fakes::new().intercept(|call, tables| match call {
-            Call::Put { item, .. } if item["SK"] == "bad" => {
-                Some(Error::Throttled("slow".into()))
-            }
+            Call::Put { item, .. } if item["SK"] == "bad" => Some(Error::Throttled("slow".into())),
             Call::Update { key, .. } if key["SK"] == "sneak" => {
                 tables.insert("t", json!({"PK": "a", "SK": "sneak", "v": 9}));
                 None
@@ -852,8 +890,14 @@ mod tests {
         let results = table::put_many(
             "t",
             vec![
-                table::PutItem { item: key("a", "ok"), condition: None },
-                table::PutItem { item: key("a", "bad"), condition: None },
+                table::PutItem {
+                    item: key("a", "ok"),
+                    condition: None,
+                },
+                table::PutItem {
+                    item: key("a", "bad"),
+                    condition: None,
+                },
             ],
         )
         .expect("put_many");
@@ -890,7 +934,10 @@ mod tests {
         assert_eq!(config::string_or("other", "x").expect("setting"), "x");
         let ids = queue::send_batch("q", &[queue::Outgoing::new("a"), queue::Outgoing::new("b")])
             .expect("send");
-        assert_eq!(ids.into_iter().collect::<Result<Vec<_>>>().expect("ids"), ["q-1", "q-2"]);
+        assert_eq!(
+            ids.into_iter().collect::<Result<Vec<_>>>().expect("ids"),
+            ["q-1", "q-2"]
+        );
         assert_eq!(fakes.queued("q").len(), 2);
         let answers = services::call_many(&[
             Request::new("entries", Method::Get, "/ok"),

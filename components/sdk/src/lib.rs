@@ -77,8 +77,8 @@ pub mod router;
 pub mod services;
 pub mod table;
 pub mod topic;
-pub mod workers;
 mod wire;
+pub mod workers;
 
 #[cfg(target_arch = "wasm32")]
 mod bindings;

@@ -65,7 +65,12 @@ pub trait Backend {
         Err(Error::native("table::batch_get"))
     }
     /// `table::put`.
-    fn table_put(&mut self, table: &str, item: &Value, condition: Option<&Condition>) -> Result<()> {
+    fn table_put(
+        &mut self,
+        table: &str,
+        item: &Value,
+        condition: Option<&Condition>,
+    ) -> Result<()> {
         Err(Error::native("table::put"))
     }
     /// `table::update`: the item after the update.
@@ -80,7 +85,12 @@ pub trait Backend {
         Err(Error::native("table::update"))
     }
     /// `table::delete`.
-    fn table_delete(&mut self, table: &str, key: &Value, condition: Option<&Condition>) -> Result<()> {
+    fn table_delete(
+        &mut self,
+        table: &str,
+        key: &Value,
+        condition: Option<&Condition>,
+    ) -> Result<()> {
         Err(Error::native("table::delete"))
     }
     /// `table::query`.
@@ -106,14 +116,22 @@ pub trait Backend {
             .collect())
     }
     /// `table::update_many`: one result (the item after) per update.
-    fn table_update_many(&mut self, table: &str, updates: &[UpdateItem]) -> Result<Vec<Result<Value>>> {
+    fn table_update_many(
+        &mut self,
+        table: &str,
+        updates: &[UpdateItem],
+    ) -> Result<Vec<Result<Value>>> {
         Ok(updates
             .iter()
             .map(|u| self.table_update(table, &u.key, &u.set, &u.remove, u.condition.as_ref()))
             .collect())
     }
     /// `queue::send_batch`: one message id or error per message.
-    fn queue_send_batch(&mut self, queue: &str, messages: &[Outgoing]) -> Result<Vec<Result<String>>> {
+    fn queue_send_batch(
+        &mut self,
+        queue: &str,
+        messages: &[Outgoing],
+    ) -> Result<Vec<Result<String>>> {
         Err(Error::native("queue::send_batch"))
     }
     /// `services::call`.

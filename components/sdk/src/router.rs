@@ -189,10 +189,12 @@ impl<'a> Router<'a> {
     ) -> Router<'a> {
         let pattern = segments(pattern)
             .into_iter()
-            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => Segment::Param(name.to_string()),
-                None => Segment::Literal(s.to_string()),
-            })
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => Segment::Param(name.to_string()),
+                    None => Segment::Literal(s.to_string()),
+                },
+            )
             .collect();
         self.routes.push(Route {
             method: method.to_ascii_uppercase(),
@@ -335,9 +337,13 @@ mod tests {
 
     fn router() -> Router<'static> {
         Router::new()
-            .post("/entries/batch-upsert", |_| Ok(HttpResponse::json_ok(&json!("upsert"))))
+            .post("/entries/batch-upsert", |_| {
+                Ok(HttpResponse::json_ok(&json!("upsert")))
+            })
             .get("/campaigns/{id}/entries", |r| {
-                Ok(HttpResponse::json_ok(&json!({"id": r.param("id"), "limit": r.query("limit")?})))
+                Ok(HttpResponse::json_ok(
+                    &json!({"id": r.param("id"), "limit": r.query("limit")?}),
+                ))
             })
             .delete("/campaigns/{id}/entries", |_| Ok(HttpResponse::new(204)))
             .post("/echo", |r| Ok(HttpResponse::json_ok(&r.json_object()?)))
@@ -352,7 +358,10 @@ mod tests {
 
     #[test]
     fn matches_methods_patterns_and_trailing_slashes() {
-        assert_eq!(answer("POST", "/entries/batch-upsert", "", ""), (200, json!("upsert")));
+        assert_eq!(
+            answer("POST", "/entries/batch-upsert", "", ""),
+            (200, json!("upsert"))
+        );
         assert_eq!(answer("post", "/entries/batch-upsert/", "", "").0, 200);
         assert_eq!(
             answer("GET", "/campaigns/c%201/entries", "limit=5", ""),
@@ -368,10 +377,18 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404_and_other_methods_405_as_json() {
-        for path in ["/nope", "/campaigns//entries", "/entries", "/entries/batch-upsert/x"] {
+        for path in [
+            "/nope",
+            "/campaigns//entries",
+            "/entries",
+            "/entries/batch-upsert/x",
+        ] {
             let (status, body) = answer("GET", path, "", "");
             assert_eq!(status, 404, "{path}");
-            assert!(body["error"].as_str().is_some_and(|e| e.contains(path)), "{path}");
+            assert!(
+                body["error"].as_str().is_some_and(|e| e.contains(path)),
+                "{path}"
+            );
         }
         let response = router().handle(&request("GET", "/entries/batch-upsert", "", ""));
         assert_eq!(response.status, 405);
@@ -389,7 +406,10 @@ mod tests {
     #[test]
     fn bad_encodings_and_bad_json_are_400() {
         assert_eq!(answer("GET", "/campaigns/%zz/entries", "", "").0, 400);
-        assert_eq!(answer("GET", "/campaigns/c/entries", "limit=%ff", "").0, 400);
+        assert_eq!(
+            answer("GET", "/campaigns/c/entries", "limit=%ff", "").0,
+            400
+        );
         assert_eq!(
             answer("GET", "/campaigns/c/entries", "limit=a+b%21", "").1["limit"],
             "a b!"
@@ -400,7 +420,10 @@ mod tests {
             .as_str()
             .is_some_and(|e| e.starts_with("the body is not JSON")));
         assert_eq!(answer("POST", "/echo", "", "[]").0, 400);
-        assert_eq!(answer("POST", "/echo", "", r#"{"a":1}"#), (200, json!({"a": 1})));
+        assert_eq!(
+            answer("POST", "/echo", "", r#"{"a":1}"#),
+            (200, json!({"a": 1}))
+        );
     }
 
     #[test]
@@ -414,7 +437,10 @@ mod tests {
     fn handlers_borrow_their_context() {
         let prefix = String::from("hello ");
         let router = Router::new().get("/greet/{name}", |r| {
-            Ok(HttpResponse::text(200, format!("{prefix}{}", r.param("name"))))
+            Ok(HttpResponse::text(
+                200,
+                format!("{prefix}{}", r.param("name")),
+            ))
         });
         let response = router.handle(&request("GET", "/greet/ada", "", ""));
         assert_eq!(response.body, b"hello ada");

@@ -53,9 +53,7 @@ pub struct Page<T = Value> {
 /// Reads one item by key; `None` when it does not exist.
 pub fn get<T: DeserializeOwned>(table: &str, key: &(impl Serialize + ?Sized)) -> Result<Option<T>> {
     let key = wire::encode(key)?;
-    sys::get(table, &key)?
-        .map(wire::decode)
-        .transpose()
+    sys::get(table, &key)?.map(wire::decode).transpose()
 }
 
 /// Reads many items by key with one call; one entry per key, in order.
@@ -63,10 +61,7 @@ pub fn batch_get<T: DeserializeOwned, K: Serialize>(
     table: &str,
     keys: &[K],
 ) -> Result<Vec<Option<T>>> {
-    let keys = keys
-        .iter()
-        .map(wire::encode)
-        .collect::<Result<Vec<_>>>()?;
+    let keys = keys.iter().map(wire::encode).collect::<Result<Vec<_>>>()?;
     sys::batch_get(table, &keys)?
         .into_iter()
         .map(|item| item.map(wire::decode).transpose())
@@ -120,18 +115,9 @@ pub fn query<T: DeserializeOwned>(
 ) -> Result<Page<T>> {
     let partition = wire::encode(partition)?;
     let start_after = start_after.map(wire::encode).transpose()?;
-    let (items, next) = sys::query(
-        table,
-        &partition,
-        sort_prefix,
-        limit,
-        start_after.as_ref(),
-    )?;
+    let (items, next) = sys::query(table, &partition, sort_prefix, limit, start_after.as_ref())?;
     Ok(Page {
-        items: items
-            .into_iter()
-            .map(wire::decode)
-            .collect::<Result<_>>()?,
+        items: items.into_iter().map(wire::decode).collect::<Result<_>>()?,
         next: next.map(wire::decode).transpose()?,
     })
 }
@@ -385,9 +371,17 @@ mod sys {
     pub(super) fn batch_write(table: &str, writes: Vec<(bool, Value)>) -> Result<Vec<Result<()>>> {
         let writes: Vec<Write> = writes
             .into_iter()
-            .map(|(is_put, v)| if is_put { Write::Put(v) } else { Write::Delete(v) })
+            .map(|(is_put, v)| {
+                if is_put {
+                    Write::Put(v)
+                } else {
+                    Write::Delete(v)
+                }
+            })
             .collect();
-        native::with("table::batch_write", |b| b.table_batch_write(table, &writes))
+        native::with("table::batch_write", |b| {
+            b.table_batch_write(table, &writes)
+        })
     }
 
     pub(super) fn put_many(
@@ -414,7 +408,9 @@ mod sys {
                 condition,
             })
             .collect();
-        native::with("table::update_many", |b| b.table_update_many(table, &updates))
+        native::with("table::update_many", |b| {
+            b.table_update_many(table, &updates)
+        })
     }
 }
 

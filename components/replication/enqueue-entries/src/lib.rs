@@ -117,7 +117,11 @@ mod tests {
     /// one result too few.
     fn queue(fail_items: Vec<usize>, short: bool) -> Fakes {
         Fakes::new().on_queue(move |_, messages| {
-            let n = if short { messages.len() - 1 } else { messages.len() };
+            let n = if short {
+                messages.len() - 1
+            } else {
+                messages.len()
+            };
             Ok((0..n)
                 .map(|i| {
                     if fail_items.contains(&i) {

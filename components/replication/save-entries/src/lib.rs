@@ -11,15 +11,24 @@
 //!    item exists with the image's `version` (`updatedAt` when there is no
 //!    version); a delete only while the item is absent. Stale changes are
 //!    dropped (processed): the newer write has its own change record.
-//! 3. Call the Entry Service in chunks of at most 25:
-//!    `POST /entries/batch-upsert {"entries":[image…]}` and
-//!    `POST /entries/batch-delete {"keys":[{"campaignId","globalUserId"}…]}`;
-//!    a non-2xx answer or a call error fails the chunk's messages.
-//! 4. Clear `needsReplication` on each upserted item, conditional on its
-//!    version so that a newer write's flag is never cleared.
-//! 5. `POST /scores/refresh {"fans":[…]}` for the upserted fans; when that
-//!    fails, queue one `{"campaignId","globalUserId"}` message per fan to the
-//!    retry queue; only a failed send fails the message.
+//! 3. Call the Entry Service in chunks of at most 25, every chunk of the
+//!    batch in one `services::call_many` (the host sends them concurrently):
+//!    `POST /entries/batch-upsert {"entries":[image…],"refreshScores":true}`
+//!    (the service refreshes the upserted entries' scores in the same
+//!    request and answers the fans whose refresh failed, `scoreFailures`)
+//!    and `POST /entries/batch-delete {"keys":[{"campaignId","globalUserId","version"}…]}`.
+//!    A call error or a 5xx fails the chunk's messages; a 4xx sends the
+//!    chunk's entries again one by one (all of them in one more
+//!    `call_many`), so only a refused entry fails.
+//! 4. Re-read the upserted entries (one `table::batch_get`): those deleted
+//!    in the table meanwhile are deleted again in the Entry Service (one
+//!    `call_many`), with the version just upserted.
+//! 5. Clear `needsReplication` on each upserted item still in the table,
+//!    conditional on its version so that a newer write's flag is never
+//!    cleared (one `table::update_many`).
+//! 6. Queue one `{"campaignId","globalUserId"}` message to the retry queue
+//!    per fan whose score refresh failed; only a failed send fails the
+//!    message.
 //!
 //! Settings: `table` (default `demand-table`), `service` (`entries`),
 //! `retry_queue` (`retry-score`).

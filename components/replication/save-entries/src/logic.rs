@@ -206,29 +206,13 @@ pub fn process(settings: &Settings, messages: &[Message]) -> BatchResult {
     let (puts, deletes): (Vec<Group>, Vec<Group>) =
         groups.into_iter().partition(|g| g.entry.op == Op::Put);
 
-    // 3. Replicate.
-    let upsert_body = |chunk: &[Group]| json!({"entries": chunk.iter().map(|g| &g.entry.image).collect::<Vec<_>>()});
-    let delete_body =
-        |chunk: &[Group]| json!({"keys": chunk.iter().map(delete_key).collect::<Vec<_>>()});
-    let mut upserted = Vec::new();
-    for chunk in puts.chunks(CHUNK_SIZE) {
-        upserted.extend(post_chunk(
-            settings,
-            "/entries/batch-upsert",
-            chunk,
-            &upsert_body,
-            &mut outcome,
-        ));
-    }
-    for chunk in deletes.chunks(CHUNK_SIZE) {
-        post_chunk(
-            settings,
-            "/entries/batch-delete",
-            chunk,
-            &delete_body,
-            &mut outcome,
-        );
-    }
+    // 3. Replicate: every chunk of upserts (each also refreshing its
+    //    entries' scores) and of deletes in one call_many; the entries of
+    //    chunks refused with a 4xx again one by one, in one more.
+    let Replicated {
+        upserted,
+        score_failures,
+    } = replicate(settings, &puts, &deletes, &mut outcome);
 
     // 3b. An entry deleted in the table after it was validated above may
     //     have had its delete replicated before this upsert reached the
@@ -280,8 +264,8 @@ pub fn process(settings: &Settings, messages: &[Message]) -> BatchResult {
         }
     }
 
-    // 5. Refresh the upserted fans' scores, or queue the refresh for later.
-    refresh_scores(settings, &upserted, &mut outcome);
+    // 5. Queue a later refresh for the fans whose refresh failed.
+    queue_score_retries(settings, &upserted, &score_failures, &mut outcome);
 
     let result = BatchResult::from_failures(
         messages.len(),
@@ -297,15 +281,20 @@ pub fn process(settings: &Settings, messages: &[Message]) -> BatchResult {
 }
 
 /// Clears the flags: one `update_many` (none when there is nothing to clear).
-fn unflag(table_name: &str, updates: Vec<UpdateItem>) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+fn unflag(
+    table_name: &str,
+    updates: Vec<UpdateItem>,
+) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
     if updates.is_empty() {
         return Ok(Vec::new());
     }
     // The updated items are not needed: skip building them.
-    Ok(table::update_many::<serde::de::IgnoredAny>(table_name, updates)?
-        .into_iter()
-        .map(|r| r.map(|_| ()))
-        .collect())
+    Ok(
+        table::update_many::<serde::de::IgnoredAny>(table_name, updates)?
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect(),
+    )
 }
 
 /// The Entry Service key of a delete: the fan and the version deleted at the
@@ -356,14 +345,16 @@ fn recheck_deleted<'g>(
     }
     if !gone.is_empty() {
         usher_sdk::info!(entries = gone.len(); "upserted entries were deleted meanwhile; deleting them again");
-        for chunk in gone.chunks(CHUNK_SIZE) {
-            let body = json!({"keys": chunk.iter().map(delete_key).collect::<Vec<_>>()});
-            let ok = matches!(
-                services::post_json(&settings.service, "/entries/batch-delete", &body),
-                Ok(r) if r.is_success()
-            );
-            if !ok {
-                let indices = chunk_messages(chunk);
+        let posts = gone
+            .chunks(CHUNK_SIZE)
+            .map(|chunk| Post {
+                path: DELETE,
+                groups: chunk.iter().collect(),
+            })
+            .collect();
+        for (post, answer) in call_all(settings, posts) {
+            if !matches!(answer, Ok(r) if r.is_success()) {
+                let indices = messages_of(&post.groups);
                 usher_sdk::warn!(message_ids = outcome.ids(&indices);
                     "deleting entries removed meanwhile failed");
                 outcome.fail(&indices);
@@ -447,63 +438,178 @@ fn group(valid: Vec<(usize, Entry)>) -> Vec<Group> {
     groups
 }
 
-fn chunk_messages(chunk: &[Group]) -> Vec<usize> {
-    chunk
+/// The Entry Service's upsert path.
+const UPSERT: &str = "/entries/batch-upsert";
+/// The Entry Service's delete path.
+const DELETE: &str = "/entries/batch-delete";
+
+/// One Entry Service request: its path and the groups it carries.
+struct Post<'g> {
+    path: &'static str,
+    groups: Vec<&'g Group>,
+}
+
+impl Post<'_> {
+    fn body(&self) -> Value {
+        if self.path == UPSERT {
+            json!({
+                "entries": self.groups.iter().map(|g| &g.entry.image).collect::<Vec<_>>(),
+                "refreshScores": true,
+            })
+        } else {
+            json!({"keys": self.groups.iter().map(|g| delete_key(g)).collect::<Vec<_>>()})
+        }
+    }
+}
+
+fn messages_of(groups: &[&Group]) -> Vec<usize> {
+    groups
         .iter()
         .flat_map(|g| g.messages.iter().copied())
         .collect()
 }
 
-/// Posts one chunk; returns the groups that the Entry Service took.
-///
-/// A call error or a 5xx fails the chunk's messages (they are retried later,
-/// whole). A 4xx means the service refused something *in* the chunk: each
-/// group of a larger chunk is then posted alone, so one bad entry (a poison
-/// message) fails only its own messages and the rest go through.
-fn post_chunk<'g>(
+/// Sends every post with one `services::call_many` (the host runs them
+/// concurrently); each post with its own answer, or the call's error.
+fn call_all<'g>(
     settings: &Settings,
-    path: &str,
-    chunk: &'g [Group],
-    body_of: &dyn Fn(&[Group]) -> Value,
-    outcome: &mut Outcome<'_>,
-) -> Vec<&'g Group> {
-    match services::post_json(&settings.service, path, &body_of(chunk)) {
-        Ok(r) if r.is_success() => chunk.iter().collect(),
-        Ok(r) if (400..500).contains(&r.status) && chunk.len() > 1 => {
-            usher_sdk::warn!(path = path, status = r.status, groups = chunk.len();
-                "entry service refused a chunk; posting its entries one by one");
-            let mut taken = Vec::new();
-            for one in chunk.chunks(1) {
-                taken.extend(post_chunk(settings, path, one, body_of, outcome));
-            }
-            taken
-        }
-        Ok(r) => {
-            let indices = chunk_messages(chunk);
-            usher_sdk::warn!(path = path, status = r.status, body = r.body, message_ids = outcome.ids(&indices);
-                "entry service refused a chunk");
-            outcome.fail(&indices);
-            Vec::new()
-        }
-        Err(e) => {
-            let indices = chunk_messages(chunk);
-            usher_sdk::warn!(path = path, error = e, message_ids = outcome.ids(&indices);
-                "entry service call failed");
-            outcome.fail(&indices);
-            Vec::new()
+    posts: Vec<Post<'g>>,
+) -> Vec<(Post<'g>, Result<services::Response, String>)> {
+    let requests: usher_sdk::Result<Vec<services::Request>> = posts
+        .iter()
+        .map(|p| {
+            services::Request::new(&settings.service, services::Method::Post, p.path)
+                .json(&p.body())
+        })
+        .collect();
+    let answers = requests.and_then(|requests| services::call_many(&requests));
+    match answers {
+        Ok(answers) if answers.len() == posts.len() => posts
+            .into_iter()
+            .zip(answers)
+            .map(|(p, a)| (p, a.map_err(|e| e.to_string())))
+            .collect(),
+        other => {
+            let reason = match other {
+                Ok(answers) => format!("{} answers for {} requests", answers.len(), posts.len()),
+                Err(e) => e.to_string(),
+            };
+            posts
+                .into_iter()
+                .map(|p| (p, Err(reason.clone())))
+                .collect()
         }
     }
 }
 
-fn refresh_scores(
+/// What the Entry Service took: the upserted groups, and the fans whose
+/// score refresh (folded into the upsert) failed.
+struct Replicated<'g> {
+    upserted: Vec<&'g Group>,
+    score_failures: BTreeSet<Fan>,
+}
+
+/// Sends the upserts and deletes in chunks, all in one `call_many`.
+///
+/// A call error or a 5xx fails the chunk's messages (they are retried later,
+/// whole). A 4xx means the service refused something *in* the chunk: each
+/// group of a larger chunk is then sent alone (all of them in one more
+/// `call_many`), so one bad entry (a poison message) fails only its own
+/// messages and the rest go through.
+fn replicate<'g>(
+    settings: &Settings,
+    puts: &'g [Group],
+    deletes: &'g [Group],
+    outcome: &mut Outcome<'_>,
+) -> Replicated<'g> {
+    let chunks = |path: &'static str, groups: &'g [Group]| {
+        groups
+            .chunks(CHUNK_SIZE)
+            .map(move |chunk| Post {
+                path,
+                groups: chunk.iter().collect(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut posts = chunks(UPSERT, puts);
+    posts.extend(chunks(DELETE, deletes));
+    let mut taken = Replicated {
+        upserted: Vec::new(),
+        score_failures: BTreeSet::new(),
+    };
+    let mut one_by_one = Vec::new();
+    for round in 0..2 {
+        if posts.is_empty() {
+            break;
+        }
+        for (post, answer) in call_all(settings, posts) {
+            match answer {
+                Ok(r) if r.is_success() => take(&mut taken, post, &r),
+                Ok(r) if round == 0 && (400..500).contains(&r.status) && post.groups.len() > 1 => {
+                    usher_sdk::warn!(path = post.path, status = r.status, groups = post.groups.len();
+                        "entry service refused a chunk; sending its entries one by one");
+                    one_by_one.extend(post.groups.into_iter().map(|g| Post {
+                        path: post.path,
+                        groups: vec![g],
+                    }));
+                }
+                Ok(r) => {
+                    let indices = messages_of(&post.groups);
+                    usher_sdk::warn!(path = post.path, status = r.status, body = r.body, message_ids = outcome.ids(&indices);
+                        "entry service refused a chunk");
+                    outcome.fail(&indices);
+                }
+                Err(e) => {
+                    let indices = messages_of(&post.groups);
+                    usher_sdk::warn!(path = post.path, error = e, message_ids = outcome.ids(&indices);
+                        "entry service call failed");
+                    outcome.fail(&indices);
+                }
+            }
+        }
+        posts = std::mem::take(&mut one_by_one);
+    }
+    taken
+}
+
+/// Records a post the Entry Service took. An upsert's answer names the fans
+/// whose score refresh failed (`scoreFailures`); an answer without that
+/// list (a service that ignored `refreshScores`) counts every fan of the
+/// chunk as not refreshed.
+fn take<'g>(taken: &mut Replicated<'g>, post: Post<'g>, response: &services::Response) {
+    if post.path != UPSERT {
+        return;
+    }
+    let failures = response
+        .json::<Value>()
+        .ok()
+        .and_then(|body| body.get("scoreFailures").cloned())
+        .and_then(|list| serde_json::from_value::<Vec<Fan>>(list).ok());
+    match failures {
+        Some(fans) => taken.score_failures.extend(fans),
+        None => {
+            usher_sdk::warn!(groups = post.groups.len();
+                "the upsert's answer has no scoreFailures; queueing every score for retry");
+            taken
+                .score_failures
+                .extend(post.groups.iter().map(|g| g.entry.fan.clone()));
+        }
+    }
+    taken.upserted.extend(post.groups);
+}
+
+/// Queues a `retry-score` message for each upserted fan (still in the
+/// table) whose score refresh failed; a failed send fails the fan's messages.
+fn queue_score_retries(
     settings: &Settings,
     upserted: &[&Group],
+    failures: &BTreeSet<Fan>,
     outcome: &mut Outcome<'_>,
 ) {
     // Each fan once, with every message that upserted it.
     let mut fans: Vec<(&Fan, Vec<usize>)> = Vec::new();
     let mut index: std::collections::HashMap<&Fan, usize> = std::collections::HashMap::new();
-    for group in upserted {
+    for group in upserted.iter().filter(|g| failures.contains(&g.entry.fan)) {
         match index.get(&group.entry.fan) {
             Some(&i) => fans[i].1.extend(group.messages.iter().copied()),
             None => {
@@ -512,24 +618,15 @@ fn refresh_scores(
             }
         }
     }
-    for chunk in fans.chunks(CHUNK_SIZE) {
-        let body = json!({"fans": chunk.iter().map(|(f, _)| f).collect::<Vec<_>>()});
-        let reason = match services::post_json(&settings.service, "/scores/refresh", &body) {
-            Ok(r) if r.is_success() => continue,
-            Ok(r) => format!("status {}", r.status),
-            Err(e) => e.to_string(),
-        };
-        usher_sdk::warn!(fans = chunk.len(), reason = reason, queue = settings.retry_queue;
-            "score refresh failed; queueing retries");
-        queue_retries(settings, chunk, outcome);
+    if fans.is_empty() {
+        return;
     }
+    usher_sdk::warn!(fans = fans.len(), queue = settings.retry_queue;
+        "score refresh failed; queueing retries");
+    queue_retries(settings, &fans, outcome);
 }
 
-fn queue_retries(
-    settings: &Settings,
-    chunk: &[(&Fan, Vec<usize>)],
-    outcome: &mut Outcome<'_>,
-) {
+fn queue_retries(settings: &Settings, chunk: &[(&Fan, Vec<usize>)], outcome: &mut Outcome<'_>) {
     let mut sendable: Vec<&(&Fan, Vec<usize>)> = Vec::new();
     let mut messages = Vec::new();
     for item in chunk {

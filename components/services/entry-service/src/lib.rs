@@ -9,10 +9,14 @@
 //! 409 a write lost to concurrent writers three times, 413 more than 25 items,
 //! 5xx table failures). `openapi.yaml` next to this crate is the contract.
 //!
-//! - `POST /entries/batch-upsert {"entries":[…]}` → `{"upserted","ignored"}`:
-//!   each entry is stored unless the stored item has a higher numeric
-//!   `version` (never back in time); the write is conditional on the version
-//!   read, so a concurrent newer write is never overwritten.
+//! - `POST /entries/batch-upsert {"entries":[…],"refreshScores":bool}` →
+//!   `{"upserted","ignored"}` (and `"scoreFailures":[fan…]` with
+//!   `refreshScores`): each entry is stored unless the stored item has a
+//!   higher numeric `version` (never back in time); the write is conditional
+//!   on the version read, so a concurrent newer write is never overwritten.
+//!   With `refreshScores` a written item carries its [`score`], and an
+//!   ignored entry's stored item is refreshed; the fans whose refresh failed
+//!   are answered in `scoreFailures`.
 //! - `POST /entries/batch-delete {"keys":[{"campaignId","globalUserId"}…]}` →
 //!   `{"deleted"}` (the distinct keys deleted, absent items included).
 //! - `GET /campaigns/{campaignId}/entries?limit=&after=` →
@@ -28,8 +32,8 @@ mod logic;
 
 pub use logic::{
     batch_delete, batch_upsert, campaign_entries, handle, is_older, item_of, key_of,
-    market_entries, refresh_scores, score, table_failure, view, Failure, Settings,
-    DEFAULT_LIMIT, MAX_ITEMS, MAX_LIMIT, WRITE_ATTEMPTS,
+    market_entries, refresh_scores, score, table_failure, view, Failure, Settings, DEFAULT_LIMIT,
+    MAX_ITEMS, MAX_LIMIT, WRITE_ATTEMPTS,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};

@@ -2,11 +2,11 @@
 //! table functions directly; natively (tests) they reach the backend
 //! installed on the thread (`usher_sdk::fakes`).
 
+use serde::de::IgnoredAny;
 use usher_domain::Fan;
 use usher_sdk::json::{json, str_field};
-use serde::de::IgnoredAny;
-use usher_sdk::table::{self, Condition, Page, PutItem, UpdateItem, Write};
 use usher_sdk::router::Router;
+use usher_sdk::table::{self, Condition, Page, PutItem, UpdateItem, Write};
 use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
 
 /// At most this many entries, keys or fans per request (more is a 413).
@@ -81,7 +81,11 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
     let table = settings.table.as_str();
     Router::new()
         .post("/entries/batch-upsert", |r| {
-            ok(batch_upsert(table, settings.max_entry_bytes, &r.json_object()?))
+            ok(batch_upsert(
+                table,
+                settings.max_entry_bytes,
+                &r.json_object()?,
+            ))
         })
         .post("/entries/batch-delete", |r| {
             ok(batch_delete(table, &r.json_object()?))
@@ -214,10 +218,7 @@ fn unchanged(current: Option<&Value>) -> Condition {
     }
 }
 
-fn batch_get(
-    table: &str,
-    keys: &[Value],
-) -> Result<Vec<Option<Value>>, Failure> {
+fn batch_get(table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, Failure> {
     match table::batch_get::<Value, Value>(table, keys) {
         Ok(items) if items.len() == keys.len() => Ok(items),
         Ok(items) => Err(Failure::new(
@@ -233,12 +234,25 @@ fn batch_get(
 }
 
 /// `POST /entries/batch-upsert`.
-pub fn batch_upsert(
-    table: &str,
-    max_entry_bytes: u64,
-    body: &Value,
-) -> Result<Value, Failure> {
+pub fn batch_upsert(table: &str, max_entry_bytes: u64, body: &Value) -> Result<Value, Failure> {
     let entries = items(body, "entries")?;
+    let refresh = match body.get("refreshScores") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(Failure::bad_request("refreshScores must be a boolean")),
+    };
+    // With `refreshScores`, a written item carries its score: the refresh
+    // is part of the write itself.
+    let item_for = |fan: &Fan, entry: &Value| {
+        let mut item = item_of(fan, entry);
+        if refresh {
+            item["score"] = json!(score(entry));
+        }
+        item
+    };
+    // The fans written, and those whose entry was not (older than stored).
+    let mut written: Vec<&Fan> = Vec::new();
+    let mut not_written: Vec<&Fan> = Vec::new();
     let mut parsed = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         if !entry.is_object() {
@@ -266,10 +280,11 @@ pub fn batch_upsert(
         for (n, (fan, entry)) in parsed.iter().enumerate() {
             if is_older(entry.get("version"), current[n].as_ref()) {
                 ignored += 1;
+                not_written.push(fan);
                 usher_sdk::debug!(key = keys[n]; "older version ignored");
             } else {
                 plan.push(n);
-                puts.push((item_of(fan, entry), unchanged(current[n].as_ref())));
+                puts.push((item_for(fan, entry), unchanged(current[n].as_ref())));
             }
         }
         let results = table::put_many(
@@ -306,16 +321,18 @@ pub fn batch_upsert(
                 upserted += 1;
             } else {
                 ignored += 1;
+                not_written.push(&parsed[n].0);
             }
         }
     } else {
         // One entry more than once: one write after another, each later
         // duplicate compared against what the earlier one stored.
         for (n, (fan, entry)) in parsed.iter().enumerate() {
-            let item = item_of(fan, entry);
+            let item = item_for(fan, entry);
             let stored = current[n].take();
             if write_one(table, &keys[n], entry, &item, stored, 0)? {
                 upserted += 1;
+                written.push(fan);
                 for (later, key) in keys.iter().enumerate().skip(n + 1) {
                     if *key == keys[n] {
                         current[later] = Some(item.clone());
@@ -323,11 +340,33 @@ pub fn batch_upsert(
                 }
             } else {
                 ignored += 1;
+                not_written.push(fan);
             }
         }
     }
     usher_sdk::info!(upserted = upserted, ignored = ignored; "batch-upsert");
-    Ok(json!({"upserted": upserted, "ignored": ignored}))
+    let mut answer = json!({"upserted": upserted, "ignored": ignored});
+    if refresh {
+        // A written entry carries its score. An ignored one (older than the
+        // stored entry) leaves the stored entry, refreshed as
+        // `/scores/refresh` would; when that fails, its fan is answered in
+        // `scoreFailures` (the entries themselves are stored: no error).
+        let mut stale: Vec<Fan> = Vec::new();
+        for fan in not_written {
+            if !written.contains(&fan) && !stale.contains(fan) {
+                stale.push(fan.clone());
+            }
+        }
+        let failures = match refresh_fans(table, &stale) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                usher_sdk::warn!(fans = stale.len(), error = e.message; "refreshing the scores of ignored entries failed");
+                stale
+            }
+        };
+        answer["scoreFailures"] = json!(failures);
+    }
+    Ok(answer)
 }
 
 /// Writes one entry unless the stored one is newer, conditional on the
@@ -482,6 +521,16 @@ pub fn score(entry: &Value) -> u64 {
 /// `POST /scores/refresh`.
 pub fn refresh_scores(table: &str, body: &Value) -> Result<Value, Failure> {
     let fans = fans(items(body, "fans")?, "fans")?;
+    let (refreshed, missing) = refresh_fans(table, &fans)?;
+    Ok(json!({"refreshed": refreshed, "missing": missing}))
+}
+
+/// Sets the score of each fan's stored entry: how many were refreshed and
+/// how many are missing.
+fn refresh_fans(table: &str, fans: &[Fan]) -> Result<(usize, usize), Failure> {
+    if fans.is_empty() {
+        return Ok((0, 0));
+    }
     let keys: Vec<Value> = fans.iter().map(key_of).collect();
     let current = batch_get(table, &keys)?;
     let (mut refreshed, mut missing) = (0, 0);
@@ -502,8 +551,8 @@ pub fn refresh_scores(table: &str, body: &Value) -> Result<Value, Failure> {
             None => missing += 1,
         }
     }
-    let results = update_many(table, &updates)
-        .map_err(|e| table_failure("scoring the entries", &e))?;
+    let results =
+        update_many(table, &updates).map_err(|e| table_failure("scoring the entries", &e))?;
     if results.len() != updates.len() {
         return Err(Failure::new(
             500,
@@ -531,7 +580,7 @@ pub fn refresh_scores(table: &str, body: &Value) -> Result<Value, Failure> {
         }
     }
     usher_sdk::info!(refreshed = refreshed, missing = missing; "scores refreshed");
-    Ok(json!({"refreshed": refreshed, "missing": missing}))
+    Ok((refreshed, missing))
 }
 
 /// Sets one entry's score, conditional on the item being the one read,
@@ -598,7 +647,7 @@ fn query_page(
         Some(limit),
         start.as_ref(),
     )
-        .map_err(|e| table_failure("querying entries", &e))
+    .map_err(|e| table_failure("querying entries", &e))
 }
 
 /// `GET /campaigns/{campaignId}/entries?limit=&after=`.
@@ -624,11 +673,7 @@ fn in_market(item: &Value, market: &str) -> bool {
 
 /// `GET /markets/{marketId}/entries?campaignId=…`: every page of the
 /// campaign's partition, filtered on `marketId`.
-pub fn market_entries(
-    table: &str,
-    market: &str,
-    campaign: &str,
-) -> Result<Value, Failure> {
+pub fn market_entries(table: &str, market: &str, campaign: &str) -> Result<Value, Failure> {
     let mut entries = Vec::new();
     let mut after: Option<String> = None;
     loop {

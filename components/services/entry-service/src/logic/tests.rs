@@ -131,14 +131,42 @@ fn routes() {
         call(fake, method, path, "campaignId=c", body).0
     };
     let fans = json!({"fans": []});
-    assert_eq!(status(&mut fake, "POST", "/entries/batch-upsert", json!({"entries": []})), 200);
-    assert_eq!(status(&mut fake, "post", "/entries/batch-delete/", json!({"keys": []})), 200);
-    assert_eq!(status(&mut fake, "POST", "/scores/refresh", fans.clone()), 200);
+    assert_eq!(
+        status(
+            &mut fake,
+            "POST",
+            "/entries/batch-upsert",
+            json!({"entries": []})
+        ),
+        200
+    );
+    assert_eq!(
+        status(
+            &mut fake,
+            "post",
+            "/entries/batch-delete/",
+            json!({"keys": []})
+        ),
+        200
+    );
+    assert_eq!(
+        status(&mut fake, "POST", "/scores/refresh", fans.clone()),
+        200
+    );
     // Path parameters are percent-decoded.
     upsert(&mut fake, vec![entry("c 1", "u", 1)]);
-    let (_, page) = call(&mut fake, "GET", "/campaigns/c%201/entries", "", Value::Null);
+    let (_, page) = call(
+        &mut fake,
+        "GET",
+        "/campaigns/c%201/entries",
+        "",
+        Value::Null,
+    );
     assert_eq!(page["entries"][0]["campaignId"], "c 1");
-    assert_eq!(status(&mut fake, "GET", "/markets/m1/entries", Value::Null), 200);
+    assert_eq!(
+        status(&mut fake, "GET", "/markets/m1/entries", Value::Null),
+        200
+    );
     for path in ["/campaigns//entries", "/", "/entries"] {
         assert_eq!(status(&mut fake, "GET", path, Value::Null), 404, "{path}");
     }
@@ -150,7 +178,10 @@ fn routes() {
         assert_eq!(r.status, 405);
         assert!(r.headers.contains(&("allow".into(), allow.into())));
     }
-    assert_eq!(status(&mut fake, "GET", "/campaigns/%zz/entries", Value::Null), 400);
+    assert_eq!(
+        status(&mut fake, "GET", "/campaigns/%zz/entries", Value::Null),
+        400
+    );
 }
 
 #[test]
@@ -263,7 +294,7 @@ fn upsert_validation() {
     let exactly: Vec<Value> = (0..25).map(|i| entry("c", &format!("u{i}"), 1)).collect();
     assert_eq!(upsert(&mut fake, exactly).1["upserted"], 25);
 
-    let bad = |fake: &mut Fake, body: &str| {
+    let bad = |body: &str| {
         let r = handle(
             &Settings::default(),
             &request("POST", "/entries/batch-upsert", "", body),
@@ -285,7 +316,7 @@ fn upsert_validation() {
         r#"{"entries": [{"campaignId": "", "globalUserId": "u"}]}"#,
         r#"{"entries": [{"campaignId": 1, "globalUserId": "u"}]}"#,
     ] {
-        let (status, answer) = bad(&mut fake, body);
+        let (status, answer) = bad(body);
         assert_eq!(status, 400, "{body}");
         assert!(answer["error"].is_string(), "{body}");
     }
@@ -559,7 +590,7 @@ fn table_failures_are_5xx() {
 
 #[test]
 fn an_entry_over_max_entry_bytes_is_refused_with_400() {
-    let mut fake = Fake::default();
+    let fake = Fake::default();
     let settings = Settings {
         max_entry_bytes: 200,
         ..Settings::default()
@@ -588,4 +619,92 @@ fn an_entry_over_max_entry_bytes_is_refused_with_400() {
     );
     assert_eq!(r.status, 200);
     assert!(stored(&fake, "c", "small").is_some());
+}
+
+fn upsert_refreshing(fake: &mut Fake, entries: Vec<Value>) -> (u16, Value) {
+    call(
+        fake,
+        "POST",
+        "/entries/batch-upsert",
+        "",
+        json!({"entries": entries, "refreshScores": true}),
+    )
+}
+
+#[test]
+fn upsert_with_refresh_scores_stores_each_score_and_refreshes_ignored_entries() {
+    let mut fake = Fake::default();
+    upsert(&mut fake, vec![entry("c", "old", 5)]);
+    assert!(stored(&fake, "c", "old")
+        .expect("old")
+        .get("score")
+        .is_none());
+    let calls = fake.fakes.calls().len();
+    let (status, body) =
+        upsert_refreshing(&mut fake, vec![entry("c", "a", 4), entry("c", "old", 3)]);
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"upserted": 1, "ignored": 1, "scoreFailures": []})
+        )
+    );
+    // The written entry carries its score; the ignored one's stored (newer)
+    // entry is refreshed, as /scores/refresh would.
+    assert_eq!(stored(&fake, "c", "a").expect("a")["score"], 34);
+    assert_eq!(stored(&fake, "c", "old").expect("old")["score"], 35);
+    assert_eq!(stored(&fake, "c", "old").expect("old")["version"], 5);
+    let names: Vec<&str> = fake.fakes.calls()[calls..].iter().map(Call::name).collect();
+    assert_eq!(names, ["batch_get", "put_many", "batch_get", "update_many"]);
+    // Nothing ignored: one read and one write, nothing more.
+    let calls = fake.fakes.calls().len();
+    let (_, body) = upsert_refreshing(&mut fake, vec![entry("c", "b", 1)]);
+    assert_eq!(
+        body,
+        json!({"upserted": 1, "ignored": 0, "scoreFailures": []})
+    );
+    assert_eq!(fake.fakes.calls().len() - calls, 2);
+    let (_, page) = call(&mut fake, "GET", "/campaigns/c/entries", "", Value::Null);
+    assert_eq!(
+        page["entries"][1],
+        json!({"campaignId": "c", "globalUserId": "b", "version": 1, "score": 31})
+    );
+    // Without the flag the answer and the item are as before.
+    let (_, body) = upsert(&mut fake, vec![entry("c", "b", 2)]);
+    assert_eq!(body, json!({"upserted": 1, "ignored": 0}));
+    assert!(stored(&fake, "c", "b").expect("b").get("score").is_none());
+}
+
+#[test]
+fn a_failed_refresh_of_an_ignored_entry_is_answered_in_score_failures() {
+    let mut fake = Fake::new(Fakes::new().intercept(|call, _| {
+        matches!(call, Call::Update { .. }).then(|| Error::Unavailable("scores down".into()))
+    }));
+    upsert(&mut fake, vec![entry("c", "old", 5)]);
+    let (status, body) =
+        upsert_refreshing(&mut fake, vec![entry("c", "new", 1), entry("c", "old", 3)]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"upserted": 1, "ignored": 1,
+               "scoreFailures": [{"campaignId": "c", "globalUserId": "old"}]})
+    );
+    assert_eq!(stored(&fake, "c", "new").expect("new")["score"], 31);
+}
+
+#[test]
+fn refresh_scores_must_be_a_boolean() {
+    let mut fake = Fake::default();
+    let (status, body) = call(
+        &mut fake,
+        "POST",
+        "/entries/batch-upsert",
+        "",
+        json!({"entries": [entry("c", "u", 1)], "refreshScores": "yes"}),
+    );
+    assert_eq!(status, 400);
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("refreshScores")));
+    assert!(fake.fakes.calls().is_empty());
 }
