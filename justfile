@@ -92,6 +92,10 @@ build-components:
     done
     find build/components -name '*.wasm' -printf '%-50p %8s bytes\n' | sort
 
+# Create a worker: `just new-worker DOMAIN NAME [WORLD]` (WORLD: batch (default), stream, invoke, scheduled, http) makes its crate components/DOMAIN/NAME with a native unit test, its entry in workers/DOMAIN.yaml (and the queue or table its trigger names in workers/resources.yaml) and its host test tests/tests/component_DOMAIN_NAME.rs; then run `just build-components pin test-components`.
+new-worker domain name world="batch":
+    bash "{{root}}/scripts/new-worker" "{{domain}}" "{{name}}" "{{world}}"
+
 # Run the native unit tests of the sdk and of every component.
 test-components:
     cd "{{root}}/components" && CARGO_TARGET_DIR="{{components_target}}" cargo test --workspace

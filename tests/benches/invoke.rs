@@ -147,29 +147,39 @@ fn batch(n: usize) -> Vec<BatchMessage> {
         .collect()
 }
 
-/// The native build of save-entries' logic over the same backend objects.
+/// The native build of save-entries' logic over the same backend objects:
+/// the SDK's capability calls reach them through this native backend.
 struct NativePorts {
     table: Arc<MapTable>,
     services: Arc<FakeServices>,
 }
 
-impl save_entries::Ports for NativePorts {
-    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>> {
+impl usher_sdk::native::Backend for NativePorts {
+    fn table_batch_get(
+        &mut self,
+        table: &str,
+        keys: &[Value],
+    ) -> usher_sdk::Result<Vec<Option<Value>>> {
         futures::executor::block_on(self.table.batch_get(table, keys))
             .map_err(|e| usher_sdk::Error::Unavailable(e.to_string()))
     }
-    fn post(
+    fn services_call(
         &mut self,
-        service: &str,
-        path: &str,
-        body: &Value,
+        request: &usher_sdk::services::Request,
     ) -> usher_sdk::Result<usher_sdk::services::Response> {
+        let method = match request.method {
+            usher_sdk::services::Method::Get => usher_capabilities::Method::Get,
+            usher_sdk::services::Method::Post => usher_capabilities::Method::Post,
+            usher_sdk::services::Method::Put => usher_capabilities::Method::Put,
+            usher_sdk::services::Method::Patch => usher_capabilities::Method::Patch,
+            usher_sdk::services::Method::Delete => usher_capabilities::Method::Delete,
+        };
         let req = usher_capabilities::ServiceRequest {
-            service: service.into(),
-            method: usher_capabilities::Method::Post,
-            path: path.into(),
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: Some(body.to_string()),
+            service: request.service.clone(),
+            method,
+            path: request.path.clone(),
+            headers: request.headers.clone(),
+            body: request.body.clone(),
             correlation_id: String::new(),
         };
         let r = futures::executor::block_on(self.services.call(req))
@@ -180,24 +190,24 @@ impl save_entries::Ports for NativePorts {
             body: r.body,
         })
     }
-    fn update(
+    fn table_update(
         &mut self,
         table: &str,
         key: &Value,
         set: &Value,
-        condition: usher_sdk::table::Condition,
-    ) -> usher_sdk::Result<()> {
-        let cond = match condition {
+        remove: &[String],
+        condition: Option<&usher_sdk::table::Condition>,
+    ) -> usher_sdk::Result<Value> {
+        let cond = condition.map(|c| match c.clone() {
             usher_sdk::table::Condition::NotExists => Condition::NotExists,
             usher_sdk::table::Condition::Exists => Condition::Exists,
             usher_sdk::table::Condition::AttributeEquals(a, v) => Condition::AttributeEquals(a, v),
-        };
+        });
         let set = set.as_object().cloned().unwrap_or_default();
-        futures::executor::block_on(self.table.update(table, key, set, &[], Some(cond)))
-            .map(|_| ())
+        futures::executor::block_on(self.table.update(table, key, set, remove, cond))
             .map_err(|e| usher_sdk::Error::Unavailable(e.to_string()))
     }
-    fn send_batch(
+    fn queue_send_batch(
         &mut self,
         _q: &str,
         messages: &[usher_sdk::queue::Outgoing],
@@ -530,12 +540,12 @@ fn main() {
             retry_queue: "retry-score".into(),
         };
         let sdk10 = to_sdk(&batch(10));
-        let mut ports = NativePorts {
+        let _native = usher_sdk::native::install(NativePorts {
             table: table.clone(),
             services: services.clone(),
-        };
+        });
         let native10 = measure(3000, || {
-            let r = save_entries::process(&mut ports, &settings, &sdk10);
+            let r = save_entries::process(&settings, &sdk10);
             assert!(r.failures.is_empty());
             async {}
         })
@@ -549,7 +559,7 @@ fn main() {
         .await;
         let sdk500 = to_sdk(&batch(500));
         let native500 = measure(200, || {
-            let r = save_entries::process(&mut ports, &settings, &sdk500);
+            let r = save_entries::process(&settings, &sdk500);
             assert!(r.failures.is_empty());
             async {}
         })

@@ -154,12 +154,21 @@ async fn entry_service_failure_fails_that_chunk_and_keeps_the_flag() {
 
 #[tokio::test]
 async fn upserts_go_in_chunks_of_25_and_failed_score_refresh_goes_to_retry_queue() {
+    // The Entry Service takes every upsert but answers that no score
+    // refresh succeeded (`scoreFailures`: every fan of the chunk).
     let services = FakeServices::with(|req| {
-        Ok(if req.path == "/scores/refresh" {
-            json_response(500, "{}")
-        } else {
-            json_response(200, "{}")
-        })
+        let body: Value =
+            serde_json::from_str(req.body.as_deref().unwrap_or("{}")).unwrap_or_default();
+        let fans: Vec<Value> = body["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| json!({"campaignId": e["campaignId"], "globalUserId": e["globalUserId"]}))
+            .collect();
+        Ok(json_response(
+            200,
+            &json!({"upserted": fans.len(), "ignored": 0, "scoreFailures": fans}).to_string(),
+        ))
     });
     let host = host(services.clone());
     let items: Vec<Value> = (0..60)
@@ -194,6 +203,13 @@ async fn upserts_go_in_chunks_of_25_and_failed_score_refresh_goes_to_retry_queue
         .collect();
     assert_eq!(sizes.iter().sum::<usize>(), 60);
     assert!(sizes.iter().all(|s| *s <= 25), "chunks {sizes:?}");
+    // The score refresh is folded into the upserts.
+    assert!(services.calls_to("/scores/refresh").is_empty());
+    assert!(services.calls_to("/entries/batch-upsert").iter().all(|c| {
+        serde_json::from_str::<Value>(c.body.as_deref().unwrap_or("{}")).expect("json")
+            ["refreshScores"]
+            == true
+    }));
 
     let sent: usize = host
         .calls("queue", "send-batch")

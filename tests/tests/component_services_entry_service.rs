@@ -221,6 +221,46 @@ async fn score_refresh_scores_stored_entries() {
 }
 
 #[tokio::test]
+async fn an_upsert_with_refresh_scores_stores_the_scores_in_the_same_request() {
+    let host = host();
+    post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "newer", 5, "m1")]}),
+    )
+    .await;
+    let (status, body) = post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 3, "m1"), entry("c1", "newer", 4, "m1")], "refreshScores": true}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"upserted": 1, "ignored": 1, "scoreFailures": []})
+        )
+    );
+    // 10 × five non-null attributes + the version: the written entry's own,
+    // and the stored (newer, version 5) entry of the ignored one.
+    assert_eq!(stored(&host, "c1", "u1").await.expect("item")["score"], 53);
+    assert_eq!(
+        stored(&host, "c1", "newer").await.expect("item")["score"],
+        55
+    );
+    let (_, page) = get(&host, "/campaigns/c1/entries", "").await;
+    assert_eq!(page["entries"][1]["score"], 53);
+    let (status, _) = post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": [entry("c1", "u1", 3, "m1")], "refreshScores": 1}),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
 async fn more_than_25_items_is_413() {
     let host = host();
     let entries: Vec<Value> = (0..26)
@@ -265,4 +305,6 @@ async fn unknown_path_is_404_and_wrong_method_405() {
     assert!(body["error"].is_string());
     let (status, _) = get(&host, "/entries/batch-upsert", "").await;
     assert_eq!(status, 405);
+    let (status, _) = get(&host, "/campaigns//entries", "").await;
+    assert_eq!(status, 404);
 }

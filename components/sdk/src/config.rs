@@ -4,11 +4,11 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{json, Result};
+use crate::{wire, Result};
 
 /// One setting, parsed into `T`; `None` when the key is not set.
 pub fn get<T: DeserializeOwned>(key: &str) -> Result<Option<T>> {
-    sys::get(key)?.map(|text| json::from_str(&text)).transpose()
+    sys::get(key)?.map(wire::decode).transpose()
 }
 
 /// One setting, or `default` when the key is not set.
@@ -23,7 +23,7 @@ pub fn string_or(key: &str, default: &str) -> Result<String> {
 
 /// Every setting as one JSON object.
 pub fn all() -> Result<Value> {
-    json::from_str(&sys::all()?)
+    wire::decode(sys::all()?)
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -42,14 +42,16 @@ mod sys {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod sys {
-    use crate::{Error, Result};
+    use serde_json::Value;
 
-    pub(super) fn get(_key: &str) -> Result<Option<String>> {
-        Err(Error::native("config::get"))
+    use crate::{native, Result};
+
+    pub(super) fn get(key: &str) -> Result<Option<Value>> {
+        native::with("config::get", |b| b.config_get(key))
     }
 
-    pub(super) fn all() -> Result<String> {
-        Err(Error::native("config::all"))
+    pub(super) fn all() -> Result<Value> {
+        native::with("config::all", |b| b.config_all())
     }
 }
 

@@ -367,6 +367,16 @@ impl HttpResponse {
         })
     }
 
+    /// A 200 `application/json` response of a JSON value (which always
+    /// serializes).
+    pub fn json_ok(value: &Value) -> HttpResponse {
+        HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: value.to_string().into_bytes(),
+        }
+    }
+
     /// Adds a header.
     pub fn with_header(
         mut self,

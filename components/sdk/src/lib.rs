@@ -12,17 +12,25 @@
 //!   [`StreamResult`], [`InvokeError`], [`Tick`], [`HttpRequest`],
 //!   [`HttpResponse`]) and the traits a worker implements ([`BatchWorker`],
 //!   [`StreamWorker`], [`InvokeWorker`], [`ScheduledWorker`], [`HttpWorker`]).
+//! * A small router for http-workers: [`router::Router`].
 //! * One export macro per world: [`export_batch_worker!`],
 //!   [`export_stream_worker!`], [`export_invoke_worker!`],
 //!   [`export_scheduled_worker!`], [`export_http_worker!`]. A worker crate
 //!   invokes exactly one of them.
 //!
 //! Everything compiles natively too, so worker logic is unit-tested with
-//! plain `cargo test`: there, capability calls return
-//! [`Error::Unsupported`] ("… only inside a component") and log lines go to
-//! standard error. Keep logic behind a small trait of the effects it needs
-//! (a "port"), implement it with these capability calls in the wasm glue
-//! and with fakes in tests.
+//! plain `cargo test`: there the table, queue, services and config calls
+//! go to the [`native::Backend`] installed on the test's thread (with the
+//! `fakes` feature, [`fakes::Fakes`]: an in-memory table, queue and
+//! services with a record of every call), the other capabilities and calls
+//! without a backend return [`Error::Unsupported`] ("… only inside a
+//! component"), and log lines go to standard error. Worker logic calls the
+//! capability functions directly; its tests install a fake:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! usher-sdk = { workspace = true, features = ["fakes"] }
+//! ```
 //!
 //! A component imports only the capability interfaces it actually calls:
 //! calls that are never made are removed by the linker, and `wit-component`
@@ -57,14 +65,19 @@ pub mod codec;
 pub mod config;
 mod error;
 pub mod events;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 pub mod handler;
 pub mod json;
 pub mod log;
+pub mod native;
 pub mod objects;
 pub mod queue;
+pub mod router;
 pub mod services;
 pub mod table;
 pub mod topic;
+mod wire;
 pub mod workers;
 
 #[cfg(target_arch = "wasm32")]

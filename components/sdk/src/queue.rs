@@ -93,10 +93,10 @@ mod sys {
 #[cfg(not(target_arch = "wasm32"))]
 mod sys {
     use super::Outgoing;
-    use crate::{Error, Result};
+    use crate::{native, Result};
 
-    pub(super) fn send_batch(_queue: &str, _messages: &[Outgoing]) -> Result<Vec<Result<String>>> {
-        Err(Error::native("queue::send_batch"))
+    pub(super) fn send_batch(queue: &str, messages: &[Outgoing]) -> Result<Vec<Result<String>>> {
+        native::with("queue::send_batch", |b| b.queue_send_batch(queue, messages))
     }
 }
 

@@ -214,14 +214,14 @@ mod sys {
 #[cfg(not(target_arch = "wasm32"))]
 mod sys {
     use super::{Request, Response};
-    use crate::{Error, Result};
+    use crate::{native, Result};
 
-    pub(super) fn call(_request: &Request) -> Result<Response> {
-        Err(Error::native("services::call"))
+    pub(super) fn call(request: &Request) -> Result<Response> {
+        native::with("services::call", |b| b.services_call(request))
     }
 
-    pub(super) fn call_many(_requests: &[Request]) -> Result<Vec<Result<Response>>> {
-        Err(Error::native("services::call_many"))
+    pub(super) fn call_many(requests: &[Request]) -> Result<Vec<Result<Response>>> {
+        native::with("services::call_many", |b| b.services_call_many(requests))
     }
 }
 

@@ -8,6 +8,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
+use crate::wire::{self, Wire};
 use crate::{json, Result};
 
 /// A condition a write must satisfy, checked atomically with the write.
@@ -51,10 +52,8 @@ pub struct Page<T = Value> {
 
 /// Reads one item by key; `None` when it does not exist.
 pub fn get<T: DeserializeOwned>(table: &str, key: &(impl Serialize + ?Sized)) -> Result<Option<T>> {
-    let key = json::to_string(key)?;
-    sys::get(table, &key)?
-        .map(|item| json::from_str(&item))
-        .transpose()
+    let key = wire::encode(key)?;
+    sys::get(table, &key)?.map(wire::decode).transpose()
 }
 
 /// Reads many items by key with one call; one entry per key, in order.
@@ -62,13 +61,10 @@ pub fn batch_get<T: DeserializeOwned, K: Serialize>(
     table: &str,
     keys: &[K],
 ) -> Result<Vec<Option<T>>> {
-    let keys = keys
-        .iter()
-        .map(json::to_string)
-        .collect::<Result<Vec<_>>>()?;
+    let keys = keys.iter().map(wire::encode).collect::<Result<Vec<_>>>()?;
     sys::batch_get(table, &keys)?
         .into_iter()
-        .map(|item| item.map(|text| json::from_str(&text)).transpose())
+        .map(|item| item.map(wire::decode).transpose())
         .collect()
 }
 
@@ -78,7 +74,7 @@ pub fn put(
     item: &(impl Serialize + ?Sized),
     condition: Option<Condition>,
 ) -> Result<()> {
-    let item = json::to_string(item)?;
+    let item = wire::encode(item)?;
     sys::put(table, &item, condition)
 }
 
@@ -92,10 +88,10 @@ pub fn update<T: DeserializeOwned>(
     remove: &[&str],
     condition: Option<Condition>,
 ) -> Result<T> {
-    let key = json::to_string(key)?;
-    let set = json::to_string(set)?;
+    let key = wire::encode(key)?;
+    let set = wire::encode(set)?;
     let remove: Vec<String> = remove.iter().map(|name| (*name).to_string()).collect();
-    json::from_str(&sys::update(table, &key, &set, &remove, condition)?)
+    wire::decode(sys::update(table, &key, &set, &remove, condition)?)
 }
 
 /// Deletes the item with this key, optionally under a condition.
@@ -104,7 +100,7 @@ pub fn delete(
     key: &(impl Serialize + ?Sized),
     condition: Option<Condition>,
 ) -> Result<()> {
-    let key = json::to_string(key)?;
+    let key = wire::encode(key)?;
     sys::delete(table, &key, condition)
 }
 
@@ -117,21 +113,12 @@ pub fn query<T: DeserializeOwned>(
     limit: Option<u32>,
     start_after: Option<&Value>,
 ) -> Result<Page<T>> {
-    let partition = json::to_string(partition)?;
-    let start_after = start_after.map(json::to_string).transpose()?;
-    let (items, next) = sys::query(
-        table,
-        &partition,
-        sort_prefix,
-        limit,
-        start_after.as_deref(),
-    )?;
+    let partition = wire::encode(partition)?;
+    let start_after = start_after.map(wire::encode).transpose()?;
+    let (items, next) = sys::query(table, &partition, sort_prefix, limit, start_after.as_ref())?;
     Ok(Page {
-        items: items
-            .iter()
-            .map(|text| json::from_str(text))
-            .collect::<Result<_>>()?,
-        next: next.map(|text| json::from_str(&text)).transpose()?,
+        items: items.into_iter().map(wire::decode).collect::<Result<_>>()?,
+        next: next.map(wire::decode).transpose()?,
     })
 }
 
@@ -142,8 +129,8 @@ pub fn batch_write(table: &str, writes: &[Write]) -> Result<Vec<Result<()>>> {
         .iter()
         .map(|write| {
             Ok(match write {
-                Write::Put(item) => (true, json::to_string(item)?),
-                Write::Delete(key) => (false, json::to_string(key)?),
+                Write::Put(item) => (true, wire::encode(item)?),
+                Write::Delete(key) => (false, wire::encode(key)?),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -177,13 +164,13 @@ pub struct UpdateItem {
 pub fn put_many(table: &str, puts: Vec<PutItem>) -> Result<Vec<Result<()>>> {
     let puts = puts
         .into_iter()
-        .map(|p| Ok((json::to_string(&p.item)?, p.condition)))
+        .map(|p| Ok((wire::encode(&p.item)?, p.condition)))
         .collect::<Result<Vec<_>>>()?;
     sys::put_many(table, puts)
 }
 
-/// The JSON texts of one update: key, set, remove, condition.
-type UpdateArgs = (String, String, Vec<String>, Option<Condition>);
+/// The JSON documents of one update: key, set, remove, condition.
+type UpdateArgs = (Wire, Wire, Vec<String>, Option<Condition>);
 
 /// Many conditional updates in one call, each on its own as [`update`]. One
 /// result (the item after the update) per update, in order.
@@ -195,8 +182,8 @@ pub fn update_many<T: DeserializeOwned>(
         .into_iter()
         .map(|u| {
             Ok((
-                json::to_string(&u.key)?,
-                json::to_string(&u.set)?,
+                wire::encode(&u.key)?,
+                wire::encode(&u.set)?,
                 u.remove,
                 u.condition,
             ))
@@ -204,7 +191,7 @@ pub fn update_many<T: DeserializeOwned>(
         .collect::<Result<Vec<UpdateArgs>>>()?;
     Ok(sys::update_many(table, updates)?
         .into_iter()
-        .map(|r| r.and_then(|text| json::from_str(&text)))
+        .map(|r| r.and_then(wire::decode))
         .collect())
 }
 
@@ -262,9 +249,15 @@ mod sys {
         partition: &str,
         sort_prefix: Option<&str>,
         limit: Option<u32>,
-        start_after: Option<&str>,
+        start_after: Option<&String>,
     ) -> Result<(Vec<String>, Option<String>)> {
-        let page = wit::query(table, partition, sort_prefix, limit, start_after)?;
+        let page = wit::query(
+            table,
+            partition,
+            sort_prefix,
+            limit,
+            start_after.map(String::as_str),
+        )?;
         Ok((page.items, page.next))
     }
 
@@ -327,63 +320,97 @@ mod sys {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod sys {
-    use super::Condition;
-    use crate::{Error, Result};
+    //! Natively every call goes to the thread's [`crate::native`] backend.
+    use serde_json::Value;
 
-    pub(super) fn get(_table: &str, _key: &str) -> Result<Option<String>> {
-        Err(Error::native("table::get"))
+    use super::{Condition, Page, PutItem, UpdateItem, Write};
+    use crate::native;
+    use crate::Result;
+
+    pub(super) fn get(table: &str, key: &Value) -> Result<Option<Value>> {
+        native::with("table::get", |b| b.table_get(table, key))
     }
 
-    pub(super) fn batch_get(_table: &str, _keys: &[String]) -> Result<Vec<Option<String>>> {
-        Err(Error::native("table::batch_get"))
+    pub(super) fn batch_get(table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>> {
+        native::with("table::batch_get", |b| b.table_batch_get(table, keys))
     }
 
-    pub(super) fn put(_table: &str, _item: &str, _c: Option<Condition>) -> Result<()> {
-        Err(Error::native("table::put"))
+    pub(super) fn put(table: &str, item: &Value, c: Option<Condition>) -> Result<()> {
+        native::with("table::put", |b| b.table_put(table, item, c.as_ref()))
     }
 
     pub(super) fn update(
-        _table: &str,
-        _key: &str,
-        _set: &str,
-        _remove: &[String],
-        _c: Option<Condition>,
-    ) -> Result<String> {
-        Err(Error::native("table::update"))
+        table: &str,
+        key: &Value,
+        set: &Value,
+        remove: &[String],
+        c: Option<Condition>,
+    ) -> Result<Value> {
+        native::with("table::update", |b| {
+            b.table_update(table, key, set, remove, c.as_ref())
+        })
     }
 
-    pub(super) fn delete(_table: &str, _key: &str, _c: Option<Condition>) -> Result<()> {
-        Err(Error::native("table::delete"))
+    pub(super) fn delete(table: &str, key: &Value, c: Option<Condition>) -> Result<()> {
+        native::with("table::delete", |b| b.table_delete(table, key, c.as_ref()))
     }
 
     pub(super) fn query(
-        _table: &str,
-        _partition: &str,
-        _sort_prefix: Option<&str>,
-        _limit: Option<u32>,
-        _start_after: Option<&str>,
-    ) -> Result<(Vec<String>, Option<String>)> {
-        Err(Error::native("table::query"))
+        table: &str,
+        partition: &Value,
+        sort_prefix: Option<&str>,
+        limit: Option<u32>,
+        start_after: Option<&Value>,
+    ) -> Result<(Vec<Value>, Option<Value>)> {
+        native::with("table::query", |b| {
+            b.table_query(table, partition, sort_prefix, limit, start_after)
+        })
+        .map(|page: Page| (page.items, page.next))
     }
 
-    pub(super) fn batch_write(
-        _table: &str,
-        _writes: Vec<(bool, String)>,
-    ) -> Result<Vec<Result<()>>> {
-        Err(Error::native("table::batch_write"))
+    pub(super) fn batch_write(table: &str, writes: Vec<(bool, Value)>) -> Result<Vec<Result<()>>> {
+        let writes: Vec<Write> = writes
+            .into_iter()
+            .map(|(is_put, v)| {
+                if is_put {
+                    Write::Put(v)
+                } else {
+                    Write::Delete(v)
+                }
+            })
+            .collect();
+        native::with("table::batch_write", |b| {
+            b.table_batch_write(table, &writes)
+        })
     }
+
     pub(super) fn put_many(
-        _table: &str,
-        _puts: Vec<(String, Option<Condition>)>,
+        table: &str,
+        puts: Vec<(Value, Option<Condition>)>,
     ) -> Result<Vec<Result<()>>> {
-        Err(Error::native("table::put_many"))
+        let puts: Vec<PutItem> = puts
+            .into_iter()
+            .map(|(item, condition)| PutItem { item, condition })
+            .collect();
+        native::with("table::put_many", |b| b.table_put_many(table, &puts))
     }
 
     pub(super) fn update_many(
-        _table: &str,
-        _updates: Vec<super::UpdateArgs>,
-    ) -> Result<Vec<Result<String>>> {
-        Err(Error::native("table::update_many"))
+        table: &str,
+        updates: Vec<super::UpdateArgs>,
+    ) -> Result<Vec<Result<Value>>> {
+        let updates: Vec<UpdateItem> = updates
+            .into_iter()
+            .map(|(key, set, remove, condition)| UpdateItem {
+                key,
+                set,
+                remove,
+                condition,
+            })
+            .collect();
+        native::with("table::update_many", |b| {
+            b.table_update_many(table, &updates)
+        })
     }
 }
 

@@ -21,16 +21,6 @@ use usher_sdk::{config, Change, ChangeKind, StreamResult, StreamWorker};
 /// The queue used when the `queue` setting is absent.
 pub const DEFAULT_QUEUE: &str = "save-entries";
 
-/// The effects the worker needs.
-pub trait Ports {
-    /// `queue::send_batch`.
-    fn send_batch(
-        &mut self,
-        queue: &str,
-        messages: &[Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>>;
-}
-
 /// Whether a change must be replicated.
 pub fn needs_replication(change: &Change) -> bool {
     match change.kind {
@@ -51,7 +41,7 @@ pub fn to_message(change: &Change) -> usher_sdk::Result<Outgoing> {
 }
 
 /// Handles a batch of changes.
-pub fn process(ports: &mut impl Ports, queue_name: &str, changes: &[Change]) -> StreamResult {
+pub fn process(queue_name: &str, changes: &[Change]) -> StreamResult {
     let mut failures = Vec::new();
     let mut kept: Vec<&Change> = Vec::new();
     let mut messages = Vec::new();
@@ -69,7 +59,7 @@ pub fn process(ports: &mut impl Ports, queue_name: &str, changes: &[Change]) -> 
         }
     }
     if !messages.is_empty() {
-        match ports.send_batch(queue_name, &messages) {
+        match queue::send_batch(queue_name, &messages) {
             Ok(results) => {
                 for (n, change) in kept.iter().enumerate() {
                     match results.get(n) {
@@ -102,22 +92,10 @@ pub fn process(ports: &mut impl Ports, queue_name: &str, changes: &[Change]) -> 
 /// The worker.
 pub struct EnqueueEntries;
 
-struct Host;
-
-impl Ports for Host {
-    fn send_batch(
-        &mut self,
-        queue_name: &str,
-        messages: &[Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
-        queue::send_batch(queue_name, messages)
-    }
-}
-
 impl StreamWorker for EnqueueEntries {
     fn handle(changes: Vec<Change>) -> StreamResult {
         match config::string_or("queue", DEFAULT_QUEUE) {
-            Ok(queue_name) => process(&mut Host, &queue_name, &changes),
+            Ok(queue_name) => process(&queue_name, &changes),
             Err(e) => {
                 usher_sdk::error!(error = e; "cannot read the settings; failing the batch");
                 StreamResult::from_failures(changes.iter().map(|c| c.sequence_number.clone()))
@@ -132,41 +110,28 @@ usher_sdk::export_stream_worker!(EnqueueEntries);
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+    use usher_sdk::fakes::Fakes;
     use usher_sdk::Error;
 
-    #[derive(Default)]
-    struct Fake {
-        fail_all: bool,
-        fail_items: Vec<usize>,
-        short_answer: bool,
-        sends: Vec<(String, Vec<Outgoing>)>,
-    }
-
-    impl Ports for Fake {
-        fn send_batch(
-            &mut self,
-            queue: &str,
-            messages: &[Outgoing],
-        ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
-            self.sends.push((queue.to_string(), messages.to_vec()));
-            if self.fail_all {
-                return Err(Error::NotFound(queue.to_string()));
-            }
-            let n = if self.short_answer {
+    /// A queue whose sends of these indices fail, or (`short`) that answers
+    /// one result too few.
+    fn queue(fail_items: Vec<usize>, short: bool) -> Fakes {
+        Fakes::new().on_queue(move |_, messages| {
+            let n = if short {
                 messages.len() - 1
             } else {
                 messages.len()
             };
             Ok((0..n)
                 .map(|i| {
-                    if self.fail_items.contains(&i) {
+                    if fail_items.contains(&i) {
                         Err(Error::Throttled("slow".into()))
                     } else {
                         Ok(format!("id-{i}"))
                     }
                 })
                 .collect())
-        }
+        })
     }
 
     fn entry(flag: bool) -> Value {
@@ -260,12 +225,14 @@ mod tests {
             ),
             change(ChangeKind::Remove, None, Some(entry(false)), "3"),
         ];
-        let mut fake = Fake::default();
-        let r = process(&mut fake, "save-entries", &changes);
+        let fakes = Fakes::new();
+        let _installed = fakes.install();
+        let r = process("save-entries", &changes);
         assert!(r.failures.is_empty());
-        assert_eq!(fake.sends.len(), 1);
-        assert_eq!(fake.sends[0].0, "save-entries");
-        let kinds: Vec<&str> = fake.sends[0]
+        let sends = fakes.sends();
+        assert_eq!(sends.len(), 1);
+        assert_eq!(sends[0].0, "save-entries");
+        let kinds: Vec<&str> = sends[0]
             .1
             .iter()
             .map(|m| m.attributes[0].1.as_str())
@@ -282,17 +249,12 @@ mod tests {
             change(ChangeKind::Remove, None, Some(entry(true)), "4"),
         ];
         // Kept: 1, 3, 4; the second send (record 3) fails.
-        let mut fake = Fake {
-            fail_items: vec![1],
-            ..Fake::default()
-        };
-        assert_eq!(process(&mut fake, "q", &changes).failures, vec!["3"]);
+        let installed = queue(vec![1], false).install();
+        assert_eq!(process("q", &changes).failures, vec!["3"]);
+        drop(installed);
         // A missing answer counts as a failure.
-        let mut fake = Fake {
-            short_answer: true,
-            ..Fake::default()
-        };
-        assert_eq!(process(&mut fake, "q", &changes).failures, vec!["4"]);
+        let _installed = queue(vec![], true).install();
+        assert_eq!(process("q", &changes).failures, vec!["4"]);
     }
 
     #[test]
@@ -302,18 +264,17 @@ mod tests {
             change(ChangeKind::Modify, Some(entry(false)), None, "2"),
             change(ChangeKind::Remove, None, Some(entry(true)), "3"),
         ];
-        let mut fake = Fake {
-            fail_all: true,
-            ..Fake::default()
-        };
-        assert_eq!(process(&mut fake, "q", &changes).failures, vec!["1", "3"]);
+        let fakes = Fakes::new().on_queue(|queue, _| Err(Error::NotFound(queue.to_string())));
+        let _installed = fakes.install();
+        assert_eq!(process("q", &changes).failures, vec!["1", "3"]);
     }
 
     #[test]
     fn nothing_to_send_sends_nothing() {
         let changes = vec![change(ChangeKind::Modify, Some(entry(false)), None, "1")];
-        let mut fake = Fake::default();
-        assert!(process(&mut fake, "q", &changes).failures.is_empty());
-        assert!(fake.sends.is_empty());
+        let fakes = Fakes::new();
+        let _installed = fakes.install();
+        assert!(process("q", &changes).failures.is_empty());
+        assert!(fakes.calls().is_empty());
     }
 }

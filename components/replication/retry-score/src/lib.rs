@@ -8,37 +8,18 @@
 //!
 //! Setting: `service` (default `entries`).
 
-use serde::{Deserialize, Serialize};
+use usher_domain::{Fan, CHUNK_SIZE};
 use usher_sdk::json::json;
-use usher_sdk::services::{self, Response};
-use usher_sdk::{config, BatchResult, BatchWorker, Message, Value};
-
-/// Fans per `/scores/refresh` call.
-pub const CHUNK_SIZE: usize = 25;
+use usher_sdk::services;
+use usher_sdk::{config, BatchResult, BatchWorker, Message};
 
 /// The service used when the `service` setting is absent.
 pub const DEFAULT_SERVICE: &str = "entries";
 
-/// A fan whose score needs refreshing (the message body).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Fan {
-    /// The campaign.
-    pub campaign_id: String,
-    /// The fan.
-    pub global_user_id: String,
-}
-
-/// The effects the worker needs.
-pub trait Ports {
-    /// `services::post_json`.
-    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response>;
-}
-
 /// Parses a message body; an error unless both ids are non-empty strings.
 pub fn parse(body: &str) -> usher_sdk::Result<Fan> {
     let fan: Fan = usher_sdk::json::from_str(body)?;
-    if fan.campaign_id.is_empty() || fan.global_user_id.is_empty() {
+    if !fan.is_valid() {
         return Err(usher_sdk::Error::Invalid(
             "campaignId and globalUserId must not be empty".into(),
         ));
@@ -47,7 +28,7 @@ pub fn parse(body: &str) -> usher_sdk::Result<Fan> {
 }
 
 /// Handles a batch.
-pub fn process(ports: &mut impl Ports, service: &str, messages: &[Message]) -> BatchResult {
+pub fn process(service: &str, messages: &[Message]) -> BatchResult {
     let mut failures: Vec<String> = Vec::new();
     // Each fan once, with the ids of the messages that asked for it.
     let mut fans: Vec<(Fan, Vec<&str>)> = Vec::new();
@@ -65,7 +46,7 @@ pub fn process(ports: &mut impl Ports, service: &str, messages: &[Message]) -> B
     }
     for chunk in fans.chunks(CHUNK_SIZE) {
         let body = json!({"fans": chunk.iter().map(|(f, _)| f).collect::<Vec<_>>()});
-        let reason = match ports.post(service, "/scores/refresh", &body) {
+        let reason = match services::post_json(service, "/scores/refresh", &body) {
             Ok(r) if r.is_success() => continue,
             Ok(r) => format!("status {}", r.status),
             Err(e) => e.to_string(),
@@ -83,18 +64,10 @@ pub fn process(ports: &mut impl Ports, service: &str, messages: &[Message]) -> B
 /// The worker.
 pub struct RetryScore;
 
-struct Host;
-
-impl Ports for Host {
-    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response> {
-        services::post_json(service, path, body)
-    }
-}
-
 impl BatchWorker for RetryScore {
     fn handle(messages: Vec<Message>) -> BatchResult {
         match config::string_or("service", DEFAULT_SERVICE) {
-            Ok(service) => process(&mut Host, &service, &messages),
+            Ok(service) => process(&service, &messages),
             Err(e) => {
                 usher_sdk::error!(error = e; "cannot read the settings; failing the batch");
                 BatchResult::from_failures(messages.len(), messages.iter().map(|m| m.id.clone()))
@@ -108,34 +81,34 @@ usher_sdk::export_batch_worker!(RetryScore);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use usher_sdk::Error;
+    use usher_sdk::fakes::{self, Fakes};
+    use usher_sdk::{Error, Value};
 
-    #[derive(Default)]
-    struct Fake {
-        /// nth call → Some(status) or None for a call error; default 200.
-        answers: Vec<(usize, Option<u16>)>,
-        posts: Vec<(String, String, Value)>,
+    /// The Entry Service answering its nth request with `Some(status)` or
+    /// `None` (a call error) as `answers` says; 200 otherwise.
+    fn service(answers: Vec<(usize, Option<u16>)>) -> Fakes {
+        let mut nth = 0;
+        Fakes::new().on_service("entries", move |_| {
+            let answer = answers.iter().find(|(n, _)| *n == nth).map(|(_, a)| *a);
+            nth += 1;
+            match answer {
+                Some(None) => Err(Error::Unavailable("down".into())),
+                Some(Some(status)) => Ok(fakes::status(status)),
+                None => Ok(fakes::status(200)),
+            }
+        })
     }
 
-    impl Ports for Fake {
-        fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response> {
-            let nth = self.posts.len();
-            self.posts
-                .push((service.to_string(), path.to_string(), body.clone()));
-            match self.answers.iter().find(|(n, _)| *n == nth) {
-                Some((_, None)) => Err(Error::Unavailable("down".into())),
-                Some((_, Some(status))) => Ok(Response {
-                    status: *status,
-                    headers: vec![],
-                    body: String::new(),
-                }),
-                None => Ok(Response {
-                    status: 200,
-                    headers: vec![],
-                    body: String::new(),
-                }),
-            }
-        }
+    /// Every request: service, path and JSON body.
+    fn posts(fakes: &Fakes) -> Vec<(String, String, Value)> {
+        fakes
+            .requests()
+            .into_iter()
+            .map(|r| {
+                let body = serde_json::from_str(r.body.as_deref().unwrap_or("null")).expect("json");
+                (r.service, r.path, body)
+            })
+            .collect()
     }
 
     fn msg(id: &str, c: &str, u: &str) -> Message {
@@ -150,15 +123,17 @@ mod tests {
             Message::new("c", r#"{"campaignId":"","globalUserId":"u"}"#),
             msg("d", "c1", "u1"),
         ];
-        let mut fake = Fake::default();
-        let r = process(&mut fake, "entries", &messages);
+        let fakes = service(vec![]);
+        let _installed = fakes.install();
+        let r = process("entries", &messages);
         assert_eq!(r.failures, vec!["a", "b", "c"]);
         assert_eq!((r.received, r.processed, r.failed), (4, 1, 3));
-        assert_eq!(fake.posts.len(), 1);
-        assert_eq!(fake.posts[0].0, "entries");
-        assert_eq!(fake.posts[0].1, "/scores/refresh");
+        let posts = posts(&fakes);
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0].0, "entries");
+        assert_eq!(posts[0].1, "/scores/refresh");
         assert_eq!(
-            fake.posts[0].2,
+            posts[0].2,
             json!({"fans": [{"campaignId": "c1", "globalUserId": "u1"}]})
         );
     }
@@ -168,13 +143,10 @@ mod tests {
         let messages: Vec<Message> = (0..55)
             .map(|n| msg(&format!("m{n:02}"), "c", &format!("u{n:02}")))
             .collect();
-        let mut fake = Fake {
-            answers: vec![(0, Some(500)), (2, None)],
-            ..Fake::default()
-        };
-        let r = process(&mut fake, "entries", &messages);
-        let sizes: Vec<usize> = fake
-            .posts
+        let fakes = service(vec![(0, Some(500)), (2, None)]);
+        let _installed = fakes.install();
+        let r = process("entries", &messages);
+        let sizes: Vec<usize> = posts(&fakes)
             .iter()
             .map(|(_, _, b)| b["fans"].as_array().map_or(0, Vec::len))
             .collect();
@@ -187,20 +159,19 @@ mod tests {
     #[test]
     fn a_fan_is_refreshed_once() {
         let messages = vec![msg("a", "c", "u"), msg("b", "c", "u")];
-        let mut fake = Fake {
-            answers: vec![(0, Some(429))],
-            ..Fake::default()
-        };
-        let r = process(&mut fake, "entries", &messages);
-        assert_eq!(fake.posts[0].2["fans"].as_array().map(Vec::len), Some(1));
+        let fakes = service(vec![(0, Some(429))]);
+        let _installed = fakes.install();
+        let r = process("entries", &messages);
+        assert_eq!(posts(&fakes)[0].2["fans"].as_array().map(Vec::len), Some(1));
         assert_eq!(r.failures, vec!["a", "b"]);
     }
 
     #[test]
     fn empty_batch_calls_nothing() {
-        let mut fake = Fake::default();
-        let r = process(&mut fake, "entries", &[]);
+        let fakes = service(vec![]);
+        let _installed = fakes.install();
+        let r = process("entries", &[]);
         assert_eq!((r.received, r.processed, r.failed), (0, 0, 0));
-        assert!(fake.posts.is_empty());
+        assert!(fakes.calls().is_empty());
     }
 }

@@ -11,97 +11,41 @@
 //!    item exists with the image's `version` (`updatedAt` when there is no
 //!    version); a delete only while the item is absent. Stale changes are
 //!    dropped (processed): the newer write has its own change record.
-//! 3. Call the Entry Service in chunks of at most 25:
-//!    `POST /entries/batch-upsert {"entries":[image…]}` and
-//!    `POST /entries/batch-delete {"keys":[{"campaignId","globalUserId"}…]}`;
-//!    a non-2xx answer or a call error fails the chunk's messages.
-//! 4. Clear `needsReplication` on each upserted item, conditional on its
-//!    version so that a newer write's flag is never cleared.
-//! 5. `POST /scores/refresh {"fans":[…]}` for the upserted fans; when that
-//!    fails, queue one `{"campaignId","globalUserId"}` message per fan to the
-//!    retry queue; only a failed send fails the message.
+//! 3. Call the Entry Service in chunks of at most 25, every chunk of the
+//!    batch in one `services::call_many` (the host sends them concurrently):
+//!    `POST /entries/batch-upsert {"entries":[image…],"refreshScores":true}`
+//!    (the service refreshes the upserted entries' scores in the same
+//!    request and answers the fans whose refresh failed, `scoreFailures`)
+//!    and `POST /entries/batch-delete {"keys":[{"campaignId","globalUserId","version"}…]}`.
+//!    A call error or a 5xx fails the chunk's messages; a 4xx sends the
+//!    chunk's entries again one by one (all of them in one more
+//!    `call_many`), so only a refused entry fails.
+//! 4. Re-read the upserted entries (one `table::batch_get`): those deleted
+//!    in the table meanwhile are deleted again in the Entry Service (one
+//!    `call_many`), with the version just upserted.
+//! 5. Clear `needsReplication` on each upserted item still in the table,
+//!    conditional on its version so that a newer write's flag is never
+//!    cleared (one `table::update_many`).
+//! 6. Queue one `{"campaignId","globalUserId"}` message to the retry queue
+//!    per fan whose score refresh failed; only a failed send fails the
+//!    message.
 //!
 //! Settings: `table` (default `demand-table`), `service` (`entries`),
 //! `retry_queue` (`retry-score`).
 
 mod logic;
 
-pub use logic::{normalize, process, Entry, Fan, NormalizeError, Op, Ports, Settings, CHUNK_SIZE};
+pub use logic::{normalize, process, Entry, NormalizeError, Op, Settings};
 
-use usher_sdk::{queue, services, table, BatchResult, BatchWorker, Message, Value};
+use usher_sdk::{BatchResult, BatchWorker, Message};
 
 /// The worker.
 pub struct SaveEntries;
 
-/// The ports implemented with the SDK's capability calls.
-struct Host;
-
-impl Ports for Host {
-    fn batch_get(
-        &mut self,
-        table_name: &str,
-        keys: &[Value],
-    ) -> usher_sdk::Result<Vec<Option<Value>>> {
-        table::batch_get(table_name, keys)
-    }
-
-    fn post(
-        &mut self,
-        service: &str,
-        path: &str,
-        body: &Value,
-    ) -> usher_sdk::Result<services::Response> {
-        services::post_json(service, path, body)
-    }
-
-    fn update(
-        &mut self,
-        table_name: &str,
-        key: &Value,
-        set: &Value,
-        condition: table::Condition,
-    ) -> usher_sdk::Result<()> {
-        // The updated item is not needed: skip building it.
-        table::update::<serde::de::IgnoredAny>(table_name, key, set, &[], Some(condition))
-            .map(|_| ())
-    }
-
-    fn update_many(
-        &mut self,
-        table_name: &str,
-        updates: &[(Value, Value, table::Condition)],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        let updates = updates
-            .iter()
-            .map(|(key, set, c)| table::UpdateItem {
-                key: key.clone(),
-                set: set.clone(),
-                remove: Vec::new(),
-                condition: Some(c.clone()),
-            })
-            .collect();
-        // The updated items are not needed: skip building them.
-        Ok(
-            table::update_many::<serde::de::IgnoredAny>(table_name, updates)?
-                .into_iter()
-                .map(|r| r.map(|_| ()))
-                .collect(),
-        )
-    }
-
-    fn send_batch(
-        &mut self,
-        queue_name: &str,
-        messages: &[queue::Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
-        queue::send_batch(queue_name, messages)
-    }
-}
-
 impl BatchWorker for SaveEntries {
     fn handle(messages: Vec<Message>) -> BatchResult {
         match Settings::load() {
-            Ok(settings) => process(&mut Host, &settings, &messages),
+            Ok(settings) => process(&settings, &messages),
             Err(e) => {
                 usher_sdk::error!(error = e; "cannot read the settings; failing the batch");
                 BatchResult::from_failures(messages.len(), messages.iter().map(|m| m.id.clone()))

@@ -1,50 +1,14 @@
-//! The worker's logic, behind [`Ports`] so it runs natively with fakes.
+//! The worker's logic. It calls the SDK's capability functions directly;
+//! natively (tests, the bench) they reach the backend installed on the
+//! thread (`usher_sdk::fakes`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-use usher_sdk::json::{json, str_field};
-use usher_sdk::queue::Outgoing;
-use usher_sdk::services::Response;
-use usher_sdk::table::Condition;
-use usher_sdk::{config, BatchResult, Change, ChangeKind, Error, Message, Value};
-
-/// The Entry Service takes at most this many entries (or keys, or fans) per call.
-pub const CHUNK_SIZE: usize = 25;
-
-/// The effects the worker needs.
-pub trait Ports {
-    /// `table::batch_get`.
-    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>>;
-    /// `services::post_json`.
-    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response>;
-    /// `table::update` setting `set`, removing nothing, under `condition`.
-    fn update(
-        &mut self,
-        table: &str,
-        key: &Value,
-        set: &Value,
-        condition: Condition,
-    ) -> usher_sdk::Result<()>;
-    /// `table::update_many`: each `(key, set, condition)` on its own, one
-    /// result each. The default makes one `update` after another.
-    fn update_many(
-        &mut self,
-        table: &str,
-        updates: &[(Value, Value, Condition)],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        Ok(updates
-            .iter()
-            .map(|(key, set, c)| self.update(table, key, set, c.clone()))
-            .collect())
-    }
-    /// `queue::send_batch`.
-    fn send_batch(
-        &mut self,
-        queue: &str,
-        messages: &[Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>>;
-}
+use usher_domain::{Fan, CHUNK_SIZE};
+use usher_sdk::json::json;
+use usher_sdk::queue::{self, Outgoing};
+use usher_sdk::table::{self, Condition, UpdateItem};
+use usher_sdk::{config, services, BatchResult, Change, ChangeKind, Error, Message, Value};
 
 /// The worker's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,16 +52,6 @@ pub enum Op {
     Delete,
 }
 
-/// A fan's identity: the Entry Service's key of an entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Fan {
-    /// The campaign.
-    pub campaign_id: String,
-    /// The fan.
-    pub global_user_id: String,
-}
-
 /// A normalized change: one entry to put or delete.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -138,16 +92,7 @@ pub fn normalize(body: &str) -> Result<Entry, NormalizeError> {
             change.kind.event_name(),
             which,
         ))?;
-    let fan = match (
-        str_field(&image, "campaignId"),
-        str_field(&image, "globalUserId"),
-    ) {
-        (Some(c), Some(u)) if !c.is_empty() && !u.is_empty() => Fan {
-            campaign_id: c.to_string(),
-            global_user_id: u.to_string(),
-        },
-        _ => return Err(NormalizeError::NotAnEntry(which)),
-    };
+    let fan = Fan::of(&image).ok_or(NormalizeError::NotAnEntry(which))?;
     let key = table_key(&change.keys, &image, &fan);
     Ok(Entry {
         op,
@@ -166,10 +111,7 @@ fn table_key(keys: &Value, image: &Value, fan: &Fan) -> Value {
     if let (Some(pk), Some(sk)) = (image.get("PK"), image.get("SK")) {
         return json!({"PK": pk, "SK": sk});
     }
-    json!({
-        "PK": format!("ENTRY#{}#{}", fan.campaign_id, fan.global_user_id),
-        "SK": "ENTRY",
-    })
+    fan.demand_key()
 }
 
 /// Whether a normalized change is still current given the table's item:
@@ -240,7 +182,7 @@ impl Outcome<'_> {
 }
 
 /// Handles a batch (see the crate docs).
-pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]) -> BatchResult {
+pub fn process(settings: &Settings, messages: &[Message]) -> BatchResult {
     let mut outcome = Outcome {
         messages,
         failed: BTreeSet::new(),
@@ -259,36 +201,18 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
     }
 
     // 2. Validate against the table, then merge duplicates of one write.
-    let valid = validate(ports, settings, entries, &mut outcome);
+    let valid = validate(settings, entries, &mut outcome);
     let groups = group(valid);
     let (puts, deletes): (Vec<Group>, Vec<Group>) =
         groups.into_iter().partition(|g| g.entry.op == Op::Put);
 
-    // 3. Replicate.
-    let upsert_body = |chunk: &[Group]| json!({"entries": chunk.iter().map(|g| &g.entry.image).collect::<Vec<_>>()});
-    let delete_body =
-        |chunk: &[Group]| json!({"keys": chunk.iter().map(delete_key).collect::<Vec<_>>()});
-    let mut upserted = Vec::new();
-    for chunk in puts.chunks(CHUNK_SIZE) {
-        upserted.extend(post_chunk(
-            ports,
-            settings,
-            "/entries/batch-upsert",
-            chunk,
-            &upsert_body,
-            &mut outcome,
-        ));
-    }
-    for chunk in deletes.chunks(CHUNK_SIZE) {
-        post_chunk(
-            ports,
-            settings,
-            "/entries/batch-delete",
-            chunk,
-            &delete_body,
-            &mut outcome,
-        );
-    }
+    // 3. Replicate: every chunk of upserts (each also refreshing its
+    //    entries' scores) and of deletes in one call_many; the entries of
+    //    chunks refused with a 4xx again one by one, in one more.
+    let Replicated {
+        upserted,
+        score_failures,
+    } = replicate(settings, &puts, &deletes, &mut outcome);
 
     // 3b. An entry deleted in the table after it was validated above may
     //     have had its delete replicated before this upsert reached the
@@ -296,37 +220,31 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
     //     the upserted keys: for each one gone now, send the delete again
     //     (with the version just upserted, so a newer re-insert is kept).
     //     A delete made after this read replicates after the upsert.
-    let upserted = recheck_deleted(ports, settings, upserted, &mut outcome);
+    let upserted = recheck_deleted(settings, upserted, &mut outcome);
 
     // 4. Clear the flag of each upserted entry, unless a newer write set it
     //    (one call for all of them, each update under its own condition).
-    let updates: Vec<(Value, Value, Condition)> = upserted
+    let updates: Vec<UpdateItem> = upserted
         .iter()
-        .map(|g| {
-            (
-                g.entry.key.clone(),
-                json!({"needsReplication": false}),
-                unflag_condition(&g.entry.image),
-            )
+        .map(|g| UpdateItem {
+            key: g.entry.key.clone(),
+            set: json!({"needsReplication": false}),
+            remove: Vec::new(),
+            condition: Some(unflag_condition(&g.entry.image)),
         })
         .collect();
-    let results = match ports.update_many(&settings.table, &updates) {
-        Ok(results) if results.len() == updates.len() => results,
-        Ok(results) => {
-            let reason = format!(
-                "update_many answered {} results for {} updates",
-                results.len(),
-                updates.len()
-            );
-            updates
-                .iter()
-                .map(|_| Err(Error::Unavailable(reason.clone())))
-                .collect()
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            updates
-                .iter()
+    let asked = updates.len();
+    let results = match unflag(&settings.table, updates) {
+        Ok(results) if results.len() == asked => results,
+        other => {
+            let reason = match other {
+                Ok(results) => format!(
+                    "update_many answered {} results for {asked} updates",
+                    results.len()
+                ),
+                Err(e) => e.to_string(),
+            };
+            (0..asked)
                 .map(|_| Err(Error::Unavailable(reason.clone())))
                 .collect()
         }
@@ -346,8 +264,8 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
         }
     }
 
-    // 5. Refresh the upserted fans' scores, or queue the refresh for later.
-    refresh_scores(ports, settings, &upserted, &mut outcome);
+    // 5. Queue a later refresh for the fans whose refresh failed.
+    queue_score_retries(settings, &upserted, &score_failures, &mut outcome);
 
     let result = BatchResult::from_failures(
         messages.len(),
@@ -360,6 +278,23 @@ pub fn process(ports: &mut impl Ports, settings: &Settings, messages: &[Message]
         failed = result.failed, upserted = upserted.len(), deleted_groups = deletes.len();
         "save-entries batch done");
     result
+}
+
+/// Clears the flags: one `update_many` (none when there is nothing to clear).
+fn unflag(
+    table_name: &str,
+    updates: Vec<UpdateItem>,
+) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+    if updates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The updated items are not needed: skip building them.
+    Ok(
+        table::update_many::<serde::de::IgnoredAny>(table_name, updates)?
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect(),
+    )
 }
 
 /// The Entry Service key of a delete: the fan and the version deleted at the
@@ -377,7 +312,6 @@ fn delete_key(g: &Group) -> Value {
 /// gone from the table meanwhile (their messages fail when that delete
 /// fails, and are retried). Returns the upserted groups still in the table.
 fn recheck_deleted<'g>(
-    ports: &mut impl Ports,
     settings: &Settings,
     upserted: Vec<&'g Group>,
     outcome: &mut Outcome<'_>,
@@ -386,7 +320,7 @@ fn recheck_deleted<'g>(
         return upserted;
     }
     let keys: Vec<Value> = upserted.iter().map(|g| g.entry.key.clone()).collect();
-    let items = match ports.batch_get(&settings.table, &keys) {
+    let items = match table::batch_get::<Value, Value>(&settings.table, &keys) {
         Ok(items) if items.len() == keys.len() => items,
         other => {
             let reason = match other {
@@ -411,14 +345,16 @@ fn recheck_deleted<'g>(
     }
     if !gone.is_empty() {
         usher_sdk::info!(entries = gone.len(); "upserted entries were deleted meanwhile; deleting them again");
-        for chunk in gone.chunks(CHUNK_SIZE) {
-            let body = json!({"keys": chunk.iter().map(delete_key).collect::<Vec<_>>()});
-            let ok = matches!(
-                ports.post(&settings.service, "/entries/batch-delete", &body),
-                Ok(r) if r.is_success()
-            );
-            if !ok {
-                let indices = chunk_messages(chunk);
+        let posts = gone
+            .chunks(CHUNK_SIZE)
+            .map(|chunk| Post {
+                path: DELETE,
+                groups: chunk.iter().collect(),
+            })
+            .collect();
+        for (post, answer) in call_all(settings, posts) {
+            if !matches!(answer, Ok(r) if r.is_success()) {
+                let indices = messages_of(&post.groups);
                 usher_sdk::warn!(message_ids = outcome.ids(&indices);
                     "deleting entries removed meanwhile failed");
                 outcome.fail(&indices);
@@ -431,7 +367,6 @@ fn recheck_deleted<'g>(
 /// Keeps the entries that are still current; fails them all when the table
 /// cannot be read.
 fn validate(
-    ports: &mut impl Ports,
     settings: &Settings,
     entries: Vec<(usize, Entry)>,
     outcome: &mut Outcome<'_>,
@@ -452,7 +387,7 @@ fn validate(
         })
         .collect();
     let all: Vec<usize> = entries.iter().map(|(i, _)| *i).collect();
-    let items = match ports.batch_get(&settings.table, &keys) {
+    let items = match table::batch_get::<Value, Value>(&settings.table, &keys) {
         Ok(items) if items.len() == keys.len() => items,
         Ok(items) => {
             usher_sdk::error!(asked = keys.len(), got = items.len();
@@ -503,65 +438,178 @@ fn group(valid: Vec<(usize, Entry)>) -> Vec<Group> {
     groups
 }
 
-fn chunk_messages(chunk: &[Group]) -> Vec<usize> {
-    chunk
+/// The Entry Service's upsert path.
+const UPSERT: &str = "/entries/batch-upsert";
+/// The Entry Service's delete path.
+const DELETE: &str = "/entries/batch-delete";
+
+/// One Entry Service request: its path and the groups it carries.
+struct Post<'g> {
+    path: &'static str,
+    groups: Vec<&'g Group>,
+}
+
+impl Post<'_> {
+    fn body(&self) -> Value {
+        if self.path == UPSERT {
+            json!({
+                "entries": self.groups.iter().map(|g| &g.entry.image).collect::<Vec<_>>(),
+                "refreshScores": true,
+            })
+        } else {
+            json!({"keys": self.groups.iter().map(|g| delete_key(g)).collect::<Vec<_>>()})
+        }
+    }
+}
+
+fn messages_of(groups: &[&Group]) -> Vec<usize> {
+    groups
         .iter()
         .flat_map(|g| g.messages.iter().copied())
         .collect()
 }
 
-/// Posts one chunk; returns the groups that the Entry Service took.
-///
-/// A call error or a 5xx fails the chunk's messages (they are retried later,
-/// whole). A 4xx means the service refused something *in* the chunk: each
-/// group of a larger chunk is then posted alone, so one bad entry (a poison
-/// message) fails only its own messages and the rest go through.
-fn post_chunk<'g>(
-    ports: &mut impl Ports,
+/// Sends every post with one `services::call_many` (the host runs them
+/// concurrently); each post with its own answer, or the call's error.
+fn call_all<'g>(
     settings: &Settings,
-    path: &str,
-    chunk: &'g [Group],
-    body_of: &dyn Fn(&[Group]) -> Value,
-    outcome: &mut Outcome<'_>,
-) -> Vec<&'g Group> {
-    match ports.post(&settings.service, path, &body_of(chunk)) {
-        Ok(r) if r.is_success() => chunk.iter().collect(),
-        Ok(r) if (400..500).contains(&r.status) && chunk.len() > 1 => {
-            usher_sdk::warn!(path = path, status = r.status, groups = chunk.len();
-                "entry service refused a chunk; posting its entries one by one");
-            let mut taken = Vec::new();
-            for one in chunk.chunks(1) {
-                taken.extend(post_chunk(ports, settings, path, one, body_of, outcome));
-            }
-            taken
-        }
-        Ok(r) => {
-            let indices = chunk_messages(chunk);
-            usher_sdk::warn!(path = path, status = r.status, body = r.body, message_ids = outcome.ids(&indices);
-                "entry service refused a chunk");
-            outcome.fail(&indices);
-            Vec::new()
-        }
-        Err(e) => {
-            let indices = chunk_messages(chunk);
-            usher_sdk::warn!(path = path, error = e, message_ids = outcome.ids(&indices);
-                "entry service call failed");
-            outcome.fail(&indices);
-            Vec::new()
+    posts: Vec<Post<'g>>,
+) -> Vec<(Post<'g>, Result<services::Response, String>)> {
+    let requests: usher_sdk::Result<Vec<services::Request>> = posts
+        .iter()
+        .map(|p| {
+            services::Request::new(&settings.service, services::Method::Post, p.path)
+                .json(&p.body())
+        })
+        .collect();
+    let answers = requests.and_then(|requests| services::call_many(&requests));
+    match answers {
+        Ok(answers) if answers.len() == posts.len() => posts
+            .into_iter()
+            .zip(answers)
+            .map(|(p, a)| (p, a.map_err(|e| e.to_string())))
+            .collect(),
+        other => {
+            let reason = match other {
+                Ok(answers) => format!("{} answers for {} requests", answers.len(), posts.len()),
+                Err(e) => e.to_string(),
+            };
+            posts
+                .into_iter()
+                .map(|p| (p, Err(reason.clone())))
+                .collect()
         }
     }
 }
 
-fn refresh_scores(
-    ports: &mut impl Ports,
+/// What the Entry Service took: the upserted groups, and the fans whose
+/// score refresh (folded into the upsert) failed.
+struct Replicated<'g> {
+    upserted: Vec<&'g Group>,
+    score_failures: BTreeSet<Fan>,
+}
+
+/// Sends the upserts and deletes in chunks, all in one `call_many`.
+///
+/// A call error or a 5xx fails the chunk's messages (they are retried later,
+/// whole). A 4xx means the service refused something *in* the chunk: each
+/// group of a larger chunk is then sent alone (all of them in one more
+/// `call_many`), so one bad entry (a poison message) fails only its own
+/// messages and the rest go through.
+fn replicate<'g>(
+    settings: &Settings,
+    puts: &'g [Group],
+    deletes: &'g [Group],
+    outcome: &mut Outcome<'_>,
+) -> Replicated<'g> {
+    let chunks = |path: &'static str, groups: &'g [Group]| {
+        groups
+            .chunks(CHUNK_SIZE)
+            .map(move |chunk| Post {
+                path,
+                groups: chunk.iter().collect(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut posts = chunks(UPSERT, puts);
+    posts.extend(chunks(DELETE, deletes));
+    let mut taken = Replicated {
+        upserted: Vec::new(),
+        score_failures: BTreeSet::new(),
+    };
+    let mut one_by_one = Vec::new();
+    for round in 0..2 {
+        if posts.is_empty() {
+            break;
+        }
+        for (post, answer) in call_all(settings, posts) {
+            match answer {
+                Ok(r) if r.is_success() => take(&mut taken, post, &r),
+                Ok(r) if round == 0 && (400..500).contains(&r.status) && post.groups.len() > 1 => {
+                    usher_sdk::warn!(path = post.path, status = r.status, groups = post.groups.len();
+                        "entry service refused a chunk; sending its entries one by one");
+                    one_by_one.extend(post.groups.into_iter().map(|g| Post {
+                        path: post.path,
+                        groups: vec![g],
+                    }));
+                }
+                Ok(r) => {
+                    let indices = messages_of(&post.groups);
+                    usher_sdk::warn!(path = post.path, status = r.status, body = r.body, message_ids = outcome.ids(&indices);
+                        "entry service refused a chunk");
+                    outcome.fail(&indices);
+                }
+                Err(e) => {
+                    let indices = messages_of(&post.groups);
+                    usher_sdk::warn!(path = post.path, error = e, message_ids = outcome.ids(&indices);
+                        "entry service call failed");
+                    outcome.fail(&indices);
+                }
+            }
+        }
+        posts = std::mem::take(&mut one_by_one);
+    }
+    taken
+}
+
+/// Records a post the Entry Service took. An upsert's answer names the fans
+/// whose score refresh failed (`scoreFailures`); an answer without that
+/// list (a service that ignored `refreshScores`) counts every fan of the
+/// chunk as not refreshed.
+fn take<'g>(taken: &mut Replicated<'g>, post: Post<'g>, response: &services::Response) {
+    if post.path != UPSERT {
+        return;
+    }
+    let failures = response
+        .json::<Value>()
+        .ok()
+        .and_then(|body| body.get("scoreFailures").cloned())
+        .and_then(|list| serde_json::from_value::<Vec<Fan>>(list).ok());
+    match failures {
+        Some(fans) => taken.score_failures.extend(fans),
+        None => {
+            usher_sdk::warn!(groups = post.groups.len();
+                "the upsert's answer has no scoreFailures; queueing every score for retry");
+            taken
+                .score_failures
+                .extend(post.groups.iter().map(|g| g.entry.fan.clone()));
+        }
+    }
+    taken.upserted.extend(post.groups);
+}
+
+/// Queues a `retry-score` message for each upserted fan (still in the
+/// table) whose score refresh failed; a failed send fails the fan's messages.
+fn queue_score_retries(
     settings: &Settings,
     upserted: &[&Group],
+    failures: &BTreeSet<Fan>,
     outcome: &mut Outcome<'_>,
 ) {
     // Each fan once, with every message that upserted it.
     let mut fans: Vec<(&Fan, Vec<usize>)> = Vec::new();
     let mut index: std::collections::HashMap<&Fan, usize> = std::collections::HashMap::new();
-    for group in upserted {
+    for group in upserted.iter().filter(|g| failures.contains(&g.entry.fan)) {
         match index.get(&group.entry.fan) {
             Some(&i) => fans[i].1.extend(group.messages.iter().copied()),
             None => {
@@ -570,25 +618,15 @@ fn refresh_scores(
             }
         }
     }
-    for chunk in fans.chunks(CHUNK_SIZE) {
-        let body = json!({"fans": chunk.iter().map(|(f, _)| f).collect::<Vec<_>>()});
-        let reason = match ports.post(&settings.service, "/scores/refresh", &body) {
-            Ok(r) if r.is_success() => continue,
-            Ok(r) => format!("status {}", r.status),
-            Err(e) => e.to_string(),
-        };
-        usher_sdk::warn!(fans = chunk.len(), reason = reason, queue = settings.retry_queue;
-            "score refresh failed; queueing retries");
-        queue_retries(ports, settings, chunk, outcome);
+    if fans.is_empty() {
+        return;
     }
+    usher_sdk::warn!(fans = fans.len(), queue = settings.retry_queue;
+        "score refresh failed; queueing retries");
+    queue_retries(settings, &fans, outcome);
 }
 
-fn queue_retries(
-    ports: &mut impl Ports,
-    settings: &Settings,
-    chunk: &[(&Fan, Vec<usize>)],
-    outcome: &mut Outcome<'_>,
-) {
+fn queue_retries(settings: &Settings, chunk: &[(&Fan, Vec<usize>)], outcome: &mut Outcome<'_>) {
     let mut sendable: Vec<&(&Fan, Vec<usize>)> = Vec::new();
     let mut messages = Vec::new();
     for item in chunk {
@@ -606,7 +644,7 @@ fn queue_retries(
     if messages.is_empty() {
         return;
     }
-    match ports.send_batch(&settings.retry_queue, &messages) {
+    match queue::send_batch(&settings.retry_queue, &messages) {
         Ok(results) => {
             for (n, (_, indices)) in sendable.into_iter().enumerate() {
                 match results.get(n) {

@@ -1,12 +1,16 @@
-//! The service's routing, validation and table logic, behind [`Ports`] so it
-//! runs natively with an in-memory fake.
+//! The service's routing, validation and table logic. It calls the SDK's
+//! table functions directly; natively (tests) they reach the backend
+//! installed on the thread (`usher_sdk::fakes`).
 
+use serde::de::IgnoredAny;
+use usher_domain::Fan;
 use usher_sdk::json::{json, str_field};
-use usher_sdk::table::{Condition, Page, Write};
+use usher_sdk::router::Router;
+use usher_sdk::table::{self, Condition, Page, PutItem, UpdateItem, Write};
 use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
 
 /// At most this many entries, keys or fans per request (more is a 413).
-pub const MAX_ITEMS: usize = 25;
+pub const MAX_ITEMS: usize = usher_domain::CHUNK_SIZE;
 /// The page size of `GET /campaigns/{id}/entries` without `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest `limit` (the host caps a query page at 1000 items).
@@ -16,65 +20,6 @@ pub const WRITE_ATTEMPTS: usize = 3;
 
 /// Every item's sort key starts with this.
 const FAN_PREFIX: &str = "FAN#";
-
-/// The table calls the service makes.
-pub trait Ports {
-    /// `table::batch_get`.
-    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>>;
-    /// `table::get`.
-    fn get(&mut self, table: &str, key: &Value) -> usher_sdk::Result<Option<Value>>;
-    /// `table::put` under `condition`.
-    fn put(&mut self, table: &str, item: &Value, condition: Condition) -> usher_sdk::Result<()>;
-    /// `table::update` setting `set`, removing nothing, under `condition`.
-    fn update(
-        &mut self,
-        table: &str,
-        key: &Value,
-        set: &Value,
-        condition: Condition,
-    ) -> usher_sdk::Result<()>;
-    /// `table::put_many`: each put under its condition, one result each.
-    /// The default makes one `put` after another.
-    fn put_many(
-        &mut self,
-        table: &str,
-        puts: &[(Value, Condition)],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        Ok(puts
-            .iter()
-            .map(|(item, c)| self.put(table, item, c.clone()))
-            .collect())
-    }
-    /// `table::update_many` setting `set` under each condition, one result
-    /// each. The default makes one `update` after another.
-    fn update_many(
-        &mut self,
-        table: &str,
-        updates: &[(Value, Value, Condition)],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        Ok(updates
-            .iter()
-            .map(|(key, set, c)| self.update(table, key, set, c.clone()))
-            .collect())
-    }
-    /// `table::delete` under `condition`.
-    fn delete(&mut self, table: &str, key: &Value, condition: Condition) -> usher_sdk::Result<()>;
-    /// `table::batch_write`.
-    fn batch_write(
-        &mut self,
-        table: &str,
-        writes: &[Write],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>>;
-    /// `table::query` of one partition, sort keys starting with `sort_prefix`.
-    fn query(
-        &mut self,
-        table: &str,
-        partition: &Value,
-        sort_prefix: &str,
-        limit: u32,
-        start_after: Option<&Value>,
-    ) -> usher_sdk::Result<Page>;
-}
 
 /// The service's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,173 +55,65 @@ impl Settings {
 }
 
 /// A request that cannot be served: its status and message, answered as
-/// `{"error": message}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong.
-    pub message: String,
-    /// The methods of the path, for a 405's `allow` header.
-    pub allow: Option<&'static str>,
-}
+/// `{"error": message}` (the SDK router's error).
+pub use usher_sdk::router::HttpError as Failure;
 
-impl Failure {
-    fn new(status: u16, message: impl Into<String>) -> Failure {
-        Failure {
-            status,
-            message: message.into(),
-            allow: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Failure {
-        Failure::new(400, message)
-    }
-
-    /// The answer to a failed table call.
-    fn table(what: &str, e: &Error) -> Failure {
-        let status = match e {
-            Error::Invalid(_) => 400,
-            Error::ConditionFailed(_) => 409,
-            Error::Unavailable(_) | Error::Throttled(_) => 503,
-            _ => 500,
-        };
-        usher_sdk::warn!(status = status, error = e; "{what} failed");
-        Failure::new(status, format!("{what}: {e}"))
-    }
-
-    /// The `{"error": …}` response.
-    pub fn response(&self) -> HttpResponse {
-        let response = json_response(self.status, &json!({"error": self.message}));
-        match self.allow {
-            Some(allow) => response.with_header("allow", allow),
-            None => response,
-        }
-    }
-}
-
-fn json_response(status: u16, body: &Value) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_string().into_bytes(),
-    }
-}
-
-/// A route of the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// `POST /entries/batch-upsert`.
-    BatchUpsert,
-    /// `POST /entries/batch-delete`.
-    BatchDelete,
-    /// `GET /campaigns/{campaignId}/entries`.
-    CampaignEntries(String),
-    /// `GET /markets/{marketId}/entries`.
-    MarketEntries(String),
-    /// `POST /scores/refresh`.
-    RefreshScores,
-}
-
-/// Matches a method and path (below the route prefix) to a route: 404 for an
-/// unknown path, 405 for a known path with another method.
-pub fn route(method: &str, path: &str) -> Result<Route, Failure> {
-    let trimmed = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
-    let segments: Vec<&str> = trimmed
-        .strip_prefix('/')
-        .unwrap_or(trimmed)
-        .split('/')
-        .collect();
-    let (route, allow) = match segments.as_slice() {
-        ["entries", "batch-upsert"] => (Route::BatchUpsert, "POST"),
-        ["entries", "batch-delete"] => (Route::BatchDelete, "POST"),
-        ["scores", "refresh"] => (Route::RefreshScores, "POST"),
-        ["campaigns", id, "entries"] if !id.is_empty() => {
-            (Route::CampaignEntries(decode(id)?), "GET")
-        }
-        ["markets", id, "entries"] if !id.is_empty() => (Route::MarketEntries(decode(id)?), "GET"),
-        _ => return Err(Failure::new(404, format!("no such path: {path}"))),
+/// The answer to a failed table call.
+pub fn table_failure(what: &str, e: &Error) -> Failure {
+    let status = match e {
+        Error::Invalid(_) => 400,
+        Error::ConditionFailed(_) => 409,
+        Error::Unavailable(_) | Error::Throttled(_) => 503,
+        _ => 500,
     };
-    if !method.eq_ignore_ascii_case(allow) {
-        return Err(Failure {
-            allow: Some(allow),
-            ..Failure::new(405, format!("{path} takes {allow}, not {method}"))
-        });
-    }
-    Ok(route)
+    usher_sdk::warn!(status = status, error = e; "{what} failed");
+    Failure::new(status, format!("{what}: {e}"))
 }
 
-/// Percent-decodes a path segment or query value (`+` is a space in a query).
-pub fn decode(text: &str) -> Result<String, Failure> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        Failure::bad_request(format!("bad percent-encoding in {text}"))
-                    })?;
-                out.push(hex);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| Failure::bad_request(format!("{text} is not UTF-8")))
+/// A handler's JSON answer as a 200.
+fn ok(result: Result<Value, Failure>) -> Result<HttpResponse, Failure> {
+    result.map(|body| HttpResponse::json_ok(&body))
 }
 
-/// A query parameter, decoded; `None` when absent.
-fn query_param(request: &HttpRequest, name: &str) -> Result<Option<String>, Failure> {
-    request
-        .query_param(name)
-        .map(|v| decode(&v.replace('+', " ")))
-        .transpose()
-}
-
-/// Serves one request.
-pub fn handle(ports: &mut impl Ports, settings: &Settings, request: &HttpRequest) -> HttpResponse {
-    let result = route(&request.method, &request.path).and_then(|r| {
-        let table = settings.table.as_str();
-        match r {
-            Route::BatchUpsert => {
-                batch_upsert(ports, table, settings.max_entry_bytes, &body(request)?)
-            }
-            Route::BatchDelete => batch_delete(ports, table, &body(request)?),
-            Route::RefreshScores => refresh_scores(ports, table, &body(request)?),
-            Route::CampaignEntries(campaign) => {
-                let limit = match query_param(request, "limit")? {
-                    None => DEFAULT_LIMIT,
-                    Some(l) => parse_limit(&l)?,
-                };
-                let after = query_param(request, "after")?.filter(|a| !a.is_empty());
-                campaign_entries(ports, table, &campaign, limit, after.as_deref())
-            }
-            Route::MarketEntries(market) => {
-                let campaign = query_param(request, "campaignId")?
-                    .filter(|c| !c.is_empty())
-                    .ok_or_else(|| {
-                        Failure::bad_request("campaignId query parameter is required")
-                    })?;
-                market_entries(ports, table, &market, &campaign)
-            }
-        }
-    });
-    match result {
-        Ok(body) => json_response(200, &body),
-        Err(failure) => failure.response(),
-    }
+/// Serves one request (the routes are those of the crate docs; 404 for an
+/// unknown path, 405 for a known path with another method).
+pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
+    let table = settings.table.as_str();
+    Router::new()
+        .post("/entries/batch-upsert", |r| {
+            ok(batch_upsert(
+                table,
+                settings.max_entry_bytes,
+                &r.json_object()?,
+            ))
+        })
+        .post("/entries/batch-delete", |r| {
+            ok(batch_delete(table, &r.json_object()?))
+        })
+        .post("/scores/refresh", |r| {
+            ok(refresh_scores(table, &r.json_object()?))
+        })
+        .get("/campaigns/{campaignId}/entries", |r| {
+            let limit = match r.query("limit")? {
+                None => DEFAULT_LIMIT,
+                Some(l) => parse_limit(&l)?,
+            };
+            let after = r.query("after")?.filter(|a| !a.is_empty());
+            ok(campaign_entries(
+                table,
+                r.param("campaignId"),
+                limit,
+                after.as_deref(),
+            ))
+        })
+        .get("/markets/{marketId}/entries", |r| {
+            let campaign = r
+                .query("campaignId")?
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| Failure::bad_request("campaignId query parameter is required"))?;
+            ok(market_entries(table, r.param("marketId"), &campaign))
+        })
+        .handle(request)
 }
 
 fn parse_limit(text: &str) -> Result<u32, Failure> {
@@ -286,16 +123,6 @@ fn parse_limit(text: &str) -> Result<u32, Failure> {
             "limit must be an integer from 1 to {MAX_LIMIT}, not {text:?}"
         ))),
     }
-}
-
-/// The body as a JSON object.
-fn body(request: &HttpRequest) -> Result<Value, Failure> {
-    let value: Value = serde_json::from_slice(&request.body)
-        .map_err(|e| Failure::bad_request(format!("the body is not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(Failure::bad_request("the body must be a JSON object"));
-    }
-    Ok(value)
 }
 
 /// The array `field` of the body: 400 when absent or not an array, 413
@@ -317,36 +144,19 @@ fn items<'a>(body: &'a Value, field: &str) -> Result<&'a [Value], Failure> {
     Ok(list)
 }
 
-/// A fan's identity: `campaignId` and `globalUserId`, non-empty strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fan {
-    /// The campaign.
-    pub campaign_id: String,
-    /// The fan.
-    pub global_user_id: String,
+/// The fan of element `index` of `field`: 400 unless it has `campaignId`
+/// and `globalUserId` as non-empty strings.
+fn fan_of(value: &Value, field: &str, index: usize) -> Result<Fan, Failure> {
+    Fan::of(value).ok_or_else(|| {
+        Failure::bad_request(format!(
+            "{field}[{index}] needs campaignId and globalUserId as non-empty strings"
+        ))
+    })
 }
 
-impl Fan {
-    /// Reads the fan of element `index` of `field`.
-    fn from_json(value: &Value, field: &str, index: usize) -> Result<Fan, Failure> {
-        match (
-            str_field(value, "campaignId"),
-            str_field(value, "globalUserId"),
-        ) {
-            (Some(c), Some(u)) if !c.is_empty() && !u.is_empty() => Ok(Fan {
-                campaign_id: c.to_string(),
-                global_user_id: u.to_string(),
-            }),
-            _ => Err(Failure::bad_request(format!(
-                "{field}[{index}] needs campaignId and globalUserId as non-empty strings"
-            ))),
-        }
-    }
-
-    /// The item's key: `{"PK": "CAMPAIGN#<campaignId>", "SK": "FAN#<globalUserId>"}`.
-    pub fn key(&self) -> Value {
-        json!({"PK": partition(&self.campaign_id), "SK": format!("{FAN_PREFIX}{}", self.global_user_id)})
-    }
+/// The item's key of a fan: `{"PK": "CAMPAIGN#<campaignId>", "SK": "FAN#<globalUserId>"}`.
+pub fn key_of(fan: &Fan) -> Value {
+    json!({"PK": partition(&fan.campaign_id), "SK": format!("{FAN_PREFIX}{}", fan.global_user_id)})
 }
 
 fn partition(campaign_id: &str) -> String {
@@ -356,13 +166,13 @@ fn partition(campaign_id: &str) -> String {
 fn fans(list: &[Value], field: &str) -> Result<Vec<Fan>, Failure> {
     list.iter()
         .enumerate()
-        .map(|(i, v)| Fan::from_json(v, field, i))
+        .map(|(i, v)| fan_of(v, field, i))
         .collect()
 }
 
 /// The stored item of an entry.
 pub fn item_of(fan: &Fan, entry: &Value) -> Value {
-    let mut item = fan.key();
+    let mut item = key_of(fan);
     item["entry"] = entry.clone();
     let market = entry
         .get("marketId")
@@ -408,12 +218,8 @@ fn unchanged(current: Option<&Value>) -> Condition {
     }
 }
 
-fn batch_get(
-    ports: &mut impl Ports,
-    table: &str,
-    keys: &[Value],
-) -> Result<Vec<Option<Value>>, Failure> {
-    match ports.batch_get(table, keys) {
+fn batch_get(table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, Failure> {
+    match table::batch_get::<Value, Value>(table, keys) {
         Ok(items) if items.len() == keys.len() => Ok(items),
         Ok(items) => Err(Failure::new(
             500,
@@ -423,18 +229,30 @@ fn batch_get(
                 keys.len()
             ),
         )),
-        Err(e) => Err(Failure::table("reading the entries", &e)),
+        Err(e) => Err(table_failure("reading the entries", &e)),
     }
 }
 
 /// `POST /entries/batch-upsert`.
-pub fn batch_upsert(
-    ports: &mut impl Ports,
-    table: &str,
-    max_entry_bytes: u64,
-    body: &Value,
-) -> Result<Value, Failure> {
+pub fn batch_upsert(table: &str, max_entry_bytes: u64, body: &Value) -> Result<Value, Failure> {
     let entries = items(body, "entries")?;
+    let refresh = match body.get("refreshScores") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(Failure::bad_request("refreshScores must be a boolean")),
+    };
+    // With `refreshScores`, a written item carries its score: the refresh
+    // is part of the write itself.
+    let item_for = |fan: &Fan, entry: &Value| {
+        let mut item = item_of(fan, entry);
+        if refresh {
+            item["score"] = json!(score(entry));
+        }
+        item
+    };
+    // The fans written, and those whose entry was not (older than stored).
+    let mut written: Vec<&Fan> = Vec::new();
+    let mut not_written: Vec<&Fan> = Vec::new();
     let mut parsed = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         if !entry.is_object() {
@@ -448,10 +266,10 @@ pub fn batch_upsert(
                 "entries[{i}] is {size} bytes of JSON, over the limit of {max_entry_bytes}"
             )));
         }
-        parsed.push((Fan::from_json(entry, "entries", i)?, entry));
+        parsed.push((fan_of(entry, "entries", i)?, entry));
     }
-    let keys: Vec<Value> = parsed.iter().map(|(f, _)| f.key()).collect();
-    let mut current = batch_get(ports, table, &keys)?;
+    let keys: Vec<Value> = parsed.iter().map(|(f, _)| key_of(f)).collect();
+    let mut current = batch_get(table, &keys)?;
     let (mut upserted, mut ignored) = (0, 0);
     let distinct = keys.iter().enumerate().all(|(n, k)| !keys[..n].contains(k));
     if distinct {
@@ -462,15 +280,23 @@ pub fn batch_upsert(
         for (n, (fan, entry)) in parsed.iter().enumerate() {
             if is_older(entry.get("version"), current[n].as_ref()) {
                 ignored += 1;
+                not_written.push(fan);
                 usher_sdk::debug!(key = keys[n]; "older version ignored");
             } else {
                 plan.push(n);
-                puts.push((item_of(fan, entry), unchanged(current[n].as_ref())));
+                puts.push((item_for(fan, entry), unchanged(current[n].as_ref())));
             }
         }
-        let results = ports
-            .put_many(table, &puts)
-            .map_err(|e| Failure::table("writing the entries", &e))?;
+        let results = table::put_many(
+            table,
+            puts.iter()
+                .map(|(item, c)| PutItem {
+                    item: item.clone(),
+                    condition: Some(c.clone()),
+                })
+                .collect(),
+        )
+        .map_err(|e| table_failure("writing the entries", &e))?;
         if results.len() != puts.len() {
             return Err(Failure::new(
                 500,
@@ -485,27 +311,28 @@ pub fn batch_upsert(
             let written = match result {
                 Ok(()) => true,
                 Err(e) if e.is_condition_failed() => {
-                    let stored = ports
-                        .get(table, &keys[n])
-                        .map_err(|e| Failure::table("reading an entry", &e))?;
-                    write_one(ports, table, &keys[n], parsed[n].1, &item, stored, 1)?
+                    let stored = table::get::<Value>(table, &keys[n])
+                        .map_err(|e| table_failure("reading an entry", &e))?;
+                    write_one(table, &keys[n], parsed[n].1, &item, stored, 1)?
                 }
-                Err(e) => return Err(Failure::table("writing an entry", &e)),
+                Err(e) => return Err(table_failure("writing an entry", &e)),
             };
             if written {
                 upserted += 1;
             } else {
                 ignored += 1;
+                not_written.push(&parsed[n].0);
             }
         }
     } else {
         // One entry more than once: one write after another, each later
         // duplicate compared against what the earlier one stored.
         for (n, (fan, entry)) in parsed.iter().enumerate() {
-            let item = item_of(fan, entry);
+            let item = item_for(fan, entry);
             let stored = current[n].take();
-            if write_one(ports, table, &keys[n], entry, &item, stored, 0)? {
+            if write_one(table, &keys[n], entry, &item, stored, 0)? {
                 upserted += 1;
+                written.push(fan);
                 for (later, key) in keys.iter().enumerate().skip(n + 1) {
                     if *key == keys[n] {
                         current[later] = Some(item.clone());
@@ -513,11 +340,33 @@ pub fn batch_upsert(
                 }
             } else {
                 ignored += 1;
+                not_written.push(fan);
             }
         }
     }
     usher_sdk::info!(upserted = upserted, ignored = ignored; "batch-upsert");
-    Ok(json!({"upserted": upserted, "ignored": ignored}))
+    let mut answer = json!({"upserted": upserted, "ignored": ignored});
+    if refresh {
+        // A written entry carries its score. An ignored one (older than the
+        // stored entry) leaves the stored entry, refreshed as
+        // `/scores/refresh` would; when that fails, its fan is answered in
+        // `scoreFailures` (the entries themselves are stored: no error).
+        let mut stale: Vec<Fan> = Vec::new();
+        for fan in not_written {
+            if !written.contains(&fan) && !stale.contains(fan) {
+                stale.push(fan.clone());
+            }
+        }
+        let failures = match refresh_fans(table, &stale) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                usher_sdk::warn!(fans = stale.len(), error = e.message; "refreshing the scores of ignored entries failed");
+                stale
+            }
+        };
+        answer["scoreFailures"] = json!(failures);
+    }
+    Ok(answer)
 }
 
 /// Writes one entry unless the stored one is newer, conditional on the
@@ -525,7 +374,6 @@ pub fn batch_upsert(
 /// [`WRITE_ATTEMPTS`] in all, `attempt` made already) when another write got
 /// in between. Whether it was written.
 fn write_one(
-    ports: &mut impl Ports,
     table: &str,
     key: &Value,
     entry: &Value,
@@ -538,21 +386,41 @@ fn write_one(
             usher_sdk::debug!(key = key; "older version ignored");
             return Ok(false);
         }
-        match ports.put(table, item, unchanged(stored.as_ref())) {
+        match table::put(table, item, Some(unchanged(stored.as_ref()))) {
             Ok(()) => return Ok(true),
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
-                stored = ports
-                    .get(table, key)
-                    .map_err(|e| Failure::table("reading an entry", &e))?;
+                stored = table::get::<Value>(table, key)
+                    .map_err(|e| table_failure("reading an entry", &e))?;
             }
-            Err(e) => return Err(Failure::table("writing an entry", &e)),
+            Err(e) => return Err(table_failure("writing an entry", &e)),
         }
     }
 }
 
+/// `table::update_many` setting `set` under each condition; the updated
+/// items are not needed, so they are not built.
+fn update_many(
+    table: &str,
+    updates: &[(Value, Value, Condition)],
+) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
+    let updates = updates
+        .iter()
+        .map(|(key, set, c)| UpdateItem {
+            key: key.clone(),
+            set: set.clone(),
+            remove: Vec::new(),
+            condition: Some(c.clone()),
+        })
+        .collect();
+    Ok(table::update_many::<IgnoredAny>(table, updates)?
+        .into_iter()
+        .map(|r| r.map(|_| ()))
+        .collect())
+}
+
 /// `POST /entries/batch-delete`.
-pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
+pub fn batch_delete(table: &str, body: &Value) -> Result<Value, Failure> {
     let list = items(body, "keys")?;
     let fans = fans(list, "keys")?;
     // A key may carry the `version` of the entry that was deleted at the
@@ -561,7 +429,7 @@ pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result
     let mut unversioned: Vec<Value> = Vec::new();
     let mut versioned: Vec<(Value, Value)> = Vec::new();
     for (fan, raw) in fans.iter().zip(list) {
-        let key = fan.key();
+        let key = key_of(fan);
         match raw.get("version").filter(|v| !v.is_null()) {
             Some(v) => {
                 if !versioned.iter().any(|(k, _)| *k == key) {
@@ -579,9 +447,8 @@ pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result
     let mut ignored = 0;
     if !unversioned.is_empty() {
         let writes: Vec<Write> = unversioned.iter().cloned().map(Write::Delete).collect();
-        let results = ports
-            .batch_write(table, &writes)
-            .map_err(|e| Failure::table("deleting entries", &e))?;
+        let results = table::batch_write(table, &writes)
+            .map_err(|e| table_failure("deleting entries", &e))?;
         if results.len() != writes.len() {
             return Err(Failure::new(
                 500,
@@ -593,15 +460,15 @@ pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result
             ));
         }
         if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
-            return Err(Failure::table("deleting an entry", e));
+            return Err(table_failure("deleting an entry", e));
         }
         deleted += unversioned.len();
     }
     if !versioned.is_empty() {
         let keys: Vec<Value> = versioned.iter().map(|(k, _)| k.clone()).collect();
-        let current = batch_get(ports, table, &keys)?;
+        let current = batch_get(table, &keys)?;
         for ((key, version), stored) in versioned.iter().zip(current) {
-            if delete_one(ports, table, key, version, stored)? {
+            if delete_one(table, key, version, stored)? {
                 deleted += 1;
             } else {
                 ignored += 1;
@@ -617,7 +484,6 @@ pub fn batch_delete(ports: &mut impl Ports, table: &str, body: &Value) -> Result
 /// deciding again, up to [`WRITE_ATTEMPTS`] in all, when another write got
 /// in between). Whether it was deleted.
 fn delete_one(
-    ports: &mut impl Ports,
     table: &str,
     key: &Value,
     version: &Value,
@@ -629,15 +495,14 @@ fn delete_one(
             usher_sdk::debug!(key = key; "delete of an absent or newer entry ignored");
             return Ok(false);
         }
-        match ports.delete(table, key, unchanged(stored.as_ref())) {
+        match table::delete(table, key, Some(unchanged(stored.as_ref()))) {
             Ok(()) => return Ok(true),
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
-                stored = ports
-                    .get(table, key)
-                    .map_err(|e| Failure::table("reading an entry", &e))?;
+                stored = table::get::<Value>(table, key)
+                    .map_err(|e| table_failure("reading an entry", &e))?;
             }
-            Err(e) => return Err(Failure::table("deleting an entry", &e)),
+            Err(e) => return Err(table_failure("deleting an entry", &e)),
         }
     }
 }
@@ -654,10 +519,20 @@ pub fn score(entry: &Value) -> u64 {
 }
 
 /// `POST /scores/refresh`.
-pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Result<Value, Failure> {
+pub fn refresh_scores(table: &str, body: &Value) -> Result<Value, Failure> {
     let fans = fans(items(body, "fans")?, "fans")?;
-    let keys: Vec<Value> = fans.iter().map(Fan::key).collect();
-    let current = batch_get(ports, table, &keys)?;
+    let (refreshed, missing) = refresh_fans(table, &fans)?;
+    Ok(json!({"refreshed": refreshed, "missing": missing}))
+}
+
+/// Sets the score of each fan's stored entry: how many were refreshed and
+/// how many are missing.
+fn refresh_fans(table: &str, fans: &[Fan]) -> Result<(usize, usize), Failure> {
+    if fans.is_empty() {
+        return Ok((0, 0));
+    }
+    let keys: Vec<Value> = fans.iter().map(key_of).collect();
+    let current = batch_get(table, &keys)?;
     let (mut refreshed, mut missing) = (0, 0);
     // Every update in one call, each conditional on the item read; one that
     // lost a race is retried on its own.
@@ -676,9 +551,8 @@ pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Resu
             None => missing += 1,
         }
     }
-    let results = ports
-        .update_many(table, &updates)
-        .map_err(|e| Failure::table("scoring the entries", &e))?;
+    let results =
+        update_many(table, &updates).map_err(|e| table_failure("scoring the entries", &e))?;
     if results.len() != updates.len() {
         return Err(Failure::new(
             500,
@@ -693,12 +567,11 @@ pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Resu
         let found = match result {
             Ok(()) => true,
             Err(e) if e.is_condition_failed() => {
-                let stored = ports
-                    .get(table, key)
-                    .map_err(|e| Failure::table("reading an entry", &e))?;
-                refresh_one(ports, table, key, stored, 1)?
+                let stored = table::get::<Value>(table, key)
+                    .map_err(|e| table_failure("reading an entry", &e))?;
+                refresh_one(table, key, stored, 1)?
             }
-            Err(e) => return Err(Failure::table("scoring an entry", &e)),
+            Err(e) => return Err(table_failure("scoring an entry", &e)),
         };
         if found {
             refreshed += 1;
@@ -707,14 +580,13 @@ pub fn refresh_scores(ports: &mut impl Ports, table: &str, body: &Value) -> Resu
         }
     }
     usher_sdk::info!(refreshed = refreshed, missing = missing; "scores refreshed");
-    Ok(json!({"refreshed": refreshed, "missing": missing}))
+    Ok((refreshed, missing))
 }
 
 /// Sets one entry's score, conditional on the item being the one read,
 /// re-reading and retrying (up to [`WRITE_ATTEMPTS`] in all, `attempt` made
 /// already) when another write got in between. Whether the entry exists.
 fn refresh_one(
-    ports: &mut impl Ports,
     table: &str,
     key: &Value,
     mut stored: Option<Value>,
@@ -725,22 +597,21 @@ fn refresh_one(
             return Ok(false);
         };
         let set = json!({"score": score(item.get("entry").unwrap_or(&Value::Null))});
-        match ports.update(table, key, &set, unchanged(Some(item))) {
-            Ok(()) => return Ok(true),
+        match table::update::<IgnoredAny>(table, key, &set, &[], Some(unchanged(Some(item)))) {
+            Ok(IgnoredAny) => return Ok(true),
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
-                stored = ports
-                    .get(table, key)
-                    .map_err(|e| Failure::table("reading an entry", &e))?;
+                stored = table::get::<Value>(table, key)
+                    .map_err(|e| table_failure("reading an entry", &e))?;
             }
             Err(e) if e.is_condition_failed() => {
                 // Deleted meanwhile (update with `exists` semantics failed).
-                return match ports.get(table, key) {
+                return match table::get::<Value>(table, key) {
                     Ok(None) => Ok(false),
-                    _ => Err(Failure::table("scoring an entry", &e)),
+                    _ => Err(table_failure("scoring an entry", &e)),
                 };
             }
-            Err(e) => return Err(Failure::table("scoring an entry", &e)),
+            Err(e) => return Err(table_failure("scoring an entry", &e)),
         }
     }
 }
@@ -762,7 +633,6 @@ fn cursor(next: Option<&Value>) -> Value {
 }
 
 fn query_page(
-    ports: &mut impl Ports,
     table: &str,
     campaign: &str,
     limit: u32,
@@ -770,20 +640,24 @@ fn query_page(
 ) -> Result<Page, Failure> {
     let pk = partition(campaign);
     let start = after.map(|a| json!({"PK": pk, "SK": format!("{FAN_PREFIX}{a}")}));
-    ports
-        .query(table, &json!({"PK": pk}), FAN_PREFIX, limit, start.as_ref())
-        .map_err(|e| Failure::table("querying entries", &e))
+    table::query(
+        table,
+        &json!({"PK": pk}),
+        Some(FAN_PREFIX),
+        Some(limit),
+        start.as_ref(),
+    )
+    .map_err(|e| table_failure("querying entries", &e))
 }
 
 /// `GET /campaigns/{campaignId}/entries?limit=&after=`.
 pub fn campaign_entries(
-    ports: &mut impl Ports,
     table: &str,
     campaign: &str,
     limit: u32,
     after: Option<&str>,
 ) -> Result<Value, Failure> {
-    let page = query_page(ports, table, campaign, limit, after)?;
+    let page = query_page(table, campaign, limit, after)?;
     let entries: Vec<Value> = page.items.iter().map(view).collect();
     Ok(json!({"entries": entries, "next": cursor(page.next.as_ref())}))
 }
@@ -799,16 +673,11 @@ fn in_market(item: &Value, market: &str) -> bool {
 
 /// `GET /markets/{marketId}/entries?campaignId=…`: every page of the
 /// campaign's partition, filtered on `marketId`.
-pub fn market_entries(
-    ports: &mut impl Ports,
-    table: &str,
-    market: &str,
-    campaign: &str,
-) -> Result<Value, Failure> {
+pub fn market_entries(table: &str, market: &str, campaign: &str) -> Result<Value, Failure> {
     let mut entries = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = query_page(ports, table, campaign, MAX_LIMIT, after.as_deref())?;
+        let page = query_page(table, campaign, MAX_LIMIT, after.as_deref())?;
         entries.extend(page.items.iter().filter(|i| in_market(i, market)).map(view));
         match cursor(page.next.as_ref()) {
             Value::String(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),

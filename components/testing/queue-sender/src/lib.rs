@@ -5,23 +5,12 @@
 use usher_sdk::queue::{self, Outgoing};
 use usher_sdk::{BatchResult, BatchWorker, Message};
 
-/// The effects the worker needs.
-pub trait Ports {
-    /// `queue::send_batch`.
-    fn send_batch(
-        &mut self,
-        queue: &str,
-        messages: &[Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>>;
-}
-
 /// Sends one message's body; `Err` with the reason when it fails.
-fn forward(ports: &mut impl Ports, message: &Message) -> Result<String, String> {
+fn forward(message: &Message) -> Result<String, String> {
     let name = message
         .attribute("queue")
         .ok_or_else(|| "no `queue` attribute".to_string())?;
-    let results = ports
-        .send_batch(name, &[Outgoing::new(message.body.clone())])
+    let results = queue::send_batch(name, &[Outgoing::new(message.body.clone())])
         .map_err(|e| e.to_string())?;
     match results.into_iter().next() {
         Some(Ok(id)) => Ok(id),
@@ -31,9 +20,9 @@ fn forward(ports: &mut impl Ports, message: &Message) -> Result<String, String> 
 }
 
 /// Handles a batch.
-pub fn process(ports: &mut impl Ports, messages: &[Message]) -> BatchResult {
+pub fn process(messages: &[Message]) -> BatchResult {
     BatchResult::from_results(messages.iter().map(|m| {
-        let result = forward(ports, m);
+        let result = forward(m);
         if let Err(reason) = &result {
             usher_sdk::warn!(message_id = m.id, reason = reason; "send failed");
         }
@@ -44,21 +33,9 @@ pub fn process(ports: &mut impl Ports, messages: &[Message]) -> BatchResult {
 /// The worker.
 pub struct QueueSender;
 
-struct Host;
-
-impl Ports for Host {
-    fn send_batch(
-        &mut self,
-        queue_name: &str,
-        messages: &[Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
-        queue::send_batch(queue_name, messages)
-    }
-}
-
 impl BatchWorker for QueueSender {
     fn handle(messages: Vec<Message>) -> BatchResult {
-        process(&mut Host, &messages)
+        process(&messages)
     }
 }
 
@@ -67,24 +44,15 @@ usher_sdk::export_batch_worker!(QueueSender);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use usher_sdk::fakes::Fakes;
     use usher_sdk::Error;
 
-    #[derive(Default)]
-    struct Fake {
-        sent: Vec<(String, String)>,
-    }
-
-    impl Ports for Fake {
-        fn send_batch(
-            &mut self,
-            queue: &str,
-            messages: &[Outgoing],
-        ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
+    /// `forbidden` is not granted; every send to `flaky` fails.
+    fn queues() -> Fakes {
+        Fakes::new().on_queue(|queue, messages| {
             if queue == "forbidden" {
                 return Err(Error::Denied(format!("queue {queue}")));
             }
-            self.sent
-                .extend(messages.iter().map(|m| (queue.to_string(), m.body.clone())));
             Ok(messages
                 .iter()
                 .map(|_| {
@@ -95,7 +63,7 @@ mod tests {
                     }
                 })
                 .collect())
-        }
+        })
     }
 
     #[test]
@@ -106,10 +74,15 @@ mod tests {
             Message::new("c", "y"),
             Message::new("d", "z").with_attribute("queue", "flaky"),
         ];
-        let mut fake = Fake::default();
-        let r = process(&mut fake, &messages);
+        let fakes = queues();
+        let _installed = fakes.install();
+        let r = process(&messages);
         assert_eq!(r.failures, vec!["b", "c", "d"]);
         assert_eq!((r.received, r.processed, r.failed), (4, 1, 3));
-        assert_eq!(fake.sent[0], ("granted".to_string(), "hello".to_string()));
+        let sent = fakes.sends();
+        assert_eq!(
+            (sent[0].0.as_str(), sent[0].1[0].body.as_str()),
+            ("granted", "hello")
+        );
     }
 }

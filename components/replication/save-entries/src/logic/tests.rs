@@ -1,44 +1,54 @@
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde_json::json;
+use usher_sdk::fakes::{self, Call, Fakes};
 use usher_sdk::queue::Outgoing;
-use usher_sdk::services::Response;
 use usher_sdk::table::Condition;
 use usher_sdk::{Error, Message, Value};
 
 use super::*;
 
-/// How the fake answers one call.
+/// How the Entry Service answers one call.
 #[derive(Clone, Copy)]
 enum Answer {
+    /// This status; a 2xx upsert answers `scoreFailures` (the fans of
+    /// `Fake::score_failures` it carries).
     Status(u16),
+    /// 200 `{}`: a service that ignores `refreshScores`.
+    Bare,
     Error,
 }
 
+/// A test's setup of the SDK fakes, and (after [`run`]) what the worker did.
 #[derive(Default)]
 struct Fake {
-    /// The table: key JSON text → item.
-    items: HashMap<String, Value>,
+    /// The demand-table's items.
+    items: Vec<Value>,
     batch_get_fails: bool,
-    batch_gets: Vec<Vec<Value>>,
     /// (path, nth call to that path) → answer; default 200.
     answers: HashMap<(String, usize), Answer>,
-    posts: Vec<(String, String, Value)>,
     /// key JSON text → "condition" | "error"; default success.
     update_answers: HashMap<String, &'static str>,
-    updates: Vec<(String, Value, Value, Condition)>,
     send_fails: bool,
     /// A key (JSON text) whose item disappears after the first batch_get.
     vanish_after_first_read: Option<String>,
     /// Indices (within one send) whose send fails.
     send_item_fails: Vec<usize>,
+    /// Fans whose score refresh fails in the Entry Service.
+    score_failures: Vec<Value>,
+    // What the worker did, read from the fakes' record by `run`:
+    call_manys: usize,
+    batch_gets: Vec<Vec<Value>>,
+    posts: Vec<(String, String, Value)>,
+    updates: Vec<(String, Value, Value, Condition)>,
     sends: Vec<(String, Vec<Outgoing>)>,
 }
 
 impl Fake {
     fn with_item(mut self, item: Value) -> Self {
-        let key = json!({"PK": item["PK"], "SK": item["SK"]});
-        self.items.insert(key.to_string(), item);
+        self.items.push(item);
         self
     }
 
@@ -54,79 +64,113 @@ impl Fake {
             .map(|(_, _, b)| b)
             .collect()
     }
-}
 
-impl Ports for Fake {
-    fn batch_get(&mut self, table: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>> {
-        assert_eq!(table, "demand-table");
-        self.batch_gets.push(keys.to_vec());
-        if self.batch_get_fails {
-            return Err(Error::Unavailable("table down".into()));
+    /// The SDK fakes set up as this says.
+    fn fakes(&mut self) -> Fakes {
+        let mut fakes = Fakes::new();
+        for item in &self.items {
+            fakes = fakes.with_item("demand-table", item.clone());
         }
-        let items = keys
-            .iter()
-            .map(|k| self.items.get(&k.to_string()).cloned())
-            .collect();
-        if let Some(key) = self.vanish_after_first_read.take() {
-            self.items.remove(&key);
-        }
-        Ok(items)
-    }
-
-    fn post(&mut self, service: &str, path: &str, body: &Value) -> usher_sdk::Result<Response> {
-        assert_eq!(service, "entries");
-        let nth = self.posts.iter().filter(|(_, p, _)| p == path).count();
-        self.posts
-            .push((service.to_string(), path.to_string(), body.clone()));
-        match self
-            .answers
-            .get(&(path.to_string(), nth))
-            .copied()
-            .unwrap_or(Answer::Status(200))
-        {
-            Answer::Status(status) => Ok(Response {
-                status,
-                headers: vec![],
-                body: String::new(),
-            }),
-            Answer::Error => Err(Error::Unavailable("connection refused".into())),
-        }
-    }
-
-    fn update(
-        &mut self,
-        table: &str,
-        key: &Value,
-        set: &Value,
-        condition: Condition,
-    ) -> usher_sdk::Result<()> {
-        self.updates
-            .push((table.to_string(), key.clone(), set.clone(), condition));
-        match self.update_answers.get(&key.to_string()) {
-            Some(&"condition") => Err(Error::ConditionFailed("version".into())),
-            Some(_) => Err(Error::Throttled("slow down".into())),
-            None => Ok(()),
-        }
-    }
-
-    fn send_batch(
-        &mut self,
-        queue: &str,
-        messages: &[Outgoing],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> {
-        self.sends.push((queue.to_string(), messages.to_vec()));
-        if self.send_fails {
-            return Err(Error::Denied("queue".into()));
-        }
-        Ok((0..messages.len())
-            .map(|i| {
-                if self.send_item_fails.contains(&i) {
-                    Err(Error::Unavailable("sqs".into()))
-                } else {
-                    Ok(format!("mid-{i}"))
+        let batch_get_fails = self.batch_get_fails;
+        let update_answers = std::mem::take(&mut self.update_answers);
+        let vanish = self.vanish_after_first_read.take();
+        let reads = Rc::new(Cell::new(0));
+        fakes = fakes.intercept(move |call, tables| match call {
+            Call::BatchGet { table, .. } => {
+                assert_eq!(table, "demand-table");
+                reads.set(reads.get() + 1);
+                if reads.get() == 2 {
+                    if let Some(key) = &vanish {
+                        let key: Value = serde_json::from_str(key).expect("key");
+                        tables.remove("demand-table", &key);
+                    }
                 }
-            })
-            .collect())
+                batch_get_fails.then(|| Error::Unavailable("table down".into()))
+            }
+            Call::Update { key, .. } => match update_answers.get(&key.to_string()) {
+                Some(&"condition") => Some(Error::ConditionFailed("version".into())),
+                Some(_) => Some(Error::Throttled("slow down".into())),
+                None => None,
+            },
+            _ => None,
+        });
+        let answers = std::mem::take(&mut self.answers);
+        let score_failures = std::mem::take(&mut self.score_failures);
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        fakes = fakes.on_service("entries", move |request| {
+            let nth = seen.entry(request.path.clone()).or_default();
+            let answer = answers.get(&(request.path.clone(), *nth)).copied();
+            *nth += 1;
+            match answer.unwrap_or(Answer::Status(200)) {
+                Answer::Status(status)
+                    if request.path == "/entries/batch-upsert" && (200..300).contains(&status) =>
+                {
+                    let body: Value =
+                        serde_json::from_str(request.body.as_deref().unwrap_or("{}")).expect("json");
+                    let failed: Vec<Value> = body["entries"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|e| json!({"campaignId": e["campaignId"], "globalUserId": e["globalUserId"]}))
+                        .filter(|fan| score_failures.contains(fan))
+                        .collect();
+                    Ok(fakes::json_response(status, &json!({"scoreFailures": failed})))
+                }
+                Answer::Status(status) => Ok(fakes::status(status)),
+                Answer::Bare => Ok(fakes::json_response(200, &json!({}))),
+                Answer::Error => Err(Error::Unavailable("connection refused".into())),
+            }
+        });
+        let send_fails = self.send_fails;
+        let send_item_fails = std::mem::take(&mut self.send_item_fails);
+        fakes.on_queue(move |_, messages| {
+            if send_fails {
+                return Err(Error::Denied("queue".into()));
+            }
+            Ok((0..messages.len())
+                .map(|i| {
+                    if send_item_fails.contains(&i) {
+                        Err(Error::Unavailable("sqs".into()))
+                    } else {
+                        Ok(format!("mid-{i}"))
+                    }
+                })
+                .collect())
+        })
+    }
+
+    /// Reads what the worker did from the fakes' record.
+    fn record(&mut self, fakes: &Fakes) {
+        for call in fakes.calls() {
+            match call {
+                Call::BatchGet { keys, .. } => self.batch_gets.push(keys),
+                Call::Update {
+                    table,
+                    key,
+                    set,
+                    condition,
+                    ..
+                } => self
+                    .updates
+                    .push((table, key, set, condition.expect("a condition"))),
+                Call::UpdateMany { table, updates } => {
+                    for u in updates {
+                        let condition = u.condition.expect("a condition");
+                        self.updates.push((table.clone(), u.key, u.set, condition));
+                    }
+                }
+                Call::Send { queue, messages } => self.sends.push((queue, messages)),
+                Call::ServiceMany(_) => self.call_manys += 1,
+                Call::Service(_) => panic!("one request at a time: use call_many"),
+                _ => {}
+            }
+        }
+        for r in fakes.requests() {
+            assert_eq!(r.service, "entries");
+            let body =
+                serde_json::from_str(r.body.as_deref().unwrap_or("null")).expect("json body");
+            self.posts.push((r.service, r.path, body));
+        }
     }
 }
 
@@ -165,7 +209,12 @@ fn delete_msg(id: &str, c: &str, u: &str) -> Message {
 }
 
 fn run(fake: &mut Fake, messages: &[Message]) -> BatchResult {
-    process(fake, &Settings::default(), messages)
+    let fakes = fake.fakes();
+    let installed = fakes.install();
+    let result = process(&Settings::default(), messages);
+    drop(installed);
+    fake.record(&fakes);
+    result
 }
 
 fn counts(r: &BatchResult) -> (u32, u32, u32) {
@@ -248,9 +297,10 @@ fn current_put_is_upserted_unflagged_and_scored() {
         fake.batch_gets,
         vec![vec![keys("c1", "u1")], vec![keys("c1", "u1")]]
     );
+    // The score refresh is part of the upsert.
     assert_eq!(
         fake.posts_to("/entries/batch-upsert"),
-        vec![&json!({"entries": [item("c1", "u1", 3)]})]
+        vec![&json!({"entries": [item("c1", "u1", 3)], "refreshScores": true})]
     );
     assert_eq!(
         fake.updates,
@@ -261,10 +311,7 @@ fn current_put_is_upserted_unflagged_and_scored() {
             Condition::AttributeEquals("version".into(), json!(3)),
         )]
     );
-    assert_eq!(
-        fake.posts_to("/scores/refresh"),
-        vec![&json!({"fans": [{"campaignId": "c1", "globalUserId": "u1"}]})]
-    );
+    assert!(fake.posts_to("/scores/refresh").is_empty());
     assert!(fake.sends.is_empty());
 }
 
@@ -309,7 +356,7 @@ fn without_version_updated_at_decides() {
     assert_eq!(counts(&r), (2, 2, 0));
     assert_eq!(
         fake.posts_to("/entries/batch-upsert"),
-        vec![&json!({"entries": [current.clone()]})]
+        vec![&json!({"entries": [current.clone()], "refreshScores": true})]
     );
     assert_eq!(
         fake.updates[0].3,
@@ -368,7 +415,7 @@ fn two_changes_of_one_entry_in_a_batch() {
     );
     assert_eq!(
         fake.posts_to("/entries/batch-upsert"),
-        vec![&json!({"entries": [item("c1", "u1", 2)]})]
+        vec![&json!({"entries": [item("c1", "u1", 2)], "refreshScores": true})]
     );
     assert_eq!(fake.updates.len(), 1);
 }
@@ -419,17 +466,19 @@ fn chunks_of_25_and_a_failed_chunk_fails_only_its_messages() {
         .map(|b| b["entries"].as_array().map_or(0, Vec::len))
         .collect();
     assert_eq!(sizes, vec![25, 25, 10]);
+    // All three chunks in one call_many.
+    assert_eq!(fake.call_manys, 1);
     let expected: Vec<String> = (25..50).map(|n| format!("m{n:02}")).collect();
     assert_eq!(r.failures, expected);
     assert_eq!(counts(&r), (60, 35, 25));
-    // Only the 35 upserted entries are unflagged and refreshed (25 + 10).
+    // Only the 35 upserted entries are unflagged; every chunk refreshes its
+    // scores itself.
     assert_eq!(fake.updates.len(), 35);
-    let refresh: Vec<usize> = fake
-        .posts_to("/scores/refresh")
+    assert!(fake
+        .posts_to("/entries/batch-upsert")
         .iter()
-        .map(|b| b["fans"].as_array().map_or(0, Vec::len))
-        .collect();
-    assert_eq!(refresh, vec![25, 10]);
+        .all(|b| b["refreshScores"] == true));
+    assert!(fake.posts_to("/scores/refresh").is_empty());
 }
 
 #[test]
@@ -484,11 +533,19 @@ fn failed_score_refresh_queues_retries() {
     let mut fake = Fake::default()
         .with_item(item("c1", "u1", 1))
         .with_item(item("c1", "u2", 1))
-        .answer("/scores/refresh", 0, Answer::Status(503));
+        .with_item(item("c1", "u3", 1));
+    fake.score_failures = vec![
+        json!({"campaignId": "c1", "globalUserId": "u1"}),
+        json!({"campaignId": "c1", "globalUserId": "u2"}),
+    ];
     fake.send_item_fails = vec![1];
     let r = run(
         &mut fake,
-        &[put_msg("m1", "c1", "u1", 1), put_msg("m2", "c1", "u2", 1)],
+        &[
+            put_msg("m1", "c1", "u1", 1),
+            put_msg("m2", "c1", "u2", 1),
+            put_msg("m3", "c1", "u3", 1),
+        ],
     );
     assert_eq!(fake.sends.len(), 1);
     let (queue, sent) = &fake.sends[0];
@@ -504,17 +561,16 @@ fn failed_score_refresh_queues_retries() {
             json!({"campaignId": "c1", "globalUserId": "u2"}),
         ]
     );
-    // Only the message whose retry could not be queued fails.
+    // Only the message whose retry could not be queued fails; u3's score
+    // was refreshed with its upsert.
     assert_eq!(r.failures, vec!["m2"]);
-    assert_eq!(counts(&r), (2, 1, 1));
+    assert_eq!(counts(&r), (3, 2, 1));
 }
 
 #[test]
 fn failed_refresh_and_failed_send_fail_the_chunk() {
-    let mut fake =
-        Fake::default()
-            .with_item(item("c1", "u1", 1))
-            .answer("/scores/refresh", 0, Answer::Error);
+    let mut fake = Fake::default().with_item(item("c1", "u1", 1));
+    fake.score_failures = vec![json!({"campaignId": "c1", "globalUserId": "u1"})];
     fake.send_fails = true;
     let r = run(&mut fake, &[put_msg("m1", "c1", "u1", 1)]);
     assert_eq!(r.failures, vec!["m1"]);
@@ -548,6 +604,8 @@ fn a_refused_chunk_is_posted_entry_by_entry_so_only_the_bad_entry_fails() {
         .map(|b| b["entries"].as_array().map_or(0, Vec::len))
         .collect();
     assert_eq!(sizes, vec![4, 1, 1, 1, 1]);
+    // The chunk in one call_many, its four entries alone in one more.
+    assert_eq!(fake.call_manys, 2);
     assert_eq!(r.failures, vec!["m2"]);
     assert_eq!(counts(&r), (4, 3, 1));
     // The three taken entries are unflagged; the refused one keeps its flag.
@@ -587,4 +645,67 @@ fn an_entry_deleted_while_it_was_upserted_is_deleted_again_in_the_service() {
     );
     // Only u2 is unflagged and refreshed.
     assert_eq!(fake.updates.len(), 1);
+}
+
+#[test]
+fn upserts_and_deletes_go_in_one_call_many() {
+    let mut fake = Fake::default();
+    let mut messages = Vec::new();
+    for n in 0..30 {
+        let u = format!("u{n:02}");
+        fake = fake.with_item(item("c1", &u, 1));
+        messages.push(put_msg(&format!("m{n:02}"), "c1", &u, 1));
+    }
+    messages.push(delete_msg("d1", "c1", "gone1"));
+    messages.push(delete_msg("d2", "c1", "gone2"));
+    let r = run(&mut fake, &messages);
+    assert_eq!(counts(&r), (32, 32, 0));
+    assert_eq!(fake.call_manys, 1);
+    assert_eq!(fake.posts_to("/entries/batch-upsert").len(), 2);
+    assert_eq!(fake.posts_to("/entries/batch-delete").len(), 1);
+    assert!(fake.sends.is_empty());
+}
+
+#[test]
+fn an_upsert_answer_without_score_failures_queues_every_fan() {
+    // A service that ignores `refreshScores` answers no `scoreFailures`:
+    // nothing says the scores were refreshed, so every fan is retried.
+    let mut fake = Fake::default()
+        .with_item(item("c1", "u1", 1))
+        .with_item(item("c1", "u2", 1))
+        .answer("/entries/batch-upsert", 0, Answer::Bare);
+    let r = run(
+        &mut fake,
+        &[put_msg("m1", "c1", "u1", 1), put_msg("m2", "c1", "u2", 1)],
+    );
+    assert_eq!(counts(&r), (2, 2, 0));
+    let sent: Vec<Value> = fake
+        .sends
+        .iter()
+        .flat_map(|(_, m)| {
+            m.iter()
+                .map(|m| serde_json::from_str(&m.body).expect("json"))
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            json!({"campaignId": "c1", "globalUserId": "u1"}),
+            json!({"campaignId": "c1", "globalUserId": "u2"}),
+        ]
+    );
+}
+
+#[test]
+fn the_score_failure_of_an_entry_deleted_meanwhile_is_not_queued() {
+    // u1's refresh failed, but u1 was deleted in the table meanwhile: it is
+    // deleted again in the Entry Service, and nothing is left to score.
+    let mut fake = Fake::default().with_item(item("c1", "u1", 4));
+    fake.vanish_after_first_read = Some(json!({"PK": "ENTRY#c1#u1", "SK": "ENTRY"}).to_string());
+    fake.score_failures = vec![json!({"campaignId": "c1", "globalUserId": "u1"})];
+    let r = run(&mut fake, &[put_msg("m1", "c1", "u1", 4)]);
+    assert_eq!(counts(&r), (1, 1, 0));
+    assert_eq!(fake.posts_to("/entries/batch-delete").len(), 1);
+    assert!(fake.sends.is_empty());
+    assert!(fake.updates.is_empty());
 }

@@ -1,167 +1,79 @@
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::rc::Rc;
 
+use usher_sdk::fakes::{Call, Fakes};
 use usher_sdk::json::json;
-use usher_sdk::table::{Condition, Page, Write};
 use usher_sdk::{Error, HttpRequest, Value};
 
 use super::*;
 
-/// An in-memory table with the host's semantics (conditions, prefix
-/// queries with a `{"PK","SK"}` cursor), a page cap, and hooks.
-#[derive(Default)]
+/// The SDK's in-memory table (the host's semantics: conditions, prefix
+/// queries with a `{"PK","SK"}` cursor, a page cap), installed for the
+/// test, with hooks: `down` fails every call with `unavailable`; an item
+/// put in `sneak` is stored (replacing the item) right before the next put
+/// or update of its key.
 struct Fake {
-    items: BTreeMap<(String, String), Value>,
-    /// The host's page cap (1000 on the real host).
-    page_cap: Option<u32>,
-    /// Every call, by name.
-    calls: Vec<&'static str>,
-    /// Fails every call with `unavailable`.
-    down: bool,
-    /// Stored (replacing the item) right before the next put or update of its key.
-    sneak: Option<Value>,
+    fakes: Fakes,
+    _installed: usher_sdk::native::Installed,
+    down: Rc<RefCell<bool>>,
+    sneak: Rc<RefCell<Option<Value>>>,
 }
 
-fn key_of(v: &Value) -> (String, String) {
-    (
-        v["PK"].as_str().unwrap_or_default().to_string(),
-        v["SK"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
-fn holds(c: &Condition, current: Option<&Value>) -> bool {
-    match c {
-        Condition::NotExists => current.is_none(),
-        Condition::Exists => current.is_some(),
-        Condition::AttributeEquals(name, v) => current.and_then(|i| i.get(name)) == Some(v),
+impl Default for Fake {
+    fn default() -> Fake {
+        Fake::new(Fakes::new())
     }
 }
 
 impl Fake {
-    fn check(&mut self, call: &'static str) -> usher_sdk::Result<()> {
-        self.calls.push(call);
-        if self.down {
-            return Err(Error::Unavailable("table down".into()));
+    fn new(fakes: Fakes) -> Fake {
+        let down = Rc::new(RefCell::new(false));
+        let sneak: Rc<RefCell<Option<Value>>> = Rc::new(RefCell::new(None));
+        let (d, s) = (down.clone(), sneak.clone());
+        let fakes = fakes.intercept(move |call, tables| {
+            if *d.borrow() {
+                return Some(Error::Unavailable("table down".into()));
+            }
+            let key = match call {
+                Call::Put { item, .. } => item,
+                Call::Update { key, .. } => key,
+                _ => return None,
+            };
+            let due = s
+                .borrow()
+                .as_ref()
+                .is_some_and(|i| i["PK"] == key["PK"] && i["SK"] == key["SK"]);
+            if due {
+                if let Some(item) = s.borrow_mut().take() {
+                    tables.insert("entries", item);
+                }
+            }
+            None
+        });
+        Fake {
+            _installed: fakes.install(),
+            fakes,
+            down,
+            sneak,
         }
-        Ok(())
     }
 
-    fn sneak_in(&mut self, key: &(String, String)) {
-        if self.sneak.as_ref().is_some_and(|s| key_of(s) == *key) {
-            let item = self.sneak.take().unwrap_or_default();
-            self.items.insert(key.clone(), item);
-        }
+    fn page_cap(cap: u32) -> Fake {
+        Fake::new(Fakes::new().page_cap(cap))
+    }
+
+    fn down() -> Fake {
+        let fake = Fake::default();
+        *fake.down.borrow_mut() = true;
+        fake
+    }
+
+    fn sneak(&self, item: Value) {
+        *self.sneak.borrow_mut() = Some(item);
     }
 
     fn count(&self, call: &str) -> usize {
-        self.calls.iter().filter(|c| **c == call).count()
-    }
-}
-
-impl Ports for Fake {
-    fn batch_get(&mut self, _t: &str, keys: &[Value]) -> usher_sdk::Result<Vec<Option<Value>>> {
-        self.check("batch_get")?;
-        Ok(keys
-            .iter()
-            .map(|k| self.items.get(&key_of(k)).cloned())
-            .collect())
-    }
-
-    fn get(&mut self, _t: &str, key: &Value) -> usher_sdk::Result<Option<Value>> {
-        self.check("get")?;
-        Ok(self.items.get(&key_of(key)).cloned())
-    }
-
-    fn put(&mut self, _t: &str, item: &Value, c: Condition) -> usher_sdk::Result<()> {
-        self.check("put")?;
-        let key = key_of(item);
-        self.sneak_in(&key);
-        if !holds(&c, self.items.get(&key)) {
-            return Err(Error::ConditionFailed(format!("{c:?}")));
-        }
-        self.items.insert(key, item.clone());
-        Ok(())
-    }
-
-    fn update(
-        &mut self,
-        _t: &str,
-        key: &Value,
-        set: &Value,
-        c: Condition,
-    ) -> usher_sdk::Result<()> {
-        self.check("update")?;
-        let key = key_of(key);
-        self.sneak_in(&key);
-        if !holds(&c, self.items.get(&key)) {
-            return Err(Error::ConditionFailed(format!("{c:?}")));
-        }
-        let item = self
-            .items
-            .entry(key.clone())
-            .or_insert_with(|| json!({"PK": key.0, "SK": key.1}));
-        for (k, v) in set.as_object().into_iter().flatten() {
-            item[k] = v.clone();
-        }
-        Ok(())
-    }
-
-    fn delete(&mut self, _t: &str, key: &Value, c: Condition) -> usher_sdk::Result<()> {
-        self.check("delete")?;
-        let key = key_of(key);
-        self.sneak_in(&key);
-        if !holds(&c, self.items.get(&key)) {
-            return Err(Error::ConditionFailed(format!("{c:?}")));
-        }
-        self.items.remove(&key);
-        Ok(())
-    }
-
-    fn batch_write(
-        &mut self,
-        _t: &str,
-        writes: &[Write],
-    ) -> usher_sdk::Result<Vec<usher_sdk::Result<()>>> {
-        self.check("batch_write")?;
-        Ok(writes
-            .iter()
-            .map(|w| {
-                match w {
-                    Write::Put(item) => {
-                        self.items.insert(key_of(item), item.clone());
-                    }
-                    Write::Delete(key) => {
-                        self.items.remove(&key_of(key));
-                    }
-                }
-                Ok(())
-            })
-            .collect())
-    }
-
-    fn query(
-        &mut self,
-        _t: &str,
-        partition: &Value,
-        prefix: &str,
-        limit: u32,
-        after: Option<&Value>,
-    ) -> usher_sdk::Result<Page> {
-        self.check("query")?;
-        let limit = limit.min(self.page_cap.unwrap_or(1000)) as usize;
-        let pk = partition["PK"].as_str().unwrap_or_default();
-        let after = after.map(|a| a["SK"].as_str().unwrap_or_default().to_string());
-        let matching: Vec<&Value> = self
-            .items
-            .iter()
-            .filter(|((p, s), _)| p == pk && s.starts_with(prefix))
-            .filter(|((_, s), _)| after.as_ref().is_none_or(|a| s > a))
-            .map(|(_, v)| v)
-            .collect();
-        let items: Vec<Value> = matching.iter().take(limit).map(|v| (*v).clone()).collect();
-        let next = (matching.len() > limit)
-            .then(|| items.last().map(|i| json!({"PK": i["PK"], "SK": i["SK"]})))
-            .flatten();
-        Ok(Page { items, next })
+        self.fakes.count(call)
     }
 }
 
@@ -181,11 +93,8 @@ fn call(fake: &mut Fake, method: &str, path: &str, query: &str, body: Value) -> 
     } else {
         body.to_string()
     };
-    let response = handle(
-        fake,
-        &Settings::default(),
-        &request(method, path, query, &body),
-    );
+    let _ = fake;
+    let response = handle(&Settings::default(), &request(method, path, query, &body));
     let value = serde_json::from_slice(&response.body).expect("JSON answer");
     assert!(response
         .headers
@@ -208,51 +117,71 @@ fn upsert(fake: &mut Fake, entries: Vec<Value>) -> (u16, Value) {
     )
 }
 
-fn stored<'a>(fake: &'a Fake, campaign: &str, user: &str) -> Option<&'a Value> {
-    fake.items
-        .get(&(format!("CAMPAIGN#{campaign}"), format!("FAN#{user}")))
+fn stored(fake: &Fake, campaign: &str, user: &str) -> Option<Value> {
+    fake.fakes.item(
+        "entries",
+        &json!({"PK": format!("CAMPAIGN#{campaign}"), "SK": format!("FAN#{user}")}),
+    )
 }
 
 #[test]
 fn routes() {
+    let mut fake = Fake::default();
+    let status = |fake: &mut Fake, method: &str, path: &str, body: Value| {
+        call(fake, method, path, "campaignId=c", body).0
+    };
+    let fans = json!({"fans": []});
     assert_eq!(
-        route("POST", "/entries/batch-upsert"),
-        Ok(Route::BatchUpsert)
+        status(
+            &mut fake,
+            "POST",
+            "/entries/batch-upsert",
+            json!({"entries": []})
+        ),
+        200
     );
     assert_eq!(
-        route("post", "/entries/batch-delete/"),
-        Ok(Route::BatchDelete)
-    );
-    assert_eq!(route("POST", "/scores/refresh"), Ok(Route::RefreshScores));
-    assert_eq!(
-        route("GET", "/campaigns/c%201/entries"),
-        Ok(Route::CampaignEntries("c 1".into()))
-    );
-    assert_eq!(
-        route("GET", "/markets/m1/entries"),
-        Ok(Route::MarketEntries("m1".into()))
+        status(
+            &mut fake,
+            "post",
+            "/entries/batch-delete/",
+            json!({"keys": []})
+        ),
+        200
     );
     assert_eq!(
-        route("GET", "/campaigns//entries").map_err(|f| f.status),
-        Err(404)
+        status(&mut fake, "POST", "/scores/refresh", fans.clone()),
+        200
     );
-    assert_eq!(route("GET", "/").map_err(|f| f.status), Err(404));
-    assert_eq!(route("GET", "/entries").map_err(|f| f.status), Err(404));
-    let f = route("GET", "/entries/batch-upsert").expect_err("405");
-    assert_eq!((f.status, f.allow), (405, Some("POST")));
-    let f = route("DELETE", "/campaigns/c/entries").expect_err("405");
-    assert_eq!((f.status, f.allow), (405, Some("GET")));
+    // Path parameters are percent-decoded.
+    upsert(&mut fake, vec![entry("c 1", "u", 1)]);
+    let (_, page) = call(
+        &mut fake,
+        "GET",
+        "/campaigns/c%201/entries",
+        "",
+        Value::Null,
+    );
+    assert_eq!(page["entries"][0]["campaignId"], "c 1");
     assert_eq!(
-        route("GET", "/campaigns/%zz/entries").map_err(|f| f.status),
-        Err(400)
+        status(&mut fake, "GET", "/markets/m1/entries", Value::Null),
+        200
     );
-}
-
-#[test]
-fn decodes_percent_escapes() {
-    assert_eq!(decode("a%2Fb%C3%BC"), Ok("a/bü".to_string()));
-    assert!(decode("50%").is_err());
-    assert!(decode("%ff").is_err());
+    for path in ["/campaigns//entries", "/", "/entries"] {
+        assert_eq!(status(&mut fake, "GET", path, Value::Null), 404, "{path}");
+    }
+    for (method, path, allow) in [
+        ("GET", "/entries/batch-upsert", "POST"),
+        ("DELETE", "/campaigns/c/entries", "GET"),
+    ] {
+        let r = handle(&Settings::default(), &request(method, path, "", ""));
+        assert_eq!(r.status, 405);
+        assert!(r.headers.contains(&("allow".into(), allow.into())));
+    }
+    assert_eq!(
+        status(&mut fake, "GET", "/campaigns/%zz/entries", Value::Null),
+        400
+    );
 }
 
 #[test]
@@ -262,13 +191,12 @@ fn errors_are_json_with_status() {
     assert_eq!(status, 404);
     assert!(body["error"].as_str().is_some_and(|e| e.contains("/nope")));
     let response = handle(
-        &mut fake,
         &Settings::default(),
         &request("PUT", "/scores/refresh", "", "{}"),
     );
     assert_eq!(response.status, 405);
     assert!(response.headers.contains(&("allow".into(), "POST".into())));
-    assert!(fake.calls.is_empty());
+    assert!(fake.fakes.calls().is_empty());
 }
 
 #[test]
@@ -288,21 +216,31 @@ fn upsert_stores_the_item_shape() {
     assert_eq!(
         stored(&fake, "c", "u1"),
         Some(
-            &json!({"PK": "CAMPAIGN#c", "SK": "FAN#u1", "marketId": "m1", "version": 3,
+            json!({"PK": "CAMPAIGN#c", "SK": "FAN#u1", "marketId": "m1", "version": 3,
             "entry": {"campaignId": "c", "globalUserId": "u1", "marketId": "m1", "version": 3, "x": true}})
         )
     );
     assert_eq!(
         stored(&fake, "c", "u2"),
         Some(
-            &json!({"PK": "CAMPAIGN#c", "SK": "FAN#u2", "marketId": "m9", "version": 1, "entry": nested})
+            json!({"PK": "CAMPAIGN#c", "SK": "FAN#u2", "marketId": "m9", "version": 1, "entry": nested})
         )
     );
     let u3 = stored(&fake, "c", "u3").expect("u3");
     assert_eq!(u3["version"], Value::Null);
     assert!(u3.get("marketId").is_none());
-    // One read for the batch, one conditional put per entry.
-    assert_eq!((fake.count("batch_get"), fake.count("put")), (1, 3));
+    // One read for the batch, one conditional put per entry (in one call).
+    assert_eq!((fake.count("batch_get"), fake.count("put_many")), (1, 1));
+    let puts: Vec<usize> = fake
+        .fakes
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::PutMany { puts, .. } => Some(puts.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(puts, [3]);
 }
 
 #[test]
@@ -333,7 +271,7 @@ fn upsert_loses_to_a_concurrent_newer_write() {
     upsert(&mut fake, vec![entry("c", "u", 1)]);
     // Between the read and the put, version 9 lands: the put's condition
     // fails, the re-read sees 9 and the upsert of 2 is ignored.
-    fake.sneak = Some(item_of(
+    fake.sneak(item_of(
         &Fan {
             campaign_id: "c".into(),
             global_user_id: "u".into(),
@@ -356,9 +294,8 @@ fn upsert_validation() {
     let exactly: Vec<Value> = (0..25).map(|i| entry("c", &format!("u{i}"), 1)).collect();
     assert_eq!(upsert(&mut fake, exactly).1["upserted"], 25);
 
-    let bad = |fake: &mut Fake, body: &str| {
+    let bad = |body: &str| {
         let r = handle(
-            fake,
             &Settings::default(),
             &request("POST", "/entries/batch-upsert", "", body),
         );
@@ -367,7 +304,7 @@ fn upsert_validation() {
             serde_json::from_slice::<Value>(&r.body).expect("json"),
         )
     };
-    let before = fake.calls.len();
+    let before = fake.fakes.calls().len();
     for body in [
         "{not json",
         "",
@@ -379,12 +316,12 @@ fn upsert_validation() {
         r#"{"entries": [{"campaignId": "", "globalUserId": "u"}]}"#,
         r#"{"entries": [{"campaignId": 1, "globalUserId": "u"}]}"#,
     ] {
-        let (status, answer) = bad(&mut fake, body);
+        let (status, answer) = bad(body);
         assert_eq!(status, 400, "{body}");
         assert!(answer["error"].is_string(), "{body}");
     }
     // Validation happens before any table call.
-    assert_eq!(fake.calls.len(), before);
+    assert_eq!(fake.fakes.calls().len(), before);
     assert_eq!(
         upsert(&mut fake, vec![]).1,
         json!({"upserted": 0, "ignored": 0})
@@ -503,10 +440,7 @@ fn campaign_listing_pages() {
 
 #[test]
 fn market_listing_filters_every_page() {
-    let mut fake = Fake {
-        page_cap: Some(2),
-        ..Fake::default()
-    };
+    let mut fake = Fake::page_cap(2);
     let mut entries = Vec::new();
     for i in 0..7 {
         let market = if i % 2 == 0 { "m1" } else { "m2" };
@@ -624,7 +558,7 @@ fn refresh_scores_the_newest_entry() {
         campaign_id: "c".into(),
         global_user_id: "a".into(),
     };
-    fake.sneak = Some(item_of(
+    fake.sneak(item_of(
         &fan,
         &json!({"campaignId": "c", "globalUserId": "a", "version": 2, "x": 1}),
     ));
@@ -641,10 +575,7 @@ fn refresh_scores_the_newest_entry() {
 
 #[test]
 fn table_failures_are_5xx() {
-    let mut fake = Fake {
-        down: true,
-        ..Fake::default()
-    };
+    let mut fake = Fake::down();
     let (status, body) = upsert(&mut fake, vec![entry("c", "u", 1)]);
     assert_eq!(status, 503);
     assert!(body["error"]
@@ -654,12 +585,12 @@ fn table_failures_are_5xx() {
         call(&mut fake, "GET", "/campaigns/c/entries", "", Value::Null).0,
         503
     );
-    assert_eq!(Failure::table("x", &Error::Denied("t".into())).status, 500);
+    assert_eq!(table_failure("x", &Error::Denied("t".into())).status, 500);
 }
 
 #[test]
 fn an_entry_over_max_entry_bytes_is_refused_with_400() {
-    let mut fake = Fake::default();
+    let fake = Fake::default();
     let settings = Settings {
         max_entry_bytes: 200,
         ..Settings::default()
@@ -668,7 +599,6 @@ fn an_entry_over_max_entry_bytes_is_refused_with_400() {
     big["entry"] = json!({"notes": "x".repeat(300)});
     let body = json!({"entries": [entry("c", "small", 1), big]}).to_string();
     let r = handle(
-        &mut fake,
         &settings,
         &request("POST", "/entries/batch-upsert", "", &body),
     );
@@ -684,10 +614,97 @@ fn an_entry_over_max_entry_bytes_is_refused_with_400() {
     // Under the limit it goes through.
     let body = json!({"entries": [entry("c", "small", 1)]}).to_string();
     let r = handle(
-        &mut fake,
         &settings,
         &request("POST", "/entries/batch-upsert", "", &body),
     );
     assert_eq!(r.status, 200);
     assert!(stored(&fake, "c", "small").is_some());
+}
+
+fn upsert_refreshing(fake: &mut Fake, entries: Vec<Value>) -> (u16, Value) {
+    call(
+        fake,
+        "POST",
+        "/entries/batch-upsert",
+        "",
+        json!({"entries": entries, "refreshScores": true}),
+    )
+}
+
+#[test]
+fn upsert_with_refresh_scores_stores_each_score_and_refreshes_ignored_entries() {
+    let mut fake = Fake::default();
+    upsert(&mut fake, vec![entry("c", "old", 5)]);
+    assert!(stored(&fake, "c", "old")
+        .expect("old")
+        .get("score")
+        .is_none());
+    let calls = fake.fakes.calls().len();
+    let (status, body) =
+        upsert_refreshing(&mut fake, vec![entry("c", "a", 4), entry("c", "old", 3)]);
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"upserted": 1, "ignored": 1, "scoreFailures": []})
+        )
+    );
+    // The written entry carries its score; the ignored one's stored (newer)
+    // entry is refreshed, as /scores/refresh would.
+    assert_eq!(stored(&fake, "c", "a").expect("a")["score"], 34);
+    assert_eq!(stored(&fake, "c", "old").expect("old")["score"], 35);
+    assert_eq!(stored(&fake, "c", "old").expect("old")["version"], 5);
+    let names: Vec<&str> = fake.fakes.calls()[calls..].iter().map(Call::name).collect();
+    assert_eq!(names, ["batch_get", "put_many", "batch_get", "update_many"]);
+    // Nothing ignored: one read and one write, nothing more.
+    let calls = fake.fakes.calls().len();
+    let (_, body) = upsert_refreshing(&mut fake, vec![entry("c", "b", 1)]);
+    assert_eq!(
+        body,
+        json!({"upserted": 1, "ignored": 0, "scoreFailures": []})
+    );
+    assert_eq!(fake.fakes.calls().len() - calls, 2);
+    let (_, page) = call(&mut fake, "GET", "/campaigns/c/entries", "", Value::Null);
+    assert_eq!(
+        page["entries"][1],
+        json!({"campaignId": "c", "globalUserId": "b", "version": 1, "score": 31})
+    );
+    // Without the flag the answer and the item are as before.
+    let (_, body) = upsert(&mut fake, vec![entry("c", "b", 2)]);
+    assert_eq!(body, json!({"upserted": 1, "ignored": 0}));
+    assert!(stored(&fake, "c", "b").expect("b").get("score").is_none());
+}
+
+#[test]
+fn a_failed_refresh_of_an_ignored_entry_is_answered_in_score_failures() {
+    let mut fake = Fake::new(Fakes::new().intercept(|call, _| {
+        matches!(call, Call::Update { .. }).then(|| Error::Unavailable("scores down".into()))
+    }));
+    upsert(&mut fake, vec![entry("c", "old", 5)]);
+    let (status, body) =
+        upsert_refreshing(&mut fake, vec![entry("c", "new", 1), entry("c", "old", 3)]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"upserted": 1, "ignored": 1,
+               "scoreFailures": [{"campaignId": "c", "globalUserId": "old"}]})
+    );
+    assert_eq!(stored(&fake, "c", "new").expect("new")["score"], 31);
+}
+
+#[test]
+fn refresh_scores_must_be_a_boolean() {
+    let mut fake = Fake::default();
+    let (status, body) = call(
+        &mut fake,
+        "POST",
+        "/entries/batch-upsert",
+        "",
+        json!({"entries": [entry("c", "u", 1)], "refreshScores": "yes"}),
+    );
+    assert_eq!(status, 400);
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("refreshScores")));
+    assert!(fake.fakes.calls().is_empty());
 }
