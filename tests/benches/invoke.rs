@@ -255,7 +255,11 @@ where
     stats(samples)
 }
 
-fn runtime_with(table: Arc<MapTable>, services: Arc<FakeServices>) -> Arc<Runtime> {
+fn runtime_with(
+    engine: Arc<usher_engine::UsherEngine>,
+    table: Arc<MapTable>,
+    services: Arc<FakeServices>,
+) -> Arc<Runtime> {
     let dir = tempfile::tempdir().expect("tmp");
     let registry_dir = dir.path().join("workers");
     std::fs::create_dir_all(&registry_dir).expect("mkdir");
@@ -263,6 +267,14 @@ fn runtime_with(table: Arc<MapTable>, services: Arc<FakeServices>) -> Arc<Runtim
     let digest = store
         .put_component(&components::REPLICATION_SAVE_ENTRIES.bytes())
         .expect("put");
+    let caller = store
+        .put_component(&components::TESTING_SERVICE_CALLER.bytes())
+        .expect("put");
+    std::fs::write(
+        registry_dir.join("testing.yaml"),
+        format!("domain: testing\nworkers:\n  service-caller:\n    component: {{ name: testing/service-caller, version: 0.1.0, sha256: {} }}\n    trigger: {{ invoke: {{}} }}\n    grants: {{ services: [entries] }}\n", caller.hex()),
+    )
+    .expect("write");
     std::fs::write(registry_dir.join("resources.yaml"), "tables: { demand-table: { partition_key: PK, sort_key: SK } }\nqueues: { save-entries: {}, retry-score: {} }\nservices: { entries: { url: 'http://127.0.0.1:9' } }\n").expect("write");
     std::fs::write(
         registry_dir.join("replication.yaml"),
@@ -282,7 +294,7 @@ fn runtime_with(table: Arc<MapTable>, services: Arc<FakeServices>) -> Arc<Runtim
         workers: Arc::new(usher_engine::LocalInvoker::new()),
     };
     let rt = Runtime::start(
-        usher_testing::shared_engine(),
+        engine,
         registry,
         store,
         "bench",
@@ -506,6 +518,127 @@ async fn swap_latency() -> (Duration, Stats) {
     (cold, stats(warm))
 }
 
+/// Alternatives at the boundary, side by side in this run (BENCHMARKS.md):
+/// the pooling allocator keeping freed instances' pages resident or not;
+/// 25 service calls as 25 crossings (`services.call`) or one
+/// (`services.call-many`); and the share of the host's own JSON text
+/// handling (parse what the guest sent, serialize what it gets) in a
+/// 500-record invocation, which is what passing the bytes through would save.
+async fn boundary_alternatives(
+    runtime: &Arc<Runtime>,
+    table: &Arc<MapTable>,
+    services: &Arc<FakeServices>,
+    five_hundred: &Input,
+) {
+    let madvise = Arc::new(
+        usher_engine::UsherEngine::new(usher_engine::EngineOptions {
+            max_instances: 128,
+            keep_resident_bytes: 0,
+            ..usher_engine::EngineOptions::default()
+        })
+        .expect("engine"),
+    );
+    let other = runtime_with(madvise, table.clone(), services.clone());
+    let ten = Input::Batch(batch(10));
+    // Interleaved, so both see the same machine.
+    let mut resident = Vec::new();
+    let mut reset = Vec::new();
+    let mut resident_inst = Vec::new();
+    let mut reset_inst = Vec::new();
+    for i in 0..2200 {
+        for (rt, samples, inst) in [
+            (runtime, &mut resident, &mut resident_inst),
+            (&other, &mut reset, &mut reset_inst),
+        ] {
+            let t = Instant::now();
+            rt.invoke("replication/save-entries", &ten, None)
+                .await
+                .expect("invoke");
+            let took = t.elapsed();
+            let t = Instant::now();
+            rt.instantiate_only("replication/save-entries")
+                .await
+                .expect("instantiate");
+            if i >= 200 {
+                samples.push(took);
+                inst.push(t.elapsed());
+            }
+        }
+    }
+    let (resident, reset) = (stats(resident), stats(reset));
+    let (resident_inst, reset_inst) = (stats(resident_inst), stats(reset_inst));
+    println!("alternative: freed instance memory kept resident (memset) vs reset by madvise, 10-record save-entries:");
+    println!(
+        "  keep resident {} KiB: invocation p50 {:8.1} µs, instantiation p50 {:6.1} µs",
+        usher_engine::DEFAULT_KEEP_RESIDENT_BYTES >> 10,
+        micros(resident.p50),
+        micros(resident_inst.p50)
+    );
+    println!(
+        "  madvise (wasmtime's default): invocation p50 {:8.1} µs, instantiation p50 {:6.1} µs",
+        micros(reset.p50),
+        micros(reset_inst.p50)
+    );
+
+    let requests: Vec<Value> = (0..25)
+        .map(|i| json!({"service": "entries", "method": "POST", "path": format!("/p/{i}"), "body": {"i": i}}))
+        .collect();
+    let many = Input::Invoke(json!({"mode": "many", "requests": requests}));
+    let one_by_one = Input::Invoke(json!({"mode": "one-by-one", "requests": requests}));
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for i in 0..2200 {
+        for (input, samples) in [(&many, &mut a), (&one_by_one, &mut b)] {
+            let t = Instant::now();
+            runtime
+                .invoke("testing/service-caller", input, None)
+                .await
+                .expect("invoke");
+            if i >= 200 {
+                samples.push(t.elapsed());
+            }
+        }
+    }
+    let (a, b) = (stats(a), stats(b));
+    println!("alternative: 25 service calls (an instant fake service) in one crossing vs 25:");
+    println!(
+        "  one services.call-many: p50 {:8.1} µs;  25 services.call: p50 {:8.1} µs;  {:.1} µs per extra crossing",
+        micros(a.p50),
+        micros(b.p50),
+        (micros(b.p50) - micros(a.p50)) / 24.0
+    );
+
+    // What the host does with the 500 items' JSON text of one invocation:
+    // parse the batch-get answer's items out of the backend values and
+    // serialize them for the guest, parse the update-many's keys and sets
+    // and the upsert bodies the guest sent.
+    let items: Vec<Value> = (0..500).map(entry).collect();
+    let texts: Vec<String> = items.iter().map(Value::to_string).collect();
+    let host_json = measure(200, || {
+        for (item, text) in items.iter().zip(&texts) {
+            let out = item.to_string();
+            let back: Value = serde_json::from_str(text).expect("json");
+            std::hint::black_box((out, back));
+        }
+        async {}
+    })
+    .await;
+    let wasm500 = measure(100, || async {
+        runtime
+            .invoke("replication/save-entries", five_hundred, None)
+            .await
+            .expect("invoke");
+    })
+    .await;
+    println!("alternative: host pass-through of item bytes (what the host's own JSON work costs):");
+    println!(
+        "  serialize + parse 500 items once on the host: p50 {:8.1} µs = {:.1}% of a 500-record invocation (p50 {:8.1} µs)",
+        micros(host_json.p50),
+        100.0 * host_json.p50.as_secs_f64() / wasm500.p50.as_secs_f64(),
+        micros(wasm500.p50)
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -515,7 +648,11 @@ fn main() {
     rt.block_on(async {
         let table = Arc::new(MapTable::default());
         let services = FakeServices::ok();
-        let runtime = runtime_with(table.clone(), services.clone());
+        let runtime = runtime_with(
+            usher_testing::shared_engine(),
+            table.clone(),
+            services.clone(),
+        );
         seed(&table, 500).await;
         let ten = Input::Batch(batch(10));
         let five_hundred = Input::Batch(batch(500));
@@ -600,6 +737,7 @@ fn main() {
             "  wasm/native (p50): {:.2}x",
             wasm500.p50.as_secs_f64() / native500.p50.as_secs_f64()
         );
+        boundary_alternatives(&runtime, &table, &services, &five_hundred).await;
         let (cold, warm) = swap_latency().await;
         println!("hot swap, release written -> new version live (promote + refresh):");
         println!(

@@ -101,7 +101,13 @@ async fn host() -> (TestHost, Arc<Seen>) {
     }
     let http = HttpServices::from_targets(targets, JwtConfig::new("usher-test", "secret"))
         .expect("http services");
+    // The registry names the services the worker is granted; the backend
+    // above decides where they go.
+    let resources = format!(
+        "services:\n  alpha: {{ url: \"{base}\" }}\n  beta: {{ url: \"{base}\" }}\n  short: {{ url: \"{base}\" }}\n"
+    );
     let host = TestHost::builder()
+        .resources(&resources)
         .worker(
             &components::TESTING_SERVICE_CALLER,
             "trigger: { invoke: {} }\ngrants: { services: [alpha, beta, short] }\nlimits: { timeout_ms: 10000 }",

@@ -12,7 +12,9 @@ pub mod io;
 pub mod release;
 mod runtime;
 
-pub use engine::{EngineOptions, InvocationLimits, PreparedWorker, UsherEngine};
+pub use engine::{
+    EngineOptions, InvocationLimits, PreparedWorker, UsherEngine, DEFAULT_KEEP_RESIDENT_BYTES,
+};
 pub use io::*;
 pub use runtime::{
     load_component, load_version, Invocation, LiveVersion, LiveWorker, LocalInvoker, Runtime, Swap,
