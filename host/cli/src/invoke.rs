@@ -24,13 +24,14 @@ pub async fn run(
         .with_context(|| format!("reading the event {}", event.display()))?;
     let value: Value = serde_json::from_str(&text)
         .with_context(|| format!("the event {} is not valid JSON", event.display()))?;
-    let input = usher_trigger_lambda::events::read_event(&spec.trigger, value).with_context(|| {
-        format!(
-            "the event {} does not fit {worker} ({})",
-            event.display(),
-            spec.trigger.world().world_name()
-        )
-    })?;
+    let input =
+        usher_trigger_lambda::events::read_event(&spec.trigger, value).with_context(|| {
+            format!(
+                "the event {} does not fit {worker} ({})",
+                event.display(),
+                spec.trigger.world().world_name()
+            )
+        })?;
 
     let embedded = Embedded::open(data, &registry.resources)
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;

@@ -222,7 +222,9 @@ impl Input {
 /// A failure id a batch- or stream-worker reported that names no record of
 /// its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the worker reported a failure for `{0}`, which is not in its batch; the whole batch failed")]
+#[error(
+    "the worker reported a failure for `{0}`, which is not in its batch; the whole batch failed"
+)]
 pub struct UnknownFailure(pub String);
 
 impl Input {

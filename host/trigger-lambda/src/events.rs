@@ -144,16 +144,22 @@ pub fn read_event(trigger: &Trigger, value: Value) -> Result<Input, EventError> 
         return Ok(input);
     }
     let result = match trigger {
-        Trigger::Queue { .. } => listed(value, "a batch event needs a `Records` list or a list of messages")
-            .and_then(|records| sqs(json!({ "Records": records }))),
-        Trigger::Stream { table, .. } => listed(value, "a stream event needs a `Records` list or a list of changes")
-            .and_then(|records| {
-                if records.first().is_some_and(is_aws_stream_record) {
-                    stream(table, json!({ "Records": records }))
-                } else {
-                    usher_changes(records)
-                }
-            }),
+        Trigger::Queue { .. } => listed(
+            value,
+            "a batch event needs a `Records` list or a list of messages",
+        )
+        .and_then(|records| sqs(json!({ "Records": records }))),
+        Trigger::Stream { table, .. } => listed(
+            value,
+            "a stream event needs a `Records` list or a list of changes",
+        )
+        .and_then(|records| {
+            if records.first().is_some_and(is_aws_stream_record) {
+                stream(table, json!({ "Records": records }))
+            } else {
+                usher_changes(records)
+            }
+        }),
         Trigger::Schedule { .. } => {
             let aws = ["detail-type", "source", "time"]
                 .iter()
@@ -330,6 +336,16 @@ fn each<T>(
     })
 }
 
+/// Makes the [`Rejected`] of record `index` for a reason.
+fn rejecting(index: usize, what: &'static str, id: String) -> impl Fn(String) -> Rejected {
+    move |reason| Rejected {
+        index,
+        what,
+        id: id.clone(),
+        reason,
+    }
+}
+
 /// The string at `path` of a record, if any (and not empty).
 fn id_at(record: &Value, path: &[&str]) -> Option<String> {
     path.iter()
@@ -353,12 +369,7 @@ fn sqs_message(i: usize, raw: Value) -> Record<BatchMessage> {
     let Some(message_id) = id_at(&raw, &["messageId"]) else {
         return Err(format!("record {i}: an SQS message needs a messageId"));
     };
-    let reject = |reason: String| Rejected {
-        index: i,
-        what: "message id",
-        id: message_id.clone(),
-        reason,
-    };
+    let reject = rejecting(i, "message id", message_id.clone());
     let m: SqsMessage = match typed("an SQS message", raw) {
         Ok(m) => m,
         Err(e) => return Ok(Err(reject(e))),
@@ -409,12 +420,7 @@ fn dynamodb_record(table: &str, i: usize, raw: Value) -> Record<ChangeRecord> {
             Ok(_) => format!("record {i}: a DynamoDB stream record needs dynamodb.SequenceNumber"),
         });
     };
-    let reject = |reason: String| Rejected {
-        index: i,
-        what: "sequence number",
-        id: sequence.clone(),
-        reason,
-    };
+    let reject = rejecting(i, "sequence number", sequence.clone());
     let record = match record {
         Ok(record) => record,
         Err(e) => return Ok(Err(reject(e))),
@@ -423,7 +429,7 @@ fn dynamodb_record(table: &str, i: usize, raw: Value) -> Record<ChangeRecord> {
         .change
         .approximate_creation_date_time
         .timestamp_millis();
-    Ok(change(table, record, sequence.clone(), millis).map_err(reject))
+    Ok(change(table, record, sequence, millis).map_err(reject))
 }
 
 fn kinesis_record(table: &str, i: usize, raw: Value) -> Record<ChangeRecord> {
@@ -432,12 +438,7 @@ fn kinesis_record(table: &str, i: usize, raw: Value) -> Record<ChangeRecord> {
             "record {i}: a Kinesis record needs kinesis.sequenceNumber"
         ));
     };
-    let reject = |reason: String| Rejected {
-        index: i,
-        what: "sequence number",
-        id: sequence.clone(),
-        reason,
-    };
+    let reject = rejecting(i, "sequence number", sequence.clone());
     let r: KinesisEventRecord = match typed("a Kinesis record", raw) {
         Ok(r) => r,
         Err(e) => return Ok(Err(reject(e))),
@@ -462,7 +463,7 @@ fn kinesis_record(table: &str, i: usize, raw: Value) -> Record<ChangeRecord> {
         Ok(record) => record,
         Err(e) => return Ok(Err(reject(e))),
     };
-    Ok(change(table, record, sequence.clone(), millis).map_err(reject))
+    Ok(change(table, record, sequence, millis).map_err(reject))
 }
 
 fn change(
@@ -729,24 +730,19 @@ mod tests {
             })
         );
         let err = read_event(&schedule, json!({})).unwrap_err();
-        assert!(
-            err.to_string().starts_with("not a schedule tick"),
-            "{err}"
-        );
-        let http = Trigger::Http {
-            route: "/x".into(),
-        };
+        assert!(err.to_string().starts_with("not a schedule tick"), "{err}");
+        let http = Trigger::Http { route: "/x".into() };
         let Input::Http(request) =
             read_event(&http, json!({"method": "GET", "path": "/a"})).unwrap()
         else {
             panic!("not an HTTP request")
         };
-        assert_eq!((request.method.as_str(), request.path.as_str()), ("GET", "/a"));
-        let err = read_event(&http, json!({"path": "/a"})).unwrap_err();
-        assert!(
-            err.to_string().starts_with("not an HTTP request"),
-            "{err}"
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("GET", "/a")
         );
+        let err = read_event(&http, json!({"path": "/a"})).unwrap_err();
+        assert!(err.to_string().starts_with("not an HTTP request"), "{err}");
     }
 
     #[test]

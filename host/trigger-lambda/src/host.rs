@@ -231,7 +231,11 @@ impl LambdaHost {
         if parsed.input.is_empty() && !parsed.rejected.is_empty() {
             return Ok(events::reply_rejected(&parsed));
         }
-        match self.runtime.invoke(worker, &parsed.input, correlation_id).await {
+        match self
+            .runtime
+            .invoke(worker, &parsed.input, correlation_id)
+            .await
+        {
             Ok(invocation) => events::reply(worker, &parsed, invocation.output),
             Err(e) => Err(invoke_error(worker, e)),
         }

@@ -19,15 +19,35 @@ fn entry(user: &str, version: u64, flagged: bool) -> Value {
     })
 }
 
-#[tokio::test]
-async fn sqs_partial_failure_reports_the_failed_message_id() {
+/// A host serving replication/save-entries, with a flagged entry of u1 in
+/// the demand table (keep the fixture alive).
+async fn save_entries_with_a_flagged_entry() -> (Fixture, common::Running) {
     let fx = Fixture::new();
     let run = start(&fx.config("replication/save-entries")).await;
-    let tables = run.embedded.tables();
-    tables
+    run.embedded
+        .tables()
         .put("demand-table", entry("u1", 1, true), None)
         .await
         .expect("seed");
+    (fx, run)
+}
+
+/// u1's entry was replicated: the Entry Service was called and the flag cleared.
+async fn assert_replicated(run: &common::Running) {
+    assert!(!run.services.calls().is_empty());
+    let item = run
+        .embedded
+        .tables()
+        .get("demand-table", &json!({"PK": "ENTRY#c1#u1", "SK": "ENTRY"}))
+        .await
+        .expect("get")
+        .expect("the entry");
+    assert_eq!(item["needsReplication"], json!(false));
+}
+
+#[tokio::test]
+async fn sqs_partial_failure_reports_the_failed_message_id() {
+    let (_fx, run) = save_entries_with_a_flagged_entry().await;
 
     let reply = run
         .host
@@ -39,13 +59,7 @@ async fn sqs_partial_failure_reports_the_failed_message_id() {
         json!({"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]})
     );
     // The valid message was replicated: the Entry Service was called and the flag cleared.
-    assert!(!run.services.calls().is_empty());
-    let item = tables
-        .get("demand-table", &json!({"PK": "ENTRY#c1#u1", "SK": "ENTRY"}))
-        .await
-        .expect("get")
-        .expect("the entry");
-    assert_eq!(item["needsReplication"], json!(false));
+    assert_replicated(&run).await;
 
     // Success: an empty list.
     let mut ok = fixture("sqs-save-entries.json");
@@ -146,7 +160,11 @@ async fn dynamodb_records_carried_by_kinesis_answer_by_kinesis_sequence_number()
     // its sequence number; the record before it goes to the worker.
     let mut bad = fixture("kinesis-dynamodb.json");
     bad["Records"][1]["kinesis"]["data"] = json!("bm90IGpzb24=");
-    let reply = run.host.handle(bad).await.expect("a partial batch response");
+    let reply = run
+        .host
+        .handle(bad)
+        .await
+        .expect("a partial batch response");
     assert_eq!(
         reply,
         json!({"batchItemFailures": [{"itemIdentifier": "49590338271490256608559692540925702759324208523137515618"}]})
@@ -157,6 +175,22 @@ async fn dynamodb_records_carried_by_kinesis_answer_by_kinesis_sequence_number()
         bodies[2]["sequenceNumber"],
         "49590338271490256608559692538361571095921575989136588898"
     );
+}
+
+/// A host serving replication/enqueue-entries (keep the fixture alive).
+async fn enqueue_entries() -> (Fixture, common::Running) {
+    let fx = Fixture::new();
+    let run = start(&fx.config("replication/enqueue-entries")).await;
+    (fx, run)
+}
+
+/// The sequence numbers of the changes enqueued so far, in order.
+async fn queued_sequence_numbers(run: &common::Running) -> Vec<Value> {
+    queued_bodies(run)
+        .await
+        .iter()
+        .map(|b| b["sequenceNumber"].clone())
+        .collect()
 }
 
 /// The sequence numbers of the records of an event, in order.
@@ -189,10 +223,13 @@ async fn aws_sample_kinesis_event_fails_each_record_by_sequence_number() {
     // AWS's sample Kinesis event: its data ("Hello World") is not a DynamoDB
     // change record. Every record is reported, the worker is not invoked and
     // the invocation does not fail.
-    let fx = Fixture::new();
-    let run = start(&fx.config("replication/enqueue-entries")).await;
+    let (_fx, run) = enqueue_entries().await;
     let event = fixture("example-kinesis-event.json");
-    let reply = run.host.handle(event.clone()).await.expect("no invocation error");
+    let reply = run
+        .host
+        .handle(event.clone())
+        .await
+        .expect("no invocation error");
     assert_eq!(
         item_failures(&reply),
         [
@@ -207,15 +244,13 @@ async fn aws_sample_kinesis_event_fails_each_record_by_sequence_number() {
 
 #[tokio::test]
 async fn a_bad_kinesis_record_in_the_middle_fails_alone_and_is_retried_with_those_after_it() {
-    let fx = Fixture::new();
-    let run = start(&fx.config("replication/enqueue-entries")).await;
+    let (_fx, run) = enqueue_entries().await;
     // Two good DynamoDB-in-Kinesis records with AWS's sample record between
     // them (its sequence number set between theirs, as in one shard).
-    let good = fixture("kinesis-dynamodb.json");
     let mut bad = fixture("example-kinesis-event.json")["Records"][0].clone();
     let bad_seq = "49590338271490256608559692539000000000000000000000000000";
     bad["kinesis"]["sequenceNumber"] = json!(bad_seq);
-    let mut event = good.clone();
+    let mut event = fixture("kinesis-dynamodb.json");
     event["Records"]
         .as_array_mut()
         .expect("records")
@@ -226,11 +261,7 @@ async fn a_bad_kinesis_record_in_the_middle_fails_alone_and_is_retried_with_thos
     let reply = run.host.handle(event.clone()).await.expect("reply");
     assert_eq!(item_failures(&reply), [bad_seq]);
     // The good ones went to the worker (both are replicated changes).
-    let sent: Vec<Value> = queued_bodies(&run)
-        .await
-        .iter()
-        .map(|b| b["sequenceNumber"].clone())
-        .collect();
+    let sent = queued_sequence_numbers(&run).await;
     assert_eq!(sent, [json!(seqs[0]), json!(seqs[2])]);
 
     // Lambda checkpoints before the lowest failed sequence number and
@@ -241,18 +272,13 @@ async fn a_bad_kinesis_record_in_the_middle_fails_alone_and_is_retried_with_thos
     retry["Records"].as_array_mut().expect("records").remove(0);
     let reply = run.host.handle(retry).await.expect("reply");
     assert_eq!(item_failures(&reply), [bad_seq]);
-    let sent: Vec<Value> = queued_bodies(&run)
-        .await
-        .iter()
-        .map(|b| b["sequenceNumber"].clone())
-        .collect();
+    let sent = queued_sequence_numbers(&run).await;
     assert_eq!(sent, [json!(seqs[0]), json!(seqs[2]), json!(seqs[2])]);
 }
 
 #[tokio::test]
 async fn aws_sample_dynamodb_event_is_read_and_a_bad_record_fails_alone() {
-    let fx = Fixture::new();
-    let run = start(&fx.config("replication/enqueue-entries")).await;
+    let (_fx, run) = enqueue_entries().await;
     // AWS's sample (binary values, sets, lists, maps, NULL): read, and not
     // replicated (its items are not flagged entries).
     let sample = fixture("example-dynamodb-event.json");
@@ -271,11 +297,7 @@ async fn aws_sample_dynamodb_event_is_read_and_a_bad_record_fails_alone() {
     records[1] = bad;
     let reply = run.host.handle(event).await.expect("reply");
     assert_eq!(item_failures(&reply), ["4421584500000000017450439092"]);
-    let sent: Vec<Value> = queued_bodies(&run)
-        .await
-        .iter()
-        .map(|b| b["sequenceNumber"].clone())
-        .collect();
+    let sent = queued_sequence_numbers(&run).await;
     assert_eq!(
         sent,
         [
@@ -287,13 +309,7 @@ async fn aws_sample_dynamodb_event_is_read_and_a_bad_record_fails_alone() {
 
 #[tokio::test]
 async fn sqs_messages_that_cannot_be_read_fail_alone_by_message_id() {
-    let fx = Fixture::new();
-    let run = start(&fx.config("replication/save-entries")).await;
-    let tables = run.embedded.tables();
-    tables
-        .put("demand-table", entry("u1", 1, true), None)
-        .await
-        .expect("seed");
+    let (_fx, run) = save_entries_with_a_flagged_entry().await;
     // The good message of the fixture, and AWS's sample message twice made
     // unreadable: no body, then attributes that are not SQS's.
     let mut event = fixture("sqs-save-entries.json");
@@ -309,16 +325,14 @@ async fn sqs_messages_that_cannot_be_read_fail_alone_by_message_id() {
     records.insert(0, no_body);
     records.push(bad_attributes);
 
-    let reply = run.host.handle(event).await.expect("a partial batch response");
+    let reply = run
+        .host
+        .handle(event)
+        .await
+        .expect("a partial batch response");
     assert_eq!(item_failures(&reply), ["no-body", "bad-attributes"]);
     // The good message was replicated.
-    assert!(!run.services.calls().is_empty());
-    let item = tables
-        .get("demand-table", &json!({"PK": "ENTRY#c1#u1", "SK": "ENTRY"}))
-        .await
-        .expect("get")
-        .expect("the entry");
-    assert_eq!(item["needsReplication"], json!(false));
+    assert_replicated(&run).await;
 
     // Nothing readable: every message reported, no invocation error.
     let sample = fixture("example-sqs-event.json");
@@ -333,7 +347,11 @@ async fn sqs_messages_that_cannot_be_read_fail_alone_by_message_id() {
     // AWS's sample message itself is read (its Binary attribute is not
     // carried) and goes to the worker, which refuses the body: its only
     // message failed, so the invocation fails and Lambda retries the batch.
-    let err = run.host.handle(sample).await.expect_err("every message failed");
+    let err = run
+        .host
+        .handle(sample)
+        .await
+        .expect_err("every message failed");
     assert_eq!(err.error_type, "BatchFailed");
 }
 

@@ -166,7 +166,8 @@ impl QueuePoller {
                 // The engine answers only ids of this batch (an unknown one
                 // has already failed every message).
                 Output::Batch(outcome) => {
-                    let failed: HashSet<&str> = outcome.failures.iter().map(String::as_str).collect();
+                    let failed: HashSet<&str> =
+                        outcome.failures.iter().map(String::as_str).collect();
                     received
                         .iter()
                         .map(|m| m.message_id.as_str())
