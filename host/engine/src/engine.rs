@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
 use usher_capabilities::CapabilityCtx;
 use usher_registry::{Capability, WorkerSpec, WorldKind};
 use usher_world::{batch_handler, http_handler, invoke_handler, scheduled_handler, stream_handler};
@@ -406,10 +407,18 @@ impl UsherEngine {
                 got: input.world(),
             });
         }
+        // Every capability call of the invocation is a span below this one,
+        // which names the worker, its version and the correlation id.
+        let span = tracing::info_span!(
+            "invocation",
+            worker = %caps.worker().name,
+            version = %caps.worker().version,
+            correlation_id = caps.correlation_id(),
+        );
         let (mut store, stderr) = self.new_store(caps, limits);
         // The epoch stops guest code; the wall-clock timeout also stops a
         // guest that waits on a slow host call.
-        let call = call(&mut store, worker, input);
+        let call = call(&mut store, worker, input).instrument(span);
         let result = tokio::time::timeout(limits.timeout + self.options.epoch_tick * 2, call).await;
         let refused = store.data().limiter.refused;
         match result {
