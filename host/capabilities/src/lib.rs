@@ -14,12 +14,14 @@ pub mod backend;
 mod call;
 mod caps;
 mod ctx;
+pub mod key_schema;
 pub mod limits;
 mod record;
 
 pub use backend::*;
 pub(crate) use ctx::Caller;
 pub use ctx::{CapabilityCtx, WorkerIdentity};
+pub use key_schema::{KeyCodec, KeySchema, TableKey};
 pub use limits::{MAX_BATCH, MAX_SERVICE_CALLS, SERVICE_CALLS_IN_FLIGHT};
 pub use record::{CallRecord, Recorder};
 
