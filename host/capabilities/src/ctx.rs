@@ -8,6 +8,7 @@ use usher_registry::{Capability, Grants};
 use wasmtime::component::ResourceTable;
 
 use crate::backend::Backends;
+use crate::caps::LogVolume;
 use crate::record::{CallRecord, Recorder};
 use crate::CapError;
 
@@ -29,6 +30,8 @@ pub struct CapabilityCtx {
     /// resource's children, the capability layer stays usable without a
     /// WASI view, and the linker keeps handing out `&mut CapabilityCtx`.
     pub(crate) writers: ResourceTable,
+    /// What the invocation has logged, against its log volume.
+    pub(crate) log: LogVolume,
 }
 
 /// The read-only part of a [`CapabilityCtx`]: who calls, what it may touch,
@@ -62,6 +65,7 @@ impl CapabilityCtx {
                 recorder: None,
             },
             writers: ResourceTable::new(),
+            log: LogVolume::default(),
         }
     }
 

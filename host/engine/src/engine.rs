@@ -15,13 +15,13 @@ use usher_world::{batch_handler, http_handler, invoke_handler, scheduled_handler
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::io::{
     len_u32, BatchOutcome, ChangeKind, Counts, HttpResponse, Input, InvokeFailure, Output,
     StreamOutcome,
 };
+use crate::output::GuestOutput;
 use crate::{EngineError, InvokeError};
 
 /// How big the engine's pools are and how often its epoch ticks.
@@ -340,15 +340,19 @@ impl UsherEngine {
         })
     }
 
-    /// A fresh store for one invocation: WASI with stderr captured, the
+    /// A fresh store for one invocation: WASI with stdout and stderr
+    /// captured (bounded, never a trap), the
     /// capability context, the memory limiter and the epoch deadline.
     fn new_store(
         &self,
         caps: CapabilityCtx,
         limits: InvocationLimits,
-    ) -> (Store<InvocationState>, MemoryOutputPipe) {
-        let stderr = MemoryOutputPipe::new(16 * 1024);
-        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+    ) -> (Store<InvocationState>, GuestOutput) {
+        let output = GuestOutput::new();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .build();
         let state = InvocationState {
             wasi,
             table: ResourceTable::new(),
@@ -372,7 +376,7 @@ impl UsherEngine {
                 wasmtime::UpdateDeadline::Yield(1)
             })
         });
-        (store, stderr)
+        (store, output)
     }
 
     /// Creates a fresh store and instance of `worker` without calling it:
@@ -443,11 +447,9 @@ fn classify(
     error: wasmtime::Error,
     refused: Option<usize>,
     limits: InvocationLimits,
-    stderr: &MemoryOutputPipe,
+    output: &GuestOutput,
 ) -> InvokeError {
-    let guest_output = String::from_utf8_lossy(&stderr.contents())
-        .trim()
-        .to_string();
+    let guest_output = output.contents().trim().to_string();
     if let Some(desired) = refused {
         return InvokeError::MemoryLimit {
             limit_bytes: limits.memory_bytes,

@@ -14,4 +14,6 @@ mod table;
 mod topic;
 mod workers;
 
+pub(crate) use log::LogVolume;
+
 impl usher_world::types::Host for crate::CapabilityCtx {}
