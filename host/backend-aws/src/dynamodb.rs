@@ -10,9 +10,11 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
+use usher_capabilities::key_schema::condition_failed;
 use usher_capabilities::{
-    json_kind, CapError, Condition, Page, PutItem, TableBackend, UpdateItem, WriteOp,
+    CapError, Condition, KeyCodec, KeySchema, Page, PutItem, TableBackend, TableKey, UpdateItem,
+    WriteOp,
 };
 use usher_registry::TableDef;
 
@@ -42,6 +44,22 @@ struct Table<'a> {
     name: &'a str,
     physical: String,
     def: &'a TableDef,
+    schema: KeySchema<'a>,
+}
+
+/// Key attributes as DynamoDB takes them: `S` or `N`.
+struct AvKeys;
+
+impl KeyCodec for AvKeys {
+    type Part = AttributeValue;
+
+    fn text(s: &str) -> AttributeValue {
+        AttributeValue::S(s.to_string())
+    }
+
+    fn number(n: &Number) -> Option<AttributeValue> {
+        Some(AttributeValue::N(n.to_string()))
+    }
 }
 
 /// A key given by the caller, checked against the key schema.
@@ -88,85 +106,26 @@ fn identity(def: &TableDef, attrs: &Item) -> String {
 }
 
 impl Table<'_> {
-    fn key_names(&self) -> String {
-        match &self.def.sort_key {
-            Some(sk) => format!("`{}`, `{sk}`", self.def.partition_key),
-            None => format!("`{}`", self.def.partition_key),
+    /// A checked key as DynamoDB takes it.
+    fn key(&self, k: TableKey<AttributeValue>) -> Key {
+        let mut attrs = Item::from([(self.def.partition_key.clone(), k.partition)]);
+        if let (Some(name), Some(v)) = (&self.def.sort_key, k.sort) {
+            attrs.insert(name.clone(), v);
         }
-    }
-
-    fn is_key_attr(&self, name: &str) -> bool {
-        name == self.def.partition_key || Some(name) == self.def.sort_key.as_deref()
-    }
-
-    /// A key attribute's value: a non-empty string or a number.
-    fn key_part(&self, attr: &str, v: &Value) -> Result<AttributeValue, CapError> {
-        let table = self.name;
-        match v {
-            Value::String(s) if s.is_empty() => Err(CapError::Invalid(format!(
-                "table `{table}`: key attribute `{attr}` is an empty string"
-            ))),
-            Value::String(s) => Ok(AttributeValue::S(s.clone())),
-            Value::Number(n) => Ok(AttributeValue::N(n.to_string())),
-            other => Err(CapError::Invalid(format!(
-                "table `{table}`: key attribute `{attr}` must be a string or a number, got {}",
-                json_kind(other)
-            ))),
-        }
-    }
-
-    /// The key of an object holding (at least) the key attributes.
-    fn extract_key(&self, obj: &Map<String, Value>, what: &str) -> Result<Key, CapError> {
-        let mut attrs = Item::new();
-        let mut json = Map::new();
-        for (name, kind) in std::iter::once((&self.def.partition_key, "partition"))
-            .chain(self.def.sort_key.iter().map(|s| (s, "sort")))
-        {
-            let v = obj.get(name).ok_or_else(|| {
-                CapError::Invalid(format!(
-                    "{what} for table `{}` is missing the {kind} key attribute `{name}`",
-                    self.name
-                ))
-            })?;
-            attrs.insert(name.clone(), self.key_part(name, v)?);
-            json.insert(name.clone(), v.clone());
-        }
-        Ok(Key {
+        Key {
             attrs,
-            json: Value::Object(json),
-        })
+            json: k.json,
+        }
     }
 
     /// A key given by the caller: exactly the key attributes.
     fn parse_key(&self, key: &Value) -> Result<Key, CapError> {
-        let Value::Object(obj) = key else {
-            return Err(CapError::Invalid(format!(
-                "a key for table `{}` must be a JSON object holding {}, got {}",
-                self.name,
-                self.key_names(),
-                json_kind(key)
-            )));
-        };
-        if let Some(extra) = obj.keys().find(|k| !self.is_key_attr(k)) {
-            return Err(CapError::Invalid(format!(
-                "key for table `{}` has attribute `{extra}`, which is not a key attribute (the key is {})",
-                self.name,
-                self.key_names()
-            )));
-        }
-        self.extract_key(obj, "key")
+        self.schema.parse_key::<AvKeys>(key).map(|k| self.key(k))
     }
 
     /// The key of a whole item.
     fn item_key(&self, item: &Value) -> Result<Key, CapError> {
-        let Value::Object(obj) = item else {
-            return Err(CapError::Invalid(format!(
-                "an item for table `{}` must be a JSON object, got {}",
-                self.name,
-                json_kind(item)
-            )));
-        };
-        self.extract_key(obj, "item")
+        self.schema.item_key::<AvKeys>(item).map(|k| self.key(k))
     }
 
     fn what(&self, op: &str) -> String {
@@ -227,16 +186,6 @@ impl Expr {
     }
 }
 
-fn describe(c: &Condition) -> String {
-    match c {
-        Condition::NotExists => "the item exists".to_string(),
-        Condition::Exists => "the item does not exist".to_string(),
-        Condition::AttributeEquals(name, value) => {
-            format!("attribute `{name}` does not equal {value}")
-        }
-    }
-}
-
 /// A call's error, with a failed condition explained.
 fn write_error(
     table: &Table<'_>,
@@ -245,12 +194,7 @@ fn write_error(
     e: CapError,
 ) -> CapError {
     match (e, condition) {
-        (CapError::ConditionFailed(_), Some(c)) => CapError::ConditionFailed(format!(
-            "table `{}`, key {}: {}",
-            table.name,
-            key.json,
-            describe(c)
-        )),
+        (CapError::ConditionFailed(_), Some(c)) => condition_failed(table.name, &key.json, c),
         (e, _) => e,
     }
 }
@@ -282,6 +226,7 @@ impl DynamoTables {
             name,
             physical: self.names.physical(name),
             def,
+            schema: KeySchema::new(name, def),
         })
     }
 
@@ -465,22 +410,7 @@ impl TableBackend for DynamoTables {
         condition: Option<Condition>,
     ) -> Result<Value, CapError> {
         let t = self.table(table)?;
-        let key = t.parse_key(key)?;
-        if let Some(name) = set
-            .keys()
-            .map(String::as_str)
-            .chain(remove.iter().map(String::as_str))
-            .find(|n| t.is_key_attr(n))
-        {
-            return Err(CapError::Invalid(format!(
-                "table `{table}`: an update cannot change the key attribute `{name}`"
-            )));
-        }
-        if let Some(name) = remove.iter().find(|n| set.contains_key(n.as_str())) {
-            return Err(CapError::Invalid(format!(
-                "table `{table}`: an update cannot both set and remove the attribute `{name}`"
-            )));
-        }
+        let key = t.key(t.schema.update_key::<AvKeys>(key, &set, remove)?);
         let mut expr = Expr::default();
         let mut sets = Vec::with_capacity(set.len());
         for (i, (name, v)) in set.iter().enumerate() {
@@ -563,50 +493,23 @@ impl TableBackend for DynamoTables {
     ) -> Result<Page, CapError> {
         let t = self.table(table)?;
         let pk_name = &t.def.partition_key;
-        // The partition: its key value, or an object holding just the
-        // partition key attribute.
-        let pk_value = match partition {
-            Value::Object(obj) => {
-                if let Some(extra) = obj.keys().find(|k| *k != pk_name) {
-                    return Err(CapError::Invalid(format!(
-                        "partition for table `{table}` has attribute `{extra}`; give the partition key `{pk_name}` only"
-                    )));
-                }
-                obj.get(pk_name).ok_or_else(|| {
-                    CapError::Invalid(format!(
-                        "partition for table `{table}` is missing the partition key attribute `{pk_name}`"
-                    ))
-                })?
-            }
-            other => other,
-        };
-        let pk = t.key_part(pk_name, pk_value)?;
-        let prefix = sort_prefix.filter(|p| !p.is_empty());
-        if prefix.is_some() && t.def.sort_key.is_none() {
-            return Err(CapError::Invalid(format!(
-                "table `{table}` has no sort key to match a prefix against"
-            )));
-        }
+        let pk = t.schema.query_partition::<AvKeys>(partition)?;
+        let prefix = t.schema.query_prefix(sort_prefix)?;
         // Where the previous page ended: a key object (the `next` of a
         // page) or a bare sort key value.
-        let mut start = match (start_after, &t.def.sort_key) {
-            (None, _) => None,
-            // One item per partition: nothing comes after it.
-            (Some(_), None) => return Ok(Page::default()),
-            (Some(after), Some(sk_name)) => {
-                let sk_value = match after {
-                    Value::Object(obj) => obj.get(sk_name).ok_or_else(|| {
-                        CapError::Invalid(format!(
-                            "start-after for table `{table}` is missing the sort key attribute `{sk_name}`"
-                        ))
-                    })?,
-                    v => v,
-                };
-                Some(Item::from([
+        let mut start = match start_after {
+            None => None,
+            Some(after) => match (
+                t.schema.query_start_after::<AvKeys>(after)?,
+                &t.def.sort_key,
+            ) {
+                (Some(sk), Some(sk_name)) => Some(Item::from([
                     (pk_name.clone(), pk.clone()),
-                    (sk_name.clone(), t.key_part(sk_name, sk_value)?),
-                ]))
-            }
+                    (sk_name.clone(), sk),
+                ])),
+                // One item per partition: nothing comes after it.
+                _ => return Ok(Page::default()),
+            },
         };
 
         let mut expr = Expr::default();
@@ -650,15 +553,7 @@ impl TableBackend for DynamoTables {
         }
         let next = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|item| {
-                let mut key = Map::new();
-                for name in std::iter::once(pk_name).chain(t.def.sort_key.iter()) {
-                    if let Some(v) = item.get(name) {
-                        key.insert(name.clone(), v.clone());
-                    }
-                }
-                Value::Object(key)
-            })
+            items.last().map(|item| t.schema.key_of(item))
         } else {
             None
         };

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod change_log;
 mod db;
 mod events;
 pub mod filter;
@@ -42,7 +43,8 @@ pub use queue::{
     EmbeddedQueues, QueueDepth, QueuedMessage, Received, MAX_BODY_BYTES, MAX_DELAY_SECONDS,
     MAX_RECEIVE,
 };
-pub use table::{ChangeKind, ChangeLog, ChangeRow, EmbeddedTables};
+pub use change_log::{ChangeKind, ChangeLog, ChangeRow};
+pub use table::EmbeddedTables;
 pub use topic::EmbeddedTopics;
 
 /// Why the embedded backends could not open.

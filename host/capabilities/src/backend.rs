@@ -38,6 +38,17 @@ impl Condition {
             }
         }
     }
+
+    /// What was found instead, when the condition failed: "the item exists" …
+    pub fn failure(&self) -> String {
+        match self {
+            Condition::NotExists => "the item exists".to_string(),
+            Condition::Exists => "the item does not exist".to_string(),
+            Condition::AttributeEquals(name, value) => {
+                format!("attribute `{name}` does not equal {value}")
+            }
+        }
+    }
 }
 
 /// The kind of change a table write made, as DynamoDB Streams names it.

@@ -1,13 +1,14 @@
 //! The per-invocation capability context.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use usher_registry::{Capability, Grants};
+use wasmtime::component::ResourceTable;
 
-use crate::backend::{Backends, ObjectWriter};
+use crate::backend::Backends;
+use crate::caps::LogVolume;
 use crate::record::{CallRecord, Recorder};
 use crate::CapError;
 
@@ -23,14 +24,26 @@ pub struct WorkerIdentity {
 /// Everything a capability call needs to know about its caller. One per
 /// invocation: it lives in the invocation's wasmtime store.
 pub struct CapabilityCtx {
+    pub(crate) caller: Caller,
+    /// The guest's open object writers. The context owns its table rather
+    /// than sharing the store's WASI table: the writers are no WASI
+    /// resource's children, the capability layer stays usable without a
+    /// WASI view, and the linker keeps handing out `&mut CapabilityCtx`.
+    pub(crate) writers: ResourceTable,
+    /// What the invocation has logged, against its log volume.
+    pub(crate) log: LogVolume,
+}
+
+/// The read-only part of a [`CapabilityCtx`]: who calls, what it may touch,
+/// and where calls go. `Sync`, so a call's future can hold it across awaits
+/// (and many calls of a `call-many` can share it).
+pub(crate) struct Caller {
     pub(crate) worker: Arc<WorkerIdentity>,
     pub(crate) grants: Arc<Grants>,
     pub(crate) settings: Arc<Map<String, Value>>,
     pub(crate) backends: Arc<Backends>,
     pub(crate) correlation_id: String,
     pub(crate) recorder: Option<Arc<Recorder>>,
-    pub(crate) writers: HashMap<u32, Box<dyn ObjectWriter>>,
-    pub(crate) next_writer: u32,
 }
 
 impl CapabilityCtx {
@@ -43,33 +56,37 @@ impl CapabilityCtx {
         correlation_id: String,
     ) -> Self {
         Self {
-            worker,
-            grants,
-            settings,
-            backends,
-            correlation_id,
-            recorder: None,
-            writers: HashMap::new(),
-            next_writer: 0,
+            caller: Caller {
+                worker,
+                grants,
+                settings,
+                backends,
+                correlation_id,
+                recorder: None,
+            },
+            writers: ResourceTable::new(),
+            log: LogVolume::default(),
         }
     }
 
     /// Records every capability call of this invocation into `recorder`.
     pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
-        self.recorder = Some(recorder);
+        self.caller.recorder = Some(recorder);
         self
     }
 
     /// The worker this context belongs to.
     pub fn worker(&self) -> &WorkerIdentity {
-        &self.worker
+        &self.caller.worker
     }
 
     /// The invocation's correlation id.
     pub fn correlation_id(&self) -> &str {
-        &self.correlation_id
+        &self.caller.correlation_id
     }
+}
 
+impl Caller {
     /// Refuses a resource outside the worker's grant.
     pub(crate) fn check(&self, cap: Capability, resource: &str) -> Result<(), CapError> {
         if self.grants.allows(cap, resource) {

@@ -11,19 +11,21 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+mod call;
+mod caps;
 mod ctx;
-mod host_impl;
+pub mod key_schema;
+pub mod limits;
 mod record;
 
 pub use backend::*;
+pub(crate) use ctx::Caller;
 pub use ctx::{CapabilityCtx, WorkerIdentity};
-pub use host_impl::{MAX_SERVICE_CALLS, SERVICE_CALLS_IN_FLIGHT};
+pub use key_schema::{KeyCodec, KeySchema, TableKey};
+pub use limits::{MAX_BATCH, MAX_SERVICE_CALLS, SERVICE_CALLS_IN_FLIGHT};
 pub use record::{CallRecord, Recorder};
 
 use usher_world::types;
-
-/// The largest number of records one capability call may carry.
-pub const MAX_BATCH: usize = 10_000;
 
 /// An error of a capability call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,19 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
 use usher_capabilities::CapabilityCtx;
 use usher_registry::{Capability, WorkerSpec, WorldKind};
 use usher_world::{batch_handler, http_handler, invoke_handler, scheduled_handler, stream_handler};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::io::{
     len_u32, BatchOutcome, ChangeKind, Counts, HttpResponse, Input, InvokeFailure, Output,
     StreamOutcome,
 };
+use crate::output::GuestOutput;
 use crate::{EngineError, InvokeError};
 
 /// How big the engine's pools are and how often its epoch ticks.
@@ -356,15 +357,19 @@ impl UsherEngine {
         })
     }
 
-    /// A fresh store for one invocation: WASI with stderr captured, the
+    /// A fresh store for one invocation: WASI with stdout and stderr
+    /// captured (bounded, never a trap), the
     /// capability context, the memory limiter and the epoch deadline.
     fn new_store(
         &self,
         caps: CapabilityCtx,
         limits: InvocationLimits,
-    ) -> (Store<InvocationState>, MemoryOutputPipe) {
-        let stderr = MemoryOutputPipe::new(16 * 1024);
-        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+    ) -> (Store<InvocationState>, GuestOutput) {
+        let output = GuestOutput::new();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .build();
         let state = InvocationState {
             wasi,
             table: ResourceTable::new(),
@@ -388,7 +393,7 @@ impl UsherEngine {
                 wasmtime::UpdateDeadline::Yield(1)
             })
         });
-        (store, stderr)
+        (store, output)
     }
 
     /// Creates a fresh store and instance of `worker` without calling it:
@@ -423,10 +428,18 @@ impl UsherEngine {
                 got: input.world(),
             });
         }
+        // Every capability call of the invocation is a span below this one,
+        // which names the worker, its version and the correlation id.
+        let span = tracing::info_span!(
+            "invocation",
+            worker = %caps.worker().name,
+            version = %caps.worker().version,
+            correlation_id = caps.correlation_id(),
+        );
         let (mut store, stderr) = self.new_store(caps, limits);
         // The epoch stops guest code; the wall-clock timeout also stops a
         // guest that waits on a slow host call.
-        let call = call(&mut store, worker, input);
+        let call = call(&mut store, worker, input).instrument(span);
         let result = tokio::time::timeout(limits.timeout + self.options.epoch_tick * 2, call).await;
         let refused = store.data().limiter.refused;
         match result {
@@ -451,11 +464,9 @@ fn classify(
     error: wasmtime::Error,
     refused: Option<usize>,
     limits: InvocationLimits,
-    stderr: &MemoryOutputPipe,
+    output: &GuestOutput,
 ) -> InvokeError {
-    let guest_output = String::from_utf8_lossy(&stderr.contents())
-        .trim()
-        .to_string();
+    let guest_output = output.contents().trim().to_string();
     if let Some(desired) = refused {
         return InvokeError::MemoryLimit {
             limit_bytes: limits.memory_bytes,

@@ -9,6 +9,7 @@
 
 mod engine;
 pub mod io;
+mod output;
 pub mod release;
 mod runtime;
 
@@ -65,7 +66,9 @@ pub enum InvokeError {
     Trap {
         /// The trap.
         message: String,
-        /// What the guest wrote to stderr (a Rust panic message, say).
+        /// What the guest wrote to stdout and stderr (a Rust panic message,
+        /// say): at most `usher_capabilities::limits::MAX_GUEST_OUTPUT_BYTES`,
+        /// its beginning and its end.
         guest_output: String,
     },
     /// The worker ran past its deadline and was stopped.

@@ -4,13 +4,15 @@
 //! capability import is generated `async` and `trappable`: a host function
 //! returns `wasmtime::Result<T>`, where `T` carries the guest-visible
 //! `types::Error` variant and an `Err` of the outer result is a host fault
-//! that traps the invocation.
+//! that traps the invocation. Every import is also generated with `tracing`:
+//! each call is a `wit-bindgen import` span (TRACE, with the interface and
+//! the function) under the engine's `invocation` span.
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "usher:platform/platform-host",
-        imports: { default: async | trappable },
+        imports: { default: async | trappable | tracing },
         exports: { default: async },
     });
 }

@@ -1,0 +1,260 @@
+//! The tables' change log (the stream) and the stream followers'
+//! checkpoints. [`crate::EmbeddedTables`] appends a change in the same
+//! transaction as every write; [`ChangeLog`] reads the log back, trims it
+//! and keeps the checkpoints.
+
+use std::sync::Arc;
+
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+use usher_capabilities::CapError;
+
+use crate::db::{corrupt, sql, to_i64, to_u64, Db};
+use crate::table::Schemas;
+
+pub use usher_capabilities::ChangeKind;
+
+/// The change log's tables, in the tables' database.
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS changes (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    tbl        TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    keys       TEXT NOT NULL,
+    new_image  TEXT,
+    old_image  TEXT,
+    ts_ms      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_table ON changes (tbl, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer TEXT PRIMARY KEY,
+    seq      INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+fn parse_kind(text: &str) -> Result<ChangeKind, CapError> {
+    ChangeKind::parse(text).ok_or_else(|| {
+        CapError::Fault(format!(
+            "embedded storage holds an unknown change kind `{text}`"
+        ))
+    })
+}
+
+/// One row of a table's change log: what a stream follower hands a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRow {
+    /// The table.
+    pub table: String,
+    /// The sequence number: increasing with every write (across tables, so a
+    /// table's own numbers may have gaps).
+    pub seq: u64,
+    /// What the write did.
+    pub event_name: ChangeKind,
+    /// The item's key attributes.
+    pub keys: Value,
+    /// The item after the write (absent for a removal).
+    pub new_image: Option<Value>,
+    /// The item before the write (absent for an insert).
+    pub old_image: Option<Value>,
+    /// When the write happened, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+impl ChangeRow {
+    /// The sequence number as the worker sees it: a decimal string.
+    pub fn sequence_number(&self) -> String {
+        self.seq.to_string()
+    }
+}
+
+/// Reads the tables' change log (for stream followers) and keeps their
+/// checkpoints. Cheap to clone.
+#[derive(Clone)]
+pub struct ChangeLog {
+    db: Db,
+    schemas: Schemas,
+    latest: Arc<watch::Sender<u64>>,
+}
+
+impl ChangeLog {
+    pub(crate) fn new(db: Db, schemas: Schemas, latest: Arc<watch::Sender<u64>>) -> Self {
+        Self {
+            db,
+            schemas,
+            latest,
+        }
+    }
+
+    /// Up to `limit` changes of `table` with a sequence number above
+    /// `after_seq`, oldest first (`after_seq` 0 reads from the start).
+    pub async fn read(
+        &self,
+        table: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ChangeRow>, CapError> {
+        self.schemas.get(table)?;
+        let table = table.to_string();
+        self.db
+            .call(move |conn| {
+                let mut st = conn
+                    .prepare_cached(
+                        "SELECT seq, event_name, keys, new_image, old_image, ts_ms FROM changes
+                         WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                    )
+                    .map_err(sql)?;
+                let mut rows = st
+                    .query(params![table, to_i64(after_seq), i64::from(limit)])
+                    .map_err(sql)?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(sql)? {
+                    let seq: i64 = row.get(0).map_err(sql)?;
+                    let kind: String = row.get(1).map_err(sql)?;
+                    let keys: String = row.get(2).map_err(sql)?;
+                    let new_image: Option<String> = row.get(3).map_err(sql)?;
+                    let old_image: Option<String> = row.get(4).map_err(sql)?;
+                    let ts: i64 = row.get(5).map_err(sql)?;
+                    let parse = |t: &str| {
+                        serde_json::from_str::<Value>(t).map_err(|e| corrupt("change record", e))
+                    };
+                    out.push(ChangeRow {
+                        table: table.clone(),
+                        seq: to_u64(seq),
+                        event_name: parse_kind(&kind)?,
+                        keys: parse(&keys)?,
+                        new_image: new_image.as_deref().map(parse).transpose()?,
+                        old_image: old_image.as_deref().map(parse).transpose()?,
+                        timestamp_ms: to_u64(ts),
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// The sequence number of `table`'s newest change; 0 when it has none.
+    pub async fn latest_seq(&self, table: &str) -> Result<u64, CapError> {
+        self.schemas.get(table)?;
+        let table = table.to_string();
+        self.db
+            .call(move |conn| {
+                let seq: Option<i64> = conn
+                    .prepare_cached("SELECT MAX(seq) FROM changes WHERE tbl = ?1")
+                    .map_err(sql)?
+                    .query_row(params![table], |r| r.get(0))
+                    .map_err(sql)?;
+                Ok(seq.map(to_u64).unwrap_or(0))
+            })
+            .await
+    }
+
+    /// Drops `table`'s changes up to and including `seq` (once every
+    /// follower has checkpointed past them). Returns how many were dropped.
+    pub async fn trim_through(&self, table: &str, seq: u64) -> Result<u64, CapError> {
+        self.schemas.get(table)?;
+        let table = table.to_string();
+        self.db
+            .call(move |conn| {
+                let n = conn
+                    .prepare_cached("DELETE FROM changes WHERE tbl = ?1 AND seq <= ?2")
+                    .map_err(sql)?
+                    .execute(params![table, to_i64(seq)])
+                    .map_err(sql)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    /// Drops up to `limit` of `table`'s changes (oldest first) with a
+    /// sequence number up to and including `through_seq` that were written
+    /// before `before_ms` (milliseconds since the Unix epoch): the change-log
+    /// retention. Returns how many were dropped; fewer than `limit` means
+    /// none is left to drop.
+    pub async fn trim(
+        &self,
+        table: &str,
+        through_seq: u64,
+        before_ms: u64,
+        limit: u32,
+    ) -> Result<u64, CapError> {
+        self.schemas.get(table)?;
+        let table = table.to_string();
+        self.db
+            .call(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "DELETE FROM changes WHERE seq IN (
+                             SELECT seq FROM changes
+                             WHERE tbl = ?1 AND seq <= ?2 AND ts_ms < ?3
+                             ORDER BY seq LIMIT ?4)",
+                    )
+                    .map_err(sql)?
+                    .execute(params![
+                        table,
+                        to_i64(through_seq),
+                        to_i64(before_ms),
+                        i64::from(limit)
+                    ])
+                    .map_err(sql)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    /// How many changes of `table` the log holds.
+    pub async fn count(&self, table: &str) -> Result<u64, CapError> {
+        self.schemas.get(table)?;
+        let table = table.to_string();
+        self.db
+            .call(move |conn| {
+                let n: i64 = conn
+                    .prepare_cached("SELECT COUNT(*) FROM changes WHERE tbl = ?1")
+                    .map_err(sql)?
+                    .query_row(params![table], |r| r.get(0))
+                    .map_err(sql)?;
+                Ok(to_u64(n))
+            })
+            .await
+    }
+
+    /// A consumer's checkpoint: the last sequence number it finished.
+    pub async fn checkpoint_get(&self, consumer: &str) -> Result<Option<u64>, CapError> {
+        let consumer = consumer.to_string();
+        self.db
+            .call(move |conn| {
+                let seq: Option<i64> = conn
+                    .prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1")
+                    .map_err(sql)?
+                    .query_row(params![consumer], |r| r.get(0))
+                    .optional()
+                    .map_err(sql)?;
+                Ok(seq.map(to_u64))
+            })
+            .await
+    }
+
+    /// Stores a consumer's checkpoint.
+    pub async fn checkpoint_set(&self, consumer: &str, seq: u64) -> Result<(), CapError> {
+        let consumer = consumer.to_string();
+        self.db
+            .call(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO checkpoints (consumer, seq) VALUES (?1, ?2)
+                     ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
+                )
+                .map_err(sql)?
+                .execute(params![consumer, to_i64(seq)])
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Watches the newest sequence number of any table: a follower waits on
+    /// `changed()` instead of polling.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+}

@@ -1,0 +1,261 @@
+//! `table`: DynamoDB-shaped items as JSON.
+
+use serde_json::{json, Value};
+use usher_registry::Capability;
+use usher_world::{table, types};
+
+use crate::backend::{Condition, Page, PutItem, UpdateItem, WriteOp};
+use crate::call::{
+    check_batch, parse_json, parse_object, to_string, Call, HostResult, PerRecord, Plain, Records,
+};
+use crate::limits::MAX_PAGE;
+use crate::{CapError, CapabilityCtx};
+
+fn condition(c: table::Condition) -> Result<Condition, CapError> {
+    Ok(match c {
+        table::Condition::NotExists => Condition::NotExists,
+        table::Condition::Exists => Condition::Exists,
+        table::Condition::AttributeEquals((name, value)) => {
+            Condition::AttributeEquals(name, parse_json(&value, "condition value")?)
+        }
+    })
+}
+
+fn opt_condition(c: Option<table::Condition>) -> Result<Option<Condition>, CapError> {
+    c.map(condition).transpose()
+}
+
+fn call<'a>(function: &'static str, table: &'a str) -> Call<'a> {
+    Call::new(Capability::Table, function, table)
+}
+
+/// The per-record answer of the `*-many` and `batch-write` calls.
+fn per_record<X, U>(convert: impl Fn(X) -> U) -> PerRecord<impl Fn(X) -> U> {
+    PerRecord {
+        records: Records::Failed,
+        convert,
+    }
+}
+
+impl table::Host for CapabilityCtx {
+    async fn get(&mut self, table: String, key: String) -> HostResult<Option<String>> {
+        let caller = &self.caller;
+        let work = async {
+            let key = parse_json(&key, "key")?;
+            caller.backends.table.get(&table, &key).await
+        };
+        Ok(caller
+            .call(call("get", &table), || json!({"key": key}), Plain, work)
+            .await?
+            .map(|v| v.as_ref().map(to_string)))
+    }
+
+    async fn batch_get(
+        &mut self,
+        table: String,
+        keys: Vec<String>,
+    ) -> HostResult<Vec<Option<String>>> {
+        let caller = &self.caller;
+        let work = async {
+            check_batch(keys.len())?;
+            let parsed = keys
+                .iter()
+                .map(|k| parse_json(k, "key"))
+                .collect::<Result<Vec<_>, _>>()?;
+            caller.backends.table.batch_get(&table, &parsed).await
+        };
+        Ok(caller
+            .call(
+                call("batch-get", &table),
+                || json!({"keys": keys}),
+                Plain,
+                work,
+            )
+            .await?
+            .map(|items| items.iter().map(|i| i.as_ref().map(to_string)).collect()))
+    }
+
+    async fn put(
+        &mut self,
+        table: String,
+        item: String,
+        cond: Option<table::Condition>,
+    ) -> HostResult<()> {
+        let caller = &self.caller;
+        let work = async {
+            let parsed = Value::Object(parse_object(&item, "item")?);
+            let cond = opt_condition(cond)?;
+            caller.backends.table.put(&table, parsed, cond).await
+        };
+        caller
+            .call(call("put", &table), || json!({"item": item}), Plain, work)
+            .await
+    }
+
+    async fn update(
+        &mut self,
+        table: String,
+        key: String,
+        set: String,
+        remove: Vec<String>,
+        cond: Option<table::Condition>,
+    ) -> HostResult<String> {
+        let caller = &self.caller;
+        let work = async {
+            let parsed_key = parse_json(&key, "key")?;
+            let set_map = parse_object(&set, "set")?;
+            let cond = opt_condition(cond)?;
+            caller
+                .backends
+                .table
+                .update(&table, &parsed_key, set_map, &remove, cond)
+                .await
+        };
+        let request = || json!({"key": key, "set": set, "remove": remove});
+        Ok(caller
+            .call(call("update", &table), request, Plain, work)
+            .await?
+            .map(|v| to_string(&v)))
+    }
+
+    async fn delete(
+        &mut self,
+        table: String,
+        key: String,
+        cond: Option<table::Condition>,
+    ) -> HostResult<()> {
+        let caller = &self.caller;
+        let work = async {
+            let parsed = parse_json(&key, "key")?;
+            let cond = opt_condition(cond)?;
+            caller.backends.table.delete(&table, &parsed, cond).await
+        };
+        caller
+            .call(call("delete", &table), || json!({"key": key}), Plain, work)
+            .await
+    }
+
+    async fn query(
+        &mut self,
+        table: String,
+        partition: String,
+        sort_prefix: Option<String>,
+        limit: Option<u32>,
+        start_after: Option<String>,
+    ) -> HostResult<table::Page> {
+        let caller = &self.caller;
+        let work = async {
+            let partition = parse_json(&partition, "partition")?;
+            let start = start_after
+                .as_deref()
+                .map(|s| parse_json(s, "start-after"))
+                .transpose()?;
+            let limit = limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+            caller
+                .backends
+                .table
+                .query(
+                    &table,
+                    &partition,
+                    sort_prefix.as_deref(),
+                    limit,
+                    start.as_ref(),
+                )
+                .await
+        };
+        let request = || json!({"partition": partition, "sort_prefix": sort_prefix});
+        Ok(caller
+            .call(call("query", &table), request, Plain, work)
+            .await?
+            .map(|page: Page| table::Page {
+                items: page.items.iter().map(to_string).collect(),
+                next: page.next.as_ref().map(to_string),
+            }))
+    }
+
+    async fn batch_write(
+        &mut self,
+        table: String,
+        writes: Vec<table::Write>,
+    ) -> HostResult<Vec<Result<(), types::Error>>> {
+        let caller = &self.caller;
+        let count = writes.len();
+        let work = async {
+            check_batch(writes.len())?;
+            let ops = writes
+                .into_iter()
+                .map(|w| match w {
+                    table::Write::Put(item) => {
+                        Ok(WriteOp::Put(Value::Object(parse_object(&item, "item")?)))
+                    }
+                    table::Write::Delete(key) => Ok(WriteOp::Delete(parse_json(&key, "key")?)),
+                })
+                .collect::<Result<Vec<_>, CapError>>()?;
+            caller.backends.table.batch_write(&table, ops).await
+        };
+        let request = || json!({"records": count});
+        caller
+            .call(
+                call("batch-write", &table),
+                request,
+                per_record(|()| ()),
+                work,
+            )
+            .await
+    }
+
+    async fn put_many(
+        &mut self,
+        table: String,
+        puts: Vec<table::PutItem>,
+    ) -> HostResult<Vec<Result<(), types::Error>>> {
+        let caller = &self.caller;
+        let count = puts.len();
+        let work = async {
+            check_batch(puts.len())?;
+            let puts = puts
+                .into_iter()
+                .map(|p| {
+                    Ok(PutItem {
+                        item: Value::Object(parse_object(&p.item, "item")?),
+                        condition: opt_condition(p.condition)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, CapError>>()?;
+            caller.backends.table.put_many(&table, puts).await
+        };
+        let request = || json!({"records": count});
+        caller
+            .call(call("put-many", &table), request, per_record(|()| ()), work)
+            .await
+    }
+
+    async fn update_many(
+        &mut self,
+        table: String,
+        updates: Vec<table::UpdateItem>,
+    ) -> HostResult<Vec<Result<String, types::Error>>> {
+        let caller = &self.caller;
+        let count = updates.len();
+        let work = async {
+            check_batch(updates.len())?;
+            let updates = updates
+                .into_iter()
+                .map(|u| {
+                    Ok(UpdateItem {
+                        key: parse_json(&u.key, "key")?,
+                        set: parse_object(&u.set, "set")?,
+                        remove: u.remove,
+                        condition: opt_condition(u.condition)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, CapError>>()?;
+            caller.backends.table.update_many(&table, updates).await
+        };
+        let request = || json!({"records": count});
+        let answer = per_record(|v: Value| to_string(&v));
+        caller
+            .call(call("update-many", &table), request, answer, work)
+            .await
+    }
+}
