@@ -538,20 +538,23 @@ async fn resolver_path_not_found(OriginalUri(uri): OriginalUri) -> Response {
     )
 }
 
-/// The worker of `/resolvers/{typeName}/{fieldName}`, or the 404 answer.
+/// The worker of `/resolvers/{typeName}/{fieldName}`, or why there is none
+/// (the message of the 404 answer).
 fn resolver_of(
     shared: &Shared,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(String, String, String), Response> {
-    let not_found = |message: String| resolver_error(StatusCode::NOT_FOUND, "NotFound", message);
+) -> Result<(String, String, String), String> {
     let Path((type_name, field_name)) =
-        path.map_err(|e| not_found(format!("not a resolver path: {}", e.body_text())))?;
+        path.map_err(|e| format!("not a resolver path: {}", e.body_text()))?;
     match shared.resolvers.get(&type_name, &field_name) {
         Some(worker) => Ok((type_name, field_name, worker.to_string())),
-        None => Err(not_found(format!(
-            "no worker resolves {type_name}.{field_name}"
-        ))),
+        None => Err(format!("no worker resolves {type_name}.{field_name}")),
     }
+}
+
+/// The 404 answer of an unknown resolver.
+fn resolver_not_found(message: String) -> Response {
+    resolver_error(StatusCode::NOT_FOUND, "NotFound", message)
 }
 
 /// `/resolvers/{typeName}/{fieldName}` with another method than POST: 404
@@ -560,8 +563,8 @@ async fn resolver_method_not_allowed(
     State(shared): State<Shared>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
-    if let Err(not_found) = resolver_of(&shared, path) {
-        return not_found;
+    if let Err(message) = resolver_of(&shared, path) {
+        return resolver_not_found(message);
     }
     allow_post(resolver_error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -578,7 +581,7 @@ async fn resolve(
 ) -> Response {
     let (type_name, field_name, worker) = match resolver_of(&shared, path) {
         Ok(found) => found,
-        Err(not_found) => return not_found,
+        Err(message) => return resolver_not_found(message),
     };
     let cid = correlation_id(&request);
     let headers: BTreeMap<String, String> = header_pairs(&request).collect();
