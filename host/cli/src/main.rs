@@ -1,7 +1,7 @@
 //! `usher`: push, promote, roll back and list worker components; invoke a
 //! worker once on the embedded backends; pin freshly built components; run
 //! every worker with `usher up`; inspect and replay dead-letter queues
-//! (`usher dlq`); run the replication demo (`usher demo replication`).
+//! (`usher dlq`); run a demo of `usher-demo` (`usher demo replication`).
 
 mod demo;
 mod dlq;
@@ -132,10 +132,10 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
-    /// Demonstrations on the embedded backends.
+    /// Demonstrations on the embedded backends (the `usher-demo` crate).
     Demo {
         #[command(subcommand)]
-        command: DemoCommand,
+        command: usher_demo::Demo,
     },
 }
 
@@ -164,31 +164,6 @@ enum DlqCommand {
         /// The data folder of the embedded backends.
         #[arg(long, env = "USHER_DATA", default_value = ".usher/data")]
         data: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum DemoCommand {
-    /// Starts what `usher up` starts, writes fan entries into demand-table
-    /// (inserts, ~20% modifications, ~10% removals) and verifies that the
-    /// Entry Service ends up holding exactly the table's entries.
-    Replication {
-        /// How many entries to insert.
-        #[arg(long, default_value_t = 1000)]
-        entries: usize,
-        /// The data folder (default: a fresh temporary one, removed after).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// The HTTP listener's address (port 0: any free port).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        /// Seconds to wait for replication before failing.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-        /// Write every entry (in batch writes) before the workers start and
-        /// time the replication alone: the throughput benchmark.
-        #[arg(long)]
-        preload: bool,
     },
 }
 
@@ -263,27 +238,11 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Command::Demo {
-            command:
-                DemoCommand::Replication {
-                    entries,
-                    data,
-                    listen,
-                    timeout,
-                    preload,
-                },
-        } => {
+        Command::Demo { command } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(demo::replication(
-                &paths,
-                data.as_deref(),
-                listen,
-                entries,
-                std::time::Duration::from_secs(timeout),
-                preload,
-            ))
+            rt.block_on(demo::run(&paths, command))
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Host {
     listener: HttpListener,
     triggers: Triggers,
     watcher: tokio::task::JoinHandle<()>,
+    /// Service → the http-worker serving it at this listener.
+    served: BTreeMap<String, String>,
 }
 
 impl Host {
@@ -71,29 +73,19 @@ impl Host {
 }
 
 /// Starts every worker of the registry on the embedded backends in `data`
-/// with the HTTP listener on `listen`. With `entries_at_listener`, the
-/// `entries` service points at this listener (unless
-/// `USHER_SERVICE_ENTRIES_URL` overrides it), whatever port it gets.
-pub async fn start(
-    paths: &Paths,
-    data: &Path,
-    listen: SocketAddr,
-    entries_at_listener: bool,
-) -> Result<Host> {
+/// with the HTTP listener on `listen` (port 0: any free port). Every
+/// service an http-worker of the registry serves points at this listener
+/// (see [`crate::services::point_at_listener`]; a `USHER_SERVICE_<NAME>_URL`
+/// still wins).
+pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Host> {
     let mut registry = paths.registry()?;
-    let mut listen = listen;
-    if entries_at_listener {
-        if listen.port() == 0 {
-            // The services are configured before the listener binds: pick
-            // a free port first.
-            let probe = std::net::TcpListener::bind(listen)
-                .with_context(|| format!("finding a free port on {listen}"))?;
-            listen = probe.local_addr()?;
-        }
-        if let Some(def) = registry.resources.services.get_mut("entries") {
-            def.url = format!("http://{listen}/services/entries");
-        }
-    }
+    // Bound before the services are configured, so they get its address
+    // (the bound port when `listen` has port 0).
+    let socket = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = socket.local_addr()?;
+    let served = crate::services::point_at_listener(&mut registry, addr);
     let registry = Arc::new(registry);
     let embedded = Embedded::open(data, &registry.resources)
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
@@ -112,9 +104,8 @@ pub async fn start(
     )?);
     invoker.bind(&runtime);
     let watcher = runtime.watch(WATCH_EVERY);
-    let listener = HttpListener::bind(runtime.clone(), listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
+    let listener = HttpListener::serve(runtime.clone(), socket)
+        .with_context(|| format!("listening on {addr}"))?;
     let triggers = Triggers::start(runtime.clone(), &embedded, TriggerOptions::default())?;
     Ok(Host {
         runtime,
@@ -122,11 +113,12 @@ pub async fn start(
         listener,
         triggers,
         watcher,
+        served,
     })
 }
 
 pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
-    let host = start(paths, data, listen, false).await?;
+    let host = start(paths, data, listen).await?;
     let runtime = host.runtime.clone();
     eprintln!(
         "usher up: {} worker(s), data {}, listening on http://{} (Ctrl-C stops)",
@@ -139,6 +131,9 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
     }
     for (type_name, field_name, worker) in host.listener.resolvers().list() {
         eprintln!("  POST /resolvers/{type_name}/{field_name} -> {worker}");
+    }
+    for line in crate::services::describe(runtime.registry(), &host.served) {
+        eprintln!("  {line}");
     }
 
     let queues = host.embedded.queues();

@@ -61,6 +61,41 @@ async fn pending(tables: &Arc<usher_backend_embedded::EmbeddedTables>) -> usize 
     n
 }
 
+/// Writes the entries into demand-table from this process and waits until
+/// the Entry Service at `base` lists every one and none is flagged.
+async fn replicate(
+    client: &reqwest::Client,
+    base: &str,
+    registry_dir: &std::path::Path,
+    data: &std::path::Path,
+    up: &Up,
+) {
+    let registry = Registry::load(registry_dir).expect("registry");
+    let embedded = Embedded::open(data, &registry.resources).expect("open the data folder");
+    let tables = embedded.tables();
+    for i in 0..ENTRIES {
+        tables
+            .put("demand-table", demand_entry(i), None)
+            .await
+            .expect("put");
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let count = listed(client, base).await;
+        if count == Some(ENTRIES) && pending(&tables).await == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not replicated in 60 s: listed {count:?}, {} still flagged\n{}",
+            pending(&tables).await,
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn up_replicates_entries_through_the_listener_and_stops_on_sigint() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -109,30 +144,7 @@ async fn up_replicates_entries_through_the_listener_and_stops_on_sigint() {
     }
 
     // Write the entries into demand-table from this process.
-    let registry = Registry::load(&registry_dir).expect("registry");
-    let embedded = Embedded::open(&data, &registry.resources).expect("open the data folder");
-    let tables = embedded.tables();
-    for i in 0..ENTRIES {
-        tables
-            .put("demand-table", demand_entry(i), None)
-            .await
-            .expect("put");
-    }
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let count = listed(&client, &base).await;
-        if count == Some(ENTRIES) && pending(&tables).await == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not replicated in 60 s: listed {count:?}, {} still flagged\n{}",
-            pending(&tables).await,
-            up.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    replicate(&client, &base, &registry_dir, &data, &up).await;
 
     // SIGINT: a clean stop, exit 0.
     let pid = i32::try_from(up.child.id()).expect("pid");
@@ -157,4 +169,99 @@ async fn up_replicates_entries_through_the_listener_and_stops_on_sigint() {
         log.contains("replication/save-entries"),
         "no summary:\n{log}"
     );
+}
+
+/// The service rule of `usher up`, with two services served by http-workers
+/// of the registry and one served by nobody here: on a listener that is
+/// not the registry's (`127.0.0.1:8090`), with no `USHER_SERVICE_*_URL`,
+/// both point at it, and replication reaches the Entry Service through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_points_every_service_an_http_worker_serves_at_its_listener() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let registry_dir = tmp.path().join("workers");
+    copy_registry(&registry_dir, |name, text| {
+        if name == "resources.yaml" {
+            text.replace(
+                "\nservices:\n",
+                "\nservices:\n  scores: { url: \"http://127.0.0.1:9/scores\" }\n  users: { url: \"https://users.example.com\" }\n",
+            )
+        } else {
+            text
+        }
+    });
+    let store = tmp.path().join("store");
+    pin_built(&registry_dir, &store);
+    // The `scores` service's worker runs the Entry Service's component
+    // (added after `usher pin`, which pins each worker to the component
+    // built under its own name).
+    let services = registry_dir.join("services.yaml");
+    let text = std::fs::read_to_string(&services).expect("services.yaml");
+    let component = text
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("component: { name: services/entry-service")
+        })
+        .expect("the entry-service pin")
+        .trim_start()
+        .to_string();
+    std::fs::write(
+        &services,
+        format!(
+            "{text}\n  scores-service:\n    {component}\n    trigger:\n      http: {{ route: /services/scores }}\n    grants:\n      tables: [entries]\n    settings:\n      table: entries\n"
+        ),
+    )
+    .expect("write services.yaml");
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("up.log");
+    let child = usher_at(&registry_dir, &store)
+        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data")
+        .arg(&data)
+        .env_remove("USHER_SERVICE_ENTRIES_URL")
+        .env_remove("USHER_SERVICE_SCORES_URL")
+        .env_remove("USHER_SERVICE_USERS_URL")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("usher up starts");
+    let mut up = Up { child, log };
+
+    let expected = [
+        format!(
+            "service entries -> {base}/services/entries (served here by services/entry-service)"
+        ),
+        format!(
+            "service scores -> {base}/services/scores (served here by services/scores-service)"
+        ),
+        "service users -> https://users.example.com (the registry's)".to_string(),
+    ];
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let said_all = |log: String| expected.iter().all(|l| log.contains(l.as_str()));
+    while listed(&client, &base).await.is_none() || !said_all(up.log()) {
+        if let Ok(Some(status)) = up.child.try_wait() {
+            panic!("usher up exited with {status}:\n{}", up.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usher up did not answer or say {expected:#?}:\n{}",
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let scores = client
+        .get(format!(
+            "{base}/services/scores/campaigns/{CAMPAIGN}/entries"
+        ))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(scores.status().as_u16(), 200);
+
+    // save-entries reaches the Entry Service at this listener.
+    replicate(&client, &base, &registry_dir, &data, &up).await;
 }

@@ -1,15 +1,21 @@
-//! The HTTP listener of `usher up`: http-workers by route prefix,
-//! `POST /invoke/{domain}/{worker}` for invoke-workers and `POST
-//! /resolvers/{typeName}/{fieldName}` for resolver workers (AppSync-style).
+//! The HTTP listener of `usher up`, an axum [`Router`]: every http-worker
+//! nested at its route (whole segments, the longest route wins, the worker
+//! gets the path below it), `POST /invoke/{domain}/{worker}` for
+//! invoke-workers, `POST /resolvers/{typeName}/{fieldName}` for resolver
+//! workers (AppSync-style), a fallback answering the JSON 404 and
+//! [`DefaultBodyLimit`] bounding every body to [`MAX_REQUEST_BYTES`] (413).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, OriginalUri, Path, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+use axum::routing::{any, post, MethodRouter};
+use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -27,6 +33,24 @@ pub const RESOLVERS_PREFIX: &str = "/resolvers/";
 
 /// Headers of a worker's answer the listener sets itself.
 const HOP_HEADERS: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
+
+/// Why the HTTP listener cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Binding or reading the socket failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// An http-worker's route cannot be served by the router.
+    #[error("worker {worker}: the http route `{route}` cannot be served: {reason}")]
+    Route {
+        /// The worker.
+        worker: String,
+        /// Its route.
+        route: String,
+        /// Why.
+        reason: String,
+    },
+}
 
 /// The routes of a runtime's http-workers, longest prefix first.
 #[derive(Debug, Clone)]
@@ -54,22 +78,36 @@ impl Routes {
         &self.routes
     }
 
-    /// The worker serving `path` and the path below its route (at least
-    /// `/`). A route matches whole segments: `/a` serves `/a` and `/a/b`,
-    /// not `/ab`.
-    pub fn resolve<'a>(&'a self, path: &str) -> Option<(&'a str, String)> {
-        self.routes.iter().find_map(|(route, worker)| {
-            let rest = path.strip_prefix(route.as_str())?;
-            if route.ends_with('/') {
-                Some((worker.as_str(), format!("/{rest}")))
-            } else if rest.is_empty() {
-                Some((worker.as_str(), "/".to_string()))
-            } else if rest.starts_with('/') {
-                Some((worker.as_str(), rest.to_string()))
-            } else {
-                None
+    /// Refuses a route the router cannot nest as the listener promises:
+    /// one below `/invoke` or `/resolvers` (the listener's own endpoints),
+    /// one with `{` or `}` (path parameters of the router, not literal
+    /// text), and a route `/a/` next to a route `/a` (both would claim the
+    /// paths below `/a/`).
+    fn check(&self, route: &str, worker: &str) -> Result<(), ListenerError> {
+        let refuse = |reason: String| ListenerError::Route {
+            worker: worker.to_string(),
+            route: route.to_string(),
+            reason,
+        };
+        for reserved in [INVOKE_PREFIX, RESOLVERS_PREFIX] {
+            let endpoint = reserved.trim_end_matches('/');
+            if route == endpoint || route.starts_with(reserved) {
+                return Err(refuse(format!(
+                    "the paths below {endpoint} are the listener's own"
+                )));
             }
-        })
+        }
+        if route.contains(['{', '}']) {
+            return Err(refuse("a route may not contain `{` or `}`".to_string()));
+        }
+        if let Some(bare) = route.strip_suffix('/').filter(|b| b.len() > 1) {
+            if let Some((_, other)) = self.routes.iter().find(|(r, _)| r == bare) {
+                return Err(refuse(format!(
+                    "worker {other} serves `{bare}`, whose paths this route would share"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -154,18 +192,59 @@ pub fn resolver_event(
 #[derive(Clone)]
 struct Shared {
     runtime: Arc<Runtime>,
-    routes: Arc<Routes>,
     resolvers: Arc<Resolvers>,
 }
 
-/// The listener's router (every path goes through one handler).
-pub fn router(runtime: Arc<Runtime>) -> axum::Router {
-    let routes = Arc::new(Routes::of(&runtime));
-    let resolvers = Arc::new(Resolvers::of(&runtime));
-    axum::Router::new().fallback(handle).with_state(Shared {
+/// The listener's router: every http-worker nested at its route (a worker
+/// at `/` is the fallback), the invoke and resolver endpoints, the JSON 404
+/// fallback and the body limit. Fails on a route it cannot serve (see
+/// [`ListenerError::Route`]).
+pub fn router(runtime: Arc<Runtime>) -> Result<Router, ListenerError> {
+    let routes = Routes::of(&runtime);
+    let shared = Shared {
+        resolvers: Arc::new(Resolvers::of(&runtime)),
         runtime,
-        routes,
-        resolvers,
+    };
+    let resolvers = Router::new()
+        .route(
+            "/{type_name}/{field_name}",
+            post(resolve).fallback(resolver_method_not_allowed),
+        )
+        .fallback(resolver_path_not_found);
+    let mut app = Router::new()
+        // Routes are the registry's text, not axum patterns: a segment
+        // starting with `:` or `*` is literal.
+        .without_v07_checks()
+        .route(
+            "/invoke/{domain}/{worker}",
+            post(invoke).fallback(invoke_method_not_allowed),
+        )
+        .nest("/resolvers", resolvers);
+    let mut root = None;
+    for (route, worker) in routes.list() {
+        routes.check(route, worker)?;
+        let service = http_worker(shared.clone(), worker.clone());
+        if route == "/" {
+            root = Some(service);
+        } else {
+            app = app.nest_service(route, service);
+        }
+    }
+    let app = match root {
+        Some(service) => app.fallback_service(service),
+        None => app.fallback(path_not_found),
+    };
+    Ok(app
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(shared))
+}
+
+/// The service of one http-worker: every method, the path below its route.
+fn http_worker(shared: Shared, worker: String) -> MethodRouter {
+    any(move |request: Request| {
+        let shared = shared.clone();
+        let worker = worker.clone();
+        async move { serve_http(&shared.runtime, &worker, request).await }
     })
 }
 
@@ -181,12 +260,25 @@ pub struct HttpListener {
 impl HttpListener {
     /// Binds `addr` (port 0 picks a free port) and serves the runtime's
     /// http-workers, invoke-workers and resolvers. Must be called inside a tokio runtime.
-    pub async fn bind(runtime: Arc<Runtime>, addr: SocketAddr) -> std::io::Result<HttpListener> {
+    pub async fn bind(
+        runtime: Arc<Runtime>,
+        addr: SocketAddr,
+    ) -> Result<HttpListener, ListenerError> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        HttpListener::serve(runtime, listener)
+    }
+
+    /// Serves the runtime's http-workers, invoke-workers and resolvers on a
+    /// socket bound beforehand (so that its address can be known before the
+    /// runtime exists). Must be called inside a tokio runtime.
+    pub fn serve(
+        runtime: Arc<Runtime>,
+        listener: tokio::net::TcpListener,
+    ) -> Result<HttpListener, ListenerError> {
         let addr = listener.local_addr()?;
         let routes = Routes::of(&runtime);
         let resolvers = Resolvers::of(&runtime);
-        let app = router(runtime);
+        let app = router(runtime)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -244,17 +336,21 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, &json!({ "error": message.into() }))
 }
 
-/// The body, or why it cannot be read (413 over [`MAX_REQUEST_BYTES`]).
-async fn read_body(body: Body) -> Result<Bytes, (StatusCode, String)> {
-    match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => {
-            let too_large =
-                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-                    e.source()
-                })
-                .any(|e| e.is::<http_body_util::LengthLimitError>());
-            Err(if too_large {
+/// `response` with `Allow: POST` (the answer of a 405).
+fn allow_post(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+/// The body within the router's [`DefaultBodyLimit`], or why it cannot be
+/// read (413 over [`MAX_REQUEST_BYTES`]).
+async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
+    Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
@@ -262,11 +358,10 @@ async fn read_body(body: Body) -> Result<Bytes, (StatusCode, String)> {
             } else {
                 (
                     StatusCode::BAD_REQUEST,
-                    format!("cannot read the request body: {e}"),
+                    format!("cannot read the request body: {}", rejection.body_text()),
                 )
-            })
-        }
-    }
+            }
+        })
 }
 
 /// A JSON body: `null` when empty (or only whitespace).
@@ -295,37 +390,34 @@ fn correlation_id(request: &Request) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn handle(State(shared): State<Shared>, request: Request) -> Response {
-    let path = request.uri().path().to_string();
-    if let Some(worker) = path.strip_prefix(INVOKE_PREFIX) {
-        return invoke(&shared.runtime, worker.to_string(), request).await;
-    }
-    if let Some(field) = path.strip_prefix(RESOLVERS_PREFIX) {
-        return resolve(&shared, field.to_string(), request).await;
-    }
-    let Some((worker, rest)) = shared.routes.resolve(&path) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no worker serves the path {path}"),
-        );
-    };
-    let worker = worker.to_string();
+/// The fallback: no worker serves the path.
+async fn path_not_found(OriginalUri(uri): OriginalUri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no worker serves the path {}", uri.path()),
+    )
+}
+
+/// One request to an http-worker; the router has stripped its route from
+/// the request's path.
+async fn serve_http(runtime: &Runtime, worker: &str, request: Request) -> Response {
     let cid = correlation_id(&request);
     let method = request.method().as_str().to_ascii_uppercase();
+    let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let headers = header_pairs(&request).collect();
-    let body = match read_body(request.into_body()).await {
+    let body = match read_body(request).await {
         Ok(b) => b,
         Err((status, message)) => return error(status, message),
     };
     let input = Input::Http(HttpRequest {
         method,
-        path: rest,
+        path,
         query,
         headers,
         body: body.to_vec(),
     });
-    match shared.runtime.invoke(&worker, &input, cid).await {
+    match runtime.invoke(worker, &input, cid).await {
         Ok(inv) => match inv.output {
             Output::Http(answer) => {
                 let mut response = Response::new(Body::from(answer.body));
@@ -359,16 +451,29 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     }
 }
 
-async fn invoke(runtime: &Runtime, worker: String, request: Request) -> Response {
-    if request.method() != Method::POST {
-        let mut r = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invoke-workers take POST /invoke/{domain}/{worker}",
-        );
-        r.headers_mut()
-            .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
-        return r;
-    }
+/// `/invoke/{domain}/{worker}` with another method than POST.
+async fn invoke_method_not_allowed() -> Response {
+    allow_post(error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invoke-workers take POST /invoke/{domain}/{worker}",
+    ))
+}
+
+/// `POST /invoke/{domain}/{worker}`.
+async fn invoke(
+    State(shared): State<Shared>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Request,
+) -> Response {
+    let worker = match path {
+        Ok(Path((domain, name))) => format!("{domain}/{name}"),
+        Err(_) => {
+            let path = request.uri().path();
+            let name = path.strip_prefix(INVOKE_PREFIX).unwrap_or(path);
+            return error(StatusCode::NOT_FOUND, format!("no worker {name}"));
+        }
+    };
+    let runtime = &shared.runtime;
     match runtime.worker(&worker) {
         Ok(live) if live.spec().trigger.world() == WorldKind::Invoke => {}
         Ok(_) => {
@@ -380,7 +485,7 @@ async fn invoke(runtime: &Runtime, worker: String, request: Request) -> Response
         Err(_) => return error(StatusCode::NOT_FOUND, format!("no worker {worker}")),
     }
     let cid = correlation_id(&request);
-    let body = match read_body(request.into_body()).await {
+    let body = match read_body(request).await {
         Ok(b) => b,
         Err((status, message)) => return error(status, message),
     };
@@ -420,39 +525,67 @@ fn resolver_error(status: StatusCode, error_type: &str, message: impl Into<Strin
     )
 }
 
-/// `POST /resolvers/{typeName}/{fieldName}`: `field` is the path after the
-/// prefix.
-async fn resolve(shared: &Shared, field: String, request: Request) -> Response {
-    let Some((type_name, field_name)) = field
-        .split_once('/')
-        .filter(|(t, f)| !t.is_empty() && !f.is_empty() && !f.contains('/'))
-    else {
-        return resolver_error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("resolvers take POST {RESOLVERS_PREFIX}{{typeName}}/{{fieldName}}; not {RESOLVERS_PREFIX}{field}"),
-        );
-    };
-    let Some(worker) = shared.resolvers.get(type_name, field_name) else {
-        return resolver_error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("no worker resolves {type_name}.{field_name}"),
-        );
-    };
-    if request.method() != Method::POST {
-        let mut r = resolver_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!("resolvers take POST {RESOLVERS_PREFIX}{{typeName}}/{{fieldName}}"),
-        );
-        r.headers_mut()
-            .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
-        return r;
+/// The fallback below `/resolvers`: a path that is not
+/// `/resolvers/{typeName}/{fieldName}`.
+async fn resolver_path_not_found(OriginalUri(uri): OriginalUri) -> Response {
+    resolver_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "resolvers take POST {RESOLVERS_PREFIX}{{typeName}}/{{fieldName}}; not {}",
+            uri.path()
+        ),
+    )
+}
+
+/// The worker of `/resolvers/{typeName}/{fieldName}`, or why there is none
+/// (the message of the 404 answer).
+fn resolver_of(
+    shared: &Shared,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String, String), String> {
+    let Path((type_name, field_name)) =
+        path.map_err(|e| format!("not a resolver path: {}", e.body_text()))?;
+    match shared.resolvers.get(&type_name, &field_name) {
+        Some(worker) => Ok((type_name, field_name, worker.to_string())),
+        None => Err(format!("no worker resolves {type_name}.{field_name}")),
     }
+}
+
+/// The 404 answer of an unknown resolver.
+fn resolver_not_found(message: String) -> Response {
+    resolver_error(StatusCode::NOT_FOUND, "NotFound", message)
+}
+
+/// `/resolvers/{typeName}/{fieldName}` with another method than POST: 404
+/// for an unknown resolver, else 405.
+async fn resolver_method_not_allowed(
+    State(shared): State<Shared>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    if let Err(message) = resolver_of(&shared, path) {
+        return resolver_not_found(message);
+    }
+    allow_post(resolver_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("resolvers take POST {RESOLVERS_PREFIX}{{typeName}}/{{fieldName}}"),
+    ))
+}
+
+/// `POST /resolvers/{typeName}/{fieldName}`.
+async fn resolve(
+    State(shared): State<Shared>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Request,
+) -> Response {
+    let (type_name, field_name, worker) = match resolver_of(&shared, path) {
+        Ok(found) => found,
+        Err(message) => return resolver_not_found(message),
+    };
     let cid = correlation_id(&request);
     let headers: BTreeMap<String, String> = header_pairs(&request).collect();
-    let body = match read_body(request.into_body()).await {
+    let body = match read_body(request).await {
         Ok(b) => b,
         Err((status, message)) => return resolver_error(status, "BadRequest", message),
     };
@@ -460,10 +593,10 @@ async fn resolve(shared: &Shared, field: String, request: Request) -> Response {
         Ok(v) => v,
         Err(message) => return resolver_error(StatusCode::BAD_REQUEST, "InvalidJson", message),
     };
-    let event = resolver_event(type_name, field_name, &body, &headers);
+    let event = resolver_event(&type_name, &field_name, &body, &headers);
     match shared
         .runtime
-        .invoke(worker, &Input::Invoke(event), cid)
+        .invoke(&worker, &Input::Invoke(event), cid)
         .await
     {
         Ok(inv) => match inv.output {

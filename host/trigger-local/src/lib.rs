@@ -34,9 +34,13 @@
 //!   flight and stops; nothing is acknowledged (deleted, checkpointed) before
 //!   the worker answered, so delivery is at least once.
 //!
-//! * [`HttpListener`] — an HTTP server (axum): every worker whose trigger is
-//!   `http: {route: PREFIX}` serves the paths below PREFIX (whole segments,
-//!   longest prefix wins) and gets the path below the prefix; `POST
+//! * [`HttpListener`] — an HTTP server on an axum [`router`]: every worker
+//!   whose trigger is `http: {route: PREFIX}` is nested at PREFIX, so it
+//!   serves the paths below PREFIX (whole segments, longest prefix wins; a
+//!   worker at `/` is the fallback) and gets the path below the prefix; a
+//!   route the router cannot nest (below `/invoke` or `/resolvers`, with
+//!   `{` or `}`, or `/a/` beside `/a`) stops the listener with
+//!   [`ListenerError::Route`]; `POST
 //!   /invoke/{domain}/{worker}` runs an invoke-worker on the JSON body
 //!   (its typed error → 400 `{"errorType","message"}`); `POST
 //!   /resolvers/{typeName}/{fieldName}` runs the worker whose trigger is
@@ -69,8 +73,8 @@ use usher_registry::Trigger;
 
 pub use counters::{CounterSnapshot, WorkerCounters};
 pub use http::{
-    resolver_event, router, HttpListener, Resolvers, Routes, INVOKE_PREFIX, MAX_REQUEST_BYTES,
-    RESOLVERS_PREFIX,
+    resolver_event, router, HttpListener, ListenerError, Resolvers, Routes, INVOKE_PREFIX,
+    MAX_REQUEST_BYTES, RESOLVERS_PREFIX,
 };
 pub use queue::{PollOutcome, QueuePoller};
 pub use schedule::{Scheduler, TickOutcome};

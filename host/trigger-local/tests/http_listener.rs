@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 use usher_testing::{components, TestHost};
-use usher_trigger_local::{HttpListener, MAX_REQUEST_BYTES};
+use usher_trigger_local::{HttpListener, ListenerError, MAX_REQUEST_BYTES};
 
 fn host() -> TestHost {
     TestHost::builder()
@@ -383,4 +383,226 @@ async fn resolver_errors_unknown_bad_json_failed_and_wrong_method() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"direct": true}));
     listener.shutdown().await.expect("shutdown");
+}
+
+/// The Entry Service three times: at `/svc`, at `/svc/inner` (each on its
+/// own table) and at `/` (the fallback), beside testing/echo and a resolver.
+fn nested_host() -> TestHost {
+    let entry_service = |route: &str, table: &str| {
+        format!("trigger: {{ http: {{ route: {route} }} }}\ngrants: {{ tables: [{table}] }}\nsettings: {{ table: {table} }}")
+    };
+    TestHost::builder()
+        .resources(
+            "tables:\n  outer: { partition_key: PK, sort_key: SK }\n  inner: { partition_key: PK, sort_key: SK }\n  root: { partition_key: PK, sort_key: SK }",
+        )
+        .named_worker(
+            "services/outer",
+            &components::SERVICES_ENTRY_SERVICE,
+            &entry_service("/svc", "outer"),
+        )
+        .named_worker(
+            "services/inner",
+            &components::SERVICES_ENTRY_SERVICE,
+            &entry_service("/svc/inner", "inner"),
+        )
+        .named_worker(
+            "services/root",
+            &components::SERVICES_ENTRY_SERVICE,
+            &entry_service("/", "root"),
+        )
+        .worker(&components::TESTING_ECHO, "trigger: { invoke: {} }")
+        .named_worker(
+            "graphql/check-eligibility",
+            &components::TESTING_ECHO,
+            "trigger: { resolver: { type_name: Query, field_name: checkEligibility } }",
+        )
+        .build()
+        .expect("test host")
+}
+
+async fn listed(client: &reqwest::Client, url: String) -> usize {
+    let (status, body) = json_of(client.get(url).send().await.expect("get")).await;
+    assert_eq!(status, 200, "{body}");
+    body["entries"].as_array().map(Vec::len).expect("entries")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_longest_whole_segment_route_wins_and_a_root_route_is_the_fallback() {
+    let host = nested_host();
+    // A socket bound before the listener is made (as `usher up` does to
+    // configure the services with its address).
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let listener = HttpListener::serve(host.runtime.clone(), socket).expect("serve");
+    let base = format!("http://{}", listener.local_addr());
+    assert_eq!(
+        listener.routes().list(),
+        [
+            ("/svc/inner".to_string(), "services/inner".to_string()),
+            ("/svc".to_string(), "services/outer".to_string()),
+            ("/".to_string(), "services/root".to_string()),
+        ]
+    );
+    let client = reqwest::Client::new();
+    let upsert = |prefix: &str, n: usize| {
+        let entries: Vec<Value> = (0..n)
+            .map(|i| json!({"campaignId": "c1", "globalUserId": format!("u{i}"), "version": 1, "marketId": "m1"}))
+            .collect();
+        client
+            .post(format!("{base}{prefix}/entries/batch-upsert"))
+            .json(&json!({ "entries": entries }))
+            .send()
+    };
+    for (prefix, n) in [("/svc/inner", 2), ("/svc", 3), ("", 4)] {
+        let (status, body) = json_of(upsert(prefix, n).await.expect("post")).await;
+        assert_eq!(
+            (status, &body["upserted"]),
+            (200, &json!(n)),
+            "{prefix}: {body}"
+        );
+    }
+    // Each worker sees the path below its own route, on its own table.
+    assert_eq!(
+        listed(&client, format!("{base}/svc/inner/campaigns/c1/entries")).await,
+        2
+    );
+    assert_eq!(
+        listed(&client, format!("{base}/svc/campaigns/c1/entries")).await,
+        3
+    );
+    assert_eq!(
+        listed(&client, format!("{base}/campaigns/c1/entries")).await,
+        4
+    );
+    assert_eq!(
+        listed(&client, format!("{base}/svc/inner/campaigns/c1/entries/")).await,
+        2
+    );
+
+    // Whole segments: /svc/innerX is below /svc, not /svc/inner; the
+    // worker's own 404 names the path it got.
+    let (status, body) = json_of(
+        client
+            .get(format!("{base}/svc/innerX/campaigns/c1/entries"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let message = body["error"].as_str().expect("an error");
+    assert!(message.contains("/innerX/campaigns/c1/entries"), "{body}");
+    assert!(!message.contains("/svc"), "{body}");
+    // The route itself reaches its worker with the path `/`.
+    for path in ["/svc/inner", "/svc/inner/"] {
+        let (status, body) = json_of(
+            client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("get"),
+        )
+        .await;
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            !body["error"].as_str().expect("an error").contains("inner"),
+            "{body}"
+        );
+    }
+
+    // The listener's own endpoints are not the root worker's.
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/invoke/testing/echo"))
+            .json(&json!({"a": 1}))
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"a": 1})));
+    let response = client
+        .get(format!("{base}/invoke/testing/echo"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/resolvers/Query"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["errorType"]),
+        (404, &json!("NotFound")),
+        "{body}"
+    );
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/resolvers/Query/checkEligibility"))
+            .json(&json!({"arguments": {"x": 1}}))
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["arguments"]),
+        (200, &json!({"x": 1})),
+        "{body}"
+    );
+    // Bodies over the limit are refused on the fallback too.
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/entries/batch-upsert"))
+            .body(vec![b' '; MAX_REQUEST_BYTES + 1])
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    listener.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_the_router_cannot_nest_stop_the_listener() {
+    for (routes, refused) in [
+        (vec!["/invoke"], "/invoke"),
+        (vec!["/resolvers/Query"], "/resolvers/Query"),
+        (vec!["/a/{id}"], "/a/{id}"),
+        (vec!["/a", "/a/"], "/a/"),
+    ] {
+        let mut builder = TestHost::builder()
+            .resources("tables: { entries: { partition_key: PK, sort_key: SK } }");
+        for (i, route) in routes.iter().enumerate() {
+            builder = builder.named_worker(
+                &format!("services/s{i}"),
+                &components::SERVICES_ENTRY_SERVICE,
+                &format!("trigger: {{ http: {{ route: \"{route}\" }} }}\ngrants: {{ tables: [entries] }}\nsettings: {{ table: entries }}"),
+            );
+        }
+        let host = builder.build().expect("test host");
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let error = HttpListener::bind(host.runtime.clone(), addr)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{routes:?}: the listener started"));
+        match &error {
+            ListenerError::Route { route, .. } => assert_eq!(route, refused, "{error}"),
+            other => panic!("{routes:?}: not a route error: {other}"),
+        }
+    }
 }

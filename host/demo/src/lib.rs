@@ -1,0 +1,147 @@
+//! `usher-demo`: the demonstrations of `usher demo <name>`, kept apart from
+//! the generic host. A demo drives a [`Platform`] — what `usher up` starts,
+//! in-process — that the caller starts for it on a data folder and a
+//! listener address, writes its data, checks the outcome and prints a
+//! summary.
+//!
+//! * `usher demo replication` ([`replication`]): fan entries written into
+//!   `demand-table` replicate to the Entry Service; verified entry by entry.
+//!
+//! A new demo is a module with its clap arguments and a variant of [`Demo`].
+
+#![deny(missing_docs)]
+
+pub mod replication;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use usher_backend_embedded::{EmbeddedError, EmbeddedTables};
+use usher_capabilities::CapError;
+use usher_registry::Resources;
+use usher_trigger_local::CounterSnapshot;
+
+/// An error of the platform a demo runs on (starting or stopping it).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a demo runs against: every worker of the registry on the embedded
+/// backends of one data folder, with the HTTP listener (`usher up`'s host).
+pub trait Platform {
+    /// The HTTP listener's base URL (`http://ADDR`).
+    fn base_url(&self) -> String;
+    /// How many workers run.
+    fn worker_count(&self) -> usize;
+    /// The tables of the data folder.
+    fn tables(&self) -> Arc<EmbeddedTables>;
+    /// Every triggered worker's counters now.
+    fn counters(&self) -> BTreeMap<String, CounterSnapshot>;
+    /// Stops the platform, finishing the batches in flight.
+    fn shutdown(self) -> impl Future<Output = Result<(), BoxError>>;
+}
+
+/// A failed demo.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The arguments do not make a demo.
+    #[error("{0}")]
+    Usage(String),
+    /// The data folder's backends could not be opened.
+    #[error("opening the embedded backends in {}: {source}", path.display())]
+    Open {
+        /// The data folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: EmbeddedError,
+    },
+    /// A table write or read of the demo failed.
+    #[error("{what}: {source}")]
+    Table {
+        /// What was being done.
+        what: String,
+        /// The backend's error.
+        #[source]
+        source: CapError,
+    },
+    /// Starting the platform failed.
+    #[error(transparent)]
+    Start(BoxError),
+    /// Stopping the platform failed.
+    #[error("stopping: {0}")]
+    Stop(#[source] BoxError),
+    /// The outcome is not what the demo expects.
+    #[error("{0}")]
+    NotConverged(String),
+}
+
+/// `usher demo <name>`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Demo {
+    /// Starts what `usher up` starts, writes fan entries into demand-table
+    /// (inserts, ~20% modifications, ~10% removals) and verifies that the
+    /// Entry Service ends up holding exactly the table's entries.
+    Replication(replication::Args),
+}
+
+/// Runs `demo` on the platform `start` starts (given the data folder and
+/// the listener address to use); `resources` are the registry's, for the
+/// writes a demo makes before the platform starts.
+pub async fn run<P, S, F>(demo: Demo, resources: &Resources, start: S) -> Result<(), DemoError>
+where
+    P: Platform,
+    S: FnOnce(PathBuf, SocketAddr) -> F,
+    F: Future<Output = Result<P, BoxError>>,
+{
+    match demo {
+        Demo::Replication(args) => replication::run(args, resources, start).await,
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// The data folder of a demo: the one given, or a fresh temporary one that
+/// [`DataDir::finish`] removes.
+pub(crate) struct DataDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl DataDir {
+    pub(crate) fn new(given: Option<&Path>) -> DataDir {
+        match given {
+            Some(d) => DataDir {
+                path: d.to_path_buf(),
+                temporary: false,
+            },
+            None => DataDir {
+                path: std::env::temp_dir().join(format!(
+                    "usher-demo-{}-{}",
+                    std::process::id(),
+                    now_ms()
+                )),
+                temporary: true,
+            },
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes a temporary folder.
+    pub(crate) fn finish(self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
