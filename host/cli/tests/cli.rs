@@ -160,14 +160,18 @@ fn bad_input_gives_clear_errors() {
         "--version",
         "0.1.0",
     ]);
+    // (The 0.1.2 echo of the compatibility fixtures: it fits the worker's
+    // entry, so only its bytes differ.)
+    let old_echo = root().join("tests/fixtures/compat/0.1.2/testing/echo.wasm");
     let err = sb.fails(&[
         "push",
         "testing/echo",
-        wasm("testing/table-probe").to_str().expect("p"),
+        old_echo.to_str().expect("p"),
         "--version",
         "0.1.0",
     ]);
     assert!(err.to_lowercase().contains("0.1.0"), "{err}");
+    assert!(err.contains("already pushed"), "{err}");
     // Unknown worker.
     let err = sb.fails(&["promote", "testing/nope", "0.1.0"]);
     assert!(

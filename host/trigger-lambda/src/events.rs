@@ -483,7 +483,7 @@ fn change(
         if item.is_empty() {
             return Ok(None);
         }
-        serde_dynamo::from_item(item)
+        serde_dynamo::from_item(binary_as_base64(item))
             .map(Some)
             .map_err(|e| format!("{what} is not a DynamoDB item: {e}"))
     };
@@ -498,6 +498,32 @@ fn change(
         sequence_number,
         timestamp_ms: u64::try_from(millis).unwrap_or(0),
     })
+}
+
+/// Binary attributes (`B`, `BS`, also inside lists and maps) as the base64
+/// text DynamoDB's own JSON gives them: plain JSON has no bytes, and
+/// `serde_json::Value` refuses to deserialize them.
+fn binary_as_base64(item: serde_dynamo::Item) -> serde_dynamo::Item {
+    use base64::Engine as _;
+    use serde_dynamo::AttributeValue as A;
+    fn convert(v: A) -> A {
+        match v {
+            A::B(bytes) => A::S(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            A::Bs(set) => A::Ss(
+                set.into_iter()
+                    .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+                    .collect(),
+            ),
+            A::L(list) => A::L(list.into_iter().map(convert).collect()),
+            A::M(map) => A::M(map.into_iter().map(|(k, v)| (k, convert(v))).collect()),
+            other => other,
+        }
+    }
+    let map = item.into_inner();
+    map.into_iter()
+        .map(|(k, v)| (k, convert(v)))
+        .collect::<std::collections::HashMap<String, A>>()
+        .into()
 }
 
 fn scheduled(event: Value) -> Result<Input, String> {
