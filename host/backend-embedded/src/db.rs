@@ -60,6 +60,12 @@ impl Db {
         })
     }
 
+    /// Rows this connection has inserted, updated or deleted since it was
+    /// opened (SQLite's `total_changes`).
+    pub(crate) fn row_writes(&self) -> u64 {
+        self.conn.lock().total_changes()
+    }
+
     /// Runs `f` with the connection on the calling thread (for start-up).
     pub(crate) fn blocking<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         f(&mut self.conn.lock())
@@ -107,4 +113,53 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 /// SQLite's `INTEGER` back to a `u64` (negative values never get stored).
 pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// Measures how many rows per second SQLite writes in the folder `dir`, on
+/// a scratch database opened exactly as the stores open theirs (WAL,
+/// `synchronous=NORMAL`), upserting `rows` rows of `row_bytes` bytes in
+/// transactions of `per_transaction` rows (as a batch of the embedded
+/// backends is one transaction). The scratch file is removed afterwards.
+/// The storage bound of a pipeline is this rate divided by the rows it
+/// writes per record.
+pub fn measure_row_writes(
+    dir: &Path,
+    rows: usize,
+    row_bytes: usize,
+    per_transaction: usize,
+) -> Result<f64, EmbeddedError> {
+    let path = dir.join(format!("row-write-bound-{}.db", std::process::id()));
+    let result = (|| {
+        let db = Db::open(
+            Some(&path),
+            "CREATE TABLE IF NOT EXISTS bound (k TEXT PRIMARY KEY, v TEXT NOT NULL);",
+        )?;
+        let wrap = |source: rusqlite::Error| EmbeddedError::Sqlite {
+            database: path.display().to_string(),
+            source,
+        };
+        let value = "x".repeat(row_bytes);
+        let started = std::time::Instant::now();
+        db.blocking(|conn| -> Result<(), EmbeddedError> {
+            for chunk in (0..rows).collect::<Vec<_>>().chunks(per_transaction.max(1)) {
+                let tx = conn.transaction().map_err(wrap)?;
+                {
+                    let mut stmt = tx
+                        .prepare_cached("INSERT OR REPLACE INTO bound (k, v) VALUES (?1, ?2)")
+                        .map_err(wrap)?;
+                    for i in chunk {
+                        stmt.execute(rusqlite::params![format!("k{i:09}"), value])
+                            .map_err(wrap)?;
+                    }
+                }
+                tx.commit().map_err(wrap)?;
+            }
+            Ok(())
+        })?;
+        Ok(rows as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON))
+    })();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    result
 }

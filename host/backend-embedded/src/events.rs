@@ -213,3 +213,10 @@ impl EventBackend for EmbeddedEvents {
         Ok(results)
     }
 }
+
+impl EmbeddedEvents {
+    /// Rows written to this store's database since it was opened.
+    pub fn row_writes(&self) -> u64 {
+        self.db.row_writes()
+    }
+}

@@ -36,6 +36,7 @@ use usher_capabilities::{Backends, CodecBackend, ServiceBackend, WorkerInvoker};
 use usher_registry::Resources;
 
 pub use cache::EmbeddedCache;
+pub use db::measure_row_writes;
 pub use events::{EmbeddedEvents, EventRecord, MAX_VALUE_BYTES};
 pub use filter::FilterPolicy;
 pub use objects::{EmbeddedObjects, MAX_KEY_BYTES};
@@ -121,6 +122,12 @@ impl Embedded {
             events: Arc::new(events),
             cache: Arc::new(EmbeddedCache::new()),
         })
+    }
+
+    /// Rows written to the data folder's databases (tables and their change
+    /// log, queues, event log) since they were opened.
+    pub fn row_writes(&self) -> u64 {
+        self.tables.row_writes() + self.queues.row_writes() + self.events.row_writes()
     }
 
     /// The tables.

@@ -587,3 +587,10 @@ impl QueueBackend for EmbeddedQueues {
         Ok(results)
     }
 }
+
+impl EmbeddedQueues {
+    /// Rows written to this store's database since it was opened.
+    pub fn row_writes(&self) -> u64 {
+        self.db.row_writes()
+    }
+}

@@ -578,3 +578,10 @@ impl TableBackend for EmbeddedTables {
         .await
     }
 }
+
+impl EmbeddedTables {
+    /// Rows written to this store's database since it was opened.
+    pub fn row_writes(&self) -> u64 {
+        self.db.row_writes()
+    }
+}

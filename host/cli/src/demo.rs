@@ -26,6 +26,10 @@ impl Platform for Host {
         self.embedded.tables()
     }
 
+    fn row_writes(&self) -> u64 {
+        self.embedded.row_writes()
+    }
+
     fn counters(&self) -> BTreeMap<String, CounterSnapshot> {
         self.snapshot()
     }

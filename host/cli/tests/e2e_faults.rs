@@ -142,13 +142,16 @@ async fn a_faulty_entry_service_still_converges() {
         proxy.held.load(Ordering::Relaxed),
     );
     eprintln!("proxy: {requests} requests, {refused} refused (503), {held} held past the timeout");
-    // The faults were really injected, at about the rate asked for.
+    // The faults were really injected, at about the rate asked for. (Since
+    // save-entries sends a batch's chunks in one call-many, with the score
+    // refresh folded into the upsert, 2,000 entries make only ~100–150
+    // requests: the bounds allow for the spread of so few draws.)
     assert!(
-        refused > 20 && held > 20,
+        refused >= 5 && held >= 5,
         "too few faults: {refused} / {held} of {requests}"
     );
     let rate = (refused + held) as f64 / requests as f64;
-    assert!((0.2..0.4).contains(&rate), "fault rate {rate}");
+    assert!((0.1..0.5).contains(&rate), "fault rate {rate}");
 
     let status = platform.stop().await;
     assert!(status.success(), "{}", platform.log());

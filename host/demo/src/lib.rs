@@ -37,6 +37,8 @@ pub trait Platform {
     fn worker_count(&self) -> usize;
     /// The tables of the data folder.
     fn tables(&self) -> Arc<EmbeddedTables>;
+    /// Rows written to the data folder's SQLite databases so far.
+    fn row_writes(&self) -> u64;
     /// Every triggered worker's counters now.
     fn counters(&self) -> BTreeMap<String, CounterSnapshot>;
     /// Stops the platform, finishing the batches in flight.

@@ -201,6 +201,7 @@ where
     let timeout = Duration::from_secs(args.timeout);
     let outcome = drive(
         &platform,
+        &data,
         &base,
         &campaign,
         args.entries,
@@ -274,6 +275,7 @@ async fn write(
 
 async fn drive(
     platform: &impl Platform,
+    data: &std::path::Path,
     base: &str,
     campaign: &str,
     n: usize,
@@ -283,6 +285,7 @@ async fn drive(
     let tables = platform.tables();
     let client = reqwest::Client::new();
     let started = Instant::now();
+    let rows_before = platform.row_writes();
     let modified = n.div_ceil(5);
     let removed = (0..n).filter(|i| i % 10 == 3).count();
     let was_preloaded = preloaded.is_some();
@@ -379,6 +382,7 @@ async fn drive(
     }
 
     let secs = elapsed.as_secs_f64();
+    let rows = platform.row_writes().saturating_sub(rows_before);
     println!("usher demo replication: converged (campaign {campaign})");
     println!("  entries written     {n}");
     println!("  modified            {modified}");
@@ -402,6 +406,20 @@ async fn drive(
         "  throughput          {:.0} entries/s",
         n as f64 / secs.max(f64::EPSILON)
     );
+    if was_preloaded {
+        // The storage bound, measured now on the same data folder: SQLite's
+        // row writes per second (entry-sized rows, 100 per transaction)
+        // divided by the rows the replication wrote per entry.
+        let per_entry = rows as f64 / n as f64;
+        match usher_backend_embedded::measure_row_writes(data, 50_000, 420, 100) {
+            Ok(rate) => println!(
+                "  storage bound       {:.0} entries/s = {rate:.0} SQLite row writes/s on this data folder / {per_entry:.1} rows written per replicated entry ({rows} rows); this run reached {:.0}% of it",
+                rate / per_entry.max(f64::EPSILON),
+                100.0 * (n as f64 / secs.max(f64::EPSILON)) / (rate / per_entry.max(f64::EPSILON))
+            ),
+            Err(e) => println!("  storage bound       not measured: {e}"),
+        }
+    }
     for (worker, c) in platform.counters() {
         println!(
             "  {worker:<32} {} record(s) in {} invocation(s), {:.2} s busy{}",
