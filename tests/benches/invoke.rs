@@ -293,15 +293,8 @@ fn runtime_with(
         codec: Arc::new(NoCodec),
         workers: Arc::new(usher_engine::LocalInvoker::new()),
     };
-    let rt = Runtime::start(
-        engine,
-        registry,
-        store,
-        "bench",
-        Arc::new(backends),
-        None,
-    )
-    .expect("runtime");
+    let rt = Runtime::start(engine, registry, store, "bench", Arc::new(backends), None)
+        .expect("runtime");
     std::mem::forget(dir);
     Arc::new(rt)
 }

@@ -121,7 +121,12 @@ async fn an_old_stream_worker_enqueues_flagged_changes() {
     let sent: Vec<Value> = host
         .calls("queue", "send-batch")
         .iter()
-        .flat_map(|c| c.request["messages"].as_array().cloned().unwrap_or_default())
+        .flat_map(|c| {
+            c.request["messages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .map(|m| serde_json::from_str(m["body"].as_str().unwrap_or("null")).expect("json"))
         .collect();
     assert_eq!(sent.len(), 1, "{sent:?}");

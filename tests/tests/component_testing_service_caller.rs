@@ -21,12 +21,15 @@ use usher_testing::{components, TestHost};
 /// How long the server holds every `/slow/…` request.
 const HOLD: Duration = Duration::from_millis(300);
 
+/// A request as the server saw it: route, `authorization`, `x-correlation-id`.
+type SeenRequest = (String, Option<String>, Option<String>);
+
 #[derive(Default)]
 struct Seen {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     flaky_attempts: AtomicUsize,
-    requests: std::sync::Mutex<Vec<(String, Option<String>, Option<String>)>>,
+    requests: std::sync::Mutex<Vec<SeenRequest>>,
 }
 
 async fn handler(
@@ -53,7 +56,11 @@ async fn handler(
         tokio::time::sleep(HOLD).await;
         axum::Json(json!({"route": route})).into_response()
     } else if route == "missing" {
-        (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such thing"}))).into_response()
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "no such thing"})),
+        )
+            .into_response()
     } else if route == "flaky" {
         // The first attempt fails with 503; the retry succeeds.
         if seen.flaky_attempts.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -139,14 +146,22 @@ fn slow(n: usize, service: &str) -> Vec<Value> {
 async fn one_call_many_runs_its_requests_concurrently() {
     let (host, seen) = host().await;
     let started = Instant::now();
-    let answers = run(&host, json!({"mode": "many", "requests": slow(10, "alpha")})).await;
+    let answers = run(
+        &host,
+        json!({"mode": "many", "requests": slow(10, "alpha")}),
+    )
+    .await;
     let took = started.elapsed();
     let answers = answers.as_array().expect("an array").clone();
     assert_eq!(answers.len(), 10);
     for (i, a) in answers.iter().enumerate() {
         assert_eq!(a["status"], 200, "{a}");
         let body: Value = serde_json::from_str(a["body"].as_str().unwrap_or("")).expect("json");
-        assert_eq!(body["route"], format!("slow/{i}"), "answers keep request order");
+        assert_eq!(
+            body["route"],
+            format!("slow/{i}"),
+            "answers keep request order"
+        );
     }
     // Ten requests each held 300 ms: one after another they would take 3 s.
     assert!(
@@ -158,7 +173,11 @@ async fn one_call_many_runs_its_requests_concurrently() {
 
     // The same requests one by one: never more than one in flight.
     seen.max_in_flight.store(0, Ordering::SeqCst);
-    let answers = run(&host, json!({"mode": "one-by-one", "requests": slow(3, "alpha")})).await;
+    let answers = run(
+        &host,
+        json!({"mode": "one-by-one", "requests": slow(3, "alpha")}),
+    )
+    .await;
     assert_eq!(answers.as_array().map(Vec::len), Some(3));
     assert_eq!(seen.max_in_flight.load(Ordering::SeqCst), 1);
 }
@@ -180,10 +199,17 @@ async fn every_request_has_its_own_jwt_correlation_id_retries_timeout_and_result
     assert_eq!(a.len(), 7, "{answers}");
     assert_eq!(a[0]["status"], 200, "{}", a[0]);
     assert_eq!(a[1]["status"], 200, "{}", a[1]);
-    assert_eq!(a[2]["status"], 404, "a non-2xx status is that request's response: {}", a[2]);
+    assert_eq!(
+        a[2]["status"], 404,
+        "a non-2xx status is that request's response: {}",
+        a[2]
+    );
     assert_eq!(a[3]["status"], 200, "the 503 was retried: {}", a[3]);
     assert!(
-        a[4]["error"].as_str().unwrap_or("").starts_with("unavailable"),
+        a[4]["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("unavailable"),
         "the 200 ms timeout of `short` is its own: {}",
         a[4]
     );
@@ -200,7 +226,10 @@ async fn every_request_has_its_own_jwt_correlation_id_retries_timeout_and_result
     assert_eq!(seen.flaky_attempts.load(Ordering::SeqCst), 2);
 
     let requests = seen.requests.lock().expect("lock").clone();
-    assert!(!requests.iter().any(|(route, ..)| route == "ok-gamma"), "denied requests never leave the host");
+    assert!(
+        !requests.iter().any(|(route, ..)| route == "ok-gamma"),
+        "denied requests never leave the host"
+    );
     let correlation: Vec<&Option<String>> = requests.iter().map(|(_, _, c)| c).collect();
     assert!(correlation.iter().all(|c| c.is_some()), "{requests:?}");
     assert!(
@@ -209,7 +238,10 @@ async fn every_request_has_its_own_jwt_correlation_id_retries_timeout_and_result
     );
     for (route, auth, _) in &requests {
         let auth = auth.as_deref().unwrap_or("");
-        assert!(auth.starts_with("Bearer ") && auth.len() > 20, "{route}: {auth}");
+        assert!(
+            auth.starts_with("Bearer ") && auth.len() > 20,
+            "{route}: {auth}"
+        );
     }
 }
 
@@ -221,7 +253,10 @@ async fn more_than_256_requests_are_refused_as_a_whole() {
         .collect();
     let answer = run(&host, json!({"mode": "many", "requests": requests})).await;
     assert!(
-        answer["refused"].as_str().unwrap_or("").starts_with("invalid"),
+        answer["refused"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("invalid"),
         "{answer}"
     );
     assert!(seen.requests.lock().expect("lock").is_empty());

@@ -36,6 +36,7 @@ use usher_capabilities::{Backends, CodecBackend, ServiceBackend, WorkerInvoker};
 use usher_registry::Resources;
 
 pub use cache::EmbeddedCache;
+pub use change_log::{ChangeKind, ChangeLog, ChangeRow};
 pub use db::measure_row_writes;
 pub use events::{EmbeddedEvents, EventRecord, MAX_VALUE_BYTES};
 pub use filter::FilterPolicy;
@@ -44,7 +45,6 @@ pub use queue::{
     EmbeddedQueues, QueueDepth, QueuedMessage, Received, MAX_BODY_BYTES, MAX_DELAY_SECONDS,
     MAX_RECEIVE,
 };
-pub use change_log::{ChangeKind, ChangeLog, ChangeRow};
 pub use table::EmbeddedTables;
 pub use topic::EmbeddedTopics;
 

@@ -2,7 +2,6 @@
 //! starts, in this process.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -34,8 +33,8 @@ impl Platform for Host {
         self.snapshot()
     }
 
-    fn shutdown(self) -> impl Future<Output = Result<(), BoxError>> {
-        async move { Host::shutdown(self).await.map_err(BoxError::from) }
+    async fn shutdown(self) -> Result<(), BoxError> {
+        Host::shutdown(self).await.map_err(BoxError::from)
     }
 }
 

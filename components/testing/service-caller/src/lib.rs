@@ -45,7 +45,11 @@ pub fn request(call: &Call) -> Result<Request, InvokeError> {
         "PUT" => Method::Put,
         "PATCH" => Method::Patch,
         "DELETE" => Method::Delete,
-        other => return Err(InvokeError::invalid_input(format!("unknown method {other}"))),
+        other => {
+            return Err(InvokeError::invalid_input(format!(
+                "unknown method {other}"
+            )))
+        }
     };
     let r = Request::new(call.service.clone(), method, call.path.clone());
     match &call.body {
@@ -118,8 +122,16 @@ mod tests {
 
     #[test]
     fn natively_call_many_is_unsupported() {
-        let out = ServiceCaller::handle(json!({"mode": "many", "requests": [{"service": "s", "method": "GET", "path": "/"}]}))
-            .expect("answer");
-        assert!(out["refused"].as_str().unwrap_or("").contains("unsupported"), "{out}");
+        let out = ServiceCaller::handle(
+            json!({"mode": "many", "requests": [{"service": "s", "method": "GET", "path": "/"}]}),
+        )
+        .expect("answer");
+        assert!(
+            out["refused"]
+                .as_str()
+                .unwrap_or("")
+                .contains("unsupported"),
+            "{out}"
+        );
     }
 }

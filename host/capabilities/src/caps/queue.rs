@@ -21,12 +21,12 @@ pub(super) fn outgoing(
     }
 }
 
+/// The answer of a send or publish: one message id (or error) per message.
+pub(super) type PerMessage = PerRecord<fn(String) -> String>;
+
 /// The recorded request and the per-message answer of a send (queues) or
 /// a publish (topics): the messages, and one id or error per message.
-pub(super) fn sent(
-    ctx: &Caller,
-    msgs: &[OutgoingMessage],
-) -> (Value, PerRecord<fn(String) -> String>) {
+pub(super) fn sent(ctx: &Caller, msgs: &[OutgoingMessage]) -> (Value, PerMessage) {
     let request = ctx.recorded(|| json!({ "messages": msgs }));
     let answer = PerRecord {
         records: Records::Each,
