@@ -13,11 +13,15 @@
 //! * [`CHUNK_SIZE`]: how many entries, keys or fans one Entry Service
 //!   request carries at most.
 //!
-//! Campaigns and markets come from the Campaign Service; their types are
-//! added here when the first worker reads them (the registration and
-//! selection issues), not guessed ahead.
+//! * [`campaign`]: campaigns, markets and their stats (the Campaign
+//!   Service's shapes, cached by the registration workers).
+//! * [`selection`]: the draw's selections and verdict reports (the selection
+//!   workers' queue messages).
 
 #![deny(missing_docs)]
+
+pub mod campaign;
+pub mod selection;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
