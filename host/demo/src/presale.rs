@@ -133,6 +133,9 @@ struct Fan {
     check_only: bool,
 }
 
+/// A fan's registration: its index, the refusal reason, whether it submitted.
+type Registered = (usize, Option<String>, bool);
+
 /// One market of the main campaign.
 struct MarketPlan {
     id: String,
@@ -200,7 +203,7 @@ impl Presale {
                 "firstName": format!("Fan{i}"),
                 "zip": format!("{:05}", 10000 + i % 90000),
                 "age": 18 + (i % 60),
-                "newsletter": i % 2 == 0,
+                "newsletter": i.is_multiple_of(2),
             }),
             expected_reason: None,
             check_only: false,
@@ -457,7 +460,7 @@ impl Presale {
         &self,
     ) -> Result<(BTreeMap<String, BTreeSet<String>>, BTreeMap<String, usize>), DemoError> {
         let progress = bar(self.fans.len() as u64, "registering");
-        let results: Vec<Result<(usize, Option<String>, bool), DemoError>> =
+        let results: Vec<Result<Registered, DemoError>> =
             stream::iter(self.fans.iter().enumerate())
                 .map(|(i, fan)| {
                     let progress = &progress;
