@@ -4,6 +4,8 @@
 //! listener address, writes its data, checks the outcome and prints a
 //! summary.
 //!
+//! * `usher demo presale` ([`presale`]): a whole presale through the
+//!   services, the resolvers and the draw; verified end to end.
 //! * `usher demo replication` ([`replication`]): fan entries written into
 //!   `demand-table` replicate to the Entry Service; verified entry by entry.
 //!
@@ -11,6 +13,7 @@
 
 #![deny(missing_docs)]
 
+pub mod presale;
 pub mod replication;
 
 use std::collections::BTreeMap;
@@ -87,6 +90,11 @@ pub enum Demo {
     /// (inserts, ~20% modifications, ~10% removals) and verifies that the
     /// Entry Service ends up holding exactly the table's entries.
     Replication(replication::Args),
+    /// Starts what `usher up` starts and runs a presale: a campaign with
+    /// markets and code pools, fans checking eligibility and registering,
+    /// replication, the draw per market, codes assigned and marked; then
+    /// verifies winners, codes, verdicts and every draw.
+    Presale(presale::Args),
 }
 
 /// Runs `demo` on the platform `start` starts (given the data folder and
@@ -100,6 +108,7 @@ where
 {
     match demo {
         Demo::Replication(args) => replication::run(args, resources, start).await,
+        Demo::Presale(args) => presale::run(args, resources, start).await,
     }
 }
 

@@ -1,0 +1,841 @@
+//! `usher demo presale`: a whole presale on the platform `usher up` starts,
+//! in-process, driven only through what a real client would use (the HTTP
+//! listener: the reference services, the resolvers and the invoke
+//! endpoint).
+//!
+//! 1. Creates a campaign with `--markets` markets and a code pool per market
+//!    through the Campaign and Code services, plus four campaigns that no
+//!    fan can register to (invite-only with few invites, a draft, an ended
+//!    one, one not open yet).
+//! 2. `--fans` fans check their eligibility (`Query.checkEligibility`) and the
+//!    eligible ones submit (`Mutation.submitEntry`); a share is ineligible,
+//!    every reason code at least once.
+//! 3. Replication carries the entries to the Entry Service (with scores).
+//! 4. The draw runs per market (`selection/enqueue-market-selections`,
+//!    direct invoke); save-selections assigns the codes, writes the
+//!    verdicts, and mark-assigned-codes marks the codes through the
+//!    demand-table stream.
+//! 5. It prints a verification: winners per market = selection count (or
+//!    every entry when fewer), every winner exactly one code, no code twice,
+//!    demand-table verdicts = Entry Service, Code Service marked = assigned,
+//!    every draw verifies (`selection/verify-draw`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+use usher_backend_embedded::EmbeddedTables;
+use usher_capabilities::TableBackend;
+use usher_registry::Resources;
+
+use crate::{now_ms, BoxError, DataDir, DemoError, Platform};
+
+const TABLE: &str = "demand-table";
+/// Requests the demo's fans have in flight at once.
+const FAN_CONCURRENCY: usize = 16;
+/// The allowed countries of the main campaign.
+const COUNTRIES: [&str; 4] = ["US", "CA", "GB", "DE"];
+
+/// The arguments of `usher demo presale`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// How many fans register.
+    #[arg(long, default_value_t = 2000)]
+    pub fans: usize,
+    /// How many markets the campaign has.
+    #[arg(long, default_value_t = 3)]
+    pub markets: usize,
+    /// The data folder (default: a fresh temporary one, removed after).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The HTTP listener's address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Seconds to wait for each asynchronous stage before failing.
+    #[arg(long, default_value_t = 180)]
+    pub timeout: u64,
+}
+
+/// Runs the demo on the platform `start` starts.
+pub async fn run<P, S, F>(args: Args, _resources: &Resources, start: S) -> Result<(), DemoError>
+where
+    P: Platform,
+    S: FnOnce(PathBuf, SocketAddr) -> F,
+    F: Future<Output = Result<P, BoxError>>,
+{
+    if args.fans == 0 || args.markets == 0 {
+        return Err(DemoError::Usage(
+            "--fans and --markets must be at least 1".into(),
+        ));
+    }
+    if args.markets > 1000 {
+        return Err(DemoError::Usage("--markets must be at most 1000".into()));
+    }
+    let data = DataDir::new(args.data.as_deref());
+    let platform = start(data.path().to_path_buf(), args.listen)
+        .await
+        .map_err(DemoError::Start)?;
+    eprintln!(
+        "usher demo presale: {} worker(s), data {}, listening on {}",
+        platform.worker_count(),
+        data.path().display(),
+        platform.base_url()
+    );
+    let outcome = Presale::new(&args, &platform).drive(&platform).await;
+    platform.shutdown().await.map_err(DemoError::Stop)?;
+    data.finish();
+    outcome
+}
+
+fn bar(len: u64, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{msg:24} [{bar:40}] {pos}/{len} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_message(message.to_string());
+    bar
+}
+
+fn rfc3339(offset: chrono::Duration) -> String {
+    (chrono::Utc::now() + offset)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn failed(what: impl Into<String>) -> DemoError {
+    DemoError::NotConverged(what.into())
+}
+
+/// What one fan does: which campaign it names, what it sends, and the
+/// reason it is expected to be refused with (`None`: eligible).
+struct Fan {
+    user: String,
+    slug: String,
+    market: String,
+    country: &'static str,
+    entry: Value,
+    expected_reason: Option<&'static str>,
+    /// Only checks its eligibility (the invite-only campaign has no markets
+    /// in the draw).
+    check_only: bool,
+}
+
+/// A fan's registration: its index, the refusal reason, whether it submitted.
+type Registered = (usize, Option<String>, bool);
+
+/// One market of the main campaign.
+struct MarketPlan {
+    id: String,
+    selection: u64,
+    waitlist: u64,
+    codes: u64,
+}
+
+struct Presale {
+    http: reqwest::Client,
+    base: String,
+    campaign: String,
+    slug: String,
+    run: String,
+    markets: Vec<MarketPlan>,
+    fans: Vec<Fan>,
+    timeout: Duration,
+}
+
+impl Presale {
+    fn new(args: &Args, platform: &impl Platform) -> Presale {
+        let run = format!("{}", now_ms());
+        let campaign = format!("presale-{run}");
+        let slug = format!("presale-{run}");
+        let per_market = (args.fans as u64 / args.markets as u64).max(1);
+        let markets = (0..args.markets)
+            .map(|m| {
+                // A quarter of a market's fans win, a tenth is waitlisted; the
+                // pool holds a few more codes than winners.
+                let selection = (per_market / 4).max(1);
+                MarketPlan {
+                    id: format!("m{}", m + 1),
+                    selection,
+                    waitlist: (per_market / 10).max(1),
+                    codes: selection + selection / 10 + 5,
+                }
+            })
+            .collect::<Vec<_>>();
+        let fans = (0..args.fans)
+            .map(|i| Presale::fan(i, &slug, &run, &markets))
+            .collect();
+        Presale {
+            http: reqwest::Client::new(),
+            base: platform.base_url(),
+            campaign,
+            slug,
+            run,
+            markets,
+            fans,
+            timeout: Duration::from_secs(args.timeout),
+        }
+    }
+
+    /// Fan `i`: one in twenty is ineligible, cycling through every reason
+    /// (the first twenty fans cover them all).
+    fn fan(i: usize, slug: &str, run: &str, markets: &[MarketPlan]) -> Fan {
+        let user = format!("fan-{i:06}");
+        let market = markets[i % markets.len()].id.clone();
+        let mut fan = Fan {
+            user,
+            slug: slug.to_string(),
+            market,
+            country: COUNTRIES[i % COUNTRIES.len()],
+            entry: json!({
+                "firstName": format!("Fan{i}"),
+                "zip": format!("{:05}", 10000 + i % 90000),
+                "age": 18 + (i % 60),
+                "newsletter": i.is_multiple_of(2),
+            }),
+            expected_reason: None,
+            check_only: false,
+        };
+        let case = if i < 20 { i } else { i % 20 };
+        match case {
+            1 => {
+                fan.slug = format!("no-such-{run}");
+                fan.expected_reason = Some("CAMPAIGN_NOT_FOUND");
+            }
+            3 => {
+                fan.slug = format!("draft-{run}");
+                fan.market = "m1".into();
+                fan.expected_reason = Some("CAMPAIGN_NOT_OPEN");
+            }
+            5 => {
+                fan.slug = format!("ended-{run}");
+                fan.market = "m1".into();
+                fan.expected_reason = Some("CAMPAIGN_ENDED");
+            }
+            7 => {
+                fan.slug = format!("future-{run}");
+                fan.market = "m1".into();
+                fan.expected_reason = Some("CAMPAIGN_NOT_STARTED");
+            }
+            9 => {
+                fan.slug = format!("invite-{run}");
+                fan.market = "m1".into();
+                fan.expected_reason = Some("NOT_INVITED");
+                fan.check_only = true;
+            }
+            10 => {
+                // Invited: eligible for the invite-only campaign.
+                fan.slug = format!("invite-{run}");
+                fan.market = "m1".into();
+                fan.check_only = true;
+            }
+            11 => {
+                fan.country = "FR";
+                fan.expected_reason = Some("COUNTRY_NOT_ALLOWED");
+            }
+            13 => {
+                if let Some(e) = fan.entry.as_object_mut() {
+                    e.remove("age");
+                }
+                fan.expected_reason = Some("MISSING_FIELD");
+            }
+            15 => {
+                fan.entry["age"] = json!(12);
+                fan.expected_reason = Some("INVALID_FIELD");
+            }
+            17 => {
+                fan.market = "no-such-market".into();
+                fan.expected_reason = Some("UNKNOWN_MARKET");
+            }
+            _ => {}
+        }
+        fan
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), DemoError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| failed(format!("{method} {path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| failed(format!("{method} {path}: reading the answer: {e}")))?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    /// A request that must succeed (2xx).
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, DemoError> {
+        let (status, value) = self.send(method.clone(), path, body).await?;
+        if (200..300).contains(&status) {
+            Ok(value)
+        } else {
+            Err(failed(format!("{method} {path}: {status} {value}")))
+        }
+    }
+
+    fn fields() -> Value {
+        json!([
+            {"name": "firstName", "type": "string", "required": true, "constraints": {"minLength": 1, "maxLength": 50}},
+            {"name": "zip", "type": "string", "required": true, "constraints": {"minLength": 5, "maxLength": 5}},
+            {"name": "age", "type": "integer", "required": true, "constraints": {"min": 16, "max": 120}},
+            {"name": "newsletter", "type": "boolean", "required": false},
+        ])
+    }
+
+    async fn set_up(&self) -> Result<(), DemoError> {
+        use reqwest::Method;
+        let campaign =
+            |id: &str, slug: &str, status: &str, opens: i64, closes: i64, gate: Value| {
+                json!({
+                    "id": id, "slug": slug, "name": format!("Presale {slug}"), "status": status,
+                    "opensAt": rfc3339(chrono::Duration::hours(opens)),
+                    "closesAt": rfc3339(chrono::Duration::hours(closes)),
+                    "gate": gate, "fields": Presale::fields(),
+                })
+            };
+        let r = &self.run;
+        let all = [
+            campaign(
+                &self.campaign,
+                &self.slug,
+                "OPEN",
+                -1,
+                24,
+                json!({"type": "countries", "countries": COUNTRIES}),
+            ),
+            campaign(
+                &format!("invite-{r}"),
+                &format!("invite-{r}"),
+                "OPEN",
+                -1,
+                24,
+                json!({"type": "invite-only"}),
+            ),
+            campaign(
+                &format!("draft-{r}"),
+                &format!("draft-{r}"),
+                "DRAFT",
+                -1,
+                24,
+                json!({"type": "none"}),
+            ),
+            campaign(
+                &format!("ended-{r}"),
+                &format!("ended-{r}"),
+                "OPEN",
+                -48,
+                -24,
+                json!({"type": "none"}),
+            ),
+            campaign(
+                &format!("future-{r}"),
+                &format!("future-{r}"),
+                "OPEN",
+                24,
+                48,
+                json!({"type": "none"}),
+            ),
+        ];
+        for c in &all {
+            let id = c["id"].as_str().unwrap_or_default();
+            self.ok(
+                Method::PUT,
+                &format!("/services/campaigns/campaigns/{id}"),
+                Some(c),
+            )
+            .await?;
+        }
+        // Every campaign a fan may name has a market m1 (so UNKNOWN_MARKET is
+        // only the fans naming a market that does not exist).
+        for id in [
+            format!("invite-{r}"),
+            format!("draft-{r}"),
+            format!("ended-{r}"),
+            format!("future-{r}"),
+        ] {
+            self.put_market(&id, "m1", 1, 0).await?;
+        }
+        let invited: Vec<String> = self
+            .fans
+            .iter()
+            .filter(|f| f.slug == format!("invite-{r}") && f.expected_reason.is_none())
+            .map(|f| email(&f.user))
+            .collect();
+        for chunk in invited.chunks(1000) {
+            self.ok(
+                Method::PUT,
+                &format!("/services/entries/campaigns/invite-{r}/invites"),
+                Some(&json!({"emails": chunk})),
+            )
+            .await?;
+        }
+        for m in &self.markets {
+            self.put_market(&self.campaign, &m.id, m.selection, m.waitlist)
+                .await?;
+            let codes: Vec<String> = (0..m.codes)
+                .map(|n| format!("{}-{}-{n:07}", self.run, m.id))
+                .collect();
+            for chunk in codes.chunks(5000) {
+                self.ok(
+                    Method::POST,
+                    &format!("/services/codes/pools/{}/{}/codes", self.campaign, m.id),
+                    Some(&json!({"codes": chunk})),
+                )
+                .await?;
+            }
+        }
+        eprintln!(
+            "created campaign {} ({} markets, {} codes) and 4 campaigns no fan can enter",
+            self.campaign,
+            self.markets.len(),
+            self.markets.iter().map(|m| m.codes).sum::<u64>()
+        );
+        Ok(())
+    }
+
+    async fn put_market(
+        &self,
+        campaign: &str,
+        market: &str,
+        selection: u64,
+        waitlist: u64,
+    ) -> Result<(), DemoError> {
+        let body = json!({
+            "id": market, "campaignId": campaign, "eventId": format!("evt-{market}"),
+            "eventName": format!("Show {market}"), "venue": "Usher Arena",
+            "selectionCount": selection, "waitlistCount": waitlist,
+        });
+        self.ok(
+            reqwest::Method::PUT,
+            &format!("/services/campaigns/campaigns/{campaign}/markets/{market}"),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    fn arguments(&self, fan: &Fan) -> Value {
+        json!({
+            "slug": fan.slug,
+            "marketId": fan.market,
+            "entry": fan.entry,
+            "userInfo": {"globalUserId": fan.user, "email": email(&fan.user), "country": fan.country},
+            "doTransfer": false,
+        })
+    }
+
+    /// Every fan checks; the eligible ones submit. Returns the registered
+    /// fans per market and the refusals per reason.
+    async fn register(
+        &self,
+    ) -> Result<(BTreeMap<String, BTreeSet<String>>, BTreeMap<String, usize>), DemoError> {
+        let progress = bar(self.fans.len() as u64, "registering");
+        let results: Vec<Result<Registered, DemoError>> =
+            stream::iter(self.fans.iter().enumerate())
+                .map(|(i, fan)| {
+                    let progress = &progress;
+                    async move {
+                        let args = json!({"arguments": self.arguments(fan)});
+                        let check = self
+                            .ok(
+                                reqwest::Method::POST,
+                                "/resolvers/Query/checkEligibility",
+                                Some(&args),
+                            )
+                            .await?;
+                        let eligible = check["isEligible"].as_bool().unwrap_or(false);
+                        let reason = check["reason"].as_str().map(str::to_string);
+                        if eligible != fan.expected_reason.is_none()
+                            || (!eligible && reason.as_deref() != fan.expected_reason)
+                        {
+                            return Err(failed(format!(
+                                "{}: checkEligibility answered {check}, expected {}",
+                                fan.user,
+                                fan.expected_reason.unwrap_or("eligible")
+                            )));
+                        }
+                        let mut submitted = false;
+                        if eligible && !fan.check_only {
+                            self.ok(
+                                reqwest::Method::POST,
+                                "/resolvers/Mutation/submitEntry",
+                                Some(&args),
+                            )
+                            .await?;
+                            submitted = true;
+                        } else if !eligible && i % 2 == 1 {
+                            // Half of the refused fans try to submit anyway:
+                            // submit-entry must refuse them too.
+                            let (status, answer) = self
+                                .send(
+                                    reqwest::Method::POST,
+                                    "/resolvers/Mutation/submitEntry",
+                                    Some(&args),
+                                )
+                                .await?;
+                            if (200..300).contains(&status) && answer["reason"].is_null() {
+                                return Err(failed(format!(
+                                    "{}: submitEntry accepted an ineligible fan: {answer}",
+                                    fan.user
+                                )));
+                            }
+                        }
+                        progress.inc(1);
+                        Ok((i, reason, submitted))
+                    }
+                })
+                .buffer_unordered(FAN_CONCURRENCY)
+                .collect()
+                .await;
+        progress.finish_and_clear();
+        let mut registered: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        for r in results {
+            let (i, reason, submitted) = r?;
+            if let Some(reason) = reason {
+                *reasons.entry(reason).or_default() += 1;
+            }
+            if submitted {
+                let fan = &self.fans[i];
+                registered
+                    .entry(fan.market.clone())
+                    .or_default()
+                    .insert(fan.user.clone());
+            }
+        }
+        Ok((registered, reasons))
+    }
+
+    /// Every page of a paged Entry Service listing (`key` is the array).
+    async fn pages(&self, path: &str, key: &str) -> Result<Vec<Value>, DemoError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut p = format!("{path}&limit=5000");
+            if let Some(a) = &after {
+                p.push_str(&format!("&after={a}"));
+            }
+            let page = self.ok(reqwest::Method::GET, &p, None).await?;
+            out.extend(page[key].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn market_entries(&self, market: &str) -> Result<Vec<Value>, DemoError> {
+        self.pages(
+            &format!(
+                "/services/entries/markets/{market}/entries?campaignId={}",
+                self.campaign
+            ),
+            "entries",
+        )
+        .await
+    }
+
+    async fn selections(&self, market: &str) -> Result<Vec<Value>, DemoError> {
+        self.pages(
+            &format!(
+                "/services/entries/markets/{market}/selections?campaignId={}",
+                self.campaign
+            ),
+            "selections",
+        )
+        .await
+    }
+
+    /// Waits until `done` says the stage is complete (polled every 250 ms).
+    async fn wait<T, Fut>(
+        &self,
+        stage: &str,
+        total: u64,
+        mut poll: impl FnMut() -> Fut,
+    ) -> Result<T, DemoError>
+    where
+        Fut: Future<Output = Result<(u64, Option<T>), DemoError>>,
+    {
+        let progress = bar(total, stage);
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let (at, done) = poll().await?;
+            progress.set_position(at);
+            if let Some(v) = done {
+                progress.finish_and_clear();
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                progress.finish_and_clear();
+                return Err(failed(format!(
+                    "{stage}: {at} of {total} after {} s",
+                    self.timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// demand-table's verdict and code of every selection are the Entry
+    /// Service's.
+    async fn same_in_demand_table(
+        &self,
+        tables: &EmbeddedTables,
+        selections: &[Value],
+    ) -> Result<(), DemoError> {
+        for chunk in selections.chunks(100) {
+            let keys: Vec<Value> = chunk
+                .iter()
+                .map(|s| {
+                    json!({"PK": format!("ENTRY#{}#{}", self.campaign, s["globalUserId"].as_str().unwrap_or_default()), "SK": "ENTRY"})
+                })
+                .collect();
+            let items =
+                tables
+                    .batch_get(TABLE, &keys)
+                    .await
+                    .map_err(|source| DemoError::Table {
+                        what: format!("reading {TABLE}"),
+                        source,
+                    })?;
+            for (s, item) in chunk.iter().zip(items) {
+                let item = item.unwrap_or(Value::Null);
+                if item["verdict"] != s["verdict"]
+                    || item["accessCode"].as_str() != s["code"].as_str()
+                {
+                    return Err(failed(format!(
+                        "demand-table disagrees with the Entry Service for {}: {} / {} vs {} / {}",
+                        s["globalUserId"],
+                        item["verdict"],
+                        item["accessCode"],
+                        s["verdict"],
+                        s["code"]
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn drive(&self, platform: &impl Platform) -> Result<(), DemoError> {
+        let started = Instant::now();
+        self.set_up().await?;
+        let (registered, reasons) = self.register().await?;
+        let submitted: usize = registered.values().map(BTreeSet::len).sum();
+        eprintln!(
+            "{} fans: {submitted} registered, {} refused ({} reasons) in {:.1} s",
+            self.fans.len(),
+            reasons.values().sum::<usize>(),
+            reasons.len(),
+            started.elapsed().as_secs_f64()
+        );
+
+        // Replication: every registered fan in the Entry Service, with a score.
+        self.wait("replicating", submitted as u64, || async {
+            let mut n = 0u64;
+            let mut all = true;
+            for m in &self.markets {
+                let entries = self.market_entries(&m.id).await?;
+                let want = registered.get(&m.id).map(BTreeSet::len).unwrap_or(0);
+                let scored = entries.iter().filter(|e| e["score"].is_number()).count();
+                n += scored.min(want) as u64;
+                all &= scored == want && entries.len() == want;
+            }
+            Ok((n, all.then_some(())))
+        })
+        .await?;
+        eprintln!(
+            "replicated {submitted} entries ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+
+        // The draw, per market.
+        let mut draws = Vec::new();
+        for m in &self.markets {
+            let answer = self
+                .ok(
+                    reqwest::Method::POST,
+                    "/invoke/selection/enqueue-market-selections",
+                    Some(&json!({"campaignId": self.campaign, "marketId": m.id})),
+                )
+                .await?;
+            if answer["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+                return Err(failed(format!(
+                    "the draw of {} reported errors: {answer}",
+                    m.id
+                )));
+            }
+            let draw_id = answer["stats"]["drawId"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{}.{}", self.campaign, m.id));
+            draws.push((m, draw_id));
+        }
+        let expected_winners: BTreeMap<&str, u64> = self
+            .markets
+            .iter()
+            .map(|m| {
+                let n = registered.get(&m.id).map(BTreeSet::len).unwrap_or(0) as u64;
+                (m.id.as_str(), m.selection.min(n))
+            })
+            .collect();
+        let total_winners: u64 = expected_winners.values().sum();
+
+        // Codes assigned and marked through the stream.
+        self.wait("assigning codes", total_winners, || async {
+            let mut marked = 0u64;
+            let mut all = true;
+            for m in &self.markets {
+                let pool = self
+                    .ok(
+                        reqwest::Method::GET,
+                        &format!("/services/codes/pools/{}/{}", self.campaign, m.id),
+                        None,
+                    )
+                    .await?;
+                let n = pool["marked"].as_u64().unwrap_or(0);
+                marked += n;
+                all &= n == expected_winners[m.id.as_str()];
+            }
+            Ok((marked, all.then_some(())))
+        })
+        .await?;
+        let elapsed = started.elapsed();
+
+        // Verification.
+        let tables = platform.tables();
+        let mut codes_seen: BTreeSet<String> = BTreeSet::new();
+        let mut lines = Vec::new();
+        for (m, draw_id) in &draws {
+            let selections = self.selections(&m.id).await?;
+            let mut winners = 0u64;
+            let mut waitlisted = 0u64;
+            for s in &selections {
+                let verdict = s["verdict"].as_str().unwrap_or_default();
+                let code = s["code"].as_str();
+                match (verdict, code) {
+                    ("WINNER", Some(c)) => {
+                        winners += 1;
+                        if !codes_seen.insert(c.to_string()) {
+                            return Err(failed(format!("code {c} was given twice")));
+                        }
+                    }
+                    ("WINNER", None) => {
+                        return Err(failed(format!("winner {} has no code", s["globalUserId"])))
+                    }
+                    (_, Some(c)) => {
+                        return Err(failed(format!(
+                            "{} is {verdict} but holds code {c}",
+                            s["globalUserId"]
+                        )))
+                    }
+                    ("WAITLIST", None) => waitlisted += 1,
+                    _ => {}
+                }
+            }
+            self.same_in_demand_table(&tables, &selections).await?;
+            let entries = registered.get(&m.id).map(BTreeSet::len).unwrap_or(0) as u64;
+            if winners != expected_winners[m.id.as_str()] || selections.len() as u64 != entries {
+                return Err(failed(format!(
+                    "market {}: {winners} winners and {} selections, expected {} winners of {entries} entries",
+                    m.id,
+                    selections.len(),
+                    expected_winners[m.id.as_str()]
+                )));
+            }
+            let pool = self
+                .ok(
+                    reqwest::Method::GET,
+                    &format!("/services/codes/pools/{}/{}", self.campaign, m.id),
+                    None,
+                )
+                .await?;
+            if pool["assigned"] != pool["marked"] || pool["marked"].as_u64() != Some(winners) {
+                return Err(failed(format!(
+                    "market {}: the Code Service has {} assigned and {} marked, {winners} winners",
+                    m.id, pool["assigned"], pool["marked"]
+                )));
+            }
+            let verify = self
+                .ok(
+                    reqwest::Method::POST,
+                    "/invoke/selection/verify-draw",
+                    Some(&json!({"drawId": draw_id})),
+                )
+                .await?;
+            if verify["matches"] != json!(true) {
+                return Err(failed(format!("draw {draw_id} does not verify: {verify}")));
+            }
+            lines.push(format!(
+                "  market {:<6} {entries:>6} entries  {winners:>5} winners (selection count {})  {waitlisted:>4} waitlisted  draw {draw_id} verifies",
+                m.id, m.selection
+            ));
+        }
+
+        println!("usher demo presale: verified (campaign {})", self.campaign);
+        println!(
+            "  fans                {} ({submitted} registered, {} refused)",
+            self.fans.len(),
+            reasons.values().sum::<usize>()
+        );
+        for (reason, n) in &reasons {
+            println!("    refused {reason:<22} {n}");
+        }
+        for l in &lines {
+            println!("{l}");
+        }
+        println!(
+            "  codes               {} given, none twice; every winner exactly one; Code Service marked = assigned",
+            codes_seen.len()
+        );
+        println!("  demand-table        every verdict and code = the Entry Service's");
+        println!("  elapsed             {:.1} s", elapsed.as_secs_f64());
+        for (worker, c) in platform.counters() {
+            println!(
+                "  {worker:<36} {} record(s) in {} invocation(s){}",
+                c.received,
+                c.invocations,
+                if c.failed > 0 {
+                    format!(", {} failed", c.failed)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(())
+    }
+}
+
+fn email(user: &str) -> String {
+    format!("{user}@fans.example")
+}
