@@ -60,10 +60,50 @@ pub struct Args {
     /// Seconds to wait for each asynchronous stage before failing.
     #[arg(long, default_value_t = 180)]
     pub timeout: u64,
+    /// Drive an `usher up` that is already running at this base URL
+    /// (`http://127.0.0.1:8090`) instead of starting one in this process;
+    /// `--data` must then be its data folder (the verification reads
+    /// demand-table there). Used by the end-to-end tests that kill and
+    /// restart `usher up` in the middle of the presale.
+    #[arg(long, requires = "data")]
+    pub url: Option<String>,
+}
+
+/// An `usher up` running in another process: its listener and its data
+/// folder's tables (SQLite, shared between processes).
+struct External {
+    base: String,
+    embedded: usher_backend_embedded::Embedded,
+}
+
+impl Platform for External {
+    fn base_url(&self) -> String {
+        self.base.clone()
+    }
+
+    fn worker_count(&self) -> usize {
+        0
+    }
+
+    fn tables(&self) -> std::sync::Arc<EmbeddedTables> {
+        self.embedded.tables()
+    }
+
+    fn row_writes(&self) -> u64 {
+        self.embedded.row_writes()
+    }
+
+    fn counters(&self) -> BTreeMap<String, usher_trigger_local::CounterSnapshot> {
+        BTreeMap::new()
+    }
+
+    async fn shutdown(self) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 /// Runs the demo on the platform `start` starts.
-pub async fn run<P, S, F>(args: Args, _resources: &Resources, start: S) -> Result<(), DemoError>
+pub async fn run<P, S, F>(args: Args, resources: &Resources, start: S) -> Result<(), DemoError>
 where
     P: Platform,
     S: FnOnce(PathBuf, SocketAddr) -> F,
@@ -76,6 +116,24 @@ where
     }
     if args.markets > 1000 {
         return Err(DemoError::Usage("--markets must be at most 1000".into()));
+    }
+    if let (Some(url), Some(data)) = (&args.url, &args.data) {
+        let embedded = usher_backend_embedded::Embedded::open(data, resources).map_err(
+            |source| DemoError::Open {
+                path: data.clone(),
+                source,
+            },
+        )?;
+        let platform = External {
+            base: url.trim_end_matches('/').to_string(),
+            embedded,
+        };
+        eprintln!(
+            "usher demo presale: driving the usher up at {} (data {})",
+            platform.base,
+            data.display()
+        );
+        return Presale::new(&args, &platform).drive(&platform).await;
     }
     let data = DataDir::new(args.data.as_deref());
     let platform = start(data.path().to_path_buf(), args.listen)
@@ -588,21 +646,73 @@ impl Presale {
     {
         let progress = bar(total, stage);
         let deadline = Instant::now() + self.timeout;
+        let mut at = 0;
         loop {
-            let (at, done) = poll().await?;
-            progress.set_position(at);
-            if let Some(v) = done {
-                progress.finish_and_clear();
-                return Ok(v);
+            // A failed poll (the platform restarting, a request refused) is
+            // not the end: the stage is polled again until the deadline.
+            let mut last_error = None;
+            match poll().await {
+                Ok((now_at, done)) => {
+                    at = now_at;
+                    progress.set_position(at);
+                    if let Some(v) = done {
+                        progress.finish_and_clear();
+                        return Ok(v);
+                    }
+                }
+                Err(e) => last_error = Some(e),
             }
             if Instant::now() >= deadline {
                 progress.finish_and_clear();
                 return Err(failed(format!(
-                    "{stage}: {at} of {total} after {} s",
-                    self.timeout.as_secs()
+                    "{stage}: {at} of {total} after {} s{}",
+                    self.timeout.as_secs(),
+                    last_error.map(|e| format!(" (last poll: {e})")).unwrap_or_default()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Runs the draw of a market, retried as a Step Functions task's
+    /// `Retry` would (every error, backoff 1, 2, 4, 8, 16 s): a draw that
+    /// failed half-way (a service refusing, the platform killed and
+    /// restarted) is run again and must reuse the same record and
+    /// reservations.
+    async fn draw(&self, market: &str) -> Result<Value, DemoError> {
+        const ATTEMPTS: u32 = 6;
+        let body = json!({"campaignId": self.campaign, "marketId": market});
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self
+                .ok(
+                    reqwest::Method::POST,
+                    "/invoke/selection/enqueue-market-selections",
+                    Some(&body),
+                )
+                .await
+                .and_then(|answer| {
+                    if answer["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+                        Err(failed(format!(
+                            "the draw of {market} reported errors: {answer}"
+                        )))
+                    } else {
+                        Ok(answer)
+                    }
+                });
+            match outcome {
+                Ok(answer) => return Ok(answer),
+                Err(e) if attempt < ATTEMPTS => {
+                    let backoff = Duration::from_secs(1 << (attempt - 1));
+                    eprintln!(
+                        "draw of {market}, attempt {attempt} failed ({e}); again in {} s",
+                        backoff.as_secs()
+                    );
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -682,19 +792,7 @@ impl Presale {
         // The draw, per market.
         let mut draws = Vec::new();
         for m in &self.markets {
-            let answer = self
-                .ok(
-                    reqwest::Method::POST,
-                    "/invoke/selection/enqueue-market-selections",
-                    Some(&json!({"campaignId": self.campaign, "marketId": m.id})),
-                )
-                .await?;
-            if answer["errors"].as_array().is_some_and(|e| !e.is_empty()) {
-                return Err(failed(format!(
-                    "the draw of {} reported errors: {answer}",
-                    m.id
-                )));
-            }
+            let answer = self.draw(&m.id).await?;
             let draw_id = answer["stats"]["drawId"]
                 .as_str()
                 .map(str::to_string)

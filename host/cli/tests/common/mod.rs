@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -109,6 +111,8 @@ pub struct Platform {
     pub base: String,
     /// Where the `entries` service URL points (the listener, or a proxy).
     pub entries_url: String,
+    /// More environment for `usher up` (other `USHER_SERVICE_<NAME>_URL`s).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     log: PathBuf,
     starts: usize,
@@ -129,6 +133,7 @@ impl Platform {
             log: tmp.path().join("up.log"),
             registry_dir,
             entries_url: format!("{base}/services/entries"),
+            env: Vec::new(),
             base,
             port,
             tmp,
@@ -180,6 +185,7 @@ impl Platform {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .env("USHER_SERVICE_ENTRIES_URL", &self.entries_url)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("USHER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
