@@ -1,55 +1,51 @@
-//! `services/user-service` (http-worker): serves HTTP below /services/user-service.
+//! `services/user-service` (http-worker): the User Service. Users and
+//! e-mail jobs live in the table of setting `table` (default `users`;
+//! partition key `PK`, sort key `SK`):
 //!
-//! Made by `just new-worker`: replace the logic, keep it callable natively
-//! (the capability calls reach `usher_sdk::fakes` in the unit tests).
+//! - a user: `{"PK":"USER#<globalUserId>","SK":"PROFILE","user":<User>,"createdAt","updatedAt"}`;
+//! - an e-mail job: `{"PK":"JOB#<jobId>","SK":"JOB","jobId","campaignId","marketId","templateId","fans":[…],"sendAt","receivedAt"}`
+//!   (written once: its key is the idempotency key);
+//! - a job's index item, for listing: `{"PK":"JOBS#<campaignId>","SK":"JOB#<marketId>#<jobId>", …summary}`.
+//!
+//! Paths are relative to the worker's route (`/services/users`); bodies are
+//! JSON; errors are `{"error": "..."}` (400 bad input, 404, 405, 409 a jobId
+//! reused for another job, 413 too many items, 5xx table failures).
+//! `openapi.yaml` next to this crate is the contract.
+//!
+//! - `POST /users/batch-upsert {"users":[User ≤ 25]}` →
+//!   `{"upserted":n,"failures":[{"index","globalUserId"?,"reason"}]}`; an
+//!   invalid user (`usher_domain::user::validate`: globalUserId, a valid
+//!   e-mail, an ISO 3166-1 alpha-2 country) fails alone.
+//! - `GET /users/{globalUserId}` → User | 404.
+//! - `POST /email-jobs {"jobId","campaignId","marketId","templateId","fans":[≤ 500],"sendAt"?}`
+//!   → `{"jobId","enqueued","duplicate"}`, idempotent by jobId.
+//! - `GET /email-jobs?campaignId=&marketId=&limit=&after=` →
+//!   `{"jobs":[{"jobId","campaignId","marketId","templateId","fans":n,"sendAt"?,"receivedAt"}],"next"}`, paged.
+//! - `GET /email-jobs/{jobId}` → the job with its `fans` list.
 
-use usher_sdk::json::json;
-use usher_sdk::router::Router;
+mod logic;
+
+pub use logic::{
+    batch_upsert, enqueue_job, get_job, get_user, handle, index_key, job_key, list_jobs,
+    table_failure, user_key, Failure, Settings, DEFAULT_LIMIT, MAX_ID_BYTES, MAX_JOB_FANS,
+    MAX_LIMIT,
+};
+
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};
-
-/// Serves one request (paths below the worker's route).
-pub fn handle(request: &HttpRequest) -> HttpResponse {
-    Router::new()
-        .get("/health", |_| {
-            Ok(HttpResponse::json_ok(&json!({"ok": true})))
-        })
-        .get("/hello/{name}", |r| {
-            Ok(HttpResponse::json_ok(&json!({"hello": r.param("name")})))
-        })
-        .handle(request)
-}
 
 /// The worker.
 pub struct UserService;
 
 impl HttpWorker for UserService {
     fn handle(request: HttpRequest) -> HttpResponse {
-        handle(&request)
+        match Settings::load() {
+            Ok(settings) => handle(&settings, &request),
+            Err(e) => {
+                usher_sdk::error!(error = e; "cannot read the settings");
+                Failure::new(500, format!("cannot read the settings: {e}")).response()
+            }
+        }
     }
 }
 
 usher_sdk::export_http_worker!(UserService);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use usher_sdk::fakes::Fakes;
-
-    fn get(path: &str) -> HttpResponse {
-        handle(&HttpRequest {
-            method: "GET".into(),
-            path: path.into(),
-            ..HttpRequest::default()
-        })
-    }
-
-    #[test]
-    fn routes() {
-        let fakes = Fakes::new();
-        let _installed = fakes.install();
-        assert_eq!(get("/hello/ada").body, br#"{"hello":"ada"}"#);
-        assert_eq!(get("/health").status, 200);
-        assert_eq!(get("/nope").status, 404);
-        assert!(fakes.calls().is_empty());
-    }
-}
