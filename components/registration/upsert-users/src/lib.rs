@@ -1,39 +1,50 @@
-//! `registration/upsert-users` (batch-worker): handles the messages of the `upsert-users` queue.
+//! `registration/upsert-users` (batch-worker): upserts fans' user records
+//! from the `user-info` queue into the User Service.
 //!
-//! Made by `just new-worker`: replace the logic, keep it callable natively
-//! (the capability calls reach `usher_sdk::fakes` in the unit tests).
+//! **Message.** A body is either one user record
+//! `{"globalUserId","email","firstName"?,"lastName"?,"country"?,"locale"?,…}`
+//! or several: `{"users":[record…]}` (a body with a `users` key is always
+//! the second form). The records are those of `usher_domain::user` (the
+//! User Service's own check, [`usher_domain::user::validate`]).
+//!
+//! **Processing.** The valid records of the whole batch are merged by
+//! `globalUserId` (the later message wins, as the queue's order would), cut
+//! in chunks of 25 and sent as `POST /users/batch-upsert {"users":[…]}`,
+//! every chunk of the batch in one `services::call_many` (at most 256
+//! requests per call).
+//!
+//! **Failures, per message.** A message fails (and is retried; after
+//! `max_receive_count` receives it goes to the dead-letter queue,
+//! `user-info-dlq`) when
+//! - its body is not JSON, not an object, or `users` is not an array;
+//! - one of its records is invalid (the reason is logged with the message
+//!   id and the record's index; the message's valid records are still
+//!   upserted: upserting is idempotent, so the retry does no harm);
+//! - the User Service refused one of its records (`failures` of the answer);
+//! - the call of a chunk holding one of its records failed, or answered
+//!   anything but 200 with `{"upserted","failures"}`.
+//!
+//! Settings: `service` (default `users`).
 
-use usher_sdk::{BatchResult, BatchWorker, Message, Value};
+mod logic;
 
-/// Handles a batch: a message whose body is JSON is processed, any other
-/// fails alone (and is retried by the queue).
-pub fn process(messages: &[Message]) -> BatchResult {
-    BatchResult::from_results(messages.iter().map(|m| (m.id.clone(), m.json::<Value>())))
-}
+pub use logic::{parse_message, process, MessageError, Settings, MAX_REQUESTS_PER_CALL};
+
+use usher_sdk::{BatchResult, BatchWorker, Message};
 
 /// The worker.
 pub struct UpsertUsers;
 
 impl BatchWorker for UpsertUsers {
     fn handle(messages: Vec<Message>) -> BatchResult {
-        process(&messages)
+        match Settings::load() {
+            Ok(settings) => process(&settings, &messages),
+            Err(e) => {
+                usher_sdk::error!(error = e; "cannot read the settings; failing the batch");
+                BatchResult::from_failures(messages.len(), messages.iter().map(|m| m.id.clone()))
+            }
+        }
     }
 }
 
 usher_sdk::export_batch_worker!(UpsertUsers);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use usher_sdk::fakes::Fakes;
-
-    #[test]
-    fn a_message_that_is_not_json_fails_alone() {
-        let fakes = Fakes::new();
-        let _installed = fakes.install();
-        let r = process(&[Message::new("a", r#"{"n":1}"#), Message::new("b", "nope")]);
-        assert_eq!(r.failures, vec!["b"]);
-        assert_eq!((r.received, r.processed, r.failed), (2, 1, 1));
-        assert!(fakes.calls().is_empty());
-    }
-}
