@@ -171,6 +171,18 @@ pub fn check_id(what: &str, id: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A campaign id: as [`check_id`], and not `by-slug` (the path of the
+/// slug lookup).
+fn check_campaign_id(id: &str) -> Result<(), Failure> {
+    check_id("the campaign id", id)?;
+    if id == "by-slug" {
+        return Err(Failure::bad_request(
+            "`by-slug` is not a campaign id (it is the path of the slug lookup)",
+        ));
+    }
+    Ok(())
+}
+
 /// A slug: 1 to [`MAX_ID_BYTES`] characters of `[a-z0-9-]`.
 pub fn check_slug(slug: &str) -> Result<(), Failure> {
     if slug.is_empty() || slug.len() > MAX_ID_BYTES {
@@ -192,7 +204,7 @@ pub fn check_slug(slug: &str) -> Result<(), Failure> {
 /// Parses and checks a campaign body for `PUT /campaigns/{id}`: the
 /// campaign, normalized (gate countries in upper case).
 pub fn parse_campaign(id: &str, body: &Value) -> Result<Campaign, Failure> {
-    check_id("the campaign id", id)?;
+    check_campaign_id(id)?;
     let mut campaign: Campaign = serde_json::from_value(body.clone())
         .map_err(|e| Failure::bad_request(format!("the body is not a campaign: {e}")))?;
     if campaign.id != id {

@@ -183,6 +183,8 @@ fn campaign_validation_says_what_is_wrong() {
     }
     let answer = call("PUT", "/campaigns/a%23b", Some(campaign("a#b", "s")));
     assert_eq!(answer.0, 400, "{answer:?}");
+    let answer = call("PUT", "/campaigns/by-slug", Some(campaign("by-slug", "s")));
+    assert_eq!(answer.0, 400, "{answer:?}");
     assert!(fakes.items(T).is_empty(), "nothing written");
 }
 
