@@ -36,7 +36,10 @@ impl ServiceBackend for InProcessUsers {
             .runtime
             .get()
             .ok_or_else(|| CapError::Unavailable("no runtime yet".into()))?;
-        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        let (path, query) = request
+            .path
+            .split_once('?')
+            .unwrap_or((request.path.as_str(), ""));
         let input = Input::Http(HttpRequest {
             method: request.method.as_str().into(),
             path: path.into(),

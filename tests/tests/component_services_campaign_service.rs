@@ -173,12 +173,11 @@ async fn a_report_sent_many_times_at_once_is_counted_once() {
     assert_eq!(call(&host, "PUT", path, Some(processing)).await.0, 200);
     // 4 reports, each sent 5 times, all at once.
     let mut tasks = Vec::new();
-    for copy in 0..5 {
+    for _copy in 0..5 {
         for report in 0..4u64 {
             let runtime = Arc::clone(&host.runtime);
             let body = json!({"reportId": format!("d1#{report}"), "counts": {"winners": report + 1, "losers": 10}});
             tasks.push(tokio::spawn(async move {
-                let _ = copy;
                 (report, call_on(&runtime, "POST", "/campaigns/c1/markets/m1/verdict-reports", Some(&body)).await)
             }));
         }
