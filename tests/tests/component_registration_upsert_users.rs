@@ -57,7 +57,9 @@ impl ServiceBackend for InProcessUsers {
                 headers: r.headers,
                 body: String::from_utf8_lossy(&r.body).into_owned(),
             }),
-            other => Err(CapError::Unavailable(format!("not an HTTP answer: {other:?}"))),
+            other => Err(CapError::Unavailable(format!(
+                "not an HTTP answer: {other:?}"
+            ))),
         }
     }
 }
@@ -96,9 +98,15 @@ async fn users_reach_the_user_service_and_invalid_ones_fail_their_message() {
     ];
     // Enough users for three chunks.
     for i in 0..55 {
-        messages.push(message(&format!("bulk-{i}"), user(&format!("bulk-{i:02}")).to_string()));
+        messages.push(message(
+            &format!("bulk-{i}"),
+            user(&format!("bulk-{i:02}")).to_string(),
+        ));
     }
-    let out = host.invoke(WORKER, Input::Batch(messages)).await.expect("invocation");
+    let out = host
+        .invoke(WORKER, Input::Batch(messages))
+        .await
+        .expect("invocation");
     let result = batch(&out.output);
     let mut failures = result.failures.clone();
     failures.sort();
@@ -112,7 +120,10 @@ async fn users_reach_the_user_service_and_invalid_ones_fail_their_message() {
     let tables = host.embedded.tables();
     for id in ["u-single", "u-a", "u-b", "u-c", "bulk-00", "bulk-54"] {
         let item = tables
-            .get("users", &json!({"PK": format!("USER#{id}"), "SK": "PROFILE"}))
+            .get(
+                "users",
+                &json!({"PK": format!("USER#{id}"), "SK": "PROFILE"}),
+            )
             .await
             .expect("get")
             .unwrap_or_else(|| panic!("{id} stored"));
@@ -120,14 +131,20 @@ async fn users_reach_the_user_service_and_invalid_ones_fail_their_message() {
     }
     for id in ["u-bad", "u-d"] {
         let item = tables
-            .get("users", &json!({"PK": format!("USER#{id}"), "SK": "PROFILE"}))
+            .get(
+                "users",
+                &json!({"PK": format!("USER#{id}"), "SK": "PROFILE"}),
+            )
             .await
             .expect("get");
         assert!(item.is_none(), "{id} must not be stored");
     }
     // Redelivering the batch's good messages changes nothing and fails nothing.
     let again = host
-        .invoke(WORKER, Input::Batch(vec![message("one", user("u-single").to_string())]))
+        .invoke(
+            WORKER,
+            Input::Batch(vec![message("one", user("u-single").to_string())]),
+        )
         .await
         .expect("invocation");
     assert!(batch(&again.output).failures.is_empty());
@@ -136,12 +153,16 @@ async fn users_reach_the_user_service_and_invalid_ones_fail_their_message() {
 #[tokio::test]
 async fn a_failing_user_service_fails_the_messages_of_its_chunk() {
     let services = FakeServices::with(|req| {
-        let body: Value = serde_json::from_str(req.body.as_deref().unwrap_or("{}")).unwrap_or_default();
+        let body: Value =
+            serde_json::from_str(req.body.as_deref().unwrap_or("{}")).unwrap_or_default();
         let users = body["users"].as_array().cloned().unwrap_or_default();
         if users.iter().any(|u| u["globalUserId"] == "u-30") {
             return Ok(json_response(503, r#"{"error":"busy"}"#));
         }
-        Ok(json_response(200, &json!({"upserted": users.len(), "failures": []}).to_string()))
+        Ok(json_response(
+            200,
+            &json!({"upserted": users.len(), "failures": []}).to_string(),
+        ))
     });
     let host = TestHost::builder()
         .registry_dir(registry())
@@ -151,10 +172,15 @@ async fn a_failing_user_service_fails_the_messages_of_its_chunk() {
     let messages = (0..40)
         .map(|i| message(&format!("m{i}"), user(&format!("u-{i}")).to_string()))
         .collect();
-    let out = host.invoke(WORKER, Input::Batch(messages)).await.expect("invocation");
+    let out = host
+        .invoke(WORKER, Input::Batch(messages))
+        .await
+        .expect("invocation");
     let expected: Vec<String> = (25..40).map(|i| format!("m{i}")).collect();
     assert_eq!(batch(&out.output).failures, expected);
     let calls = services.calls_to("/users/batch-upsert");
     assert_eq!(calls.len(), 2);
-    assert!(calls.iter().all(|c| c.service == "users" && c.correlation_id == out.correlation_id));
+    assert!(calls
+        .iter()
+        .all(|c| c.service == "users" && c.correlation_id == out.correlation_id));
 }

@@ -34,7 +34,12 @@ fn request(method: &str, path: &str, body: Option<&Value>) -> Input {
 }
 
 /// One request on the runtime; the status and the JSON body.
-async fn call_on(runtime: &Runtime, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+async fn call_on(
+    runtime: &Runtime,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let out = runtime
         .invoke(WORKER, &request(method, path, body), None)
         .await
@@ -70,10 +75,22 @@ fn market(campaign: &str, id: &str) -> Value {
 #[tokio::test]
 async fn campaigns_markets_stats_and_reports() {
     let host = host();
-    let (status, body) = call(&host, "PUT", "/campaigns/c1", Some(campaign("c1", "summer"))).await;
+    let (status, body) = call(
+        &host,
+        "PUT",
+        "/campaigns/c1",
+        Some(campaign("c1", "summer")),
+    )
+    .await;
     assert_eq!((status, &body), (200, &campaign("c1", "summer")));
-    assert_eq!(call(&host, "GET", "/campaigns/c1", None).await, (200, body.clone()));
-    assert_eq!(call(&host, "GET", "/campaigns/by-slug/summer", None).await, (200, body.clone()));
+    assert_eq!(
+        call(&host, "GET", "/campaigns/c1", None).await,
+        (200, body.clone())
+    );
+    assert_eq!(
+        call(&host, "GET", "/campaigns/by-slug/summer", None).await,
+        (200, body.clone())
+    );
     let item = host
         .embedded
         .tables()
@@ -87,25 +104,55 @@ async fn campaigns_markets_stats_and_reports() {
     bad["closesAt"] = json!("2026-11-01T00:00:00Z");
     let (status, body) = call(&host, "PUT", "/campaigns/c1", Some(bad)).await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("opensAt")), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("opensAt")),
+        "{body}"
+    );
     assert_eq!(call(&host, "GET", "/campaigns/none", None).await.0, 404);
     assert_eq!(call(&host, "DELETE", "/campaigns/c1", None).await.0, 405);
-    assert_eq!(call(&host, "PUT", "/campaigns/c2/markets/m1", Some(market("c2", "m1"))).await.0, 404);
+    assert_eq!(
+        call(
+            &host,
+            "PUT",
+            "/campaigns/c2/markets/m1",
+            Some(market("c2", "m1"))
+        )
+        .await
+        .0,
+        404
+    );
 
     // Markets.
     for m in ["m2", "m1"] {
-        let (status, body) = call(&host, "PUT", &format!("/campaigns/c1/markets/{m}"), Some(market("c1", m))).await;
+        let (status, body) = call(
+            &host,
+            "PUT",
+            &format!("/campaigns/c1/markets/{m}"),
+            Some(market("c1", m)),
+        )
+        .await;
         assert_eq!((status, body), (200, market("c1", m)));
     }
     let (_, body) = call(&host, "GET", "/campaigns/c1/markets", None).await;
-    assert_eq!(body, json!({"markets": [market("c1", "m1"), market("c1", "m2")]}));
-    assert_eq!(call(&host, "GET", "/campaigns/c1/markets/m2", None).await.1, market("c1", "m2"));
+    assert_eq!(
+        body,
+        json!({"markets": [market("c1", "m1"), market("c1", "m2")]})
+    );
+    assert_eq!(
+        call(&host, "GET", "/campaigns/c1/markets/m2", None).await.1,
+        market("c1", "m2")
+    );
 
     // Stats: PROCESSING → reports → FINISHED, never back.
     let stats = |status: &str| json!({"status": status, "drawId": "c1.m1", "entries": 40, "expected": {"winners": 10, "losers": 28, "waitlisted": 2}});
     let path = "/campaigns/c1/markets/m1/stats";
     assert_eq!(call(&host, "GET", path, None).await.0, 404);
-    assert_eq!(call(&host, "PUT", path, Some(stats("PROCESSING"))).await.0, 200);
+    assert_eq!(
+        call(&host, "PUT", path, Some(stats("PROCESSING"))).await.0,
+        200
+    );
     let reports = "/campaigns/c1/markets/m1/verdict-reports";
     for (batch, winners) in [(0, 10), (1, 0)] {
         let (status, body) = call(&host, "POST", reports,
@@ -117,12 +164,26 @@ async fn campaigns_markets_stats_and_reports() {
     let (status, body) = call(&host, "PUT", path, Some(stats("FINISHED"))).await;
     assert_eq!(status, 200);
     assert_eq!(
-        (&body["status"], &body["entries"], &body["expected"], &body["reported"], &body["reports"]),
-        (&json!("FINISHED"), &json!(40), &json!({"winners": 10, "losers": 28, "waitlisted": 2}),
-         &json!({"winners": 10, "losers": 28, "waitlisted": 2}), &json!(2))
+        (
+            &body["status"],
+            &body["entries"],
+            &body["expected"],
+            &body["reported"],
+            &body["reports"]
+        ),
+        (
+            &json!("FINISHED"),
+            &json!(40),
+            &json!({"winners": 10, "losers": 28, "waitlisted": 2}),
+            &json!({"winners": 10, "losers": 28, "waitlisted": 2}),
+            &json!(2)
+        )
     );
     assert_eq!(call(&host, "GET", path, None).await.1, body);
-    assert_eq!(call(&host, "PUT", path, Some(stats("PROCESSING"))).await.0, 409);
+    assert_eq!(
+        call(&host, "PUT", path, Some(stats("PROCESSING"))).await.0,
+        409
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +199,10 @@ async fn campaigns_racing_for_one_slug_get_one_winner_and_409s() {
                 let body = campaign(&format!("r{round}-{i}"), &slug);
                 tokio::spawn(async move {
                     let id = body["id"].as_str().unwrap_or_default().to_string();
-                    (id.clone(), call_on(&runtime, "PUT", &format!("/campaigns/{id}"), Some(&body)).await)
+                    (
+                        id.clone(),
+                        call_on(&runtime, "PUT", &format!("/campaigns/{id}"), Some(&body)).await,
+                    )
                 })
             })
             .collect();
@@ -147,7 +211,10 @@ async fn campaigns_racing_for_one_slug_get_one_winner_and_409s() {
             let (id, (status, body)) = racer.await.expect("racer");
             match status {
                 200 => winners.push(id),
-                409 => assert!(body["error"].as_str().is_some_and(|e| e.contains("taken")), "{body}"),
+                409 => assert!(
+                    body["error"].as_str().is_some_and(|e| e.contains("taken")),
+                    "{body}"
+                ),
                 other => panic!("{other} {body}"),
             }
         }
@@ -158,7 +225,13 @@ async fn campaigns_racing_for_one_slug_get_one_winner_and_409s() {
         for i in 0..6 {
             let id = format!("r{round}-{i}");
             let expected = if id == winners[0] { 200 } else { 404 };
-            assert_eq!(call(&host, "GET", &format!("/campaigns/{id}"), None).await.0, expected, "{id}");
+            assert_eq!(
+                call(&host, "GET", &format!("/campaigns/{id}"), None)
+                    .await
+                    .0,
+                expected,
+                "{id}"
+            );
         }
     }
 }
@@ -166,8 +239,23 @@ async fn campaigns_racing_for_one_slug_get_one_winner_and_409s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_sent_many_times_at_once_is_counted_once() {
     let host = host();
-    assert_eq!(call(&host, "PUT", "/campaigns/c1", Some(campaign("c1", "s1"))).await.0, 200);
-    assert_eq!(call(&host, "PUT", "/campaigns/c1/markets/m1", Some(market("c1", "m1"))).await.0, 200);
+    assert_eq!(
+        call(&host, "PUT", "/campaigns/c1", Some(campaign("c1", "s1")))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &host,
+            "PUT",
+            "/campaigns/c1/markets/m1",
+            Some(market("c1", "m1"))
+        )
+        .await
+        .0,
+        200
+    );
     let path = "/campaigns/c1/markets/m1/stats";
     let processing = json!({"status": "PROCESSING", "drawId": "d1", "entries": 0});
     assert_eq!(call(&host, "PUT", path, Some(processing)).await.0, 200);
@@ -178,7 +266,16 @@ async fn a_report_sent_many_times_at_once_is_counted_once() {
             let runtime = Arc::clone(&host.runtime);
             let body = json!({"reportId": format!("d1#{report}"), "counts": {"winners": report + 1, "losers": 10}});
             tasks.push(tokio::spawn(async move {
-                (report, call_on(&runtime, "POST", "/campaigns/c1/markets/m1/verdict-reports", Some(&body)).await)
+                (
+                    report,
+                    call_on(
+                        &runtime,
+                        "POST",
+                        "/campaigns/c1/markets/m1/verdict-reports",
+                        Some(&body),
+                    )
+                    .await,
+                )
             }));
         }
     }
@@ -190,8 +287,15 @@ async fn a_report_sent_many_times_at_once_is_counted_once() {
             counted[report as usize] += 1;
         }
     }
-    assert_eq!(counted, [1, 1, 1, 1], "each report counted by exactly one request");
+    assert_eq!(
+        counted,
+        [1, 1, 1, 1],
+        "each report counted by exactly one request"
+    );
     let (_, stats) = call(&host, "GET", path, None).await;
     assert_eq!(stats["reports"], 4);
-    assert_eq!(stats["reported"], json!({"winners": 10, "losers": 40, "waitlisted": 0}));
+    assert_eq!(
+        stats["reported"],
+        json!({"winners": 10, "losers": 40, "waitlisted": 0})
+    );
 }
