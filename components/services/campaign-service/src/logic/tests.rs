@@ -592,3 +592,32 @@ fn a_report_racing_a_stats_write_is_retried() {
         (&json!(2), &json!(101))
     );
 }
+
+#[test]
+fn markets_are_listed_across_query_pages() {
+    let fakes = Fakes::new().page_cap(2);
+    let _i = fakes.install();
+    put_c("c1", "tour");
+    let ids: Vec<String> = (0..7).map(|i| format!("m{i}")).collect();
+    for m in &ids {
+        assert_eq!(
+            call(
+                "PUT",
+                &format!("/campaigns/c1/markets/{m}"),
+                Some(market("c1", m))
+            )
+            .0,
+            200
+        );
+    }
+    let (status, body) = call("GET", "/campaigns/c1/markets", None);
+    assert_eq!(status, 200);
+    let listed: Vec<&str> = body["markets"]
+        .as_array()
+        .expect("markets")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(listed, ids);
+    assert!(fakes.count("query") >= 4, "read a page at a time");
+}
