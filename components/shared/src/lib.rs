@@ -17,11 +17,16 @@
 //!   Service's shapes, cached by the registration workers).
 //! * [`selection`]: the draw's selections and verdict reports (the selection
 //!   workers' queue messages).
+//! * [`user`]: fans' user records and their validation (the User Service
+//!   and `registration/upsert-users`).
+//! * [`rfc3339`]: parsing and formatting RFC 3339 times.
 
 #![deny(missing_docs)]
 
 pub mod campaign;
+pub mod rfc3339;
 pub mod selection;
+pub mod user;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};

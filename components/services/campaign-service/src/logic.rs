@@ -1,0 +1,845 @@
+//! The service's routing, validation and table logic. It calls the SDK's
+//! table functions directly; natively (tests) they reach the backend
+//! installed on the thread (`usher_sdk::fakes`).
+
+use serde::{Deserialize, Serialize};
+use usher_domain::campaign::{Campaign, Gate, Market, StatsStatus, VerdictCounts};
+use usher_domain::rfc3339;
+use usher_domain::user::is_country_code;
+use usher_sdk::json::{json, str_field};
+use usher_sdk::router::Router;
+use usher_sdk::table::{self, Condition};
+use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
+
+/// Attempts of a read-compare-write on a campaign before answering 409.
+pub const WRITE_ATTEMPTS: usize = 3;
+/// Attempts of a read-compare-write on a market's stats (every verdict
+/// report of a draw writes the same item) before answering 503.
+pub const STATS_ATTEMPTS: usize = 64;
+/// A slug claimed by a campaign that was never written with it is free
+/// again after this long (a crash between the claim and the write).
+pub const STALE_CLAIM_MS: i64 = 60_000;
+/// The longest id or slug accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// A request that cannot be served: its status and message, answered as
+/// `{"error": message}` (the SDK router's error).
+pub use usher_sdk::router::HttpError as Failure;
+
+/// The service's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The table (`table`, default `campaigns`).
+    pub table: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            table: "campaigns".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings with the config capability, defaults for absent keys.
+    pub fn load() -> usher_sdk::Result<Settings> {
+        let d = Settings::default();
+        Ok(Settings {
+            table: usher_sdk::config::string_or("table", &d.table)?,
+        })
+    }
+}
+
+/// The answer to a failed table call.
+pub fn table_failure(what: &str, e: &Error) -> Failure {
+    let status = match e {
+        Error::Invalid(_) => 400,
+        Error::ConditionFailed(_) => 409,
+        Error::Unavailable(_) | Error::Throttled(_) => 503,
+        _ => 500,
+    };
+    usher_sdk::warn!(status = status, error = e; "{what} failed");
+    Failure::new(status, format!("{what}: {e}"))
+}
+
+fn ok(result: Result<Value, Failure>) -> Result<HttpResponse, Failure> {
+    result.map(|body| HttpResponse::json_ok(&body))
+}
+
+/// Serves one request (the routes of the crate docs; 404 for an unknown
+/// path, 405 for a known path with another method).
+pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
+    let t = settings.table.as_str();
+    Router::new()
+        .get("/campaigns/by-slug/{slug}", |r| {
+            ok(campaign_by_slug(t, r.param("slug")))
+        })
+        .put("/campaigns/{id}", |r| {
+            ok(put_campaign(
+                t,
+                r.param("id"),
+                &r.json()?,
+                rfc3339::now_millis(),
+            ))
+        })
+        .get("/campaigns/{id}", |r| ok(get_campaign(t, r.param("id"))))
+        .get("/campaigns/{id}/markets", |r| {
+            ok(list_markets(t, r.param("id")))
+        })
+        .put("/campaigns/{id}/markets/{mid}", |r| {
+            ok(put_market(t, r.param("id"), r.param("mid"), &r.json()?))
+        })
+        .get("/campaigns/{id}/markets/{mid}", |r| {
+            ok(get_market(t, r.param("id"), r.param("mid")))
+        })
+        .put("/campaigns/{id}/markets/{mid}/stats", |r| {
+            ok(put_stats(
+                t,
+                r.param("id"),
+                r.param("mid"),
+                &r.json_object()?,
+                rfc3339::now_millis(),
+            ))
+        })
+        .get("/campaigns/{id}/markets/{mid}/stats", |r| {
+            ok(get_stats(t, r.param("id"), r.param("mid")))
+        })
+        .post("/campaigns/{id}/markets/{mid}/verdict-reports", |r| {
+            ok(report_verdicts(
+                t,
+                r.param("id"),
+                r.param("mid"),
+                &r.json_object()?,
+                rfc3339::now_millis(),
+            ))
+        })
+        .handle(request)
+}
+
+// ---- keys ------------------------------------------------------------------
+
+fn partition(campaign: &str) -> String {
+    format!("CAMPAIGN#{campaign}")
+}
+
+/// The key of a campaign's item.
+pub fn campaign_key(id: &str) -> Value {
+    json!({"PK": partition(id), "SK": "CAMPAIGN"})
+}
+
+/// The key of a slug's item (which campaign holds the slug).
+pub fn slug_key(slug: &str) -> Value {
+    json!({"PK": format!("SLUG#{slug}"), "SK": "SLUG"})
+}
+
+/// The key of a market's item.
+pub fn market_key(campaign: &str, market: &str) -> Value {
+    json!({"PK": partition(campaign), "SK": format!("{MARKET_PREFIX}{market}")})
+}
+
+/// The key of a market's stats item.
+pub fn stats_key(campaign: &str, market: &str) -> Value {
+    json!({"PK": partition(campaign), "SK": format!("STATS#{market}")})
+}
+
+/// The key of a verdict report's item.
+pub fn report_key(campaign: &str, market: &str, report: &str) -> Value {
+    json!({"PK": partition(campaign), "SK": format!("REPORT#{market}#{report}")})
+}
+
+const MARKET_PREFIX: &str = "MARKET#";
+
+// ---- validation ------------------------------------------------------------
+
+/// An id (campaign, market): 1 to [`MAX_ID_BYTES`] bytes, no `#`, `/` or
+/// control characters.
+pub fn check_id(what: &str, id: &str) -> Result<(), Failure> {
+    if id.is_empty() {
+        return Err(Failure::bad_request(format!("{what} is empty")));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(Failure::bad_request(format!(
+            "{what} is over {MAX_ID_BYTES} bytes"
+        )));
+    }
+    if id.chars().any(|c| c == '#' || c == '/' || c.is_control()) {
+        return Err(Failure::bad_request(format!(
+            "{what} {id:?} may not contain '#', '/' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A campaign id: as [`check_id`], and not `by-slug` (the path of the
+/// slug lookup).
+fn check_campaign_id(id: &str) -> Result<(), Failure> {
+    check_id("the campaign id", id)?;
+    if id == "by-slug" {
+        return Err(Failure::bad_request(
+            "`by-slug` is not a campaign id (it is the path of the slug lookup)",
+        ));
+    }
+    Ok(())
+}
+
+/// A slug: 1 to [`MAX_ID_BYTES`] characters of `[a-z0-9-]`.
+pub fn check_slug(slug: &str) -> Result<(), Failure> {
+    if slug.is_empty() || slug.len() > MAX_ID_BYTES {
+        return Err(Failure::bad_request(format!(
+            "slug must be 1 to {MAX_ID_BYTES} characters"
+        )));
+    }
+    if !slug
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(Failure::bad_request(format!(
+            "slug {slug:?} may only contain a-z, 0-9 and -"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses and checks a campaign body for `PUT /campaigns/{id}`: the
+/// campaign, normalized (gate countries in upper case).
+pub fn parse_campaign(id: &str, body: &Value) -> Result<Campaign, Failure> {
+    check_campaign_id(id)?;
+    let mut campaign: Campaign = serde_json::from_value(body.clone())
+        .map_err(|e| Failure::bad_request(format!("the body is not a campaign: {e}")))?;
+    if campaign.id != id {
+        return Err(Failure::bad_request(format!(
+            "the body's id {:?} is not the path's {id:?}",
+            campaign.id
+        )));
+    }
+    check_slug(&campaign.slug)?;
+    let opens = rfc3339::parse_millis(&campaign.opens_at).ok_or_else(|| {
+        Failure::bad_request(format!(
+            "opensAt {:?} is not an RFC 3339 time",
+            campaign.opens_at
+        ))
+    })?;
+    let closes = rfc3339::parse_millis(&campaign.closes_at).ok_or_else(|| {
+        Failure::bad_request(format!(
+            "closesAt {:?} is not an RFC 3339 time",
+            campaign.closes_at
+        ))
+    })?;
+    if opens >= closes {
+        return Err(Failure::bad_request("opensAt must be before closesAt"));
+    }
+    for (i, field) in campaign.fields.iter().enumerate() {
+        if field.name.trim().is_empty() {
+            return Err(Failure::bad_request(format!("fields[{i}] has no name")));
+        }
+        if campaign.fields[..i].iter().any(|f| f.name == field.name) {
+            return Err(Failure::bad_request(format!(
+                "field name {:?} appears more than once",
+                field.name
+            )));
+        }
+        let c = &field.constraints;
+        if let (Some(min), Some(max)) = (c.min_length, c.max_length) {
+            if min > max {
+                return Err(Failure::bad_request(format!(
+                    "field {:?}: minLength {min} is over maxLength {max}",
+                    field.name
+                )));
+            }
+        }
+        if let (Some(min), Some(max)) = (c.min, c.max) {
+            if min > max {
+                return Err(Failure::bad_request(format!(
+                    "field {:?}: min {min} is over max {max}",
+                    field.name
+                )));
+            }
+        }
+        if c.one_of.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Failure::bad_request(format!(
+                "field {:?}: enum is empty (no value could pass)",
+                field.name
+            )));
+        }
+    }
+    if let Gate::Countries { countries } = &mut campaign.gate {
+        if countries.is_empty() {
+            return Err(Failure::bad_request(
+                "a countries gate needs at least one country",
+            ));
+        }
+        for c in countries.iter_mut() {
+            let upper = c.to_ascii_uppercase();
+            if !is_country_code(&upper) {
+                return Err(Failure::bad_request(format!(
+                    "gate country {c:?} is not an ISO 3166-1 alpha-2 code"
+                )));
+            }
+            *c = upper;
+        }
+    }
+    if let Some(linked) = &campaign.linked_campaign_id {
+        check_id("linkedCampaignId", linked)?;
+        if linked == id {
+            return Err(Failure::bad_request(
+                "a campaign cannot be linked to itself",
+            ));
+        }
+    }
+    Ok(campaign)
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<Value, Failure> {
+    serde_json::to_value(value).map_err(|e| Failure::new(500, format!("encoding: {e}")))
+}
+
+fn get_item(table: &str, key: &Value, what: &str) -> Result<Option<Value>, Failure> {
+    table::get::<Value>(table, key).map_err(|e| table_failure(what, &e))
+}
+
+// ---- campaigns and slugs ---------------------------------------------------
+
+fn version_of(item: &Value) -> u64 {
+    item.get("version").and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// `PUT /campaigns/{id}`: creates or replaces the campaign. The write is
+/// conditional on the version read (a concurrent PUT of the same campaign
+/// makes it read again, [`WRITE_ATTEMPTS`] in all, then 409); the slug is
+/// claimed first ([`claim_slug`]; 409 when another campaign holds it).
+pub fn put_campaign(table: &str, id: &str, body: &Value, now: i64) -> Result<Value, Failure> {
+    let campaign = parse_campaign(id, body)?;
+    let stored = to_value(&campaign)?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = get_item(table, &campaign_key(id), "reading the campaign")?;
+        let (condition, version) = match &current {
+            None => (Condition::NotExists, 1),
+            Some(item) => (
+                Condition::AttributeEquals(
+                    "version".into(),
+                    item.get("version").cloned().unwrap_or(Value::Null),
+                ),
+                version_of(item) + 1,
+            ),
+        };
+        claim_slug(table, &campaign.slug, id, version, now)?;
+        let mut item = campaign_key(id);
+        item["campaign"] = stored.clone();
+        item["slug"] = json!(campaign.slug);
+        item["version"] = json!(version);
+        item["updatedAt"] = json!(rfc3339::format_millis(now));
+        match table::put(table, &item, Some(condition)) {
+            Ok(()) => {
+                usher_sdk::info!(campaign = id, slug = campaign.slug, version = version; "campaign stored");
+                return Ok(stored);
+            }
+            Err(e) if e.is_condition_failed() => continue,
+            Err(e) => return Err(table_failure("writing the campaign", &e)),
+        }
+    }
+    Err(Failure::new(
+        409,
+        format!("campaign {id} was changed concurrently {WRITE_ATTEMPTS} times; try again"),
+    ))
+}
+
+/// The claim token of a slug item: unique per campaign and version.
+fn claim_token(campaign: &str, version: u64) -> String {
+    format!("{campaign}@{version}")
+}
+
+/// Makes campaign `id` the holder of `slug` for the write of its version
+/// `version`: the slug item `{"PK":"SLUG#<slug>","SK":"SLUG","campaignId",
+/// "claimVersion","claim","claimedAt"}` is written conditionally (absent,
+/// or still the claim read), so that of two campaigns racing for a slug one
+/// gets it and the other a 409. A slug held by another campaign is free
+/// when that campaign has since been written with another slug at or after
+/// its claim (it moved away), or when the claim is older than
+/// [`STALE_CLAIM_MS`] and that campaign does not use it (a crash between
+/// claim and write).
+pub fn claim_slug(
+    table: &str,
+    slug: &str,
+    id: &str,
+    version: u64,
+    now: i64,
+) -> Result<(), Failure> {
+    let key = slug_key(slug);
+    let mut item = key.clone();
+    item["campaignId"] = json!(id);
+    item["claimVersion"] = json!(version);
+    item["claim"] = json!(claim_token(id, version));
+    item["claimedAt"] = json!(now);
+    for _ in 0..WRITE_ATTEMPTS {
+        let condition = match get_item(table, &key, "reading the slug")? {
+            None => Condition::NotExists,
+            Some(held) => {
+                let holder = str_field(&held, "campaignId").unwrap_or_default();
+                if holder != id && !slug_is_free(table, &held, slug, now)? {
+                    return Err(Failure::new(
+                        409,
+                        format!("slug {slug:?} is taken by campaign {holder:?}"),
+                    ));
+                }
+                Condition::AttributeEquals(
+                    "claim".into(),
+                    held.get("claim").cloned().unwrap_or(Value::Null),
+                )
+            }
+        };
+        match table::put(table, &item, Some(condition)) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_condition_failed() => continue,
+            Err(e) => return Err(table_failure("claiming the slug", &e)),
+        }
+    }
+    Err(Failure::new(
+        409,
+        format!("slug {slug:?} is being claimed concurrently; try again"),
+    ))
+}
+
+/// Whether a slug item held by another campaign may be taken over.
+fn slug_is_free(table: &str, held: &Value, slug: &str, now: i64) -> Result<bool, Failure> {
+    let holder = str_field(held, "campaignId").unwrap_or_default();
+    let claim_version = held
+        .get("claimVersion")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let old = held
+        .get("claimedAt")
+        .and_then(Value::as_i64)
+        .is_none_or(|at| now.saturating_sub(at) > STALE_CLAIM_MS);
+    Ok(
+        match get_item(table, &campaign_key(holder), "reading the slug's holder")? {
+            None => old,
+            Some(campaign) => {
+                str_field(&campaign, "slug") != Some(slug)
+                    && (version_of(&campaign) >= claim_version || old)
+            }
+        },
+    )
+}
+
+/// `GET /campaigns/{id}`.
+pub fn get_campaign(table: &str, id: &str) -> Result<Value, Failure> {
+    get_item(table, &campaign_key(id), "reading the campaign")?
+        .and_then(|item| item.get("campaign").cloned())
+        .ok_or_else(|| Failure::not_found(format!("no campaign {id:?}")))
+}
+
+/// `GET /campaigns/by-slug/{slug}`: the campaign holding the slug (a slug
+/// item left behind by a campaign that moved to another slug is not an
+/// answer).
+pub fn campaign_by_slug(table: &str, slug: &str) -> Result<Value, Failure> {
+    let missing = || Failure::not_found(format!("no campaign with slug {slug:?}"));
+    let held = get_item(table, &slug_key(slug), "reading the slug")?.ok_or_else(missing)?;
+    let holder = str_field(&held, "campaignId").ok_or_else(missing)?;
+    let item =
+        get_item(table, &campaign_key(holder), "reading the campaign")?.ok_or_else(missing)?;
+    if str_field(&item, "slug") != Some(slug) {
+        return Err(missing());
+    }
+    item.get("campaign").cloned().ok_or_else(missing)
+}
+
+fn require_campaign(table: &str, id: &str) -> Result<(), Failure> {
+    match get_item(table, &campaign_key(id), "reading the campaign")? {
+        Some(_) => Ok(()),
+        None => Err(Failure::not_found(format!("no campaign {id:?}"))),
+    }
+}
+
+// ---- markets ---------------------------------------------------------------
+
+/// `PUT /campaigns/{id}/markets/{mid}`: the campaign must exist; the body's
+/// `id` and `campaignId` must be the path's.
+pub fn put_market(table: &str, id: &str, mid: &str, body: &Value) -> Result<Value, Failure> {
+    check_id("the campaign id", id)?;
+    check_id("the market id", mid)?;
+    let market: Market = serde_json::from_value(body.clone())
+        .map_err(|e| Failure::bad_request(format!("the body is not a market: {e}")))?;
+    if market.id != mid {
+        return Err(Failure::bad_request(format!(
+            "the body's id {:?} is not the path's {mid:?}",
+            market.id
+        )));
+    }
+    if market.campaign_id != id {
+        return Err(Failure::bad_request(format!(
+            "the body's campaignId {:?} is not the path's {id:?}",
+            market.campaign_id
+        )));
+    }
+    if market.event_id.trim().is_empty() {
+        return Err(Failure::bad_request("eventId is empty"));
+    }
+    require_campaign(table, id)?;
+    let stored = to_value(&market)?;
+    let mut item = market_key(id, mid);
+    item["market"] = stored.clone();
+    item["updatedAt"] = json!(rfc3339::now());
+    table::put(table, &item, None).map_err(|e| table_failure("writing the market", &e))?;
+    usher_sdk::info!(campaign = id, market = mid; "market stored");
+    Ok(stored)
+}
+
+/// `GET /campaigns/{id}/markets/{mid}`.
+pub fn get_market(table: &str, id: &str, mid: &str) -> Result<Value, Failure> {
+    get_item(table, &market_key(id, mid), "reading the market")?
+        .and_then(|item| item.get("market").cloned())
+        .ok_or_else(|| Failure::not_found(format!("no market {mid:?} in campaign {id:?}")))
+}
+
+fn require_market(table: &str, id: &str, mid: &str) -> Result<(), Failure> {
+    get_market(table, id, mid).map(|_| ())
+}
+
+/// `GET /campaigns/{id}/markets`: every market of the campaign, by id (404
+/// for an unknown campaign).
+pub fn list_markets(table: &str, id: &str) -> Result<Value, Failure> {
+    require_campaign(table, id)?;
+    let pk = json!({"PK": partition(id)});
+    let mut markets = Vec::new();
+    let mut after: Option<Value> = None;
+    loop {
+        let page = table::query::<Value>(table, &pk, Some(MARKET_PREFIX), None, after.as_ref())
+            .map_err(|e| table_failure("listing the markets", &e))?;
+        markets.extend(page.items.iter().filter_map(|i| i.get("market").cloned()));
+        match page.next {
+            Some(next) if after.as_ref() != Some(&next) => after = Some(next),
+            _ => break,
+        }
+    }
+    Ok(json!({"markets": markets}))
+}
+
+// ---- stats and verdict reports --------------------------------------------
+
+/// A market's stats item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsItem {
+    /// `CAMPAIGN#<campaignId>`.
+    #[serde(rename = "PK")]
+    pub pk: String,
+    /// `STATS#<marketId>`.
+    #[serde(rename = "SK")]
+    pub sk: String,
+    /// The campaign.
+    pub campaign_id: String,
+    /// The market.
+    pub market_id: String,
+    /// PROCESSING or FINISHED.
+    pub status: StatsStatus,
+    /// The draw reported (null when only verdict reports arrived so far).
+    pub draw_id: Option<String>,
+    /// The entries the draw read.
+    #[serde(default)]
+    pub entries: u64,
+    /// The verdicts the draw made.
+    #[serde(default)]
+    pub expected: VerdictCounts,
+    /// The verdicts reported saved (the sum of the counted reports).
+    #[serde(default)]
+    pub reported: VerdictCounts,
+    /// How many reports were counted.
+    #[serde(default)]
+    pub reports: u64,
+    /// RFC 3339.
+    #[serde(default)]
+    pub updated_at: String,
+    /// Grows with every write; writes are conditional on it.
+    pub version: u64,
+    /// The report counted by the last write (see [`report_verdicts`]).
+    #[serde(default)]
+    pub last_report: Option<String>,
+}
+
+impl StatsItem {
+    fn new(campaign: &str, market: &str, status: StatsStatus, draw: Option<String>) -> StatsItem {
+        let key = stats_key(campaign, market);
+        StatsItem {
+            pk: str_field(&key, "PK").unwrap_or_default().to_string(),
+            sk: str_field(&key, "SK").unwrap_or_default().to_string(),
+            campaign_id: campaign.to_string(),
+            market_id: market.to_string(),
+            status,
+            draw_id: draw,
+            entries: 0,
+            expected: VerdictCounts::default(),
+            reported: VerdictCounts::default(),
+            reports: 0,
+            updated_at: String::new(),
+            version: 0,
+            last_report: None,
+        }
+    }
+
+    /// The `MarketStats` answer.
+    pub fn view(&self) -> Value {
+        json!({
+            "campaignId": self.campaign_id, "marketId": self.market_id,
+            "status": self.status, "drawId": self.draw_id, "entries": self.entries,
+            "expected": self.expected, "reported": self.reported, "reports": self.reports,
+            "updatedAt": self.updated_at,
+        })
+    }
+}
+
+fn read_stats(table: &str, id: &str, mid: &str) -> Result<Option<StatsItem>, Failure> {
+    get_item(table, &stats_key(id, mid), "reading the stats")?
+        .map(|item| {
+            serde_json::from_value(item)
+                .map_err(|e| Failure::new(500, format!("a stored stats item is malformed: {e}")))
+        })
+        .transpose()
+}
+
+/// Writes `next` (version `previous + 1`) conditional on the version read:
+/// whether it was written (false: another write got in between).
+fn write_stats(table: &str, previous: Option<u64>, next: &StatsItem) -> Result<bool, Failure> {
+    let condition = match previous {
+        None => Condition::NotExists,
+        Some(v) => Condition::AttributeEquals("version".into(), json!(v)),
+    };
+    match table::put(table, &to_value(next)?, Some(condition)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_condition_failed() => Ok(false),
+        Err(e) => Err(table_failure("writing the stats", &e)),
+    }
+}
+
+/// The body of `PUT …/stats`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StatsUpdate {
+    status: StatsStatus,
+    draw_id: String,
+    #[serde(default)]
+    entries: u64,
+    #[serde(default)]
+    expected: VerdictCounts,
+}
+
+fn busy(what: &str) -> Failure {
+    Failure::new(
+        503,
+        format!("{what}: the market's stats were written concurrently {STATS_ATTEMPTS} times; try again"),
+    )
+}
+
+/// `PUT /campaigns/{id}/markets/{mid}/stats`: reports the draw's state.
+/// PROCESSING → FINISHED; FINISHED never goes back to PROCESSING for the
+/// same `drawId` (409). Another `drawId` than the stored one is a new draw:
+/// its `reported` counts start again from zero.
+pub fn put_stats(
+    table: &str,
+    id: &str,
+    mid: &str,
+    body: &Value,
+    now: i64,
+) -> Result<Value, Failure> {
+    let update: StatsUpdate = serde_json::from_value(body.clone())
+        .map_err(|e| Failure::bad_request(format!("the body is not a stats update: {e}")))?;
+    if update.draw_id.trim().is_empty() {
+        return Err(Failure::bad_request("drawId is empty"));
+    }
+    require_market(table, id, mid)?;
+    for _ in 0..STATS_ATTEMPTS {
+        let current = read_stats(table, id, mid)?;
+        let previous = current.as_ref().map(|s| s.version);
+        let mut next = match current {
+            None => StatsItem::new(id, mid, update.status, None),
+            Some(s) => {
+                let same_draw = s.draw_id.as_deref() == Some(update.draw_id.as_str());
+                if same_draw
+                    && s.status == StatsStatus::Finished
+                    && update.status == StatsStatus::Processing
+                {
+                    return Err(Failure::new(
+                        409,
+                        format!(
+                            "draw {:?} of market {mid:?} is FINISHED; it cannot go back to PROCESSING",
+                            update.draw_id
+                        ),
+                    ));
+                }
+                let mut next = s.clone();
+                if !same_draw && s.draw_id.is_some() {
+                    next.reported = VerdictCounts::default();
+                    next.reports = 0;
+                }
+                next
+            }
+        };
+        next.status = update.status;
+        next.draw_id = Some(update.draw_id.clone());
+        next.entries = update.entries;
+        next.expected = update.expected;
+        next.version = previous.unwrap_or(0) + 1;
+        next.updated_at = rfc3339::format_millis(now);
+        if write_stats(table, previous, &next)? {
+            usher_sdk::info!(campaign = id, market = mid, draw = update.draw_id; "stats {:?}", update.status);
+            return Ok(next.view());
+        }
+    }
+    Err(busy("reporting the stats"))
+}
+
+/// `GET /campaigns/{id}/markets/{mid}/stats`.
+pub fn get_stats(table: &str, id: &str, mid: &str) -> Result<Value, Failure> {
+    read_stats(table, id, mid)?
+        .map(|s| s.view())
+        .ok_or_else(|| {
+            Failure::not_found(format!("no stats for market {mid:?} of campaign {id:?}"))
+        })
+}
+
+/// The body of `POST …/verdict-reports`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    report_id: String,
+    counts: VerdictCounts,
+    #[serde(default)]
+    draw_id: Option<String>,
+}
+
+const CLAIMED: &str = "claimed";
+const COUNTED: &str = "counted";
+
+/// Marks a report item counted (absent: nothing to mark).
+fn mark_counted(table: &str, key: &Value) -> Result<(), Failure> {
+    match table::update::<serde::de::IgnoredAny>(
+        table,
+        key,
+        &json!({"state": COUNTED}),
+        &[],
+        Some(Condition::Exists),
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_condition_failed() => Ok(()),
+        Err(e) => Err(table_failure("marking a report counted", &e)),
+    }
+}
+
+/// `POST /campaigns/{id}/markets/{mid}/verdict-reports
+/// {"reportId","counts","drawId"?}` → `{"counted": bool}`: the counts are
+/// added into the stats' `reported` exactly once per `reportId`, also when
+/// the same report arrives many times at once or after a crash.
+///
+/// 1. The report is claimed: its item `REPORT#<mid>#<reportId>` is put
+///    (`state: claimed`) on condition that it does not exist. When it does:
+///    other counts → 409; `state: counted` → `{"counted": false}`.
+/// 2. The counts are added to the stats item by a write conditional on its
+///    version, which also sets `lastReport` to this report. Before a write
+///    replaces `lastReport`, the report named there is marked counted. So a
+///    claimed report was added iff the stats' `lastReport` is it or its own
+///    item says counted (read after the stats): a redelivery after a crash
+///    between the two writes adds nothing twice.
+/// 3. The report's item is marked counted.
+///
+/// With `drawId`, a report of another draw than the stats' is a 409.
+pub fn report_verdicts(
+    table: &str,
+    id: &str,
+    mid: &str,
+    body: &Value,
+    now: i64,
+) -> Result<Value, Failure> {
+    let report: Report = serde_json::from_value(body.clone())
+        .map_err(|e| Failure::bad_request(format!("the body is not a verdict report: {e}")))?;
+    if report.report_id.trim().is_empty() {
+        return Err(Failure::bad_request("reportId is empty"));
+    }
+    if report
+        .draw_id
+        .as_deref()
+        .is_some_and(|d| d.trim().is_empty())
+    {
+        return Err(Failure::bad_request("drawId is empty"));
+    }
+    require_market(table, id, mid)?;
+    let rid = report.report_id.as_str();
+    let key = report_key(id, mid, rid);
+    let mut item = key.clone();
+    item["reportId"] = json!(rid);
+    item["counts"] = json!(report.counts);
+    item["state"] = json!(CLAIMED);
+    item["receivedAt"] = json!(rfc3339::format_millis(now));
+    if let Some(draw) = &report.draw_id {
+        item["drawId"] = json!(draw);
+    }
+    match table::put(table, &item, Some(Condition::NotExists)) {
+        Ok(()) => {}
+        Err(e) if e.is_condition_failed() => {
+            let existing = get_item(table, &key, "reading the report")?
+                .ok_or_else(|| Failure::new(503, "the report changed while read; try again"))?;
+            if existing.get("counts") != Some(&json!(report.counts)) {
+                return Err(Failure::new(
+                    409,
+                    format!(
+                        "report {rid:?} was received before with other counts: {}",
+                        existing.get("counts").unwrap_or(&Value::Null)
+                    ),
+                ));
+            }
+            if str_field(&existing, "state") == Some(COUNTED) {
+                return Ok(json!({"counted": false}));
+            }
+            // Claimed and perhaps not added: go on.
+        }
+        Err(e) => return Err(table_failure("claiming the report", &e)),
+    }
+    for _ in 0..STATS_ATTEMPTS {
+        let current = read_stats(table, id, mid)?;
+        if current.as_ref().and_then(|s| s.last_report.as_deref()) == Some(rid) {
+            mark_counted(table, &key)?;
+            return Ok(json!({"counted": false}));
+        }
+        let mine = get_item(table, &key, "reading the report")?;
+        if mine.as_ref().and_then(|r| str_field(r, "state")) == Some(COUNTED) {
+            return Ok(json!({"counted": false}));
+        }
+        if let (Some(draw), Some(stats_draw)) = (
+            report.draw_id.as_deref(),
+            current.as_ref().and_then(|s| s.draw_id.as_deref()),
+        ) {
+            if draw != stats_draw {
+                return Err(Failure::new(
+                    409,
+                    format!(
+                        "report {rid:?} is of draw {draw:?}, the market's draw is {stats_draw:?}"
+                    ),
+                ));
+            }
+        }
+        if let Some(last) = current.as_ref().and_then(|s| s.last_report.as_deref()) {
+            mark_counted(table, &report_key(id, mid, last))?;
+        }
+        let previous = current.as_ref().map(|s| s.version);
+        let mut next = current.unwrap_or_else(|| {
+            StatsItem::new(id, mid, StatsStatus::Processing, report.draw_id.clone())
+        });
+        next.reported.add(&report.counts);
+        next.reports += 1;
+        next.last_report = Some(rid.to_string());
+        next.version = previous.unwrap_or(0) + 1;
+        next.updated_at = rfc3339::format_millis(now);
+        if write_stats(table, previous, &next)? {
+            if let Err(e) = mark_counted(table, &key) {
+                // The stats name this report as the last one: the next
+                // write marks it.
+                usher_sdk::warn!(report = rid, error = e.message; "marking the report counted failed");
+            }
+            usher_sdk::info!(campaign = id, market = mid, report = rid; "verdict report counted");
+            return Ok(json!({"counted": true}));
+        }
+    }
+    Err(busy("counting the report"))
+}
+
+#[cfg(test)]
+mod tests;

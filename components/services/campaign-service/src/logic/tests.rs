@@ -1,0 +1,623 @@
+use super::*;
+use usher_sdk::fakes::{Call, Fakes};
+
+const T: &str = "campaigns";
+
+fn call(method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let request = HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        ..HttpRequest::default()
+    };
+    let response = handle(&Settings::default(), &request);
+    let value = serde_json::from_slice(&response.body).expect("a JSON answer");
+    (response.status, value)
+}
+
+fn campaign(id: &str, slug: &str) -> Value {
+    json!({
+        "id": id, "slug": slug, "name": "Presale", "status": "OPEN",
+        "opensAt": "2026-12-01T10:00:00Z", "closesAt": "2026-12-09T10:00:00Z",
+        "gate": {"type": "countries", "countries": ["US", "gb"]},
+        "fields": [
+            {"name": "zip", "type": "string", "required": true, "constraints": {"minLength": 5, "maxLength": 5}},
+            {"name": "age", "type": "integer", "required": true, "constraints": {"min": 16}},
+        ],
+    })
+}
+
+fn market(campaign: &str, id: &str) -> Value {
+    json!({"id": id, "campaignId": campaign, "eventId": format!("evt-{id}"), "eventName": "Show", "venue": "Arena",
+           "selectionCount": 10, "waitlistCount": 2})
+}
+
+fn put_c(id: &str, slug: &str) -> (u16, Value) {
+    call("PUT", &format!("/campaigns/{id}"), Some(campaign(id, slug)))
+}
+
+fn error_of(answer: &(u16, Value)) -> &str {
+    answer.1["error"].as_str().unwrap_or("")
+}
+
+#[test]
+fn put_get_and_by_slug() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    let (status, body) = put_c("c1", "summer-tour");
+    assert_eq!(status, 200, "{body}");
+    // Countries are stored in upper case.
+    assert_eq!(
+        body["gate"],
+        json!({"type": "countries", "countries": ["US", "GB"]})
+    );
+    assert_eq!(call("GET", "/campaigns/c1", None), (200, body.clone()));
+    assert_eq!(
+        call("GET", "/campaigns/by-slug/summer-tour", None),
+        (200, body.clone())
+    );
+    assert_eq!(call("GET", "/campaigns/nope", None).0, 404);
+    assert_eq!(call("GET", "/campaigns/by-slug/nope", None).0, 404);
+    let item = fakes.item(T, &campaign_key("c1")).expect("item");
+    assert_eq!(
+        (&item["version"], &item["slug"]),
+        (&json!(1), &json!("summer-tour"))
+    );
+    // Again: idempotent, a new version.
+    assert_eq!(put_c("c1", "summer-tour").0, 200);
+    assert_eq!(
+        fakes.item(T, &campaign_key("c1")).expect("item")["version"],
+        2
+    );
+}
+
+#[test]
+fn router_answers_404_and_405() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    assert_eq!(call("GET", "/nothing/here", None).0, 404);
+    assert_eq!(call("DELETE", "/campaigns/c1", None).0, 405);
+    assert_eq!(call("POST", "/campaigns/c1/markets/m1/stats", None).0, 405);
+    assert_eq!(call("PUT", "/campaigns/c1", None).0, 400); // no body
+}
+
+#[test]
+fn campaign_validation_says_what_is_wrong() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"id": "c1"}), "not a campaign"),
+        (
+            {
+                let mut c = campaign("other", "s");
+                c["id"] = json!("other");
+                c
+            },
+            "not the path's",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["slug"] = json!("Bad Slug");
+                c
+            },
+            "a-z, 0-9",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["slug"] = json!("");
+                c
+            },
+            "slug must be",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["opensAt"] = json!("tomorrow");
+                c
+            },
+            "opensAt",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["closesAt"] = json!("2026-11-01T00:00:00Z");
+                c
+            },
+            "before closesAt",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["fields"][1]["name"] = json!("zip");
+                c
+            },
+            "more than once",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["fields"][0]["constraints"]["minLength"] = json!(9);
+                c
+            },
+            "minLength",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["fields"][0]["type"] = json!("color");
+                c
+            },
+            "not a campaign",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["gate"] = json!({"type": "countries", "countries": ["XX"]});
+                c
+            },
+            "ISO 3166-1",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["gate"] = json!({"type": "countries", "countries": []});
+                c
+            },
+            "at least one",
+        ),
+        (
+            {
+                let mut c = campaign("c1", "s");
+                c["linkedCampaignId"] = json!("c1");
+                c
+            },
+            "itself",
+        ),
+    ];
+    for (body, reason) in cases {
+        let answer = call("PUT", "/campaigns/c1", Some(body.clone()));
+        assert_eq!(answer.0, 400, "{body}: {answer:?}");
+        assert!(error_of(&answer).contains(reason), "{body}: {answer:?}");
+    }
+    let answer = call("PUT", "/campaigns/a%23b", Some(campaign("a#b", "s")));
+    assert_eq!(answer.0, 400, "{answer:?}");
+    let answer = call("PUT", "/campaigns/by-slug", Some(campaign("by-slug", "s")));
+    assert_eq!(answer.0, 400, "{answer:?}");
+    assert!(fakes.items(T).is_empty(), "nothing written");
+}
+
+#[test]
+fn a_slug_held_by_another_campaign_is_a_409_and_a_moved_slug_is_free() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    assert_eq!(put_c("c1", "tour").0, 200);
+    let answer = put_c("c2", "tour");
+    assert_eq!(answer.0, 409, "{answer:?}");
+    assert!(error_of(&answer).contains("c1"));
+    assert!(
+        fakes.item(T, &campaign_key("c2")).is_none(),
+        "nothing half-written"
+    );
+    // c1 moves to another slug: the old one answers 404 and is free.
+    assert_eq!(put_c("c1", "tour-2").0, 200);
+    assert_eq!(call("GET", "/campaigns/by-slug/tour", None).0, 404);
+    assert_eq!(call("GET", "/campaigns/by-slug/tour-2", None).1["id"], "c1");
+    assert_eq!(put_c("c2", "tour").0, 200);
+    assert_eq!(call("GET", "/campaigns/by-slug/tour", None).1["id"], "c2");
+    // c1 cannot go back.
+    assert_eq!(put_c("c1", "tour").0, 409);
+}
+
+#[test]
+fn a_claim_never_written_is_free_only_once_stale() {
+    let now = 1_800_000_000_000;
+    // c9 claimed the slug and crashed before writing its campaign.
+    let fakes = Fakes::new().with_item(
+        T,
+        json!({"PK": "SLUG#tour", "SK": "SLUG", "campaignId": "c9", "claimVersion": 1,
+               "claim": "c9@1", "claimedAt": now - 1000}),
+    );
+    let _i = fakes.install();
+    let body = campaign("c1", "tour");
+    let answer = put_campaign(T, "c1", &body, now).expect_err("fresh claim");
+    assert_eq!(answer.status, 409);
+    put_campaign(T, "c1", &body, now + STALE_CLAIM_MS).expect("stale claim taken over");
+    assert_eq!(
+        fakes.item(T, &slug_key("tour")).expect("slug")["campaignId"],
+        "c1"
+    );
+}
+
+#[test]
+fn two_campaigns_racing_for_a_slug_one_loses() {
+    // c2's claim lands between c1's read of the slug and c1's write.
+    let mut done = false;
+    let fakes = Fakes::new().intercept(move |call, tables| {
+        if let Call::Put { item, .. } = call {
+            if !done && item["PK"] == "SLUG#tour" && item["campaignId"] == "c1" {
+                done = true;
+                tables.insert(
+                    T,
+                    json!({"PK": "SLUG#tour", "SK": "SLUG", "campaignId": "c2", "claimVersion": 1,
+                           "claim": "c2@1", "claimedAt": rfc3339::now_millis()}),
+                );
+            }
+        }
+        None
+    });
+    let _i = fakes.install();
+    let answer = put_c("c1", "tour");
+    assert_eq!(answer.0, 409, "{answer:?}");
+    assert!(fakes.item(T, &campaign_key("c1")).is_none());
+    assert_eq!(
+        fakes.item(T, &slug_key("tour")).expect("slug")["campaignId"],
+        "c2"
+    );
+}
+
+#[test]
+fn a_concurrent_put_of_the_same_campaign_is_read_again() {
+    let mut done = false;
+    let fakes = Fakes::new().intercept(move |call, tables| {
+        if let Call::Put { item, .. } = call {
+            if !done && item["SK"] == "CAMPAIGN" {
+                done = true;
+                let mut other = item.clone();
+                other["version"] = json!(7);
+                other["slug"] = json!("elsewhere");
+                tables.insert(T, other);
+            }
+        }
+        None
+    });
+    let _i = fakes.install();
+    assert_eq!(put_c("c1", "tour").0, 200);
+    assert_eq!(
+        fakes.item(T, &campaign_key("c1")).expect("item")["version"],
+        8
+    );
+    assert_eq!(call("GET", "/campaigns/by-slug/tour", None).1["id"], "c1");
+}
+
+#[test]
+fn markets() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    assert_eq!(
+        call("PUT", "/campaigns/c1/markets/m1", Some(market("c1", "m1"))).0,
+        404
+    );
+    put_c("c1", "tour");
+    for m in ["m2", "m1", "m10"] {
+        let (status, body) = call(
+            "PUT",
+            &format!("/campaigns/c1/markets/{m}"),
+            Some(market("c1", m)),
+        );
+        assert_eq!((status, body), (200, market("c1", m)));
+    }
+    let (status, body) = call("GET", "/campaigns/c1/markets", None);
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["markets"]
+        .as_array()
+        .expect("markets")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["m1", "m10", "m2"]);
+    assert_eq!(
+        call("GET", "/campaigns/c1/markets/m2", None),
+        (200, market("c1", "m2"))
+    );
+    assert_eq!(call("GET", "/campaigns/c1/markets/m3", None).0, 404);
+    assert_eq!(call("GET", "/campaigns/c9/markets", None).0, 404);
+    let answer = call("PUT", "/campaigns/c1/markets/m1", Some(market("c1", "m2")));
+    assert_eq!(answer.0, 400);
+    let answer = call("PUT", "/campaigns/c1/markets/m1", Some(market("c2", "m1")));
+    assert!(error_of(&answer).contains("campaignId"), "{answer:?}");
+    let answer = call(
+        "PUT",
+        "/campaigns/c1/markets/m1",
+        Some(json!({"id": "m1", "campaignId": "c1", "eventId": "e", "selectionCount": -1})),
+    );
+    assert_eq!(answer.0, 400);
+}
+
+fn setup_market() -> Fakes {
+    let fakes = Fakes::new();
+    {
+        let _i = fakes.install();
+        put_c("c1", "tour");
+        call("PUT", "/campaigns/c1/markets/m1", Some(market("c1", "m1")));
+    }
+    fakes
+}
+
+fn stats(status: &str, draw: &str) -> Value {
+    json!({"status": status, "drawId": draw, "entries": 100, "expected": {"winners": 10, "losers": 88, "waitlisted": 2}})
+}
+
+const STATS: &str = "/campaigns/c1/markets/m1/stats";
+const REPORTS: &str = "/campaigns/c1/markets/m1/verdict-reports";
+
+fn report(id: &str, winners: u64) -> Value {
+    json!({"reportId": id, "counts": {"winners": winners, "losers": 1}})
+}
+
+#[test]
+fn stats_go_from_processing_to_finished_and_never_back() {
+    let fakes = setup_market();
+    let _i = fakes.install();
+    assert_eq!(call("GET", STATS, None).0, 404);
+    assert_eq!(
+        call(
+            "PUT",
+            "/campaigns/c1/markets/m9/stats",
+            Some(stats("PROCESSING", "d1"))
+        )
+        .0,
+        404
+    );
+    let (status, body) = call("PUT", STATS, Some(stats("PROCESSING", "d1")));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["status"], &body["drawId"], &body["reports"]),
+        (&json!("PROCESSING"), &json!("d1"), &json!(0))
+    );
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#0", 3))).1,
+        json!({"counted": true})
+    );
+    let (status, body) = call("PUT", STATS, Some(stats("FINISHED", "d1")));
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["expected"],
+        json!({"winners": 10, "losers": 88, "waitlisted": 2})
+    );
+    assert_eq!(
+        body["reported"],
+        json!({"winners": 3, "losers": 1, "waitlisted": 0}),
+        "kept"
+    );
+    assert_eq!(call("GET", STATS, None), (200, body.clone()));
+    // FINISHED again is fine; back to PROCESSING for the same draw is not.
+    assert_eq!(call("PUT", STATS, Some(stats("FINISHED", "d1"))).0, 200);
+    let answer = call("PUT", STATS, Some(stats("PROCESSING", "d1")));
+    assert_eq!(answer.0, 409, "{answer:?}");
+    assert_eq!(call("GET", STATS, None).1["status"], "FINISHED");
+    // A new draw starts over.
+    let (status, body) = call("PUT", STATS, Some(stats("PROCESSING", "d2")));
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&body["reports"], &body["reported"]["winners"]),
+        (&json!(0), &json!(0))
+    );
+    // Bad bodies.
+    for bad in [
+        json!({"status": "DONE", "drawId": "d"}),
+        json!({"status": "FINISHED"}),
+        json!({"status": "FINISHED", "drawId": ""}),
+        json!({"status": "FINISHED", "drawId": "d", "entries": -1}),
+        json!({"status": "FINISHED", "drawId": "d", "extra": 1}),
+    ] {
+        assert_eq!(call("PUT", STATS, Some(bad.clone())).0, 400, "{bad}");
+    }
+}
+
+#[test]
+fn a_report_is_counted_once() {
+    let fakes = setup_market();
+    let _i = fakes.install();
+    call("PUT", STATS, Some(stats("PROCESSING", "d1")));
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#0", 3))).1,
+        json!({"counted": true})
+    );
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#1", 2))).1,
+        json!({"counted": true})
+    );
+    // Redelivered: not counted again.
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#0", 3))).1,
+        json!({"counted": false})
+    );
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#1", 2))).1,
+        json!({"counted": false})
+    );
+    let answer = call("POST", REPORTS, Some(report("d1#0", 4)));
+    assert_eq!(answer.0, 409, "{answer:?}");
+    let body = call("GET", STATS, None).1;
+    assert_eq!(
+        (&body["reported"], &body["reports"]),
+        (
+            &json!({"winners": 5, "losers": 2, "waitlisted": 0}),
+            &json!(2)
+        )
+    );
+    // Both report items are marked counted.
+    for r in ["d1#0", "d1#1"] {
+        assert_eq!(
+            fakes.item(T, &report_key("c1", "m1", r)).expect("report")["state"],
+            "counted"
+        );
+    }
+    // Bad input and unknown markets.
+    assert_eq!(
+        call("POST", REPORTS, Some(json!({"reportId": "", "counts": {}}))).0,
+        400
+    );
+    assert_eq!(
+        call(
+            "POST",
+            REPORTS,
+            Some(json!({"reportId": "x", "counts": {"winners": "3"}}))
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        call(
+            "POST",
+            "/campaigns/c1/markets/m9/verdict-reports",
+            Some(report("x", 1))
+        )
+        .0,
+        404
+    );
+    // Another draw's report is refused.
+    let answer = call(
+        "POST",
+        REPORTS,
+        Some(json!({"reportId": "d0#0", "drawId": "d0", "counts": {}})),
+    );
+    assert_eq!(answer.0, 409, "{answer:?}");
+}
+
+#[test]
+fn a_report_before_any_stats_creates_them() {
+    let fakes = setup_market();
+    let _i = fakes.install();
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#0", 3))).1,
+        json!({"counted": true})
+    );
+    let body = call("GET", STATS, None).1;
+    assert_eq!(
+        (&body["status"], &body["drawId"], &body["reports"]),
+        (&json!("PROCESSING"), &Value::Null, &json!(1))
+    );
+    // The draw's own PUT keeps the count.
+    let body = call("PUT", STATS, Some(stats("FINISHED", "d1"))).1;
+    assert_eq!(body["reported"]["winners"], 3);
+}
+
+#[test]
+fn a_crash_between_adding_and_marking_adds_nothing_twice() {
+    let fakes = setup_market();
+    let _i = fakes.install();
+    call("PUT", STATS, Some(stats("PROCESSING", "d1")));
+    // The first delivery adds the counts, then dies marking the report.
+    let key = report_key("c1", "m1", "d1#0");
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#0", 3))).1["counted"],
+        true
+    );
+    // Put the report back in its "claimed" state, as if the mark never happened.
+    let mut item = fakes.item(T, &key).expect("report");
+    item["state"] = json!("claimed");
+    let _ = table::put(T, &item, None);
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#0", 3))).1,
+        json!({"counted": false})
+    );
+    assert_eq!(call("GET", STATS, None).1["reports"], 1);
+    // Claimed and then overtaken by another report (which marks it counted
+    // before replacing lastReport): still not counted twice.
+    item["state"] = json!("claimed");
+    let _ = table::put(T, &item, None);
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#1", 1))).1["counted"],
+        true
+    );
+    assert_eq!(fakes.item(T, &key).expect("report")["state"], "counted");
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#0", 3))).1,
+        json!({"counted": false})
+    );
+    let body = call("GET", STATS, None).1;
+    assert_eq!(
+        (&body["reports"], &body["reported"]["winners"]),
+        (&json!(2), &json!(4))
+    );
+    // Claimed but never added (a crash right after the claim): the
+    // redelivery adds it.
+    let _ = table::put(
+        T,
+        &json!({"PK": "CAMPAIGN#c1", "SK": "REPORT#m1#d1#2", "reportId": "d1#2",
+                "counts": {"winners": 5, "losers": 0, "waitlisted": 0}, "state": "claimed"}),
+        None,
+    );
+    assert_eq!(
+        call(
+            "POST",
+            REPORTS,
+            Some(json!({"reportId": "d1#2", "counts": {"winners": 5}}))
+        )
+        .1,
+        json!({"counted": true})
+    );
+    let body = call("GET", STATS, None).1;
+    assert_eq!(
+        (&body["reports"], &body["reported"]["winners"]),
+        (&json!(3), &json!(9))
+    );
+}
+
+#[test]
+fn a_report_racing_a_stats_write_is_retried() {
+    // Another report lands on the stats between this one's read and write.
+    let mut done = false;
+    let fakes = setup_market().intercept(move |call, tables| {
+        if let Call::Put {
+            item,
+            condition: Some(Condition::AttributeEquals(..)),
+            ..
+        } = call
+        {
+            if !done && item["lastReport"] == "r1" {
+                done = true;
+                let mut other = item.clone();
+                other["lastReport"] = json!("r0");
+                other["reports"] = json!(1);
+                other["reported"] = json!({"winners": 100, "losers": 0, "waitlisted": 0});
+                other["version"] = json!(50);
+                tables.insert(T, other);
+            }
+        }
+        None
+    });
+    let _i = fakes.install();
+    call("PUT", STATS, Some(stats("PROCESSING", "d1")));
+    assert_eq!(
+        call("POST", REPORTS, Some(report("r1", 1))).1["counted"],
+        true
+    );
+    let body = call("GET", STATS, None).1;
+    assert_eq!(
+        (&body["reports"], &body["reported"]["winners"]),
+        (&json!(2), &json!(101))
+    );
+}
+
+#[test]
+fn markets_are_listed_across_query_pages() {
+    let fakes = Fakes::new().page_cap(2);
+    let _i = fakes.install();
+    put_c("c1", "tour");
+    let ids: Vec<String> = (0..7).map(|i| format!("m{i}")).collect();
+    for m in &ids {
+        assert_eq!(
+            call(
+                "PUT",
+                &format!("/campaigns/c1/markets/{m}"),
+                Some(market("c1", m))
+            )
+            .0,
+            200
+        );
+    }
+    let (status, body) = call("GET", "/campaigns/c1/markets", None);
+    assert_eq!(status, 200);
+    let listed: Vec<&str> = body["markets"]
+        .as_array()
+        .expect("markets")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(listed, ids);
+    assert!(fakes.count("query") >= 4, "read a page at a time");
+}
