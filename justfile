@@ -22,8 +22,12 @@ usher := cache / "target/release/usher"
 default:
     @just --list
 
-# Run the demo: build everything, pin the registry, replicate 2000 fan entries through every worker in-process and verify the Entry Service holds exactly demand-table's entries.
+# Run the demo: build everything, pin the registry, run a whole presale in-process (campaigns, markets and code pools; 2000 fans check eligibility and register; replication; the draw per market; codes assigned and marked) and verify it.
 demo: build-components pin
+    {{usher}} demo presale --fans 2000 --markets 3
+
+# The replication demo: replicate 2000 fan entries through every worker in-process and verify the Entry Service holds exactly demand-table's entries.
+demo-replication: build-components pin
     {{usher}} demo replication --entries 2000
 
 # Build the `usher` binary (release).
