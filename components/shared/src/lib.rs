@@ -17,10 +17,13 @@
 //!   Service's shapes, cached by the registration workers).
 //! * [`selection`]: the draw's selections and verdict reports (the selection
 //!   workers' queue messages).
+//! * [`eligibility`]: who may register to a campaign and with what entry
+//!   (the registration workers' checks and reason codes).
 
 #![deny(missing_docs)]
 
 pub mod campaign;
+pub mod eligibility;
 pub mod selection;
 
 use serde::{Deserialize, Serialize};
