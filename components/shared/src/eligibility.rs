@@ -920,7 +920,9 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    fn refused(
+    /// A refusal (for a request refused before [`evaluate`], e.g. by
+    /// [`parse_request`]: `Evaluation::refused(None, None, Map::new(), r)`).
+    pub fn refused(
         campaign: Option<Campaign>,
         market: Option<Market>,
         entry: Map<String, Value>,
