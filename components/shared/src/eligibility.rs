@@ -22,7 +22,7 @@
 //! | `UNKNOWN_MARKET` | `marketId` is given and the campaign has no such market |
 //! | `COUNTRY_NOT_ALLOWED` | the gate lists countries and `userInfo.country` is missing or not one of them (case-insensitive) |
 //! | `NOT_INVITED` | the gate is invite-only and the Entry Service has no invite for the e-mail (`GET /campaigns/{id}/invites/{email}`, e-mail lower-cased) |
-//! | `NO_LINKED_CAMPAIGN` | `doTransfer` is true and the campaign has no `linkedCampaignId` |
+//! | `NO_LINKED_CAMPAIGN` | `doTransfer` is true and the campaign has no `linkedCampaignId` (or names itself) |
 //! | `NOTHING_TO_TRANSFER` | `doTransfer` is true and the fan has no entry in the linked campaign (nor one transferred from it already) |
 //! | `ALREADY_SELECTED` | the entry to transfer (or, in `submit-entry`, the fan's entry in this campaign) has a verdict other than `PENDING`: the draw has been made and is not undone |
 //! | `MISSING_FIELD` | a required field is absent or `null` |
@@ -1094,7 +1094,11 @@ fn transfer_base(
     campaign: &Campaign,
     user: &str,
 ) -> Result<TransferBase, LookupError> {
-    let Some(from) = campaign.linked_campaign_id.clone() else {
+    let Some(from) = campaign
+        .linked_campaign_id
+        .clone()
+        .filter(|l| !l.is_empty() && *l != campaign.id)
+    else {
         return Ok(Err(Refusal::new(
             Reason::NoLinkedCampaign,
             format!(

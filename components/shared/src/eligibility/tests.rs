@@ -181,6 +181,9 @@ fn every_reason_is_reached() {
     let mut a = args("tour");
     a["doTransfer"] = json!(true);
     check(vec![c.clone()], a.clone(), Reason::NoLinkedCampaign);
+    let mut itself = c.clone();
+    itself["linkedCampaignId"] = json!("c1");
+    check(vec![itself], a.clone(), Reason::NoLinkedCampaign);
     let mut linked = c.clone();
     linked["linkedCampaignId"] = json!("old");
     check(vec![linked], a, Reason::NothingToTransfer);
