@@ -459,7 +459,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 fn digits(s: &str) -> Option<i64> {
@@ -630,7 +638,10 @@ fn describe(v: &Value) -> &'static str {
 pub fn check_value(def: &FieldDef, value: &Value) -> Result<(), String> {
     let wrong = |what: &str| Err(format!("must be {what}, not {}", describe(value)));
     let is_integer = |v: &Value| {
-        v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0)
+        v.is_i64()
+            || v.is_u64()
+            || v.as_f64()
+                .is_some_and(|f| f.is_finite() && f.fract() == 0.0)
     };
     match def.field_type {
         FieldType::String if !value.is_string() => return wrong("a string"),
@@ -681,10 +692,7 @@ pub fn check_value(def: &FieldDef, value: &Value) -> Result<(), String> {
             _ => a == value,
         };
         if !allowed.iter().any(same) {
-            return Err(format!(
-                "must be one of {}",
-                Value::Array(allowed.clone())
-            ));
+            return Err(format!("must be one of {}", Value::Array(allowed.clone())));
         }
     }
     Ok(())
@@ -1117,7 +1125,9 @@ fn transfer_base(
         if verdict_of(&item) != Verdict::Pending {
             return Ok(Err(Refusal::new(
                 Reason::AlreadySelected,
-                format!("the entry in campaign {from} has been drawn already and cannot be transferred"),
+                format!(
+                    "the entry in campaign {from} has been drawn already and cannot be transferred"
+                ),
             )));
         }
         let base = fields_of(&item);
@@ -1130,7 +1140,10 @@ fn transfer_base(
         )));
     }
     // A retry after the transfer: this campaign's entry came from `from`.
-    if let Some(item) = lookup.entry(&campaign.id, user).map_err(LookupError::Table)? {
+    if let Some(item) = lookup
+        .entry(&campaign.id, user)
+        .map_err(LookupError::Table)?
+    {
         if item.get("transferredFrom").and_then(Value::as_str) == Some(from.as_str()) {
             let base = fields_of(&item);
             return Ok(Ok((Transfer { from, source: None }, base)));

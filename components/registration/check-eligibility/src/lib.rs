@@ -26,7 +26,7 @@
 
 mod logic;
 
-pub use logic::{check, now_ms, Settings, SdkLookup};
+pub use logic::{check, now_ms, SdkLookup, Settings};
 
 use usher_sdk::{InvokeError, InvokeWorker, Value};
 

@@ -67,8 +67,11 @@ impl Lookup for SdkLookup {
     }
 
     fn entry(&mut self, campaign_id: &str, global_user_id: &str) -> Result<Option<Value>, String> {
-        table::get(&self.table, &Fan::new(campaign_id, global_user_id).demand_key())
-            .map_err(|e| e.to_string())
+        table::get(
+            &self.table,
+            &Fan::new(campaign_id, global_user_id).demand_key(),
+        )
+        .map_err(|e| e.to_string())
     }
 
     fn warn(&mut self, message: &str) {

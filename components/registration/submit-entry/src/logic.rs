@@ -76,8 +76,11 @@ impl Lookup for SdkLookup {
     }
 
     fn entry(&mut self, campaign_id: &str, global_user_id: &str) -> Result<Option<Value>, String> {
-        table::get(&self.table, &Fan::new(campaign_id, global_user_id).demand_key())
-            .map_err(|e| e.to_string())
+        table::get(
+            &self.table,
+            &Fan::new(campaign_id, global_user_id).demand_key(),
+        )
+        .map_err(|e| e.to_string())
     }
 
     fn warn(&mut self, message: &str) {
@@ -108,7 +111,9 @@ fn verdict_of(item: &Value) -> Verdict {
 fn unchanged_since(item: &Value) -> Condition {
     match (item.get("version"), item.get("updatedAt")) {
         (Some(v @ Value::Number(_)), _) => Condition::AttributeEquals("version".into(), v.clone()),
-        (_, Some(u @ Value::String(_))) => Condition::AttributeEquals("updatedAt".into(), u.clone()),
+        (_, Some(u @ Value::String(_))) => {
+            Condition::AttributeEquals("updatedAt".into(), u.clone())
+        }
         _ => Condition::Exists,
     }
 }
@@ -144,7 +149,10 @@ pub fn submit(
     let (Some(campaign), None) = (&evaluation.campaign, &evaluation.refusal) else {
         return Ok(evaluation.answer());
     };
-    let fan = Fan::new(campaign.id.clone(), request.user_info.global_user_id.clone());
+    let fan = Fan::new(
+        campaign.id.clone(),
+        request.user_info.global_user_id.clone(),
+    );
     let key = fan.demand_key();
     let current: Option<Value> =
         table::get(&settings.table, &key).map_err(|e| unavailable("reading the entry", e))?;
@@ -152,8 +160,12 @@ pub fn submit(
         return Ok(refused(evaluation, refusal));
     }
     let user = queue::Outgoing::json(&request.user_info).map_err(InvokeError::from)?;
-    queue::send(&settings.user_queue, user)
-        .map_err(|e| unavailable(&format!("sending the user record to {}", settings.user_queue), e))?;
+    queue::send(&settings.user_queue, user).map_err(|e| {
+        unavailable(
+            &format!("sending the user record to {}", settings.user_queue),
+            e,
+        )
+    })?;
     let written = match write(settings, &fan, &request, &evaluation, current, now_ms)? {
         Ok(w) => w,
         Err(refusal) => return Ok(refused(evaluation, refusal)),
@@ -252,10 +264,7 @@ fn write(
                 }
                 let version = old_version.unwrap_or(0) + 1;
                 let mut item = old.clone();
-                let created_at = old
-                    .get("createdAt")
-                    .cloned()
-                    .unwrap_or_else(|| json!(now));
+                let created_at = old.get("createdAt").cloned().unwrap_or_else(|| json!(now));
                 for (name, value) in [
                     ("campaignId", json!(fan.campaign_id)),
                     ("globalUserId", json!(fan.global_user_id)),
@@ -321,7 +330,10 @@ fn remove_source(settings: &Settings, fan: &Fan, transfer: &Transfer) -> Result<
         if verdict_of(&source) != Verdict::Pending {
             usher_sdk::log::warn(
                 "the transferred entry was drawn meanwhile; it stays in the linked campaign",
-                &[("globalUserId", &fan.global_user_id), ("from", &transfer.from)],
+                &[
+                    ("globalUserId", &fan.global_user_id),
+                    ("from", &transfer.from),
+                ],
             );
             return Ok(false);
         }

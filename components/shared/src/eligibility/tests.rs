@@ -42,8 +42,15 @@ fn market_json(campaign: &str, id: &str) -> Value {
 fn services(campaigns: Vec<Value>, invited: &'static [&'static str]) -> Responder {
     Box::new(move |service, path| {
         if service == "entries" {
-            let email = path.rsplit('/').next().unwrap_or_default().replace("%40", "@");
-            return Ok((200, json!({"invited": invited.contains(&email.as_str())}).to_string()));
+            let email = path
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .replace("%40", "@");
+            return Ok((
+                200,
+                json!({"invited": invited.contains(&email.as_str())}).to_string(),
+            ));
         }
         if let Some(slug) = path.strip_prefix("/campaigns/by-slug/") {
             return Ok(campaigns
@@ -103,7 +110,10 @@ impl Lookup for Fake {
         (self.respond)(service, path)
     }
     fn entry(&mut self, campaign_id: &str, user: &str) -> Result<Option<Value>, String> {
-        Ok(self.entries.get(&(campaign_id.into(), user.into())).cloned())
+        Ok(self
+            .entries
+            .get(&(campaign_id.into(), user.into()))
+            .cloned())
     }
     fn warn(&mut self, message: &str) {
         self.warnings.push(message.into());
@@ -153,7 +163,11 @@ fn every_reason_is_reached() {
         seen.push(want);
     };
     check(vec![c.clone()], args("nope"), Reason::CampaignNotFound);
-    check(vec![c.clone()], args("Not A Slug!"), Reason::CampaignNotFound);
+    check(
+        vec![c.clone()],
+        args("Not A Slug!"),
+        Reason::CampaignNotFound,
+    );
     for status in ["DRAFT", "CLOSED"] {
         let mut d = c.clone();
         d["status"] = json!(status);
@@ -257,7 +271,9 @@ fn bad_requests_are_invalid_request() {
         assert_eq!(err.reason, Reason::InvalidRequest, "{a}");
     }
     assert_eq!(
-        parse_request(&json!("text")).expect_err("not an object").reason,
+        parse_request(&json!("text"))
+            .expect_err("not an object")
+            .reason,
         Reason::InvalidRequest
     );
     // The plain arguments are read too, the entry defaults to {}.
@@ -277,10 +293,20 @@ fn a_campaign_is_cached_for_an_hour_and_then_served_from_the_cache() {
     let mut fake = Fake::with(vec![campaign("c1", "tour")]);
     assert_eq!(reason_of(&mut fake, args("tour")), None);
     assert_eq!(fake.service_calls("campaigns"), 2); // campaign + market
-    let (value, ttl) = fake.cache.get("campaign:slug:tour").cloned().expect("cached");
+    let (value, ttl) = fake
+        .cache
+        .get("campaign:slug:tour")
+        .cloned()
+        .expect("cached");
     assert_eq!(ttl, CACHE_TTL_SECONDS);
-    assert_eq!(serde_json::from_str::<Value>(&value).expect("json")["id"], "c1");
-    assert_eq!(fake.cache.get("campaign:c1:market:m1").map(|e| e.1), Some(3600));
+    assert_eq!(
+        serde_json::from_str::<Value>(&value).expect("json")["id"],
+        "c1"
+    );
+    assert_eq!(
+        fake.cache.get("campaign:c1:market:m1").map(|e| e.1),
+        Some(3600)
+    );
     // A hit: no call at all.
     assert_eq!(reason_of(&mut fake, args("tour")), None);
     assert_eq!(fake.service_calls("campaigns"), 2);
@@ -296,18 +322,36 @@ fn a_campaign_service_outage_is_survived_with_the_campaign_cached() {
     a["entry"]["age"] = json!(3);
     assert_eq!(reason_of(&mut fake, a), Some(Reason::InvalidField));
     // Not cached: a typed error, not "not found".
-    let err = evaluate(&mut fake, &Services::default(), &request(args("other")), NOW)
-        .expect_err("outage");
-    assert!(matches!(err, LookupError::CampaignServiceUnavailable(_)), "{err}");
+    let err = evaluate(
+        &mut fake,
+        &Services::default(),
+        &request(args("other")),
+        NOW,
+    )
+    .expect_err("outage");
+    assert!(
+        matches!(err, LookupError::CampaignServiceUnavailable(_)),
+        "{err}"
+    );
     assert_eq!(err.kind(), "CampaignServiceUnavailable");
     // A 5xx is an outage too; another status an error; neither is cached.
     fake.respond = Box::new(|_, _| Ok((503, "busy".into())));
-    let err = evaluate(&mut fake, &Services::default(), &request(args("other")), NOW)
-        .expect_err("503");
+    let err = evaluate(
+        &mut fake,
+        &Services::default(),
+        &request(args("other")),
+        NOW,
+    )
+    .expect_err("503");
     assert!(matches!(err, LookupError::CampaignServiceUnavailable(_)));
     fake.respond = Box::new(|_, _| Ok((200, "{\"not\": \"a campaign\"}".into())));
-    let err = evaluate(&mut fake, &Services::default(), &request(args("other")), NOW)
-        .expect_err("garbage");
+    let err = evaluate(
+        &mut fake,
+        &Services::default(),
+        &request(args("other")),
+        NOW,
+    )
+    .expect_err("garbage");
     assert!(matches!(err, LookupError::CampaignServiceError(_)));
     assert!(!fake.cache.contains_key("campaign:slug:other"));
 }
@@ -315,12 +359,18 @@ fn a_campaign_service_outage_is_survived_with_the_campaign_cached() {
 #[test]
 fn not_found_is_cached_for_thirty_seconds() {
     let mut fake = Fake::with(vec![]);
-    assert_eq!(reason_of(&mut fake, args("ghost")), Some(Reason::CampaignNotFound));
+    assert_eq!(
+        reason_of(&mut fake, args("ghost")),
+        Some(Reason::CampaignNotFound)
+    );
     assert_eq!(
         fake.cache.get("campaign:slug:ghost").cloned(),
         Some(("null".to_string(), NOT_FOUND_TTL_SECONDS))
     );
-    assert_eq!(reason_of(&mut fake, args("ghost")), Some(Reason::CampaignNotFound));
+    assert_eq!(
+        reason_of(&mut fake, args("ghost")),
+        Some(Reason::CampaignNotFound)
+    );
     assert_eq!(fake.service_calls("campaigns"), 1);
     // An unknown market likewise.
     let mut fake = Fake::with(vec![campaign("c1", "tour")]);
@@ -328,7 +378,10 @@ fn not_found_is_cached_for_thirty_seconds() {
     a["marketId"] = json!("zz");
     assert_eq!(reason_of(&mut fake, a.clone()), Some(Reason::UnknownMarket));
     assert_eq!(reason_of(&mut fake, a), Some(Reason::UnknownMarket));
-    assert_eq!(fake.cache.get("campaign:c1:market:zz").map(|e| e.1), Some(30));
+    assert_eq!(
+        fake.cache.get("campaign:c1:market:zz").map(|e| e.1),
+        Some(30)
+    );
     assert_eq!(fake.service_calls("campaigns"), 2);
 }
 
@@ -357,7 +410,10 @@ fn a_market_of_another_campaign_is_unknown() {
             Ok((200, market_json("c2", "m1").to_string()))
         }
     }));
-    assert_eq!(reason_of(&mut fake, args("tour")), Some(Reason::UnknownMarket));
+    assert_eq!(
+        reason_of(&mut fake, args("tour")),
+        Some(Reason::UnknownMarket)
+    );
 }
 
 #[test]
@@ -423,11 +479,14 @@ fn a_transfer_merges_the_linked_entry_under_the_request() {
     a["entry"] = json!({"age": "x"});
     assert_eq!(reason_of(&mut fake, a.clone()), Some(Reason::InvalidField));
     // A drawn entry cannot move.
-    fake.entries
-        .get_mut(&("old".to_string(), "u1".to_string()))
-        .map(|i| i["verdict"] = json!("WINNER"));
+    if let Some(i) = fake.entries.get_mut(&("old".to_string(), "u1".to_string())) {
+        i["verdict"] = json!("WINNER");
+    }
     a["entry"] = json!({});
-    assert_eq!(reason_of(&mut fake, a.clone()), Some(Reason::AlreadySelected));
+    assert_eq!(
+        reason_of(&mut fake, a.clone()),
+        Some(Reason::AlreadySelected)
+    );
     // Retried after the move: the entry here, transferred from `old`.
     fake.entries.clear();
     fake.entries.insert(
@@ -439,9 +498,13 @@ fn a_transfer_merges_the_linked_entry_under_the_request() {
     assert_eq!(e.transfer.expect("transfer").source, None);
     assert_eq!(e.entry["age"], 31);
     // An entry here that was not transferred is no transfer.
-    fake.entries
+    if let Some(o) = fake
+        .entries
         .get_mut(&("c1".to_string(), "u1".to_string()))
-        .map(|i| i.as_object_mut().map(|o| o.remove("transferredFrom")));
+        .and_then(Value::as_object_mut)
+    {
+        o.remove("transferredFrom");
+    }
     assert_eq!(reason_of(&mut fake, a), Some(Reason::NothingToTransfer));
 }
 
@@ -467,7 +530,9 @@ fn values_are_checked_by_type_and_constraints() {
     assert!(!ok(&e, json!("a@b")) && !ok(&e, json!("averyveryverylong@b.co")) && !ok(&e, json!(1)));
     let d = def("date", json!({}));
     assert!(ok(&d, json!("2024-02-29")));
-    assert!(!ok(&d, json!("2023-02-29")) && !ok(&d, json!("2024-13-01")) && !ok(&d, json!("24-1-1")));
+    assert!(
+        !ok(&d, json!("2023-02-29")) && !ok(&d, json!("2024-13-01")) && !ok(&d, json!("24-1-1"))
+    );
     let en = def("string", json!({"enum": ["S", "M"]}));
     assert!(ok(&en, json!("M")) && !ok(&en, json!("L")));
     let en = def("integer", json!({"enum": [1, 2]}));
@@ -484,7 +549,16 @@ fn times_parse_and_format() {
     assert_eq!(parse_rfc3339_ms("2026-12-02T11:30:00+01:30"), Some(NOW));
     assert_eq!(parse_rfc3339_ms("2026-12-02T08:00:00-02:00"), Some(NOW));
     assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59Z"), Some(-1000));
-    for bad in ["", "2026-12-02", "2026-12-02T10:00Z", "2026-12-02T25:00:00Z", "2026-12-02T10:00:00", "2026-12-02T10:00:00+0100", "2026-02-30T10:00:00Z", "2026-12-02T10:00:00.Z"] {
+    for bad in [
+        "",
+        "2026-12-02",
+        "2026-12-02T10:00Z",
+        "2026-12-02T25:00:00Z",
+        "2026-12-02T10:00:00",
+        "2026-12-02T10:00:00+0100",
+        "2026-02-30T10:00:00Z",
+        "2026-12-02T10:00:00.Z",
+    ] {
         assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
     }
     assert_eq!(format_rfc3339_ms(NOW + 7), "2026-12-02T10:00:00.007Z");
@@ -502,7 +576,16 @@ fn segments_are_encoded_and_keys_named() {
     assert!(is_slug("tour-2026") && !is_slug("Tour") && !is_slug("") && !is_slug("a/b"));
     let codes: Vec<String> = Reason::ALL
         .iter()
-        .map(|r| serde_json::to_value(r).expect("json").as_str().unwrap_or_default().to_string())
+        .map(|r| {
+            serde_json::to_value(r)
+                .expect("json")
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
-    assert_eq!(codes, Reason::ALL.iter().map(|r| r.code()).collect::<Vec<_>>());
+    assert_eq!(
+        codes,
+        Reason::ALL.iter().map(|r| r.code()).collect::<Vec<_>>()
+    );
 }

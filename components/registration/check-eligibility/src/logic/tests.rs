@@ -78,13 +78,22 @@ fn answers_an_eligible_fan_through_the_services() {
     assert_eq!(
         paths,
         [
-            ("campaigns".to_string(), "/campaigns/by-slug/tour".to_string()),
+            (
+                "campaigns".to_string(),
+                "/campaigns/by-slug/tour".to_string()
+            ),
             ("campaigns".into(), "/campaigns/c1/markets/m1".into()),
-            ("entries".into(), "/campaigns/c1/invites/ann%40fans.example".into()),
+            (
+                "entries".into(),
+                "/campaigns/c1/invites/ann%40fans.example".into()
+            ),
         ]
     );
     // Nothing is written.
-    assert_eq!(fakes.count("put") + fakes.count("update") + fakes.count("send_batch"), 0);
+    assert_eq!(
+        fakes.count("put") + fakes.count("update") + fakes.count("send_batch"),
+        0
+    );
 }
 
 #[test]
@@ -106,7 +115,10 @@ fn refusals_are_answers_with_a_reason() {
     assert_eq!(answer["fields"], json!([]));
     let answer = run(json!({"arguments": {"slug": "tour"}})).expect("answer");
     assert_eq!(answer["reason"], "INVALID_REQUEST");
-    assert!(answer["message"].as_str().unwrap_or_default().contains("userInfo"));
+    assert!(answer["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("userInfo"));
 }
 
 #[test]

@@ -86,7 +86,10 @@ fn a_new_entry_is_written_as_the_contract_says_and_the_user_queued() {
     // The write is conditional on the item being new.
     assert!(fakes.calls().iter().any(|c| matches!(
         c,
-        Call::Put { condition: Some(Condition::NotExists), .. }
+        Call::Put {
+            condition: Some(Condition::NotExists),
+            ..
+        }
     )));
 }
 
@@ -96,14 +99,12 @@ fn a_resubmission_raises_the_version_and_keeps_created_at() {
     let _installed = fakes.install();
     run(args(json!({"zip": "10001"})), NOW).expect("first");
     // Replication cleared the flag and added an attribute meanwhile.
-    fakes
-        .clone()
-        .with_item(T, {
-            let mut i = fakes.item(T, &key()).expect("item");
-            i["needsReplication"] = json!(false);
-            i["score"] = json!(7);
-            i
-        });
+    fakes.clone().with_item(T, {
+        let mut i = fakes.item(T, &key()).expect("item");
+        i["needsReplication"] = json!(false);
+        i["score"] = json!(7);
+        i
+    });
     let mut again = args(json!({"zip": "10002", "size": "M"}));
     again["arguments"]["marketId"] = json!("m2");
     let answer = run(again, NOW + 60_000).expect("second");
@@ -195,7 +196,10 @@ fn a_drawn_entry_is_not_reset() {
     let answer = run(args(json!({"zip": "10002"})), NOW).expect("answer");
     assert_eq!(answer["isEligible"], false);
     assert_eq!(answer["reason"], "ALREADY_SELECTED");
-    assert!(answer["message"].as_str().unwrap_or_default().contains("WINNER"));
+    assert!(answer["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("WINNER"));
     assert_eq!(fakes.count("put"), 0);
     assert_eq!(fakes.count("send_batch"), 0);
     assert_eq!(fakes.item(T, &key()).expect("item")["verdict"], "WINNER");
@@ -229,7 +233,10 @@ fn refusals_write_nothing() {
     }
     let answer = run(args(json!({"zip": "10001"})), NOW + 40 * 86_400_000).expect("answer");
     assert_eq!(answer["reason"], "CAMPAIGN_ENDED");
-    assert_eq!(fakes.count("put") + fakes.count("send_batch") + fakes.count("delete"), 0);
+    assert_eq!(
+        fakes.count("put") + fakes.count("send_batch") + fakes.count("delete"),
+        0
+    );
 }
 
 #[test]
@@ -275,7 +282,10 @@ fn do_transfer_moves_the_linked_entry_here() {
     assert_eq!(item["entry"], json!({"zip": "20002", "size": "S"}));
     assert_eq!(item["transferredFrom"], "old");
     assert_eq!(item["marketId"], "m1");
-    assert_eq!(fakes.item(T, &json!({"PK": "ENTRY#old#u1", "SK": "ENTRY"})), None);
+    assert_eq!(
+        fakes.item(T, &json!({"PK": "ENTRY#old#u1", "SK": "ENTRY"})),
+        None
+    );
     assert!(fakes.calls().iter().any(|c| matches!(
         c,
         Call::Delete { condition: Some(Condition::AttributeEquals(n, v)), .. } if n == "version" && *v == json!(3)
@@ -291,22 +301,27 @@ fn do_transfer_moves_the_linked_entry_here() {
 fn do_transfer_follows_a_linked_entry_that_changes_and_spares_a_drawn_one() {
     // The old entry is modified between the read and the delete.
     let mut bumped = false;
-    let fakes = fakes().with_item(T, old_entry(3)).intercept(move |call, tables| {
-        if let Call::Delete { .. } = call {
-            if !bumped {
-                bumped = true;
-                tables.insert(T, old_entry(4));
+    let fakes = fakes()
+        .with_item(T, old_entry(3))
+        .intercept(move |call, tables| {
+            if let Call::Delete { .. } = call {
+                if !bumped {
+                    bumped = true;
+                    tables.insert(T, old_entry(4));
+                }
             }
-        }
-        None
-    });
+            None
+        });
     let _installed = fakes.install();
     let mut a = args(json!({}));
     a["arguments"]["doTransfer"] = json!(true);
     let answer = run(a.clone(), NOW).expect("answer");
     assert_eq!(answer["sourceRemoved"], true);
     assert_eq!(fakes.count("delete"), 2);
-    assert_eq!(fakes.item(T, &json!({"PK": "ENTRY#old#u1", "SK": "ENTRY"})), None);
+    assert_eq!(
+        fakes.item(T, &json!({"PK": "ENTRY#old#u1", "SK": "ENTRY"})),
+        None
+    );
 
     // Drawn between the read and the delete: it stays.
     let fakes2 = fakes_with_drawn_on_delete();
@@ -314,22 +329,26 @@ fn do_transfer_follows_a_linked_entry_that_changes_and_spares_a_drawn_one() {
     let answer = run(a, NOW).expect("answer");
     assert_eq!(answer["sourceRemoved"], false);
     assert_eq!(
-        fakes2.item(T, &json!({"PK": "ENTRY#old#u1", "SK": "ENTRY"})).expect("kept")["verdict"],
+        fakes2
+            .item(T, &json!({"PK": "ENTRY#old#u1", "SK": "ENTRY"}))
+            .expect("kept")["verdict"],
         "WINNER"
     );
 }
 
 fn fakes_with_drawn_on_delete() -> Fakes {
     let mut drawn = false;
-    fakes().with_item(T, old_entry(3)).intercept(move |call, tables| {
-        if let Call::Delete { .. } = call {
-            if !drawn {
-                drawn = true;
-                let mut i = old_entry(4);
-                i["verdict"] = json!("WINNER");
-                tables.insert(T, i);
+    fakes()
+        .with_item(T, old_entry(3))
+        .intercept(move |call, tables| {
+            if let Call::Delete { .. } = call {
+                if !drawn {
+                    drawn = true;
+                    let mut i = old_entry(4);
+                    i["verdict"] = json!("WINNER");
+                    tables.insert(T, i);
+                }
             }
-        }
-        None
-    })
+            None
+        })
 }
