@@ -22,7 +22,10 @@ async fn submit(host: &TestHost, arguments: Value) -> Result<Value, (String, Str
 async fn item(host: &TestHost, campaign: &str, user: &str) -> Option<Value> {
     host.embedded
         .tables()
-        .get(TABLE, &json!({"PK": format!("ENTRY#{campaign}#{user}"), "SK": "ENTRY"}))
+        .get(
+            TABLE,
+            &json!({"PK": format!("ENTRY#{campaign}#{user}"), "SK": "ENTRY"}),
+        )
         .await
         .expect("get")
 }
@@ -39,7 +42,11 @@ async fn user_records(host: &TestHost) -> Vec<Value> {
 }
 
 fn open_world() -> registration::World {
-    let mut linked = campaign("c1", "tour", json!({"type": "countries", "countries": ["US"]}));
+    let mut linked = campaign(
+        "c1",
+        "tour",
+        json!({"type": "countries", "countries": ["US"]}),
+    );
     linked["linkedCampaignId"] = json!("old");
     world(vec![linked], &[])
 }
@@ -48,7 +55,9 @@ fn open_world() -> registration::World {
 async fn writes_the_entry_item_and_queues_the_user_record() {
     let w = open_world();
     let host = host(w.services.clone());
-    let answer = submit(&host, args("tour", "u1", good_entry("10001"))).await.expect("answer");
+    let answer = submit(&host, args("tour", "u1", good_entry("10001")))
+        .await
+        .expect("answer");
     assert_eq!(
         answer,
         json!({"isEligible": true, "campaignId": "c1", "globalUserId": "u1", "marketId": "m1",
@@ -70,10 +79,14 @@ async fn writes_the_entry_item_and_queues_the_user_record() {
         assert_eq!(it[name], value, "{name}: {it}");
     }
     assert_eq!(it["createdAt"], it["updatedAt"]);
-    assert!(it["createdAt"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 24));
+    assert!(it["createdAt"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z') && t.len() == 24));
     assert_eq!(
         user_records(&host).await,
-        vec![json!({"globalUserId": "u1", "email": "u1@fans.example", "country": "US", "firstName": "Ann"})]
+        vec![
+            json!({"globalUserId": "u1", "email": "u1@fans.example", "country": "US", "firstName": "Ann"})
+        ]
     );
 
     // A resubmission: version 2, createdAt kept.
@@ -81,7 +94,10 @@ async fn writes_the_entry_item_and_queues_the_user_record() {
     let mut again = args("tour", "u1", good_entry("10002"));
     again["marketId"] = json!("m2");
     let answer = submit(&host, again).await.expect("answer");
-    assert_eq!((answer["version"].clone(), answer["created"].clone()), (json!(2), json!(false)));
+    assert_eq!(
+        (answer["version"].clone(), answer["created"].clone()),
+        (json!(2), json!(false))
+    );
     let it2 = item(&host, "c1", "u1").await.expect("written");
     assert_eq!(it2["version"], 2);
     assert_eq!(it2["marketId"], "m2");
@@ -114,8 +130,14 @@ async fn refusals_write_nothing_and_a_verdict_is_never_reset() {
     let winner = json!({"PK": "ENTRY#c1#u2", "SK": "ENTRY", "campaignId": "c1", "globalUserId": "u2",
                         "marketId": "m1", "entry": good_entry("10001"), "verdict": "WINNER",
                         "accessCode": "CODE-1", "version": 4, "needsReplication": false});
-    host.embedded.tables().put(TABLE, winner.clone(), None).await.expect("seed");
-    let answer = submit(&host, args("tour", "u2", good_entry("10009"))).await.expect("answer");
+    host.embedded
+        .tables()
+        .put(TABLE, winner.clone(), None)
+        .await
+        .expect("seed");
+    let answer = submit(&host, args("tour", "u2", good_entry("10009")))
+        .await
+        .expect("answer");
     assert_eq!(answer["isEligible"], false);
     assert_eq!(answer["reason"], "ALREADY_SELECTED");
     assert_eq!(item(&host, "c1", "u2").await, Some(winner));
@@ -125,11 +147,48 @@ async fn refusals_write_nothing_and_a_verdict_is_never_reset() {
 async fn still_registers_while_the_campaign_service_is_down_once_cached() {
     let w = open_world();
     let host = host(w.services.clone());
-    submit(&host, args("tour", "u1", good_entry("10001"))).await.expect("answer");
+    submit(&host, args("tour", "u1", good_entry("10001")))
+        .await
+        .expect("answer");
     w.set_down(true);
-    let answer = submit(&host, args("tour", "u2", good_entry("10002"))).await.expect("answer");
+    let answer = submit(&host, args("tour", "u2", good_entry("10002")))
+        .await
+        .expect("answer");
     assert_eq!(answer["created"], true, "{answer}");
     assert!(item(&host, "c1", "u2").await.is_some());
+}
+
+/// `n` submissions of fan u1 at once, each with its own zip: the answers
+/// (version and zip of each success, the error kind of each failure).
+async fn race(host: &Arc<TestHost>, user: &str, n: usize) -> (Vec<(u64, String)>, Vec<String>) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let host = host.clone();
+            let user = user.to_string();
+            tokio::spawn(async move {
+                let zip = format!("2{i:04}");
+                (
+                    submit(&host, args("tour", &user, good_entry(&zip))).await,
+                    zip,
+                )
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await.expect("task") {
+            (Ok(answer), zip) => {
+                assert_eq!(answer["isEligible"], true, "{answer}");
+                ok.push((answer["version"].as_u64().expect("version"), zip));
+            }
+            (Err((kind, message)), _) => {
+                assert_eq!(kind, "Conflict", "{message}");
+                failed.push(kind);
+            }
+        }
+    }
+    ok.sort();
+    (ok, failed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -137,30 +196,30 @@ async fn concurrent_submissions_of_one_fan_each_get_their_own_version() {
     let w = open_world();
     let host = Arc::new(host(w.services.clone()));
     // Warm the cache so that every submission races on the table only.
-    submit(&host, args("tour", "warm", good_entry("10000"))).await.expect("warm");
-    const N: usize = 8;
-    let tasks: Vec<_> = (0..N)
-        .map(|i| {
-            let host = host.clone();
-            tokio::spawn(async move {
-                submit(&host, args("tour", "u1", good_entry(&format!("2000{i}")))).await
-            })
-        })
-        .collect();
-    let mut versions = Vec::new();
-    let mut by_version = std::collections::BTreeMap::new();
-    for (i, t) in tasks.into_iter().enumerate() {
-        let answer = t.await.expect("task").expect("answer");
-        let v = answer["version"].as_u64().expect("version");
-        versions.push(v);
-        by_version.insert(v, format!("2000{i}"));
-    }
-    versions.sort_unstable();
-    assert_eq!(versions, (1..=N as u64).collect::<Vec<_>>(), "one version each");
-    // The entry stored is the one that got the last version: no lost update.
+    submit(&host, args("tour", "warm", good_entry("10000")))
+        .await
+        .expect("warm");
+
+    // Two at once: both succeed, one version each, the later one stored.
+    let (ok, failed) = race(&host, "u1", 2).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(ok.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [1, 2]);
     let it = item(&host, "c1", "u1").await.expect("item");
-    assert_eq!(it["version"], N as u64);
-    assert_eq!(it["entry"]["zip"], json!(by_version[&(N as u64)]));
+    assert_eq!(it["version"], 2);
+    assert_eq!(it["entry"]["zip"], json!(ok[1].1));
+
+    // Eight at once: every success has its own version (no two answers
+    // share one, none is skipped: nothing is lost), a writer that lost
+    // every attempt answers Conflict and wrote nothing, and the stored
+    // entry is the one with the highest version.
+    let (ok, failed) = race(&host, "u2", 8).await;
+    assert_eq!(ok.len() + failed.len(), 8);
+    assert!(!ok.is_empty());
+    let versions: Vec<u64> = ok.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, (1..=ok.len() as u64).collect::<Vec<_>>());
+    let it = item(&host, "c1", "u2").await.expect("item");
+    assert_eq!(it["version"], ok.len() as u64);
+    assert_eq!(it["entry"]["zip"], json!(ok[ok.len() - 1].1));
 }
 
 #[tokio::test]
@@ -171,7 +230,11 @@ async fn do_transfer_moves_the_entry_from_the_linked_campaign() {
                      "marketId": "mx", "entry": good_entry("30003"), "email": "u1@fans.example",
                      "verdict": "PENDING", "needsReplication": false, "version": 2,
                      "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z"});
-    host.embedded.tables().put(TABLE, old, None).await.expect("seed");
+    host.embedded
+        .tables()
+        .put(TABLE, old, None)
+        .await
+        .expect("seed");
     let mut a = args("tour", "u1", json!({"zip": "40004"}));
     a["doTransfer"] = json!(true);
     let answer = submit(&host, a.clone()).await.expect("answer");

@@ -10,7 +10,7 @@ use usher_sdk::{cache, config, queue, services, table, Error, InvokeError, Value
 
 /// How many times a write whose condition failed is tried again (from a
 /// fresh read) before the answer is `Conflict`.
-pub const MAX_ATTEMPTS: usize = 5;
+pub const MAX_ATTEMPTS: usize = 8;
 
 /// The worker's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
