@@ -20,11 +20,14 @@
 //! * [`user`]: fans' user records and their validation (the User Service
 //!   and `registration/upsert-users`).
 //! * [`rfc3339`]: parsing and formatting RFC 3339 times.
+//! * [`eligibility`]: who may register to a campaign and with what entry
+//!   (the registration workers' checks and reason codes).
 
 #![deny(missing_docs)]
 
 pub mod campaign;
 pub mod rfc3339;
+pub mod eligibility;
 pub mod selection;
 pub mod user;
 
