@@ -331,21 +331,12 @@ fn id_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_ID_LEN && !s.chars().any(char::is_control)
 }
 
-/// Whether `s` has an e-mail's shape: one `@`, a non-empty local part, a
-/// domain with a dot and no empty label, no spaces, at most 254 bytes.
+/// Whether `s` is an e-mail address, by the User Service's rule
+/// ([`crate::user::is_valid_email`]).
 pub fn is_email(s: &str) -> bool {
-    if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && domain.split('.').all(|label| !label.is_empty())
-        }
-        None => false,
-    }
+    // The User Service's rule, so that a fan registration accepts is never
+    // refused later by registration/upsert-users.
+    crate::user::is_valid_email(s)
 }
 
 /// Whether `s` is a slug the Campaign Service could hold: `[a-z0-9-]`,
@@ -439,126 +430,11 @@ fn check_entry_size(entry: &Map<String, Value>) -> Result<(), Refusal> {
 
 // ------------------------------------------------------------------ time
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
-fn digits(s: &str) -> Option<i64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-/// The days since the epoch of a `YYYY-MM-DD` date; `None` when it is not
-/// one (a day that does not exist included).
-pub fn parse_date(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let (y, m, d) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
-}
-
-/// Milliseconds since the epoch of an RFC 3339 time
-/// (`2026-12-02T10:00:00Z`, fractions and `±HH:MM` offsets accepted).
-pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let (date, rest) = (s.get(0..10)?, s.get(10..)?);
-    let days = parse_date(date)?;
-    let rest = rest.strip_prefix(['T', 't', ' '])?;
-    let (h, mi, se) = (
-        digits(rest.get(0..2)?)?,
-        digits(rest.get(3..5)?)?,
-        digits(rest.get(6..8)?)?,
-    );
-    if rest.get(2..3)? != ":" || rest.get(5..6)? != ":" || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut rest = rest.get(8..)?;
-    let mut millis = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
-            return None;
-        }
-        let ms: String = frac[..n].chars().chain("000".chars()).take(3).collect();
-        millis = digits(&ms)?;
-        rest = &frac[n..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.get(0..1)? {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
-            if rest.len() != 6 || rest.get(3..4)? != ":" {
-                return None;
-            }
-            let (oh, om) = (digits(rest.get(1..3)?)?, digits(rest.get(4..6)?)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            sign * (oh * 60 + om)
-        }
-    };
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_minutes * 60;
-    Some(secs * 1000 + millis)
-}
-
-/// An RFC 3339 UTC time with milliseconds, e.g. `2026-12-02T10:00:00.000Z`.
-pub fn format_rfc3339_ms(ms: i64) -> String {
-    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
+// One calendar for every worker: the RFC 3339 and date parsing of
+// `crate::rfc3339`, under the names this module's callers use.
+pub use crate::rfc3339::{
+    format_millis as format_rfc3339_ms, parse_date, parse_millis as parse_rfc3339_ms,
+};
 
 // ------------------------------------------------------------------ rules
 

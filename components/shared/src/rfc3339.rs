@@ -77,6 +77,27 @@ pub fn parse_millis(text: &str) -> Option<i64> {
     Some(seconds * 1000 + millis)
 }
 
+/// The days since 1970-01-01 of a `YYYY-MM-DD` date; `None` when it is not
+/// one (a day that does not exist included).
+pub fn parse_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |s: &[u8]| -> Option<i64> {
+        if !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        s.iter()
+            .try_fold(0i64, |acc, d| Some(acc * 10 + i64::from(d - b'0')))
+    };
+    let (year, month, day) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
+}
+
 /// Whether `text` is an RFC 3339 date-time.
 pub fn is_valid(text: &str) -> bool {
     parse_millis(text).is_some()
