@@ -17,9 +17,12 @@
 //!   Service's shapes, cached by the registration workers).
 //! * [`selection`]: the draw's selections and verdict reports (the selection
 //!   workers' queue messages).
+//! * [`assignment`]: the code assignments, verdicts and selections the
+//!   selection workers exchange with the Entry and Code services.
 
 #![deny(missing_docs)]
 
+pub mod assignment;
 pub mod campaign;
 pub mod selection;
 
