@@ -228,8 +228,8 @@ mod tests {
 
     #[test]
     fn outcomes_parse_with_defaults_and_aliases() {
-        let a: AssignOutcome = serde_json::from_value(json!({"marked": 3, "already": 1}))
-            .expect("mark answer");
+        let a: AssignOutcome =
+            serde_json::from_value(json!({"marked": 3, "already": 1})).expect("mark answer");
         assert_eq!((a.assigned, a.already, a.conflicts.len()), (3, 1, 0));
         let a: AssignOutcome = serde_json::from_value(json!({
             "assigned": 1, "already": 0,
@@ -275,7 +275,15 @@ mod tests {
         let last: SelectionsPage =
             serde_json::from_value(json!({"selections": [], "next": null})).expect("page");
         assert_eq!(last.next_cursor(), None);
-        let counts = counts_of(&[Verdict::Winner, Verdict::Loser, Verdict::Winner, Verdict::Pending]);
-        assert_eq!((counts.winners, counts.losers, counts.waitlisted), (2, 1, 0));
+        let counts = counts_of(&[
+            Verdict::Winner,
+            Verdict::Loser,
+            Verdict::Winner,
+            Verdict::Pending,
+        ]);
+        assert_eq!(
+            (counts.winners, counts.losers, counts.waitlisted),
+            (2, 1, 0)
+        );
     }
 }

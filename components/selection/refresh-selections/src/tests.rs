@@ -49,7 +49,10 @@ fn service(fakes: Fakes, selections: Vec<VerdictItem>) -> Fakes {
     fakes.on_service("entries", move |r| {
         let (path, _) = r.path.split_once('?').unwrap_or((&r.path, ""));
         if path != "/markets/m1/selections" || query_param(&r.path, "campaignId") != Some("c1") {
-            return Ok(fakes::json_response(404, &json!({"error": "unknown market"})));
+            return Ok(fakes::json_response(
+                404,
+                &json!({"error": "unknown market"}),
+            ));
         }
         let limit: usize = query_param(&r.path, "limit")
             .and_then(|l| l.parse().ok())
@@ -121,12 +124,19 @@ fn rewrites_only_what_differs_page_by_page_and_again_nothing() {
         }
     );
     let get = |u: &str| fakes.item(TABLE, &key(u)).expect(u);
-    assert_eq!((&get("u2")["verdict"], &get("u2")["accessCode"]), (&json!("WINNER"), &json!("B")));
+    assert_eq!(
+        (&get("u2")["verdict"], &get("u2")["accessCode"]),
+        (&json!("WINNER"), &json!("B"))
+    );
     assert_eq!(get("u3")["accessCode"], "C");
     assert_eq!(get("u4")["verdict"], "LOSER");
     assert!(get("u4").get("accessCode").is_none());
     assert_eq!(get("u6")["verdict"], "WAITLIST");
-    assert_eq!(get("u1")["updatedAt"], "2026-12-01T00:00:00Z", "agreeing entry untouched");
+    assert_eq!(
+        get("u1")["updatedAt"],
+        "2026-12-01T00:00:00Z",
+        "agreeing entry untouched"
+    );
     assert_ne!(get("u2")["updatedAt"], "2026-12-01T00:00:00Z");
     assert_eq!(get("u2")["needsReplication"], false);
     assert!(fakes.item(TABLE, &key("u5")).is_none(), "never created");
@@ -189,7 +199,10 @@ fn an_entry_changed_meanwhile_is_compared_again() {
     let r = process(&settings(1000), &[refresh_msg("m", "m1")]);
     assert!(r.failures.is_empty(), "{r:?}");
     assert_eq!(hits.get(), 2);
-    assert_eq!(fakes.item(TABLE, &key("u2")).expect("u2")["accessCode"], "B");
+    assert_eq!(
+        fakes.item(TABLE, &key("u2")).expect("u2")["accessCode"],
+        "B"
+    );
 }
 
 #[test]
@@ -211,7 +224,10 @@ fn an_entry_that_keeps_changing_fails_the_message() {
     let r = process(&settings(1000), &[refresh_msg("m", "m1")]);
     assert_eq!(r.failures, vec!["m"]);
     // The others were still rewritten.
-    assert_eq!(fakes.item(TABLE, &key("u2")).expect("u2")["accessCode"], "B");
+    assert_eq!(
+        fakes.item(TABLE, &key("u2")).expect("u2")["accessCode"],
+        "B"
+    );
 }
 
 #[test]
@@ -224,12 +240,18 @@ fn failures_are_per_message() {
         &[
             refresh_msg("unknown", "nope"),
             Message::new("bad", "{\"campaignId\": \"c1\"}"),
-            Message::new("empty", json!({"campaignId": "", "marketId": "m1"}).to_string()),
+            Message::new(
+                "empty",
+                json!({"campaignId": "", "marketId": "m1"}).to_string(),
+            ),
             refresh_msg("ok", "m1"),
         ],
     );
     assert_eq!(r.failures, vec!["unknown", "bad", "empty"]);
-    assert_eq!(fakes.item(TABLE, &key("u2")).expect("u2")["verdict"], "WINNER");
+    assert_eq!(
+        fakes.item(TABLE, &key("u2")).expect("u2")["verdict"],
+        "WINNER"
+    );
 }
 
 #[test]

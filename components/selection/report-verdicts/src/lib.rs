@@ -112,9 +112,10 @@ pub fn process(service: &str, messages: &[Message]) -> BatchResult {
         .zip(senders.chunks(CALL_MANY_MAX))
     {
         let answers = match services::call_many(chunk) {
-            Ok(answers) if answers.len() == chunk.len() => {
-                answers.into_iter().map(|a| a.map_err(|e| e.to_string())).collect()
-            }
+            Ok(answers) if answers.len() == chunk.len() => answers
+                .into_iter()
+                .map(|a| a.map_err(|e| e.to_string()))
+                .collect(),
             Ok(answers) => {
                 let reason = format!("{} answers for {} requests", answers.len(), chunk.len());
                 vec![Err(reason); chunk.len()]
@@ -128,7 +129,11 @@ pub fn process(service: &str, messages: &[Message]) -> BatchResult {
                 .collect();
             match answer {
                 Ok(r) if r.is_success() => {
-                    match r.json::<Value>().ok().and_then(|b| b.get("counted").cloned()) {
+                    match r
+                        .json::<Value>()
+                        .ok()
+                        .and_then(|b| b.get("counted").cloned())
+                    {
                         Some(Value::Bool(false)) => {
                             repeated += 1;
                             usher_sdk::info!(message_ids = ids.join(","), path = req.path;
@@ -201,7 +206,10 @@ mod tests {
             let mut s = state.borrow_mut();
             let parts: Vec<&str> = r.path.split('/').collect();
             assert_eq!(parts.len(), 6, "{}", r.path);
-            assert_eq!((parts[1], parts[3], parts[5]), ("campaigns", "markets", "verdict-reports"));
+            assert_eq!(
+                (parts[1], parts[3], parts[5]),
+                ("campaigns", "markets", "verdict-reports")
+            );
             let market = format!("{}/{}", parts[2], parts[4]);
             let body: Value = serde_json::from_str(r.body.as_deref().unwrap_or("{}"))?;
             let id = body["reportId"].as_str().unwrap_or_default().to_string();
@@ -231,7 +239,10 @@ mod tests {
                 waitlisted: 0,
             },
         };
-        Message::new(format!("msg-{id}"), serde_json::to_string(&r).expect("json"))
+        Message::new(
+            format!("msg-{id}"),
+            serde_json::to_string(&r).expect("json"),
+        )
     }
 
     #[test]

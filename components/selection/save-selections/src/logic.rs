@@ -272,7 +272,11 @@ fn success_body<T: serde::de::DeserializeOwned>(
         .map_err(|e| format!("{what}: unreadable answer: {e}"))
 }
 
-fn request(settings: &Settings, path: &str, body: &impl serde::Serialize) -> Result<Request, String> {
+fn request(
+    settings: &Settings,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<Request, String> {
     Request::new(&settings.service, Method::Post, path)
         .json(body)
         .map_err(|e| format!("cannot encode {path}: {e}"))

@@ -60,7 +60,8 @@ impl EntryService {
                     let holder = self.holders.get(&code_key).cloned();
                     let held = self.codes.get(&fan_key).cloned();
                     if self.unknown.contains(&fan) {
-                        conflicts.push(json!({"globalUserId": fan, "code": code, "reason": "no entry"}));
+                        conflicts
+                            .push(json!({"globalUserId": fan, "code": code, "reason": "no entry"}));
                     } else if holder.as_deref() == Some(fan.as_str()) {
                         already += 1;
                     } else if let Some(other) = holder {
@@ -259,9 +260,12 @@ fn saves_codes_verdicts_table_and_reports() {
         })
         .expect("update_many");
     assert_eq!(updates.len(), 7);
-    assert!(updates
-        .iter()
-        .all(|u| u.condition == Some(Condition::Exists) && u.set.get("needsReplication").is_none()));
+    assert!(
+        updates
+            .iter()
+            .all(|u| u.condition == Some(Condition::Exists)
+                && u.set.get("needsReplication").is_none())
+    );
     let u1 = fakes.item(TABLE, &key("u1")).expect("u1");
     assert_eq!(
         (&u1["verdict"], &u1["accessCode"], &u1["drawId"]),
@@ -274,7 +278,10 @@ fn saves_codes_verdicts_table_and_reports() {
     assert!(u4.get("accessCode").is_none(), "{u4}");
     assert_eq!(u4["needsReplication"], true, "left alone");
     assert_eq!(u4["version"], 3, "left alone");
-    assert_eq!(fakes.item(TABLE, &key("u3")).expect("u3")["verdict"], "WAITLIST");
+    assert_eq!(
+        fakes.item(TABLE, &key("u3")).expect("u3")["verdict"],
+        "WAITLIST"
+    );
 
     // One report per batch, with its counts.
     assert_eq!(
@@ -336,10 +343,10 @@ fn again_insert(fakes: &Fakes, item: &Value) {
 fn a_conflict_fails_its_message_with_nothing_written_and_the_others_go_through() {
     let service = Rc::new(RefCell::new(EntryService::default()));
     // CODE-5 is already held by another fan (u9).
-    service.borrow_mut().holders.insert(
-        ("c1".into(), "m1".into(), "CODE-5".into()),
-        "u9".into(),
-    );
+    service
+        .borrow_mut()
+        .holders
+        .insert(("c1".into(), "m1".into(), "CODE-5".into()), "u9".into());
     let all = users(7);
     let names: Vec<&str> = all.iter().map(String::as_str).collect();
     let fakes = setup(&names, &service);
@@ -352,7 +359,8 @@ fn a_conflict_fails_its_message_with_nothing_written_and_the_others_go_through()
         .iter()
         .filter(|r| r.path == VERDICTS)
         .flat_map(|r| {
-            let body: Value = serde_json::from_str(r.body.as_deref().unwrap_or("{}")).expect("json");
+            let body: Value =
+                serde_json::from_str(r.body.as_deref().unwrap_or("{}")).expect("json");
             body["verdicts"]
                 .as_array()
                 .into_iter()
@@ -366,13 +374,16 @@ fn a_conflict_fails_its_message_with_nothing_written_and_the_others_go_through()
         assert_eq!(fakes.item(TABLE, &key(u)).expect(u)["verdict"], "PENDING");
     }
     assert_eq!(reports(&fakes).len(), 1);
-    assert_eq!(fakes.item(TABLE, &key("u1")).expect("u1")["verdict"], "WINNER");
+    assert_eq!(
+        fakes.item(TABLE, &key("u1")).expect("u1")["verdict"],
+        "WINNER"
+    );
     // The fan that holds another code is a conflict too.
     let service2 = Rc::new(RefCell::new(EntryService::default()));
-    service2.borrow_mut().codes.insert(
-        ("c1".into(), "m1".into(), "u1".into()),
-        "OTHER".into(),
-    );
+    service2
+        .borrow_mut()
+        .codes
+        .insert(("c1".into(), "m1".into(), "u1".into()), "OTHER".into());
     let fakes = setup(&names, &service2);
     assert_eq!(run(&fakes, &[message("a", &b0)]).failures, vec!["a"]);
     assert_eq!(fakes.count("update_many"), 0);
@@ -389,8 +400,14 @@ fn a_failed_call_fails_only_its_message() {
     let (b0, b1) = two_batches();
     let r = run(&fakes, &[message("a", &b0), message("b", &b1)]);
     assert_eq!(r.failures, vec!["b"]);
-    assert_eq!(fakes.item(TABLE, &key("u5")).expect("u5")["verdict"], "PENDING");
-    assert_eq!(fakes.item(TABLE, &key("u2")).expect("u2")["verdict"], "WINNER");
+    assert_eq!(
+        fakes.item(TABLE, &key("u5")).expect("u5")["verdict"],
+        "PENDING"
+    );
+    assert_eq!(
+        fakes.item(TABLE, &key("u2")).expect("u2")["verdict"],
+        "WINNER"
+    );
 
     // The verdicts request failing fails every message that needed it, and
     // the table is not touched.
@@ -428,7 +445,11 @@ fn a_failed_call_fails_only_its_message() {
 fn bad_messages_fail_alone_with_their_reason() {
     let ok = two_batches().0;
     let cases: Vec<(&str, String, InvalidBatch)> = vec![
-        ("not-json", "{nope".into(), InvalidBatch::NotABatch(String::new())),
+        (
+            "not-json",
+            "{nope".into(),
+            InvalidBatch::NotABatch(String::new()),
+        ),
         (
             "no-draw",
             serde_json::to_string(&SelectionBatch {
@@ -452,8 +473,11 @@ fn bad_messages_fail_alone_with_their_reason() {
         ),
         (
             "loser-code",
-            serde_json::to_string(&batch(5, vec![selection("u1", Verdict::Loser, Some("X"), 0)]))
-                .expect("json"),
+            serde_json::to_string(&batch(
+                5,
+                vec![selection("u1", Verdict::Loser, Some("X"), 0)],
+            ))
+            .expect("json"),
             InvalidBatch::CodeWithoutWin("u1".into(), "X".into()),
         ),
         (
