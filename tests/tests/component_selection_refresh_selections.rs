@@ -65,7 +65,10 @@ fn entry(user: &str, verdict: &str, code: Option<&str>) -> Value {
 async fn item(host: &TestHost, user: &str) -> Option<Value> {
     host.embedded
         .tables()
-        .get(TABLE, &json!({"PK": format!("ENTRY#c1#{user}"), "SK": "ENTRY"}))
+        .get(
+            TABLE,
+            &json!({"PK": format!("ENTRY#c1#{user}"), "SK": "ENTRY"}),
+        )
         .await
         .expect("get")
 }
@@ -96,11 +99,11 @@ async fn rewrites_the_verdicts_and_codes_that_differ() {
         .expect("test host");
     let tables = host.embedded.tables();
     for it in [
-        entry("u1", "WINNER", Some("A")),    // agrees
-        entry("u2", "LOSER", None),          // the code and verdict differ
-        entry("u3", "WINNER", Some("OLD")),  // no longer a winner
-        entry("u4", "PENDING", None),        // waitlisted since
-        // u5 is not in the table
+        entry("u1", "WINNER", Some("A")),   // agrees
+        entry("u2", "LOSER", None),         // the code and verdict differ
+        entry("u3", "WINNER", Some("OLD")), // no longer a winner
+        entry("u4", "PENDING", None),       // waitlisted since
+                                            // u5 is not in the table
     ] {
         tables.put(TABLE, it, None).await.expect("seed");
     }
@@ -117,7 +120,10 @@ async fn rewrites_the_verdicts_and_codes_that_differ() {
     let u1 = item(&host, "u1").await.expect("u1");
     assert_eq!(u1["updatedAt"], "2026-12-01T00:00:00Z", "untouched");
     let u2 = item(&host, "u2").await.expect("u2");
-    assert_eq!((&u2["verdict"], &u2["accessCode"]), (&json!("WINNER"), &json!("B")));
+    assert_eq!(
+        (&u2["verdict"], &u2["accessCode"]),
+        (&json!("WINNER"), &json!("B"))
+    );
     let u3 = item(&host, "u3").await.expect("u3");
     assert_eq!(u3["verdict"], "LOSER");
     assert!(u3.get("accessCode").is_none());
@@ -127,8 +133,9 @@ async fn rewrites_the_verdicts_and_codes_that_differ() {
     // The log line says how many changed.
     let logs = host.calls("log", "write");
     assert!(
-        logs.iter().any(|c| c.request["message"]
-            == "refreshed the market's demand-table verdicts: 3 changed"),
+        logs.iter()
+            .any(|c| c.request["message"]
+                == "refreshed the market's demand-table verdicts: 3 changed"),
         "{logs:?}"
     );
 

@@ -88,7 +88,7 @@ async fn each_report_is_counted_once_even_when_delivered_again() {
         .await
         .expect("invocation");
     assert!(failures(&out.output).is_empty(), "{:?}", out.output);
-    assert_eq!(host.calls("services", "call-many").len(), 1);
+    assert_eq!(host.calls("services", "call").len(), 2);
     let calls = services.calls();
     assert_eq!(calls[0].path, "/campaigns/c1/markets/m1/verdict-reports");
     let body: Value = serde_json::from_str(calls[0].body.as_deref().unwrap_or("")).expect("json");
@@ -98,12 +98,19 @@ async fn each_report_is_counted_once_even_when_delivered_again() {
     );
     // Redelivered: answered counted=false, which is a success.
     let out = host
-        .invoke(WORKER, Input::Batch(vec![report("a", "m1", "c1.m1#0", 2, 22)]))
+        .invoke(
+            WORKER,
+            Input::Batch(vec![report("a", "m1", "c1.m1#0", 2, 22)]),
+        )
         .await
         .expect("invocation");
     assert!(failures(&out.output).is_empty(), "{:?}", out.output);
     assert_eq!(
-        state.lock().expect("state").reported.get("/campaigns/c1/markets/m1"),
+        state
+            .lock()
+            .expect("state")
+            .reported
+            .get("/campaigns/c1/markets/m1"),
         Some(&[3, 45, 2])
     );
 }
