@@ -22,7 +22,7 @@ fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
 
 /// The Entry Service's selections of c1/m1, two per page whatever the limit.
 fn entry_service() -> Arc<FakeServices> {
-    let selections = vec![
+    let selections = [
         json!({"globalUserId": "u1", "verdict": "WINNER", "code": "A"}),
         json!({"globalUserId": "u2", "verdict": "WINNER", "code": "B"}),
         json!({"globalUserId": "u3", "verdict": "LOSER"}),
