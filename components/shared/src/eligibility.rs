@@ -614,18 +614,8 @@ pub fn check_entry(fields: &[FieldDef], entry: &Map<String, Value>) -> Option<Re
 
 // ------------------------------------------------------------------ lookups
 
-/// Percent-encodes one path segment (everything but unreserved characters).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// A path segment, percent-encoded (every byte but `A-Z a-z 0-9 - . _ ~`).
+pub use crate::assignment::encode_component as encode_segment;
 
 /// The cache key of a campaign by slug: `campaign:slug:<slug>`.
 pub fn campaign_key(slug: &str) -> String {

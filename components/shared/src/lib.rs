@@ -22,9 +22,12 @@
 //! * [`rfc3339`]: parsing and formatting RFC 3339 times.
 //! * [`eligibility`]: who may register to a campaign and with what entry
 //!   (the registration workers' checks and reason codes).
+//! * [`assignment`]: the code assignments, verdicts and selections the
+//!   selection workers exchange with the Entry and Code services.
 
 #![deny(missing_docs)]
 
+pub mod assignment;
 pub mod campaign;
 pub mod rfc3339;
 pub mod eligibility;
