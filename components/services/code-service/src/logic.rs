@@ -188,7 +188,11 @@ pub struct Counts {
 
 impl Counts {
     fn of(item: Option<&Value>) -> Counts {
-        let n = |name: &str| item.and_then(|i| i.get(name)).and_then(Value::as_i64).unwrap_or(0);
+        let n = |name: &str| {
+            item.and_then(|i| i.get(name))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        };
         Counts {
             total: n("total"),
             available: n("available"),
@@ -264,13 +268,15 @@ fn bump(
             .and_then(Value::as_i64);
         let field = |name: &str| current.as_ref().and_then(|c| c.get(name)).cloned();
         let mut epoch = field("epoch").and_then(|e| e.as_i64()).unwrap_or(0);
-        let mut scan_after = field("scanAfter")
-            .and_then(|s| s.as_str().map(str::to_string));
+        let mut scan_after = field("scanAfter").and_then(|s| s.as_str().map(str::to_string));
         match hint {
             Hint::Keep => {}
             Hint::Available(smallest) => {
                 epoch += 1;
-                if scan_after.as_deref().is_some_and(|s| smallest.as_str() <= s) {
+                if scan_after
+                    .as_deref()
+                    .is_some_and(|s| smallest.as_str() <= s)
+                {
                     scan_after = None;
                 }
             }
@@ -424,8 +430,8 @@ fn checked<T>(
 fn batch_get(table: &str, keys: &[Value], what: &str) -> Result<Vec<Option<Value>>, Failure> {
     let mut out = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(CALL) {
-        let items = table::batch_get::<Value, Value>(table, chunk)
-            .map_err(|e| table_failure(what, &e))?;
+        let items =
+            table::batch_get::<Value, Value>(table, chunk).map_err(|e| table_failure(what, &e))?;
         if items.len() != chunk.len() {
             return Err(Failure::new(
                 500,
@@ -506,7 +512,9 @@ fn reservation_request(body: &Value) -> Result<Request, Failure> {
         .and_then(Value::as_u64)
         .filter(|n| (1..=MAX_RESERVATION as u64).contains(n))
         .ok_or_else(|| {
-            Failure::bad_request(format!("count must be an integer from 1 to {MAX_RESERVATION}"))
+            Failure::bad_request(format!(
+                "count must be an integer from 1 to {MAX_RESERVATION}"
+            ))
         })?;
     Ok(Request {
         id: id.to_string(),
@@ -538,7 +546,8 @@ pub fn reserve(table: &str, body: &Value) -> Result<HttpResponse, Failure> {
                 let generation = r.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
                 // A new attempt takes over; an older one still running
                 // notices at its end and gives back what it took.
-                let set = json!({"phase": format!("PENDING#{generation}"), "generation": generation});
+                let set =
+                    json!({"phase": format!("PENDING#{generation}"), "generation": generation});
                 match table::update::<IgnoredAny>(
                     table,
                     &key,
@@ -641,18 +650,22 @@ fn answer_of(table: &str, record: &Value) -> Result<Value, Failure> {
         .get("reservationId")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let generation = record.get("generation").and_then(Value::as_i64).unwrap_or(0);
+    let generation = record
+        .get("generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let chunks = record.get("chunks").and_then(Value::as_u64).unwrap_or(0) as usize;
-    let keys: Vec<Value> = (0..chunks)
-        .map(|n| answer_key(id, generation, n))
-        .collect();
+    let keys: Vec<Value> = (0..chunks).map(|n| answer_key(id, generation, n)).collect();
     let mut codes: Vec<Value> = Vec::new();
     for (n, item) in batch_get(table, &keys, "reading the reservation's codes")?
         .into_iter()
         .enumerate()
     {
         let item = item.ok_or_else(|| {
-            Failure::new(500, format!("reservation {id}: chunk {n} of its codes is missing"))
+            Failure::new(
+                500,
+                format!("reservation {id}: chunk {n} of its codes is missing"),
+            )
         })?;
         codes.extend(
             item.get("codes")
@@ -735,9 +748,10 @@ impl Attempt<'_> {
         if !claimed.is_empty() {
             let keys: Vec<Value> = claimed.iter().map(|c| pool.code_key(c)).collect();
             let mut adopt = Vec::new();
-            for (code, item) in claimed
-                .iter()
-                .zip(batch_get(table, &keys, "reading claimed codes")?)
+            for (code, item) in
+                claimed
+                    .iter()
+                    .zip(batch_get(table, &keys, "reading claimed codes")?)
             {
                 let status = item
                     .as_ref()
@@ -763,9 +777,10 @@ impl Attempt<'_> {
                     condition: Some(Condition::AttributeEquals("status".into(), json!(status))),
                 })
                 .collect();
-            for ((code, _), r) in adopt
-                .iter()
-                .zip(update_many(table, updates, "adopting claimed codes")?)
+            for ((code, _), r) in
+                adopt
+                    .iter()
+                    .zip(update_many(table, updates, "adopting claimed codes")?)
             {
                 match r {
                     Ok(()) => {
@@ -864,7 +879,12 @@ impl Attempt<'_> {
     }
 
     /// Available codes after sort key `after`, up to `need` of them.
-    fn scan(&self, after: Option<&str>, need: usize, owned: &BTreeSet<String>) -> Result<Scan, Failure> {
+    fn scan(
+        &self,
+        after: Option<&str>,
+        need: usize,
+        owned: &BTreeSet<String>,
+    ) -> Result<Scan, Failure> {
         let pool = &self.request.pool;
         let mut start = after.map(|sk| json!({"PK": pool.partition(), "SK": sk}));
         let mut candidates = Vec::new();
@@ -941,7 +961,10 @@ impl Attempt<'_> {
                 key: pool.code_key(code),
                 set: json!({"status": status, "reservationId": self.request.id}),
                 remove: Vec::new(),
-                condition: Some(Condition::AttributeEquals("status".into(), json!(AVAILABLE))),
+                condition: Some(Condition::AttributeEquals(
+                    "status".into(),
+                    json!(AVAILABLE),
+                )),
             })
             .collect();
         for (code, r) in codes
@@ -999,7 +1022,11 @@ impl Attempt<'_> {
 
     /// Too few codes: everything this attempt holds is given back, the
     /// reservation is removed (a later retry may succeed), 409.
-    fn insufficient(&self, owned: &BTreeSet<String>, available: i64) -> Result<HttpResponse, Failure> {
+    fn insufficient(
+        &self,
+        owned: &BTreeSet<String>,
+        available: i64,
+    ) -> Result<HttpResponse, Failure> {
         let owned: Vec<String> = owned.iter().cloned().collect();
         self.release(&owned)?;
         // Remove the record only while this attempt is the current one.
@@ -1086,7 +1113,8 @@ impl Attempt<'_> {
         let chunk_count = chunks.len();
         batch_write(table, chunks, "storing the reservation's codes")?;
         let key = record_key(&self.request.id);
-        let mut set = json!({"phase": COMPLETE, "chunks": chunk_count, "counted": false, "epoch": epoch});
+        let mut set =
+            json!({"phase": COMPLETE, "chunks": chunk_count, "counted": false, "epoch": epoch});
         if let Some(to) = &scan_to {
             set["scanTo"] = json!(to);
         }
@@ -1135,9 +1163,10 @@ impl Attempt<'_> {
         let others: Vec<&String> = claimed.iter().filter(|c| !owned.contains(*c)).collect();
         let keys: Vec<Value> = others.iter().map(|c| pool.code_key(c)).collect();
         let mut strays: Vec<(String, String)> = Vec::new();
-        for (code, item) in others
-            .iter()
-            .zip(batch_get(self.table, &keys, "reading claimed codes")?)
+        for (code, item) in
+            others
+                .iter()
+                .zip(batch_get(self.table, &keys, "reading claimed codes")?)
         {
             let status = item
                 .as_ref()
@@ -1159,7 +1188,11 @@ impl Attempt<'_> {
                 })
                 .collect();
             update_many(self.table, updates, "releasing stray codes")?;
-            let smallest = strays.iter().map(|(c, _)| c).min().map(|c| format!("{CODE_PREFIX}{c}"));
+            let smallest = strays
+                .iter()
+                .map(|(c, _)| c)
+                .min()
+                .map(|c| format!("{CODE_PREFIX}{c}"));
             bump(
                 self.table,
                 pool,
@@ -1498,8 +1531,9 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
         match o {
             Some(Outcome::Done) => done += 1,
             Some(Outcome::Already) => already += 1,
-            Some(Outcome::Conflict(reason)) => conflicts
-                .push(json!({"code": a.code, "globalUserId": a.fan, "reason": reason})),
+            Some(Outcome::Conflict(reason)) => {
+                conflicts.push(json!({"code": a.code, "globalUserId": a.fan, "reason": reason}))
+            }
             None => {
                 return Err(Failure::new(
                     500,
@@ -1519,7 +1553,9 @@ enum Decision {
     Outcome(Outcome),
     /// Move the code from its RESERVED status (claiming the fan first
     /// unless its item already names this code).
-    FromReserved { claim_fan: bool },
+    FromReserved {
+        claim_fan: bool,
+    },
     /// Move the code from ASSIGNED (to this fan) to MARKED.
     Mark,
 }
@@ -1536,7 +1572,9 @@ fn decide(
     }
     if let Some((fan, marked)) = holder(status) {
         return if fan != a.fan {
-            Decision::Outcome(Outcome::Conflict("the code is assigned to another fan".into()))
+            Decision::Outcome(Outcome::Conflict(
+                "the code is assigned to another fan".into(),
+            ))
         } else if mark && !marked {
             Decision::Mark
         } else {
