@@ -651,3 +651,6 @@ pub fn selections(
         .collect();
     Ok(json!({"selections": selections, "next": next}))
 }
+
+#[cfg(test)]
+mod tests;
