@@ -426,7 +426,9 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
     let mut conflicts: Vec<Value> = Vec::new();
     let conflict =
         |p: &Pair, reason: &str| json!({"globalUserId": p.fan, "code": p.code, "reason": reason});
-    // One by one in order (at most 25): a later element sees the earlier.
+    // Decided in order against what was read and what earlier elements of
+    // the request claim; then every code claim in one call, every fan claim
+    // in another.
     let mut keys = Vec::new();
     for p in &pairs {
         keys.push(fan_key(&p.fan));
@@ -435,6 +437,8 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
     let read = batch_get(table, &keys, "reading the assignments")?;
     let mut claimed_fans: BTreeMap<String, String> = BTreeMap::new();
     let mut claimed_codes: BTreeMap<String, String> = BTreeMap::new();
+    // (pair, claim the code, claim the fan)
+    let mut plan: Vec<(&Pair, bool, bool)> = Vec::new();
     for (n, p) in pairs.iter().enumerate() {
         let fan_holds = claimed_fans.get(&p.fan).cloned().or_else(|| {
             read[2 * n]
@@ -452,67 +456,114 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
             && code_goes_to.as_deref() == Some(p.fan.as_str())
         {
             already += 1;
-            continue;
-        }
-        if fan_holds.as_deref().is_some_and(|c| c != p.code) {
+        } else if fan_holds.as_deref().is_some_and(|c| c != p.code) {
             conflicts.push(conflict(p, "the fan has another code"));
-            continue;
-        }
-        if code_goes_to.as_deref().is_some_and(|f| f != p.fan) {
+        } else if code_goes_to.as_deref().is_some_and(|f| f != p.fan) {
             conflicts.push(conflict(p, "the code went to another fan"));
-            continue;
+        } else {
+            claimed_fans.insert(p.fan.clone(), p.code.clone());
+            claimed_codes.insert(p.code.clone(), p.fan.clone());
+            plan.push((p, code_goes_to.is_none(), fan_holds.is_none()));
         }
-        // Claim what is not claimed yet: the code first, then the fan.
-        let mut made_code = false;
-        if code_goes_to.is_none() {
+    }
+    // The codes' items.
+    let code_puts: Vec<(usize, PutItem)> = plan
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, claim_code, _))| *claim_code)
+        .map(|(n, (p, _, _))| {
             let mut item = code_key(&p.code);
             item["globalUserId"] = json!(p.fan);
             item["code"] = json!(p.code);
-            match table::put(table, &item, Some(Condition::NotExists)) {
-                Ok(()) => made_code = true,
-                Err(e) if e.is_condition_failed() => {
-                    let now: Option<Value> = table::get(table, &code_key(&p.code))
-                        .map_err(|e| table_failure("reading an assignment", &e))?;
-                    if now.as_ref().and_then(|i| str_field(i, "globalUserId"))
-                        != Some(p.fan.as_str())
-                    {
-                        conflicts.push(conflict(p, "the code went to another fan"));
-                        continue;
-                    }
-                }
-                Err(e) => return Err(table_failure("assigning a code", &e)),
+            (
+                n,
+                PutItem {
+                    item,
+                    condition: Some(Condition::NotExists),
+                },
+            )
+        })
+        .collect();
+    let mut lost: HashSet<usize> = HashSet::new();
+    let mut made_code: HashSet<usize> = HashSet::new();
+    let results = put_all(table, code_puts.iter().map(|(_, p)| p.clone()).collect())?;
+    for ((n, _), r) in code_puts.iter().zip(results) {
+        let p = plan[*n].0;
+        match r {
+            Ok(()) => {
+                made_code.insert(*n);
             }
+            Err(e) if e.is_condition_failed() => {
+                let now: Option<Value> = table::get(table, &code_key(&p.code))
+                    .map_err(|e| table_failure("reading an assignment", &e))?;
+                if now.as_ref().and_then(|i| str_field(i, "globalUserId")) != Some(p.fan.as_str()) {
+                    conflicts.push(conflict(p, "the code went to another fan"));
+                    lost.insert(*n);
+                }
+            }
+            Err(e) => return Err(table_failure("assigning a code", &e)),
         }
-        if fan_holds.is_none() {
+    }
+    // The fans' items.
+    let fan_puts: Vec<(usize, PutItem)> = plan
+        .iter()
+        .enumerate()
+        .filter(|(n, (_, _, claim_fan))| *claim_fan && !lost.contains(n))
+        .map(|(n, (p, _, _))| {
             let mut item = fan_key(&p.fan);
             item["code"] = json!(p.code);
             item["globalUserId"] = json!(p.fan);
-            match table::put(table, &item, Some(Condition::NotExists)) {
-                Ok(()) => {}
-                Err(e) if e.is_condition_failed() => {
-                    let now: Option<Value> = table::get(table, &fan_key(&p.fan))
-                        .map_err(|e| table_failure("reading an assignment", &e))?;
-                    if now.as_ref().and_then(|i| str_field(i, "code")) != Some(p.code.as_str()) {
-                        if made_code {
-                            release(
-                                table,
-                                &code_key(&p.code),
-                                Condition::AttributeEquals("globalUserId".into(), json!(p.fan)),
-                            )?;
-                        }
-                        conflicts.push(conflict(p, "the fan has another code"));
-                        continue;
+            (
+                n,
+                PutItem {
+                    item,
+                    condition: Some(Condition::NotExists),
+                },
+            )
+        })
+        .collect();
+    let results = put_all(table, fan_puts.iter().map(|(_, p)| p.clone()).collect())?;
+    for ((n, _), r) in fan_puts.iter().zip(results) {
+        let p = plan[*n].0;
+        match r {
+            Ok(()) => {}
+            Err(e) if e.is_condition_failed() => {
+                let now: Option<Value> = table::get(table, &fan_key(&p.fan))
+                    .map_err(|e| table_failure("reading an assignment", &e))?;
+                if now.as_ref().and_then(|i| str_field(i, "code")) != Some(p.code.as_str()) {
+                    if made_code.contains(n) {
+                        release(
+                            table,
+                            &code_key(&p.code),
+                            Condition::AttributeEquals("globalUserId".into(), json!(p.fan)),
+                        )?;
                     }
+                    conflicts.push(conflict(p, "the fan has another code"));
+                    lost.insert(*n);
                 }
-                Err(e) => return Err(table_failure("assigning a code", &e)),
             }
+            Err(e) => return Err(table_failure("assigning a code", &e)),
         }
-        claimed_fans.insert(p.fan.clone(), p.code.clone());
-        claimed_codes.insert(p.code.clone(), p.fan.clone());
-        assigned += 1;
     }
+    assigned += plan.len() - lost.len();
     usher_sdk::info!(assigned = assigned, already = already, conflicts = conflicts.len(); "codes assigned");
     Ok(json!({"assigned": assigned, "already": already, "conflicts": conflicts}))
+}
+
+/// `put_many` with one result per put (none for no puts).
+fn put_all(table: &str, puts: Vec<PutItem>) -> Result<Vec<usher_sdk::Result<()>>, Failure> {
+    if puts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = puts.len();
+    let results = table::put_many(table, puts).map_err(|e| table_failure("assigning codes", &e))?;
+    if results.len() != n {
+        return Err(Failure::new(
+            500,
+            format!("put_many answered {} results for {n} puts", results.len()),
+        ));
+    }
+    Ok(results)
 }
 
 fn release(table: &str, key: &Value, c: Condition) -> Result<(), Failure> {

@@ -316,3 +316,41 @@ fn codes_verdicts_and_selections() {
         413
     );
 }
+
+/// A code claimed by another fan between the read and the write (a
+/// concurrent request): a conflict, and the fan is left free.
+#[test]
+fn assign_codes_loses_a_race_cleanly() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use usher_sdk::fakes::Call;
+
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    let fakes = Fakes::new().intercept(move |call, tables| {
+        if let Call::Put { item, .. } = call {
+            if item["SK"] == "CODE#A" && !d.get() {
+                d.set(true);
+                tables.insert(
+                    "entries",
+                    json!({"PK": "ASSIGN#c#m1", "SK": "CODE#A", "code": "A", "globalUserId": "other"}),
+                );
+            }
+        }
+        None
+    });
+    let _i = fakes.install();
+    let body = assign(&[("u0", "A"), ("u1", "B")]);
+    assert_eq!(body["assigned"], 1, "{body}");
+    assert_eq!(
+        body["conflicts"][0]["reason"],
+        "the code went to another fan"
+    );
+    assert!(fakes
+        .item("entries", &json!({"PK": "ASSIGN#c#m1", "SK": "FAN#u0"}))
+        .is_none());
+    // u0 can get another code; B stays u1's.
+    let body = assign(&[("u0", "C"), ("u2", "B")]);
+    assert_eq!(body["assigned"], 1, "{body}");
+    assert_eq!(body["conflicts"][0]["globalUserId"], "u2");
+}
