@@ -308,3 +308,163 @@ async fn unknown_path_is_404_and_wrong_method_405() {
     let (status, _) = get(&host, "/campaigns//entries", "").await;
     assert_eq!(status, 404);
 }
+
+async fn put(host: &TestHost, path: &str, body: Value) -> (u16, Value) {
+    call(host, "PUT", path, "", body.to_string().as_bytes()).await
+}
+
+fn selection_users(page: &Value) -> Vec<&str> {
+    page["selections"]
+        .as_array()
+        .expect("selections")
+        .iter()
+        .filter_map(|e| e["globalUserId"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn invites_are_checked_lower_cased() {
+    let host = host();
+    let (status, body) = put(
+        &host,
+        "/campaigns/c1/invites",
+        json!({"emails": ["Fan.One@Example.COM", "fan2@example.com"]}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"invited": 2})));
+    let (_, body) = get(&host, "/campaigns/c1/invites/fan.one%40example.com", "").await;
+    assert_eq!(body, json!({"invited": true}));
+    let (_, body) = get(&host, "/campaigns/c1/invites/FAN2@EXAMPLE.COM", "").await;
+    assert_eq!(body, json!({"invited": true}));
+    let (_, body) = get(&host, "/campaigns/c2/invites/fan2@example.com", "").await;
+    assert_eq!(body, json!({"invited": false}));
+    let (status, _) = put(&host, "/campaigns/c1/invites", json!({"emails": ["nope"]})).await;
+    assert_eq!(status, 400);
+}
+
+/// The draw's outcome: codes assigned (a fan never gets two, a code never
+/// goes to two fans), verdicts stored, listed as selections, and kept when
+/// replication upserts the same entries again.
+#[tokio::test]
+async fn codes_and_verdicts_survive_replication() {
+    let host = host();
+    let entries: Vec<Value> = (0..6)
+        .map(|i| entry("c1", &format!("u{i}"), 1, "m1"))
+        .collect();
+    post(&host, "/entries/batch-upsert", json!({"entries": entries})).await;
+    let (status, body) = post(
+        &host,
+        "/entries/assign-codes",
+        json!({"campaignId": "c1", "marketId": "m1", "assignments": [
+            {"globalUserId": "u0", "code": "A"}, {"globalUserId": "u1", "code": "B"},
+            {"globalUserId": "u2", "code": "A"}, {"globalUserId": "u0", "code": "C"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["assigned"], &body["already"]), (&json!(2), &json!(0)));
+    assert_eq!(body["conflicts"].as_array().map(Vec::len), Some(2));
+    let (_, again) = post(
+        &host,
+        "/entries/assign-codes",
+        json!({"campaignId": "c1", "marketId": "m1", "assignments": [
+            {"globalUserId": "u0", "code": "A"}, {"globalUserId": "u1", "code": "B"}]}),
+    )
+    .await;
+    assert_eq!(again, json!({"assigned": 0, "already": 2, "conflicts": []}));
+    let (status, body) = post(
+        &host,
+        "/entries/verdicts",
+        json!({"campaignId": "c1", "marketId": "m1", "drawId": "c1.m1", "verdicts": [
+            {"globalUserId": "u0", "verdict": "WINNER", "code": "A"},
+            {"globalUserId": "u1", "verdict": "WINNER", "code": "B"},
+            {"globalUserId": "u2", "verdict": "LOSER"},
+            {"globalUserId": "u3", "verdict": "WAITLIST"},
+            {"globalUserId": "ghost", "verdict": "LOSER"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"updated": 4, "missing": ["ghost"]}));
+    // Replication writes the entries again (a newer version, refreshing).
+    let entries: Vec<Value> = (0..6)
+        .map(|i| entry("c1", &format!("u{i}"), 2, "m1"))
+        .collect();
+    post(
+        &host,
+        "/entries/batch-upsert",
+        json!({"entries": entries, "refreshScores": true}),
+    )
+    .await;
+    let (status, page) = get(&host, "/markets/m1/selections", "campaignId=c1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page,
+        json!({"selections": [
+            {"globalUserId": "u0", "verdict": "WINNER", "code": "A", "drawId": "c1.m1"},
+            {"globalUserId": "u1", "verdict": "WINNER", "code": "B", "drawId": "c1.m1"},
+            {"globalUserId": "u2", "verdict": "LOSER", "drawId": "c1.m1"},
+            {"globalUserId": "u3", "verdict": "WAITLIST", "drawId": "c1.m1"},
+        ], "next": null})
+    );
+    let (_, page) = get(&host, "/markets/m1/selections", "campaignId=c1&limit=3").await;
+    assert_eq!((selection_users(&page), &page["next"]), (vec!["u0", "u1", "u2"], &json!("u2")));
+    let (_, page) = get(&host, "/markets/m1/selections", "campaignId=c1&after=u2").await;
+    assert_eq!(selection_users(&page), ["u3"]);
+    let (_, page) = get(&host, "/markets/m1/entries", "campaignId=c1").await;
+    assert_eq!(users(&page).len(), 6);
+    assert!(page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .all(|e| e["score"].is_number() && e["version"] == 2));
+}
+
+/// The market list reads the market's own index: a page of 5000 of a
+/// market of 12,000 entries (the campaign has 24,000), paged to the end.
+#[tokio::test]
+async fn market_pages_come_from_the_index() {
+    let host = host();
+    for chunk in (0..24_000).collect::<Vec<u32>>().chunks(25) {
+        let entries: Vec<Value> = chunk
+            .iter()
+            .map(|i| entry("c1", &format!("u{i:06}"), 1, if i % 2 == 0 { "even" } else { "odd" }))
+            .collect();
+        let (status, body) = post(&host, "/entries/batch-upsert", json!({"entries": entries})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    let started = std::time::Instant::now();
+    loop {
+        let query = if after.is_empty() {
+            "campaignId=c1&limit=5000".to_string()
+        } else {
+            format!("campaignId=c1&limit=5000&after={after}")
+        };
+        let (status, page) = get(&host, "/markets/even/entries", &query).await;
+        assert_eq!(status, 200);
+        let users: Vec<String> = users(&page).into_iter().map(str::to_string).collect();
+        assert!(users.len() <= 5000);
+        seen.extend(users);
+        match page["next"].as_str() {
+            Some(n) => after = n.to_string(),
+            None => break,
+        }
+    }
+    eprintln!(
+        "12,000 entries of a market in pages of 5000: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(seen.len(), 12_000);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    // Deleting an entry removes it from its market's list.
+    post(
+        &host,
+        "/entries/batch-delete",
+        json!({"keys": [{"campaignId": "c1", "globalUserId": "u000000"}]}),
+    )
+    .await;
+    let (_, page) = get(&host, "/markets/even/entries", "campaignId=c1&limit=1").await;
+    assert_eq!(users(&page), ["u000002"]);
+}
