@@ -1319,10 +1319,12 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
     let mut by_code: HashMap<&str, usize> = HashMap::new();
     let mut by_fan: HashMap<&str, usize> = HashMap::new();
     let mut work: Vec<usize> = Vec::new();
+    // Repeats of an earlier element: (repeat, earlier), answered as it is.
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
     for (i, a) in list.iter().enumerate() {
         match (by_code.get(a.code.as_str()), by_fan.get(a.fan.as_str())) {
             (Some(&j), _) if list[j].fan == a.fan => {
-                outcomes[i] = Some(Outcome::Already);
+                repeats.push((i, j));
             }
             (Some(_), _) => {
                 outcomes[i] = Some(Outcome::Conflict(
@@ -1525,6 +1527,13 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
         bump(table, &pool, &delta, &Hint::Keep, None)?;
     }
 
+    for (i, j) in repeats {
+        outcomes[i] = match &outcomes[j] {
+            Some(Outcome::Conflict(reason)) => Some(Outcome::Conflict(reason.clone())),
+            Some(_) => Some(Outcome::Already),
+            None => None,
+        };
+    }
     let (mut done, mut already) = (0, 0);
     let mut conflicts = Vec::new();
     for (a, o) in list.iter().zip(outcomes) {

@@ -439,7 +439,16 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
     let mut claimed_codes: BTreeMap<String, String> = BTreeMap::new();
     // (pair, claim the code, claim the fan)
     let mut plan: Vec<(&Pair, bool, bool)> = Vec::new();
+    // A repeat of a planned pair in the same request: answered as that one.
+    let mut repeats: Vec<(&Pair, usize)> = Vec::new();
     for (n, p) in pairs.iter().enumerate() {
+        if let Some(k) = plan
+            .iter()
+            .position(|(q, _, _)| q.fan == p.fan && q.code == p.code)
+        {
+            repeats.push((p, k));
+            continue;
+        }
         let fan_holds = claimed_fans.get(&p.fan).cloned().or_else(|| {
             read[2 * n]
                 .as_ref()
@@ -546,6 +555,16 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
         }
     }
     assigned += plan.len() - lost.len();
+    for (p, k) in repeats {
+        if lost.contains(&k) {
+            conflicts.push(conflict(
+                p,
+                "lost together with the same assignment earlier in the request",
+            ));
+        } else {
+            already += 1;
+        }
+    }
     usher_sdk::info!(assigned = assigned, already = already, conflicts = conflicts.len(); "codes assigned");
     Ok(json!({"assigned": assigned, "already": already, "conflicts": conflicts}))
 }
