@@ -80,7 +80,13 @@ async fn counts(host: &TestHost, campaign: &str, market: &str) -> Value {
     body
 }
 
-async fn reserve(host: &TestHost, id: &str, campaign: &str, market: &str, count: usize) -> (u16, Value) {
+async fn reserve(
+    host: &TestHost,
+    id: &str,
+    campaign: &str,
+    market: &str,
+    count: usize,
+) -> (u16, Value) {
     call(
         host,
         "POST",
@@ -154,7 +160,10 @@ async fn the_contract_end_to_end() {
     assert_eq!(status, 200, "{r1}");
     let first = codes_of(&r1);
     assert_eq!(first.len(), 10);
-    assert_eq!(reserve(&host, "d1", "c1", "m1", 10).await, (200, r1.clone()));
+    assert_eq!(
+        reserve(&host, "d1", "c1", "m1", 10).await,
+        (200, r1.clone())
+    );
     assert_eq!(
         call(&host, "GET", "/reservations/d1", &Value::Null).await,
         (200, r1.clone())
@@ -162,7 +171,10 @@ async fn the_contract_end_to_end() {
     let (status, body) = reserve(&host, "d2", "c1", "m1", 25).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["available"], 20);
-    assert_eq!(call(&host, "GET", "/reservations/d2", &Value::Null).await.0, 404);
+    assert_eq!(
+        call(&host, "GET", "/reservations/d2", &Value::Null).await.0,
+        404
+    );
     let pairs: Vec<(String, String)> = first
         .iter()
         .take(4)
@@ -170,7 +182,10 @@ async fn the_contract_end_to_end() {
         .map(|(i, c)| (c.clone(), format!("fan{i}")))
         .collect();
     let (status, body) = assign(&host, "/codes/assign", "c1", "m1", &pairs[..2]).await;
-    assert_eq!((status, body), (200, json!({"assigned": 2, "already": 0, "conflicts": []})));
+    assert_eq!(
+        (status, body),
+        (200, json!({"assigned": 2, "already": 0, "conflicts": []}))
+    );
     let (_, body) = assign(&host, "/codes/mark-assigned", "c1", "m1", &pairs).await;
     assert_eq!(body, json!({"marked": 4, "already": 0, "conflicts": []}));
     // fan0 cannot get a second code; first[0] cannot go to another fan.
@@ -179,11 +194,18 @@ async fn the_contract_end_to_end() {
         "/codes/assign",
         "c1",
         "m1",
-        &[(first[5].clone(), "fan0".into()), (first[0].clone(), "fan9".into())],
+        &[
+            (first[5].clone(), "fan0".into()),
+            (first[0].clone(), "fan9".into()),
+        ],
     )
     .await;
     assert_eq!(body["assigned"], 0);
-    assert_eq!(body["conflicts"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(
+        body["conflicts"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
     assert_eq!(
         counts(&host, "c1", "m1").await,
         json!({"campaignId": "c1", "marketId": "m1", "total": 30, "available": 20,
@@ -217,7 +239,10 @@ async fn reserving_20000_codes() {
     assert_eq!(status, 200);
     assert!(codes_of(&body).iter().all(|c| !got.contains(c)));
     let c = counts(&host, "c1", "big").await;
-    assert_eq!((c["available"].clone(), c["reserved"].clone()), (json!(0), json!(25_000)));
+    assert_eq!(
+        (c["available"].clone(), c["reserved"].clone()),
+        (json!(0), json!(25_000))
+    );
     eprintln!(
         "reserving 20,000 codes: {:.2} s; the same reservation again: {:.2} s",
         first.as_secs_f64(),
@@ -246,8 +271,14 @@ impl Rng {
 /// One operation of a case.
 #[derive(Debug, Clone)]
 enum Op {
-    Reserve { id: String, count: usize },
-    Assign { mark: bool, pairs: Vec<(String, String)> },
+    Reserve {
+        id: String,
+        count: usize,
+    },
+    Assign {
+        mark: bool,
+        pairs: Vec<(String, String)>,
+    },
 }
 
 fn holder(status: &str) -> Option<&str> {
@@ -267,7 +298,12 @@ async fn run_case(host: Arc<TestHost>, seed: u64) -> Result<(), String> {
     // A few reservation ids, each with its own count; drawn several times
     // (retries of the same reservation, also concurrently).
     let ids: Vec<(String, usize)> = (0..1 + rng.below(4))
-        .map(|i| (format!("r{i}"), 1 + rng.below(total as u64 / 2) as usize))
+        .map(|i| {
+            (
+                format!("{campaign}-r{i}"),
+                1 + rng.below(total as u64 / 2) as usize,
+            )
+        })
         .collect();
     let fans: Vec<String> = (0..3 + rng.below(12)).map(|i| format!("f{i}")).collect();
     let mut ops: Vec<Op> = Vec::new();
@@ -364,7 +400,45 @@ async fn run_case(host: Arc<TestHost>, seed: u64) -> Result<(), String> {
     for (id, set) in &reservations {
         for c in set {
             if let Some(other) = owner.insert(c, id) {
-                return fail(format!("code {c} is in reservations {other} and {id}"));
+                let tables = host.embedded.tables();
+                let item = tables
+                    .get("codes", &json!({"PK": format!("POOL#{campaign}#{market}"), "SK": format!("CODE#{c}")}))
+                    .await
+                    .ok()
+                    .flatten();
+                let mut records = Vec::new();
+                for r in [other, id.as_str()] {
+                    records.push(
+                        tables
+                            .get(
+                                "codes",
+                                &json!({"PK": format!("RESERVATION#{r}"), "SK": "RECORD"}),
+                            )
+                            .await
+                            .ok()
+                            .flatten(),
+                    );
+                }
+                let log: Vec<String> = answers
+                    .iter()
+                    .filter(|(op, _, _)| matches!(op, Op::Reserve { .. }))
+                    .map(|(op, status, body)| {
+                        let has = body["codes"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == c.as_str()));
+                        format!(
+                            "{op:?} {status} has={has} {}",
+                            if *status == 200 {
+                                ""
+                            } else {
+                                body["error"].as_str().unwrap_or("")
+                            }
+                        )
+                    })
+                    .collect();
+                return fail(format!(
+                    "code {c} is in reservations {other} and {id}: item {item:?}, records {records:?}, answers {log:#?}"
+                ));
             }
         }
     }
@@ -408,7 +482,10 @@ async fn run_case(host: Arc<TestHost>, seed: u64) -> Result<(), String> {
     for item in &items {
         let sk = item["SK"].as_str().unwrap_or("");
         if let Some(fan) = sk.strip_prefix("FAN#") {
-            fan_items.insert(fan.to_string(), item["code"].as_str().unwrap_or("").to_string());
+            fan_items.insert(
+                fan.to_string(),
+                item["code"].as_str().unwrap_or("").to_string(),
+            );
             continue;
         }
         let Some(code) = sk.strip_prefix("CODE#") else {
@@ -435,7 +512,9 @@ async fn run_case(host: Arc<TestHost>, seed: u64) -> Result<(), String> {
                 .push(code.to_string());
             let id = item["reservationId"].as_str().unwrap_or("");
             if !reservations.get(id).is_some_and(|s| s.contains(code)) {
-                return fail(format!("code {code} is {status} but not in {id:?}'s answer"));
+                return fail(format!(
+                    "code {code} is {status} but not in {id:?}'s answer"
+                ));
             }
         } else {
             return fail(format!("code {code} has status {status:?}"));
@@ -446,7 +525,11 @@ async fn run_case(host: Arc<TestHost>, seed: u64) -> Result<(), String> {
             return fail(format!("fan {fan} holds {held:?}"));
         }
         if fan_items.get(fan) != Some(&held[0]) {
-            return fail(format!("fan {fan} holds {} but its item says {:?}", held[0], fan_items.get(fan)));
+            return fail(format!(
+                "fan {fan} holds {} but its item says {:?}",
+                held[0],
+                fan_items.get(fan)
+            ));
         }
     }
     let c = counts(&host, &campaign, market).await;
@@ -493,4 +576,80 @@ async fn concurrent_reservers_and_assigners_keep_the_invariants() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Many concurrent attempts of two reservations (four each): each answer's
+/// codes are exactly the codes its completing attempt holds, the two are
+/// disjoint, and nothing else stays reserved. (This found an overtaken
+/// attempt taking codes back from the newer one that overtook it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_attempts_of_one_reservation() {
+    let host = Arc::new(host());
+    for case in 0..12 {
+        let campaign = format!("one{case}");
+        let codes: Vec<String> = (0..40).map(|i| format!("O{case}-{i:03}")).collect();
+        load(&host, &campaign, "m", &codes).await;
+        let ids = [format!("{campaign}-a"), format!("{campaign}-b")];
+        let tasks: Vec<_> = (0..8)
+            .map(|n| {
+                let (host, campaign, id) = (host.clone(), campaign.clone(), ids[n % 2].clone());
+                tokio::spawn(async move { reserve(&host, &id, &campaign, "m", 12).await })
+            })
+            .collect();
+        let mut log = Vec::new();
+        for t in tasks {
+            let (status, body) = t.await.expect("task");
+            assert!(matches!(status, 200 | 409 | 503), "{status} {body}");
+            log.push(format!(
+                "{status} {:?} {}",
+                body["reservationId"],
+                body["codes"]
+                    .as_array()
+                    .map(|c| format!("{}..{}", c[0], c[c.len() - 1]))
+                    .unwrap_or_else(|| body["error"].to_string())
+            ));
+        }
+        let before = pool_items(&host, &campaign, "m").await;
+        let before: Vec<String> = before
+            .iter()
+            .filter_map(|i| Some(format!("{}={}", i["code"].as_str()?, i["status"].as_str()?)))
+            .collect();
+        let tables = host.embedded.tables();
+        for id in &ids {
+            let r = tables
+                .get(
+                    "codes",
+                    &json!({"PK": format!("RESERVATION#{id}"), "SK": "RECORD"}),
+                )
+                .await
+                .ok()
+                .flatten();
+            log.push(format!("{id}: {r:?}"));
+        }
+        log.push(format!("{before:?}"));
+        let mut answer: BTreeSet<String> = BTreeSet::new();
+        for id in &ids {
+            let (status, body) = reserve(&host, id, &campaign, "m", 12).await;
+            assert_eq!(status, 200, "{body}");
+            log.push(format!("settle {id}: {}", body["codes"]));
+            for c in codes_of(&body) {
+                assert!(answer.insert(c.clone()), "case {case}: {c} twice {log:#?}");
+            }
+        }
+        let items = pool_items(&host, &campaign, "m").await;
+        let held: BTreeSet<String> = items
+            .iter()
+            .filter(|i| {
+                i["status"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("RESERVED#"))
+            })
+            .map(|i| i["code"].as_str().unwrap_or("").to_string())
+            .collect();
+        let statuses: Vec<String> = items
+            .iter()
+            .filter_map(|i| Some(format!("{}={}", i["code"].as_str()?, i["status"].as_str()?)))
+            .collect();
+        assert_eq!(held, answer, "case {case}: {statuses:?} {log:#?}");
+    }
 }

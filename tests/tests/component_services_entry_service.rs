@@ -362,7 +362,10 @@ async fn codes_and_verdicts_survive_replication() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!((&body["assigned"], &body["already"]), (&json!(2), &json!(0)));
+    assert_eq!(
+        (&body["assigned"], &body["already"]),
+        (&json!(2), &json!(0))
+    );
     assert_eq!(body["conflicts"].as_array().map(Vec::len), Some(2));
     let (_, again) = post(
         &host,
@@ -408,7 +411,10 @@ async fn codes_and_verdicts_survive_replication() {
         ], "next": null})
     );
     let (_, page) = get(&host, "/markets/m1/selections", "campaignId=c1&limit=3").await;
-    assert_eq!((selection_users(&page), &page["next"]), (vec!["u0", "u1", "u2"], &json!("u2")));
+    assert_eq!(
+        (selection_users(&page), &page["next"]),
+        (vec!["u0", "u1", "u2"], &json!("u2"))
+    );
     let (_, page) = get(&host, "/markets/m1/selections", "campaignId=c1&after=u2").await;
     assert_eq!(selection_users(&page), ["u3"]);
     let (_, page) = get(&host, "/markets/m1/entries", "campaignId=c1").await;
@@ -428,9 +434,17 @@ async fn market_pages_come_from_the_index() {
     for chunk in (0..24_000).collect::<Vec<u32>>().chunks(25) {
         let entries: Vec<Value> = chunk
             .iter()
-            .map(|i| entry("c1", &format!("u{i:06}"), 1, if i % 2 == 0 { "even" } else { "odd" }))
+            .map(|i| {
+                entry(
+                    "c1",
+                    &format!("u{i:06}"),
+                    1,
+                    if i % 2 == 0 { "even" } else { "odd" },
+                )
+            })
             .collect();
-        let (status, body) = post(&host, "/entries/batch-upsert", json!({"entries": entries})).await;
+        let (status, body) =
+            post(&host, "/entries/batch-upsert", json!({"entries": entries})).await;
         assert_eq!(status, 200, "{body}");
     }
     let mut seen = Vec::new();

@@ -39,7 +39,7 @@
 //!   available since the reservation read the counters (`epoch`), and reset
 //!   when a code before it becomes available.
 //! - a reservation: `{"PK":"RESERVATION#<id>","SK":"RECORD",campaignId,marketId,
-//!   count,phase,generation,chunks,counted}`, its claims `CLAIM#<n>` (the codes
+//!   count,phase (`PENDING#<g>`|`FAILED#<g>`|`COMPLETE`),generation,chunks,counted}`, its claims `CLAIM#<generation>#<n>` (the codes
 //!   an attempt is about to take, written before it takes them) and its answer
 //!   `CODES#<generation>#<n>` (1000 codes per item).
 //!
@@ -55,8 +55,13 @@
 //! the last 64 reservation ids they counted) and codes still held by older
 //! attempts are given back. The same id again returns the same codes. When
 //! the pool has too few codes the attempt gives back everything it took,
-//! removes the record and answers 409 with `available`. The same id with
-//! another pool or count is a 409.
+//! marks the record `FAILED#<g>` and answers 409 with `available` (a later
+//! retry is a new attempt, with a new generation: generations are never
+//! reused, so an old attempt can never act for a new one). The same id with
+//! another pool or count is a 409. Assignments take a RESERVED code only when
+//! its reservation is COMPLETE and the code is held by the completing
+//! attempt: a code of a reservation still being made, failed or overtaken is
+//! never given to a fan.
 //!
 //! The codes of a reservation are found by scanning the pool's code items
 //! from `scanAfter` (query pages of 1000) and taken with conditional updates

@@ -761,9 +761,11 @@ impl Attempt<'_> {
                 if status == AVAILABLE {
                     retry.push(code.clone());
                 } else if let Some(g) = reserved_by(status, &self.request.id) {
+                    // Only from older attempts: a newer one is the current
+                    // attempt, this one is overtaken and must not take from it.
                     if g == self.generation {
                         owned.insert(code.clone());
-                    } else {
+                    } else if g < self.generation {
                         adopt.push((code.clone(), status.to_string()));
                     }
                 }
@@ -805,7 +807,8 @@ impl Attempt<'_> {
             return self.insufficient(&owned, available);
         }
 
-        let mut claim_no = claimed_chunks(table, &self.request.id)?;
+        // This attempt's own claim items (its generation is its own).
+        let mut claim_no = 0;
         if !retry.is_empty() {
             let need = self.request.count - owned.len();
             retry.truncate(need);
@@ -946,7 +949,7 @@ impl Attempt<'_> {
             .map(|chunk| {
                 let item = json!({
                     "PK": reservation_partition(&self.request.id),
-                    "SK": format!("{CLAIM_PREFIX}{:06}", *claim_no),
+                    "SK": format!("{CLAIM_PREFIX}{:06}#{:06}", self.generation, *claim_no),
                     "codes": chunk,
                 });
                 *claim_no += 1;
@@ -1029,17 +1032,21 @@ impl Attempt<'_> {
     ) -> Result<HttpResponse, Failure> {
         let owned: Vec<String> = owned.iter().cloned().collect();
         self.release(&owned)?;
-        // Remove the record only while this attempt is the current one.
+        // The record stays, FAILED (a later retry is a new attempt with a
+        // new generation: a generation is never used twice), while this
+        // attempt is the current one.
         let key = record_key(&self.request.id);
-        match table::delete(
+        match table::update::<IgnoredAny>(
             self.table,
             &key,
+            &json!({"phase": format!("FAILED#{}", self.generation)}),
+            &[],
             Some(Condition::AttributeEquals(
                 "phase".into(),
                 json!(format!("PENDING#{}", self.generation)),
             )),
         ) {
-            Ok(()) => {
+            Ok(_) => {
                 let claims = self.claim_keys()?;
                 batch_write(
                     self.table,
@@ -1047,8 +1054,16 @@ impl Attempt<'_> {
                     "removing the claims",
                 )?;
             }
-            Err(e) if e.is_condition_failed() => {}
-            Err(e) => return Err(table_failure("removing the reservation", &e)),
+            Err(e) if e.is_condition_failed() => {
+                return Err(Failure::new(
+                    503,
+                    format!(
+                        "reservation {} was taken over by a newer attempt; retry",
+                        self.request.id
+                    ),
+                ));
+            }
+            Err(e) => return Err(table_failure("closing the reservation", &e)),
         }
         let available = available.max(0);
         usher_sdk::info!(reservation = self.request.id, count = self.request.count, available = available; "too few codes");
@@ -1173,7 +1188,7 @@ impl Attempt<'_> {
                 .and_then(|i| i.get("status"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            if reserved_by(status, &self.request.id).is_some_and(|g| g != self.generation) {
+            if reserved_by(status, &self.request.id).is_some_and(|g| g < self.generation) {
                 strays.push(((*code).clone(), status.to_string()));
             }
         }
@@ -1207,36 +1222,6 @@ impl Attempt<'_> {
             claims.into_iter().map(Write::Delete).collect(),
             "removing the claims",
         )
-    }
-}
-
-fn claimed_chunks(table: &str, id: &str) -> Result<usize, Failure> {
-    // The next claim number: after every claim item so far.
-    let mut n = 0;
-    let mut start: Option<Value> = None;
-    loop {
-        let page = table::query::<Value>(
-            table,
-            &json!({"PK": reservation_partition(id)}),
-            Some(CLAIM_PREFIX),
-            None,
-            start.as_ref(),
-        )
-        .map_err(|e| table_failure("reading the reservation's claims", &e))?;
-        for item in &page.items {
-            if let Some(no) = item
-                .get("SK")
-                .and_then(Value::as_str)
-                .and_then(|sk| sk.strip_prefix(CLAIM_PREFIX))
-                .and_then(|no| no.parse::<usize>().ok())
-            {
-                n = n.max(no + 1);
-            }
-        }
-        match page.next {
-            Some(next) => start = Some(next),
-            None => return Ok(n),
-        }
     }
 }
 
@@ -1350,6 +1335,39 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
         keys.push(pool.fan_key(&list[i].fan));
     }
     let items = batch_get(table, &keys, "reading codes and fans")?;
+    // A reserved code is given only from a complete reservation's answer
+    // (its completing attempt's generation): never from one still being
+    // made, failed, or a stray of an overtaken attempt.
+    let mut rids: Vec<String> = Vec::new();
+    for n in 0..work.len() {
+        let status = items[2 * n]
+            .as_ref()
+            .and_then(|c| c.get("status"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if let Some((rid, _)) = status
+            .strip_prefix("RESERVED#")
+            .and_then(|r| r.rsplit_once('#'))
+        {
+            if !rids.iter().any(|r| r == rid) {
+                rids.push(rid.to_string());
+            }
+        }
+    }
+    let records = batch_get(
+        table,
+        &rids.iter().map(|r| record_key(r)).collect::<Vec<_>>(),
+        "reading reservations",
+    )?;
+    let complete: HashMap<String, i64> = rids
+        .iter()
+        .zip(records)
+        .filter_map(|(rid, r)| {
+            let r = r?;
+            (r.get("phase").and_then(Value::as_str) == Some(COMPLETE))
+                .then(|| Some((rid.clone(), r.get("generation")?.as_i64()?)))?
+        })
+        .collect();
     // Planned: (index, status read) for a code to move from RESERVED,
     // (index) for a code to move from ASSIGNED to MARKED.
     let mut claim: Vec<usize> = Vec::new();
@@ -1364,7 +1382,17 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
             .and_then(Value::as_str)
             .unwrap_or("");
         let fan_code = fan.and_then(|f| f.get("code")).and_then(Value::as_str);
-        let outcome = decide(a, code.is_some(), status, fan_code, mark);
+        let given = status
+            .strip_prefix("RESERVED#")
+            .and_then(|r| r.rsplit_once('#'))
+            .is_none_or(|(rid, g)| complete.get(rid).map(i64::to_string).as_deref() == Some(g));
+        let outcome = if given {
+            decide(a, code.is_some(), status, fan_code, mark)
+        } else {
+            Decision::Outcome(Outcome::Conflict(
+                "the code's reservation is not complete".into(),
+            ))
+        };
         match outcome {
             Decision::Outcome(o) => outcomes[i] = Some(o),
             Decision::FromReserved { claim_fan } => {

@@ -222,9 +222,13 @@ fn too_few_codes_is_a_409_and_keeps_nothing() {
     assert!(body["error"].is_string());
     assert_counts_match_items(&fakes);
     assert_eq!(counts()["reserved"], 4);
-    assert!(fakes
-        .item(T, &json!({"PK": "RESERVATION#r2", "SK": "RECORD"}))
-        .is_none());
+    assert_eq!(
+        fakes
+            .item(T, &json!({"PK": "RESERVATION#r2", "SK": "RECORD"}))
+            .expect("record")["phase"],
+        "FAILED#1"
+    );
+    assert_eq!(call("GET", "/reservations/r2", Value::Null).0, 404);
     // The counters said too few: nothing was even tried. Now the counters
     // claim more than there is (a stale count): the scan finds out, gives
     // back what it took and answers 409 all the same.
@@ -334,7 +338,7 @@ fn an_overtaken_attempt_gives_its_codes_back() {
     );
     t = t.with_item(
         T,
-        json!({"PK": "RESERVATION#r1", "SK": "CLAIM#000000", "codes": ["A00007", "A00008"]}),
+        json!({"PK": "RESERVATION#r1", "SK": "CLAIM#000001#000000", "codes": ["A00007", "A00008"]}),
     );
     for c in ["A00007", "A00008"] {
         let mut item = t
@@ -473,4 +477,37 @@ fn the_status_helpers() {
     let t = tally(["AVAILABLE", "RESERVED#r#1", "ASSIGNED#f", "MARKED#g"]);
     assert_eq!(t.get("assigned"), Some(&2));
     assert_eq!(t.get("marked"), Some(&1));
+}
+
+/// Codes held by a reservation still being made (or by an overtaken
+/// attempt) are not given to fans: only a complete reservation's answer is.
+#[test]
+fn only_codes_of_complete_reservations_are_assigned() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    load(&codes("A", 6));
+    let (_, r) = reserve_("r1", 2);
+    let c = strs(&r["codes"]);
+    let mut pending = fakes
+        .item(T, &json!({"PK": "POOL#c1#m1", "SK": "CODE#A00005"}))
+        .expect("code");
+    pending["status"] = json!("RESERVED#r2#1");
+    let mut stray = fakes
+        .item(T, &json!({"PK": "POOL#c1#m1", "SK": "CODE#A00004"}))
+        .expect("code");
+    stray["status"] = json!("RESERVED#r1#7");
+    let fakes = fakes.with_item(T, pending).with_item(T, stray);
+    let (_, body) = assign_(
+        "/codes/assign",
+        &[(&c[0], "f0"), ("A00005", "f1"), ("A00004", "f2")],
+    );
+    assert_eq!(body["assigned"], 1, "{body}");
+    let reasons: Vec<&str> = body["conflicts"]
+        .as_array()
+        .expect("conflicts")
+        .iter()
+        .map(|c| c["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(reasons, ["the code's reservation is not complete"; 2]);
+    drop(fakes);
 }
