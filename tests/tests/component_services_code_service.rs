@@ -561,7 +561,7 @@ async fn concurrent_reservers_and_assigners_keep_the_invariants() {
             let (a, b) = range.split_once("..").expect("first..last");
             (a.parse().expect("first")..b.parse().expect("last")).collect()
         }
-        Err(_) => (1..=24).collect(),
+        Err(_) => (1..=64).collect(),
     };
     let mut failures = Vec::new();
     for seeds in seeds.chunks(4) {
