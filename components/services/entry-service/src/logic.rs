@@ -110,13 +110,18 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
         })
         .get("/markets/{marketId}/entries", |r| {
             let (campaign, limit, after) = market_query(r)?;
-            ok(presale::market_entries(
+            let body = presale::market_entries(
                 table,
                 r.param("marketId"),
                 &campaign,
                 limit,
                 after.as_deref(),
-            ))
+            )?;
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.into_bytes(),
+            })
         })
         .get("/markets/{marketId}/selections", |r| {
             let (campaign, limit, after) = market_query(r)?;

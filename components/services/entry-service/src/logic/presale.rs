@@ -21,12 +21,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use usher_domain::Fan;
 use usher_sdk::json::{json, str_field};
 use usher_sdk::table::{self, Condition, PutItem, Write};
 use usher_sdk::Value;
 
-use super::{key_of, table_failure, view, Failure};
+use super::{key_of, table_failure, Failure};
 
 /// At most this many e-mails per `PUT /campaigns/{id}/invites`.
 pub const MAX_INVITES: usize = 1000;
@@ -364,20 +366,94 @@ fn fan_page(
     }
 }
 
+/// An index item as listed: its entry and score kept as JSON text (a page
+/// of 5000 entries is passed through without building them as values).
+#[derive(Deserialize)]
+struct Listed {
+    #[serde(rename = "SK")]
+    sk: String,
+    #[serde(default, deserialize_with = "raw")]
+    entry: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "raw")]
+    score: Option<Box<RawValue>>,
+}
+
+/// A present attribute as its JSON text, `null` included.
+fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+impl Listed {
+    /// The entry with `score` added, as [`view`] does, as JSON text.
+    fn write(&self, out: &mut String) {
+        let entry = self.entry.as_deref().map_or("{}", |e| e.get().trim());
+        match &self.score {
+            Some(score) if entry.starts_with('{') && entry.ends_with('}') => {
+                let inner = entry[1..entry.len() - 1].trim();
+                out.push('{');
+                if !inner.is_empty() {
+                    out.push_str(inner);
+                    out.push(',');
+                }
+                out.push_str("\"score\":");
+                out.push_str(score.get());
+                out.push('}');
+            }
+            _ => out.push_str(entry),
+        }
+    }
+}
+
 /// `GET /markets/{marketId}/entries?campaignId=&limit=&after=` →
-/// `{"entries":[{…entry,"score"}],"next"}` from the market index.
+/// `{"entries":[{…entry,"score"}],"next"}` from the market index, as JSON
+/// text.
 pub fn market_entries(
     table: &str,
     market: &str,
     campaign: &str,
     limit: u32,
     after: Option<&str>,
-) -> Result<Value, Failure> {
+) -> Result<String, Failure> {
     check_id("campaignId", campaign)?;
     check_id("marketId", market)?;
-    let (items, next) = fan_page(table, &market_partition(campaign, market), limit, after)?;
-    let entries: Vec<Value> = items.iter().map(view).collect();
-    Ok(json!({"entries": entries, "next": next}))
+    let partition = market_partition(campaign, market);
+    let mut out = String::from("{\"entries\":[");
+    let mut count = 0usize;
+    let mut last: Option<String> = None;
+    let mut start = after.map(|a| json!({"PK": partition, "SK": format!("{FAN_PREFIX}{a}")}));
+    let more = loop {
+        let want = limit as usize - count;
+        let page = table::query::<Listed>(
+            table,
+            &json!({"PK": partition}),
+            Some(FAN_PREFIX),
+            Some(want.min(1000) as u32),
+            start.as_ref(),
+        )
+        .map_err(|e| table_failure("querying the market", &e))?;
+        for item in &page.items {
+            if count > 0 {
+                out.push(',');
+            }
+            item.write(&mut out);
+            count += 1;
+        }
+        if let Some(item) = page.items.last() {
+            last = item.sk.strip_prefix(FAN_PREFIX).map(str::to_string);
+        }
+        match page.next {
+            Some(next) if count < limit as usize => start = Some(next),
+            Some(_) => break true,
+            None => break false,
+        }
+    };
+    out.push_str("],\"next\":");
+    match last.filter(|_| more) {
+        Some(cursor) => out.push_str(&Value::String(cursor).to_string()),
+        None => out.push_str("null"),
+    }
+    out.push('}');
+    Ok(out)
 }
 
 // ------------------------------------------------------ codes and verdicts

@@ -354,3 +354,24 @@ fn assign_codes_loses_a_race_cleanly() {
     assert_eq!(body["assigned"], 1, "{body}");
     assert_eq!(body["conflicts"][0]["globalUserId"], "u2");
 }
+
+/// The listing's text is the same entry as `view` of the item.
+#[test]
+fn listed_text_equals_the_view() {
+    for item in [
+        json!({"SK": "FAN#u", "entry": {"a": 1, "b": {"c": [1, 2]}}, "score": 17}),
+        json!({"SK": "FAN#u", "entry": {"a": 1, "score": 3}, "score": 17}),
+        json!({"SK": "FAN#u", "entry": {}, "score": 2}),
+        json!({"SK": "FAN#u", "entry": { }, "score": null}),
+        json!({"SK": "FAN#u", "entry": {"a": "x"}}),
+        json!({"SK": "FAN#u", "score": 5}),
+        json!({"SK": "FAN#u", "entry": [1, 2], "score": 5}),
+        json!({"SK": "FAN#u", "entry": null, "score": 5}),
+    ] {
+        let listed: super::Listed = serde_json::from_str(&item.to_string()).expect("listed");
+        let mut text = String::new();
+        listed.write(&mut text);
+        let got: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(got, crate::logic::view(&item), "{item}");
+    }
+}
