@@ -507,3 +507,126 @@ async fn market_pages_come_from_the_index() {
     let (_, page) = get(&host, "/markets/even/entries", "campaignId=c1&limit=1").await;
     assert_eq!(users(&page), ["u000002"]);
 }
+
+/// Concurrent assign-codes requests with random, often conflicting pairs
+/// (seeded): every pair answered assigned or already holds at the end, a
+/// fan's item and its code's item always name each other, and no code or
+/// fan was answered as given twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_code_assignments_stay_consistent() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    let host = Arc::new(host());
+    let mut state: u64 = 0x5EED;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    for case in 0..12 {
+        let market = format!("m{case}");
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let pairs: Vec<Value> = (0..1 + next(8))
+                .map(|_| json!({"globalUserId": format!("f{}", next(10)), "code": format!("K{}", next(10))}))
+                .collect();
+            let (host, market) = (host.clone(), market.clone());
+            tasks.push(tokio::spawn(async move {
+                let (status, body) = post(
+                    &host,
+                    "/entries/assign-codes",
+                    json!({"campaignId": "c1", "marketId": market, "assignments": pairs.clone()}),
+                )
+                .await;
+                (pairs, status, body)
+            }));
+        }
+        let mut given: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut holds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for t in tasks {
+            let (pairs, status, body) = t.await.expect("task");
+            assert_eq!(status, 200, "{body}");
+            let refused: Vec<(String, String)> = body["conflicts"]
+                .as_array()
+                .expect("conflicts")
+                .iter()
+                .map(|c| {
+                    (
+                        c["globalUserId"].as_str().unwrap_or("").into(),
+                        c["code"].as_str().unwrap_or("").into(),
+                    )
+                })
+                .collect();
+            let n_refused = refused.len();
+            let answered =
+                body["assigned"].as_u64().unwrap_or(0) + body["already"].as_u64().unwrap_or(0);
+            assert_eq!(answered as usize + n_refused, pairs.len(), "{body}");
+            let mut refused = refused;
+            for p in &pairs {
+                let pair = (
+                    p["globalUserId"].as_str().unwrap_or("").to_string(),
+                    p["code"].as_str().unwrap_or("").to_string(),
+                );
+                if let Some(i) = refused.iter().position(|r| *r == pair) {
+                    refused.remove(i);
+                    continue;
+                }
+                given
+                    .entry(pair.1.clone())
+                    .or_default()
+                    .insert(pair.0.clone());
+                holds.entry(pair.0).or_default().insert(pair.1);
+            }
+        }
+        for (code, fans) in &given {
+            assert!(fans.len() <= 1, "case {case}: {code} given to {fans:?}");
+        }
+        for (fan, codes) in &holds {
+            assert!(codes.len() <= 1, "case {case}: {fan} got {codes:?}");
+        }
+        let tables = host.embedded.tables();
+        let page = tables
+            .query(
+                "entries",
+                &json!({"PK": format!("ASSIGN#c1#{market}")}),
+                None,
+                1000,
+                None,
+            )
+            .await
+            .expect("query");
+        let mut fan_items: BTreeMap<String, String> = BTreeMap::new();
+        let mut code_items: BTreeMap<String, String> = BTreeMap::new();
+        for item in &page.items {
+            let sk = item["SK"].as_str().unwrap_or("");
+            if let Some(f) = sk.strip_prefix("FAN#") {
+                fan_items.insert(f.into(), item["code"].as_str().unwrap_or("").into());
+            } else if let Some(c) = sk.strip_prefix("CODE#") {
+                code_items.insert(c.into(), item["globalUserId"].as_str().unwrap_or("").into());
+            }
+        }
+        assert_eq!(
+            fan_items.len(),
+            code_items.len(),
+            "case {case}: {fan_items:?} {code_items:?}"
+        );
+        for (fan, code) in &fan_items {
+            assert_eq!(
+                code_items.get(code),
+                Some(fan),
+                "case {case}: {fan_items:?} {code_items:?}"
+            );
+        }
+        for (code, fans) in &given {
+            for fan in fans {
+                assert_eq!(
+                    fan_items.get(fan),
+                    Some(code),
+                    "case {case}: {fan} was told {code}"
+                );
+            }
+        }
+    }
+}
