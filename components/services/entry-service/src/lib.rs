@@ -21,7 +21,14 @@
 //!   `{"deleted"}` (the distinct keys deleted, absent items included).
 //! - `GET /campaigns/{campaignId}/entries?limit=&after=` →
 //!   `{"entries":[…],"next":<globalUserId cursor or null>}`.
-//! - `GET /markets/{marketId}/entries?campaignId=…` → `{"entries":[…]}`.
+//! - `GET /markets/{marketId}/entries?campaignId=…&limit=&after=` →
+//!   `{"entries":[…],"next"}` (from the market index, see [`presale`]).
+//! - `GET /markets/{marketId}/selections?campaignId=…&limit=&after=` →
+//!   `{"selections":[{"globalUserId","verdict","code"?,"drawId"}],"next"}`.
+//! - `PUT /campaigns/{campaignId}/invites {"emails":[…]}` → `{"invited"}`;
+//!   `GET /campaigns/{campaignId}/invites/{email}` → `{"invited": bool}`.
+//! - `POST /entries/assign-codes` → `{"assigned","already","conflicts"}`;
+//!   `POST /entries/verdicts` → `{"updated","missing"}` (and `"conflicts"`).
 //! - `POST /scores/refresh {"fans":[…]}` → `{"refreshed","missing"}`; the
 //!   score is [`score`]: 10 × the entry's non-null top-level attributes plus
 //!   its non-negative integer `version`.
@@ -31,9 +38,9 @@
 mod logic;
 
 pub use logic::{
-    batch_delete, batch_upsert, campaign_entries, handle, is_older, item_of, key_of,
-    market_entries, refresh_scores, score, table_failure, view, Failure, Settings, DEFAULT_LIMIT,
-    MAX_ITEMS, MAX_LIMIT, WRITE_ATTEMPTS,
+    batch_delete, batch_upsert, campaign_entries, handle, is_older, item_of, key_of, presale,
+    refresh_scores, score, table_failure, view, Failure, Settings, DEFAULT_LIMIT, MAX_ITEMS,
+    MAX_LIMIT, WRITE_ATTEMPTS,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};

@@ -2,6 +2,8 @@
 //! table functions directly; natively (tests) they reach the backend
 //! installed on the thread (`usher_sdk::fakes`).
 
+use std::collections::BTreeMap;
+
 use serde::de::IgnoredAny;
 use usher_domain::Fan;
 use usher_sdk::json::{json, str_field};
@@ -107,13 +109,64 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
             ))
         })
         .get("/markets/{marketId}/entries", |r| {
-            let campaign = r
-                .query("campaignId")?
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| Failure::bad_request("campaignId query parameter is required"))?;
-            ok(market_entries(table, r.param("marketId"), &campaign))
+            let (campaign, limit, after) = market_query(r)?;
+            let body = presale::market_entries(
+                table,
+                r.param("marketId"),
+                &campaign,
+                limit,
+                after.as_deref(),
+            )?;
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.into_bytes(),
+            })
+        })
+        .get("/markets/{marketId}/selections", |r| {
+            let (campaign, limit, after) = market_query(r)?;
+            ok(presale::selections(
+                table,
+                r.param("marketId"),
+                &campaign,
+                limit,
+                after.as_deref(),
+            ))
+        })
+        .put("/campaigns/{campaignId}/invites", |r| {
+            ok(presale::put_invites(
+                table,
+                r.param("campaignId"),
+                &r.json_object()?,
+            ))
+        })
+        .get("/campaigns/{campaignId}/invites/{email}", |r| {
+            ok(presale::get_invite(
+                table,
+                r.param("campaignId"),
+                r.param("email"),
+            ))
+        })
+        .post("/entries/assign-codes", |r| {
+            ok(presale::assign_codes(table, &r.json_object()?))
+        })
+        .post("/entries/verdicts", |r| {
+            ok(presale::verdicts(table, &r.json_object()?))
         })
         .handle(request)
+}
+
+/// `campaignId` (required), `limit` and `after` of the market lists.
+fn market_query(
+    r: &usher_sdk::router::Routed<'_>,
+) -> Result<(String, u32, Option<String>), Failure> {
+    let campaign = r
+        .query("campaignId")?
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Failure::bad_request("campaignId query parameter is required"))?;
+    let limit = presale::parse_market_limit(r.query("limit")?.as_deref())?;
+    let after = r.query("after")?.filter(|a| !a.is_empty());
+    Ok((campaign, limit, after))
 }
 
 fn parse_limit(text: &str) -> Result<u32, Failure> {
@@ -269,22 +322,77 @@ pub fn batch_upsert(table: &str, max_entry_bytes: u64, body: &Value) -> Result<V
         parsed.push((fan_of(entry, "entries", i)?, entry));
     }
     let keys: Vec<Value> = parsed.iter().map(|(f, _)| key_of(f)).collect();
-    let mut current = batch_get(table, &keys)?;
-    let (mut upserted, mut ignored) = (0, 0);
     let distinct = keys.iter().enumerate().all(|(n, k)| !keys[..n].contains(k));
+    // The market index item of each entry (in the market it names) is read
+    // with the entries and written in the same call, conditional on what was
+    // read; the entries whose index could not be written that way (a lost
+    // race, a move to another market, duplicates) are brought in line after.
+    let markets: Vec<Option<String>> = parsed
+        .iter()
+        .map(|(f, e)| presale::market_of(&item_of(f, e)))
+        .collect();
+    let index_keys: Vec<Value> = if distinct {
+        parsed
+            .iter()
+            .zip(&markets)
+            .filter_map(|((f, _), m)| Some(presale::index_key(f, m.as_deref()?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut all_keys = keys.clone();
+    all_keys.extend(index_keys);
+    let mut current = batch_get(table, &all_keys)?;
+    let mut index_read = current.split_off(keys.len()).into_iter();
+    let index_read: Vec<Option<Option<Value>>> = markets
+        .iter()
+        .map(|m| {
+            if distinct && m.is_some() {
+                index_read.next()
+            } else {
+                None
+            }
+        })
+        .collect();
+    // Where each entry was listed before: its market index item there goes
+    // when the entry moves to another market.
+    let old_markets: BTreeMap<Fan, String> = parsed
+        .iter()
+        .zip(&current)
+        .filter_map(|((f, _), c)| Some((f.clone(), presale::market_of(c.as_ref()?)?)))
+        .collect();
+    let mut resync: Vec<Fan> = Vec::new();
+    let (mut upserted, mut ignored) = (0, 0);
     if distinct {
         // Every write in one call, each conditional on what was read; a
         // write that lost a race is retried on its own.
         let mut plan = Vec::new();
         let mut puts = Vec::new();
         for (n, (fan, entry)) in parsed.iter().enumerate() {
+            if old_markets
+                .get(fan)
+                .is_some_and(|old| markets[n].as_ref() != Some(old))
+            {
+                resync.push(fan.clone());
+            }
             if is_older(entry.get("version"), current[n].as_ref()) {
                 ignored += 1;
                 not_written.push(fan);
                 usher_sdk::debug!(key = keys[n]; "older version ignored");
             } else {
-                plan.push(n);
-                puts.push((item_for(fan, entry), unchanged(current[n].as_ref())));
+                let item = item_for(fan, entry);
+                let index = match (&markets[n], &index_read[n]) {
+                    (Some(m), Some(read)) => Some((
+                        presale::index_of(fan, m, &item),
+                        presale::index_unchanged(read.as_ref()),
+                    )),
+                    _ => None,
+                };
+                plan.push((n, index.is_some()));
+                puts.push((item, unchanged(current[n].as_ref())));
+                if let Some(index) = index {
+                    puts.push(index);
+                }
             }
         }
         let results = table::put_many(
@@ -307,16 +415,31 @@ pub fn batch_upsert(table: &str, max_entry_bytes: u64, body: &Value) -> Result<V
                 ),
             ));
         }
-        for ((n, (item, _)), result) in plan.into_iter().zip(puts).zip(results) {
+        let mut puts = puts.into_iter();
+        let mut results = results.into_iter();
+        for (n, indexed) in plan {
+            let (Some((item, _)), Some(result)) = (puts.next(), results.next()) else {
+                break;
+            };
+            let index_ok = if indexed {
+                puts.next();
+                matches!(results.next(), Some(Ok(())))
+            } else {
+                true
+            };
             let written = match result {
                 Ok(()) => true,
                 Err(e) if e.is_condition_failed() => {
                     let stored = table::get::<Value>(table, &keys[n])
                         .map_err(|e| table_failure("reading an entry", &e))?;
+                    resync.push(parsed[n].0.clone());
                     write_one(table, &keys[n], parsed[n].1, &item, stored, 1)?
                 }
                 Err(e) => return Err(table_failure("writing an entry", &e)),
             };
+            if !index_ok {
+                resync.push(parsed[n].0.clone());
+            }
             if written {
                 upserted += 1;
             } else {
@@ -343,6 +466,10 @@ pub fn batch_upsert(table: &str, max_entry_bytes: u64, body: &Value) -> Result<V
                 not_written.push(fan);
             }
         }
+        resync.extend(parsed.iter().map(|(f, _)| f.clone()));
+    }
+    if !resync.is_empty() {
+        presale::sync_index(table, &resync, &old_markets)?;
     }
     usher_sdk::info!(upserted = upserted, ignored = ignored; "batch-upsert");
     let mut answer = json!({"upserted": upserted, "ignored": ignored});
@@ -443,6 +570,19 @@ pub fn batch_delete(table: &str, body: &Value) -> Result<Value, Failure> {
             }
         }
     }
+    // The markets the entries are listed in, to remove their index items.
+    let distinct: Vec<Fan> = fans.iter().fold(Vec::new(), |mut v, f| {
+        if !v.contains(f) {
+            v.push(f.clone());
+        }
+        v
+    });
+    let before = batch_get(table, &distinct.iter().map(key_of).collect::<Vec<_>>())?;
+    let old_markets: BTreeMap<Fan, String> = distinct
+        .iter()
+        .zip(&before)
+        .filter_map(|(f, c)| Some((f.clone(), presale::market_of(c.as_ref()?)?)))
+        .collect();
     let mut deleted = 0;
     let mut ignored = 0;
     if !unversioned.is_empty() {
@@ -475,6 +615,7 @@ pub fn batch_delete(table: &str, body: &Value) -> Result<Value, Failure> {
             }
         }
     }
+    presale::sync_index(table, &distinct, &old_markets)?;
     usher_sdk::info!(deleted = deleted, ignored = ignored; "batch-delete");
     Ok(json!({"deleted": deleted, "ignored": ignored}))
 }
@@ -536,17 +677,21 @@ fn refresh_fans(table: &str, fans: &[Fan]) -> Result<(usize, usize), Failure> {
     let (mut refreshed, mut missing) = (0, 0);
     // Every update in one call, each conditional on the item read; one that
     // lost a race is retried on its own.
+    // The market index item of each scored entry gets the same score in
+    // the same call (it must exist); one that fails is brought in line
+    // after.
     let mut plan = Vec::new();
     let mut updates = Vec::new();
-    for (key, stored) in keys.iter().zip(&current) {
+    for ((fan, key), stored) in fans.iter().zip(&keys).zip(&current) {
         match stored {
             Some(item) => {
-                plan.push(key);
-                updates.push((
-                    key.clone(),
-                    json!({"score": score(item.get("entry").unwrap_or(&Value::Null))}),
-                    unchanged(Some(item)),
-                ));
+                let set = json!({"score": score(item.get("entry").unwrap_or(&Value::Null))});
+                let market = presale::market_of(item);
+                plan.push((fan, key, market.is_some()));
+                updates.push((key.clone(), set.clone(), unchanged(Some(item))));
+                if let Some(m) = market {
+                    updates.push((presale::index_key(fan, &m), set, Condition::Exists));
+                }
             }
             None => missing += 1,
         }
@@ -563,10 +708,19 @@ fn refresh_fans(table: &str, fans: &[Fan]) -> Result<(usize, usize), Failure> {
             ),
         ));
     }
-    for (key, result) in plan.into_iter().zip(results) {
+    let mut resync: Vec<Fan> = Vec::new();
+    let mut results = results.into_iter();
+    for (fan, key, indexed) in plan {
+        let Some(result) = results.next() else {
+            break;
+        };
+        if indexed && !matches!(results.next(), Some(Ok(()))) {
+            resync.push(fan.clone());
+        }
         let found = match result {
             Ok(()) => true,
             Err(e) if e.is_condition_failed() => {
+                resync.push(fan.clone());
                 let stored = table::get::<Value>(table, key)
                     .map_err(|e| table_failure("reading an entry", &e))?;
                 refresh_one(table, key, stored, 1)?
@@ -578,6 +732,9 @@ fn refresh_fans(table: &str, fans: &[Fan]) -> Result<(usize, usize), Failure> {
         } else {
             missing += 1;
         }
+    }
+    if !resync.is_empty() {
+        presale::sync_index(table, &resync, &BTreeMap::new())?;
     }
     usher_sdk::info!(refreshed = refreshed, missing = missing; "scores refreshed");
     Ok((refreshed, missing))
@@ -662,30 +819,7 @@ pub fn campaign_entries(
     Ok(json!({"entries": entries, "next": cursor(page.next.as_ref())}))
 }
 
-/// Whether an item's `marketId` is `market` (a number compares by its text).
-fn in_market(item: &Value, market: &str) -> bool {
-    match item.get("marketId") {
-        Some(Value::String(s)) => s == market,
-        Some(Value::Number(n)) => n.to_string() == market,
-        _ => false,
-    }
-}
-
-/// `GET /markets/{marketId}/entries?campaignId=…`: every page of the
-/// campaign's partition, filtered on `marketId`.
-pub fn market_entries(table: &str, market: &str, campaign: &str) -> Result<Value, Failure> {
-    let mut entries = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = query_page(table, campaign, MAX_LIMIT, after.as_deref())?;
-        entries.extend(page.items.iter().filter(|i| in_market(i, market)).map(view));
-        match cursor(page.next.as_ref()) {
-            Value::String(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
-            _ => break,
-        }
-    }
-    Ok(json!({"entries": entries}))
-}
+pub mod presale;
 
 #[cfg(test)]
 mod tests;

@@ -240,7 +240,15 @@ fn upsert_stores_the_item_shape() {
             _ => None,
         })
         .collect();
-    assert_eq!(puts, [3]);
+    // The three entries and the market index items of the two with a
+    // market, in the same call.
+    assert_eq!(puts, [5]);
+    assert_eq!(
+        fake.fakes
+            .item("entries", &json!({"PK": "MARKET#c#m9", "SK": "FAN#u2"}))
+            .expect("index")["entry"],
+        nested
+    );
 }
 
 #[test]
@@ -465,7 +473,8 @@ fn market_listing_filters_every_page() {
         .filter_map(|e| e["globalUserId"].as_str())
         .collect();
     assert_eq!(users, ["n", "u0", "u2", "u4", "u6"]);
-    assert_eq!(fake.count("query"), 4);
+    // The market's own index, not the campaign: 5 items in pages of 2.
+    assert_eq!(fake.count("query"), 3);
     let (status, _) = call(&mut fake, "GET", "/markets/m1/entries", "", Value::Null);
     assert_eq!(status, 400);
     let (_, body) = call(
@@ -475,7 +484,7 @@ fn market_listing_filters_every_page() {
         "campaignId=c",
         Value::Null,
     );
-    assert_eq!(body, json!({"entries": []}));
+    assert_eq!(body, json!({"entries": [], "next": null}));
 }
 
 #[test]
