@@ -17,10 +17,13 @@
 //!   Service's shapes, cached by the registration workers).
 //! * [`selection`]: the draw's selections and verdict reports (the selection
 //!   workers' queue messages).
+//! * [`draw`]: the draw's ranking rule, its digests and its record (one
+//!   rule for the worker that draws and the one that verifies).
 
 #![deny(missing_docs)]
 
 pub mod campaign;
+pub mod draw;
 pub mod selection;
 
 use serde::{Deserialize, Serialize};
