@@ -416,5 +416,166 @@ impl DrawRecord {
     }
 }
 
+// ------------------------------------------------------------ Entry Service pages
+
+/// The path of one page of a market's entries at the Entry Service:
+/// `/markets/{marketId}/entries?campaignId=&limit=&after=`.
+pub fn market_entries_path(
+    campaign_id: &str,
+    market_id: &str,
+    limit: u32,
+    after: Option<&str>,
+) -> String {
+    page_path("entries", campaign_id, market_id, limit, after)
+}
+
+/// The path of one page of a market's selections at the Entry Service:
+/// `/markets/{marketId}/selections?campaignId=&limit=&after=`.
+pub fn market_selections_path(
+    campaign_id: &str,
+    market_id: &str,
+    limit: u32,
+    after: Option<&str>,
+) -> String {
+    page_path("selections", campaign_id, market_id, limit, after)
+}
+
+fn page_path(
+    what: &str,
+    campaign_id: &str,
+    market_id: &str,
+    limit: u32,
+    after: Option<&str>,
+) -> String {
+    let mut path = format!(
+        "/markets/{}/{what}?campaignId={}&limit={limit}",
+        percent_encode(market_id),
+        percent_encode(campaign_id)
+    );
+    if let Some(after) = after {
+        path.push_str("&after=");
+        path.push_str(&percent_encode(after));
+    }
+    path
+}
+
+/// Percent-encodes every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`),
+/// for a path segment or a query value.
+pub fn percent_encode(text: &str) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(DIGITS[usize::from(b >> 4)] as char);
+            out.push(DIGITS[usize::from(b & 15)] as char);
+        }
+    }
+    out
+}
+
+/// One page of `GET /markets/{marketId}/entries`, reduced to what a draw
+/// reads: each entry's `globalUserId` and `score` (every other attribute is
+/// skipped without being kept).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EntriesPage {
+    /// The entries.
+    pub entries: Vec<PageEntry>,
+    /// The cursor of the next page; `None` on the last.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// An entry of an [`EntriesPage`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageEntry {
+    /// The fan.
+    pub global_user_id: String,
+    /// The score when it is a non-negative integer (a float with no
+    /// fraction counts); `None` when absent or anything else.
+    #[serde(default, deserialize_with = "lenient_score")]
+    pub score: Option<u64>,
+}
+
+impl PageEntry {
+    /// The draw's entry: an entry without a score counts as 0.
+    pub fn draw_entry(self) -> DrawEntry {
+        DrawEntry {
+            global_user_id: self.global_user_id,
+            score: self.score.unwrap_or(0),
+        }
+    }
+}
+
+/// One page of `GET /markets/{marketId}/selections`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SelectionsPage {
+    /// The selections.
+    pub selections: Vec<SavedSelection>,
+    /// The cursor of the next page; `None` on the last.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// A saved selection as the Entry Service lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedSelection {
+    /// The fan.
+    pub global_user_id: String,
+    /// The verdict saved.
+    pub verdict: Verdict,
+    /// The code assigned.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+fn lenient_score<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a score")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Option<u64>, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Option<u64>, E> {
+            Ok(u64::try_from(v).ok())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Option<u64>, E> {
+            // Whole, non-negative and exactly representable only.
+            Ok((v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0).then_some(v as u64))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Option<u64>, A::Error> {
+            while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Option<u64>, A::Error> {
+            while a.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 #[cfg(test)]
 mod tests;

@@ -233,3 +233,51 @@ fn a_million_entries() {
         total.as_secs_f64() * 1e3
     );
 }
+
+#[test]
+fn entry_service_paths_are_encoded() {
+    assert_eq!(
+        market_entries_path("c 1", "m/1", 5000, None),
+        "/markets/m%2F1/entries?campaignId=c%201&limit=5000"
+    );
+    assert_eq!(
+        market_selections_path("c1", "m1", 10, Some("u#9")),
+        "/markets/m1/selections?campaignId=c1&limit=10&after=u%239"
+    );
+    assert_eq!(percent_encode("aZ09-._~é"), "aZ09-._~%C3%A9");
+}
+
+#[test]
+fn pages_keep_ids_and_scores_only() {
+    let page: EntriesPage = serde_json::from_value(json!({
+        "entries": [
+            {"globalUserId": "a", "score": 12, "entry": {"x": [1, {"y": 2}]}, "marketId": "m"},
+            {"globalUserId": "b"},
+            {"globalUserId": "c", "score": -3},
+            {"globalUserId": "d", "score": 4.0},
+            {"globalUserId": "e", "score": 4.5},
+            {"globalUserId": "f", "score": "7"},
+            {"globalUserId": "g", "score": null},
+            {"globalUserId": "h", "score": {"n": 1}},
+        ],
+        "next": "h",
+    }))
+    .expect("page");
+    let scores: Vec<Option<u64>> = page.entries.iter().map(|e| e.score).collect();
+    assert_eq!(
+        scores,
+        [Some(12), None, None, Some(4), None, None, None, None]
+    );
+    assert_eq!(page.next.as_deref(), Some("h"));
+    assert_eq!(page.entries[1].clone().draw_entry(), DrawEntry::new("b", 0));
+    let last: EntriesPage =
+        serde_json::from_value(json!({"entries": [], "next": null})).expect("last");
+    assert_eq!(last.next, None);
+    let sel: SelectionsPage = serde_json::from_value(json!({
+        "selections": [{"globalUserId": "a", "verdict": "WINNER", "code": "X"},
+                       {"globalUserId": "b", "verdict": "LOSER"}],
+    }))
+    .expect("selections");
+    assert_eq!(sel.selections[0].code.as_deref(), Some("X"));
+    assert_eq!(sel.selections[1].verdict, Verdict::Loser);
+}
