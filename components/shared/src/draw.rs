@@ -399,7 +399,8 @@ impl DrawRecord {
     /// The record as a table item (with its key).
     pub fn to_item(&self) -> Result<Value, serde_json::Error> {
         let mut item = serde_json::to_value(self)?;
-        if let (Value::Object(obj), Value::Object(key)) = (&mut item, DrawRecord::key(&self.draw_id))
+        if let (Value::Object(obj), Value::Object(key)) =
+            (&mut item, DrawRecord::key(&self.draw_id))
         {
             obj.extend(key);
         }
@@ -565,12 +566,21 @@ fn lenient_score<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
         fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
             d.deserialize_any(V)
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Option<u64>, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Option<u64>, A::Error> {
             while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
             Ok(None)
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Option<u64>, A::Error> {
-            while a.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Option<u64>, A::Error> {
+            while a
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
             Ok(None)
         }
     }

@@ -302,7 +302,16 @@ fn execute(settings: &Settings, payload: &Payload, stats: &mut Stats) -> Step<()
     };
 
     // 5. PROCESSING (a draw already FINISHED answers 409: go on, it is a re-run).
-    report_stats(settings, campaign, market, &draw_id, "PROCESSING", inputs.len() as u64, expected, true)?;
+    report_stats(
+        settings,
+        campaign,
+        market,
+        &draw_id,
+        "PROCESSING",
+        inputs.len() as u64,
+        expected,
+        true,
+    )?;
 
     // 6. The record, before anything is reserved or enqueued.
     if !stats.existing {
@@ -339,7 +348,16 @@ fn execute(settings: &Settings, payload: &Payload, stats: &mut Stats) -> Step<()
     sent?;
 
     // 9. FINISHED, and the record says so.
-    report_stats(settings, campaign, market, &draw_id, "FINISHED", inputs.len() as u64, expected, false)?;
+    report_stats(
+        settings,
+        campaign,
+        market,
+        &draw_id,
+        "FINISHED",
+        inputs.len() as u64,
+        expected,
+        false,
+    )?;
     stats.finished = true;
     if record.status != DrawStatus::Enqueued {
         set_status(settings, &mut record, DrawStatus::Enqueued)?;
@@ -356,7 +374,10 @@ fn check_payload_against(payload: &Payload, r: &DrawRecord) -> Step<()> {
             r.draw_id, r.campaign_id, r.market_id, payload.campaign_id, payload.market_id
         ));
     }
-    if payload.selection_count.is_some_and(|s| s != r.selection_count) {
+    if payload
+        .selection_count
+        .is_some_and(|s| s != r.selection_count)
+    {
         problems.push(format!(
             "draw {} is recorded with selectionCount {}, the payload asks {}",
             r.draw_id,
@@ -364,7 +385,10 @@ fn check_payload_against(payload: &Payload, r: &DrawRecord) -> Step<()> {
             payload.selection_count.unwrap_or_default()
         ));
     }
-    if payload.waitlist_count.is_some_and(|w| w != r.waitlist_count) {
+    if payload
+        .waitlist_count
+        .is_some_and(|w| w != r.waitlist_count)
+    {
         problems.push(format!(
             "draw {} is recorded with waitlistCount {}, the payload asks {}",
             r.draw_id,
@@ -383,7 +407,12 @@ fn check_payload_against(payload: &Payload, r: &DrawRecord) -> Step<()> {
     } else {
         Err(problems
             .into_iter()
-            .map(|p| Failure::new("record-mismatch", format!("{p}: not re-drawing (use another drawId for another draw)")))
+            .map(|p| {
+                Failure::new(
+                    "record-mismatch",
+                    format!("{p}: not re-drawing (use another drawId for another draw)"),
+                )
+            })
             .collect())
     }
 }
@@ -393,7 +422,10 @@ fn recompute(inputs: &DrawInputs, r: &DrawRecord) -> Step<DrawOutcome> {
     if r.rule != RULE {
         return fail(
             "unknown-rule",
-            format!("draw {} was made with rule {}, this worker knows {RULE}", r.draw_id, r.rule),
+            format!(
+                "draw {} was made with rule {}, this worker knows {RULE}",
+                r.draw_id, r.rule
+            ),
         );
     }
     if inputs.digest() != r.input_digest {
@@ -493,11 +525,7 @@ fn read_market(settings: &Settings, campaign: &str, market: &str) -> Step<Market
 }
 
 /// Every entry of the market, page by page; how many had no usable score.
-pub fn read_entries(
-    settings: &Settings,
-    campaign: &str,
-    market: &str,
-) -> Step<(DrawInputs, u64)> {
+pub fn read_entries(settings: &Settings, campaign: &str, market: &str) -> Step<(DrawInputs, u64)> {
     let mut entries = Vec::new();
     let mut unscored = 0u64;
     let mut after: Option<String> = None;
@@ -537,7 +565,11 @@ fn check_pool(settings: &Settings, campaign: &str, market: &str, winners: u64) -
     if winners == 0 {
         return Ok(());
     }
-    let path = format!("/pools/{}/{}", percent_encode(campaign), percent_encode(market));
+    let path = format!(
+        "/pools/{}/{}",
+        percent_encode(campaign),
+        percent_encode(market)
+    );
     let what = format!("reading the code pool of market {market} from the Code Service");
     let r = services::get(&settings.codes, &path)
         .map_err(|e| service_failure("code-service", &what, &e))?;
@@ -583,7 +615,8 @@ fn report_stats(
         percent_encode(campaign),
         percent_encode(market)
     );
-    let body = json!({"status": status, "drawId": draw_id, "entries": entries, "expected": expected});
+    let body =
+        json!({"status": status, "drawId": draw_id, "entries": entries, "expected": expected});
     let what = format!("reporting {status} to the Campaign Service");
     let request = Request::new(&settings.campaigns, Method::Put, path)
         .json(&body)
@@ -628,7 +661,10 @@ pub fn reserve(settings: &Settings, record: &DrawRecord) -> Step<Vec<String>> {
     }
     let mut codes = Vec::with_capacity(winners);
     let mut failures = Vec::new();
-    for (chunk, wanted) in requests.chunks(CALL_MANY_MAX).zip(wanted.chunks(CALL_MANY_MAX)) {
+    for (chunk, wanted) in requests
+        .chunks(CALL_MANY_MAX)
+        .zip(wanted.chunks(CALL_MANY_MAX))
+    {
         let answers = services::call_many(chunk)
             .map_err(|e| service_failure("code-service", "reserving codes", &e))?;
         for (answer, (id, count)) in answers.into_iter().zip(wanted) {
@@ -717,7 +753,10 @@ fn enqueue(
                 .iter()
                 .any(|s| s.verdict == Verdict::Winner && s.code.is_none())
             {
-                return fail("internal", "a winner without a reserved code: nothing more enqueued");
+                return fail(
+                    "internal",
+                    "a winner without a reserved code: nothing more enqueued",
+                );
             }
             let message = SelectionBatch {
                 campaign_id: record.campaign_id.clone(),
@@ -778,8 +817,14 @@ fn enqueue(
 // ------------------------------------------------------------------ the record
 
 fn read_record(settings: &Settings, draw_id: &str) -> Step<Option<DrawRecord>> {
-    let item: Option<Value> = table::get(&settings.table, &DrawRecord::key(draw_id))
-        .map_err(|e| service_failure("table", &format!("reading the record of draw {draw_id}"), &e))?;
+    let item: Option<Value> =
+        table::get(&settings.table, &DrawRecord::key(draw_id)).map_err(|e| {
+            service_failure(
+                "table",
+                &format!("reading the record of draw {draw_id}"),
+                &e,
+            )
+        })?;
     item.map(|i| {
         DrawRecord::from_item(i).map_err(|e| {
             vec![Failure::new(
@@ -803,7 +848,10 @@ fn write_record(settings: &Settings, record: &DrawRecord) -> Step<Option<DrawRec
             Some(theirs) => Ok(Some(theirs)),
             None => fail(
                 "table",
-                format!("the record of draw {} exists and cannot be read", record.draw_id),
+                format!(
+                    "the record of draw {} exists and cannot be read",
+                    record.draw_id
+                ),
             ),
         },
         Err(e) => Err(service_failure(

@@ -36,9 +36,9 @@ fn matches_an_independent_implementation() {
     assert_eq!(
         names(&inputs, &outcome),
         [
-            "fan-011", "fan-019", "fan-012", "fan-008", "fan-018", "fan-004", "fan-013",
-            "fan-006", "fan-007", "fan-014", "fan-010", "fan-005", "fan-017", "fan-001",
-            "fan-015", "fan-003", "fan-002", "fan-009", "fan-016", "fan-000"
+            "fan-011", "fan-019", "fan-012", "fan-008", "fan-018", "fan-004", "fan-013", "fan-006",
+            "fan-007", "fan-014", "fan-010", "fan-005", "fan-017", "fan-001", "fan-015", "fan-003",
+            "fan-002", "fan-009", "fan-016", "fan-000"
         ]
     );
     let small = DrawInputs::new(vec![
@@ -92,7 +92,10 @@ fn the_input_digest_covers_ids_and_scores() {
     let mut renamed = entries(10);
     renamed[4].global_user_id.push('x');
     assert_ne!(DrawInputs::new(renamed).expect("r").digest(), base.digest());
-    assert_ne!(DrawInputs::new(entries(9)).expect("9").digest(), base.digest());
+    assert_ne!(
+        DrawInputs::new(entries(9)).expect("9").digest(),
+        base.digest()
+    );
     // Length prefixes: ("ab", …) ("c", …) is not ("a", …) ("bc", …).
     let ab = DrawInputs::new(vec![DrawEntry::new("ab", 0), DrawEntry::new("c", 0)]);
     let bc = DrawInputs::new(vec![DrawEntry::new("a", 0), DrawEntry::new("bc", 0)]);
@@ -103,15 +106,27 @@ fn the_input_digest_covers_ids_and_scores() {
 fn counts_split_the_ranking() {
     assert_eq!(
         DrawCounts::of(100, 10, 5),
-        DrawCounts { winners: 10, waitlist: 5, losers: 85 }
+        DrawCounts {
+            winners: 10,
+            waitlist: 5,
+            losers: 85
+        }
     );
     assert_eq!(
         DrawCounts::of(12, 10, 5),
-        DrawCounts { winners: 10, waitlist: 2, losers: 0 }
+        DrawCounts {
+            winners: 10,
+            waitlist: 2,
+            losers: 0
+        }
     );
     assert_eq!(
         DrawCounts::of(3, 10, 5),
-        DrawCounts { winners: 3, waitlist: 0, losers: 0 }
+        DrawCounts {
+            winners: 3,
+            waitlist: 0,
+            losers: 0
+        }
     );
     let c = DrawCounts::of(100, 10, 5);
     assert_eq!(c.verdict(0), Verdict::Winner);
@@ -159,7 +174,17 @@ fn a_higher_score_wins_more_often() {
 
 #[test]
 fn the_fixed_point_logarithm_is_close_to_the_real_one() {
-    for x in [1u64, 2, 3, 5, 1000, 123_456_789, 1 << 40, u64::MAX - 1, u64::MAX] {
+    for x in [
+        1u64,
+        2,
+        3,
+        5,
+        1000,
+        123_456_789,
+        1 << 40,
+        u64::MAX - 1,
+        u64::MAX,
+    ] {
         let fixed = log2_fixed(x) as f64 / (1u64 << LOG_FRACTION_BITS) as f64;
         assert!((fixed - (x as f64).log2()).abs() < 1e-8, "{x}: {fixed}");
     }
@@ -204,7 +229,10 @@ fn the_record_round_trips_as_an_item() {
     assert_eq!(item["waitlist"], 2);
     assert_eq!(item["losers"], 18);
     assert_eq!(item["status"], "DRAWN");
-    assert_eq!(DrawRecord::key("c1.m1"), json!({"PK": "DRAW#c1.m1", "SK": "RECORD"}));
+    assert_eq!(
+        DrawRecord::key("c1.m1"),
+        json!({"PK": "DRAW#c1.m1", "SK": "RECORD"})
+    );
     assert_eq!(DrawRecord::from_item(item).expect("record"), record);
     assert_eq!(reservation_id("c1.m1", 3), "c1.m1#3");
     assert_eq!(reservation_count(0), 0);
@@ -217,7 +245,12 @@ fn the_record_round_trips_as_an_item() {
 #[test]
 fn a_million_entries() {
     let fans: Vec<DrawEntry> = (0..1_000_000u64)
-        .map(|i| DrawEntry::new(format!("user-{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)), i % 97))
+        .map(|i| {
+            DrawEntry::new(
+                format!("user-{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                i % 97,
+            )
+        })
         .collect();
     let started = Instant::now();
     let inputs = DrawInputs::new(fans).expect("inputs");

@@ -106,7 +106,10 @@ fn fakes(w: &Shared) -> Fakes {
                            "entry": {"zip": "10001"}, "score": score})
                 })
                 .collect();
-            Ok(json_response(200, &json!({"entries": entries, "next": next})))
+            Ok(json_response(
+                200,
+                &json!({"entries": entries, "next": next}),
+            ))
         })
         .on_service("codes", move |r| {
             let mut w = c.borrow_mut();
@@ -114,7 +117,9 @@ fn fakes(w: &Shared) -> Fakes {
                 (Method::Get, "/pools/c1/m1") => {
                     w.pool_reads += 1;
                     Ok(match &w.pool {
-                        Some(p) => json_response(200, &json!({"total": p.len(), "available": p.len()})),
+                        Some(p) => {
+                            json_response(200, &json!({"total": p.len(), "available": p.len()}))
+                        }
                         None => json_response(404, &json!({"error": "no pool"})),
                     })
                 }
@@ -123,15 +128,25 @@ fn fakes(w: &Shared) -> Fakes {
                     let id = b["reservationId"].as_str().expect("id").to_string();
                     let count = b["count"].as_u64().expect("count") as usize;
                     if let Some(codes) = w.reservations.get(&id) {
-                        return Ok(json_response(200, &json!({"reservationId": id, "codes": codes})));
+                        return Ok(json_response(
+                            200,
+                            &json!({"reservationId": id, "codes": codes}),
+                        ));
                     }
                     let available = w.pool.as_ref().map_or(0, Vec::len);
                     if w.reserve_conflict || available < count {
-                        return Ok(json_response(409, &json!({"error": "not enough codes", "available": available})));
+                        return Ok(json_response(
+                            409,
+                            &json!({"error": "not enough codes", "available": available}),
+                        ));
                     }
-                    let codes: Vec<String> = w.pool.as_mut().expect("pool").drain(..count).collect();
+                    let codes: Vec<String> =
+                        w.pool.as_mut().expect("pool").drain(..count).collect();
                     w.reservations.insert(id.clone(), codes.clone());
-                    Ok(json_response(200, &json!({"reservationId": id, "codes": codes})))
+                    Ok(json_response(
+                        200,
+                        &json!({"reservationId": id, "codes": codes}),
+                    ))
                 }
                 _ => Ok(json_response(404, &json!({"error": "unknown path"}))),
             }
@@ -175,27 +190,48 @@ fn a_draw_records_reserves_enqueues_and_reports() {
     assert_eq!(errors(&answer), Vec::<String>::new(), "{answer}");
     let s = &answer["stats"];
     assert_eq!(s["drawId"], "c1.m1");
-    assert_eq!((s["entries"].as_u64(), s["winners"].as_u64()), (Some(60), Some(10)));
-    assert_eq!((s["waitlist"].as_u64(), s["losers"].as_u64()), (Some(5), Some(45)));
-    assert_eq!((s["batches"].as_u64(), s["enqueued"].as_u64()), (Some(3), Some(60)));
+    assert_eq!(
+        (s["entries"].as_u64(), s["winners"].as_u64()),
+        (Some(60), Some(10))
+    );
+    assert_eq!(
+        (s["waitlist"].as_u64(), s["losers"].as_u64()),
+        (Some(5), Some(45))
+    );
+    assert_eq!(
+        (s["batches"].as_u64(), s["enqueued"].as_u64()),
+        (Some(3), Some(60))
+    );
     assert_eq!(s["status"], "ENQUEUED");
     assert_eq!(s["finished"], true);
 
     // The record: the seed and counts, both digests, written before the
     // first reservation and the first message.
     let r = record(&f, "c1.m1");
-    assert_eq!((r.selection_count, r.waitlist_count, r.entries), (10, 5, 60));
+    assert_eq!(
+        (r.selection_count, r.waitlist_count, r.entries),
+        (10, 5, 60)
+    );
     assert_eq!(r.status, DrawStatus::Enqueued);
     assert_eq!(r.seed.len(), 32);
     let calls = f.calls();
-    let put = calls.iter().position(|c| matches!(c, Call::Put { table, .. } if table == "draws"));
+    let put = calls
+        .iter()
+        .position(|c| matches!(c, Call::Put { table, .. } if table == "draws"));
     let reserve = calls.iter().position(|c| matches!(c, Call::ServiceMany(_)));
     let send = calls.iter().position(|c| matches!(c, Call::Send { .. }));
-    assert!(put < reserve && reserve < send, "{put:?} {reserve:?} {send:?}");
+    assert!(
+        put < reserve && reserve < send,
+        "{put:?} {reserve:?} {send:?}"
+    );
 
     // The selections are the rule's, recomputed from the record.
     let inputs = DrawInputs::new(
-        w.borrow().entries.iter().map(|(id, s)| DrawEntry::new(id.clone(), s.as_u64().unwrap_or(0))).collect(),
+        w.borrow()
+            .entries
+            .iter()
+            .map(|(id, s)| DrawEntry::new(id.clone(), s.as_u64().unwrap_or(0)))
+            .collect(),
     )
     .expect("inputs");
     assert_eq!(r.input_digest, inputs.digest());
@@ -205,14 +241,22 @@ fn a_draw_records_reserves_enqueues_and_reports() {
     assert_eq!(got.len(), 60);
     for (rank, s) in got.iter().enumerate() {
         assert_eq!(s.rank, rank as u64);
-        assert_eq!(s.global_user_id, inputs.entries()[outcome.order[rank] as usize].global_user_id);
+        assert_eq!(
+            s.global_user_id,
+            inputs.entries()[outcome.order[rank] as usize].global_user_id
+        );
         assert_eq!(s.verdict, outcome.counts.verdict(rank as u64));
         assert_eq!(s.code.is_some(), s.verdict == Verdict::Winner);
     }
     let codes: BTreeSet<_> = got.iter().filter_map(|s| s.code.clone()).collect();
     assert_eq!(codes.len(), 10);
-    assert!(batches(&f).iter().all(|b| b.selections.len() <= 25 && b.draw_id == "c1.m1"));
-    assert_eq!(batches(&f).iter().map(|b| b.batch).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(batches(&f)
+        .iter()
+        .all(|b| b.selections.len() <= 25 && b.draw_id == "c1.m1"));
+    assert_eq!(
+        batches(&f).iter().map(|b| b.batch).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
 
     // PROCESSING then FINISHED, with the counts.
     let stats = w.borrow().stats.clone();
@@ -220,8 +264,14 @@ fn a_draw_records_reserves_enqueues_and_reports() {
     assert_eq!(stats[0]["status"], "PROCESSING");
     assert_eq!(stats[1]["status"], "FINISHED");
     assert_eq!(stats[1]["entries"], 60);
-    assert_eq!(stats[1]["expected"], json!({"winners": 10, "losers": 45, "waitlisted": 5}));
-    assert_eq!(w.borrow().reservations.keys().collect::<Vec<_>>(), ["c1.m1#0"]);
+    assert_eq!(
+        stats[1]["expected"],
+        json!({"winners": 10, "losers": 45, "waitlisted": 5})
+    );
+    assert_eq!(
+        w.borrow().reservations.keys().collect::<Vec<_>>(),
+        ["c1.m1#0"]
+    );
 }
 
 #[test]
@@ -242,7 +292,10 @@ fn running_again_gives_the_same_draw_and_reuses_the_reservations() {
     // The record is the first one (same seed, same creation), the pool is
     // not read again, the same reservation id answers the same codes.
     let again = record(&f, "c1.m1");
-    assert_eq!((again.seed.as_str(), again.created_at.as_str()), (first_record.seed.as_str(), first_record.created_at.as_str()));
+    assert_eq!(
+        (again.seed.as_str(), again.created_at.as_str()),
+        (first_record.seed.as_str(), first_record.created_at.as_str())
+    );
     assert_eq!(w.borrow().pool_reads, 1);
     assert_eq!(w.borrow().reservations.len(), 1);
     assert_eq!(w.borrow().pool.as_ref().map(Vec::len), Some(10));
@@ -263,8 +316,13 @@ fn a_crash_between_reservation_and_enqueue_is_finished_by_the_next_run() {
         if *down.borrow() {
             Err(Error::Unavailable("queue down".into()))
         } else {
-            kept.borrow_mut().extend(messages.iter().map(|m| m.body.clone()));
-            Ok(messages.iter().enumerate().map(|(i, _)| Ok(format!("m{i}"))).collect())
+            kept.borrow_mut()
+                .extend(messages.iter().map(|m| m.body.clone()));
+            Ok(messages
+                .iter()
+                .enumerate()
+                .map(|(i, _)| Ok(format!("m{i}")))
+                .collect())
         }
     });
     let _i = f.install();
@@ -280,16 +338,27 @@ fn a_crash_between_reservation_and_enqueue_is_finished_by_the_next_run() {
     *queue_down.borrow_mut() = false;
     let second = run(&settings(), payload).expect("second");
     assert_eq!(errors(&second), Vec::<String>::new(), "{second}");
-    assert_eq!(w.borrow().reservations, reserved, "the same reservation, no second one");
+    assert_eq!(
+        w.borrow().reservations,
+        reserved,
+        "the same reservation, no second one"
+    );
     let got: Vec<Selection> = sent
         .borrow()
         .iter()
-        .flat_map(|b| serde_json::from_str::<SelectionBatch>(b).expect("batch").selections)
+        .flat_map(|b| {
+            serde_json::from_str::<SelectionBatch>(b)
+                .expect("batch")
+                .selections
+        })
         .collect();
     let codes: Vec<String> = got.iter().filter_map(|s| s.code.clone()).collect();
     assert_eq!(codes, reserved["c1.m1#0"]);
     assert_eq!(record(&f, "c1.m1").status, DrawStatus::Enqueued);
-    assert_eq!(w.borrow().stats.last().map(|s| s["status"].clone()), Some(json!("FINISHED")));
+    assert_eq!(
+        w.borrow().stats.last().map(|s| s["status"].clone()),
+        Some(json!("FINISHED"))
+    );
 }
 
 #[test]
@@ -300,7 +369,10 @@ fn a_code_service_409_enqueues_nothing() {
     let _i = f.install();
     let answer = run(&settings(), json!({"campaignId": "c1", "marketId": "m1"})).expect("answer");
     assert_eq!(errors(&answer), ["not-enough-codes"], "{answer}");
-    assert!(answer["errors"][0]["message"].as_str().unwrap_or_default().contains("20 available"));
+    assert!(answer["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("20 available"));
     assert!(f.sends().is_empty());
     assert_eq!(answer["stats"]["finished"], false);
     // The record stays: loading codes and running again gives the same draw.
@@ -318,7 +390,8 @@ fn too_few_codes_or_no_pool_write_nothing() {
         w.borrow_mut().pool = pool.map(|n| (0..n).map(|i| format!("C{i}")).collect());
         let f = fakes(&w);
         let _i = f.install();
-        let answer = run(&settings(), json!({"campaignId": "c1", "marketId": "m1"})).expect("answer");
+        let answer =
+            run(&settings(), json!({"campaignId": "c1", "marketId": "m1"})).expect("answer");
         assert_eq!(errors(&answer), [reason], "{answer}");
         assert!(f.items("draws").is_empty(), "no record");
         assert!(w.borrow().stats.is_empty(), "no PROCESSING");
@@ -338,7 +411,10 @@ fn every_page_of_entries_is_read() {
     assert_eq!(errors(&answer), Vec::<String>::new(), "{answer}");
     assert_eq!(answer["stats"]["entries"], 60);
     assert_eq!(w.borrow().entry_pages, 9);
-    let fans: BTreeSet<String> = selections(&f).into_iter().map(|s| s.global_user_id).collect();
+    let fans: BTreeSet<String> = selections(&f)
+        .into_iter()
+        .map(|s| s.global_user_id)
+        .collect();
     assert_eq!(fans.len(), 60);
 }
 
@@ -387,11 +463,17 @@ fn changed_entries_or_other_counts_are_refused_on_a_re_run() {
     assert_eq!(errors(&answer), ["entries-changed"], "{answer}");
     assert_eq!(f.queued("save-selection").len(), sent, "nothing enqueued");
 
-    let answer = run(&settings(), json!({"campaignId": "c1", "marketId": "m1", "selectionCount": 11}))
-        .expect("other counts");
+    let answer = run(
+        &settings(),
+        json!({"campaignId": "c1", "marketId": "m1", "selectionCount": 11}),
+    )
+    .expect("other counts");
     assert_eq!(errors(&answer), ["record-mismatch"], "{answer}");
-    let answer = run(&settings(), json!({"campaignId": "c1", "marketId": "m1", "seed": "other"}))
-        .expect("other seed");
+    let answer = run(
+        &settings(),
+        json!({"campaignId": "c1", "marketId": "m1", "seed": "other"}),
+    )
+    .expect("other seed");
     assert_eq!(errors(&answer), ["record-mismatch"], "{answer}");
     assert_eq!(f.queued("save-selection").len(), sent);
 }
@@ -408,18 +490,28 @@ fn a_given_seed_and_counts_need_no_campaign_service_read() {
     )
     .expect("answer");
     assert_eq!(errors(&answer), Vec::<String>::new(), "{answer}");
-    assert!(!f.requests().iter().any(|r| r.method == Method::Get && r.service == "campaigns"));
+    assert!(!f
+        .requests()
+        .iter()
+        .any(|r| r.method == Method::Get && r.service == "campaigns"));
     let r = record(&f, "d-7");
     assert_eq!(r.seed, "public-seed");
     assert_eq!(r.reservation_id, "d-7");
-    assert_eq!(w.borrow().reservations.keys().collect::<Vec<_>>(), ["d-7#0"]);
+    assert_eq!(
+        w.borrow().reservations.keys().collect::<Vec<_>>(),
+        ["d-7#0"]
+    );
 }
 
 #[test]
 fn a_concurrent_runs_record_is_followed() {
     let w = world(30, 5, 0, 20);
     let inputs = DrawInputs::new(
-        w.borrow().entries.iter().map(|(id, s)| DrawEntry::new(id.clone(), s.as_u64().unwrap_or(0))).collect(),
+        w.borrow()
+            .entries
+            .iter()
+            .map(|(id, s)| DrawEntry::new(id.clone(), s.as_u64().unwrap_or(0)))
+            .collect(),
     )
     .expect("inputs");
     // Another run records the same draw with its own seed just before ours.
@@ -428,7 +520,8 @@ fn a_concurrent_runs_record_is_followed() {
             if table == "draws" && tables.get("draws", item).is_none() {
                 let mut theirs = item.clone();
                 theirs["seed"] = json!("their-seed");
-                theirs["resultDigest"] = json!(draw::draw(&inputs, "their-seed", 5, 0).result_digest);
+                theirs["resultDigest"] =
+                    json!(draw::draw(&inputs, "their-seed", 5, 0).result_digest);
                 tables.insert("draws", theirs);
             }
         }
@@ -452,10 +545,19 @@ fn fifty_thousand_winners_take_three_reservations_in_rank_order() {
     assert_eq!(errors(&answer), Vec::<String>::new());
     let reservations = w.borrow().reservations.clone();
     assert_eq!(
-        reservations.iter().map(|(k, v)| (k.as_str(), v.len())).collect::<Vec<_>>(),
-        [("c1.m1#0", 20_000), ("c1.m1#1", 20_000), ("c1.m1#2", 10_000)]
+        reservations
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.len()))
+            .collect::<Vec<_>>(),
+        [
+            ("c1.m1#0", 20_000),
+            ("c1.m1#1", 20_000),
+            ("c1.m1#2", 10_000)
+        ]
     );
-    let in_order: Vec<String> = (0..3).flat_map(|i| reservations[&format!("c1.m1#{i}")].clone()).collect();
+    let in_order: Vec<String> = (0..3)
+        .flat_map(|i| reservations[&format!("c1.m1#{i}")].clone())
+        .collect();
     let given: Vec<String> = selections(&f).into_iter().filter_map(|s| s.code).collect();
     assert_eq!(given, in_order);
     assert_eq!(f.count("call_many"), 1);
