@@ -50,10 +50,18 @@ async fn draws_records_reserves_and_enqueues_and_a_re_run_repeats_it() {
     assert_eq!(first["errors"], json!([]), "{first}");
     let s = &first["stats"];
     assert_eq!(
-        (s["entries"].as_u64(), s["winners"].as_u64(), s["waitlist"].as_u64(), s["losers"].as_u64()),
+        (
+            s["entries"].as_u64(),
+            s["winners"].as_u64(),
+            s["waitlist"].as_u64(),
+            s["losers"].as_u64()
+        ),
         (Some(2_600), Some(300), Some(40), Some(2_260))
     );
-    assert_eq!((s["batches"].as_u64(), s["enqueued"].as_u64()), (Some(104), Some(2_600)));
+    assert_eq!(
+        (s["batches"].as_u64(), s["enqueued"].as_u64()),
+        (Some(104), Some(2_600))
+    );
     let stored = record(&host).await.expect("the draw record");
     assert_eq!(stored["status"], "ENQUEUED");
     assert_eq!(stored["seed"], s["seed"]);
@@ -63,25 +71,45 @@ async fn draws_records_reserves_and_enqueues_and_a_re_run_repeats_it() {
     // Every fan once, 25 to a message, winners with distinct reserved codes.
     let sent = sent_selections(&host.calls("queue", "send-batch"));
     assert_eq!(sent.len(), 2_600);
-    let fans: BTreeSet<&str> = sent.iter().filter_map(|s| s["globalUserId"].as_str()).collect();
+    let fans: BTreeSet<&str> = sent
+        .iter()
+        .filter_map(|s| s["globalUserId"].as_str())
+        .collect();
     assert_eq!(fans.len(), 2_600);
     let codes: Vec<&str> = sent.iter().filter_map(|s| s["code"].as_str()).collect();
     assert_eq!(codes.len(), 300);
     assert_eq!(codes.iter().collect::<BTreeSet<_>>().len(), 300);
-    let queue = host.embedded.queues().depth("save-selection").await.expect("depth");
+    let queue = host
+        .embedded
+        .queues()
+        .depth("save-selection")
+        .await
+        .expect("depth");
     assert_eq!(queue.visible, 104);
     {
         let w = w.lock().expect("world");
         assert_eq!(w.reservations.keys().collect::<Vec<_>>(), ["c1.m1#0"]);
-        assert_eq!(w.stats.iter().map(|s| s["status"].clone()).collect::<Vec<_>>(), [json!("PROCESSING"), json!("FINISHED")]);
-        assert_eq!(w.stats[1]["expected"], json!({"winners": 300, "losers": 2_260, "waitlisted": 40}));
+        assert_eq!(
+            w.stats
+                .iter()
+                .map(|s| s["status"].clone())
+                .collect::<Vec<_>>(),
+            [json!("PROCESSING"), json!("FINISHED")]
+        );
+        assert_eq!(
+            w.stats[1]["expected"],
+            json!({"winners": 300, "losers": 2_260, "waitlisted": 40})
+        );
     }
 
     // Again (a Step Functions retry): the same draw, the same codes, one record.
     let second = draw(&host, payload).await;
     assert_eq!(second["errors"], json!([]), "{second}");
     assert_eq!(second["stats"]["existingRecord"], true);
-    assert_eq!(second["stats"]["resultDigest"], first["stats"]["resultDigest"]);
+    assert_eq!(
+        second["stats"]["resultDigest"],
+        first["stats"]["resultDigest"]
+    );
     let again = sent_selections(&host.calls("queue", "send-batch"));
     assert_eq!(&again[2_600..], &again[..2_600]);
     assert_eq!(w.lock().expect("world").reservations.len(), 1);
@@ -94,7 +122,10 @@ async fn a_code_service_conflict_enqueues_nothing_and_says_why() {
     w.lock().expect("world").reserve_conflict = true;
     let host = host(&w);
     let answer = draw(&host, json!({"campaignId": "c1", "marketId": "m1"})).await;
-    assert_eq!(answer["errors"][0]["reason"], "not-enough-codes", "{answer}");
+    assert_eq!(
+        answer["errors"][0]["reason"], "not-enough-codes",
+        "{answer}"
+    );
     assert!(host.calls("queue", "send-batch").is_empty());
     assert_eq!(answer["stats"]["finished"], false);
 }
@@ -104,7 +135,10 @@ async fn too_few_codes_and_no_entries_write_nothing() {
     let w = world(100, 20, 0, 19);
     let host = host(&w);
     let answer = draw(&host, json!({"campaignId": "c1", "marketId": "m1"})).await;
-    assert_eq!(answer["errors"][0]["reason"], "not-enough-codes", "{answer}");
+    assert_eq!(
+        answer["errors"][0]["reason"], "not-enough-codes",
+        "{answer}"
+    );
     assert!(record(&host).await.is_none());
     assert!(w.lock().expect("world").stats.is_empty());
 

@@ -77,7 +77,10 @@ async fn a_draw_verifies_and_a_changed_one_does_not() {
     }
     let answer = verify(&host).await;
     assert_eq!(answer["matches"], false);
-    assert!(answer["differences"].to_string().contains("input digest"), "{answer}");
+    assert!(
+        answer["differences"].to_string().contains("input digest"),
+        "{answer}"
+    );
 
     let missing = invoke(&host, "selection/verify-draw", json!({"drawId": "nope"})).await;
     assert!(missing.is_err_and(|e| e.starts_with("NotFound")));

@@ -89,8 +89,11 @@ fn handle(w: &mut World, r: &ServiceRequest) -> ServiceResponse {
         }
         ("entries", Method::Get, "/markets/m1/entries") => page(
             w.entries.iter().map(|(id, score)| {
-                (id, json!({"campaignId": "c1", "globalUserId": id, "marketId": "m1",
-                            "entry": {"zip": "10001"}, "score": score}))
+                (
+                    id,
+                    json!({"campaignId": "c1", "globalUserId": id, "marketId": "m1",
+                            "entry": {"zip": "10001"}, "score": score}),
+                )
             }),
             &r.path,
             "entries",
@@ -100,11 +103,15 @@ fn handle(w: &mut World, r: &ServiceRequest) -> ServiceResponse {
             &r.path,
             "selections",
         ),
-        ("codes", Method::Get, "/pools/c1/m1") => {
-            respond(200, json!({"total": w.pool.len(), "available": w.pool.len()}))
-        }
+        ("codes", Method::Get, "/pools/c1/m1") => respond(
+            200,
+            json!({"total": w.pool.len(), "available": w.pool.len()}),
+        ),
         ("codes", Method::Post, "/reservations") => {
-            let id = body["reservationId"].as_str().unwrap_or_default().to_string();
+            let id = body["reservationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let count = body["count"].as_u64().unwrap_or(0) as usize;
             if let Some(codes) = w.reservations.get(&id) {
                 return respond(200, json!({"reservationId": id, "codes": codes}));
@@ -145,7 +152,12 @@ pub fn services(world: &Shared) -> Arc<FakeServices> {
 pub fn sent_selections(calls: &[usher_capabilities::CallRecord]) -> Vec<Value> {
     calls
         .iter()
-        .flat_map(|c| c.request["messages"].as_array().cloned().unwrap_or_default())
+        .flat_map(|c| {
+            c.request["messages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .flat_map(|m| {
             let batch: Value =
                 serde_json::from_str(m["body"].as_str().unwrap_or("null")).expect("batch json");
