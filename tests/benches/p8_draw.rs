@@ -36,7 +36,11 @@ fn main() {
     let ids: Vec<String> = (0..entries).map(|i| format!("user-{i:09}")).collect();
     let mut pages: HashMap<String, String> = HashMap::new();
     for (n, chunk) in ids.chunks(page_size).enumerate() {
-        let after = if n == 0 { String::new() } else { ids[n * page_size - 1].clone() };
+        let after = if n == 0 {
+            String::new()
+        } else {
+            ids[n * page_size - 1].clone()
+        };
         let list: Vec<Value> = chunk
             .iter()
             .enumerate()
@@ -52,7 +56,11 @@ fn main() {
     }
     let pages = Arc::new(pages);
     let reserved: Arc<Mutex<usize>> = Arc::default();
-    eprintln!("p8: {entries} entries in {} pages prepared in {:.1} s", pages.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "p8: {entries} entries in {} pages prepared in {:.1} s",
+        pages.len(),
+        started.elapsed().as_secs_f64()
+    );
 
     let services = {
         let pages = pages.clone();
@@ -75,7 +83,8 @@ fn main() {
                 (Method::Get, "/campaigns/c1/markets/m1") => json_response(
                     200,
                     &json!({"id": "m1", "campaignId": "c1", "eventId": "e1",
-                            "selectionCount": winners, "waitlistCount": 1000}).to_string(),
+                            "selectionCount": winners, "waitlistCount": 1000})
+                    .to_string(),
                 ),
                 (Method::Put, _) => json_response(200, "{}"),
                 (Method::Get, "/pools/c1/m1") => json_response(
@@ -86,11 +95,19 @@ fn main() {
                     let body: Value =
                         serde_json::from_str(r.body.as_deref().unwrap_or("{}")).unwrap_or_default();
                     let count = body["count"].as_u64().unwrap_or(0) as usize;
-                    let id = body["reservationId"].as_str().unwrap_or_default().to_string();
+                    let id = body["reservationId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     let mut next = reserved.lock().expect("lock");
-                    let codes: Vec<String> = (*next..*next + count).map(|i| format!("CODE-{i:08}")).collect();
+                    let codes: Vec<String> = (*next..*next + count)
+                        .map(|i| format!("CODE-{i:08}"))
+                        .collect();
                     *next += count;
-                    json_response(200, &json!({"reservationId": id, "codes": codes}).to_string())
+                    json_response(
+                        200,
+                        &json!({"reservationId": id, "codes": codes}).to_string(),
+                    )
                 }
                 _ => json_response(404, r#"{"error":"unknown path"}"#),
             })
@@ -135,6 +152,7 @@ fn main() {
             depth.visible,
             services.calls().len()
         );
+        println!("p8 draw: steps (ms) {}", answer["stats"]["timingsMs"]);
         // The same draw again (a retry): recomputed from the record.
         let started = Instant::now();
         let again = host
@@ -146,6 +164,7 @@ fn main() {
             .expect("invocation");
         if let Output::Invoke(Ok(v)) = &again.output {
             assert_eq!(v["stats"]["resultDigest"], answer["stats"]["resultDigest"]);
+            println!("p8 draw, re-run: steps (ms) {}", v["stats"]["timingsMs"]);
         }
         println!("p8 draw, re-run from the record: {:.2} s", started.elapsed().as_secs_f64());
     });

@@ -14,10 +14,14 @@
 //! 2. Each fan gets a uniform 64-bit number `x`: the first 8 bytes
 //!    (big-endian) of `SHA-256("usher-draw-v1" ‖ u32be(len(seed)) ‖ seed ‖
 //!    globalUserId)`, with its lowest bit set (so `x > 0`).
-//! 3. From it an exponential variable `e = −log2(x / 2^64)`, computed in
-//!    32-bit fixed point with integers only (bit-by-bit logarithm; no
-//!    floating point, so every platform computes the same bits).
-//! 4. The fan's key is `floor(e · 2^64 / (score + 1))` (128-bit integers).
+//! 3. From it an exponential variable `e = 64·2^32 − log2q(x)` where
+//!    `log2q(x)` is `log2(x)` in fixed point with 32 fractional bits: the
+//!    integer part is the highest set bit `k`; the mantissa `z` is the 32
+//!    bits of `x` from bit `k` down (`z = (x << (63 − k)) >> 32`), and each
+//!    of 32 rounds squares it (`z = z·z >> 31`, 64-bit) and takes a 1 bit
+//!    (and halves `z`) when `z ≥ 2^32`. Integers only: every platform
+//!    computes the same bits (`e ≈ −log2(x / 2^64) · 2^32`).
+//! 4. The fan's key is `floor(e · 2^25 / (score + 1))` (64-bit).
 //! 5. The ranking is by key ascending, ties by `globalUserId` ascending. This
 //!    is weighted random sampling without replacement with exponential clocks
 //!    (Efraimidis–Spirakis): the chance that a fan comes before any other is
@@ -59,6 +63,9 @@ pub const RECORD_SORT_KEY: &str = "RECORD";
 
 /// Fractional bits of the fixed-point logarithm.
 const LOG_FRACTION_BITS: u32 = 32;
+
+/// The clock's shift before the division by the weight.
+const KEY_SHIFT: u32 = 25;
 
 /// Why a draw cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,7 +114,13 @@ impl DrawInputs {
         if u32::try_from(entries.len()).is_err() {
             return Err(DrawError::TooMany(entries.len()));
         }
-        entries.sort_unstable_by(|a, b| a.global_user_id.cmp(&b.global_user_id));
+        // The Entry Service lists a market's entries in this order already.
+        if !entries
+            .windows(2)
+            .all(|p| p[0].global_user_id <= p[1].global_user_id)
+        {
+            entries.sort_unstable_by(|a, b| a.global_user_id.cmp(&b.global_user_id));
+        }
         for pair in entries.windows(2) {
             if pair[0].global_user_id == pair[1].global_user_id {
                 return Err(DrawError::DuplicateFan(pair[0].global_user_id.clone()));
@@ -226,7 +239,7 @@ pub fn draw(
     let mut prefix = Sha256::new();
     prefix.update(RULE.as_bytes());
     hash_id(&mut prefix, seed);
-    let mut keyed: Vec<(u128, u32)> = inputs
+    let mut keyed: Vec<(u64, u32)> = inputs
         .entries
         .iter()
         .enumerate()
@@ -260,24 +273,29 @@ pub fn draw(
 }
 
 /// A fan's ranking key from its hash `x` and its score: the exponential
-/// clock `−log2(x / 2^64) / (score + 1)` in fixed point.
-pub fn key(x: u64, score: u64) -> u128 {
+/// clock `−log2(x / 2^64) / (score + 1)` in fixed point,
+/// `floor(e · 2^25 / (score + 1))` with `e` in units of 2^−32 (so `e < 2^38`
+/// and the key fits 63 bits).
+pub fn key(x: u64, score: u64) -> u64 {
     let x = x | 1;
-    let clock = (64u128 << LOG_FRACTION_BITS) - u128::from(log2_fixed(x));
-    (clock << 64) / (u128::from(score) + 1)
+    let clock = (64u64 << LOG_FRACTION_BITS) - log2_fixed(x);
+    (clock << KEY_SHIFT) / score.saturating_add(1)
 }
 
 /// `log2(x)` for `x > 0` in fixed point with [`LOG_FRACTION_BITS`]
-/// fractional bits, by repeated squaring of the mantissa (integers only).
+/// fractional bits: the integer part is the position of the highest set
+/// bit; the fraction comes bit by bit from squaring the mantissa, kept as
+/// its top 32 bits (Q31, truncated after each squaring; 64-bit integers
+/// only).
 fn log2_fixed(x: u64) -> u64 {
     let int = 63 - u64::from(x.leading_zeros());
-    // The mantissa in [1, 2) as Q63.
-    let mut z: u128 = u128::from(x) << (63 - int);
+    // The mantissa in [1, 2) as Q31: the 32 bits from the highest set one.
+    let mut z: u64 = (x << (63 - int)) >> 32;
     let mut frac = 0u64;
     for _ in 0..LOG_FRACTION_BITS {
-        z = (z * z) >> 63;
+        z = (z * z) >> 31;
         frac <<= 1;
-        if z >= 1u128 << 64 {
+        if z >= 1u64 << 32 {
             z >>= 1;
             frac |= 1;
         }

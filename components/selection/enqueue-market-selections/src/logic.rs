@@ -165,6 +165,8 @@ struct Stats {
     batches: u64,
     enqueued: u64,
     finished: bool,
+    /// Milliseconds per step: (step, ms), in order.
+    timings: Vec<(&'static str, u64)>,
 }
 
 impl Stats {
@@ -191,6 +193,7 @@ impl Stats {
             "batches": self.batches,
             "enqueued": self.enqueued,
             "finished": self.finished,
+            "timingsMs": self.timings.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }
@@ -252,7 +255,9 @@ fn execute(settings: &Settings, payload: &Payload, stats: &mut Stats) -> Step<()
     stats.waitlist_count = Some(waitlist_count);
 
     // 3. Every entry of the market.
+    let mut clock = Clock::start();
     let (inputs, unscored) = read_entries(settings, campaign, market)?;
+    stats.timings.push(("readEntries", clock.lap()));
     stats.entries = Some(inputs.len() as u64);
     stats.unscored = unscored;
     if inputs.is_empty() {
@@ -291,6 +296,7 @@ fn execute(settings: &Settings, payload: &Payload, stats: &mut Stats) -> Step<()
         }
     };
     stats.status = Some(record.status);
+    stats.timings.push(("draw", clock.lap()));
     let counts = match &stats.outcome {
         Some((o, _, _)) => o.counts,
         None => return fail("internal", "no outcome"),
@@ -331,6 +337,7 @@ fn execute(settings: &Settings, payload: &Payload, stats: &mut Stats) -> Step<()
         Some((o, _, _)) => o,
         None => return fail("internal", "no outcome"),
     };
+    stats.timings.push(("processingAndRecord", clock.lap()));
 
     // 7. The winners' codes: the same reservations on every run.
     let codes = reserve(settings, &record)?;
@@ -340,11 +347,13 @@ fn execute(settings: &Settings, payload: &Payload, stats: &mut Stats) -> Step<()
         set_status(settings, &mut record, DrawStatus::Reserved)?;
     }
     stats.status = Some(record.status);
+    stats.timings.push(("reserve", clock.lap()));
 
     // 8. Every selection, in rank order, 25 to a message.
     let mut progress = (0u64, 0u64);
     let sent = enqueue(settings, &record, &inputs, outcome, &codes, &mut progress);
     (stats.batches, stats.enqueued) = progress;
+    stats.timings.push(("enqueue", clock.lap()));
     sent?;
 
     // 9. FINISHED, and the record says so.
@@ -362,6 +371,7 @@ fn execute(settings: &Settings, payload: &Payload, stats: &mut Stats) -> Step<()
     if record.status != DrawStatus::Enqueued {
         set_status(settings, &mut record, DrawStatus::Enqueued)?;
     }
+    stats.timings.push(("finish", clock.lap()));
     stats.status = Some(record.status);
     Ok(())
 }
@@ -884,6 +894,23 @@ fn set_status(settings: &Settings, record: &mut DrawRecord, status: DrawStatus) 
 }
 
 // ------------------------------------------------------------------ seed and time
+
+/// Wall-clock laps for the answer's `timingsMs` (the P8 profile).
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn start() -> Clock {
+        Clock(std::time::Instant::now())
+    }
+
+    /// Milliseconds since the start or the previous lap.
+    fn lap(&mut self) -> u64 {
+        let now = std::time::Instant::now();
+        let ms = now.duration_since(self.0).as_millis() as u64;
+        self.0 = now;
+        ms
+    }
+}
 
 /// A fresh seed: SHA-256 of the draw id, the input digest, the clock and two
 /// numbers from the host's random source (std's `RandomState` keys come

@@ -19,8 +19,8 @@ fn names(inputs: &DrawInputs, outcome: &DrawOutcome) -> Vec<String> {
 }
 
 /// The vectors below come from an independent Python implementation of the
-/// rule (hashlib, integers), kept in the report of issue 10: the module docs
-/// are enough to recompute a draw elsewhere.
+/// rule (hashlib and integers, 40 lines written from the module docs), so the
+/// docs are enough to recompute a draw elsewhere.
 #[test]
 fn matches_an_independent_implementation() {
     let inputs = DrawInputs::new(entries(20)).expect("inputs");
@@ -53,6 +53,22 @@ fn matches_an_independent_implementation() {
     );
     let outcome = draw(&small, "s", 1, 1);
     assert_eq!(names(&small, &outcome), ["b", "a", "c"]);
+    let big = DrawInputs::new(
+        (0..1000u64)
+            .map(|i| DrawEntry::new(format!("u{i}"), (i * i) % 1000))
+            .collect(),
+    )
+    .expect("inputs");
+    assert_eq!(
+        big.digest(),
+        "1559815646290108ff025e69690f2d0bdb81f1e1644d8394c20adbb1f5017e3d"
+    );
+    let big_outcome = draw(&big, "vector", 100, 50);
+    assert_eq!(
+        big_outcome.result_digest,
+        "5a5d249fc02f8cc061c80d9029793c5c4602a56e9f92f7783ffca784a05aceb3"
+    );
+    assert_eq!(names(&big, &big_outcome)[..3], ["u509", "u750", "u65"]);
     assert_eq!(
         outcome.result_digest,
         "fd93b603591975eb354a419ae9535d38a839f14a6eca2e29e97ca906ccc42eaf"
@@ -154,8 +170,10 @@ fn equal_keys_go_to_the_smaller_global_user_id() {
     let mut keyed = [(key(5, 0), 2u32), (key(5, 0), 0), (key(5, 0), 1)];
     keyed.sort_unstable();
     assert_eq!(keyed.map(|(_, i)| i), [0, 1, 2]);
-    // A score of u64::MAX does not overflow, and still ranks by its clock.
-    assert!(key(u64::MAX, u64::MAX) < key(1, u64::MAX));
+    // A smaller hash is a longer clock: it ranks later, whatever the score.
+    assert!(key(u64::MAX, 1_000_000) < key(1, 1_000_000));
+    // A score of u64::MAX does not overflow (its key is 0: first).
+    assert_eq!(key(1, u64::MAX), 0);
     assert!(key(0, 0) > 0);
 }
 
