@@ -219,6 +219,16 @@ fn read_entries(
     }
 }
 
+/// A verdict as the JSON says it (`WINNER` …).
+fn name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pending => "PENDING",
+        Verdict::Winner => "WINNER",
+        Verdict::Loser => "LOSER",
+        Verdict::Waitlist => "WAITLIST",
+    }
+}
+
 /// How the Entry Service's saved selections compare with the recomputed
 /// verdicts (and the winners' codes with the draw's reservations).
 #[derive(Debug, Default)]
@@ -278,8 +288,9 @@ fn check_selections(
                 note(
                     "unknown",
                     format!(
-                        "{} ({:?}) is not among the draw's entries",
-                        s.global_user_id, s.verdict
+                        "{} ({}) is not among the draw's entries",
+                        s.global_user_id,
+                        name(s.verdict)
                     ),
                 );
                 continue;
@@ -293,8 +304,10 @@ fn check_selections(
                 note(
                     "disagree",
                     format!(
-                        "{} is saved {:?}, the draw says {:?} (rank {rank})",
-                        s.global_user_id, s.verdict, expected
+                        "{} is saved {}, the draw says {} (rank {rank})",
+                        s.global_user_id,
+                        name(s.verdict),
+                        name(expected)
                     ),
                 );
             }
@@ -322,7 +335,7 @@ fn check_selections(
                     c.codes_on_non_winners += 1;
                     note(
                         "code-not-winner",
-                        format!("{} is {v:?} and holds code {code}", s.global_user_id),
+                        format!("{} is {} and holds code {code}", s.global_user_id, name(v)),
                     );
                 }
                 (None, _) => {}
