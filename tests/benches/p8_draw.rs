@@ -7,7 +7,10 @@
 //! scripted with pre-serialized answers, so the figure is the worker's,
 //! the boundary's and the queue's, not a service's.
 //!
-//! `cargo bench -p usher-testing --bench p8_draw` (after `just build-components pin`);
+//! Then the same draw again (a retry, recomputed from the record) and
+//! `selection/verify-draw` on it.
+//!
+//! `cargo bench --workspace --bench p8_draw` (after `just build-components pin`);
 //! `P8_ENTRIES` and `P8_WINNERS` change the size.
 
 use std::collections::HashMap;
@@ -79,6 +82,9 @@ fn main() {
                         Some(body) => json_response(200, body),
                         None => json_response(400, r#"{"error":"unknown cursor"}"#),
                     }
+                }
+                (Method::Get, "/markets/m1/selections") => {
+                    json_response(200, r#"{"selections":[],"next":null}"#)
                 }
                 (Method::Get, "/campaigns/c1/markets/m1") => json_response(
                     200,
@@ -167,5 +173,23 @@ fn main() {
             println!("p8 draw, re-run: steps (ms) {}", v["stats"]["timingsMs"]);
         }
         println!("p8 draw, re-run from the record: {:.2} s", started.elapsed().as_secs_f64());
+
+        // The verification of the same draw (no selection saved here).
+        let started = Instant::now();
+        let verified = host
+            .invoke(
+                "selection/verify-draw",
+                Input::Invoke(json!({"drawId": "c1.m1"})),
+            )
+            .await
+            .expect("invocation");
+        match &verified.output {
+            Output::Invoke(Ok(v)) => assert_eq!(v["matches"], json!(true), "{v}"),
+            other => panic!("{other:?}"),
+        }
+        println!(
+            "p8 verify-draw: {entries} entries read and drawn again, matches: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
     });
 }
