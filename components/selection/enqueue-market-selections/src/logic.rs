@@ -555,7 +555,7 @@ pub fn read_entries(settings: &Settings, campaign: &str, market: &str) -> Step<(
         })?;
         unscored += page.entries.iter().filter(|e| e.score.is_none()).count() as u64;
         entries.extend(page.entries.into_iter().map(|e| e.draw_entry()));
-        match page.next {
+        match page.next.filter(|n| !n.is_empty()) {
             Some(next) if after.as_deref() == Some(next.as_str()) => {
                 return fail(
                     "entry-service",

@@ -206,7 +206,7 @@ fn read_entries(
             )
         })?;
         entries.extend(page.entries.into_iter().map(|e| e.draw_entry()));
-        match page.next {
+        match page.next.filter(|n| !n.is_empty()) {
             Some(next) if after.as_deref() == Some(next.as_str()) => {
                 return Err(InvokeError::new(
                     "ServiceError",
@@ -341,7 +341,7 @@ fn check_selections(
                 (None, _) => {}
             }
         }
-        match page.next {
+        match page.next.filter(|n| !n.is_empty()) {
             Some(next) if after.as_deref() == Some(next.as_str()) => {
                 return Err(InvokeError::new(
                     "ServiceError",
