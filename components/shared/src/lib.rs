@@ -24,6 +24,8 @@
 //!   (the registration workers' checks and reason codes).
 //! * [`assignment`]: the code assignments, verdicts and selections the
 //!   selection workers exchange with the Entry and Code services.
+//! * [`draw`]: the draw's ranking rule, its digests and its record (one
+//!   rule for the worker that draws and the one that verifies).
 
 #![deny(missing_docs)]
 
@@ -31,6 +33,7 @@ pub mod assignment;
 pub mod campaign;
 pub mod rfc3339;
 pub mod eligibility;
+pub mod draw;
 pub mod selection;
 pub mod user;
 

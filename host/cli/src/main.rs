@@ -1,10 +1,12 @@
 //! `usher`: push, promote, roll back and list worker components; invoke a
 //! worker once on the embedded backends; pin freshly built components; run
 //! every worker with `usher up`; inspect and replay dead-letter queues
-//! (`usher dlq`); run a demo of `usher-demo` (`usher demo replication`).
+//! (`usher dlq`); run a demo of `usher-demo` (`usher demo replication`);
+//! verify a draw (`usher draw verify`).
 
 mod demo;
 mod dlq;
+mod draw;
 mod invoke;
 mod lambda;
 mod provision;
@@ -132,6 +134,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Draws of the selection domain: `usher draw verify <drawId>`.
+    Draw {
+        #[command(subcommand)]
+        command: DrawCommand,
+    },
     /// Demonstrations on the embedded backends (the `usher-demo` crate).
     Demo {
         #[command(subcommand)]
@@ -164,6 +171,28 @@ enum DlqCommand {
         /// The data folder of the embedded backends.
         #[arg(long, env = "USHER_DATA", default_value = ".usher/data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DrawCommand {
+    /// Recomputes a draw from its record and the Entry Service's entries
+    /// (`selection/verify-draw`) and prints the verdict: exit 0 when it
+    /// matches, 1 when it does not, 2 when it cannot be verified (no record,
+    /// a service down).
+    Verify {
+        /// The draw (default id of a market's draw: `<campaignId>.<marketId>`).
+        draw_id: String,
+        /// The data folder of the embedded backends (the worker runs here,
+        /// with the services it calls served on a loopback listener).
+        #[arg(long, env = "USHER_DATA", default_value = ".usher/data")]
+        data: PathBuf,
+        /// Ask a running `usher up` instead (e.g. `http://127.0.0.1:8090`).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the worker's JSON answer instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -235,6 +264,30 @@ fn main() -> Result<()> {
                 }
                 DlqCommand::Replay { queue, to, data } => {
                     rt.block_on(dlq::replay(&paths, &data, &queue, to.as_deref()))
+                }
+            }
+        }
+        Command::Draw {
+            command:
+                DrawCommand::Verify {
+                    draw_id,
+                    data,
+                    url,
+                    json,
+                },
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let outcome = rt.block_on(draw::verify(&paths, &draw_id, &data, url.as_deref(), json));
+            drop(rt);
+            match outcome {
+                Ok(true) => Ok(()),
+                // 1: the draw does not match; 2: it could not be verified.
+                Ok(false) => std::process::exit(1),
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    std::process::exit(2)
                 }
             }
         }
