@@ -18,7 +18,8 @@
 //! 5. It prints a verification: winners per market = selection count (or
 //!    every entry when fewer), every winner exactly one code, no code twice,
 //!    demand-table verdicts = Entry Service, Code Service marked = assigned,
-//!    every draw verifies (`selection/verify-draw`).
+//!    every draw verifies (`selection/verify-draw`), every market's stats
+//!    FINISHED with the reported verdicts = the draw's counts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -251,7 +252,9 @@ impl Presale {
     /// (the first twenty fans cover them all).
     fn fan(i: usize, slug: &str, run: &str, markets: &[MarketPlan]) -> Fan {
         let user = format!("fan-{i:06}");
-        let market = markets[i % markets.len()].id.clone();
+        // Blocks of twenty fans (one of every case below) per market, so
+        // every market gets eligible and refused fans alike.
+        let market = markets[(i / 20) % markets.len()].id.clone();
         let mut fan = Fan {
             user,
             slug: slug.to_string(),
@@ -828,6 +831,32 @@ impl Presale {
             Ok((marked, all.then_some(())))
         })
         .await?;
+        // The verdict counts reach the Campaign Service's market stats
+        // (save-selections → verdict-reporter → report-verdicts): FINISHED,
+        // and every batch's report counted once.
+        self.wait("reporting verdicts", self.markets.len() as u64, || async {
+            let mut done = 0u64;
+            for m in &self.markets {
+                let stats = self
+                    .ok(
+                        reqwest::Method::GET,
+                        &format!(
+                            "/services/campaigns/campaigns/{}/markets/{}/stats",
+                            self.campaign, m.id
+                        ),
+                        None,
+                    )
+                    .await?;
+                if stats["status"] == json!("FINISHED")
+                    && stats["expected"].is_object()
+                    && stats["reported"] == stats["expected"]
+                {
+                    done += 1;
+                }
+            }
+            Ok((done, (done == self.markets.len() as u64).then_some(())))
+        })
+        .await?;
         let elapsed = started.elapsed();
 
         // Verification.
@@ -917,6 +946,7 @@ impl Presale {
             codes_seen.len()
         );
         println!("  demand-table        every verdict and code = the Entry Service's");
+        println!("  market stats        FINISHED; verdicts reported = the draw's counts");
         println!("  elapsed             {:.1} s", elapsed.as_secs_f64());
         for (worker, c) in platform.counters() {
             println!(
