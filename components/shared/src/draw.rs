@@ -39,7 +39,8 @@
 //!   verdict byte` (1 winner, 2 waitlist, 3 loser).
 //!
 //! Anyone with the entries, the seed and the counts can recompute both with
-//! a few lines in any language; the record keeps both digests, so a later
+//! a few lines in any language (`components/shared/draw_reference.py` does,
+//! in Python); the record keeps both digests, so a later
 //! change of the entries (input digest) or of the outcome (result digest)
 //! shows.
 //!

@@ -19,8 +19,9 @@ fn names(inputs: &DrawInputs, outcome: &DrawOutcome) -> Vec<String> {
 }
 
 /// The vectors below come from an independent Python implementation of the
-/// rule (hashlib and integers, 40 lines written from the module docs), so the
-/// docs are enough to recompute a draw elsewhere.
+/// rule (`components/shared/draw_reference.py`: hashlib and integers, written
+/// from the module docs), so the docs are enough to recompute a draw
+/// elsewhere.
 #[test]
 fn matches_an_independent_implementation() {
     let inputs = DrawInputs::new(entries(20)).expect("inputs");
