@@ -1021,5 +1021,10 @@ fn transfer_base(
     )))
 }
 
+#[cfg(feature = "sdk")]
+mod sdk;
+#[cfg(feature = "sdk")]
+pub use sdk::{now_ms, table_setting, SdkLookup};
+
 #[cfg(test)]
 mod tests;

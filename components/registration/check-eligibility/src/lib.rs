@@ -26,7 +26,8 @@
 
 mod logic;
 
-pub use logic::{check, now_ms, SdkLookup, Settings};
+pub use logic::{check, Settings};
+pub use usher_domain::eligibility::{now_ms, SdkLookup};
 
 use usher_sdk::{InvokeError, InvokeWorker, Value};
 

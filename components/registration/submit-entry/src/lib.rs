@@ -57,7 +57,8 @@
 
 mod logic;
 
-pub use logic::{now_ms, submit, SdkLookup, Settings, MAX_ATTEMPTS};
+pub use logic::{submit, Settings, MAX_ATTEMPTS};
+pub use usher_domain::eligibility::{now_ms, SdkLookup};
 
 use usher_sdk::{InvokeError, InvokeWorker, Value};
 

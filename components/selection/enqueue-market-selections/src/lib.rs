@@ -54,7 +54,7 @@
 
 mod logic;
 
-pub use logic::{now_rfc3339, read_entries, reserve, rfc3339, run, Failure, Payload, Settings};
+pub use logic::{now_rfc3339, read_entries, reserve, run, Failure, Payload, Settings};
 
 use usher_sdk::{InvokeError, InvokeWorker, Value};
 

@@ -3,6 +3,7 @@ use usher_sdk::json::json;
 use usher_sdk::Error;
 
 use super::*;
+use usher_domain::eligibility::SdkLookup;
 
 /// 2026-12-02T10:00:00Z.
 const NOW: i64 = 1_796_205_600_000;
