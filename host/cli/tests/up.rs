@@ -183,7 +183,7 @@ async fn up_points_every_service_an_http_worker_serves_at_its_listener() {
         if name == "resources.yaml" {
             text.replace(
                 "\nservices:\n",
-                "\nservices:\n  scores: { url: \"http://127.0.0.1:9/scores\" }\n  users: { url: \"https://users.example.com\" }\n",
+                "\nservices:\n  scores: { url: \"http://127.0.0.1:9/scores\" }\n  loyalty: { url: \"https://loyalty.example.com\" }\n",
             )
         } else {
             text
@@ -223,7 +223,7 @@ async fn up_points_every_service_an_http_worker_serves_at_its_listener() {
         .arg(&data)
         .env_remove("USHER_SERVICE_ENTRIES_URL")
         .env_remove("USHER_SERVICE_SCORES_URL")
-        .env_remove("USHER_SERVICE_USERS_URL")
+        .env_remove("USHER_SERVICE_LOYALTY_URL")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
@@ -237,7 +237,7 @@ async fn up_points_every_service_an_http_worker_serves_at_its_listener() {
         format!(
             "service scores -> {base}/services/scores (served here by services/scores-service)"
         ),
-        "service users -> https://users.example.com (the registry's)".to_string(),
+        "service loyalty -> https://loyalty.example.com (the registry's)".to_string(),
     ];
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -374,13 +374,13 @@ async fn step_functions_payloads_and_typed_errors() {
 #[tokio::test]
 async fn appsync_resolver_events_pass_arguments_identity_source_and_info() {
     let fx = Fixture::new();
-    let run = start(&fx.config("testing/check-eligibility")).await;
+    let run = start(&fx.config("testing/echo-arguments")).await;
     let event = fixture("appsync-resolver.json");
     let reply = run.host.handle(event.clone()).await.expect("reply");
     assert_eq!(reply["arguments"], event["arguments"]);
     assert_eq!(reply["identity"], event["identity"]);
     assert_eq!(reply["source"], Value::Null);
-    assert_eq!(reply["info"]["fieldName"], "checkEligibility");
+    assert_eq!(reply["info"]["fieldName"], "echoArguments");
     assert_eq!(reply["info"]["parentTypeName"], "Query");
     assert_eq!(
         reply["info"]["selectionSetList"],
@@ -400,7 +400,7 @@ async fn appsync_resolver_events_pass_arguments_identity_source_and_info() {
     assert_eq!(err.error_type, "InvalidEvent");
     assert!(
         err.message
-            .contains("resolves Query.getEntries, but the worker resolves Query.checkEligibility"),
+            .contains("resolves Query.getEntries, but the worker resolves Query.echoArguments"),
         "{err}"
     );
 }

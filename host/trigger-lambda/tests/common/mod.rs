@@ -21,9 +21,9 @@ workers:
   echo:
     component: { name: testing/echo, version: 0.1.0, sha256: PIN }
     trigger: { invoke: {} }
-  check-eligibility:
+  echo-arguments:
     component: { name: testing/echo, version: 0.1.0, sha256: PIN }
-    trigger: { resolver: { type_name: Query, field_name: checkEligibility } }
+    trigger: { resolver: { type_name: Query, field_name: echoArguments } }
   spin-forever:
     component: { name: testing/spin-forever, version: 0.1.0, sha256: PIN }
     trigger: { invoke: {} }
