@@ -31,9 +31,9 @@
 
 pub mod assignment;
 pub mod campaign;
-pub mod rfc3339;
-pub mod eligibility;
 pub mod draw;
+pub mod eligibility;
+pub mod rfc3339;
 pub mod selection;
 pub mod user;
 

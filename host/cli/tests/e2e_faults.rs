@@ -27,12 +27,8 @@ async fn a_faulty_entry_service_still_converges() {
             .replace("visibility_timeout_s: 30", "visibility_timeout_s: 2"),
         _ => text,
     });
-    let (proxy_addr, proxy) = Proxy::start(
-        &platform.base,
-        30,
-        Duration::from_millis(TIMEOUT_MS * 3),
-    )
-    .await;
+    let (proxy_addr, proxy) =
+        Proxy::start(&platform.base, 30, Duration::from_millis(TIMEOUT_MS * 3)).await;
     platform.entries_url = format!("http://{proxy_addr}/services/entries");
     platform.start().await;
 

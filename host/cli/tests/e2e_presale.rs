@@ -73,7 +73,12 @@ fn demo(platform: &Platform, fans: usize, markets: usize, out: &Path, err: &Path
 }
 
 /// Waits (at most `within`) for the demo to exit; its stdout and stderr.
-async fn finish(mut child: Child, out: &Path, err: &Path, within: Duration) -> (bool, String, String) {
+async fn finish(
+    mut child: Child,
+    out: &Path,
+    err: &Path,
+    within: Duration,
+) -> (bool, String, String) {
     let deadline = Instant::now() + within;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -111,12 +116,8 @@ fn assert_no_dead_letters(platform: &Platform) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_presale_converges_with_faulty_code_and_entry_services() {
     let mut platform = Platform::new(edit_resources);
-    let (proxy_addr, proxy) = Proxy::start(
-        &platform.base,
-        30,
-        Duration::from_millis(TIMEOUT_MS * 2),
-    )
-    .await;
+    let (proxy_addr, proxy) =
+        Proxy::start(&platform.base, 30, Duration::from_millis(TIMEOUT_MS * 2)).await;
     platform.entries_url = format!("http://{proxy_addr}/services/entries");
     platform.env.push((
         "USHER_SERVICE_CODES_URL".into(),
@@ -175,7 +176,10 @@ async fn the_presale_survives_kill_9_in_the_middle_of_each_draw() {
         if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
             panic!("the demo exited with {status} before creating its campaign:\n{text}");
         }
-        assert!(Instant::now() < deadline, "no campaign after 120 s:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no campaign after 120 s:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 

@@ -119,12 +119,13 @@ where
         return Err(DemoError::Usage("--markets must be at most 1000".into()));
     }
     if let (Some(url), Some(data)) = (&args.url, &args.data) {
-        let embedded = usher_backend_embedded::Embedded::open(data, resources).map_err(
-            |source| DemoError::Open {
-                path: data.clone(),
-                source,
-            },
-        )?;
+        let embedded =
+            usher_backend_embedded::Embedded::open(data, resources).map_err(|source| {
+                DemoError::Open {
+                    path: data.clone(),
+                    source,
+                }
+            })?;
         let platform = External {
             base: url.trim_end_matches('/').to_string(),
             embedded,
@@ -670,7 +671,9 @@ impl Presale {
                 return Err(failed(format!(
                     "{stage}: {at} of {total} after {} s{}",
                     self.timeout.as_secs(),
-                    last_error.map(|e| format!(" (last poll: {e})")).unwrap_or_default()
+                    last_error
+                        .map(|e| format!(" (last poll: {e})"))
+                        .unwrap_or_default()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

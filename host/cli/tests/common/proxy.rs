@@ -31,7 +31,11 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy on 127.0.0.1 forwarding to `target` (`http://host:port`)
     /// that fails `fail_percent` % of the requests; held answers wait `hold`.
-    pub async fn start(target: &str, fail_percent: u64, hold: Duration) -> (SocketAddr, Arc<Proxy>) {
+    pub async fn start(
+        target: &str,
+        fail_percent: u64,
+        hold: Duration,
+    ) -> (SocketAddr, Arc<Proxy>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
