@@ -201,7 +201,7 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
     let entry = |n: usize| {
         // Scores spread over the fields given and the version.
         let mut fields = json!({"firstName": format!("Fan{n}"), "age": 18 + n % 60});
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             fields["newsletter"] = json!(true);
         }
         fields
