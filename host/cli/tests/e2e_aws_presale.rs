@@ -24,8 +24,11 @@
 //! winners, the market's stats are FINISHED with reported = expected, and
 //! `selection/verify-draw` (as a function too) says the draw matches.
 //!
-//! A second test runs `registration/submit-entry` as a function invoked with
-//! AppSync direct resolver events, writing demand-table on DynamoDB Local.
+//! A second test runs `registration/submit-entry` and
+//! `registration/check-eligibility` as functions invoked with AppSync direct
+//! resolver events (submit-entry writing demand-table on DynamoDB Local with
+//! conditional writes), and `registration/upsert-users` fed from moto's
+//! user-info queue.
 
 mod aws;
 mod common;
@@ -344,6 +347,8 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
         .unwrap_or_else(|e| panic!("{}", context(&format!("the retried draw failed: {e:?}"))));
     assert_eq!(again["errors"], json!([]), "{again}");
     assert_eq!(again["stats"]["existingRecord"], json!(true), "{again}");
+    // The retry sends the same batches again (the save side is idempotent).
+    assert_eq!(again["stats"]["enqueued"], json!(ENTRIES), "{again}");
     for field in [
         "drawId",
         "seed",
@@ -383,14 +388,25 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
     assert_eq!(record["resultDigest"], stats["resultDigest"], "{record}");
     assert_eq!(record["inputDigest"], stats["inputDigest"], "{record}");
 
-    // The codes are assigned and marked, the verdicts reported.
+    // The codes are assigned and marked, the verdicts reported, both
+    // sends of every batch saved (the queues drained).
     let stats_url =
         format!("{base}/services/campaigns/campaigns/{campaign}/markets/{MARKET}/stats");
+    let queue_urls: Vec<String> = ["save-selection", "verdict-reporter"]
+        .iter()
+        .map(|q| deployed.resource("queues", q, "physical"))
+        .collect();
+    let batches = stats["batches"].as_u64().expect("batches");
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let pool = ok(&http, reqwest::Method::GET, &pool_url, None).await;
         let market = ok(&http, reqwest::Method::GET, &stats_url, None).await;
-        if pool["marked"] == json!(SELECTION)
+        let mut drained = SourceStats::get(&save_stats.records) >= 2 * batches;
+        for url in &queue_urls {
+            drained &= servers.depth(url).await == 0;
+        }
+        if drained
+            && pool["marked"] == json!(SELECTION)
             && market["status"] == json!("FINISHED")
             && market["expected"].is_object()
             && market["reported"] == market["expected"]
@@ -551,7 +567,9 @@ fn appsync_event(field: &str, arguments: Value) -> Value {
 /// demand-table on DynamoDB Local with a conditional write, a resubmission
 /// raising the version, an identical one writing nothing, concurrent ones
 /// each getting their own version, a refusal writing nothing, the user
-/// record on moto's user-info queue.
+/// record through moto's user-info queue to the User Service
+/// (`registration/upsert-users` as a function); `Query.checkEligibility`
+/// (`registration/check-eligibility`) as a resolver function too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn submit_entry_runs_as_an_appsync_resolver_on_the_aws_backends() {
     let Some(servers) = Servers::from_env() else {
@@ -560,7 +578,16 @@ async fn submit_entry_runs_as_an_appsync_resolver_on_the_aws_backends() {
     let mut platform = Platform::new(|_, text| text);
     platform.start().await;
     let registry = platform.registry();
-    let deployed = Provisioned::new(&servers, &platform, &["registration/submit-entry"]).await;
+    let deployed = Provisioned::new(
+        &servers,
+        &platform,
+        &[
+            "registration/submit-entry",
+            "registration/check-eligibility",
+            "registration/upsert-users",
+        ],
+    )
+    .await;
     let base = platform.base.clone();
     let services = [
         (
@@ -576,6 +603,37 @@ async fn submit_entry_runs_as_an_appsync_resolver_on_the_aws_backends() {
     let env = deployed.function_env(&platform, &services);
     let mut submit =
         Function::start("registration/submit-entry", 2, &env, platform.tmp.path()).await;
+    let mut check = Function::start(
+        "registration/check-eligibility",
+        1,
+        &env,
+        platform.tmp.path(),
+    )
+    .await;
+    let mut users_env = env.clone();
+    users_env.push((
+        "USHER_SERVICE_USERS_URL".into(),
+        format!("{base}/services/users"),
+    ));
+    let mut upsert = Function::start(
+        "registration/upsert-users",
+        1,
+        &users_env,
+        platform.tmp.path(),
+    )
+    .await;
+    // user-info ──► upsert-users, through the SQS event-source mapping.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let users_stats = Arc::new(SourceStats::default());
+    let users_source = tokio::spawn(
+        QueueSource {
+            client: servers.sqs().await,
+            queue_url: deployed.resource("queues", "user-info", "physical"),
+            queue_arn: deployed.resource("queues", "user-info", "arn"),
+            batch_size: 10,
+        }
+        .run(upsert.api.clone(), users_stats.clone(), stopped),
+    );
     let tables = servers
         .backends(&registry.resources, &deployed.prefix)
         .await
@@ -595,6 +653,17 @@ async fn submit_entry_runs_as_an_appsync_resolver_on_the_aws_backends() {
         let api = submit.api.clone();
         async move { api.invoke(event, Duration::from_secs(30)).await }
     };
+
+    // Query.checkEligibility, the same way.
+    let mut event = appsync_event("checkEligibility", arguments("ada", "Ada"));
+    event["info"]["parentTypeName"] = json!("Query");
+    let eligible = check
+        .api
+        .invoke(event, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", check.logs()));
+    assert_eq!(eligible["isEligible"], json!(true), "{eligible}");
+    assert_eq!(eligible["campaignId"], json!(campaign), "{eligible}");
 
     // A new entry: version 1, written under "no such item".
     let created = call(appsync_event("submitEntry", arguments("ada", "Ada")))
@@ -686,9 +755,41 @@ async fn submit_entry_runs_as_an_appsync_resolver_on_the_aws_backends() {
         .expect_err("an event for another field");
     assert!(wrong.message.contains("submitEntry"), "{wrong:?}");
 
-    // The user records went to moto's user-info queue.
+    // The user record went through moto's user-info queue to the User
+    // Service (upsert-users as a function); the queue drains, nothing in
+    // its dead-letter queue.
+    let user_url = format!("{base}/services/users/users/ada");
     let users_queue = deployed.resource("queues", "user-info", "physical");
-    assert!(servers.depth(&users_queue).await >= 1);
-    submit.assert_running();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = http.get(&user_url).send().await.expect("GET user");
+        if found.status().is_success() && servers.depth(&users_queue).await == 0 {
+            let found: Value = found.json().await.expect("a user");
+            assert_eq!(found["email"], json!("ada@fans.example"), "{found}");
+            assert_eq!(found["country"], json!("US"), "{found}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ada never reached the User Service: {}\n{}",
+            users_stats.summary(),
+            upsert.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dlq = deployed.resource("queues", "user-info-dlq", "physical");
+    assert_eq!(servers.depth(&dlq).await, 0);
+    assert_eq!(
+        SourceStats::get(&users_stats.errors) + SourceStats::get(&users_stats.item_failures),
+        0,
+        "{}\n{}",
+        users_stats.summary(),
+        upsert.logs()
+    );
+    for function in [&mut submit, &mut check, &mut upsert] {
+        function.assert_running();
+    }
+    stop.send(true).expect("stop the source");
+    users_source.await.expect("the source");
     platform.stop().await;
 }
