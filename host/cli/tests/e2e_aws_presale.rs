@@ -18,7 +18,9 @@
 //! child on its embedded backends; the functions reach them through
 //! `USHER_SERVICE_<NAME>_URL`. The draw is invoked twice with the same
 //! payload (a Step Functions retry): the second answer is the same draw
-//! (same record, digests and counts) and reserves nothing more. Then every
+//! (same record, digests and counts), reserves nothing more and sends the
+//! same batches again, which are saved and reported once; a third run asking
+//! another count is refused (`record-mismatch`). Then every
 //! winner has exactly one code, demand-table on DynamoDB holds the Entry
 //! Service's verdicts and codes, the Code Service's marked = assigned =
 //! winners, the market's stats are FINISHED with reported = expected, and
@@ -188,7 +190,9 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
     // scores in the Entry Service and the same entries in demand-table.
     let http = reqwest::Client::new();
     let campaign = format!("c-aws-presale-{}", std::process::id());
-    create_campaign(&http, &base, &campaign, SELECTION, WAITLIST).await;
+    // The market says fewer winners than the Step Functions payload: the
+    // payload's count wins (as the seed's payload carries it).
+    create_campaign(&http, &base, &campaign, SELECTION - 10, WAITLIST).await;
     let codes: Vec<String> = (0..CODES)
         .map(|n| format!("{campaign}-code-{n:04}"))
         .collect();
@@ -312,9 +316,10 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
     let refused = refused.expect_err("a payload without marketId is refused");
     assert_eq!(refused.error_type, "InvalidInput", "{refused:?}");
 
-    // The Step Functions task: the state's input as the payload, then the
-    // same payload again (a retry after a lost answer).
-    let payload = json!({"campaignId": campaign, "marketId": MARKET});
+    // The Step Functions task: the state's input as the payload (the
+    // seed's `{campaignId, marketId, selectionCount}`), then the same
+    // payload again (a retry after a lost answer).
+    let payload = json!({"campaignId": campaign, "marketId": MARKET, "selectionCount": SELECTION});
     let first = enqueue
         .api
         .invoke(payload.clone(), INVOKE_TIMEOUT)
@@ -342,7 +347,7 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
 
     let again = enqueue
         .api
-        .invoke(payload, INVOKE_TIMEOUT)
+        .invoke(payload.clone(), INVOKE_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{}", context(&format!("the retried draw failed: {e:?}"))));
     assert_eq!(again["errors"], json!([]), "{again}");
@@ -365,6 +370,19 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
             "{field}: {first}\n{again}"
         );
     }
+    // A retry asking another count is refused: the draw is made.
+    let mut other = payload.clone();
+    other["selectionCount"] = json!(SELECTION - 1);
+    let mismatch = enqueue
+        .api
+        .invoke(other, INVOKE_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{}", context(&format!("the third run failed: {e:?}"))));
+    assert_eq!(
+        mismatch["errors"][0]["reason"],
+        json!("record-mismatch"),
+        "{mismatch}"
+    );
     // One reservation of the winners' codes, not two.
     let pool_url = format!("{base}/services/codes/pools/{campaign}/{MARKET}");
     let pool = ok(&http, reqwest::Method::GET, &pool_url, None).await;
