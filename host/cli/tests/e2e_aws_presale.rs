@@ -43,6 +43,7 @@ use aws::sources::{QueueSource, SourceStats, StreamSource, StreamTarget};
 use aws::{Function, Provisioned, Servers};
 use common::Platform;
 use serde_json::{json, Value};
+use usher_backend_aws::DynamoTables;
 use usher_capabilities::TableBackend;
 
 const MARKET: &str = "m1";
@@ -141,16 +142,22 @@ fn key(campaign: &str, user: &str) -> Value {
     json!({"PK": format!("ENTRY#{campaign}#{user}"), "SK": "ENTRY"})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
-    let Some(servers) = Servers::from_env() else {
-        return;
-    };
+/// The selection workers deployed as `usher lambda` functions on the
+/// servers (their resources provisioned, components on S3), the reference
+/// services under `usher up` (embedded), and the AWS tables for the test.
+async fn deploy_selection(
+    servers: &Servers,
+) -> (
+    Platform,
+    Provisioned,
+    Vec<(String, String)>,
+    Arc<DynamoTables>,
+) {
     let mut platform = Platform::new(|_, text| text);
     platform.start().await;
     let registry = platform.registry();
     let deployed = Provisioned::new(
-        &servers,
+        servers,
         &platform,
         &[
             "selection/enqueue-market-selections",
@@ -175,24 +182,25 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
     ];
     let services: Vec<(&str, &str)> = services.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let env = deployed.function_env(&platform, &services);
-    let dir = platform.tmp.path().to_path_buf();
-    let mut enqueue = Function::start("selection/enqueue-market-selections", 1, &env, &dir).await;
-    let mut save = Function::start("selection/save-selections", 2, &env, &dir).await;
-    let mut report = Function::start("selection/report-verdicts", 1, &env, &dir).await;
-    let mut mark = Function::start("selection/mark-assigned-codes", 1, &env, &dir).await;
-    let mut verify = Function::start("selection/verify-draw", 1, &env, &dir).await;
     let tables = servers
         .backends(&registry.resources, &deployed.prefix)
         .await
         .tables();
+    (platform, deployed, env, tables)
+}
 
-    // The campaign, its market, the code pool, the entries with their
-    // scores in the Entry Service and the same entries in demand-table.
-    let http = reqwest::Client::new();
-    let campaign = format!("c-aws-presale-{}", std::process::id());
+/// The campaign (its market asking `SELECTION - 10` winners), the code
+/// pool of `CODES`, `ENTRIES` entries with their scores in the Entry Service
+/// and the same entries in demand-table (`tables`). Returns the codes.
+async fn seed_market(
+    http: &reqwest::Client,
+    base: &str,
+    tables: &dyn TableBackend,
+    campaign: &str,
+) -> Vec<String> {
     // The market says fewer winners than the Step Functions payload: the
     // payload's count wins (as the seed's payload carries it).
-    create_campaign(&http, &base, &campaign, SELECTION - 10, WAITLIST).await;
+    create_campaign(http, base, campaign, SELECTION - 10, WAITLIST).await;
     let codes: Vec<String> = (0..CODES)
         .map(|n| format!("{campaign}-code-{n:04}"))
         .collect();
@@ -257,6 +265,28 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
             .await
             .expect("a demand-table entry");
     }
+    codes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
+    let Some(servers) = Servers::from_env() else {
+        return;
+    };
+    let (mut platform, deployed, env, tables) = deploy_selection(&servers).await;
+    let base = platform.base.clone();
+    let dir = platform.tmp.path().to_path_buf();
+    let mut enqueue = Function::start("selection/enqueue-market-selections", 1, &env, &dir).await;
+    let mut save = Function::start("selection/save-selections", 2, &env, &dir).await;
+    let mut report = Function::start("selection/report-verdicts", 1, &env, &dir).await;
+    let mut mark = Function::start("selection/mark-assigned-codes", 1, &env, &dir).await;
+    let mut verify = Function::start("selection/verify-draw", 1, &env, &dir).await;
+
+    // The campaign, its market, the code pool, the entries with their
+    // scores in the Entry Service and the same entries in demand-table.
+    let http = reqwest::Client::new();
+    let campaign = format!("c-aws-presale-{}", std::process::id());
+    let codes = seed_market(&http, &base, tables.as_ref(), &campaign).await;
 
     // The event-source mappings: two pollers of save-selection, one of
     // verdict-reporter, the demand-table stream.
@@ -554,6 +584,101 @@ async fn the_selection_runs_as_lambda_functions_on_the_aws_backends() {
     for source in sources {
         source.await.expect("a source");
     }
+    platform.stop().await;
+}
+
+/// The draw's function is killed (`kill -9`: a crash, or Lambda ending a
+/// timed-out invocation) the moment its record is on DynamoDB, in the
+/// middle of reserving codes and enqueueing; the Step Functions retry on a
+/// fresh instance follows the record: the same draw, one reservation, every
+/// selection enqueued, the market FINISHED. (The record's status at the
+/// kill is printed: usually DRAWN or RESERVED.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_draw_survives_its_function_killed_mid_draw_on_the_aws_backends() {
+    let Some(servers) = Servers::from_env() else {
+        return;
+    };
+    let (mut platform, deployed, env, tables) = deploy_selection(&servers).await;
+    let base = platform.base.clone();
+    let dir = platform.tmp.path().to_path_buf();
+    let http = reqwest::Client::new();
+    let campaign = format!("c-aws-crash-{}", std::process::id());
+    seed_market(&http, &base, tables.as_ref(), &campaign).await;
+    let payload = json!({"campaignId": campaign, "marketId": MARKET, "selectionCount": SELECTION});
+    let draw_id = format!("{campaign}.{MARKET}");
+    let record_key = json!({"PK": format!("DRAW#{draw_id}"), "SK": "RECORD"});
+
+    let mut crashing = Function::start("selection/enqueue-market-selections", 1, &env, &dir).await;
+    let api = crashing.api.clone();
+    let first_payload = payload.clone();
+    let lost = tokio::spawn(async move { api.invoke(first_payload, INVOKE_TIMEOUT).await });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status_at_kill = loop {
+        if let Some(record) = tables.get("draws", &record_key).await.expect("get") {
+            crashing.kill();
+            break record["status"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no draw record after 60 s:\n{}",
+            crashing.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    eprintln!(
+        "killed the draw with its record {status_at_kill}; its answer {}",
+        if lost.is_finished() {
+            "had come"
+        } else {
+            "never came"
+        }
+    );
+    lost.abort();
+
+    // The retry, on a fresh instance.
+    let retry = Function::start("selection/enqueue-market-selections", 1, &env, &dir).await;
+    let answer = retry
+        .api
+        .invoke(payload, INVOKE_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("the retried draw failed: {e:?}\n{}", retry.logs()));
+    assert_eq!(answer["errors"], json!([]), "{answer}");
+    let stats = &answer["stats"];
+    assert_eq!(stats["existingRecord"], json!(true), "{answer}");
+    assert_eq!(stats["winners"], json!(SELECTION), "{answer}");
+    assert_eq!(stats["enqueued"], json!(ENTRIES), "{answer}");
+    assert_eq!(stats["status"], json!("ENQUEUED"), "{answer}");
+    let record = tables
+        .get("draws", &record_key)
+        .await
+        .expect("get")
+        .expect("the record");
+    assert_eq!(record["resultDigest"], stats["resultDigest"], "{record}");
+    assert_eq!(record["status"], json!("ENQUEUED"), "{record}");
+    // One reservation: the killed run's, reused.
+    let pool = ok(
+        &http,
+        reqwest::Method::GET,
+        &format!("{base}/services/codes/pools/{campaign}/{MARKET}"),
+        None,
+    )
+    .await;
+    assert_eq!(pool["available"], json!(CODES - SELECTION), "{pool}");
+    assert_eq!(pool["reserved"], json!(SELECTION), "{pool}");
+    let market = ok(
+        &http,
+        reqwest::Method::GET,
+        &format!("{base}/services/campaigns/campaigns/{campaign}/markets/{MARKET}/stats"),
+        None,
+    )
+    .await;
+    assert_eq!(market["status"], json!("FINISHED"), "{market}");
+    assert_eq!(market["drawId"], json!(draw_id), "{market}");
+    // Every batch is on moto's save-selection queue (the killed run's too,
+    // when it got that far: the save side is idempotent).
+    let queue = deployed.resource("queues", "save-selection", "physical");
+    let batches = stats["batches"].as_u64().expect("batches");
+    assert!(servers.depth(&queue).await >= batches);
     platform.stop().await;
 }
 

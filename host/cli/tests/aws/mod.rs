@@ -349,6 +349,15 @@ impl Function {
         }
     }
 
+    /// `kill -9` of every instance (a crash, or Lambda ending a timed-out
+    /// invocation): an invocation in flight never gets its answer.
+    pub fn kill(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits up to `within` for every instance to exit; their statuses.
     pub async fn wait_exit(
         &mut self,
