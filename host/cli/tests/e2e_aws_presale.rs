@@ -205,7 +205,7 @@ async fn seed_market(
         .map(|n| format!("{campaign}-code-{n:04}"))
         .collect();
     let loaded = ok(
-        &http,
+        http,
         reqwest::Method::POST,
         &format!("{base}/services/codes/pools/{campaign}/{MARKET}/codes"),
         Some(&json!({"codes": codes})),
@@ -232,7 +232,7 @@ async fn seed_market(
             })
             .collect();
         let upserted = ok(
-            &http,
+            http,
             reqwest::Method::POST,
             &format!("{base}/services/entries/entries/batch-upsert"),
             Some(&json!({"entries": entries, "refreshScores": true})),
@@ -242,7 +242,7 @@ async fn seed_market(
         assert_eq!(upserted["scoreFailures"], json!([]), "{upserted}");
     }
     let listed = pages(
-        &http,
+        http,
         &format!("{base}/services/entries/markets/{MARKET}/entries?campaignId={campaign}"),
         "entries",
     )
@@ -250,7 +250,7 @@ async fn seed_market(
     assert_eq!(listed.len(), ENTRIES);
     assert!(listed.iter().all(|e| e["score"].is_u64()), "{listed:?}");
     for (n, user) in users.iter().enumerate() {
-        let mut item = key(&campaign, user);
+        let mut item = key(campaign, user);
         let fields = json!({
             "campaignId": campaign, "globalUserId": user, "marketId": MARKET,
             "entry": entry(n), "email": format!("{user}@fans.example"), "verdict": "PENDING",
