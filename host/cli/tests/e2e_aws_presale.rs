@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! Step Functions task ──► enqueue-market-selections (usher lambda) ──► draws (DynamoDB Local)
-//!     {"campaignId","marketId"}             ├─► Code/Campaign/Entry Services (usher up)
-//!                                           └─► moto SQS save-selection
+//!   {"campaignId","marketId",               ├─► Code/Campaign/Entry Services (usher up)
+//!    "selectionCount"}                      └─► moto SQS save-selection
 //! save-selection ──► save-selections (usher lambda) ──► Entry Service (codes, verdicts)
 //!                                                   ├─► demand-table (DynamoDB Local)
 //!                                                   └─► moto SQS verdict-reporter
@@ -26,7 +26,10 @@
 //! winners, the market's stats are FINISHED with reported = expected, and
 //! `selection/verify-draw` (as a function too) says the draw matches.
 //!
-//! A second test runs `registration/submit-entry` and
+//! Another test kills the draw's function the moment its record is on
+//! DynamoDB and checks that the retry on a fresh instance follows the record.
+//!
+//! A third test runs `registration/submit-entry` and
 //! `registration/check-eligibility` as functions invoked with AppSync direct
 //! resolver events (submit-entry writing demand-table on DynamoDB Local with
 //! conditional writes), and `registration/upsert-users` fed from moto's
