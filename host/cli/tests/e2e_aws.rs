@@ -25,42 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws::sources::{KinesisSource, QueueSource, SourceStats, StreamSource, StreamTarget};
-use aws::{Function, Servers};
+use aws::{provisioned, usher_s3, Function, Provisioned, Servers};
 use common::{bump, converge_with, remove, root, with_custom_section, Platform};
 use serde_json::{json, Value};
 use usher_backend_aws::DynamoTables;
-use usher_backend_conformance::unique_name;
 use usher_capabilities::TableBackend;
 
 const CAMPAIGN: &str = "c-aws";
 const ENTRIES: usize = 300;
-
-/// Runs `usher` on the S3 component store with the servers' environment;
-/// returns its standard output.
-fn usher_s3(platform: &Platform, store: &str, env: &[(String, String)], args: &[&str]) -> String {
-    let out = common::usher_at(&platform.registry_dir, store)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("usher runs");
-    assert!(
-        out.status.success(),
-        "usher {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// The `arn` (or `physical`) of a resource in `usher provision --json`.
-fn provisioned(report: &Value, kind: &str, name: &str, field: &str) -> String {
-    report[kind]
-        .as_array()
-        .and_then(|list| list.iter().find(|r| r["name"] == json!(name)))
-        .and_then(|r| r[field].as_str())
-        .unwrap_or_else(|| panic!("{kind} {name} is not in {report}"))
-        .to_string()
-}
 
 /// The replication workers deployed on the local servers: the registry's
 /// resources provisioned under a fresh prefix, both components pushed and
@@ -89,43 +61,22 @@ async fn deploy(servers: Servers) -> Deployment {
     platform.start().await;
     let registry = platform.registry();
 
-    let prefix = format!("{}-", unique_name("e2e"));
-    let env = servers.env(&prefix);
-    let bucket = unique_name("usher-store");
-    servers.bucket(&bucket).await;
-    let store = format!("s3://{bucket}/components");
-    let report: Value = serde_json::from_str(&usher_s3(
+    let provisioned = Provisioned::new(
+        &servers,
         &platform,
-        &store,
-        &env,
-        &["provision", "--visibility-timeout", "5", "--json"],
-    ))
-    .expect("provision --json");
-
-    for worker in ["replication/enqueue-entries", "replication/save-entries"] {
-        let version = registry.workers[worker].component.version.to_string();
-        let file = root().join(format!("build/components/{worker}.wasm"));
-        let file = file.to_string_lossy();
-        usher_s3(
-            &platform,
-            &store,
-            &env,
-            &["push", worker, &file, "--version", &version],
-        );
-        usher_s3(&platform, &store, &env, &["promote", worker, &version]);
-    }
-
-    let mut function_env = env.clone();
-    function_env.extend(
-        [
-            ("USHER_STORE", store.as_str()),
-            ("USHER_ENV", "dev"),
-            ("USHER_REGISTRY", &platform.registry_dir.to_string_lossy()),
-            ("USHER_SERVICE_ENTRIES_URL", &platform.entries_url),
-            ("USHER_RELEASE_CHECK_SECS", "5"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
+        &["replication/enqueue-entries", "replication/save-entries"],
+    )
+    .await;
+    let function_env = provisioned.function_env(
+        &platform,
+        &[("USHER_SERVICE_ENTRIES_URL", &platform.entries_url)],
     );
+    let Provisioned {
+        prefix,
+        env,
+        store,
+        report,
+    } = provisioned;
     let dir = platform.tmp.path().to_path_buf();
     let enqueue = Function::start("replication/enqueue-entries", 1, &function_env, &dir).await;
     let save = Function::start("replication/save-entries", 2, &function_env, &dir).await;

@@ -20,6 +20,119 @@ use usher_backend_conformance::server;
 use usher_registry::Resources;
 
 use runtime_api::RuntimeApi;
+use serde_json::{json, Value};
+
+use crate::common::{root, Platform};
+
+/// Runs `usher` on the S3 component store with the servers' environment;
+/// returns its standard output.
+pub fn usher_s3(
+    platform: &Platform,
+    store: &str,
+    env: &[(String, String)],
+    args: &[&str],
+) -> String {
+    let out = crate::common::usher_at(&platform.registry_dir, store)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("usher runs");
+    assert!(
+        out.status.success(),
+        "usher {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The `arn` (or `physical`) of a resource in `usher provision --json`.
+pub fn provisioned(report: &Value, kind: &str, name: &str, field: &str) -> String {
+    report[kind]
+        .as_array()
+        .and_then(|list| list.iter().find(|r| r["name"] == json!(name)))
+        .and_then(|r| r[field].as_str())
+        .unwrap_or_else(|| panic!("{kind} {name} is not in {report}"))
+        .to_string()
+}
+
+/// The registry's resources provisioned on the servers under a fresh
+/// prefix, and workers pushed and promoted on a fresh S3 component store.
+pub struct Provisioned {
+    /// The resource prefix (`e2e-…-`).
+    pub prefix: String,
+    /// The servers' environment for `usher` commands.
+    pub env: Vec<(String, String)>,
+    /// `s3://bucket/components`.
+    pub store: String,
+    /// `usher provision --json`.
+    pub report: Value,
+}
+
+impl Provisioned {
+    /// `usher provision` (visibility timeouts of 5 s) under a fresh prefix,
+    /// then `usher push` + `usher promote` of each of `workers` (their
+    /// built components, at the registry's versions) on a fresh bucket.
+    pub async fn new(servers: &Servers, platform: &Platform, workers: &[&str]) -> Provisioned {
+        let registry = platform.registry();
+        let prefix = format!("{}-", usher_backend_conformance::unique_name("e2e"));
+        let env = servers.env(&prefix);
+        let bucket = usher_backend_conformance::unique_name("usher-store");
+        servers.bucket(&bucket).await;
+        let store = format!("s3://{bucket}/components");
+        let report: Value = serde_json::from_str(&usher_s3(
+            platform,
+            &store,
+            &env,
+            &["provision", "--visibility-timeout", "5", "--json"],
+        ))
+        .expect("provision --json");
+        for worker in workers {
+            let version = registry.workers[*worker].component.version.to_string();
+            let file = root().join(format!("build/components/{worker}.wasm"));
+            let file = file.to_string_lossy();
+            usher_s3(
+                platform,
+                &store,
+                &env,
+                &["push", worker, &file, "--version", &version],
+            );
+            usher_s3(platform, &store, &env, &["promote", worker, &version]);
+        }
+        Provisioned {
+            prefix,
+            env,
+            store,
+            report,
+        }
+    }
+
+    /// The environment of an `usher lambda` function: the servers, the
+    /// store, the registry, and `services` (`USHER_SERVICE_<NAME>_URL`s).
+    pub fn function_env(
+        &self,
+        platform: &Platform,
+        services: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.extend(
+            [
+                ("USHER_STORE", self.store.as_str()),
+                ("USHER_ENV", "dev"),
+                ("USHER_REGISTRY", &platform.registry_dir.to_string_lossy()),
+                ("USHER_RELEASE_CHECK_SECS", "5"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        env.extend(services.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    /// The `arn` (or `physical`) of a resource.
+    pub fn resource(&self, kind: &str, name: &str, field: &str) -> String {
+        provisioned(&self.report, kind, name, field)
+    }
+}
 
 /// The local servers `scripts/servers` started.
 #[derive(Debug, Clone)]
@@ -233,6 +346,15 @@ impl Function {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 panic!("instance {n} exited with {status}:\n{}", self.logs());
             }
+        }
+    }
+
+    /// `kill -9` of every instance (a crash, or Lambda ending a timed-out
+    /// invocation): an invocation in flight never gets its answer.
+    pub fn kill(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
