@@ -529,11 +529,7 @@ impl Presale {
                     async move {
                         let args = json!({"arguments": self.arguments(fan)});
                         let check = self
-                            .ok(
-                                reqwest::Method::POST,
-                                "/resolvers/Query/checkEligibility",
-                                Some(&args),
-                            )
+                            .resolve("/resolvers/Query/checkEligibility", &args)
                             .await?;
                         let eligible = check["isEligible"].as_bool().unwrap_or(false);
                         let reason = check["reason"].as_str().map(str::to_string);
@@ -548,22 +544,14 @@ impl Presale {
                         }
                         let mut submitted = false;
                         if eligible && !fan.check_only {
-                            self.ok(
-                                reqwest::Method::POST,
-                                "/resolvers/Mutation/submitEntry",
-                                Some(&args),
-                            )
-                            .await?;
+                            self.resolve("/resolvers/Mutation/submitEntry", &args)
+                                .await?;
                             submitted = true;
                         } else if !eligible && i % 2 == 1 {
                             // Half of the refused fans try to submit anyway:
                             // submit-entry must refuse them too.
                             let (status, answer) = self
-                                .send(
-                                    reqwest::Method::POST,
-                                    "/resolvers/Mutation/submitEntry",
-                                    Some(&args),
-                                )
+                                .attempts("/resolvers/Mutation/submitEntry", &args)
                                 .await?;
                             if (200..300).contains(&status) && answer["reason"].is_null() {
                                 return Err(failed(format!(
@@ -677,6 +665,36 @@ impl Presale {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// A resolver call as a fan's app makes it: retried (6 attempts, backoff
+    /// from 200 ms) while the answer is a 5xx or a typed `…Unavailable`
+    /// error (a service behind the resolver is down); the last answer.
+    async fn attempts(&self, path: &str, args: &Value) -> Result<(u16, Value), DemoError> {
+        const ATTEMPTS: u32 = 6;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (status, answer) = self.send(reqwest::Method::POST, path, Some(args)).await?;
+            let transient = status >= 500
+                || answer["errorType"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("Unavailable"));
+            if !transient || attempt >= ATTEMPTS {
+                return Ok((status, answer));
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+    }
+
+    /// A resolver call (see [`Presale::attempts`]) that must succeed (2xx).
+    async fn resolve(&self, path: &str, args: &Value) -> Result<Value, DemoError> {
+        let (status, answer) = self.attempts(path, args).await?;
+        if (200..300).contains(&status) {
+            Ok(answer)
+        } else {
+            Err(failed(format!("POST {path}: {status} {answer}")))
         }
     }
 
