@@ -33,7 +33,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::{HttpRequest, HttpResponse};
+use crate::{Error, HttpRequest, HttpResponse};
 
 /// A request that cannot be served: answered as `{"error": message}` with
 /// its status (and, for a 405, an `allow` header).
@@ -67,6 +67,32 @@ impl HttpError {
         HttpError::new(404, message)
     }
 
+    /// The answer to a failed capability call (a table's, usually): 400 for
+    /// `invalid`, 409 for a lost condition, 503 when the backend is
+    /// unavailable or throttled, 500 otherwise; the message is
+    /// `"{what}: {error}"`, and the failure is logged at `warn`. Every
+    /// http-worker service maps its table errors with this one function.
+    ///
+    /// ```
+    /// use usher_sdk::{router::HttpError, Error};
+    /// let e = HttpError::from_table("writing the campaign", &Error::ConditionFailed("version".into()));
+    /// assert_eq!(e.status, 409);
+    /// assert_eq!(e.message, "writing the campaign: condition-failed: version");
+    /// assert_eq!(HttpError::from_table("x", &Error::Throttled("t".into())).status, 503);
+    /// assert_eq!(HttpError::from_table("x", &Error::Invalid("k".into())).status, 400);
+    /// assert_eq!(HttpError::from_table("x", &Error::Denied("t".into())).status, 500);
+    /// ```
+    pub fn from_table(what: &str, e: &Error) -> HttpError {
+        let status = match e {
+            Error::Invalid(_) => 400,
+            Error::ConditionFailed(_) => 409,
+            Error::Unavailable(_) | Error::Throttled(_) => 503,
+            _ => 500,
+        };
+        crate::warn!(status = status, error = e; "{what} failed");
+        HttpError::new(status, format!("{what}: {e}"))
+    }
+
     /// The `{"error": …}` response.
     pub fn response(&self) -> HttpResponse {
         let response = HttpResponse::json_ok(&json!({"error": self.message}));
@@ -91,6 +117,35 @@ impl std::error::Error for HttpError {}
 
 /// What a route's handler answers: a response, or an error answered as JSON.
 pub type Reply = Result<HttpResponse, HttpError>;
+
+/// A handler's JSON document as a `200` reply (an error stays an error).
+pub fn json_reply(result: Result<Value, HttpError>) -> Reply {
+    result.map(|body| HttpResponse::json_ok(&body))
+}
+
+/// An http-worker's entry point: load its settings, then serve the request
+/// with them; settings that cannot be read are logged and answered `500
+/// {"error": "cannot read the settings: …"}`.
+///
+/// ```
+/// use usher_sdk::{json::json, router, HttpResponse, Error};
+/// let failed = router::serve_with(|| Err::<(), _>(Error::Invalid("table".into())), |_| HttpResponse::json_ok(&json!(1)));
+/// assert_eq!(failed.status, 500);
+/// let served = router::serve_with(|| Ok(7), |n| HttpResponse::json_ok(&json!(n)));
+/// assert_eq!(served.body, b"7");
+/// ```
+pub fn serve_with<S>(
+    load: impl FnOnce() -> crate::Result<S>,
+    handle: impl FnOnce(&S) -> HttpResponse,
+) -> HttpResponse {
+    match load() {
+        Ok(settings) => handle(&settings),
+        Err(e) => {
+            crate::error!(error = e; "cannot read the settings");
+            HttpError::new(500, format!("cannot read the settings: {e}")).response()
+        }
+    }
+}
 
 type Handler<'a> = Box<dyn Fn(&Routed<'_>) -> Reply + 'a>;
 

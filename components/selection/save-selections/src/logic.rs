@@ -282,29 +282,24 @@ fn request(
         .map_err(|e| format!("cannot encode {path}: {e}"))
 }
 
-/// Step 2: the winners' codes, every job's requests in one `call_many`.
-fn assign_codes(settings: &Settings, jobs: &mut [Job]) {
+/// Every going job's items, `CHUNK_SIZE` per request to `path` (the body
+/// `body_of` builds from the batch and a chunk), sent together through
+/// [`call_all`]; each answer's 2xx body (or why there is none) is handed to
+/// `answered` with its job and the number of items it carried. A request
+/// that cannot be encoded fails its job.
+fn call_chunks<I: Clone, B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    settings: &Settings,
+    jobs: &mut [Job],
+    path: &str,
+    items_of: impl Fn(&SelectionBatch) -> Vec<I>,
+    body_of: impl Fn(&SelectionBatch, Vec<I>) -> B,
+    mut answered: impl FnMut(&mut Job, usize, Result<T, String>),
+) {
     let mut calls = Vec::new();
-    for (j, job) in jobs.iter_mut().enumerate() {
-        let winners: Vec<CodeAssignment> = job
-            .batch
-            .selections
-            .iter()
-            .filter(|s| s.verdict == Verdict::Winner)
-            .filter_map(|s| {
-                s.code.as_ref().map(|code| CodeAssignment {
-                    global_user_id: s.global_user_id.clone(),
-                    code: code.clone(),
-                })
-            })
-            .collect();
-        for chunk in winners.chunks(CHUNK_SIZE) {
-            let body = AssignCodes {
-                campaign_id: job.batch.campaign_id.clone(),
-                market_id: job.batch.market_id.clone(),
-                assignments: chunk.to_vec(),
-            };
-            match request(settings, ASSIGN, &body) {
+    for (j, job) in jobs.iter_mut().enumerate().filter(|(_, j)| j.going()) {
+        let items = items_of(&job.batch);
+        for chunk in items.chunks(CHUNK_SIZE) {
+            match request(settings, path, &body_of(&job.batch, chunk.to_vec())) {
                 Ok(request) => calls.push(Call {
                     job: j,
                     request,
@@ -316,8 +311,39 @@ fn assign_codes(settings: &Settings, jobs: &mut [Job]) {
     }
     let requests: Vec<Request> = calls.iter().map(|c| c.request.clone()).collect();
     for (call, answer) in calls.iter().zip(call_all(&requests)) {
-        let job = &mut jobs[call.job];
-        match success_body::<AssignOutcome>(ASSIGN, answer) {
+        answered(
+            &mut jobs[call.job],
+            call.items,
+            success_body::<T>(path, answer),
+        );
+    }
+}
+
+/// Step 2: the winners' codes, every job's requests in one `call_many`.
+fn assign_codes(settings: &Settings, jobs: &mut [Job]) {
+    call_chunks(
+        settings,
+        jobs,
+        ASSIGN,
+        |batch| {
+            batch
+                .selections
+                .iter()
+                .filter(|s| s.verdict == Verdict::Winner)
+                .filter_map(|s| {
+                    s.code.as_ref().map(|code| CodeAssignment {
+                        global_user_id: s.global_user_id.clone(),
+                        code: code.clone(),
+                    })
+                })
+                .collect()
+        },
+        |batch, assignments| AssignCodes {
+            campaign_id: batch.campaign_id.clone(),
+            market_id: batch.market_id.clone(),
+            assignments,
+        },
+        |job, items, answer: Result<AssignOutcome, String>| match answer {
             Err(reason) => job.fail(reason),
             Ok(outcome) if !outcome.conflicts.is_empty() => {
                 let reasons: Vec<String> = outcome
@@ -331,10 +357,10 @@ fn assign_codes(settings: &Settings, jobs: &mut [Job]) {
                     reasons.join("; ")
                 ));
             }
-            Ok(outcome) if outcome.assigned + outcome.already != call.items as u64 => {
+            Ok(outcome) if outcome.assigned + outcome.already != items as u64 => {
                 job.fail(format!(
                     "{ASSIGN}: the answer accounts for {} assigned + {} already of {} assignments",
-                    outcome.assigned, outcome.already, call.items
+                    outcome.assigned, outcome.already, items
                 ));
             }
             Ok(outcome) => {
@@ -343,54 +369,43 @@ fn assign_codes(settings: &Settings, jobs: &mut [Job]) {
                         "codes already assigned (a redelivery): nothing assigned twice");
                 }
             }
-        }
-    }
+        },
+    );
 }
 
 /// Step 3: every going job's verdicts, in one `call_many`.
 fn write_verdicts(settings: &Settings, jobs: &mut [Job]) {
-    let mut calls = Vec::new();
-    for (j, job) in jobs.iter_mut().enumerate().filter(|(_, j)| j.going()) {
-        let items: Vec<VerdictItem> = job
-            .batch
-            .selections
-            .iter()
-            .map(|s| VerdictItem {
-                global_user_id: s.global_user_id.clone(),
-                verdict: s.verdict,
-                code: s.code.clone(),
-            })
-            .collect();
-        for chunk in items.chunks(CHUNK_SIZE) {
-            let body = Verdicts {
-                campaign_id: job.batch.campaign_id.clone(),
-                market_id: job.batch.market_id.clone(),
-                draw_id: job.batch.draw_id.clone(),
-                verdicts: chunk.to_vec(),
-            };
-            match request(settings, VERDICTS, &body) {
-                Ok(request) => calls.push(Call {
-                    job: j,
-                    request,
-                    items: chunk.len(),
-                }),
-                Err(reason) => job.fail(reason),
-            }
-        }
-    }
-    let requests: Vec<Request> = calls.iter().map(|c| c.request.clone()).collect();
-    for (call, answer) in calls.iter().zip(call_all(&requests)) {
-        let job = &mut jobs[call.job];
-        match success_body::<VerdictsOutcome>(VERDICTS, answer) {
+    call_chunks(
+        settings,
+        jobs,
+        VERDICTS,
+        |batch| {
+            batch
+                .selections
+                .iter()
+                .map(|s| VerdictItem {
+                    global_user_id: s.global_user_id.clone(),
+                    verdict: s.verdict,
+                    code: s.code.clone(),
+                })
+                .collect()
+        },
+        |batch, verdicts| Verdicts {
+            campaign_id: batch.campaign_id.clone(),
+            market_id: batch.market_id.clone(),
+            draw_id: batch.draw_id.clone(),
+            verdicts,
+        },
+        |job, items, answer: Result<VerdictsOutcome, String>| match answer {
             Err(reason) => job.fail(reason),
             Ok(outcome) => {
                 if !outcome.missing.is_empty() {
                     usher_sdk::warn!(report_id = job.report_id, missing = outcome.missing.join(","),
-                        asked = call.items; "the Entry Service has no entry for some selected fans");
+                        asked = items; "the Entry Service has no entry for some selected fans");
                 }
             }
-        }
-    }
+        },
+    );
 }
 
 /// Step 4: the demand-table's verdicts, one `update_many` for every going

@@ -37,8 +37,8 @@ mod logic;
 pub use logic::{
     campaign_by_slug, campaign_key, check_id, check_slug, claim_slug, get_campaign, get_market,
     get_stats, handle, list_markets, market_key, parse_campaign, put_campaign, put_market,
-    put_stats, report_key, report_verdicts, slug_key, stats_key, table_failure, Failure, Settings,
-    StatsItem, MAX_ID_BYTES, STALE_CLAIM_MS, STATS_ATTEMPTS, WRITE_ATTEMPTS,
+    put_stats, report_key, report_verdicts, slug_key, stats_key, Failure, Settings, StatsItem,
+    MAX_ID_BYTES, STALE_CLAIM_MS, STATS_ATTEMPTS, WRITE_ATTEMPTS,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};
@@ -48,13 +48,7 @@ pub struct CampaignService;
 
 impl HttpWorker for CampaignService {
     fn handle(request: HttpRequest) -> HttpResponse {
-        match Settings::load() {
-            Ok(settings) => handle(&settings, &request),
-            Err(e) => {
-                usher_sdk::error!(error = e; "cannot read the settings");
-                Failure::new(500, format!("cannot read the settings: {e}")).response()
-            }
-        }
+        usher_sdk::router::serve_with(Settings::load, |settings| handle(settings, &request))
     }
 }
 

@@ -7,9 +7,9 @@ use usher_domain::campaign::{Campaign, Gate, Market, StatsStatus, VerdictCounts}
 use usher_domain::rfc3339;
 use usher_domain::user::is_country_code;
 use usher_sdk::json::{json, str_field};
-use usher_sdk::router::Router;
+use usher_sdk::router::{json_reply as ok, Router};
 use usher_sdk::table::{self, Condition};
-use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
+use usher_sdk::{HttpRequest, HttpResponse, Value};
 
 /// Attempts of a read-compare-write on a campaign before answering 409.
 pub const WRITE_ATTEMPTS: usize = 3;
@@ -49,22 +49,6 @@ impl Settings {
             table: usher_sdk::config::string_or("table", &d.table)?,
         })
     }
-}
-
-/// The answer to a failed table call.
-pub fn table_failure(what: &str, e: &Error) -> Failure {
-    let status = match e {
-        Error::Invalid(_) => 400,
-        Error::ConditionFailed(_) => 409,
-        Error::Unavailable(_) | Error::Throttled(_) => 503,
-        _ => 500,
-    };
-    usher_sdk::warn!(status = status, error = e; "{what} failed");
-    Failure::new(status, format!("{what}: {e}"))
-}
-
-fn ok(result: Result<Value, Failure>) -> Result<HttpResponse, Failure> {
-    result.map(|body| HttpResponse::json_ok(&body))
 }
 
 /// Serves one request (the routes of the crate docs; 404 for an unknown
@@ -295,7 +279,7 @@ fn to_value<T: Serialize>(value: &T) -> Result<Value, Failure> {
 }
 
 fn get_item(table: &str, key: &Value, what: &str) -> Result<Option<Value>, Failure> {
-    table::get::<Value>(table, key).map_err(|e| table_failure(what, &e))
+    table::get::<Value>(table, key).map_err(|e| Failure::from_table(what, &e))
 }
 
 // ---- campaigns and slugs ---------------------------------------------------
@@ -335,7 +319,7 @@ pub fn put_campaign(table: &str, id: &str, body: &Value, now: i64) -> Result<Val
                 return Ok(stored);
             }
             Err(e) if e.is_condition_failed() => continue,
-            Err(e) => return Err(table_failure("writing the campaign", &e)),
+            Err(e) => return Err(Failure::from_table("writing the campaign", &e)),
         }
     }
     Err(Failure::new(
@@ -391,7 +375,7 @@ pub fn claim_slug(
         match table::put(table, &item, Some(condition)) {
             Ok(()) => return Ok(()),
             Err(e) if e.is_condition_failed() => continue,
-            Err(e) => return Err(table_failure("claiming the slug", &e)),
+            Err(e) => return Err(Failure::from_table("claiming the slug", &e)),
         }
     }
     Err(Failure::new(
@@ -480,7 +464,7 @@ pub fn put_market(table: &str, id: &str, mid: &str, body: &Value) -> Result<Valu
     let mut item = market_key(id, mid);
     item["market"] = stored.clone();
     item["updatedAt"] = json!(rfc3339::now());
-    table::put(table, &item, None).map_err(|e| table_failure("writing the market", &e))?;
+    table::put(table, &item, None).map_err(|e| Failure::from_table("writing the market", &e))?;
     usher_sdk::info!(campaign = id, market = mid; "market stored");
     Ok(stored)
 }
@@ -505,7 +489,7 @@ pub fn list_markets(table: &str, id: &str) -> Result<Value, Failure> {
     let mut after: Option<Value> = None;
     loop {
         let page = table::query::<Value>(table, &pk, Some(MARKET_PREFIX), None, after.as_ref())
-            .map_err(|e| table_failure("listing the markets", &e))?;
+            .map_err(|e| Failure::from_table("listing the markets", &e))?;
         markets.extend(page.items.iter().filter_map(|i| i.get("market").cloned()));
         match page.next {
             Some(next) if after.as_ref() != Some(&next) => after = Some(next),
@@ -607,7 +591,7 @@ fn write_stats(table: &str, previous: Option<u64>, next: &StatsItem) -> Result<b
     match table::put(table, &to_value(next)?, Some(condition)) {
         Ok(()) => Ok(true),
         Err(e) if e.is_condition_failed() => Ok(false),
-        Err(e) => Err(table_failure("writing the stats", &e)),
+        Err(e) => Err(Failure::from_table("writing the stats", &e)),
     }
 }
 
@@ -721,7 +705,7 @@ fn mark_counted(table: &str, key: &Value) -> Result<(), Failure> {
     ) {
         Ok(_) => Ok(()),
         Err(e) if e.is_condition_failed() => Ok(()),
-        Err(e) => Err(table_failure("marking a report counted", &e)),
+        Err(e) => Err(Failure::from_table("marking a report counted", &e)),
     }
 }
 
@@ -791,7 +775,7 @@ pub fn report_verdicts(
             }
             // Claimed and perhaps not added: go on.
         }
-        Err(e) => return Err(table_failure("claiming the report", &e)),
+        Err(e) => return Err(Failure::from_table("claiming the report", &e)),
     }
     for _ in 0..STATS_ATTEMPTS {
         let current = read_stats(table, id, mid)?;

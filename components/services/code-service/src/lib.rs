@@ -74,9 +74,9 @@
 mod logic;
 
 pub use logic::{
-    assign, get_reservation, handle, load_codes, pool_counts, reserve, table_failure, tally,
-    Counts, Failure, Pool, Settings, CHUNK, COUNTED_MEMORY, COUNTER_ATTEMPTS, MAX_ASSIGNMENTS,
-    MAX_CODE_LEN, MAX_LOAD,
+    assign, get_reservation, handle, load_codes, pool_counts, reserve, tally, Counts, Failure,
+    Pool, Settings, CHUNK, COUNTED_MEMORY, COUNTER_ATTEMPTS, MAX_ASSIGNMENTS, MAX_CODE_LEN,
+    MAX_LOAD,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};
@@ -86,13 +86,7 @@ pub struct CodeService;
 
 impl HttpWorker for CodeService {
     fn handle(request: HttpRequest) -> HttpResponse {
-        match Settings::load() {
-            Ok(settings) => handle(&settings, &request),
-            Err(e) => {
-                usher_sdk::error!(error = e; "cannot read the settings");
-                Failure::new(500, format!("cannot read the settings: {e}")).response()
-            }
-        }
+        usher_sdk::router::serve_with(Settings::load, |settings| handle(settings, &request))
     }
 }
 

@@ -9,7 +9,7 @@ use usher_domain::selection::MAX_RESERVATION;
 use usher_sdk::json::json;
 use usher_sdk::router::{HttpError, Router};
 use usher_sdk::table::{self, Condition, PutItem, UpdateItem, Write};
-use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
+use usher_sdk::{HttpRequest, HttpResponse, Value};
 
 /// A request that cannot be served: `{"error": message}` with its status.
 pub type Failure = HttpError;
@@ -61,19 +61,6 @@ impl Settings {
             table: usher_sdk::config::string_or("table", &d.table)?,
         })
     }
-}
-
-/// The answer to a failed table call (409 for a lost condition, 503 when
-/// the table is unavailable or throttled, 500 otherwise).
-pub fn table_failure(what: &str, e: &Error) -> Failure {
-    let status = match e {
-        Error::Invalid(_) => 400,
-        Error::ConditionFailed(_) => 409,
-        Error::Unavailable(_) | Error::Throttled(_) => 503,
-        _ => 500,
-    };
-    usher_sdk::warn!(status = status, error = e; "{what} failed");
-    Failure::new(status, format!("{what}: {e}"))
 }
 
 /// Serves one request (the routes of the crate docs).
@@ -243,8 +230,8 @@ fn bump(
 ) -> Result<Value, Failure> {
     let key = pool.counts_key();
     for _ in 0..COUNTER_ATTEMPTS {
-        let current: Option<Value> =
-            table::get(table, &key).map_err(|e| table_failure("reading the pool counters", &e))?;
+        let current: Option<Value> = table::get(table, &key)
+            .map_err(|e| Failure::from_table("reading the pool counters", &e))?;
         let mut counted: Vec<Value> = current
             .as_ref()
             .and_then(|c| c.get("counted"))
@@ -302,7 +289,7 @@ fn bump(
         match table::put(table, &item, Some(condition)) {
             Ok(()) => return Ok(item),
             Err(e) if e.is_condition_failed() => continue,
-            Err(e) => return Err(table_failure("writing the pool counters", &e)),
+            Err(e) => return Err(Failure::from_table("writing the pool counters", &e)),
         }
     }
     Err(Failure::new(
@@ -314,7 +301,7 @@ fn bump(
 /// `GET /pools/{campaignId}/{marketId}`.
 pub fn pool_counts(table: &str, pool: &Pool) -> Result<Value, Failure> {
     let item: Option<Value> = table::get(table, &pool.counts_key())
-        .map_err(|e| table_failure("reading the pool counters", &e))?;
+        .map_err(|e| Failure::from_table("reading the pool counters", &e))?;
     Ok(counts_view(pool, item.as_ref()))
 }
 
@@ -384,7 +371,7 @@ pub fn load_codes(table: &str, pool: &Pool, body: &Value) -> Result<Value, Failu
             Err(e) => {
                 // Count what was stored before failing: the codes stay.
                 count_loaded(table, pool, &loaded)?;
-                return Err(table_failure("storing a code", &e));
+                return Err(Failure::from_table("storing a code", &e));
             }
         }
     }
@@ -417,7 +404,7 @@ fn checked<T>(
     expected: usize,
     what: &str,
 ) -> Result<Vec<usher_sdk::Result<T>>, Failure> {
-    let results = results.map_err(|e| table_failure(what, &e))?;
+    let results = results.map_err(|e| Failure::from_table(what, &e))?;
     if results.len() != expected {
         return Err(Failure::new(
             500,
@@ -430,8 +417,8 @@ fn checked<T>(
 fn batch_get(table: &str, keys: &[Value], what: &str) -> Result<Vec<Option<Value>>, Failure> {
     let mut out = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(CALL) {
-        let items =
-            table::batch_get::<Value, Value>(table, chunk).map_err(|e| table_failure(what, &e))?;
+        let items = table::batch_get::<Value, Value>(table, chunk)
+            .map_err(|e| Failure::from_table(what, &e))?;
         if items.len() != chunk.len() {
             return Err(Failure::new(
                 500,
@@ -464,7 +451,7 @@ fn batch_write(table: &str, writes: Vec<Write>, what: &str) -> Result<(), Failur
     for chunk in writes.chunks(CALL) {
         let results = checked(table::batch_write(table, chunk), chunk.len(), what)?;
         if let Some(e) = results.into_iter().find_map(Result::err) {
-            return Err(table_failure(what, &e));
+            return Err(Failure::from_table(what, &e));
         }
     }
     Ok(())
@@ -531,8 +518,8 @@ pub fn reserve(table: &str, body: &Value) -> Result<HttpResponse, Failure> {
     let request = reservation_request(body)?;
     let key = record_key(&request.id);
     for _ in 0..COUNTER_ATTEMPTS {
-        let record: Option<Value> =
-            table::get(table, &key).map_err(|e| table_failure("reading the reservation", &e))?;
+        let record: Option<Value> = table::get(table, &key)
+            .map_err(|e| Failure::from_table("reading the reservation", &e))?;
         let generation = match &record {
             Some(r) => {
                 same_request(r, &request)?;
@@ -557,7 +544,7 @@ pub fn reserve(table: &str, body: &Value) -> Result<HttpResponse, Failure> {
                 ) {
                     Ok(_) => generation,
                     Err(e) if e.is_condition_failed() => continue,
-                    Err(e) => return Err(table_failure("taking over the reservation", &e)),
+                    Err(e) => return Err(Failure::from_table("taking over the reservation", &e)),
                 }
             }
             None => {
@@ -570,7 +557,7 @@ pub fn reserve(table: &str, body: &Value) -> Result<HttpResponse, Failure> {
                 match table::put(table, &item, Some(Condition::NotExists)) {
                     Ok(()) => 1,
                     Err(e) if e.is_condition_failed() => continue,
-                    Err(e) => return Err(table_failure("creating the reservation", &e)),
+                    Err(e) => return Err(Failure::from_table("creating the reservation", &e)),
                 }
             }
         };
@@ -690,7 +677,7 @@ fn answer_key(id: &str, generation: i64, n: usize) -> Value {
 /// 404 when there is none (or it is not complete).
 pub fn get_reservation(table: &str, id: &str) -> Result<Value, Failure> {
     let record: Option<Value> = table::get(table, &record_key(id))
-        .map_err(|e| table_failure("reading the reservation", &e))?;
+        .map_err(|e| Failure::from_table("reading the reservation", &e))?;
     match record {
         Some(r) if r.get("phase").and_then(Value::as_str) == Some(COMPLETE) => answer_of(table, &r),
         Some(_) => Err(Failure::not_found(format!(
@@ -728,7 +715,7 @@ impl Attempt<'_> {
         // The counters first: how many codes are available, where the scan
         // starts, and the availability epoch a raise of that start needs.
         let counts: Option<Value> = table::get(table, &pool.counts_key())
-            .map_err(|e| table_failure("reading the pool counters", &e))?;
+            .map_err(|e| Failure::from_table("reading the pool counters", &e))?;
         let epoch = counts
             .as_ref()
             .and_then(|c| c.get("epoch"))
@@ -789,7 +776,7 @@ impl Attempt<'_> {
                         owned.insert(code.clone());
                     }
                     Err(e) if e.is_condition_failed() => {}
-                    Err(e) => return Err(table_failure("adopting a claimed code", &e)),
+                    Err(e) => return Err(Failure::from_table("adopting a claimed code", &e)),
                 }
             }
         }
@@ -860,7 +847,7 @@ impl Attempt<'_> {
                 None,
                 start.as_ref(),
             )
-            .map_err(|e| table_failure("reading the reservation's claims", &e))?;
+            .map_err(|e| Failure::from_table("reading the reservation's claims", &e))?;
             for item in &page.items {
                 for c in item
                     .get("codes")
@@ -900,7 +887,7 @@ impl Attempt<'_> {
                 None,
                 start.as_ref(),
             )
-            .map_err(|e| table_failure("scanning the pool", &e))?;
+            .map_err(|e| Failure::from_table("scanning the pool", &e))?;
             for item in &page.items {
                 let sk = item.get("SK").and_then(Value::as_str).unwrap_or("");
                 last = Some(sk.to_string());
@@ -979,7 +966,7 @@ impl Attempt<'_> {
                     owned.insert(code.clone());
                 }
                 Err(e) if e.is_condition_failed() => {}
-                Err(e) => return Err(table_failure("reserving a code", &e)),
+                Err(e) => return Err(Failure::from_table("reserving a code", &e)),
             }
         }
         Ok(())
@@ -1009,7 +996,7 @@ impl Attempt<'_> {
             match r {
                 Ok(()) => {}
                 Err(e) if e.is_condition_failed() => {}
-                Err(e) => return Err(table_failure("releasing a code", &e)),
+                Err(e) => return Err(Failure::from_table("releasing a code", &e)),
             }
         }
         let smallest = codes.iter().min().map(|c| format!("{CODE_PREFIX}{c}"));
@@ -1063,7 +1050,7 @@ impl Attempt<'_> {
                     ),
                 ));
             }
-            Err(e) => return Err(table_failure("closing the reservation", &e)),
+            Err(e) => return Err(Failure::from_table("closing the reservation", &e)),
         }
         let available = available.max(0);
         usher_sdk::info!(reservation = self.request.id, count = self.request.count, available = available; "too few codes");
@@ -1092,7 +1079,7 @@ impl Attempt<'_> {
                 None,
                 start.as_ref(),
             )
-            .map_err(|e| table_failure("reading the reservation's claims", &e))?;
+            .map_err(|e| Failure::from_table("reading the reservation's claims", &e))?;
             keys.extend(
                 page.items
                     .iter()
@@ -1157,7 +1144,7 @@ impl Attempt<'_> {
                     ),
                 ));
             }
-            Err(e) => return Err(table_failure("completing the reservation", &e)),
+            Err(e) => return Err(Failure::from_table("completing the reservation", &e)),
         };
         count_reservation(table, self.request, &record)?;
         self.release_strays(owned)?;
@@ -1426,7 +1413,7 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
             Ok(()) => {}
             Err(e) if e.is_condition_failed() => {
                 let fan: Option<Value> = table::get(table, &pool.fan_key(&list[i].fan))
-                    .map_err(|e| table_failure("reading a fan", &e))?;
+                    .map_err(|e| Failure::from_table("reading a fan", &e))?;
                 let holds = fan
                     .as_ref()
                     .and_then(|f| f.get("code"))
@@ -1438,7 +1425,7 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
                     ));
                 }
             }
-            Err(e) => return Err(table_failure("claiming a fan", &e)),
+            Err(e) => return Err(Failure::from_table("claiming a fan", &e)),
         }
     }
     from_reserved.retain(|(i, _)| !lost_fan.contains(i));
@@ -1477,7 +1464,7 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
             Err(e) if e.is_condition_failed() => {
                 // The code moved meanwhile: decide again on what it is now.
                 let code: Option<Value> = table::get(table, &pool.code_key(&list[i].code))
-                    .map_err(|e| table_failure("reading a code", &e))?;
+                    .map_err(|e| Failure::from_table("reading a code", &e))?;
                 let status = code
                     .as_ref()
                     .and_then(|c| c.get("status"))
@@ -1500,7 +1487,7 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
                     }
                 }
             }
-            Err(e) => return Err(table_failure("assigning a code", &e)),
+            Err(e) => return Err(Failure::from_table("assigning a code", &e)),
         }
     }
     // A fan whose code went elsewhere does not keep holding it.
@@ -1515,7 +1502,7 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
         ) {
             Ok(()) => {}
             Err(e) if e.is_condition_failed() => {}
-            Err(e) => return Err(table_failure("releasing a fan", &e)),
+            Err(e) => return Err(Failure::from_table("releasing a fan", &e)),
         }
     }
 
@@ -1546,7 +1533,7 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
                 Err(e) if e.is_condition_failed() => {
                     outcomes[i] = Some(Outcome::Already);
                 }
-                Err(e) => return Err(table_failure("marking a code", &e)),
+                Err(e) => return Err(Failure::from_table("marking a code", &e)),
             }
         }
     }

@@ -39,8 +39,8 @@ mod logic;
 
 pub use logic::{
     batch_delete, batch_upsert, campaign_entries, handle, is_older, item_of, key_of, presale,
-    refresh_scores, score, table_failure, view, Failure, Settings, DEFAULT_LIMIT, MAX_ITEMS,
-    MAX_LIMIT, WRITE_ATTEMPTS,
+    refresh_scores, score, view, Failure, Settings, DEFAULT_LIMIT, MAX_ITEMS, MAX_LIMIT,
+    WRITE_ATTEMPTS,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};
@@ -50,13 +50,7 @@ pub struct EntryService;
 
 impl HttpWorker for EntryService {
     fn handle(request: HttpRequest) -> HttpResponse {
-        match Settings::load() {
-            Ok(settings) => handle(&settings, &request),
-            Err(e) => {
-                usher_sdk::error!(error = e; "cannot read the settings");
-                Failure::new(500, format!("cannot read the settings: {e}")).response()
-            }
-        }
+        usher_sdk::router::serve_with(Settings::load, |settings| handle(settings, &request))
     }
 }
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use serde::de::IgnoredAny;
 use usher_domain::Fan;
 use usher_sdk::json::{json, str_field};
-use usher_sdk::router::Router;
+use usher_sdk::router::{json_reply as ok, Router};
 use usher_sdk::table::{self, Condition, Page, PutItem, UpdateItem, Write};
-use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
+use usher_sdk::{HttpRequest, HttpResponse, Value};
 
 /// At most this many entries, keys or fans per request (more is a 413).
 pub const MAX_ITEMS: usize = usher_domain::CHUNK_SIZE;
@@ -59,23 +59,6 @@ impl Settings {
 /// A request that cannot be served: its status and message, answered as
 /// `{"error": message}` (the SDK router's error).
 pub use usher_sdk::router::HttpError as Failure;
-
-/// The answer to a failed table call.
-pub fn table_failure(what: &str, e: &Error) -> Failure {
-    let status = match e {
-        Error::Invalid(_) => 400,
-        Error::ConditionFailed(_) => 409,
-        Error::Unavailable(_) | Error::Throttled(_) => 503,
-        _ => 500,
-    };
-    usher_sdk::warn!(status = status, error = e; "{what} failed");
-    Failure::new(status, format!("{what}: {e}"))
-}
-
-/// A handler's JSON answer as a 200.
-fn ok(result: Result<Value, Failure>) -> Result<HttpResponse, Failure> {
-    result.map(|body| HttpResponse::json_ok(&body))
-}
 
 /// Serves one request (the routes are those of the crate docs; 404 for an
 /// unknown path, 405 for a known path with another method).
@@ -282,7 +265,7 @@ fn batch_get(table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, Failure>
                 keys.len()
             ),
         )),
-        Err(e) => Err(table_failure("reading the entries", &e)),
+        Err(e) => Err(Failure::from_table("reading the entries", &e)),
     }
 }
 
@@ -404,7 +387,7 @@ pub fn batch_upsert(table: &str, max_entry_bytes: u64, body: &Value) -> Result<V
                 })
                 .collect(),
         )
-        .map_err(|e| table_failure("writing the entries", &e))?;
+        .map_err(|e| Failure::from_table("writing the entries", &e))?;
         if results.len() != puts.len() {
             return Err(Failure::new(
                 500,
@@ -431,11 +414,11 @@ pub fn batch_upsert(table: &str, max_entry_bytes: u64, body: &Value) -> Result<V
                 Ok(()) => true,
                 Err(e) if e.is_condition_failed() => {
                     let stored = table::get::<Value>(table, &keys[n])
-                        .map_err(|e| table_failure("reading an entry", &e))?;
+                        .map_err(|e| Failure::from_table("reading an entry", &e))?;
                     resync.push(parsed[n].0.clone());
                     write_one(table, &keys[n], parsed[n].1, &item, stored, 1)?
                 }
-                Err(e) => return Err(table_failure("writing an entry", &e)),
+                Err(e) => return Err(Failure::from_table("writing an entry", &e)),
             };
             if !index_ok {
                 resync.push(parsed[n].0.clone());
@@ -518,9 +501,9 @@ fn write_one(
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
                 stored = table::get::<Value>(table, key)
-                    .map_err(|e| table_failure("reading an entry", &e))?;
+                    .map_err(|e| Failure::from_table("reading an entry", &e))?;
             }
-            Err(e) => return Err(table_failure("writing an entry", &e)),
+            Err(e) => return Err(Failure::from_table("writing an entry", &e)),
         }
     }
 }
@@ -588,7 +571,7 @@ pub fn batch_delete(table: &str, body: &Value) -> Result<Value, Failure> {
     if !unversioned.is_empty() {
         let writes: Vec<Write> = unversioned.iter().cloned().map(Write::Delete).collect();
         let results = table::batch_write(table, &writes)
-            .map_err(|e| table_failure("deleting entries", &e))?;
+            .map_err(|e| Failure::from_table("deleting entries", &e))?;
         if results.len() != writes.len() {
             return Err(Failure::new(
                 500,
@@ -600,7 +583,7 @@ pub fn batch_delete(table: &str, body: &Value) -> Result<Value, Failure> {
             ));
         }
         if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
-            return Err(table_failure("deleting an entry", e));
+            return Err(Failure::from_table("deleting an entry", e));
         }
         deleted += unversioned.len();
     }
@@ -641,9 +624,9 @@ fn delete_one(
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
                 stored = table::get::<Value>(table, key)
-                    .map_err(|e| table_failure("reading an entry", &e))?;
+                    .map_err(|e| Failure::from_table("reading an entry", &e))?;
             }
-            Err(e) => return Err(table_failure("deleting an entry", &e)),
+            Err(e) => return Err(Failure::from_table("deleting an entry", &e)),
         }
     }
 }
@@ -697,7 +680,7 @@ fn refresh_fans(table: &str, fans: &[Fan]) -> Result<(usize, usize), Failure> {
         }
     }
     let results =
-        update_many(table, &updates).map_err(|e| table_failure("scoring the entries", &e))?;
+        update_many(table, &updates).map_err(|e| Failure::from_table("scoring the entries", &e))?;
     if results.len() != updates.len() {
         return Err(Failure::new(
             500,
@@ -722,10 +705,10 @@ fn refresh_fans(table: &str, fans: &[Fan]) -> Result<(usize, usize), Failure> {
             Err(e) if e.is_condition_failed() => {
                 resync.push(fan.clone());
                 let stored = table::get::<Value>(table, key)
-                    .map_err(|e| table_failure("reading an entry", &e))?;
+                    .map_err(|e| Failure::from_table("reading an entry", &e))?;
                 refresh_one(table, key, stored, 1)?
             }
-            Err(e) => return Err(table_failure("scoring an entry", &e)),
+            Err(e) => return Err(Failure::from_table("scoring an entry", &e)),
         };
         if found {
             refreshed += 1;
@@ -759,16 +742,16 @@ fn refresh_one(
             Err(e) if e.is_condition_failed() && attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
                 stored = table::get::<Value>(table, key)
-                    .map_err(|e| table_failure("reading an entry", &e))?;
+                    .map_err(|e| Failure::from_table("reading an entry", &e))?;
             }
             Err(e) if e.is_condition_failed() => {
                 // Deleted meanwhile (update with `exists` semantics failed).
                 return match table::get::<Value>(table, key) {
                     Ok(None) => Ok(false),
-                    _ => Err(table_failure("scoring an entry", &e)),
+                    _ => Err(Failure::from_table("scoring an entry", &e)),
                 };
             }
-            Err(e) => return Err(table_failure("scoring an entry", &e)),
+            Err(e) => return Err(Failure::from_table("scoring an entry", &e)),
         }
     }
 }
@@ -804,7 +787,7 @@ fn query_page(
         Some(limit),
         start.as_ref(),
     )
-    .map_err(|e| table_failure("querying entries", &e))
+    .map_err(|e| Failure::from_table("querying entries", &e))
 }
 
 /// `GET /campaigns/{campaignId}/entries?limit=&after=`.

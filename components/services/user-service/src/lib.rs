@@ -26,9 +26,8 @@
 mod logic;
 
 pub use logic::{
-    batch_upsert, enqueue_job, get_job, get_user, handle, index_key, job_key, list_jobs,
-    table_failure, user_key, Failure, Settings, DEFAULT_LIMIT, MAX_ID_BYTES, MAX_JOB_FANS,
-    MAX_LIMIT,
+    batch_upsert, enqueue_job, get_job, get_user, handle, index_key, job_key, list_jobs, user_key,
+    Failure, Settings, DEFAULT_LIMIT, MAX_ID_BYTES, MAX_JOB_FANS, MAX_LIMIT,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};
@@ -38,13 +37,7 @@ pub struct UserService;
 
 impl HttpWorker for UserService {
     fn handle(request: HttpRequest) -> HttpResponse {
-        match Settings::load() {
-            Ok(settings) => handle(&settings, &request),
-            Err(e) => {
-                usher_sdk::error!(error = e; "cannot read the settings");
-                Failure::new(500, format!("cannot read the settings: {e}")).response()
-            }
-        }
+        usher_sdk::router::serve_with(Settings::load, |settings| handle(settings, &request))
     }
 }
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use usher_domain::rfc3339;
 use usher_domain::user::{self, MAX_USERS_PER_BATCH};
 use usher_sdk::json::{json, str_field};
-use usher_sdk::router::Router;
+use usher_sdk::router::{json_reply as ok, Router};
 use usher_sdk::table::{self, Condition, Write};
-use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
+use usher_sdk::{HttpRequest, HttpResponse, Value};
 
 /// At most this many fans in one e-mail job (more is a 413).
 pub const MAX_JOB_FANS: usize = 500;
@@ -47,22 +47,6 @@ impl Settings {
             table: usher_sdk::config::string_or("table", &d.table)?,
         })
     }
-}
-
-/// The answer to a failed table call.
-pub fn table_failure(what: &str, e: &Error) -> Failure {
-    let status = match e {
-        Error::Invalid(_) => 400,
-        Error::ConditionFailed(_) => 409,
-        Error::Unavailable(_) | Error::Throttled(_) => 503,
-        _ => 500,
-    };
-    usher_sdk::warn!(status = status, error = e; "{what} failed");
-    Failure::new(status, format!("{what}: {e}"))
-}
-
-fn ok(result: Result<Value, Failure>) -> Result<HttpResponse, Failure> {
-    result.map(|body| HttpResponse::json_ok(&body))
 }
 
 /// Serves one request (the routes of the crate docs; 404 for an unknown
@@ -166,7 +150,7 @@ pub fn batch_upsert(table: &str, body: &Value, now: i64) -> Result<Value, Failur
     if !order.is_empty() {
         let keys: Vec<Value> = order.iter().map(|id| user_key(id)).collect();
         let current = table::batch_get::<Value, Value>(table, &keys)
-            .map_err(|e| table_failure("reading the users", &e))?;
+            .map_err(|e| Failure::from_table("reading the users", &e))?;
         let at = rfc3339::format_millis(now);
         let writes: Vec<Write> = order
             .iter()
@@ -184,7 +168,7 @@ pub fn batch_upsert(table: &str, body: &Value, now: i64) -> Result<Value, Failur
             })
             .collect();
         let results = table::batch_write(table, &writes)
-            .map_err(|e| table_failure("writing the users", &e))?;
+            .map_err(|e| Failure::from_table("writing the users", &e))?;
         if results.len() != writes.len() {
             return Err(Failure::new(
                 500,
@@ -196,7 +180,7 @@ pub fn batch_upsert(table: &str, body: &Value, now: i64) -> Result<Value, Failur
             ));
         }
         if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
-            return Err(table_failure("writing a user", e));
+            return Err(Failure::from_table("writing a user", e));
         }
     }
     usher_sdk::info!(upserted = upserted, failed = failures.len(); "batch-upsert");
@@ -206,7 +190,7 @@ pub fn batch_upsert(table: &str, body: &Value, now: i64) -> Result<Value, Failur
 /// `GET /users/{globalUserId}` → the stored user record.
 pub fn get_user(table: &str, id: &str) -> Result<Value, Failure> {
     table::get::<Value>(table, &user_key(id))
-        .map_err(|e| table_failure("reading the user", &e))?
+        .map_err(|e| Failure::from_table("reading the user", &e))?
         .and_then(|item| item.get("user").cloned())
         .ok_or_else(|| Failure::not_found(format!("no user {id:?}")))
 }
@@ -330,7 +314,7 @@ pub fn enqueue_job(table: &str, body: &Value, now: i64) -> Result<Value, Failure
         Ok(()) => (item, false),
         Err(e) if e.is_condition_failed() => {
             let stored = table::get::<Value>(table, &job_key(&job_id))
-                .map_err(|e| table_failure("reading the job", &e))?
+                .map_err(|e| Failure::from_table("reading the job", &e))?
                 .ok_or_else(|| Failure::new(503, "the job changed while read; try again"))?;
             for field in ["campaignId", "marketId", "templateId", "fans", "sendAt"] {
                 if stored.get(field).unwrap_or(&Value::Null) != &item[field] {
@@ -342,7 +326,7 @@ pub fn enqueue_job(table: &str, body: &Value, now: i64) -> Result<Value, Failure
             }
             (stored, true)
         }
-        Err(e) => return Err(table_failure("writing the job", &e)),
+        Err(e) => return Err(Failure::from_table("writing the job", &e)),
     };
     // The index item (written again for a duplicate: it repairs a crash
     // between the two writes).
@@ -352,7 +336,7 @@ pub fn enqueue_job(table: &str, body: &Value, now: i64) -> Result<Value, Failure
             index[k] = v.clone();
         }
     }
-    table::put(table, &index, None).map_err(|e| table_failure("indexing the job", &e))?;
+    table::put(table, &index, None).map_err(|e| Failure::from_table("indexing the job", &e))?;
     let enqueued = job["fans"].as_array().map_or(0, Vec::len);
     usher_sdk::info!(job = job_id, enqueued = enqueued, duplicate = duplicate; "e-mail job");
     Ok(json!({"jobId": job_id, "enqueued": enqueued, "duplicate": duplicate}))
@@ -361,7 +345,7 @@ pub fn enqueue_job(table: &str, body: &Value, now: i64) -> Result<Value, Failure
 /// `GET /email-jobs/{jobId}` → the job with its fans and `receivedAt`.
 pub fn get_job(table: &str, job: &str) -> Result<Value, Failure> {
     let mut item = table::get::<Value>(table, &job_key(job))
-        .map_err(|e| table_failure("reading the job", &e))?
+        .map_err(|e| Failure::from_table("reading the job", &e))?
         .ok_or_else(|| Failure::not_found(format!("no e-mail job {job:?}")))?;
     if let Some(obj) = item.as_object_mut() {
         obj.remove("PK");
@@ -413,7 +397,7 @@ pub fn list_jobs(
         Some(limit),
         start.as_ref(),
     )
-    .map_err(|e| table_failure("listing the jobs", &e))?;
+    .map_err(|e| Failure::from_table("listing the jobs", &e))?;
     let jobs: Vec<Value> = page
         .items
         .iter()

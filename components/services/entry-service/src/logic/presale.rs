@@ -28,7 +28,7 @@ use usher_sdk::json::{json, str_field};
 use usher_sdk::table::{self, Condition, PutItem, Write};
 use usher_sdk::Value;
 
-use super::{key_of, table_failure, Failure};
+use super::{key_of, Failure};
 
 /// At most this many e-mails per `PUT /campaigns/{id}/invites`.
 pub const MAX_INVITES: usize = 1000;
@@ -76,7 +76,7 @@ fn batch_get(table: &str, keys: &[Value], what: &str) -> Result<Vec<Option<Value
         return Ok(Vec::new());
     }
     let items =
-        table::batch_get::<Value, Value>(table, keys).map_err(|e| table_failure(what, &e))?;
+        table::batch_get::<Value, Value>(table, keys).map_err(|e| Failure::from_table(what, &e))?;
     if items.len() != keys.len() {
         return Err(Failure::new(
             500,
@@ -91,7 +91,7 @@ fn all_ok(
     n: usize,
     what: &str,
 ) -> Result<(), Failure> {
-    let results = results.map_err(|e| table_failure(what, &e))?;
+    let results = results.map_err(|e| Failure::from_table(what, &e))?;
     if results.len() != n {
         return Err(Failure::new(
             500,
@@ -99,7 +99,7 @@ fn all_ok(
         ));
     }
     match results.into_iter().find_map(Result::err) {
-        Some(e) => Err(table_failure(what, &e)),
+        Some(e) => Err(Failure::from_table(what, &e)),
         None => Ok(()),
     }
 }
@@ -166,7 +166,7 @@ pub fn get_invite(table: &str, campaign: &str, email: &str) -> Result<Value, Fai
         )));
     };
     let item: Option<Value> = table::get(table, &invite_key(campaign, &email))
-        .map_err(|e| table_failure("reading an invite", &e))?;
+        .map_err(|e| Failure::from_table("reading an invite", &e))?;
     Ok(json!({"invited": item.is_some()}))
 }
 
@@ -278,7 +278,7 @@ pub fn sync_index(
         let n_puts = puts.len();
         if n_puts > 0 {
             let results = table::put_many(table, puts)
-                .map_err(|e| table_failure("writing the market index", &e))?;
+                .map_err(|e| Failure::from_table("writing the market index", &e))?;
             if results.len() != n_puts {
                 return Err(Failure::new(500, "put_many answered the wrong count"));
             }
@@ -286,7 +286,7 @@ pub fn sync_index(
                 match r {
                     Ok(()) => {}
                     Err(e) if e.is_condition_failed() => again.push(pending[n].clone()),
-                    Err(e) => return Err(table_failure("writing the market index", &e)),
+                    Err(e) => return Err(Failure::from_table("writing the market index", &e)),
                 }
             }
         }
@@ -294,7 +294,7 @@ pub fn sync_index(
             match table::delete(table, &key, Some(c)) {
                 Ok(()) => {}
                 Err(e) if e.is_condition_failed() => again.push(pending[n].clone()),
-                Err(e) => return Err(table_failure("removing a market index item", &e)),
+                Err(e) => return Err(Failure::from_table("removing a market index item", &e)),
             }
         }
         pending.clear();
@@ -349,7 +349,7 @@ fn fan_page(
             Some(want.min(1000) as u32),
             start.as_ref(),
         )
-        .map_err(|e| table_failure("querying the market", &e))?;
+        .map_err(|e| Failure::from_table("querying the market", &e))?;
         items.extend(page.items);
         match page.next {
             Some(next) if items.len() < limit as usize => start = Some(next),
@@ -430,7 +430,7 @@ pub fn market_entries(
             Some(want.min(1000) as u32),
             start.as_ref(),
         )
-        .map_err(|e| table_failure("querying the market", &e))?;
+        .map_err(|e| Failure::from_table("querying the market", &e))?;
         for item in &page.items {
             if count > 0 {
                 out.push(',');
@@ -580,13 +580,13 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
             }
             Err(e) if e.is_condition_failed() => {
                 let now: Option<Value> = table::get(table, &code_key(&p.code))
-                    .map_err(|e| table_failure("reading an assignment", &e))?;
+                    .map_err(|e| Failure::from_table("reading an assignment", &e))?;
                 if now.as_ref().and_then(|i| str_field(i, "globalUserId")) != Some(p.fan.as_str()) {
                     conflicts.push(conflict(p, "the code went to another fan"));
                     lost.insert(*n);
                 }
             }
-            Err(e) => return Err(table_failure("assigning a code", &e)),
+            Err(e) => return Err(Failure::from_table("assigning a code", &e)),
         }
     }
     // The fans' items.
@@ -614,7 +614,7 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
             Ok(()) => {}
             Err(e) if e.is_condition_failed() => {
                 let now: Option<Value> = table::get(table, &fan_key(&p.fan))
-                    .map_err(|e| table_failure("reading an assignment", &e))?;
+                    .map_err(|e| Failure::from_table("reading an assignment", &e))?;
                 if now.as_ref().and_then(|i| str_field(i, "code")) != Some(p.code.as_str()) {
                     if made_code.contains(n) {
                         release(
@@ -627,7 +627,7 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
                     lost.insert(*n);
                 }
             }
-            Err(e) => return Err(table_failure("assigning a code", &e)),
+            Err(e) => return Err(Failure::from_table("assigning a code", &e)),
         }
     }
     assigned += plan.len() - lost.len();
@@ -651,7 +651,8 @@ fn put_all(table: &str, puts: Vec<PutItem>) -> Result<Vec<usher_sdk::Result<()>>
         return Ok(Vec::new());
     }
     let n = puts.len();
-    let results = table::put_many(table, puts).map_err(|e| table_failure("assigning codes", &e))?;
+    let results =
+        table::put_many(table, puts).map_err(|e| Failure::from_table("assigning codes", &e))?;
     if results.len() != n {
         return Err(Failure::new(
             500,
@@ -665,7 +666,7 @@ fn release(table: &str, key: &Value, c: Condition) -> Result<(), Failure> {
     match table::delete(table, key, Some(c)) {
         Ok(()) => Ok(()),
         Err(e) if e.is_condition_failed() => Ok(()),
-        Err(e) => Err(table_failure("undoing a claim", &e)),
+        Err(e) => Err(Failure::from_table("undoing a claim", &e)),
     }
 }
 

@@ -594,7 +594,10 @@ fn table_failures_are_5xx() {
         call(&mut fake, "GET", "/campaigns/c/entries", "", Value::Null).0,
         503
     );
-    assert_eq!(table_failure("x", &Error::Denied("t".into())).status, 500);
+    assert_eq!(
+        Failure::from_table("x", &Error::Denied("t".into())).status,
+        500
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 use super::*;
 use usher_sdk::fakes::Fakes;
+use usher_sdk::Error;
 
 const T: &str = "users";
 
