@@ -32,6 +32,8 @@ use usher_engine::{EngineOptions, Input, Invocation, LocalInvoker, Runtime, Ushe
 use usher_registry::Registry;
 use usher_store::{Digest, LocalStore};
 
+pub mod boundary_probe;
+
 /// The built components of the repository.
 pub mod components {
     /// A component of the repository and where its build lands.

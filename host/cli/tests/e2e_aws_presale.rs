@@ -145,11 +145,22 @@ fn key(campaign: &str, user: &str) -> Value {
     json!({"PK": format!("ENTRY#{campaign}#{user}"), "SK": "ENTRY"})
 }
 
-/// The selection workers deployed as `usher lambda` functions on the
-/// servers (their resources provisioned, components on S3), the reference
-/// services under `usher up` (embedded), and the AWS tables for the test.
-async fn deploy_selection(
+/// The `USHER_SERVICE_<NAME>_URL` of a reference service under `usher up`.
+fn service_env(base: &str, name: &str) -> (String, String) {
+    (
+        format!("USHER_SERVICE_{}_URL", name.to_uppercase()),
+        format!("{base}/services/{name}"),
+    )
+}
+
+/// `workers` deployed as `usher lambda` functions on the servers (their
+/// resources provisioned, components on S3), the reference services under
+/// `usher up` (embedded), the functions' environment reaching `services`
+/// there, and the AWS tables for the test.
+async fn deploy(
     servers: &Servers,
+    workers: &[&str],
+    services: &[&str],
 ) -> (
     Platform,
     Provisioned,
@@ -159,9 +170,35 @@ async fn deploy_selection(
     let mut platform = Platform::new(|_, text| text);
     platform.start().await;
     let registry = platform.registry();
-    let deployed = Provisioned::new(
+    let deployed = Provisioned::new(servers, &platform, workers).await;
+    let services: Vec<(String, String)> = services
+        .iter()
+        .map(|name| service_env(&platform.base, name))
+        .collect();
+    let services: Vec<(&str, &str)> = services
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let env = deployed.function_env(&platform, &services);
+    let tables = servers
+        .backends(&registry.resources, &deployed.prefix)
+        .await
+        .tables();
+    (platform, deployed, env, tables)
+}
+
+/// The selection workers deployed (see [`deploy`]), reaching the Entry,
+/// Campaign and Code Services.
+async fn deploy_selection(
+    servers: &Servers,
+) -> (
+    Platform,
+    Provisioned,
+    Vec<(String, String)>,
+    Arc<DynamoTables>,
+) {
+    deploy(
         servers,
-        &platform,
         &[
             "selection/enqueue-market-selections",
             "selection/save-selections",
@@ -169,27 +206,9 @@ async fn deploy_selection(
             "selection/mark-assigned-codes",
             "selection/verify-draw",
         ],
+        &["entries", "campaigns", "codes"],
     )
-    .await;
-    let base = platform.base.clone();
-    let services = [
-        (
-            "USHER_SERVICE_ENTRIES_URL",
-            format!("{base}/services/entries"),
-        ),
-        (
-            "USHER_SERVICE_CAMPAIGNS_URL",
-            format!("{base}/services/campaigns"),
-        ),
-        ("USHER_SERVICE_CODES_URL", format!("{base}/services/codes")),
-    ];
-    let services: Vec<(&str, &str)> = services.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let env = deployed.function_env(&platform, &services);
-    let tables = servers
-        .backends(&registry.resources, &deployed.prefix)
-        .await
-        .tables();
-    (platform, deployed, env, tables)
+    .await
 }
 
 /// The campaign (its market asking `SELECTION - 10` winners), the code
@@ -721,32 +740,17 @@ async fn submit_entry_runs_as_an_appsync_resolver_on_the_aws_backends() {
     let Some(servers) = Servers::from_env() else {
         return;
     };
-    let mut platform = Platform::new(|_, text| text);
-    platform.start().await;
-    let registry = platform.registry();
-    let deployed = Provisioned::new(
+    let (mut platform, deployed, env, tables) = deploy(
         &servers,
-        &platform,
         &[
             "registration/submit-entry",
             "registration/check-eligibility",
             "registration/upsert-users",
         ],
+        &["entries", "campaigns"],
     )
     .await;
     let base = platform.base.clone();
-    let services = [
-        (
-            "USHER_SERVICE_ENTRIES_URL",
-            format!("{base}/services/entries"),
-        ),
-        (
-            "USHER_SERVICE_CAMPAIGNS_URL",
-            format!("{base}/services/campaigns"),
-        ),
-    ];
-    let services: Vec<(&str, &str)> = services.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let env = deployed.function_env(&platform, &services);
     let mut submit =
         Function::start("registration/submit-entry", 2, &env, platform.tmp.path()).await;
     let mut check = Function::start(
@@ -757,10 +761,7 @@ async fn submit_entry_runs_as_an_appsync_resolver_on_the_aws_backends() {
     )
     .await;
     let mut users_env = env.clone();
-    users_env.push((
-        "USHER_SERVICE_USERS_URL".into(),
-        format!("{base}/services/users"),
-    ));
+    users_env.push(service_env(&base, "users"));
     let mut upsert = Function::start(
         "registration/upsert-users",
         1,
@@ -780,10 +781,6 @@ async fn submit_entry_runs_as_an_appsync_resolver_on_the_aws_backends() {
         }
         .run(upsert.api.clone(), users_stats.clone(), stopped),
     );
-    let tables = servers
-        .backends(&registry.resources, &deployed.prefix)
-        .await
-        .tables();
     let http = reqwest::Client::new();
     let campaign = format!("c-aws-submit-{}", std::process::id());
     create_campaign(&http, &base, &campaign, 1, 0).await;
