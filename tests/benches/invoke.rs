@@ -7,6 +7,11 @@
 //! 3. cold start: `usher invoke` from process exec to the answer, with every
 //!    component precompiled (when the `usher` binary is built).
 //!
+//! 4. the boundary's alternatives: keeping instance memory resident,
+//!    `call-many`, the host's JSON share, and the encodings of the same
+//!    batch side by side on `testing/boundary-probe` (`boundary_encodings`;
+//!    `USHER_BENCH_ONLY=encodings` runs those alone).
+//!
 //! Run with `just bench` (or `cargo bench -p usher-testing --bench invoke`).
 //! Figures go to BENCHMARKS.md by hand, with this command.
 
@@ -632,7 +637,121 @@ async fn boundary_alternatives(
     );
 }
 
+/// Issue 9 item 1: the boundary's encodings side by side in this run, on
+/// `testing/boundary-probe` (its own WIT world, `tests/wit/boundary-probe.wit`).
+/// The same save-entries-like batch (the messages of [`batch`]) crosses in
+/// every [`Variant`], the guest runs the same serde-typed logic on it and
+/// writes the items back in the same encoding; the host starts from what
+/// its backends hold today (message bodies as stored text) and ends with
+/// what a table backend takes (`serde_json::Value` items), except where a
+/// variant says "already typed/encoded" (a backend holding that form) or
+/// passes bytes through. One warm instance per variant, interleaved calls.
+/// Beside them: the guest's own logic compiled natively on the same batch
+/// (JSON and postcard), and the host's own share of (a) (parsing what the
+/// guest wrote), so the rest is the boundary plus wasm's slower code.
+fn boundary_encodings() {
+    use usher_testing::boundary_probe::{Batch, ProbeComponent, Variant};
+    let probe = ProbeComponent::new(&components::TESTING_BOUNDARY_PROBE.bytes()).expect("probe");
+    for (n, iterations) in [(10usize, 3000usize), (500, 300)] {
+        let bodies: Vec<String> = batch(n).into_iter().map(|m| m.body).collect();
+        let prepared = Batch::new(bodies.clone()).expect("batch");
+        let mut instances: Vec<_> = Variant::ALL
+            .iter()
+            .map(|_| probe.instantiate().expect("instantiate"))
+            .collect();
+        let mut samples: Vec<Vec<Duration>> = Variant::ALL.iter().map(|_| Vec::new()).collect();
+        let warm = iterations / 10;
+        for i in 0..iterations + warm {
+            for ((variant, instance), samples) in Variant::ALL
+                .iter()
+                .zip(instances.iter_mut())
+                .zip(samples.iter_mut())
+            {
+                let t = Instant::now();
+                let written = instance.run(*variant, &prepared).expect("run");
+                std::hint::black_box(&written);
+                drop(written);
+                if i >= warm {
+                    samples.push(t.elapsed());
+                }
+            }
+        }
+        let stats: Vec<Stats> = samples.into_iter().map(stats).collect();
+        let base = stats[0].p50.as_secs_f64();
+        println!("boundary encodings, {n}-record batch (testing/boundary-probe, one warm instance each, interleaved):");
+        for (variant, s) in Variant::ALL.iter().zip(&stats) {
+            println!(
+                "  {:<40} p50 {:9.1} µs  p99 {:9.1} µs  {:5.2}x of (a)  {:6.2} µs/record",
+                variant.label(),
+                micros(s.p50),
+                micros(s.p99),
+                s.p50.as_secs_f64() / base,
+                micros(s.p50) / n as f64
+            );
+        }
+        // The same logic natively, and the host's own share of (a).
+        let native_json = measure(iterations, || {
+            std::hint::black_box(boundary_probe::model::json_batch(&bodies).expect("json"));
+            async {}
+        });
+        let native_json = futures::executor::block_on(native_json);
+        let compact_in = prepared_compact(&bodies);
+        let native_compact = futures::executor::block_on(measure(iterations, || {
+            std::hint::black_box(
+                boundary_probe::model::compact_batch(&compact_in).expect("compact"),
+            );
+            async {}
+        }));
+        let written: Vec<String> = boundary_probe::model::json_batch(&bodies).expect("json");
+        let host_parse = futures::executor::block_on(measure(iterations, || {
+            for item in &written {
+                std::hint::black_box(serde_json::from_str::<Value>(item).expect("json"));
+            }
+            async {}
+        }));
+        println!(
+            "  native guest logic: JSON p50 {:9.1} µs ({:.2}x of it in wasm (a)), postcard p50 {:9.1} µs ({:.2}x in wasm (c) stored)",
+            micros(native_json.p50),
+            base / native_json.p50.as_secs_f64(),
+            micros(native_compact.p50),
+            stats[5].p50.as_secs_f64() / native_compact.p50.as_secs_f64()
+        );
+        println!(
+            "  host share of (a): parsing the written items p50 {:9.1} µs = {:.0}% of (a)",
+            micros(host_parse.p50),
+            100.0 * host_parse.p50.as_secs_f64() / base
+        );
+    }
+}
+
+/// The postcard form of these bodies, as the guest's model encodes it.
+fn prepared_compact(bodies: &[String]) -> Vec<u8> {
+    use boundary_probe::model::{to_compact, Change, CompactChange};
+    let changes: Vec<CompactChange> = bodies
+        .iter()
+        .map(|b| {
+            let c: Change = serde_json::from_str(b).expect("json");
+            CompactChange {
+                table: c.table,
+                event_name: c.event_name,
+                pk: c.keys.pk,
+                sk: c.keys.sk,
+                new_image: c.new_image.as_ref().map(to_compact),
+                sequence_number: c.sequence_number,
+                timestamp_ms: c.timestamp_ms,
+            }
+        })
+        .collect();
+    postcard::to_allocvec(&changes).expect("postcard")
+}
+
 fn main() {
+    // `USHER_BENCH_ONLY=encodings`: only the boundary encodings (for a
+    // profile of them alone).
+    if std::env::var("USHER_BENCH_ONLY").as_deref() == Ok("encodings") {
+        boundary_encodings();
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -731,6 +850,7 @@ fn main() {
             wasm500.p50.as_secs_f64() / native500.p50.as_secs_f64()
         );
         boundary_alternatives(&runtime, &table, &services, &five_hundred).await;
+        boundary_encodings();
         let (cold, warm) = swap_latency().await;
         println!("hot swap, release written -> new version live (promote + refresh):");
         println!(
