@@ -195,7 +195,7 @@ pub fn compact_batch(batch: &[u8]) -> Result<(Vec<u8>, usize), Unreadable> {
             items.push(to_compact(&item));
         }
     }
-    let bytes = postcard::to_allocvec(&items).map_err(|e| Unreadable(e.to_string()))?;
+    let bytes = postcard::to_extend(&items, Vec::new()).map_err(|e| Unreadable(e.to_string()))?;
     Ok((bytes, items.len()))
 }
 
@@ -250,7 +250,7 @@ mod tests {
                 }
             })
             .collect();
-        let (out, n) = compact_batch(&postcard::to_allocvec(&compact).unwrap()).unwrap();
+        let (out, n) = compact_batch(&postcard::to_extend(&compact, Vec::new()).unwrap()).unwrap();
         assert_eq!(n, 3);
         let items: Vec<CompactItem> = postcard::from_bytes(&out).unwrap();
         let via_json: Vec<Item> = json_batch(&bodies)
