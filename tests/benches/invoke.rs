@@ -265,13 +265,26 @@ fn runtime_with(
     table: Arc<MapTable>,
     services: Arc<FakeServices>,
 ) -> Arc<Runtime> {
+    runtime_of(
+        engine,
+        table,
+        services,
+        &components::REPLICATION_SAVE_ENTRIES.bytes(),
+    )
+}
+
+/// [`runtime_with`] running this build of save-entries.
+fn runtime_of(
+    engine: Arc<usher_engine::UsherEngine>,
+    table: Arc<MapTable>,
+    services: Arc<FakeServices>,
+    save_entries: &[u8],
+) -> Arc<Runtime> {
     let dir = tempfile::tempdir().expect("tmp");
     let registry_dir = dir.path().join("workers");
     std::fs::create_dir_all(&registry_dir).expect("mkdir");
     let store = usher_testing::shared_store();
-    let digest = store
-        .put_component(&components::REPLICATION_SAVE_ENTRIES.bytes())
-        .expect("put");
+    let digest = store.put_component(save_entries).expect("put");
     let caller = store
         .put_component(&components::TESTING_SERVICE_CALLER.bytes())
         .expect("put");
@@ -637,6 +650,49 @@ async fn boundary_alternatives(
     );
 }
 
+/// `USHER_BENCH_SAVE_ENTRIES_ALT=path.wasm`: another build of save-entries
+/// (e.g. another opt-level) against the repository's, interleaved in this
+/// run on 10 and 500 records.
+async fn save_entries_builds(
+    runtime: &Arc<Runtime>,
+    table: &Arc<MapTable>,
+    services: &Arc<FakeServices>,
+) {
+    let Ok(path) = std::env::var("USHER_BENCH_SAVE_ENTRIES_ALT") else {
+        return;
+    };
+    let bytes = std::fs::read(&path).expect("USHER_BENCH_SAVE_ENTRIES_ALT");
+    let alt = runtime_of(
+        usher_testing::shared_engine(),
+        table.clone(),
+        services.clone(),
+        &bytes,
+    );
+    for (n, iterations) in [(10usize, 2000usize), (500, 150)] {
+        let input = Input::Batch(batch(n));
+        let mut repo = Vec::new();
+        let mut other = Vec::new();
+        for i in 0..iterations + iterations / 10 {
+            for (rt, samples) in [(runtime, &mut repo), (&alt, &mut other)] {
+                let t = Instant::now();
+                rt.invoke("replication/save-entries", &input, None)
+                    .await
+                    .expect("invoke");
+                if i >= iterations / 10 {
+                    samples.push(t.elapsed());
+                }
+            }
+        }
+        let (repo, other) = (stats(repo), stats(other));
+        println!(
+            "alternative build of save-entries ({path}), {n} records: repository's p50 {:9.1} µs, alternative p50 {:9.1} µs ({:.2}x)",
+            micros(repo.p50),
+            micros(other.p50),
+            other.p50.as_secs_f64() / repo.p50.as_secs_f64()
+        );
+    }
+}
+
 /// Issue 9 item 1: the boundary's encodings side by side in this run, on
 /// `testing/boundary-probe` (its own WIT world, `tests/wit/boundary-probe.wit`).
 /// The same save-entries-like batch (the messages of [`batch`]) crosses in
@@ -850,6 +906,7 @@ fn main() {
             wasm500.p50.as_secs_f64() / native500.p50.as_secs_f64()
         );
         boundary_alternatives(&runtime, &table, &services, &five_hundred).await;
+        save_entries_builds(&runtime, &table, &services).await;
         boundary_encodings();
         let (cold, warm) = swap_latency().await;
         println!("hot swap, release written -> new version live (promote + refresh):");
