@@ -30,6 +30,9 @@ pub enum Variant {
     Json,
     /// (a) with one call per message and one crossing per item written.
     JsonPerRecord,
+    /// (a) with the guest keeping the free-form entry document raw
+    /// (`RawValue`): the same text in and out, less parsing inside.
+    JsonRaw,
     /// (b) Typed WIT records both ways; the host first parses the stored
     /// JSON text into records (a queue stores text).
     Typed,
@@ -48,9 +51,10 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, (a) first.
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Json,
         Variant::JsonPerRecord,
+        Variant::JsonRaw,
         Variant::Typed,
         Variant::TypedStored,
         Variant::Compact,
@@ -63,6 +67,7 @@ impl Variant {
         match self {
             Variant::Json => "(a) JSON text, one call",
             Variant::JsonPerRecord => "(a) JSON text, one call per record",
+            Variant::JsonRaw => "(a) JSON text, entry document kept raw",
             Variant::Typed => "(b) typed records, host parses text",
             Variant::TypedStored => "(b) typed records, already typed",
             Variant::Compact => "(c) postcard, host parses text",
@@ -408,6 +413,7 @@ impl Probe {
                 }
                 Ok(n)
             }
+            Variant::JsonRaw => p.call_json_raw(&mut *store, &batch.bodies)?,
             Variant::Typed => {
                 let typed = batch
                     .bodies

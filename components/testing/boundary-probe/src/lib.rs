@@ -65,6 +65,12 @@ mod component {
             count(items.len())
         }
 
+        fn json_raw(messages: Vec<String>) -> Result<u32, String> {
+            let items = model::json_raw_batch(&messages).map_err(|e| e.0)?;
+            sink::put_json_many(&items);
+            count(items.len())
+        }
+
         fn json_one(message: String) -> Result<u32, String> {
             match model::json_one(&message).map_err(|e| e.0)? {
                 Some(item) => {

@@ -4,6 +4,8 @@
 //! in `lib.rs` only call these.
 
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "raw")]
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A demand-table entry item as a worker reads it.
@@ -62,6 +64,70 @@ pub struct Change {
     pub sequence_number: String,
     /// When it changed.
     pub timestamp_ms: u64,
+}
+
+#[cfg(feature = "raw")]
+/// An item whose free-form `entry` document stays raw JSON text: the
+/// worker reads the fields it knows, the rest crosses as it came.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawItem {
+    /// Partition key.
+    #[serde(rename = "PK")]
+    pub pk: String,
+    /// Sort key.
+    #[serde(rename = "SK")]
+    pub sk: String,
+    /// The campaign.
+    pub campaign_id: String,
+    /// The fan.
+    pub global_user_id: String,
+    /// The fan's free-form entry document, unparsed.
+    pub entry: Box<RawValue>,
+    /// The verdict.
+    pub verdict: String,
+    /// Whether the Entry Service still has to get it.
+    pub needs_replication: bool,
+    /// The item's version.
+    pub version: u64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+#[cfg(feature = "raw")]
+/// A change record whose image keeps its entry document raw.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawChange {
+    /// The table.
+    pub table: String,
+    /// INSERT, MODIFY or REMOVE.
+    pub event_name: String,
+    /// The item's keys.
+    pub keys: Keys,
+    /// The item after the change.
+    #[serde(default)]
+    pub new_image: Option<RawItem>,
+    /// The change log's sequence number.
+    pub sequence_number: String,
+    /// When it changed.
+    pub timestamp_ms: u64,
+}
+
+#[cfg(feature = "raw")]
+/// (a) with the entry document kept raw: the same items as [`json_batch`].
+pub fn json_raw_batch(messages: &[String]) -> Result<Vec<String>, Unreadable> {
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        let change: RawChange = serde_json::from_str(m).map_err(|e| Unreadable(e.to_string()))?;
+        if let Some(mut item) = change.new_image {
+            item.needs_replication = false;
+            out.push(serde_json::to_string(&item).map_err(|e| Unreadable(e.to_string()))?);
+        }
+    }
+    Ok(out)
 }
 
 /// The postcard form of an item: postcard is not self-describing, so the
@@ -221,6 +287,23 @@ mod tests {
         assert_eq!(item["needsReplication"], json!(false));
         assert_eq!(item["version"], json!(2));
         assert_eq!(item["entry"], json!({"firstName": "Ada", "zip": "10001"}));
+    }
+
+    #[cfg(feature = "raw")]
+    #[test]
+    fn the_raw_model_writes_the_same_items() {
+        let bodies = [body(1), body(2)];
+        let parsed = |texts: Vec<String>| -> Vec<Value> {
+            texts
+                .iter()
+                .map(|t| serde_json::from_str(t).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            parsed(json_raw_batch(&bodies).unwrap()),
+            parsed(json_batch(&bodies).unwrap())
+        );
+        assert!(json_raw_batch(&["[]".to_string()]).is_err());
     }
 
     #[test]
