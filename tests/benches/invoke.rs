@@ -786,21 +786,10 @@ fn boundary_encodings() {
 
 /// The postcard form of these bodies, as the guest's model encodes it.
 fn prepared_compact(bodies: &[String]) -> Vec<u8> {
-    use boundary_probe::model::{to_compact, Change, CompactChange};
+    use boundary_probe::model::{to_compact_change, Change, CompactChange};
     let changes: Vec<CompactChange> = bodies
         .iter()
-        .map(|b| {
-            let c: Change = serde_json::from_str(b).expect("json");
-            CompactChange {
-                table: c.table,
-                event_name: c.event_name,
-                pk: c.keys.pk,
-                sk: c.keys.sk,
-                new_image: c.new_image.as_ref().map(to_compact),
-                sequence_number: c.sequence_number,
-                timestamp_ms: c.timestamp_ms,
-            }
-        })
+        .map(|b| to_compact_change(&serde_json::from_str::<Change>(b).expect("json")))
         .collect();
     postcard::to_allocvec(&changes).expect("postcard")
 }

@@ -204,6 +204,19 @@ pub fn to_compact(item: &Item) -> CompactItem {
     }
 }
 
+/// A change record's compact form.
+pub fn to_compact_change(c: &Change) -> CompactChange {
+    CompactChange {
+        table: c.table.clone(),
+        event_name: c.event_name.clone(),
+        pk: c.keys.pk.clone(),
+        sk: c.keys.sk.clone(),
+        new_image: c.new_image.as_ref().map(to_compact),
+        sequence_number: c.sequence_number.clone(),
+        timestamp_ms: c.timestamp_ms,
+    }
+}
+
 /// An item from its compact form (its entry document parsed).
 pub fn from_compact(item: CompactItem) -> Result<Item, Unreadable> {
     Ok(Item {
@@ -320,18 +333,7 @@ mod tests {
         let bodies = [body(1), body(2), body(3)];
         let compact: Vec<CompactChange> = bodies
             .iter()
-            .map(|b| {
-                let c: Change = serde_json::from_str(b).unwrap();
-                CompactChange {
-                    table: c.table,
-                    event_name: c.event_name,
-                    pk: c.keys.pk,
-                    sk: c.keys.sk,
-                    new_image: c.new_image.as_ref().map(to_compact),
-                    sequence_number: c.sequence_number,
-                    timestamp_ms: c.timestamp_ms,
-                }
-            })
+            .map(|b| to_compact_change(&serde_json::from_str(b).unwrap()))
             .collect();
         let (out, n) = compact_batch(&postcard::to_extend(&compact, Vec::new()).unwrap()).unwrap();
         assert_eq!(n, 3);
