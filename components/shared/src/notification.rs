@@ -313,7 +313,12 @@ pub struct Slot {
 }
 
 /// The slots of `fans` (in the order given) from `start_ms`.
-pub fn slots_of(notification_id: &str, fans: &[String], layout: Layout, start_ms: i64) -> Vec<Slot> {
+pub fn slots_of(
+    notification_id: &str,
+    fans: &[String],
+    layout: Layout,
+    start_ms: i64,
+) -> Vec<Slot> {
     fans.chunks(layout.fans_per_job.max(1))
         .enumerate()
         .map(|(i, chunk)| Slot {
@@ -336,7 +341,9 @@ mod tests {
 
     #[test]
     fn layouts_never_exceed_the_rate_in_any_second() {
-        for rate in [0.3, 1.0, 2.5, 10.0, 33.0, 499.0, 500.0, 501.0, 750.0, 1234.5, 5000.0] {
+        for rate in [
+            0.3, 1.0, 2.5, 10.0, 33.0, 499.0, 500.0, 501.0, 750.0, 1234.5, 5000.0,
+        ] {
             let layout = Layout::for_rate(rate).expect("layout");
             assert!(layout.fans_per_job >= 1 && layout.fans_per_job <= MAX_JOB_FANS);
             let fans: Vec<String> = (0..3000).map(|i| format!("f{i:05}")).collect();
@@ -351,15 +358,24 @@ mod tests {
                 })
                 .collect();
             let most = max_in_window(&jobs, 1000);
-            assert!(most as f64 <= rate.max(1.0), "rate {rate}: {most} in a second ({layout:?})");
+            assert!(
+                most as f64 <= rate.max(1.0),
+                "rate {rate}: {most} in a second ({layout:?})"
+            );
             // Not needlessly slow: at least half the target when there is enough.
-            assert!(most as f64 >= (rate / 2.0).min(rate).floor().min(3000.0), "rate {rate}: {most}");
+            assert!(
+                most as f64 >= (rate / 2.0).min(rate).floor().min(3000.0),
+                "rate {rate}: {most}"
+            );
             let n: usize = slots.iter().map(|s| s.fans.len()).sum();
             assert_eq!(n, 3000);
         }
         assert_eq!(
             Layout::for_rate(10.0),
-            Ok(Layout { fans_per_job: 10, spacing_ms: 1000 })
+            Ok(Layout {
+                fans_per_job: 10,
+                spacing_ms: 1000
+            })
         );
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(Layout::for_rate(bad).is_err());
@@ -376,8 +392,19 @@ mod tests {
 
     #[test]
     fn keys_ids_and_records() {
-        let n = Notification::new(ReminderKind::Winner, "c1", "m1", "c1.m1", "2026-01-01T00:00:00.000Z", 7, "2026-01-01T00:00:00.000Z");
-        assert_eq!(n.key(), json!({"PK": "NOTIFICATIONS", "SK": "c1#m1#winner#c1.m1"}));
+        let n = Notification::new(
+            ReminderKind::Winner,
+            "c1",
+            "m1",
+            "c1.m1",
+            "2026-01-01T00:00:00.000Z",
+            7,
+            "2026-01-01T00:00:00.000Z",
+        );
+        assert_eq!(
+            n.key(),
+            json!({"PK": "NOTIFICATIONS", "SK": "c1#m1#winner#c1.m1"})
+        );
         assert_eq!(n.notification_id, "winner#c1#m1#c1.m1");
         assert_eq!(job_id(&n.notification_id, 3), "winner#c1#m1#c1.m1#3");
         assert!(n.sk.starts_with(&market_prefix("c1", "m1")));

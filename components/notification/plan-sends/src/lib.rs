@@ -38,7 +38,7 @@
 
 mod logic;
 
-pub use logic::{job_path, markets_of, plan_notification, read_slots, run, Market, Outcome, Settings};
+pub use logic::{markets_of, plan_notification, run, Market, Outcome, Settings};
 
 use usher_sdk::{InvokeError, InvokeWorker, Value};
 

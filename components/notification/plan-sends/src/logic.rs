@@ -1,11 +1,9 @@
 //! plan-sends' logic: plans each due notification of a market as e-mail
 //! jobs spread at the target rate, and sends them to the User Service.
 
-use usher_domain::assignment::encode_component;
-use usher_domain::notification::sdk::{market_fans, notifications};
+use usher_domain::notification::sdk::{market_fans, notifications, read_slots};
 use usher_domain::notification::{
-    ceil_second, market_prefix, plan_partition, rate_key, slot_key, slots_of, Layout,
-    Notification, Plan, Slot, State,
+    ceil_second, market_prefix, rate_key, slot_key, slots_of, Layout, Notification, Plan, State,
 };
 use usher_domain::rfc3339;
 use usher_sdk::json::json;
@@ -116,11 +114,14 @@ pub fn markets_of(
             if let Some(n) = payload.get("now") {
                 ask["now"] = n.clone();
             }
-            let due: Value = usher_sdk::workers::invoke(&settings.markets_worker, &ask)
-                .map_err(|e| {
+            let due: Value =
+                usher_sdk::workers::invoke(&settings.markets_worker, &ask).map_err(|e| {
                     InvokeError::new(
                         "Unavailable",
-                        format!("asking {} for the due markets: {e}", settings.markets_worker),
+                        format!(
+                            "asking {} for the due markets: {e}",
+                            settings.markets_worker
+                        ),
                     )
                 })?;
             let list = due
@@ -265,7 +266,12 @@ fn plan_id(n: &Notification, now_ms: i64) -> String {
 /// (PLANNED) on condition that no other attempt took it over meanwhile.
 /// Returns without error when another attempt moved it (the caller reads
 /// it again).
-fn make_plan(settings: &Settings, layout: Layout, n: &Notification, now_ms: i64) -> Result<(), Failed> {
+fn make_plan(
+    settings: &Settings,
+    layout: Layout,
+    n: &Notification,
+    now_ms: i64,
+) -> Result<(), Failed> {
     let t = &settings.table;
     let id = plan_id(n, now_ms);
     let condition = match (n.state, &n.plan_id) {
@@ -274,7 +280,12 @@ fn make_plan(settings: &Settings, layout: Layout, n: &Notification, now_ms: i64)
             Condition::AttributeEquals("state".into(), json!(n.state))
         }
         // PLANNED without a plan: a record this code never writes.
-        _ => return Err(("table", format!("{} is {:?} without a plan", n.notification_id, n.state))),
+        _ => {
+            return Err((
+                "table",
+                format!("{} is {:?} without a plan", n.notification_id, n.state),
+            ))
+        }
     };
     let now = rfc3339::format_millis(now_ms);
     match table::update::<Value>(
@@ -319,7 +330,8 @@ fn make_plan(settings: &Settings, layout: Layout, n: &Notification, now_ms: i64)
                 }
             })
             .collect();
-        let results = table::put_many(t, puts).map_err(|e| ("table", format!("writing the plan: {e}")))?;
+        let results =
+            table::put_many(t, puts).map_err(|e| ("table", format!("writing the plan: {e}")))?;
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             return Err(("table", format!("writing the plan: {e}")));
         }
@@ -331,7 +343,11 @@ fn make_plan(settings: &Settings, layout: Layout, n: &Notification, now_ms: i64)
         slots: slots as u64,
         fans: fans.len() as u64,
     };
-    let state = if slots == 0 { State::Done } else { State::Planned };
+    let state = if slots == 0 {
+        State::Done
+    } else {
+        State::Planned
+    };
     match table::update::<Value>(
         t,
         &n.key(),
@@ -379,39 +395,10 @@ fn reserve(settings: &Settings, window_ms: i64, now_ms: i64) -> Result<i64, Fail
     Err(("conflict", "the send-rate cursor kept changing".into()))
 }
 
-/// Every slot of a plan, in order (all of them, or an error).
-pub fn read_slots(table_name: &str, n: &Notification, plan: &Plan, from: u64) -> Result<Vec<Slot>, Failed> {
-    let mut out: Vec<Slot> = Vec::new();
-    let mut start = (from > 0).then(|| slot_key(&n.notification_id, &plan.plan_id, from - 1));
-    loop {
-        let page = table::query::<Slot>(
-            table_name,
-            &json!({"PK": plan_partition(&n.notification_id, &plan.plan_id)}),
-            Some("SLOT#"),
-            Some(1000),
-            start.as_ref(),
-        )
-        .map_err(|e| ("table", format!("reading the plan: {e}")))?;
-        out.extend(page.items.into_iter().filter(|s| s.slot >= from && s.slot < plan.slots));
-        match page.next {
-            Some(k) => start = Some(k),
-            None => break,
-        }
-    }
-    let expected = plan.slots.saturating_sub(from);
-    if out.len() as u64 != expected || out.iter().enumerate().any(|(i, s)| s.slot != from + i as u64) {
-        return Err((
-            "table",
-            format!("plan {} holds {} of its {expected} slots", plan.plan_id, out.len()),
-        ));
-    }
-    Ok(out)
-}
-
 /// Sends every job of a fixed plan (the same ids, fans and sendAt every
 /// time), then marks the notification ENQUEUED when all were taken.
 fn send_jobs(settings: &Settings, n: &Notification, plan: &Plan) -> Result<Outcome, Failed> {
-    let slots = read_slots(&settings.table, n, plan, 0)?;
+    let slots = read_slots(&settings.table, n, plan, 0).map_err(|e| ("table", e))?;
     let mut outcome = Outcome::default();
     let mut failures = Vec::new();
     for chunk in slots.chunks(REQUESTS_PER_CALL) {
@@ -448,7 +435,11 @@ fn send_jobs(settings: &Settings, n: &Notification, plan: &Plan) -> Result<Outco
     if let Some(first) = failures.first() {
         return Err((
             "user-service",
-            format!("{} of {} jobs not taken (first: {first})", failures.len(), slots.len()),
+            format!(
+                "{} of {} jobs not taken (first: {first})",
+                failures.len(),
+                slots.len()
+            ),
         ));
     }
     match table::update::<Value>(
@@ -456,16 +447,14 @@ fn send_jobs(settings: &Settings, n: &Notification, plan: &Plan) -> Result<Outco
         &n.key(),
         &json!({"state": State::Enqueued, "updatedAt": rfc3339::now()}),
         &[],
-        Some(Condition::AttributeEquals("state".into(), json!(State::Planned))),
+        Some(Condition::AttributeEquals(
+            "state".into(),
+            json!(State::Planned),
+        )),
     ) {
         Ok(_) => {}
         Err(e) if e.is_condition_failed() => {}
         Err(e) => return Err(("table", format!("marking the jobs enqueued: {e}"))),
     }
     Ok(outcome)
-}
-
-/// A job id as a path segment.
-pub fn job_path(job_id: &str) -> String {
-    format!("/email-jobs/{}", encode_component(job_id))
 }

@@ -38,7 +38,9 @@ fn entries(fakes: Fakes, winners: usize) -> Fakes {
                        "verdict": if i % 2 == 0 { "WINNER" } else { "LOSER" }})
             })
             .collect();
-        let limit: usize = param(&r.path, "limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+        let limit: usize = param(&r.path, "limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(1000);
         let after = param(&r.path, "after");
         let rest: Vec<&Value> = all
             .iter()
@@ -46,7 +48,10 @@ fn entries(fakes: Fakes, winners: usize) -> Fakes {
             .collect();
         let page: Vec<&Value> = rest.iter().take(limit).copied().collect();
         let next = (rest.len() > limit).then(|| page.last().map(|s| s["globalUserId"].clone()));
-        Ok(fakes::json_response(200, &json!({"selections": page, "next": next.flatten()})))
+        Ok(fakes::json_response(
+            200,
+            &json!({"selections": page, "next": next.flatten()}),
+        ))
     })
 }
 
@@ -62,7 +67,8 @@ impl Users {
     fn install(&self, fakes: Fakes) -> Fakes {
         let me = self.clone();
         fakes.on_service("users", move |r| {
-            let body: Value = serde_json::from_str(r.body.as_deref().unwrap_or("{}")).expect("json");
+            let body: Value =
+                serde_json::from_str(r.body.as_deref().unwrap_or("{}")).expect("json");
             let mut jobs = me.jobs.borrow_mut();
             if let Some(n) = *me.fail_after.borrow() {
                 if jobs.len() >= n {
@@ -147,7 +153,11 @@ fn a_market_is_planned_at_the_rate_and_a_retry_sends_the_same_jobs() {
     let fans = users.fans();
     assert_eq!(fans.len(), 95);
     assert!(fans.values().all(|n| *n == 1));
-    assert!(fans.keys().all(|f| f[4..].parse::<u32>().expect("n") % 2 == 0), "winners only");
+    assert!(
+        fans.keys()
+            .all(|f| f[4..].parse::<u32>().expect("n") % 2 == 0),
+        "winners only"
+    );
     // 10 fans a second, starting at the next whole second.
     let times = users.times();
     assert_eq!(max_in_window(&times, 1000), 10);
@@ -159,7 +169,11 @@ fn a_market_is_planned_at_the_rate_and_a_retry_sends_the_same_jobs() {
     let again = plan(json!({"campaignId": "c1", "marketId": "m1", "now": "2030-01-01T00:00:05Z"}));
     assert_eq!(again["plannedCount"], 95);
     assert_eq!(*users.jobs.borrow(), jobs);
-    assert!(users.jobs.borrow().keys().all(|k| k.starts_with("winner#c1#m1#c1.m1#")));
+    assert!(users
+        .jobs
+        .borrow()
+        .keys()
+        .all(|k| k.starts_with("winner#c1#m1#c1.m1#")));
 }
 
 #[test]
@@ -228,11 +242,20 @@ fn plans_of_two_markets_never_overlap_and_nobody_is_done_at_once() {
     let times = users.times();
     assert_eq!(times.len(), 6);
     assert_eq!(max_in_window(&times, 1000), 10, "{times:?}");
-    let (p1, p2) = (note(&fakes, "m1").plan.expect("p1"), note(&fakes, "m2").plan.expect("p2"));
+    let (p1, p2) = (
+        note(&fakes, "m1").plan.expect("p1"),
+        note(&fakes, "m2").plan.expect("p2"),
+    );
     assert!(p2.start_ms >= p1.start_ms + 3000, "{p1:?} {p2:?}");
     // A market with no notification: nothing planned.
     let answer = plan(json!({"campaignId": "c1", "marketId": "m9"}));
-    assert_eq!((answer["plannedCount"].clone(), answer["notifications"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (
+            answer["plannedCount"].clone(),
+            answer["notifications"].clone()
+        ),
+        (json!(0), json!(0))
+    );
 }
 
 #[test]

@@ -86,7 +86,12 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
                 },
             };
             let after = r.query("after")?.filter(|a| !a.is_empty());
-            ok(list_campaigns(t, status.as_deref(), limit, after.as_deref()))
+            ok(list_campaigns(
+                t,
+                status.as_deref(),
+                limit,
+                after.as_deref(),
+            ))
         })
         .get("/campaigns/by-slug/{slug}", |r| {
             ok(campaign_by_slug(t, r.param("slug")))

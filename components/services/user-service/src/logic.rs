@@ -387,7 +387,10 @@ pub fn trigger_job(table: &str, job_id: &str, now: i64) -> Result<Value, Failure
     let existing = table::get::<Value>(table, &trigger_key(job_id))
         .map_err(|e| table_failure("reading the trigger", &e))?;
     let (at, triggered) = match existing {
-        Some(t) => (str_field(&t, "triggeredAt").unwrap_or_default().to_string(), false),
+        Some(t) => (
+            str_field(&t, "triggeredAt").unwrap_or_default().to_string(),
+            false,
+        ),
         None => {
             if let Some(due) = send_at.and_then(rfc3339::parse_millis) {
                 if now < due {
@@ -409,9 +412,13 @@ pub fn trigger_job(table: &str, job_id: &str, now: i64) -> Result<Value, Failure
                 Err(e) if e.is_condition_failed() => {
                     let stored = table::get::<Value>(table, &trigger_key(job_id))
                         .map_err(|e| table_failure("reading the trigger", &e))?
-                        .ok_or_else(|| Failure::new(503, "the trigger changed while read; try again"))?;
+                        .ok_or_else(|| {
+                            Failure::new(503, "the trigger changed while read; try again")
+                        })?;
                     (
-                        str_field(&stored, "triggeredAt").unwrap_or_default().to_string(),
+                        str_field(&stored, "triggeredAt")
+                            .unwrap_or_default()
+                            .to_string(),
                         false,
                     )
                 }
@@ -433,7 +440,8 @@ pub fn trigger_job(table: &str, job_id: &str, now: i64) -> Result<Value, Failure
         let index = index_key(c, m, job_id);
         let listed = table::get::<Value>(table, &index)
             .map_err(|e| table_failure("reading the job's index", &e))?;
-        if listed.is_some_and(|l| l.get("triggeredAt").and_then(Value::as_str) != Some(at.as_str())) {
+        if listed.is_some_and(|l| l.get("triggeredAt").and_then(Value::as_str) != Some(at.as_str()))
+        {
             table::update::<Value>(
                 table,
                 &index,

@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 use usher_sdk::services::{self, Method, Request};
 use usher_sdk::table::{self, Condition};
 
-use super::{Notification, ReminderKind, State, NOTIFICATIONS_PARTITION};
+use super::{
+    plan_partition, slot_key, Notification, Plan, ReminderKind, Slot, State,
+    NOTIFICATIONS_PARTITION,
+};
 use crate::assignment::encode_component;
 use crate::rfc3339;
 
@@ -309,7 +312,9 @@ fn campaign_reminders(
             &s.campaigns,
             &format!("/campaigns/{cid}/markets/{}/stats", encode_component(mid)),
         )?;
-        if let Some(st) = stats.filter(|st| st.get("status").and_then(Value::as_str) == Some("FINISHED")) {
+        if let Some(st) =
+            stats.filter(|st| st.get("status").and_then(Value::as_str) == Some("FINISHED"))
+        {
             if let Some(draw) = st.get("drawId").and_then(Value::as_str) {
                 found.push(Found {
                     kind: ReminderKind::Winner,
@@ -342,4 +347,54 @@ fn campaign_reminders(
 /// Whether `state` still has work for plan-sends.
 pub fn needs_planning(state: State) -> bool {
     matches!(state, State::Due | State::Planning | State::Planned)
+}
+
+/// The slots of a fixed plan from slot `from` on, in order: all of them,
+/// or an error naming how many were found.
+pub fn read_slots(
+    table_name: &str,
+    n: &Notification,
+    plan: &Plan,
+    from: u64,
+) -> Result<Vec<Slot>, String> {
+    let mut out: Vec<Slot> = Vec::new();
+    let mut start = (from > 0).then(|| slot_key(&n.notification_id, &plan.plan_id, from - 1));
+    loop {
+        let page = table::query::<Slot>(
+            table_name,
+            &json!({"PK": plan_partition(&n.notification_id, &plan.plan_id)}),
+            Some("SLOT#"),
+            Some(1000),
+            start.as_ref(),
+        )
+        .map_err(|e| format!("reading the plan: {e}"))?;
+        out.extend(
+            page.items
+                .into_iter()
+                .filter(|s| s.slot >= from && s.slot < plan.slots),
+        );
+        match page.next {
+            Some(k) => start = Some(k),
+            None => break,
+        }
+    }
+    let expected = plan.slots.saturating_sub(from);
+    if out.len() as u64 != expected
+        || out
+            .iter()
+            .enumerate()
+            .any(|(i, s)| s.slot != from + i as u64)
+    {
+        return Err(format!(
+            "plan {} holds {} of its {expected} slots from {from}",
+            plan.plan_id,
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// A job id as the User Service path of the job.
+pub fn job_path(job_id: &str) -> String {
+    format!("/email-jobs/{}", encode_component(job_id))
 }

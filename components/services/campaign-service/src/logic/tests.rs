@@ -626,7 +626,12 @@ fn markets_are_listed_across_query_pages() {
 fn campaigns_are_listed_by_id_paged_and_by_status() {
     let fakes = Fakes::new();
     let _i = fakes.install();
-    for (id, status) in [("c3", "OPEN"), ("c1", "DRAFT"), ("c2", "OPEN"), ("c4", "CLOSED")] {
+    for (id, status) in [
+        ("c3", "OPEN"),
+        ("c1", "DRAFT"),
+        ("c2", "OPEN"),
+        ("c4", "CLOSED"),
+    ] {
         let mut c = campaign(id, &format!("slug-{id}"));
         c["status"] = json!(status);
         assert_eq!(call("PUT", &format!("/campaigns/{id}"), Some(c)).0, 200);
@@ -638,7 +643,11 @@ fn campaigns_are_listed_by_id_paged_and_by_status() {
     let ids = |v: &Value| -> Vec<String> {
         v["campaigns"]
             .as_array()
-            .map(|a| a.iter().filter_map(|c| c["id"].as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["id"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (status, all) = call("GET", "/campaigns", None);
@@ -652,5 +661,10 @@ fn campaigns_are_listed_by_id_paged_and_by_status() {
     assert_eq!(first["next"], "c3");
     let rest = list_campaigns(T, None, 3, Some("c3")).expect("page 2");
     assert_eq!(ids(&rest), ["c4"]);
-    assert_eq!(list_campaigns(T, Some("SOON"), 3, None).expect_err("bad").status, 400);
+    assert_eq!(
+        list_campaigns(T, Some("SOON"), 3, None)
+            .expect_err("bad")
+            .status,
+        400
+    );
 }

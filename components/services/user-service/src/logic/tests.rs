@@ -418,10 +418,14 @@ fn a_crash_after_the_trigger_record_is_repaired_by_the_retry() {
         );
         assert_eq!(trigger_job(T, "j1", 1_000).expect_err("down").status, 503);
     }
-    let items: Vec<Value> = [job_key("j1"), trigger_key("j1"), index_key("c1", "m1", "j1")]
-        .iter()
-        .filter_map(|k| fakes.item(T, k))
-        .collect();
+    let items: Vec<Value> = [
+        job_key("j1"),
+        trigger_key("j1"),
+        index_key("c1", "m1", "j1"),
+    ]
+    .iter()
+    .filter_map(|k| fakes.item(T, k))
+    .collect();
     assert_eq!(items.len(), 3, "the trigger record was written");
     let mut fresh = Fakes::new();
     for item in items {
