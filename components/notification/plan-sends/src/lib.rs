@@ -5,7 +5,7 @@
 //! Payload `{"campaignId","marketId"}` (one market) or `{}` (every due
 //! market, asked of `notification/get-markets-to-notify` through the
 //! `workers` capability); `"now"` (RFC 3339) may be given for tests. Answer
-//! `{"plannedCount","jobs","duplicates","notifications","markets","errors":[{"campaignId","marketId","notificationId","reason","message"}]}`:
+//! `{"plannedCount","jobs","duplicates","notifications","markets","targetRatePerS","errors":[{"campaignId","marketId","notificationId","reason","message"}]}`:
 //! `plannedCount` fans in jobs the User Service now holds.
 //!
 //! For each due notification of the market (`usher_domain::notification`):

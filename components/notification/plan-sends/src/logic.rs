@@ -167,7 +167,7 @@ fn error(n: &Notification, reason: &str, message: impl Into<String>) -> Value {
 }
 
 /// Plans every due notification of the payload's markets at `now_ms`:
-/// `{"plannedCount","jobs","duplicates","notifications","markets","errors":[…]}`.
+/// `{"plannedCount","jobs","duplicates","notifications","markets","targetRatePerS","errors":[…]}`.
 /// A failure of one notification is an entry of `errors` (`reason`:
 /// entry-service, user-service, table, conflict, settings); run again, it
 /// picks up where it stopped.
@@ -198,7 +198,8 @@ pub fn run(settings: &Settings, payload: &Value, now_ms: i64) -> Result<Value, I
     }
     Ok(json!({
         "plannedCount": total.planned, "jobs": total.jobs, "duplicates": total.duplicates,
-        "notifications": count, "markets": markets.len(), "errors": errors,
+        "notifications": count, "markets": markets.len(),
+        "targetRatePerS": settings.target_rate_per_s, "errors": errors,
     }))
 }
 
