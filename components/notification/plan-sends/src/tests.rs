@@ -272,7 +272,9 @@ fn bad_payloads_are_refused() {
         let e = run(&Settings::default(), &bad, now()).expect_err("refused");
         assert_eq!(e.kind, "InvalidInput", "{bad}");
     }
-    let mut s = Settings::default();
-    s.target_rate_per_s = 0.0;
+    let s = Settings {
+        target_rate_per_s: 0.0,
+        ..Settings::default()
+    };
     assert!(run(&s, &json!({"campaignId": "c1", "marketId": "m1"}), now()).is_err());
 }
