@@ -12,7 +12,9 @@
 //!
 //! 1. **claim** it: DUE → PLANNING with a fresh `planId` (a conditional
 //!    update; a PLANNING left by an attempt that died is taken over the
-//!    same way, on condition of its `planId`);
+//!    same way, on condition of its `planId`; an attempt whose own plan was
+//!    taken over meanwhile does not take it back: it answers a `conflict`
+//!    error, and a later run finds the plan fixed or takes over a dead one);
 //! 2. read the fans (Entry Service market entries for a closing reminder,
 //!    the draw's WINNER selections for a winner reminder; every page,
 //!    sorted, each once);

@@ -219,6 +219,10 @@ pub fn plan_notification(
     now_ms: i64,
 ) -> Result<Outcome, Failed> {
     let key = n.key();
+    // A PLANNING left by another attempt is taken over at once (it may have
+    // died with `usher up`), but not by an attempt whose own plan was taken
+    // over meanwhile: two live attempts never keep undoing each other.
+    let mut may_take_over = true;
     for _ in 0..ATTEMPTS {
         match (n.state, n.plan.clone()) {
             (State::Done, plan) | (State::Enqueued, plan) => {
@@ -230,7 +234,20 @@ pub fn plan_notification(
                 });
             }
             (State::Planned, Some(plan)) => return send_jobs(settings, &n, &plan),
-            _ => make_plan(settings, layout, &n, now_ms)?,
+            (State::Planning, _) if !may_take_over => {
+                return Err((
+                    "conflict",
+                    format!(
+                        "{} is being planned by another attempt; run again",
+                        n.notification_id
+                    ),
+                ))
+            }
+            _ => {
+                if !make_plan(settings, layout, &n, now_ms)? {
+                    may_take_over = false;
+                }
+            }
         }
         n = read(settings, &key)?;
     }
@@ -265,14 +282,14 @@ fn plan_id(n: &Notification, now_ms: i64) -> String {
 /// Claims the notification for a new plan (DUE, or PLANNING by an attempt
 /// that may have died: taken over), writes the plan's slots and fixes it
 /// (PLANNED) on condition that no other attempt took it over meanwhile.
-/// Returns without error when another attempt moved it (the caller reads
-/// it again).
+/// Answers whether this attempt's plan was fixed; `false` (no error) when
+/// another attempt moved the notification first (the caller reads it again).
 fn make_plan(
     settings: &Settings,
     layout: Layout,
     n: &Notification,
     now_ms: i64,
-) -> Result<(), Failed> {
+) -> Result<bool, Failed> {
     let t = &settings.table;
     let id = plan_id(n, now_ms);
     let condition = match (n.state, &n.plan_id) {
@@ -297,7 +314,7 @@ fn make_plan(
         Some(condition),
     ) {
         Ok(_) => {}
-        Err(e) if e.is_condition_failed() => return Ok(()),
+        Err(e) if e.is_condition_failed() => return Ok(false),
         Err(e) => return Err(("table", format!("claiming the notification: {e}"))),
     }
     let fans = market_fans(
@@ -358,9 +375,9 @@ fn make_plan(
     ) {
         Ok(_) => {
             usher_sdk::info!(notification = n.notification_id, plan = id, fans = fans.len(), slots = slots, start = rfc3339::format_millis(start_ms); "planned");
-            Ok(())
+            Ok(true)
         }
-        Err(e) if e.is_condition_failed() => Ok(()),
+        Err(e) if e.is_condition_failed() => Ok(false),
         Err(e) => Err(("table", format!("fixing the plan: {e}"))),
     }
 }

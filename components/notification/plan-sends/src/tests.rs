@@ -278,3 +278,38 @@ fn bad_payloads_are_refused() {
     };
     assert!(run(&s, &json!({"campaignId": "c1", "marketId": "m1"}), now()).is_err());
 }
+
+#[test]
+fn an_attempt_whose_plan_was_taken_over_does_not_take_it_back() {
+    let users = Users::default();
+    let key = json!({"PK": "NOTIFICATIONS", "SK": "c1#m1#winner#c1.m1"});
+    let hook_key = key.clone();
+    let mut done = false;
+    let fakes = users.install(
+        entries(Fakes::new(), 20)
+            .with_item(T, winner_note("m1"))
+            .intercept(move |call, tables| {
+                // While this attempt reads the fans, another one claims the plan.
+                if matches!(call, usher_sdk::fakes::Call::Service(_)) && !done {
+                    done = true;
+                    let mut n = tables.get(T, &hook_key).cloned().expect("notification");
+                    n["planId"] = json!("other");
+                    tables.insert(T, n);
+                }
+                None
+            }),
+    );
+    let _i = fakes.install();
+    let answer = plan(json!({"campaignId": "c1", "marketId": "m1"}));
+    assert_eq!(answer["errors"][0]["reason"], "conflict", "{answer}");
+    assert!(users.jobs.borrow().is_empty(), "nothing sent by the loser");
+    let n: Notification = serde_json::from_value(fakes.item(T, &key).expect("n")).expect("n");
+    assert_eq!(
+        (n.state, n.plan_id.as_deref()),
+        (State::Planning, Some("other"))
+    );
+    // The other attempt died: the next run takes over and finishes.
+    let answer = plan(json!({"campaignId": "c1", "marketId": "m1"}));
+    assert_eq!(answer["plannedCount"], 20, "{answer}");
+    assert!(users.fans().values().all(|n| *n == 1));
+}
