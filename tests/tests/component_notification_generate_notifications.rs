@@ -40,18 +40,34 @@ async fn finished_draws_and_closing_campaigns_are_recorded_once() {
     let again = invoke(&host, "notification/generate-notifications", json!({}))
         .await
         .expect("again");
-    assert_eq!((again["created"].clone(), again["existing"].clone()), (json!(0), json!(2)));
+    assert_eq!(
+        (again["created"].clone(), again["existing"].clone()),
+        (json!(0), json!(2))
+    );
     // The winner reminder is due now; the closing one 24 h before the close (in 6 h).
     let due = invoke(&host, "notification/get-markets-to-notify", json!({}))
         .await
         .expect("due");
-    assert_eq!(due["markets"], json!([{"campaignId": "c1", "marketId": "m1"}]), "{due}");
+    assert_eq!(
+        due["markets"],
+        json!([{"campaignId": "c1", "marketId": "m1"}]),
+        "{due}"
+    );
     let later = notification_common::rfc3339(notification_common::now_ms() + 7 * 3_600_000);
-    let due = invoke(&host, "notification/get-markets-to-notify", json!({"now": later}))
-        .await
-        .expect("due later");
+    let due = invoke(
+        &host,
+        "notification/get-markets-to-notify",
+        json!({"now": later}),
+    )
+    .await
+    .expect("due later");
     assert_eq!(due["campaignIds"], json!(["c1", "c2"]), "{due}");
     // Bad input.
-    let bad = invoke(&host, "notification/generate-notifications", json!({"x": 1})).await;
+    let bad = invoke(
+        &host,
+        "notification/generate-notifications",
+        json!({"x": 1}),
+    )
+    .await;
     assert!(bad.is_err_and(|e| e.starts_with("InvalidInput")));
 }

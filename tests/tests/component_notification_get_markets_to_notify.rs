@@ -29,20 +29,47 @@ async fn due_markets_until_done() {
         .services(services(&w))
         .build()
         .expect("test host");
-    let none = invoke(&host, "notification/get-markets-to-notify", json!({})).await.expect("none");
-    assert_eq!(none, json!({"marketIds": [], "campaignIds": [], "markets": []}));
-    invoke(&host, "notification/generate-notifications", json!({})).await.expect("generated");
+    let none = invoke(&host, "notification/get-markets-to-notify", json!({}))
+        .await
+        .expect("none");
+    assert_eq!(
+        none,
+        json!({"marketIds": [], "campaignIds": [], "markets": []})
+    );
+    invoke(&host, "notification/generate-notifications", json!({}))
+        .await
+        .expect("generated");
     let far = notification_common::rfc3339(notification_common::now_ms() + 7 * 3_600_000);
-    let due = invoke(&host, "notification/get-markets-to-notify", json!({"now": far})).await.expect("due");
+    let due = invoke(
+        &host,
+        "notification/get-markets-to-notify",
+        json!({"now": far}),
+    )
+    .await
+    .expect("due");
     assert_eq!(due["marketIds"], json!(["m1", "m1"]), "{due}");
     // c2/m1 has nobody registered: planned straight to DONE, no longer due.
-    let planned = invoke(&host, "notification/plan-sends", json!({"campaignId": "c2", "marketId": "m1", "now": far}))
-        .await
-        .expect("planned");
+    let planned = invoke(
+        &host,
+        "notification/plan-sends",
+        json!({"campaignId": "c2", "marketId": "m1", "now": far}),
+    )
+    .await
+    .expect("planned");
     assert_eq!(planned["plannedCount"], 0, "{planned}");
-    let due = invoke(&host, "notification/get-markets-to-notify", json!({"now": far})).await.expect("due");
+    let due = invoke(
+        &host,
+        "notification/get-markets-to-notify",
+        json!({"now": far}),
+    )
+    .await
+    .expect("due");
     assert_eq!(due["campaignIds"], json!(["c1"]), "{due}");
-    for bad in [json!([]), json!({"now": "tomorrow"}), json!({"campaignId": "c1"})] {
+    for bad in [
+        json!([]),
+        json!({"now": "tomorrow"}),
+        json!({"campaignId": "c1"}),
+    ] {
         let e = invoke(&host, "notification/get-markets-to-notify", bad).await;
         assert!(e.is_err_and(|e| e.starts_with("InvalidInput")));
     }

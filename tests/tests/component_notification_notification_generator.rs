@@ -26,13 +26,19 @@ async fn a_tick_records_the_reminders_due() {
         .build()
         .expect("test host");
     let out = host
-        .invoke("notification/notification-generator", tick("2026-12-06T06:00:00Z"))
+        .invoke(
+            "notification/notification-generator",
+            tick("2026-12-06T06:00:00Z"),
+        )
         .await
         .expect("invocation");
     let Output::Scheduled(Ok(summary)) = out.output else {
         panic!("{:?}", out.output)
     };
-    assert_eq!((summary["marketCount"].clone(), summary["userCount"].clone()), (json!(1), json!(25)));
+    assert_eq!(
+        (summary["marketCount"].clone(), summary["userCount"].clone()),
+        (json!(1), json!(25))
+    );
     let out = host
         .invoke(
             "notification/get-markets-to-notify",
@@ -54,7 +60,9 @@ async fn a_tick_records_the_reminders_due() {
         .expect("invocation");
     assert_eq!(
         out.output,
-        Output::Invoke(Ok(json!({"marketIds": [], "campaignIds": [], "markets": []})))
+        Output::Invoke(Ok(
+            json!({"marketIds": [], "campaignIds": [], "markets": []})
+        ))
     );
 }
 
@@ -62,12 +70,21 @@ async fn a_tick_records_the_reminders_due() {
 async fn a_campaign_service_down_fails_the_tick() {
     let host = TestHost::builder()
         .registry_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../workers"))
-        .services(FakeServices::with(|_| Ok(json_response(503, "{\"error\":\"down\"}"))))
+        .services(FakeServices::with(|_| {
+            Ok(json_response(503, "{\"error\":\"down\"}"))
+        }))
         .build()
         .expect("test host");
     let out = host
-        .invoke("notification/notification-generator", tick("2026-12-06T06:00:00Z"))
+        .invoke(
+            "notification/notification-generator",
+            tick("2026-12-06T06:00:00Z"),
+        )
         .await
         .expect("invocation");
-    assert!(matches!(out.output, Output::Scheduled(Err(ref e)) if e.contains("503")), "{:?}", out.output);
+    assert!(
+        matches!(out.output, Output::Scheduled(Err(ref e)) if e.contains("503")),
+        "{:?}",
+        out.output
+    );
 }

@@ -31,8 +31,12 @@ async fn three_thousand_winners_at_ten_a_second_each_once() {
         .services(services(&w))
         .build()
         .expect("test host");
-    invoke(&host, "notification/generate-notifications", json!({})).await.expect("generated");
-    let planned = invoke(&host, "notification/plan-sends", json!({})).await.expect("planned");
+    invoke(&host, "notification/generate-notifications", json!({}))
+        .await
+        .expect("generated");
+    let planned = invoke(&host, "notification/plan-sends", json!({}))
+        .await
+        .expect("planned");
     assert_eq!(planned["errors"], json!([]), "{planned}");
     assert_eq!(planned["plannedCount"], 3_000);
     assert_eq!(planned["jobs"], 300);
@@ -40,22 +44,36 @@ async fn three_thousand_winners_at_ten_a_second_each_once() {
     let fans = fans_jobs(&w);
     assert_eq!(fans.len(), 3_000);
     assert!(fans.values().all(|n| *n == 1), "a fan in two jobs");
-    assert!(fans.keys().all(|f| f[4..].parse::<u32>().expect("n") % 2 == 0), "winners only");
+    assert!(
+        fans.keys()
+            .all(|f| f[4..].parse::<u32>().expect("n") % 2 == 0),
+        "winners only"
+    );
     assert_eq!(most_in_a_second(&w), 10);
     let (first, last) = {
         let world = w.lock().expect("world");
         let times: Vec<i64> = world.jobs.values().map(|j| j.send_at_ms).collect();
-        (*times.iter().min().expect("a job"), *times.iter().max().expect("a job"))
+        (
+            *times.iter().min().expect("a job"),
+            *times.iter().max().expect("a job"),
+        )
     };
     assert_eq!(last - first, 299_000, "spread over 300 s, not bursted");
     // The step again (a retry): the same jobs, nothing new.
-    let again = invoke(&host, "notification/plan-sends", json!({"campaignId": "c1", "marketId": "m1"}))
-        .await
-        .expect("again");
+    let again = invoke(
+        &host,
+        "notification/plan-sends",
+        json!({"campaignId": "c1", "marketId": "m1"}),
+    )
+    .await
+    .expect("again");
     assert_eq!(again["plannedCount"], 3_000, "{again}");
     let world = w.lock().expect("world");
     assert_eq!(world.jobs.len(), 300);
-    assert!(world.jobs.values().all(|j| j.posts == 1), "enqueued: not sent again");
+    assert!(
+        world.jobs.values().all(|j| j.posts == 1),
+        "enqueued: not sent again"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +84,11 @@ async fn a_bad_payload_is_refused() {
         .services(services(&w))
         .build()
         .expect("test host");
-    for bad in [json!({"campaignId": "c1"}), json!("x"), json!({"campaignId": "c1", "marketId": 1})] {
+    for bad in [
+        json!({"campaignId": "c1"}),
+        json!("x"),
+        json!({"campaignId": "c1", "marketId": 1}),
+    ] {
         let e = invoke(&host, "notification/plan-sends", bad).await;
         assert!(e.is_err_and(|e| e.starts_with("InvalidInput")));
     }

@@ -32,15 +32,27 @@ async fn due_jobs_are_triggered_once_each() {
         .build()
         .expect("test host");
     let market = json!({"campaignId": "c1", "marketId": "m1"});
-    invoke(&host, "notification/generate-notifications", json!({})).await.expect("generated");
+    invoke(&host, "notification/generate-notifications", json!({}))
+        .await
+        .expect("generated");
     // Not planned yet: nothing to trigger, everything remaining.
-    let early = invoke(&host, "notification/trigger-reminder-email", market.clone()).await.expect("early");
-    assert_eq!((early["triggeredCount"].clone(), early["remaining"].clone()), (json!(0), json!(25)), "{early}");
-    invoke(&host, "notification/plan-sends", market.clone()).await.expect("planned");
+    let early = invoke(&host, "notification/trigger-reminder-email", market.clone())
+        .await
+        .expect("early");
+    assert_eq!(
+        (early["triggeredCount"].clone(), early["remaining"].clone()),
+        (json!(0), json!(25)),
+        "{early}"
+    );
+    invoke(&host, "notification/plan-sends", market.clone())
+        .await
+        .expect("planned");
     let mut triggered = 0u64;
     let deadline = now_ms() + 15_000;
     loop {
-        let answer = invoke(&host, "notification/trigger-reminder-email", market.clone()).await.expect("answer");
+        let answer = invoke(&host, "notification/trigger-reminder-email", market.clone())
+            .await
+            .expect("answer");
         assert_eq!(answer["errors"], json!([]), "{answer}");
         triggered += answer["triggeredCount"].as_u64().expect("count");
         match answer["nextSendAt"].as_str() {
@@ -54,10 +66,18 @@ async fn due_jobs_are_triggered_once_each() {
     }
     assert_eq!(triggered, 25);
     // Once more (a retry after the end): nothing.
-    let after = invoke(&host, "notification/trigger-reminder-email", json!({})).await.expect("after");
+    let after = invoke(&host, "notification/trigger-reminder-email", json!({}))
+        .await
+        .expect("after");
     assert_eq!(after["triggeredCount"], 0, "{after}");
     let world = w.lock().expect("world");
     assert_eq!(world.jobs.len(), 3);
-    assert!(world.jobs.values().all(|j| j.triggers == 1), "each job triggered once");
-    assert!(world.jobs.values().all(|j| j.early_triggers == 0), "none before its sendAt");
+    assert!(
+        world.jobs.values().all(|j| j.triggers == 1),
+        "each job triggered once"
+    );
+    assert!(
+        world.jobs.values().all(|j| j.early_triggers == 0),
+        "none before its sendAt"
+    );
 }

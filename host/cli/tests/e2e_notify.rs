@@ -27,7 +27,10 @@ const CAMPAIGN: &str = "notify-c1";
 
 fn edit(name: &str, text: String) -> String {
     if name == "notification.yaml" {
-        text.replace("target_rate_per_s: 10", &format!("target_rate_per_s: {RATE}"))
+        text.replace(
+            "target_rate_per_s: 10",
+            &format!("target_rate_per_s: {RATE}"),
+        )
     } else {
         text
     }
@@ -44,7 +47,12 @@ fn millis(text: &str) -> i64 {
         .timestamp_millis()
 }
 
-async fn send(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<&Value>) -> (u16, Value) {
+async fn send(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut req = http.request(method, url);
     if let Some(b) = body {
         req = req.json(b);
@@ -53,13 +61,21 @@ async fn send(http: &reqwest::Client, method: reqwest::Method, url: &str, body: 
         Ok(r) => {
             let status = r.status().as_u16();
             let text = r.text().await.unwrap_or_default();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         }
         Err(e) => (0, Value::String(e.to_string())),
     }
 }
 
-async fn ok(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<&Value>) -> Value {
+async fn ok(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+) -> Value {
     let (status, answer) = send(http, method.clone(), url, body).await;
     assert_eq!(status, 200, "{method} {url}: {answer}");
     answer
@@ -68,7 +84,13 @@ async fn ok(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Op
 /// A step run until it answers without errors (as a workflow's Retry would).
 async fn step(http: &reqwest::Client, base: &str, worker: &str, body: &Value) -> Value {
     for _ in 0..10 {
-        let (status, answer) = send(http, reqwest::Method::POST, &format!("{base}/invoke/notification/{worker}"), Some(body)).await;
+        let (status, answer) = send(
+            http,
+            reqwest::Method::POST,
+            &format!("{base}/invoke/notification/{worker}"),
+            Some(body),
+        )
+        .await;
         if status == 200 && answer["errors"].as_array().is_some_and(Vec::is_empty) {
             return answer;
         }
@@ -102,9 +124,21 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
     let campaign = json!({"id": CAMPAIGN, "slug": CAMPAIGN, "name": "Reminders", "status": "OPEN",
         "opensAt": rfc3339(-3_600_000), "closesAt": rfc3339(2 * 3_600_000),
         "gate": {"type": "none"}, "fields": []});
-    ok(&http, Method::PUT, &format!("{base}/services/campaigns/campaigns/{CAMPAIGN}"), Some(&campaign)).await;
+    ok(
+        &http,
+        Method::PUT,
+        &format!("{base}/services/campaigns/campaigns/{CAMPAIGN}"),
+        Some(&campaign),
+    )
+    .await;
     let market = json!({"id": "m1", "campaignId": CAMPAIGN, "eventId": "e1", "selectionCount": 10});
-    ok(&http, Method::PUT, &format!("{base}/services/campaigns/campaigns/{CAMPAIGN}/markets/m1"), Some(&market)).await;
+    ok(
+        &http,
+        Method::PUT,
+        &format!("{base}/services/campaigns/campaigns/{CAMPAIGN}/markets/m1"),
+        Some(&market),
+    )
+    .await;
     let fans: Vec<String> = (0..FANS).map(|i| format!("fan-{i:05}")).collect();
     let chunks: Vec<Value> = fans
         .chunks(25)
@@ -126,25 +160,42 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
     let generated = step(&http, &base, "generate-notifications", &json!({})).await;
     assert!(generated["marketCount"].as_u64() >= Some(1), "{generated}");
     let due = step(&http, &base, "get-markets-to-notify", &json!({})).await;
-    assert!(due["markets"].as_array().is_some_and(|m| m.contains(&json!({"campaignId": CAMPAIGN, "marketId": "m1"}))), "{due}");
+    assert!(
+        due["markets"]
+            .as_array()
+            .is_some_and(|m| m.contains(&json!({"campaignId": CAMPAIGN, "marketId": "m1"}))),
+        "{due}"
+    );
 
     // plan-sends, killed the moment the reminder leaves DUE.
     let target = json!({"campaignId": CAMPAIGN, "marketId": "m1"});
     let note_key = json!({"PK": "NOTIFICATIONS", "SK": format!("{CAMPAIGN}#m1#closing#{}", millis(campaign["closesAt"].as_str().expect("closesAt")))});
     let tables = platform.embedded().tables();
     let planning = {
-        let (http, url, body) = (http.clone(), format!("{base}/invoke/notification/plan-sends"), target.clone());
+        let (http, url, body) = (
+            http.clone(),
+            format!("{base}/invoke/notification/plan-sends"),
+            target.clone(),
+        );
         tokio::spawn(async move { send(&http, Method::POST, &url, Some(&body)).await })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let state_at_kill = loop {
         let note: Option<Value> = tables.get("notifications", &note_key).await.ok().flatten();
-        let state = note.as_ref().and_then(|n| n["state"].as_str()).unwrap_or("none").to_string();
+        let state = note
+            .as_ref()
+            .and_then(|n| n["state"].as_str())
+            .unwrap_or("none")
+            .to_string();
         if state != "DUE" && state != "none" {
             platform.kill9();
             break state;
         }
-        assert!(Instant::now() < deadline, "the reminder never left DUE: {note:?}\n{}", common::tail(&platform.log(), 40));
+        assert!(
+            Instant::now() < deadline,
+            "the reminder never left DUE: {note:?}\n{}",
+            common::tail(&platform.log(), 40)
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let _ = planning.await;
@@ -154,14 +205,25 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
     let planned = step(&http, &base, "plan-sends", &target).await;
     assert_eq!(planned["plannedCount"], FANS as u64, "{planned}");
     let again = step(&http, &base, "plan-sends", &json!({})).await;
-    assert!(again["plannedCount"].as_u64() >= Some(FANS as u64), "{again}");
+    assert!(
+        again["plannedCount"].as_u64() >= Some(FANS as u64),
+        "{again}"
+    );
 
     // The jobs the User Service holds.
-    let list_url = format!("{base}/services/users/email-jobs?campaignId={CAMPAIGN}&marketId=m1&limit=1000");
-    let jobs = ok(&http, Method::GET, &list_url, None).await["jobs"].as_array().cloned().expect("jobs");
+    let list_url =
+        format!("{base}/services/users/email-jobs?campaignId={CAMPAIGN}&marketId=m1&limit=1000");
+    let jobs = ok(&http, Method::GET, &list_url, None).await["jobs"]
+        .as_array()
+        .cloned()
+        .expect("jobs");
     let expected_jobs = FANS.div_ceil(RATE as usize);
     assert_eq!(jobs.len(), expected_jobs);
-    let first_send = jobs.iter().map(|j| millis(j["sendAt"].as_str().expect("sendAt"))).min().expect("a job");
+    let first_send = jobs
+        .iter()
+        .map(|j| millis(j["sendAt"].as_str().expect("sendAt")))
+        .min()
+        .expect("a job");
 
     // trigger-reminder-email, killed in the middle once a third is due.
     let third = first_send + (expected_jobs as i64 / 3) * 1000;
@@ -170,7 +232,11 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
         tokio::time::sleep(Duration::from_millis((third - now) as u64)).await;
     }
     let triggering = {
-        let (http, url, body) = (http.clone(), format!("{base}/invoke/notification/trigger-reminder-email"), target.clone());
+        let (http, url, body) = (
+            http.clone(),
+            format!("{base}/invoke/notification/trigger-reminder-email"),
+            target.clone(),
+        );
         tokio::spawn(async move { send(&http, Method::POST, &url, Some(&body)).await })
     };
     tokio::time::sleep(Duration::from_millis(15)).await;
@@ -185,22 +251,42 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
         let answer = step(&http, &base, "trigger-reminder-email", &target).await;
         seen_first += answer["triggeredCount"].as_u64().expect("count");
         already += answer["alreadyTriggered"].as_u64().unwrap_or(0);
-        let Some(next) = answer["nextSendAt"].as_str() else { break };
-        assert!(Instant::now() < deadline, "triggering did not end: {answer}");
+        let Some(next) = answer["nextSendAt"].as_str() else {
+            break;
+        };
+        assert!(
+            Instant::now() < deadline,
+            "triggering did not end: {answer}"
+        );
         let wait = (millis(next) - chrono::Utc::now().timestamp_millis()).clamp(50, 2_000);
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-    eprintln!("after the restart: {seen_first} e-mails sent first, {already} job(s) found sent before");
+    eprintln!(
+        "after the restart: {seen_first} e-mails sent first, {already} job(s) found sent before"
+    );
     assert!(seen_first <= FANS as u64);
     let done = step(&http, &base, "get-markets-to-notify", &json!({})).await;
-    assert!(!done["markets"].as_array().is_some_and(|m| m.contains(&target)), "still due: {done}");
+    assert!(
+        !done["markets"]
+            .as_array()
+            .is_some_and(|m| m.contains(&target)),
+        "still due: {done}"
+    );
 
     // From the User Service: the rate, each fan once, every job triggered once.
-    let jobs = ok(&http, Method::GET, &list_url, None).await["jobs"].as_array().cloned().expect("jobs");
+    let jobs = ok(&http, Method::GET, &list_url, None).await["jobs"]
+        .as_array()
+        .cloned()
+        .expect("jobs");
     assert_eq!(jobs.len(), expected_jobs);
     let mut times: Vec<(i64, u64)> = jobs
         .iter()
-        .map(|j| (millis(j["sendAt"].as_str().expect("sendAt")), j["fans"].as_u64().expect("fans")))
+        .map(|j| {
+            (
+                millis(j["sendAt"].as_str().expect("sendAt")),
+                j["fans"].as_u64().expect("fans"),
+            )
+        })
         .collect();
     times.sort_unstable();
     let (mut most, mut sum, mut lo) = (0, 0u64, 0usize);
@@ -213,18 +299,40 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
         most = most.max(sum);
     }
     assert!(most <= RATE, "{most} fans due in one second, target {RATE}");
-    assert!(times.last().expect("job").0 - times[0].0 >= ((FANS as i64 / RATE as i64) - 1) * 1000, "not spread");
+    assert!(
+        times.last().expect("job").0 - times[0].0 >= ((FANS as i64 / RATE as i64) - 1) * 1000,
+        "not spread"
+    );
     let mut per_fan: BTreeMap<String, u32> = BTreeMap::new();
     for j in &jobs {
         let id = j["jobId"].as_str().expect("jobId");
-        let job = ok(&http, Method::GET, &format!("{base}/services/users/email-jobs/{}", encode(id)), None).await;
-        let triggered_at = job["triggeredAt"].as_str().unwrap_or_else(|| panic!("job {id} not triggered: {job}"));
-        assert!(millis(triggered_at) >= millis(job["sendAt"].as_str().expect("sendAt")), "{job}");
+        let job = ok(
+            &http,
+            Method::GET,
+            &format!("{base}/services/users/email-jobs/{}", encode(id)),
+            None,
+        )
+        .await;
+        let triggered_at = job["triggeredAt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("job {id} not triggered: {job}"));
+        assert!(
+            millis(triggered_at) >= millis(job["sendAt"].as_str().expect("sendAt")),
+            "{job}"
+        );
         for f in job["fans"].as_array().expect("fans") {
-            *per_fan.entry(f.as_str().expect("fan").to_string()).or_insert(0) += 1;
+            *per_fan
+                .entry(f.as_str().expect("fan").to_string())
+                .or_insert(0) += 1;
         }
         let records = tables
-            .query("users", &json!({"PK": format!("JOB#{id}")}), Some("TRIGGER"), 10, None)
+            .query(
+                "users",
+                &json!({"PK": format!("JOB#{id}")}),
+                Some("TRIGGER"),
+                10,
+                None,
+            )
             .await
             .expect("trigger records");
         assert_eq!(records.items.len(), 1, "job {id}");
@@ -232,7 +340,10 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
     }
     assert_eq!(per_fan.len(), FANS);
     assert!(per_fan.values().all(|n| *n == 1), "a fan reminded twice");
-    eprintln!("{} jobs, at most {most} fans due in any second (target {RATE}/s)", jobs.len());
+    eprintln!(
+        "{} jobs, at most {most} fans due in any second (target {RATE}/s)",
+        jobs.len()
+    );
 
     let status = platform.stop().await;
     assert!(status.success(), "{}", platform.log());

@@ -74,7 +74,11 @@ pub fn finished_draw(winners: usize) -> Shared {
     let selections = (0..winners * 2)
         .map(|i| {
             let verdict = if i % 2 == 0 { "WINNER" } else { "LOSER" };
-            (format!("fan-{i:06}"), verdict.to_string(), "c1.m1".to_string())
+            (
+                format!("fan-{i:06}"),
+                verdict.to_string(),
+                "c1.m1".to_string(),
+            )
         })
         .collect();
     w.selections.insert(("c1".into(), "m1".into()), selections);
@@ -85,9 +89,11 @@ pub fn finished_draw(winners: usize) -> Shared {
 /// registered fans.
 pub fn closing_campaign(world: &Shared, fans: usize) {
     let mut w = world.lock().expect("world");
-    w.campaigns.push(json!({"id": "c2", "slug": "c2", "name": "c2", "status": "OPEN",
+    w.campaigns.push(
+        json!({"id": "c2", "slug": "c2", "name": "c2", "status": "OPEN",
         "opensAt": "2026-01-01T00:00:00Z", "closesAt": rfc3339(now_ms() + 30 * 3_600_000),
-        "gate": {"type": "none"}, "fields": []}));
+        "gate": {"type": "none"}, "fields": []}),
+    );
     w.markets.insert("c2".into(), vec!["m1".into()]);
     w.entries.insert(
         ("c2".into(), "m1".into()),
@@ -107,7 +113,9 @@ fn respond(status: u16, body: Value) -> ServiceResponse {
 }
 
 fn page(items: Vec<(String, Value)>, path: &str, key: &str) -> ServiceResponse {
-    let limit: usize = query(path, "limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+    let limit: usize = query(path, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(1000);
     let after = query(path, "after");
     let page: Vec<(String, Value)> = items
         .into_iter()
@@ -155,7 +163,12 @@ fn handle(w: &mut World, r: &ServiceRequest) -> ServiceResponse {
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .map(|f| (f.clone(), json!({"campaignId": c, "globalUserId": f, "marketId": m})))
+                .map(|f| {
+                    (
+                        f.clone(),
+                        json!({"campaignId": c, "globalUserId": f, "marketId": m}),
+                    )
+                })
                 .collect();
             page(items, &r.path, "entries")
         }
@@ -167,7 +180,12 @@ fn handle(w: &mut World, r: &ServiceRequest) -> ServiceResponse {
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(f, v, d)| (f.clone(), json!({"globalUserId": f, "verdict": v, "drawId": d})))
+                .map(|(f, v, d)| {
+                    (
+                        f.clone(),
+                        json!({"globalUserId": f, "verdict": v, "drawId": d}),
+                    )
+                })
                 .collect();
             page(items, &r.path, "selections")
         }
@@ -180,16 +198,28 @@ fn handle(w: &mut World, r: &ServiceRequest) -> ServiceResponse {
             match w.jobs.get_mut(&id) {
                 Some(job) if job.body == body => {
                     job.posts += 1;
-                    respond(200, json!({"jobId": id, "enqueued": fans, "duplicate": true}))
+                    respond(
+                        200,
+                        json!({"jobId": id, "enqueued": fans, "duplicate": true}),
+                    )
                 }
                 Some(_) => respond(409, json!({"error": "another job"})),
                 None => {
                     let send_at_ms = body["sendAt"].as_str().map(parse).unwrap_or(0);
                     w.jobs.insert(
                         id.clone(),
-                        Job { body, send_at_ms, posts: 1, triggers: 0, early_triggers: 0 },
+                        Job {
+                            body,
+                            send_at_ms,
+                            posts: 1,
+                            triggers: 0,
+                            early_triggers: 0,
+                        },
                     );
-                    respond(200, json!({"jobId": id, "enqueued": fans, "duplicate": false}))
+                    respond(
+                        200,
+                        json!({"jobId": id, "enqueued": fans, "duplicate": false}),
+                    )
                 }
             }
         }
@@ -229,7 +259,12 @@ pub fn most_in_a_second(world: &Shared) -> u64 {
     let mut jobs: Vec<(i64, u64)> = w
         .jobs
         .values()
-        .map(|j| (j.send_at_ms, j.body["fans"].as_array().map_or(0, Vec::len) as u64))
+        .map(|j| {
+            (
+                j.send_at_ms,
+                j.body["fans"].as_array().map_or(0, Vec::len) as u64,
+            )
+        })
         .collect();
     jobs.sort_unstable();
     let (mut best, mut sum, mut lo) = (0, 0u64, 0usize);
@@ -250,7 +285,8 @@ pub fn fans_jobs(world: &Shared) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for j in w.jobs.values() {
         for f in j.body["fans"].as_array().into_iter().flatten() {
-            *out.entry(f.as_str().unwrap_or_default().to_string()).or_insert(0) += 1;
+            *out.entry(f.as_str().unwrap_or_default().to_string())
+                .or_insert(0) += 1;
         }
     }
     out

@@ -71,17 +71,26 @@ impl Presale {
         loop {
             attempt += 1;
             let outcome = self
-                .ok(reqwest::Method::POST, &format!("/invoke/notification/{worker}"), Some(body))
+                .ok(
+                    reqwest::Method::POST,
+                    &format!("/invoke/notification/{worker}"),
+                    Some(body),
+                )
                 .await
                 .and_then(|answer| match answer["errors"].as_array() {
-                    Some(e) if !e.is_empty() => Err(failed(format!("{worker} reported errors: {answer}"))),
+                    Some(e) if !e.is_empty() => {
+                        Err(failed(format!("{worker} reported errors: {answer}")))
+                    }
                     _ => Ok(answer),
                 });
             match outcome {
                 Ok(answer) => return Ok(answer),
                 Err(e) if attempt < ATTEMPTS => {
                     let backoff = Duration::from_secs(1 << (attempt - 1));
-                    eprintln!("{worker} {body}, attempt {attempt} failed ({e}); again in {} s", backoff.as_secs());
+                    eprintln!(
+                        "{worker} {body}, attempt {attempt} failed ({e}); again in {} s",
+                        backoff.as_secs()
+                    );
                     tokio::time::sleep(backoff).await;
                 }
                 Err(e) => return Err(e),
@@ -93,7 +102,9 @@ impl Presale {
     /// the verification's line.
     pub(super) async fn notification_round(&self) -> Result<String, DemoError> {
         use reqwest::Method;
-        let generated = self.notify_step("generate-notifications", &json!({})).await?;
+        let generated = self
+            .notify_step("generate-notifications", &json!({}))
+            .await?;
         let mut rate = 0.0f64;
         let mut planned = 0u64;
         for m in &self.markets {
@@ -124,7 +135,10 @@ impl Presale {
         let mut summaries: Vec<Value> = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let mut path = format!("/services/users/email-jobs?campaignId={}&limit=1000", encode(&self.campaign));
+            let mut path = format!(
+                "/services/users/email-jobs?campaignId={}&limit=1000",
+                encode(&self.campaign)
+            );
             if let Some(a) = &after {
                 path.push_str(&format!("&after={}", encode(a)));
             }
@@ -156,7 +170,11 @@ impl Presale {
         for s in &summaries {
             let id = s["jobId"].as_str().unwrap_or_default();
             let job = self
-                .ok(Method::GET, &format!("/services/users/email-jobs/{}", encode(id)), None)
+                .ok(
+                    Method::GET,
+                    &format!("/services/users/email-jobs/{}", encode(id)),
+                    None,
+                )
                 .await?;
             triggered_jobs += usize::from(job["triggeredAt"].is_string());
             let template = job["templateId"].as_str().unwrap_or_default().to_string();
@@ -173,14 +191,23 @@ impl Presale {
         for m in &self.markets {
             for s in self.selections(&m.id).await? {
                 if s["verdict"] == json!("WINNER") {
-                    winners.insert(s["globalUserId"].as_str().unwrap_or_default().to_string(), 1);
+                    winners.insert(
+                        s["globalUserId"].as_str().unwrap_or_default().to_string(),
+                        1,
+                    );
                 }
             }
             for e in self.market_entries(&m.id).await? {
-                registered.insert(e["globalUserId"].as_str().unwrap_or_default().to_string(), 1);
+                registered.insert(
+                    e["globalUserId"].as_str().unwrap_or_default().to_string(),
+                    1,
+                );
             }
         }
-        for (template, want) in [("reminder-winner", &winners), ("reminder-closing", &registered)] {
+        for (template, want) in [
+            ("reminder-winner", &winners),
+            ("reminder-closing", &registered),
+        ] {
             let got = fans.get(template).cloned().unwrap_or_default();
             if &got != want {
                 let twice = got.iter().filter(|(_, n)| **n > 1).count();
@@ -191,7 +218,8 @@ impl Presale {
                 )));
             }
         }
-        let span = times.iter().map(|t| t.0).max().unwrap_or(0) - times.iter().map(|t| t.0).min().unwrap_or(0);
+        let span = times.iter().map(|t| t.0).max().unwrap_or(0)
+            - times.iter().map(|t| t.0).min().unwrap_or(0);
         Ok(format!(
             "  notifications       {} reminder(s) generated; {planned} e-mails planned in {} jobs over {:.0} s, at most {most} due in any second (target {rate}/s); every winner and registered fan reminded once; {triggered_jobs} job(s) due so far triggered ({triggered} e-mails)",
             generated["marketCount"],
