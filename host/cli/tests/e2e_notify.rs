@@ -91,7 +91,7 @@ async fn step(http: &reqwest::Client, base: &str, worker: &str, body: &Value) ->
             Some(body),
         )
         .await;
-        if status == 200 && answer["errors"].as_array().is_some_and(Vec::is_empty) {
+        if status == 200 && answer["errors"].as_array().is_none_or(Vec::is_empty) {
             return answer;
         }
         eprintln!("{worker}: {status} {answer}; again");
@@ -225,12 +225,26 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
         .min()
         .expect("a job");
 
-    // trigger-reminder-email, killed in the middle once a third is due.
-    let third = first_send + (expected_jobs as i64 / 3) * 1000;
-    let now = chrono::Utc::now().timestamp_millis();
-    if third > now {
-        tokio::time::sleep(Duration::from_millis((third - now) as u64)).await;
+    // trigger-reminder-email, once every job is due (one call triggers all
+    // 30 together), killed the moment the first job's trigger record is
+    // written: in the middle of triggering, before the reminder's cursor
+    // moves (or, if the call was quicker, after).
+    let last_send = jobs
+        .iter()
+        .map(|j| millis(j["sendAt"].as_str().expect("sendAt")))
+        .max()
+        .expect("a job");
+    let wait = last_send + 200 - chrono::Utc::now().timestamp_millis();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
+    let first_job = jobs
+        .iter()
+        .find(|j| j["sendAt"].as_str().map(millis) == Some(first_send))
+        .expect("first job")["jobId"]
+        .as_str()
+        .expect("jobId")
+        .to_string();
     let triggering = {
         let (http, url, body) = (
             http.clone(),
@@ -239,10 +253,45 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
         );
         tokio::spawn(async move { send(&http, Method::POST, &url, Some(&body)).await })
     };
-    tokio::time::sleep(Duration::from_millis(15)).await;
-    platform.kill9();
+    let trigger_key = json!({"PK": format!("JOB#{first_job}"), "SK": "TRIGGER"});
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tables
+            .get("users", &trigger_key)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            platform.kill9();
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trigger record:\n{}",
+            common::tail(&platform.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let cut = triggering.await.expect("the request task");
-    eprintln!("kill -9 while triggering (its answer: {} {})", cut.0, cut.1);
+    let note: Value = tables
+        .get("notifications", &note_key)
+        .await
+        .expect("read")
+        .expect("the reminder");
+    let cursor_at_kill = note["triggeredSlots"].as_u64().expect("cursor");
+    let mut records_at_kill = 0;
+    for j in &jobs {
+        let key =
+            json!({"PK": format!("JOB#{}", j["jobId"].as_str().expect("jobId")), "SK": "TRIGGER"});
+        records_at_kill += usize::from(tables.get("users", &key).await.ok().flatten().is_some());
+    }
+    eprintln!(
+        "kill -9 while triggering: {records_at_kill} of {} jobs sent, the reminder's cursor at {cursor_at_kill} (the cut call: {} {})",
+        jobs.len(),
+        cut.0,
+        cut.1
+    );
     platform.start().await;
     let mut seen_first = 0u64;
     let mut already = 0u64;
@@ -264,7 +313,19 @@ async fn reminders_go_out_once_at_the_rate_across_kill_9() {
     eprintln!(
         "after the restart: {seen_first} e-mails sent first, {already} job(s) found sent before"
     );
-    assert!(seen_first <= FANS as u64);
+    // Every e-mail exactly once: those sent after the restart, plus the jobs
+    // the retry found sent already, plus those behind the cursor at the kill.
+    assert_eq!(
+        seen_first + RATE * (already + cursor_at_kill),
+        FANS as u64,
+        "some e-mails sent twice or never"
+    );
+    if cursor_at_kill == 0 {
+        assert!(
+            already as usize >= records_at_kill,
+            "jobs sent before the kill not recognised"
+        );
+    }
     let done = step(&http, &base, "get-markets-to-notify", &json!({})).await;
     assert!(
         !done["markets"]
