@@ -23,6 +23,11 @@ pub struct Job {
     pub early_triggers: u32,
 }
 
+/// A market: (campaignId, marketId).
+pub type MarketKey = (String, String);
+/// A saved selection: (fan, verdict, drawId).
+pub type Saved = (String, String, String);
+
 /// The scripted state.
 #[derive(Default)]
 pub struct World {
@@ -34,7 +39,7 @@ pub struct World {
     /// (campaignId, marketId) → registered fans.
     pub entries: BTreeMap<(String, String), Vec<String>>,
     /// (campaignId, marketId) → (fan, verdict, drawId).
-    pub selections: BTreeMap<(String, String), Vec<(String, String, String)>>,
+    pub selections: BTreeMap<MarketKey, Vec<Saved>>,
     pub jobs: BTreeMap<String, Job>,
 }
 
