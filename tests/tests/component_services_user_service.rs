@@ -225,3 +225,68 @@ async fn jobs_are_listed_a_page_at_a_time() {
         400
     );
 }
+
+#[tokio::test]
+async fn an_email_job_triggered_many_times_at_once_is_sent_once() {
+    let host = host();
+    let job = json!({"jobId": "winner#c1#m1#d1#0", "campaignId": "c1", "marketId": "m1", "templateId": "reminder-winner",
+                     "fans": ["u1", "u2"], "sendAt": "2026-01-01T00:00:00Z"});
+    assert_eq!(
+        call(&host, "POST", "/email-jobs", "", Some(job)).await.0,
+        200
+    );
+    let later = json!({"jobId": "later", "campaignId": "c1", "marketId": "m1", "templateId": "reminder-winner",
+                       "fans": ["u3"], "sendAt": "2999-01-01T00:00:00Z"});
+    assert_eq!(
+        call(&host, "POST", "/email-jobs", "", Some(later)).await.0,
+        200
+    );
+    let path = "/email-jobs/winner%23c1%23m1%23d1%230/trigger";
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let runtime = host.runtime.clone();
+            tokio::spawn(async move { call_on(&runtime, "POST", path, "", None).await })
+        })
+        .collect();
+    let mut first = 0;
+    let mut times = std::collections::BTreeSet::new();
+    for task in tasks {
+        let (status, body) = task.await.expect("task");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["fans"], 2);
+        first += usize::from(body["triggered"] == json!(true));
+        times.insert(
+            body["triggeredAt"]
+                .as_str()
+                .expect("triggeredAt")
+                .to_string(),
+        );
+    }
+    assert_eq!(first, 1, "exactly one trigger sent the job");
+    assert_eq!(
+        times.len(),
+        1,
+        "every answer names the one trigger: {times:?}"
+    );
+    let (_, full) = call(
+        &host,
+        "GET",
+        "/email-jobs/winner%23c1%23m1%23d1%230",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(
+        full["triggeredAt"].as_str(),
+        times.iter().next().map(String::as_str)
+    );
+    // Not due yet: refused; unknown: 404.
+    let (status, body) = call(&host, "POST", "/email-jobs/later/trigger", "", None).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        call(&host, "POST", "/email-jobs/none/trigger", "", None)
+            .await
+            .0,
+        404
+    );
+}

@@ -26,6 +26,8 @@
 //!   selection workers exchange with the Entry and Code services.
 //! * [`draw`]: the draw's ranking rule, its digests and its record (one
 //!   rule for the worker that draws and the one that verifies).
+//! * [`notification`]: the reminders' records, job ids and send-rate
+//!   layout (the notification workers).
 
 #![deny(missing_docs)]
 
@@ -33,6 +35,7 @@ pub mod assignment;
 pub mod campaign;
 pub mod draw;
 pub mod eligibility;
+pub mod notification;
 pub mod rfc3339;
 pub mod selection;
 pub mod user;

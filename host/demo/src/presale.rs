@@ -37,6 +37,8 @@ use usher_registry::Resources;
 
 use crate::{now_ms, BoxError, DataDir, DemoError, Platform};
 
+mod notify;
+
 const TABLE: &str = "demand-table";
 /// Requests the demo's fans have in flight at once.
 const FAN_CONCURRENCY: usize = 16;
@@ -949,6 +951,7 @@ impl Presale {
                 m.id, m.selection
             ));
         }
+        lines.push(self.notification_round().await?);
 
         println!("usher demo presale: verified (campaign {})", self.campaign);
         println!(

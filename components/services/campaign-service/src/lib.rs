@@ -23,6 +23,9 @@
 //!   campaign holds it; a PUT with a new slug moves the campaign to it and
 //!   frees the old one.
 //! - `GET /campaigns/{id}`, `GET /campaigns/by-slug/{slug}` → Campaign | 404.
+//! - `GET /campaigns?status=&limit=&after=` → `{"campaigns":[Campaign…],"next"}`
+//!   by id, paged (an index item `{"PK":"CAMPAIGNS","SK":"CAMPAIGN#<id>","campaignId"}`
+//!   per campaign, written by every PUT); for the notification workers.
 //! - `PUT /campaigns/{id}/markets/{mid}` (Market; ids must match, the
 //!   campaign must exist) → Market; `GET /campaigns/{id}/markets` →
 //!   `{"markets":[…]}` by id; `GET /campaigns/{id}/markets/{mid}` → Market.
@@ -35,10 +38,11 @@
 mod logic;
 
 pub use logic::{
-    campaign_by_slug, campaign_key, check_id, check_slug, claim_slug, get_campaign, get_market,
-    get_stats, handle, list_markets, market_key, parse_campaign, put_campaign, put_market,
-    put_stats, report_key, report_verdicts, slug_key, stats_key, Failure, Settings, StatsItem,
-    MAX_ID_BYTES, STALE_CLAIM_MS, STATS_ATTEMPTS, WRITE_ATTEMPTS,
+    campaign_by_slug, campaign_index_key, campaign_key, check_id, check_slug, claim_slug,
+    get_campaign, get_market, get_stats, handle, list_campaigns, list_markets, market_key,
+    parse_campaign, put_campaign, put_market, put_stats, report_key, report_verdicts, slug_key,
+    stats_key, Failure, Settings, StatsItem, DEFAULT_LIST_LIMIT, MAX_ID_BYTES,
+    MAX_LIST_LIMIT, STALE_CLAIM_MS, STATS_ATTEMPTS, WRITE_ATTEMPTS,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};

@@ -56,6 +56,27 @@ impl Settings {
 pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
     let t = settings.table.as_str();
     Router::new()
+        .get("/campaigns", |r| {
+            let status = r.query("status")?.filter(|s| !s.is_empty());
+            let limit = match r.query("limit")? {
+                None => DEFAULT_LIST_LIMIT,
+                Some(l) => match l.parse::<u32>() {
+                    Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+                    _ => {
+                        return Err(Failure::bad_request(format!(
+                            "limit must be an integer from 1 to {MAX_LIST_LIMIT}, not {l:?}"
+                        )))
+                    }
+                },
+            };
+            let after = r.query("after")?.filter(|a| !a.is_empty());
+            ok(list_campaigns(
+                t,
+                status.as_deref(),
+                limit,
+                after.as_deref(),
+            ))
+        })
         .get("/campaigns/by-slug/{slug}", |r| {
             ok(campaign_by_slug(t, r.param("slug")))
         })
@@ -102,6 +123,71 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
 }
 
 // ---- keys ------------------------------------------------------------------
+
+/// The page size of `GET /campaigns` without `limit`.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+/// The largest `limit` of `GET /campaigns`.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// The key of a campaign's index item, for listing:
+/// `{"PK":"CAMPAIGNS","SK":"CAMPAIGN#<id>"}`.
+pub fn campaign_index_key(id: &str) -> Value {
+    json!({"PK": "CAMPAIGNS", "SK": format!("CAMPAIGN#{id}")})
+}
+
+/// `GET /campaigns?status=&limit=&after=` → `{"campaigns":[Campaign…],"next"}`:
+/// every campaign by id (`limit` index items a page, default 100, at most
+/// 1000; `next` is the last id of the page, for `after`, or null), only
+/// those of `status` (DRAFT, OPEN, CLOSED) when given, so a page may hold
+/// fewer than `limit` campaigns. An addition for the notification workers.
+pub fn list_campaigns(
+    table: &str,
+    status: Option<&str>,
+    limit: u32,
+    after: Option<&str>,
+) -> Result<Value, Failure> {
+    if let Some(s) = status {
+        if !["DRAFT", "OPEN", "CLOSED"].contains(&s) {
+            return Err(Failure::bad_request(format!(
+                "status must be DRAFT, OPEN or CLOSED, not {s:?}"
+            )));
+        }
+    }
+    let start = after.map(campaign_index_key);
+    let page = table::query::<Value>(
+        table,
+        &json!({"PK": "CAMPAIGNS"}),
+        Some("CAMPAIGN#"),
+        Some(limit),
+        start.as_ref(),
+    )
+    .map_err(|e| Failure::from_table("listing the campaigns", &e))?;
+    let keys: Vec<Value> = page
+        .items
+        .iter()
+        .filter_map(|i| str_field(i, "campaignId"))
+        .map(campaign_key)
+        .collect();
+    let items = if keys.is_empty() {
+        Vec::new()
+    } else {
+        table::batch_get::<Value, Value>(table, &keys)
+            .map_err(|e| Failure::from_table("reading the campaigns", &e))?
+    };
+    let campaigns: Vec<Value> = items
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("campaign").cloned())
+        .filter(|c| status.is_none_or(|s| c.get("status").and_then(Value::as_str) == Some(s)))
+        .collect();
+    let next = page
+        .next
+        .as_ref()
+        .and_then(|k| str_field(k, "SK"))
+        .and_then(|sk| sk.strip_prefix("CAMPAIGN#"))
+        .map_or(Value::Null, |c| json!(c));
+    Ok(json!({"campaigns": campaigns, "next": next}))
+}
 
 fn partition(campaign: &str) -> String {
     format!("CAMPAIGN#{campaign}")
@@ -315,6 +401,14 @@ pub fn put_campaign(table: &str, id: &str, body: &Value, now: i64) -> Result<Val
         item["updatedAt"] = json!(rfc3339::format_millis(now));
         match table::put(table, &item, Some(condition)) {
             Ok(()) => {
+                // The listing's index item (only its existence matters: the
+                // listing reads the campaign item itself). Written after the
+                // campaign, again by every PUT, so a crash in between is
+                // repaired by the next PUT of the campaign.
+                let mut index = campaign_index_key(id);
+                index["campaignId"] = json!(id);
+                table::put(table, &index, None)
+                    .map_err(|e| Failure::from_table("indexing the campaign", &e))?;
                 usher_sdk::info!(campaign = id, slug = campaign.slug, version = version; "campaign stored");
                 return Ok(stored);
             }

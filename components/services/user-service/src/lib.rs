@@ -21,13 +21,19 @@
 //!   → `{"jobId","enqueued","duplicate"}`, idempotent by jobId.
 //! - `GET /email-jobs?campaignId=&marketId=&limit=&after=` →
 //!   `{"jobs":[{"jobId","campaignId","marketId","templateId","fans":n,"sendAt"?,"receivedAt"}],"next"}`, paged.
-//! - `GET /email-jobs/{jobId}` → the job with its `fans` list.
+//! - `GET /email-jobs/{jobId}` → the job with its `fans` list (and
+//!   `triggeredAt` once triggered).
+//! - `POST /email-jobs/{jobId}/trigger` → `{"jobId","triggered","triggeredAt","fans"}`:
+//!   sends the job once (`triggered: true` the first time only; its trigger
+//!   record `{"PK":"JOB#<jobId>","SK":"TRIGGER","jobId","triggeredAt"}` is
+//!   written on condition that it does not exist); 409 before its `sendAt`.
 
 mod logic;
 
 pub use logic::{
-    batch_upsert, enqueue_job, get_job, get_user, handle, index_key, job_key, list_jobs, user_key,
-    Failure, Settings, DEFAULT_LIMIT, MAX_ID_BYTES, MAX_JOB_FANS, MAX_LIMIT,
+    batch_upsert, enqueue_job, get_job, get_user, handle, index_key, job_key, list_jobs,
+    trigger_job, trigger_key, user_key, Failure, Settings, DEFAULT_LIMIT,
+    MAX_ID_BYTES, MAX_JOB_FANS, MAX_LIMIT,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};

@@ -83,6 +83,9 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
             ))
         })
         .get("/email-jobs/{jobId}", |r| ok(get_job(t, r.param("jobId"))))
+        .post("/email-jobs/{jobId}/trigger", |r| {
+            ok(trigger_job(t, r.param("jobId"), rfc3339::now_millis()))
+        })
         .handle(request)
 }
 
@@ -249,6 +252,9 @@ fn summary(job: &Value) -> Value {
     if let Some(at) = job.get("sendAt").filter(|v| !v.is_null()) {
         s["sendAt"] = at.clone();
     }
+    if let Some(at) = job.get("triggeredAt").filter(|v| !v.is_null()) {
+        s["triggeredAt"] = at.clone();
+    }
     s
 }
 
@@ -340,6 +346,98 @@ pub fn enqueue_job(table: &str, body: &Value, now: i64) -> Result<Value, Failure
     let enqueued = job["fans"].as_array().map_or(0, Vec::len);
     usher_sdk::info!(job = job_id, enqueued = enqueued, duplicate = duplicate; "e-mail job");
     Ok(json!({"jobId": job_id, "enqueued": enqueued, "duplicate": duplicate}))
+}
+
+/// The key of a job's trigger record (written once: the first trigger).
+pub fn trigger_key(job: &str) -> Value {
+    json!({"PK": format!("JOB#{job}"), "SK": "TRIGGER"})
+}
+
+/// `POST /email-jobs/{jobId}/trigger` → `{"jobId","triggered","triggeredAt","fans"}`:
+/// sends the job's e-mails (hands them to the mailer) once. The first
+/// trigger writes the job's trigger record on condition that it does not
+/// exist and answers `triggered: true`; every later one (a retry, a
+/// redelivery, a concurrent trigger) answers `triggered: false` with the
+/// first `triggeredAt`, so no job is ever sent twice. The job item gets
+/// `triggeredAt` too (set again by a later trigger when a crash came
+/// between the two writes). 404 for an unknown job; 409 before the job's
+/// `sendAt` (the planned rate holds at the service).
+pub fn trigger_job(table: &str, job_id: &str, now: i64) -> Result<Value, Failure> {
+    let job = table::get::<Value>(table, &job_key(job_id))
+        .map_err(|e| Failure::from_table("reading the job", &e))?
+        .ok_or_else(|| Failure::not_found(format!("no e-mail job {job_id:?}")))?;
+    let fans = job["fans"].as_array().map_or(0, Vec::len);
+    let send_at = job.get("sendAt").and_then(Value::as_str);
+    let existing = table::get::<Value>(table, &trigger_key(job_id))
+        .map_err(|e| Failure::from_table("reading the trigger", &e))?;
+    let (at, triggered) = match existing {
+        Some(t) => (
+            str_field(&t, "triggeredAt").unwrap_or_default().to_string(),
+            false,
+        ),
+        None => {
+            if let Some(due) = send_at.and_then(rfc3339::parse_millis) {
+                if now < due {
+                    return Err(Failure::new(
+                        409,
+                        format!(
+                            "job {job_id:?} is not due before {}",
+                            send_at.unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+            let at = rfc3339::format_millis(now);
+            let mut item = trigger_key(job_id);
+            item["jobId"] = json!(job_id);
+            item["triggeredAt"] = json!(at);
+            match table::put(table, &item, Some(Condition::NotExists)) {
+                Ok(()) => (at, true),
+                Err(e) if e.is_condition_failed() => {
+                    let stored = table::get::<Value>(table, &trigger_key(job_id))
+                        .map_err(|e| Failure::from_table("reading the trigger", &e))?
+                        .ok_or_else(|| {
+                            Failure::new(503, "the trigger changed while read; try again")
+                        })?;
+                    (
+                        str_field(&stored, "triggeredAt")
+                            .unwrap_or_default()
+                            .to_string(),
+                        false,
+                    )
+                }
+                Err(e) => return Err(Failure::from_table("writing the trigger", &e)),
+            }
+        }
+    };
+    if job.get("triggeredAt").and_then(Value::as_str) != Some(at.as_str()) {
+        table::update::<Value>(
+            table,
+            &job_key(job_id),
+            &json!({"triggeredAt": at}),
+            &[],
+            Some(Condition::Exists),
+        )
+        .map_err(|e| Failure::from_table("marking the job triggered", &e))?;
+    }
+    if let (Some(c), Some(m)) = (str_field(&job, "campaignId"), str_field(&job, "marketId")) {
+        let index = index_key(c, m, job_id);
+        let listed = table::get::<Value>(table, &index)
+            .map_err(|e| Failure::from_table("reading the job's index", &e))?;
+        if listed.is_some_and(|l| l.get("triggeredAt").and_then(Value::as_str) != Some(at.as_str()))
+        {
+            table::update::<Value>(
+                table,
+                &index,
+                &json!({"triggeredAt": at}),
+                &[],
+                Some(Condition::Exists),
+            )
+            .map_err(|e| Failure::from_table("marking the job's index triggered", &e))?;
+        }
+    }
+    usher_sdk::info!(job = job_id, triggered = triggered, fans = fans; "e-mail job trigger");
+    Ok(json!({"jobId": job_id, "triggered": triggered, "triggeredAt": at, "fans": fans}))
 }
 
 /// `GET /email-jobs/{jobId}` → the job with its fans and `receivedAt`.

@@ -621,3 +621,50 @@ fn markets_are_listed_across_query_pages() {
     assert_eq!(listed, ids);
     assert!(fakes.count("query") >= 4, "read a page at a time");
 }
+
+#[test]
+fn campaigns_are_listed_by_id_paged_and_by_status() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    for (id, status) in [
+        ("c3", "OPEN"),
+        ("c1", "DRAFT"),
+        ("c2", "OPEN"),
+        ("c4", "CLOSED"),
+    ] {
+        let mut c = campaign(id, &format!("slug-{id}"));
+        c["status"] = json!(status);
+        assert_eq!(call("PUT", &format!("/campaigns/{id}"), Some(c)).0, 200);
+    }
+    // c2 closed by a later PUT: the listing reads the campaign itself.
+    let mut c2 = campaign("c2", "slug-c2");
+    c2["status"] = json!("CLOSED");
+    assert_eq!(call("PUT", "/campaigns/c2", Some(c2)).0, 200);
+    let ids = |v: &Value| -> Vec<String> {
+        v["campaigns"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (status, all) = call("GET", "/campaigns", None);
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(ids(&all), ["c1", "c2", "c3", "c4"]);
+    assert_eq!(all["next"], Value::Null);
+    let open = list_campaigns(T, Some("OPEN"), 100, None).expect("open");
+    assert_eq!(ids(&open), ["c3"]);
+    let first = list_campaigns(T, None, 3, None).expect("page");
+    assert_eq!(ids(&first), ["c1", "c2", "c3"]);
+    assert_eq!(first["next"], "c3");
+    let rest = list_campaigns(T, None, 3, Some("c3")).expect("page 2");
+    assert_eq!(ids(&rest), ["c4"]);
+    assert_eq!(
+        list_campaigns(T, Some("SOON"), 3, None)
+            .expect_err("bad")
+            .status,
+        400
+    );
+}

@@ -367,3 +367,76 @@ fn jobs_are_listed_by_campaign_and_market_and_paged() {
         400
     );
 }
+
+#[test]
+fn a_job_is_triggered_once_and_not_before_its_send_time() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    let mut j = job("r#c1#m1#0", "m1", &["u1", "u2"]);
+    j["sendAt"] = json!("2030-01-01T00:00:10.000Z");
+    assert_eq!(call("POST", "/email-jobs", "", Some(j)).0, 200);
+    let due = rfc3339::parse_millis("2030-01-01T00:00:10.000Z").expect("time");
+    // Before its sendAt: refused, nothing recorded.
+    let early = trigger_job(T, "r#c1#m1#0", due - 1).expect_err("early");
+    assert_eq!(early.status, 409);
+    assert!(fakes.item(T, &trigger_key("r#c1#m1#0")).is_none());
+    // The first trigger sends it; every later one answers the first time.
+    let first = trigger_job(T, "r#c1#m1#0", due + 5_000).expect("first");
+    assert_eq!(
+        first,
+        json!({"jobId": "r#c1#m1#0", "triggered": true, "triggeredAt": "2030-01-01T00:00:15.000Z", "fans": 2})
+    );
+    for later in [due + 6_000, due + 60_000] {
+        let again = trigger_job(T, "r#c1#m1#0", later).expect("again");
+        assert_eq!(again["triggered"], false);
+        assert_eq!(again["triggeredAt"], "2030-01-01T00:00:15.000Z");
+    }
+    // The job and its listing show when it was triggered.
+    let (status, full) = call("GET", "/email-jobs/r%23c1%23m1%230", "", None);
+    assert_eq!(status, 200, "{full}");
+    assert_eq!(full["triggeredAt"], "2030-01-01T00:00:15.000Z");
+    let listed = call("GET", "/email-jobs", "campaignId=c1&marketId=m1", None).1;
+    assert_eq!(listed["jobs"][0]["triggeredAt"], "2030-01-01T00:00:15.000Z");
+    // Through the route; an unknown job is a 404.
+    let (status, body) = call("POST", "/email-jobs/r%23c1%23m1%230/trigger", "", None);
+    assert_eq!((status, body["triggered"].clone()), (200, json!(false)));
+    assert_eq!(call("POST", "/email-jobs/nope/trigger", "", None).0, 404);
+}
+
+#[test]
+fn a_crash_after_the_trigger_record_is_repaired_by_the_retry() {
+    let fakes = Fakes::new().intercept(|call, _| match call {
+        usher_sdk::fakes::Call::Update { key, .. } if key["SK"] == "JOB" => {
+            Some(Error::Unavailable("table down".into()))
+        }
+        _ => None,
+    });
+    {
+        let _i = fakes.install();
+        assert_eq!(
+            call("POST", "/email-jobs", "", Some(job("j1", "m1", &["u1"]))).0,
+            200
+        );
+        assert_eq!(trigger_job(T, "j1", 1_000).expect_err("down").status, 503);
+    }
+    let items: Vec<Value> = [
+        job_key("j1"),
+        trigger_key("j1"),
+        index_key("c1", "m1", "j1"),
+    ]
+    .iter()
+    .filter_map(|k| fakes.item(T, k))
+    .collect();
+    assert_eq!(items.len(), 3, "the trigger record was written");
+    let mut fresh = Fakes::new();
+    for item in items {
+        fresh = fresh.with_item(T, item);
+    }
+    let _i = fresh.install();
+    let again = trigger_job(T, "j1", 2_000).expect("retry");
+    assert_eq!(again["triggered"], false, "sent by the first attempt");
+    assert_eq!(
+        fresh.item(T, &job_key("j1")).expect("job")["triggeredAt"],
+        again["triggeredAt"]
+    );
+}
