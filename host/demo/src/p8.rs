@@ -466,6 +466,7 @@ impl Bench {
         let mut drawn_at = None;
         let mut saved_at = None;
         let mut first_report_at = None;
+        let mut reporter_drained_at = None;
         let mut last;
         let mut tick = tokio::time::interval(POLL);
         let reported_at = loop {
@@ -487,6 +488,9 @@ impl Bench {
                     if answer.is_some() && last.save_pending == 0 && saved_at.is_none() {
                         saved_at = Some(started.elapsed());
                         eprintln!("p8: save-selection drained at {:.2} s", started.elapsed().as_secs_f64());
+                    }
+                    if saved_at.is_some() && last.report_pending == 0 && reporter_drained_at.is_none() {
+                        reporter_drained_at = Some(started.elapsed());
                     }
                     if answer.is_some() && last.finished {
                         break started.elapsed();
@@ -561,8 +565,14 @@ impl Bench {
         println!("  first verdict report counted                {}", secs(first_report_at));
         println!("  save-selection drained                      {}", secs(saved_at));
         println!(
-            "  every verdict reported (stats FINISHED)     {}",
-            secs(Some(reported_at))
+            "  verdict-reporter drained                    {}",
+            secs(reporter_drained_at)
+        );
+        println!(
+            "  every verdict reported (stats FINISHED)     {} ({} of {} expected)",
+            secs(Some(reported_at)),
+            last.reported,
+            last.expected
         );
         println!(
             "  P8 end to end                               {:.2} s (target 10 s)",
