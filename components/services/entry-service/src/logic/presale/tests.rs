@@ -302,7 +302,7 @@ fn codes_verdicts_and_selections() {
                    "verdicts": [{"globalUserId": "u0", "verdict": "MAYBE"}]})),
         400
     );
-    let many: Vec<Value> = (0..26)
+    let many: Vec<Value> = (0..=super::MAX_SELECTIONS)
         .map(|i| json!({"globalUserId": format!("u{i}"), "code": "x"}))
         .collect();
     assert_eq!(
