@@ -520,9 +520,7 @@ impl TableBackend for EmbeddedTables {
                 // (A number sorts before any text in SQLite: under a text
                 // prefix it is no bound.)
                 let after = match (&prefix, after) {
-                    (Some(p), Some(Sql::Text(a))) if a.as_str() >= p.as_str() => {
-                        Some(Sql::Text(a))
-                    }
+                    (Some(p), Some(Sql::Text(a))) if a.as_str() >= p.as_str() => Some(Sql::Text(a)),
                     (Some(_), _) => None,
                     (None, a) => a,
                 };

@@ -442,13 +442,29 @@ async fn query_pages_by_sort_key_with_prefix() {
         .unwrap();
     assert_eq!(from_start.items.len(), 25);
     let inside = t
-        .query("entries", &json!("p"), Some("a#"), 100, Some(&json!("a#19")))
+        .query(
+            "entries",
+            &json!("p"),
+            Some("a#"),
+            100,
+            Some(&json!("a#19")),
+        )
         .await
         .unwrap();
-    let rest: Vec<i64> = inside.items.iter().map(|i| i["i"].as_i64().unwrap()).collect();
+    let rest: Vec<i64> = inside
+        .items
+        .iter()
+        .map(|i| i["i"].as_i64().unwrap())
+        .collect();
     assert_eq!(rest, (20..25).collect::<Vec<_>>());
     assert!(t
-        .query("entries", &json!("p"), Some("a#"), 100, Some(&json!("b#00")))
+        .query(
+            "entries",
+            &json!("p"),
+            Some("a#"),
+            100,
+            Some(&json!("b#00"))
+        )
         .await
         .unwrap()
         .items

@@ -110,10 +110,11 @@ where
     let data = DataDir::new(args.data.as_deref());
     let fans = Fans::new(&format!("p8-{}", now_ms()));
     {
-        let embedded = Embedded::open(data.path(), resources).map_err(|source| DemoError::Open {
-            path: data.path().to_path_buf(),
-            source,
-        })?;
+        let embedded =
+            Embedded::open(data.path(), resources).map_err(|source| DemoError::Open {
+                path: data.path().to_path_buf(),
+                source,
+            })?;
         let started = Instant::now();
         fans.preload(&embedded, args.entries).await?;
         eprintln!(
@@ -392,7 +393,10 @@ impl Bench {
         Ok(())
     }
 
-    async fn seen(&self, queues: &usher_backend_embedded::EmbeddedQueues) -> Result<Seen, DemoError> {
+    async fn seen(
+        &self,
+        queues: &usher_backend_embedded::EmbeddedQueues,
+    ) -> Result<Seen, DemoError> {
         let pending = |d: usher_backend_embedded::QueueDepth| d.visible + d.in_flight + d.delayed;
         let save = queues
             .depth("save-selection")
@@ -440,10 +444,11 @@ impl Bench {
         self.set_up().await?;
         // The data folder's queues, read as `usher demo presale --url` reads
         // a running `usher up`'s tables.
-        let observer = Embedded::open(data.path(), resources).map_err(|source| DemoError::Open {
-            path: data.path().to_path_buf(),
-            source,
-        })?;
+        let observer =
+            Embedded::open(data.path(), resources).map_err(|source| DemoError::Open {
+                path: data.path().to_path_buf(),
+                source,
+            })?;
         let queues = observer.queues();
         let timeout = Duration::from_secs(self.args.timeout);
         eprintln!(
@@ -549,21 +554,35 @@ impl Bench {
                 pool["assigned"]
             )));
         }
-        let secs = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+        let secs = |d: Option<Duration>| {
+            d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+        };
         println!(
             "usher demo p8: verified: {} entries, {winners} winners each with one code, no code twice, {} selections, {} verdicts reported",
             self.args.entries,
             selections.len(),
             last.reported
         );
-        println!("  draw (enqueue-market-selections) returned   {}", secs(drawn_at));
-        println!("    its steps (ms)                            {}", stats["timingsMs"]);
+        println!(
+            "  draw (enqueue-market-selections) returned   {}",
+            secs(drawn_at)
+        );
+        println!(
+            "    its steps (ms)                            {}",
+            stats["timingsMs"]
+        );
         println!(
             "    {} batches enqueued, {} reservations, {} codes",
             stats["batches"], stats["reservations"], stats["codes"]
         );
-        println!("  first verdict report counted                {}", secs(first_report_at));
-        println!("  save-selection drained                      {}", secs(saved_at));
+        println!(
+            "  first verdict report counted                {}",
+            secs(first_report_at)
+        );
+        println!(
+            "  save-selection drained                      {}",
+            secs(saved_at)
+        );
         println!(
             "  verdict-reporter drained                    {}",
             secs(reporter_drained_at)

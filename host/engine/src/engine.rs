@@ -420,8 +420,7 @@ impl UsherEngine {
             Ok(permit) => Ok(permit),
             Err(_) => {
                 tracing::debug!("every instance slot is taken: waiting for one");
-                match tokio::time::timeout(limits.timeout, self.slots.clone().acquire_owned())
-                    .await
+                match tokio::time::timeout(limits.timeout, self.slots.clone().acquire_owned()).await
                 {
                     Ok(Ok(permit)) => Ok(permit),
                     _ => Err(deadline()),

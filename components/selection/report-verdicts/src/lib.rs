@@ -63,7 +63,9 @@ pub fn parse(body: &str) -> Result<VerdictReport, InvalidReport> {
 /// The request that reports `reports` (all of one campaign and market):
 /// `POST /campaigns/{c}/markets/{m}/verdict-reports/batch`.
 pub fn request(service: &str, reports: &[&VerdictReport]) -> usher_sdk::Result<Request> {
-    let first = reports.first().map(|r| (r.campaign_id.as_str(), r.market_id.as_str()));
+    let first = reports
+        .first()
+        .map(|r| (r.campaign_id.as_str(), r.market_id.as_str()));
     let (campaign, market) = first.unwrap_or_default();
     let body: Vec<Value> = reports
         .iter()
@@ -334,10 +336,8 @@ mod tests {
             3,
             "one request per market; the duplicate was sent once"
         );
-        let last: Value = serde_json::from_str(
-            fakes.requests()[2].body.as_deref().unwrap_or(""),
-        )
-        .expect("json");
+        let last: Value =
+            serde_json::from_str(fakes.requests()[2].body.as_deref().unwrap_or("")).expect("json");
         assert_eq!(last["reports"].as_array().map(Vec::len), Some(1));
         let s = state.borrow();
         assert_eq!(

@@ -406,8 +406,7 @@ fn assign_pass(
                 }
             }
             Ok(outcome) => {
-                let accounted =
-                    outcome.assigned + outcome.already + outcome.conflicts.len() as u64;
+                let accounted = outcome.assigned + outcome.already + outcome.conflicts.len() as u64;
                 if accounted != call.owners.len() as u64 {
                     let reason = format!(
                         "{ASSIGN}: the answer accounts for {} assigned + {} already + {} conflicts of {} assignments",

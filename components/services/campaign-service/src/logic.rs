@@ -3,12 +3,12 @@
 //! installed on the thread (`usher_sdk::fakes`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use usher_domain::campaign::{Campaign, Gate, Market, StatsStatus, VerdictCounts};
 use usher_domain::rfc3339;
 use usher_domain::user::is_country_code;
 use usher_sdk::json::{json, str_field};
 use usher_sdk::router::Router;
-use std::collections::{BTreeMap, BTreeSet};
 
 use usher_sdk::table::{self, Condition, PutItem, UpdateItem};
 use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
@@ -907,8 +907,9 @@ pub fn report_verdicts_batch(
     body: &Value,
     now: i64,
 ) -> Result<Value, Failure> {
-    let batch: ReportBatch = serde_json::from_value(body.clone())
-        .map_err(|e| Failure::bad_request(format!("the body is not a batch of verdict reports: {e}")))?;
+    let batch: ReportBatch = serde_json::from_value(body.clone()).map_err(|e| {
+        Failure::bad_request(format!("the body is not a batch of verdict reports: {e}"))
+    })?;
     if batch.reports.len() > MAX_BATCH_REPORTS {
         return Err(Failure::new(
             413,
@@ -920,10 +921,14 @@ pub fn report_verdicts_batch(
     }
     for (i, r) in batch.reports.iter().enumerate() {
         if r.report_id.trim().is_empty() {
-            return Err(Failure::bad_request(format!("reports[{i}].reportId is empty")));
+            return Err(Failure::bad_request(format!(
+                "reports[{i}].reportId is empty"
+            )));
         }
         if r.draw_id.as_deref().is_some_and(|d| d.trim().is_empty()) {
-            return Err(Failure::bad_request(format!("reports[{i}].drawId is empty")));
+            return Err(Failure::bad_request(format!(
+                "reports[{i}].drawId is empty"
+            )));
         }
     }
     require_market(table, id, mid)?;
@@ -936,9 +941,7 @@ pub fn report_verdicts_batch(
             .collect();
         json!({"results": results})
     };
-    let refuse = |rid: &str, status: u16, error: String| {
-        json!({"reportId": rid, "status": status, "error": error})
-    };
+    let refuse = |rid: &str, status: u16, error: String| json!({"reportId": rid, "status": status, "error": error});
     // The first occurrence of each reportId; later ones follow it.
     let mut first: BTreeMap<&str, usize> = BTreeMap::new();
     let mut distinct: Vec<usize> = Vec::new();
@@ -985,8 +988,8 @@ pub fn report_verdicts_batch(
             }
         })
         .collect();
-    let claimed = table::put_many(table, claims)
-        .map_err(|e| table_failure("claiming the reports", &e))?;
+    let claimed =
+        table::put_many(table, claims).map_err(|e| table_failure("claiming the reports", &e))?;
     if claimed.len() != distinct.len() {
         return Err(Failure::new(500, "put_many answered the wrong count"));
     }
@@ -1085,8 +1088,8 @@ pub fn report_verdicts_batch(
             .first()
             .and_then(|&i| batch.reports[i].draw_id.clone());
         let previous = current.as_ref().map(|s| s.version);
-        let mut next = current
-            .unwrap_or_else(|| StatsItem::new(id, mid, StatsStatus::Processing, first_draw));
+        let mut next =
+            current.unwrap_or_else(|| StatsItem::new(id, mid, StatsStatus::Processing, first_draw));
         for &i in &adding {
             next.reported.add(&batch.reports[i].counts);
         }

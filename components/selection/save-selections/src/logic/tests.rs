@@ -41,7 +41,10 @@ impl EntryService {
         match request.path.as_str() {
             ASSIGN => {
                 let assignments = body["assignments"].as_array().cloned().unwrap_or_default();
-                assert!(assignments.len() <= SELECTIONS_PER_REQUEST, "an assign request over 500");
+                assert!(
+                    assignments.len() <= SELECTIONS_PER_REQUEST,
+                    "an assign request over 500"
+                );
                 if assignments.iter().any(|a| {
                     self.unavailable_for
                         .contains(a["globalUserId"].as_str().unwrap_or_default())
@@ -87,7 +90,10 @@ impl EntryService {
                     return Ok(fakes::json_response(503, &json!({"error": "down"})));
                 }
                 let verdicts = body["verdicts"].as_array().cloned().unwrap_or_default();
-                assert!(verdicts.len() <= SELECTIONS_PER_REQUEST, "a verdicts request over 500");
+                assert!(
+                    verdicts.len() <= SELECTIONS_PER_REQUEST,
+                    "a verdicts request over 500"
+                );
                 let (mut updated, mut missing) = (0, Vec::new());
                 for v in verdicts {
                     let fan = v["globalUserId"].as_str().unwrap_or_default().to_string();

@@ -654,7 +654,10 @@ fn a_batch_of_reports_is_counted_once_each() {
     assert_eq!(r[1], json!({"reportId": "d1#1", "counted": true}));
     assert_eq!(r[2], json!({"reportId": "d1#2", "counted": true}));
     assert_eq!(r[3], json!({"reportId": "d1#1", "counted": false}));
-    assert_eq!((r[4]["status"].as_u64(), r[5]["status"].as_u64()), (Some(409), Some(409)));
+    assert_eq!(
+        (r[4]["status"].as_u64(), r[5]["status"].as_u64()),
+        (Some(409), Some(409))
+    );
     let body = call("GET", STATS, None).1;
     assert_eq!(
         (&body["reported"], &body["reports"]),
@@ -702,9 +705,14 @@ fn a_batch_of_reports_is_counted_once_each() {
     assert_eq!(r[0]["status"], 409, "{r:?}");
     assert_eq!(r[1]["counted"], true, "{r:?}");
     // Bad input, too many, unknown markets.
-    assert_eq!(call("POST", BATCH, Some(json!({"reports": [{"reportId": ""}]}))).0, 400);
+    assert_eq!(
+        call("POST", BATCH, Some(json!({"reports": [{"reportId": ""}]}))).0,
+        400
+    );
     assert_eq!(call("POST", BATCH, Some(json!({"nope": []}))).0, 400);
-    let many: Vec<Value> = (0..=MAX_BATCH_REPORTS).map(|i| report(&format!("x{i}"), 1)).collect();
+    let many: Vec<Value> = (0..=MAX_BATCH_REPORTS)
+        .map(|i| report(&format!("x{i}"), 1))
+        .collect();
     assert_eq!(call("POST", BATCH, Some(json!({"reports": many}))).0, 413);
     assert_eq!(
         call(
