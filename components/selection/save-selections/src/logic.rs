@@ -243,6 +243,12 @@ impl Call {
 /// to 1000).
 pub const SELECTIONS_PER_REQUEST: usize = 500;
 
+/// A campaign, market and draw.
+type DrawKey = (String, String, String);
+
+/// The items of one request: their draw, owning jobs and the items.
+type Group<T> = (DrawKey, Vec<usize>, Vec<T>);
+
 /// Groups the items of the going jobs by campaign, market and draw, in
 /// requests of at most [`SELECTIONS_PER_REQUEST`] items: (key, owners,
 /// items).
@@ -254,7 +260,7 @@ fn grouped<T: Clone>(
     jobs: &[Job],
     alone: Option<&BTreeSet<usize>>,
     items_of: impl Fn(&Job) -> Vec<T>,
-) -> Vec<((String, String, String), Vec<usize>, Vec<T>)> {
+) -> Vec<Group<T>> {
     type Key = (usize, String, String, String);
     let mut groups: BTreeMap<Key, (Vec<usize>, Vec<T>)> = BTreeMap::new();
     for (j, job) in jobs.iter().enumerate().filter(|(_, j)| j.going()) {
