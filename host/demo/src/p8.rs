@@ -174,8 +174,8 @@ impl Fans {
             "zip": format!("{:05}", 10000 + i % 90000),
             "age": 18 + (i % 60),
         });
-        if i % 3 == 0 {
-            entry["newsletter"] = json!(i % 2 == 0);
+        if i.is_multiple_of(3) {
+            entry["newsletter"] = json!(i.is_multiple_of(2));
         }
         json!({
             "PK": format!("ENTRY#{}#{user}", self.campaign), "SK": "ENTRY",
