@@ -1,5 +1,6 @@
 //! selection/report-verdicts under wasmtime, on the repository's registry
-//! entry, with a scripted Campaign Service that counts each report id once.
+//! entry, with a scripted Campaign Service (`verdict-reports/batch`) that
+//! counts each report id once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ struct Stats {
 fn campaign_service(state: Arc<Mutex<Stats>>) -> Arc<FakeServices> {
     FakeServices::with(move |req| {
         assert_eq!(req.service, "campaigns");
-        let Some(market) = req.path.strip_suffix("/verdict-reports") else {
+        let Some(market) = req.path.strip_suffix("/verdict-reports/batch") else {
             return Ok(json_response(404, r#"{"error":"no route"}"#));
         };
         if market.ends_with("/markets/unknown") {
@@ -29,16 +30,20 @@ fn campaign_service(state: Arc<Mutex<Stats>>) -> Arc<FakeServices> {
         let body: Value =
             serde_json::from_str(req.body.as_deref().unwrap_or("{}")).unwrap_or_default();
         let mut s = state.lock().expect("state");
-        let id = format!("{market}#{}", body["reportId"].as_str().unwrap_or_default());
-        let counted = s.seen.insert(id);
-        if counted {
-            let c = &body["counts"];
-            let e = s.reported.entry(market.to_string()).or_default();
-            e[0] += c["winners"].as_u64().unwrap_or(0);
-            e[1] += c["losers"].as_u64().unwrap_or(0);
-            e[2] += c["waitlisted"].as_u64().unwrap_or(0);
+        let mut results = Vec::new();
+        for report in body["reports"].as_array().cloned().unwrap_or_default() {
+            let rid = report["reportId"].as_str().unwrap_or_default().to_string();
+            let counted = s.seen.insert(format!("{market}#{rid}"));
+            if counted {
+                let c = &report["counts"];
+                let e = s.reported.entry(market.to_string()).or_default();
+                e[0] += c["winners"].as_u64().unwrap_or(0);
+                e[1] += c["losers"].as_u64().unwrap_or(0);
+                e[2] += c["waitlisted"].as_u64().unwrap_or(0);
+            }
+            results.push(json!({"reportId": rid, "counted": counted}));
         }
-        Ok(json_response(200, &json!({"counted": counted}).to_string()))
+        Ok(json_response(200, &json!({"results": results}).to_string()))
     })
 }
 
@@ -88,13 +93,20 @@ async fn each_report_is_counted_once_even_when_delivered_again() {
         .await
         .expect("invocation");
     assert!(failures(&out.output).is_empty(), "{:?}", out.output);
-    assert_eq!(host.calls("services", "call").len(), 2);
+    // Both reports of the market in one request.
     let calls = services.calls();
-    assert_eq!(calls[0].path, "/campaigns/c1/markets/m1/verdict-reports");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].path,
+        "/campaigns/c1/markets/m1/verdict-reports/batch"
+    );
     let body: Value = serde_json::from_str(calls[0].body.as_deref().unwrap_or("")).expect("json");
     assert_eq!(
         body,
-        json!({"reportId": "c1.m1#0", "counts": {"winners": 2, "losers": 22, "waitlisted": 1}})
+        json!({"reports": [
+            {"reportId": "c1.m1#0", "counts": {"winners": 2, "losers": 22, "waitlisted": 1}},
+            {"reportId": "c1.m1#1", "counts": {"winners": 1, "losers": 23, "waitlisted": 1}},
+        ]})
     );
     // Redelivered: answered counted=false, which is a success.
     let out = host

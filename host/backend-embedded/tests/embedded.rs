@@ -433,6 +433,42 @@ async fn query_pages_by_sort_key_with_prefix() {
         .unwrap();
     assert_eq!(all.items.len(), 25);
     assert_eq!(all.items[0]["sk"], json!("b#00"));
+    // A prefix and a cursor: a cursor before the prefix starts at the
+    // prefix, one inside continues after it, one past it ends the match (the
+    // query takes one of the two as its bound, never both).
+    let from_start = t
+        .query("entries", &json!("p"), Some("a#"), 100, Some(&json!("a")))
+        .await
+        .unwrap();
+    assert_eq!(from_start.items.len(), 25);
+    let inside = t
+        .query(
+            "entries",
+            &json!("p"),
+            Some("a#"),
+            100,
+            Some(&json!("a#19")),
+        )
+        .await
+        .unwrap();
+    let rest: Vec<i64> = inside
+        .items
+        .iter()
+        .map(|i| i["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rest, (20..25).collect::<Vec<_>>());
+    assert!(t
+        .query(
+            "entries",
+            &json!("p"),
+            Some("a#"),
+            100,
+            Some(&json!("b#00"))
+        )
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     assert!(t
         .query("entries", &json!("zz"), None, 10, None)
         .await

@@ -6,6 +6,8 @@
 //!
 //! * `usher demo presale` ([`presale`]): a whole presale through the
 //!   services, the resolvers and the draw; verified end to end.
+//! * `usher demo p8` ([`p8`]): benchmark P8 end to end (a market of
+//!   1,000,000 entries drawn, saved and reported), verified.
 //! * `usher demo replication` ([`replication`]): fan entries written into
 //!   `demand-table` replicate to the Entry Service; verified entry by entry.
 //!
@@ -13,6 +15,7 @@
 
 #![deny(missing_docs)]
 
+pub mod p8;
 pub mod presale;
 pub mod replication;
 
@@ -95,6 +98,11 @@ pub enum Demo {
     /// replication, the draw per market, codes assigned and marked; then
     /// verifies winners, codes, verdicts and every draw.
     Presale(presale::Args),
+    /// Benchmark P8 end to end: preloads one market of `--entries` entries
+    /// (default 1,000,000) and its code pool, starts what `usher up` starts,
+    /// times the draw, save-selections and report-verdicts until every
+    /// verdict is reported, and verifies the winners and their codes.
+    P8(p8::Args),
 }
 
 /// Runs `demo` on the platform `start` starts (given the data folder and
@@ -109,6 +117,7 @@ where
     match demo {
         Demo::Replication(args) => replication::run(args, resources, start).await,
         Demo::Presale(args) => presale::run(args, resources, start).await,
+        Demo::P8(args) => p8::run(args, resources, start).await,
     }
 }
 

@@ -155,6 +155,12 @@ pub struct UsherEngine {
     options: EngineOptions,
     engine_key: String,
     ticker_stop: Arc<AtomicBool>,
+    /// One permit per instance slot of the pool ([`EngineOptions::max_instances`]):
+    /// an invocation waits for a free slot instead of failing when every slot
+    /// is taken (a burst of concurrent service requests — save-selections'
+    /// `call-many`s to the Entry Service — would otherwise trap with
+    /// "maximum concurrent limit … reached").
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for UsherEngine {
@@ -222,12 +228,16 @@ impl UsherEngine {
             })
             .map_err(|e| EngineError::Wasmtime(format!("starting the epoch ticker: {e}")))?;
 
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(options.max_instances).unwrap_or(usize::MAX),
+        ));
         Ok(Self {
             engine,
             linker,
             options,
             engine_key,
             ticker_stop,
+            slots,
         })
     }
 
@@ -396,6 +406,29 @@ impl UsherEngine {
         (store, output)
     }
 
+    /// Waits (at most the invocation's timeout) for a free instance slot of
+    /// the pool; when none frees up in time the invocation fails with
+    /// [`InvokeError::Deadline`] without having run.
+    async fn slot(
+        &self,
+        limits: InvocationLimits,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
+        let deadline = || InvokeError::Deadline {
+            timeout_ms: millis(limits.timeout),
+        };
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(_) => {
+                tracing::debug!("every instance slot is taken: waiting for one");
+                match tokio::time::timeout(limits.timeout, self.slots.clone().acquire_owned()).await
+                {
+                    Ok(Ok(permit)) => Ok(permit),
+                    _ => Err(deadline()),
+                }
+            }
+        }
+    }
+
     /// Creates a fresh store and instance of `worker` without calling it:
     /// what every invocation pays before the worker's logic runs (used by the
     /// benchmarks to split instantiation from the call).
@@ -405,6 +438,9 @@ impl UsherEngine {
         caps: CapabilityCtx,
         limits: InvocationLimits,
     ) -> Result<(), InvokeError> {
+        // Declared before the store: the slot is given back after the
+        // instance is dropped.
+        let _slot = self.slot(limits).await?;
         let (mut store, stderr) = self.new_store(caps, limits);
         match worker.pre.instantiate_async(&mut store).await {
             Ok(_) => Ok(()),
@@ -436,6 +472,9 @@ impl UsherEngine {
             version = %caps.worker().version,
             correlation_id = caps.correlation_id(),
         );
+        // Declared before the store: the slot is given back after the
+        // instance is dropped.
+        let _slot = self.slot(limits).await?;
         let (mut store, stderr) = self.new_store(caps, limits);
         // The epoch stops guest code; the wall-clock timeout also stops a
         // guest that waits on a slow host call.

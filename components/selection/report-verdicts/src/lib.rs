@@ -4,16 +4,21 @@
 //! Each message of the `verdict-reporter` queue is a
 //! [`VerdictReport`](usher_domain::selection::VerdictReport) sent by
 //! `selection/save-selections`: `{"campaignId","marketId","reportId","counts"}`.
-//! Each becomes `POST /campaigns/{campaignId}/markets/{marketId}/verdict-reports`
-//! `{"reportId","counts"}` (ids percent-encoded), every message's request in
-//! one `services::call_many`. The service adds a report into the market's
-//! `reported` counts once per `reportId`, so a redelivered message is
-//! answered `{"counted": false}` and is a success too.
+//! The batch's reports of one campaign and market go together (up to
+//! [`REPORTS_PER_REQUEST`] a request) as `POST
+//! /campaigns/{campaignId}/markets/{marketId}/verdict-reports/batch`
+//! `{"reports":[{"reportId","counts"}…]}` (ids percent-encoded), every
+//! request in one `services::call_many`: the service counts them with one
+//! write of the market's stats instead of one contended write per report.
+//! It adds a report into the market's `reported` counts once per
+//! `reportId`, so a redelivered message is answered `{"counted": false}`
+//! and is a success too.
 //!
 //! Per-message failures: a body that is not a report (or has an empty id)
-//! fails alone; so does a call error or a non-2xx answer (a 404 for an
-//! unknown campaign or market goes to the dead-letter queue after the
-//! queue's retries).
+//! fails alone; so does a report the service refuses in its result (409:
+//! other counts, another draw). A call error or a non-2xx answer fails
+//! every message of the request (a 404 for an unknown campaign or market
+//! goes to the dead-letter queue after the queue's retries).
 //!
 //! Settings: `service` (default `campaigns`).
 
@@ -55,28 +60,40 @@ pub fn parse(body: &str) -> Result<VerdictReport, InvalidReport> {
     Ok(report)
 }
 
-/// The request that reports `report`.
-pub fn request(service: &str, report: &VerdictReport) -> usher_sdk::Result<Request> {
+/// The request that reports `reports` (all of one campaign and market):
+/// `POST /campaigns/{c}/markets/{m}/verdict-reports/batch`.
+pub fn request(service: &str, reports: &[&VerdictReport]) -> usher_sdk::Result<Request> {
+    let first = reports
+        .first()
+        .map(|r| (r.campaign_id.as_str(), r.market_id.as_str()));
+    let (campaign, market) = first.unwrap_or_default();
+    let body: Vec<Value> = reports
+        .iter()
+        .map(|r| json!({"reportId": r.report_id, "counts": r.counts}))
+        .collect();
     Request::new(
         service,
         Method::Post,
         format!(
-            "/campaigns/{}/markets/{}/verdict-reports",
-            encode_component(&report.campaign_id),
-            encode_component(&report.market_id)
+            "/campaigns/{}/markets/{}/verdict-reports/batch",
+            encode_component(campaign),
+            encode_component(market)
         ),
     )
-    .json(&json!({"reportId": report.report_id, "counts": report.counts}))
+    .json(&json!({"reports": body}))
 }
 
 /// The services' most requests in one `call_many`.
 const CALL_MANY_MAX: usize = 256;
+/// Reports per batch request (the service takes at most 1000).
+pub const REPORTS_PER_REQUEST: usize = 500;
 
 /// Handles a batch (see the crate docs).
 pub fn process(service: &str, messages: &[Message]) -> BatchResult {
     let mut failures: Vec<String> = Vec::new();
-    // Each report once (a duplicate delivery in one batch shares the answer).
-    let mut requests: Vec<Request> = Vec::new();
+    // Each report once (a duplicate delivery in one batch shares the
+    // answer), grouped by campaign and market.
+    let mut reports: Vec<VerdictReport> = Vec::new();
     let mut senders: Vec<Vec<usize>> = Vec::new();
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
     for (i, message) in messages.iter().enumerate() {
@@ -93,23 +110,50 @@ pub fn process(service: &str, messages: &[Message]) -> BatchResult {
             senders[r].push(i);
             continue;
         }
-        match request(service, &report) {
-            Ok(req) => {
-                by_id.insert(id, requests.len());
-                requests.push(req);
-                senders.push(vec![i]);
-            }
-            Err(e) => {
-                usher_sdk::warn!(message_id = message.id, error = e; "cannot encode the report");
-                failures.push(message.id.clone());
+        by_id.insert(id, reports.len());
+        reports.push(report);
+        senders.push(vec![i]);
+    }
+    let mut markets: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (r, report) in reports.iter().enumerate() {
+        markets
+            .entry((report.campaign_id.as_str(), report.market_id.as_str()))
+            .or_default()
+            .push(r);
+    }
+    // (request, the reports it carries)
+    let mut requests: Vec<Request> = Vec::new();
+    let mut carried: Vec<Vec<usize>> = Vec::new();
+    for group in markets.values() {
+        for chunk in group.chunks(REPORTS_PER_REQUEST) {
+            let list: Vec<&VerdictReport> = chunk.iter().map(|&r| &reports[r]).collect();
+            match request(service, &list) {
+                Ok(req) => {
+                    requests.push(req);
+                    carried.push(chunk.to_vec());
+                }
+                Err(e) => {
+                    for &r in chunk {
+                        for &i in &senders[r] {
+                            usher_sdk::warn!(message_id = messages[i].id, error = e; "cannot encode the report");
+                            failures.push(messages[i].id.clone());
+                        }
+                    }
+                }
             }
         }
     }
+    let ids_of = |r: usize| -> Vec<String> {
+        senders[r]
+            .iter()
+            .filter_map(|&i| messages.get(i).map(|m| m.id.clone()))
+            .collect()
+    };
     let mut counted = 0usize;
     let mut repeated = 0usize;
     for (chunk, owners) in requests
         .chunks(CALL_MANY_MAX)
-        .zip(senders.chunks(CALL_MANY_MAX))
+        .zip(carried.chunks(CALL_MANY_MAX))
     {
         let answers = match services::call_many(chunk) {
             Ok(answers) if answers.len() == chunk.len() => answers
@@ -123,32 +167,47 @@ pub fn process(service: &str, messages: &[Message]) -> BatchResult {
             Err(e) => vec![Err(e.to_string()); chunk.len()],
         };
         for ((req, owners), answer) in chunk.iter().zip(owners).zip(answers) {
-            let ids: Vec<String> = owners
-                .iter()
-                .filter_map(|&i| messages.get(i).map(|m| m.id.clone()))
-                .collect();
-            match answer {
-                Ok(r) if r.is_success() => {
-                    match r
-                        .json::<Value>()
-                        .ok()
-                        .and_then(|b| b.get("counted").cloned())
-                    {
-                        Some(Value::Bool(false)) => {
-                            repeated += 1;
-                            usher_sdk::info!(message_ids = ids.join(","), path = req.path;
-                                "report already counted (a redelivery)");
+            let results: Result<Vec<Value>, String> = match answer {
+                Ok(r) if r.is_success() => r
+                    .json::<Value>()
+                    .ok()
+                    .and_then(|b| b.get("results").and_then(Value::as_array).cloned())
+                    .filter(|results| results.len() == owners.len())
+                    .ok_or_else(|| {
+                        format!(
+                            "the answer does not have one result per report: {}",
+                            r.body.chars().take(300).collect::<String>()
+                        )
+                    }),
+                Ok(r) => Err(format!(
+                    "status {}: {}",
+                    r.status,
+                    r.body.chars().take(300).collect::<String>()
+                )),
+                Err(e) => Err(e),
+            };
+            match results {
+                Ok(results) => {
+                    for (&r, result) in owners.iter().zip(results) {
+                        let ids = ids_of(r);
+                        match result.get("counted") {
+                            Some(Value::Bool(true)) => counted += 1,
+                            Some(Value::Bool(false)) => {
+                                repeated += 1;
+                                usher_sdk::info!(message_ids = ids.join(","), report_id = reports[r].report_id;
+                                    "report already counted (a redelivery)");
+                            }
+                            _ => {
+                                usher_sdk::warn!(message_ids = ids.join(","), report_id = reports[r].report_id,
+                                    result = result; "campaign service refused the report");
+                                failures.extend(ids);
+                            }
                         }
-                        _ => counted += 1,
                     }
                 }
-                Ok(r) => {
-                    usher_sdk::warn!(message_ids = ids.join(","), path = req.path, status = r.status,
-                        body = r.body.chars().take(300).collect::<String>(); "campaign service refused the report");
-                    failures.extend(ids);
-                }
-                Err(e) => {
-                    usher_sdk::warn!(message_ids = ids.join(","), path = req.path, error = e;
+                Err(reason) => {
+                    let ids: Vec<String> = owners.iter().flat_map(|&r| ids_of(r)).collect();
+                    usher_sdk::warn!(message_ids = ids.join(","), path = req.path, reason = reason;
                         "reporting failed");
                     failures.extend(ids);
                 }
@@ -205,26 +264,31 @@ mod tests {
         Fakes::new().on_service("campaigns", move |r| {
             let mut s = state.borrow_mut();
             let parts: Vec<&str> = r.path.split('/').collect();
-            assert_eq!(parts.len(), 6, "{}", r.path);
+            assert_eq!(parts.len(), 7, "{}", r.path);
             assert_eq!(
-                (parts[1], parts[3], parts[5]),
-                ("campaigns", "markets", "verdict-reports")
+                (parts[1], parts[3], parts[5], parts[6]),
+                ("campaigns", "markets", "verdict-reports", "batch")
             );
             let market = format!("{}/{}", parts[2], parts[4]);
             let body: Value = serde_json::from_str(r.body.as_deref().unwrap_or("{}"))?;
-            let id = body["reportId"].as_str().unwrap_or_default().to_string();
-            if s.down_for.contains(&id) {
-                return Ok(fakes::json_response(503, &json!({"error": "busy"})));
-            }
             if s.unknown.contains(&market) {
                 return Ok(fakes::json_response(404, &json!({"error": "no market"})));
             }
-            let counts: VerdictCounts = serde_json::from_value(body["counts"].clone())?;
-            let counted = s.seen.insert(format!("{market}/{id}"));
-            if counted {
-                s.reported.entry(market).or_default().add(&counts);
+            let mut results = Vec::new();
+            for report in body["reports"].as_array().cloned().unwrap_or_default() {
+                let id = report["reportId"].as_str().unwrap_or_default().to_string();
+                if s.down_for.contains(&id) {
+                    results.push(json!({"reportId": id, "status": 409, "error": "other counts"}));
+                    continue;
+                }
+                let counts: VerdictCounts = serde_json::from_value(report["counts"].clone())?;
+                let counted = s.seen.insert(format!("{market}/{id}"));
+                if counted {
+                    s.reported.entry(market.clone()).or_default().add(&counts);
+                }
+                results.push(json!({"reportId": id, "counted": counted}));
             }
-            Ok(fakes::json_response(200, &json!({"counted": counted})))
+            Ok(fakes::json_response(200, &json!({"results": results})))
         })
     }
 
@@ -267,7 +331,14 @@ mod tests {
         let r = process(DEFAULT_SERVICE, &again);
         assert!(r.failures.is_empty(), "{r:?}");
         assert_eq!(r.processed, 2);
-        assert_eq!(fakes.requests().len(), 4, "the duplicate was sent once");
+        assert_eq!(
+            fakes.requests().len(),
+            3,
+            "one request per market; the duplicate was sent once"
+        );
+        let last: Value =
+            serde_json::from_str(fakes.requests()[2].body.as_deref().unwrap_or("")).expect("json");
+        assert_eq!(last["reports"].as_array().map(Vec::len), Some(1));
         let s = state.borrow();
         assert_eq!(
             s.reported.get("c1/m1"),
@@ -283,18 +354,24 @@ mod tests {
     #[test]
     fn ids_are_percent_encoded_in_the_path() {
         let fakes = Fakes::new().on_service("campaigns", |_| {
-            Ok(fakes::json_response(200, &json!({"counted": true})))
+            Ok(fakes::json_response(
+                200,
+                &json!({"results": [{"reportId": "d#0", "counted": true}]}),
+            ))
         });
         let _installed = fakes.install();
         let r = process("campaigns", &[report("c 1", "m/2", "d#0", 1, 0)]);
         assert!(r.failures.is_empty());
         let req = &fakes.requests()[0];
-        assert_eq!(req.path, "/campaigns/c%201/markets/m%2F2/verdict-reports");
+        assert_eq!(
+            req.path,
+            "/campaigns/c%201/markets/m%2F2/verdict-reports/batch"
+        );
         assert_eq!(req.method, Method::Post);
         let body: Value = serde_json::from_str(req.body.as_deref().unwrap_or("")).expect("json");
         assert_eq!(
             body,
-            json!({"reportId": "d#0", "counts": {"winners": 1, "losers": 0, "waitlisted": 0}})
+            json!({"reports": [{"reportId": "d#0", "counts": {"winners": 1, "losers": 0, "waitlisted": 0}}]})
         );
     }
 

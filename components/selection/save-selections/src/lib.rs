@@ -11,8 +11,11 @@
 //!    twice. A bad message fails alone with its reason. Two messages with
 //!    the same report id (`<drawId>#<batch>`, a duplicate delivery) are
 //!    saved once and share the outcome.
-//! 2. Entry Service `POST /entries/assign-codes` for the winners (≤ 25 per
-//!    request), every message's requests in one `services::call_many`. The
+//! 2. Entry Service `POST /entries/assign-codes` for the winners, the
+//!    messages' assignments of one draw together (up to 500 a request; the
+//!    service takes 1000), every request in one `services::call_many`; the
+//!    messages of a request that failed as a whole are sent again each
+//!    alone (one more `call_many`), so a failure stays its message's. The
 //!    service is idempotent: `already` (the same code already with the same
 //!    fan, a redelivery) is a success; a conflict (the code held by another
 //!    fan, the fan holding another code) fails the message with the
@@ -20,8 +23,8 @@
 //!    that does not account for every assignment. A failed message writes
 //!    no verdict (it is retried whole; what was assigned stays assigned and
 //!    is `already` next time).
-//! 3. Entry Service `POST /entries/verdicts` for every selection (≤ 25 per
-//!    request) of the messages still going, again in one `call_many`. Fans
+//! 3. Entry Service `POST /entries/verdicts` for every selection of the
+//!    messages still going, together in the same way. Fans
 //!    the service answers as `missing` are logged.
 //! 4. One `table::update_many` on the demand-table for all of them: for each
 //!    fan, `verdict`, `drawId`, `updatedAt` and (winners) `accessCode` set,

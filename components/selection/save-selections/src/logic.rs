@@ -8,7 +8,7 @@ use usher_domain::assignment::{
     VerdictsOutcome,
 };
 use usher_domain::selection::{SelectionBatch, VerdictReport};
-use usher_domain::{Fan, Verdict, CHUNK_SIZE};
+use usher_domain::{Fan, Verdict};
 use usher_sdk::json::json;
 use usher_sdk::queue::{self, Outgoing};
 use usher_sdk::services::{self, Method, Request, Response};
@@ -221,12 +221,81 @@ pub fn process(settings: &Settings, messages: &[Message]) -> BatchResult {
     result
 }
 
-/// One request and the job it belongs to.
+/// One request and, per item it carries, the job it belongs to.
 struct Call {
-    job: usize,
     request: Request,
-    /// How many items it carries.
-    items: usize,
+    /// The owning job of each item, in order.
+    owners: Vec<usize>,
+    /// The fans of the items, in order.
+    fans: Vec<String>,
+}
+
+impl Call {
+    /// The distinct jobs of the request.
+    fn jobs(&self) -> BTreeSet<usize> {
+        self.owners.iter().copied().collect()
+    }
+}
+
+/// Verdicts per Entry Service request: the items of many jobs (of one
+/// campaign, market and draw) go together, so a batch of 40 messages costs
+/// a few requests instead of one per message (the service takes up to
+/// 1000 verdicts).
+pub const SELECTIONS_PER_REQUEST: usize = 500;
+
+/// Code assignments per Entry Service request: the seed's Entry Service
+/// takes at most 25 (`assignCodes`, "batch: 25 per request"), so the
+/// assignments of many jobs go in requests of 25, all in one `call_many`.
+pub const ASSIGNMENTS_PER_REQUEST: usize = usher_domain::CHUNK_SIZE;
+
+/// A campaign, market and draw.
+type DrawKey = (String, String, String);
+
+/// The items of one request: their draw, owning jobs and the items.
+type Group<T> = (DrawKey, Vec<usize>, Vec<T>);
+
+/// Groups the items of the going jobs by campaign, market and draw, in
+/// requests of at most `per_request` items: (key, owners,
+/// items).
+///
+/// With `alone`, only those jobs, each in requests of its own (the second
+/// pass after a request of many jobs failed as a whole: a failure stays
+/// the message's own).
+fn grouped<T: Clone>(
+    jobs: &[Job],
+    alone: Option<&BTreeSet<usize>>,
+    per_request: usize,
+    items_of: impl Fn(&Job) -> Vec<T>,
+) -> Vec<Group<T>> {
+    type Key = (usize, String, String, String);
+    let mut groups: BTreeMap<Key, (Vec<usize>, Vec<T>)> = BTreeMap::new();
+    for (j, job) in jobs.iter().enumerate().filter(|(_, j)| j.going()) {
+        if alone.is_some_and(|a| !a.contains(&j)) {
+            continue;
+        }
+        let key = (
+            if alone.is_some() { j } else { 0 },
+            job.batch.campaign_id.clone(),
+            job.batch.market_id.clone(),
+            job.batch.draw_id.clone(),
+        );
+        let group = groups.entry(key).or_default();
+        for item in items_of(job) {
+            group.0.push(j);
+            group.1.push(item);
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, c, m, d), (owners, items)) in groups {
+        let key = (c, m, d);
+        for (o, i) in owners
+            .chunks(per_request)
+            .zip(items.chunks(per_request))
+        {
+            out.push((key.clone(), o.to_vec(), i.to_vec()));
+        }
+    }
+    out
 }
 
 /// The services' most requests in one `call_many`.
@@ -282,130 +351,192 @@ fn request(
         .map_err(|e| format!("cannot encode {path}: {e}"))
 }
 
-/// Every going job's items, `CHUNK_SIZE` per request to `path` (the body
-/// `body_of` builds from the batch and a chunk), sent together through
-/// [`call_all`]; each answer's 2xx body (or why there is none) is handed to
-/// `answered` with its job and the number of items it carried. A request
-/// that cannot be encoded fails its job.
-fn call_chunks<I: Clone, B: serde::Serialize, T: serde::de::DeserializeOwned>(
+/// Step 2: the winners' codes, the jobs' assignments together (see
+/// [`ASSIGNMENTS_PER_REQUEST`]), every request in one `call_many`. A
+/// conflict fails the job of its fan; the jobs of a request of many jobs
+/// that failed as a whole are sent again each alone (one more
+/// `call_many`), so a failure stays its own message's.
+fn assign_codes(settings: &Settings, jobs: &mut [Job]) {
+    let again = assign_pass(settings, jobs, None);
+    if !again.is_empty() {
+        assign_pass(settings, jobs, Some(&again));
+    }
+}
+
+/// One pass of [`assign_codes`]; the jobs to send again alone (those of a
+/// request of many jobs that failed as a whole).
+fn assign_pass(
     settings: &Settings,
     jobs: &mut [Job],
-    path: &str,
-    items_of: impl Fn(&SelectionBatch) -> Vec<I>,
-    body_of: impl Fn(&SelectionBatch, Vec<I>) -> B,
-    mut answered: impl FnMut(&mut Job, usize, Result<T, String>),
-) {
+    alone: Option<&BTreeSet<usize>>,
+) -> BTreeSet<usize> {
+    let mut again = BTreeSet::new();
+    let groups = grouped(jobs, alone, ASSIGNMENTS_PER_REQUEST, |job| {
+        job.batch
+            .selections
+            .iter()
+            .filter(|s| s.verdict == Verdict::Winner)
+            .filter_map(|s| {
+                s.code.as_ref().map(|code| CodeAssignment {
+                    global_user_id: s.global_user_id.clone(),
+                    code: code.clone(),
+                })
+            })
+            .collect()
+    });
     let mut calls = Vec::new();
-    for (j, job) in jobs.iter_mut().enumerate().filter(|(_, j)| j.going()) {
-        let items = items_of(&job.batch);
-        for chunk in items.chunks(CHUNK_SIZE) {
-            match request(settings, path, &body_of(&job.batch, chunk.to_vec())) {
-                Ok(request) => calls.push(Call {
-                    job: j,
-                    request,
-                    items: chunk.len(),
-                }),
-                Err(reason) => job.fail(reason),
+    for ((campaign_id, market_id, _), owners, assignments) in groups {
+        let fans = assignments
+            .iter()
+            .map(|a| a.global_user_id.clone())
+            .collect();
+        let body = AssignCodes {
+            campaign_id,
+            market_id,
+            assignments,
+        };
+        match request(settings, ASSIGN, &body) {
+            Ok(request) => calls.push(Call {
+                request,
+                owners,
+                fans,
+            }),
+            Err(reason) => {
+                for j in owners {
+                    jobs[j].fail(reason.clone());
+                }
             }
         }
     }
     let requests: Vec<Request> = calls.iter().map(|c| c.request.clone()).collect();
     for (call, answer) in calls.iter().zip(call_all(&requests)) {
-        answered(
-            &mut jobs[call.job],
-            call.items,
-            success_body::<T>(path, answer),
-        );
-    }
-}
-
-/// Step 2: the winners' codes, every job's requests in one `call_many`.
-fn assign_codes(settings: &Settings, jobs: &mut [Job]) {
-    call_chunks(
-        settings,
-        jobs,
-        ASSIGN,
-        |batch| {
-            batch
-                .selections
-                .iter()
-                .filter(|s| s.verdict == Verdict::Winner)
-                .filter_map(|s| {
-                    s.code.as_ref().map(|code| CodeAssignment {
-                        global_user_id: s.global_user_id.clone(),
-                        code: code.clone(),
-                    })
-                })
-                .collect()
-        },
-        |batch, assignments| AssignCodes {
-            campaign_id: batch.campaign_id.clone(),
-            market_id: batch.market_id.clone(),
-            assignments,
-        },
-        |job, items, answer: Result<AssignOutcome, String>| match answer {
-            Err(reason) => job.fail(reason),
-            Ok(outcome) if !outcome.conflicts.is_empty() => {
-                let reasons: Vec<String> = outcome
-                    .conflicts
-                    .iter()
-                    .map(|c| format!("{} ← {}: {}", c.code, c.global_user_id, c.reason))
-                    .collect();
-                job.fail(format!(
-                    "{ASSIGN}: {} conflict(s): {}",
-                    reasons.len(),
-                    reasons.join("; ")
-                ));
-            }
-            Ok(outcome) if outcome.assigned + outcome.already != items as u64 => {
-                job.fail(format!(
-                    "{ASSIGN}: the answer accounts for {} assigned + {} already of {} assignments",
-                    outcome.assigned, outcome.already, items
-                ));
+        match success_body::<AssignOutcome>(ASSIGN, answer) {
+            Err(_) if alone.is_none() && call.jobs().len() > 1 => again.extend(call.jobs()),
+            Err(reason) => {
+                for j in call.jobs() {
+                    jobs[j].fail(reason.clone());
+                }
             }
             Ok(outcome) => {
+                let accounted = outcome.assigned + outcome.already + outcome.conflicts.len() as u64;
+                if accounted != call.owners.len() as u64 {
+                    let reason = format!(
+                        "{ASSIGN}: the answer accounts for {} assigned + {} already + {} conflicts of {} assignments",
+                        outcome.assigned,
+                        outcome.already,
+                        outcome.conflicts.len(),
+                        call.owners.len()
+                    );
+                    for j in call.jobs() {
+                        jobs[j].fail(reason.clone());
+                    }
+                    continue;
+                }
+                let owner_of: BTreeMap<&str, usize> = call
+                    .fans
+                    .iter()
+                    .map(String::as_str)
+                    .zip(call.owners.iter().copied())
+                    .collect();
+                let mut by_job: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+                for c in &outcome.conflicts {
+                    let reason = format!("{} ← {}: {}", c.code, c.global_user_id, c.reason);
+                    match owner_of.get(c.global_user_id.as_str()) {
+                        Some(&j) => by_job.entry(j).or_default().push(reason),
+                        // A conflict naming no fan of the request: every
+                        // job of it fails (nothing is known to be right).
+                        None => {
+                            for j in call.jobs() {
+                                by_job.entry(j).or_default().push(reason.clone());
+                            }
+                        }
+                    }
+                }
+                for (j, reasons) in by_job {
+                    jobs[j].fail(format!(
+                        "{ASSIGN}: {} conflict(s): {}",
+                        reasons.len(),
+                        reasons.join("; ")
+                    ));
+                }
                 if outcome.already > 0 {
-                    usher_sdk::info!(report_id = job.report_id, already = outcome.already;
+                    usher_sdk::info!(already = outcome.already;
                         "codes already assigned (a redelivery): nothing assigned twice");
                 }
             }
-        },
-    );
+        }
+    }
+    again
 }
 
-/// Step 3: every going job's verdicts, in one `call_many`.
+/// Step 3: the going jobs' verdicts together (see
+/// [`SELECTIONS_PER_REQUEST`]), every request in one `call_many`; as in
+/// step 2, a request of many jobs that failed is sent again job by job.
 fn write_verdicts(settings: &Settings, jobs: &mut [Job]) {
-    call_chunks(
-        settings,
-        jobs,
-        VERDICTS,
-        |batch| {
-            batch
-                .selections
-                .iter()
-                .map(|s| VerdictItem {
-                    global_user_id: s.global_user_id.clone(),
-                    verdict: s.verdict,
-                    code: s.code.clone(),
-                })
-                .collect()
-        },
-        |batch, verdicts| Verdicts {
-            campaign_id: batch.campaign_id.clone(),
-            market_id: batch.market_id.clone(),
-            draw_id: batch.draw_id.clone(),
+    let again = verdicts_pass(settings, jobs, None);
+    if !again.is_empty() {
+        verdicts_pass(settings, jobs, Some(&again));
+    }
+}
+
+/// One pass of [`write_verdicts`]; the jobs to send again alone.
+fn verdicts_pass(
+    settings: &Settings,
+    jobs: &mut [Job],
+    alone: Option<&BTreeSet<usize>>,
+) -> BTreeSet<usize> {
+    let mut again = BTreeSet::new();
+    let groups = grouped(jobs, alone, SELECTIONS_PER_REQUEST, |job| {
+        job.batch
+            .selections
+            .iter()
+            .map(|s| VerdictItem {
+                global_user_id: s.global_user_id.clone(),
+                verdict: s.verdict,
+                code: s.code.clone(),
+            })
+            .collect()
+    });
+    let mut calls = Vec::new();
+    for ((campaign_id, market_id, draw_id), owners, verdicts) in groups {
+        let fans = verdicts.iter().map(|v| v.global_user_id.clone()).collect();
+        let body = Verdicts {
+            campaign_id,
+            market_id,
+            draw_id,
             verdicts,
-        },
-        |job, items, answer: Result<VerdictsOutcome, String>| match answer {
-            Err(reason) => job.fail(reason),
-            Ok(outcome) => {
-                if !outcome.missing.is_empty() {
-                    usher_sdk::warn!(report_id = job.report_id, missing = outcome.missing.join(","),
-                        asked = items; "the Entry Service has no entry for some selected fans");
+        };
+        match request(settings, VERDICTS, &body) {
+            Ok(request) => calls.push(Call {
+                request,
+                owners,
+                fans,
+            }),
+            Err(reason) => {
+                for j in owners {
+                    jobs[j].fail(reason.clone());
                 }
             }
-        },
-    );
+        }
+    }
+    let requests: Vec<Request> = calls.iter().map(|c| c.request.clone()).collect();
+    for (call, answer) in calls.iter().zip(call_all(&requests)) {
+        match success_body::<VerdictsOutcome>(VERDICTS, answer) {
+            Err(_) if alone.is_none() && call.jobs().len() > 1 => again.extend(call.jobs()),
+            Err(reason) => {
+                for j in call.jobs() {
+                    jobs[j].fail(reason.clone());
+                }
+            }
+            Ok(outcome) => {
+                if !outcome.missing.is_empty() {
+                    usher_sdk::warn!(missing = outcome.missing.join(","), asked = call.owners.len();
+                        "the Entry Service has no entry for some selected fans");
+                }
+            }
+        }
+    }
+    again
 }
 
 /// Step 4: the demand-table's verdicts, one `update_many` for every going

@@ -3,13 +3,14 @@
 //! installed on the thread (`usher_sdk::fakes`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use usher_domain::campaign::{Campaign, Gate, Market, StatsStatus, VerdictCounts};
 use usher_domain::rfc3339;
 use usher_domain::user::is_country_code;
 use usher_sdk::json::{json, str_field};
 use usher_sdk::router::{json_reply as ok, Router};
-use usher_sdk::table::{self, Condition};
-use usher_sdk::{HttpRequest, HttpResponse, Value};
+use usher_sdk::table::{self, Condition, PutItem, UpdateItem};
+use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
 
 /// Attempts of a read-compare-write on a campaign before answering 409.
 pub const WRITE_ATTEMPTS: usize = 3;
@@ -109,6 +110,15 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
         })
         .get("/campaigns/{id}/markets/{mid}/stats", |r| {
             ok(get_stats(t, r.param("id"), r.param("mid")))
+        })
+        .post("/campaigns/{id}/markets/{mid}/verdict-reports/batch", |r| {
+            ok(report_verdicts_batch(
+                t,
+                r.param("id"),
+                r.param("mid"),
+                &r.json_object()?,
+                rfc3339::now_millis(),
+            ))
         })
         .post("/campaigns/{id}/markets/{mid}/verdict-reports", |r| {
             ok(report_verdicts(
@@ -633,6 +643,10 @@ pub struct StatsItem {
     /// The report counted by the last write (see [`report_verdicts`]).
     #[serde(default)]
     pub last_report: Option<String>,
+    /// The reports counted by the last write when it was a batch (see
+    /// [`report_verdicts_batch`]); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_reports: Vec<String>,
 }
 
 impl StatsItem {
@@ -652,7 +666,16 @@ impl StatsItem {
             updated_at: String::new(),
             version: 0,
             last_report: None,
+            last_reports: Vec::new(),
         }
+    }
+
+    /// The reports the last write counted (`lastReport` and `lastReports`).
+    fn last_counted(&self) -> impl Iterator<Item = &str> {
+        self.last_report
+            .as_deref()
+            .into_iter()
+            .chain(self.last_reports.iter().map(String::as_str))
     }
 
     /// The `MarketStats` answer.
@@ -873,7 +896,10 @@ pub fn report_verdicts(
     }
     for _ in 0..STATS_ATTEMPTS {
         let current = read_stats(table, id, mid)?;
-        if current.as_ref().and_then(|s| s.last_report.as_deref()) == Some(rid) {
+        if current
+            .as_ref()
+            .is_some_and(|s| s.last_counted().any(|r| r == rid))
+        {
             mark_counted(table, &key)?;
             return Ok(json!({"counted": false}));
         }
@@ -894,8 +920,10 @@ pub fn report_verdicts(
                 ));
             }
         }
-        if let Some(last) = current.as_ref().and_then(|s| s.last_report.as_deref()) {
-            mark_counted(table, &report_key(id, mid, last))?;
+        if let Some(s) = &current {
+            for last in s.last_counted() {
+                mark_counted(table, &report_key(id, mid, last))?;
+            }
         }
         let previous = current.as_ref().map(|s| s.version);
         let mut next = current.unwrap_or_else(|| {
@@ -904,6 +932,7 @@ pub fn report_verdicts(
         next.reported.add(&report.counts);
         next.reports += 1;
         next.last_report = Some(rid.to_string());
+        next.last_reports = Vec::new();
         next.version = previous.unwrap_or(0) + 1;
         next.updated_at = rfc3339::format_millis(now);
         if write_stats(table, previous, &next)? {
@@ -917,6 +946,295 @@ pub fn report_verdicts(
         }
     }
     Err(busy("counting the report"))
+}
+
+/// At most this many reports per `POST …/verdict-reports/batch`.
+pub const MAX_BATCH_REPORTS: usize = 1000;
+
+/// The body of `POST …/verdict-reports/batch`.
+#[derive(Debug, Clone, Deserialize)]
+struct ReportBatch {
+    reports: Vec<Report>,
+}
+
+/// `POST /campaigns/{id}/markets/{mid}/verdict-reports/batch
+/// {"reports":[{"reportId","counts","drawId"?}…]}` (at most
+/// [`MAX_BATCH_REPORTS`]; more is a 413) → `{"results":[{"reportId",
+/// "counted": bool} | {"reportId","status","error"}…]}`, one result per
+/// report in order: the reports of [`report_verdicts`] counted with one
+/// write of the stats, each exactly once per `reportId`.
+///
+/// 1. Every report is claimed with one `put_many` (`not-exists`); a report
+///    already there with other counts is answered 409 alone, one already
+///    counted `counted: false`. A `reportId` twice in the request is one
+///    report (the later one answered `counted: false`, or 409 with other
+///    counts).
+/// 2. The stats are read; the claimed reports named by its `lastReport` /
+///    `lastReports` or whose item says counted were added before (answered
+///    `counted: false`); a report of another draw than the stats' is 409.
+///    The reports named by the stats are marked counted, then the others'
+///    counts are added by one write conditional on the stats' version,
+///    which sets `lastReports` to them (the same rule as
+///    [`report_verdicts`], for a set of reports).
+/// 3. Their items are marked counted.
+pub fn report_verdicts_batch(
+    table: &str,
+    id: &str,
+    mid: &str,
+    body: &Value,
+    now: i64,
+) -> Result<Value, Failure> {
+    let batch: ReportBatch = serde_json::from_value(body.clone()).map_err(|e| {
+        Failure::bad_request(format!("the body is not a batch of verdict reports: {e}"))
+    })?;
+    if batch.reports.len() > MAX_BATCH_REPORTS {
+        return Err(Failure::new(
+            413,
+            format!(
+                "at most {MAX_BATCH_REPORTS} reports per request, got {}",
+                batch.reports.len()
+            ),
+        ));
+    }
+    for (i, r) in batch.reports.iter().enumerate() {
+        if r.report_id.trim().is_empty() {
+            return Err(Failure::bad_request(format!(
+                "reports[{i}].reportId is empty"
+            )));
+        }
+        if r.draw_id.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            return Err(Failure::bad_request(format!(
+                "reports[{i}].drawId is empty"
+            )));
+        }
+    }
+    require_market(table, id, mid)?;
+    let n = batch.reports.len();
+    let mut results: Vec<Option<Value>> = vec![None; n];
+    let answer = |results: Vec<Option<Value>>| {
+        let results: Vec<Value> = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| json!({"counted": false})))
+            .collect();
+        json!({"results": results})
+    };
+    let refuse = |rid: &str, status: u16, error: String| json!({"reportId": rid, "status": status, "error": error});
+    // The first occurrence of each reportId; later ones follow it.
+    let mut first: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut distinct: Vec<usize> = Vec::new();
+    for (i, r) in batch.reports.iter().enumerate() {
+        match first.get(r.report_id.as_str()) {
+            Some(&f) if batch.reports[f].counts == r.counts => {
+                results[i] = Some(json!({"reportId": r.report_id, "counted": false}));
+            }
+            Some(_) => {
+                results[i] = Some(refuse(
+                    &r.report_id,
+                    409,
+                    format!(
+                        "report {:?} appears twice in the request with other counts",
+                        r.report_id
+                    ),
+                ));
+            }
+            None => {
+                first.insert(r.report_id.as_str(), i);
+                distinct.push(i);
+            }
+        }
+    }
+    if distinct.is_empty() {
+        return Ok(answer(results));
+    }
+    // 1. Claims.
+    let claims: Vec<PutItem> = distinct
+        .iter()
+        .map(|&i| {
+            let r = &batch.reports[i];
+            let mut item = report_key(id, mid, &r.report_id);
+            item["reportId"] = json!(r.report_id);
+            item["counts"] = json!(r.counts);
+            item["state"] = json!(CLAIMED);
+            item["receivedAt"] = json!(rfc3339::format_millis(now));
+            if let Some(draw) = &r.draw_id {
+                item["drawId"] = json!(draw);
+            }
+            PutItem {
+                item,
+                condition: Some(Condition::NotExists),
+            }
+        })
+        .collect();
+    let claimed =
+        table::put_many(table, claims).map_err(|e| table_failure("claiming the reports", &e))?;
+    if claimed.len() != distinct.len() {
+        return Err(Failure::new(500, "put_many answered the wrong count"));
+    }
+    let mut there: Vec<usize> = Vec::new();
+    for (&i, r) in distinct.iter().zip(claimed) {
+        match r {
+            Ok(()) => {}
+            Err(e) if e.is_condition_failed() => there.push(i),
+            Err(e) => return Err(table_failure("claiming a report", &e)),
+        }
+    }
+    let keys: Vec<Value> = there
+        .iter()
+        .map(|&i| report_key(id, mid, &batch.reports[i].report_id))
+        .collect();
+    let existing = batch_items(table, &keys)?;
+    let mut settled: BTreeSet<usize> = BTreeSet::new();
+    for (&i, item) in there.iter().zip(existing) {
+        let r = &batch.reports[i];
+        let Some(item) = item else {
+            results[i] = Some(refuse(
+                &r.report_id,
+                503,
+                "the report changed while read; try again".into(),
+            ));
+            settled.insert(i);
+            continue;
+        };
+        if item.get("counts") != Some(&json!(r.counts)) {
+            results[i] = Some(refuse(
+                &r.report_id,
+                409,
+                format!(
+                    "report {:?} was received before with other counts: {}",
+                    r.report_id,
+                    item.get("counts").unwrap_or(&Value::Null)
+                ),
+            ));
+            settled.insert(i);
+        } else if str_field(&item, "state") == Some(COUNTED) {
+            results[i] = Some(json!({"reportId": r.report_id, "counted": false}));
+            settled.insert(i);
+        }
+    }
+    let pending: Vec<usize> = distinct
+        .iter()
+        .copied()
+        .filter(|i| !settled.contains(i))
+        .collect();
+    if pending.is_empty() {
+        return Ok(answer(results));
+    }
+    // 2. The stats.
+    for _ in 0..STATS_ATTEMPTS {
+        let current = read_stats(table, id, mid)?;
+        let last: BTreeSet<String> = current
+            .as_ref()
+            .map(|s| s.last_counted().map(str::to_string).collect())
+            .unwrap_or_default();
+        let keys: Vec<Value> = pending
+            .iter()
+            .map(|&i| report_key(id, mid, &batch.reports[i].report_id))
+            .collect();
+        let mine = batch_items(table, &keys)?;
+        let stats_draw = current.as_ref().and_then(|s| s.draw_id.clone());
+        let mut adding: Vec<usize> = Vec::new();
+        for (&i, item) in pending.iter().zip(&mine) {
+            let r = &batch.reports[i];
+            let counted_before = last.contains(&r.report_id)
+                || item.as_ref().and_then(|it| str_field(it, "state")) == Some(COUNTED);
+            if counted_before {
+                results[i] = Some(json!({"reportId": r.report_id, "counted": false}));
+                continue;
+            }
+            if let (Some(draw), Some(sd)) = (r.draw_id.as_deref(), stats_draw.as_deref()) {
+                if draw != sd {
+                    results[i] = Some(refuse(
+                        &r.report_id,
+                        409,
+                        format!(
+                            "report {:?} is of draw {draw:?}, the market's draw is {sd:?}",
+                            r.report_id
+                        ),
+                    ));
+                    continue;
+                }
+            }
+            adding.push(i);
+        }
+        let in_last: Vec<Value> = last.iter().map(|l| report_key(id, mid, l)).collect();
+        mark_all_counted(table, &in_last)?;
+        if adding.is_empty() {
+            return Ok(answer(results));
+        }
+        let first_draw = adding
+            .first()
+            .and_then(|&i| batch.reports[i].draw_id.clone());
+        let previous = current.as_ref().map(|s| s.version);
+        let mut next =
+            current.unwrap_or_else(|| StatsItem::new(id, mid, StatsStatus::Processing, first_draw));
+        for &i in &adding {
+            next.reported.add(&batch.reports[i].counts);
+        }
+        next.reports += adding.len() as u64;
+        next.last_report = None;
+        next.last_reports = adding
+            .iter()
+            .map(|&i| batch.reports[i].report_id.clone())
+            .collect();
+        next.version = previous.unwrap_or(0) + 1;
+        next.updated_at = rfc3339::format_millis(now);
+        if write_stats(table, previous, &next)? {
+            let keys: Vec<Value> = adding
+                .iter()
+                .map(|&i| report_key(id, mid, &batch.reports[i].report_id))
+                .collect();
+            if let Err(e) = mark_all_counted(table, &keys) {
+                // The stats name these reports: the next write marks them.
+                usher_sdk::warn!(reports = keys.len(), error = e.message; "marking the reports counted failed");
+            }
+            for &i in &adding {
+                results[i] = Some(json!({"reportId": batch.reports[i].report_id, "counted": true}));
+            }
+            usher_sdk::info!(campaign = id, market = mid, counted = adding.len(); "verdict reports counted");
+            return Ok(answer(results));
+        }
+    }
+    Err(busy("counting the reports"))
+}
+
+/// The items of `keys` (one `batch_get`).
+fn batch_items(table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, Failure> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let items = table::batch_get::<Value, Value>(table, keys)
+        .map_err(|e| table_failure("reading the reports", &e))?;
+    if items.len() != keys.len() {
+        return Err(Failure::new(500, "batch_get answered the wrong count"));
+    }
+    Ok(items)
+}
+
+/// Marks the report items of `keys` counted (one `update_many`; absent
+/// ones: nothing to mark).
+fn mark_all_counted(table: &str, keys: &[Value]) -> Result<(), Failure> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let updates = keys
+        .iter()
+        .map(|k| UpdateItem {
+            key: k.clone(),
+            set: json!({"state": COUNTED}),
+            remove: Vec::new(),
+            condition: Some(Condition::Exists),
+        })
+        .collect();
+    let results = table::update_many::<serde::de::IgnoredAny>(table, updates)
+        .map_err(|e| table_failure("marking reports counted", &e))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err(e) if e.is_condition_failed() => {}
+            Err(e) => return Err(table_failure("marking a report counted", &e)),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -41,7 +41,10 @@ impl EntryService {
         match request.path.as_str() {
             ASSIGN => {
                 let assignments = body["assignments"].as_array().cloned().unwrap_or_default();
-                assert!(assignments.len() <= CHUNK_SIZE, "an assign request over 25");
+                assert!(
+                    assignments.len() <= ASSIGNMENTS_PER_REQUEST,
+                    "an assign request over 25"
+                );
                 if assignments.iter().any(|a| {
                     self.unavailable_for
                         .contains(a["globalUserId"].as_str().unwrap_or_default())
@@ -87,7 +90,10 @@ impl EntryService {
                     return Ok(fakes::json_response(503, &json!({"error": "down"})));
                 }
                 let verdicts = body["verdicts"].as_array().cloned().unwrap_or_default();
-                assert!(verdicts.len() <= CHUNK_SIZE, "a verdicts request over 25");
+                assert!(
+                    verdicts.len() <= SELECTIONS_PER_REQUEST,
+                    "a verdicts request over 500"
+                );
                 let (mut updated, mut missing) = (0, Vec::new());
                 for v in verdicts {
                     let fan = v["globalUserId"].as_str().unwrap_or_default().to_string();
@@ -231,13 +237,14 @@ fn saves_codes_verdicts_table_and_reports() {
     assert!(r.failures.is_empty(), "{r:?}");
     assert_eq!((r.received, r.processed), (2, 2));
 
-    // One call_many for both batches' assignments, one for their verdicts.
+    // One call_many for both batches' assignments (one request: the same
+    // draw), one for their verdicts.
     let manys = call_manys(&fakes);
     assert_eq!(manys.len(), 2, "{manys:?}");
     assert!(manys[0].iter().all(|r| r.path == ASSIGN));
-    assert_eq!(manys[0].len(), 2);
+    assert_eq!(manys[0].len(), 1);
     assert!(manys[1].iter().all(|r| r.path == VERDICTS));
-    assert_eq!(manys[1].len(), 2);
+    assert_eq!(manys[1].len(), 1);
     assert_eq!(service.borrow().assignments_made, 3);
     assert_eq!(
         service.borrow().verdicts.get("u3"),
@@ -323,7 +330,14 @@ fn a_redelivered_message_assigns_nothing_twice() {
         .into_iter()
         .filter(|r| r.path == ASSIGN)
         .collect();
-    assert_eq!(assigns.len(), 2, "batch 0 once and batch 1");
+    assert_eq!(assigns.len(), 1, "batch 0 once and batch 1, in one request");
+    let body: Value =
+        serde_json::from_str(assigns[0].body.as_deref().unwrap_or("{}")).expect("json");
+    assert_eq!(
+        body["assignments"].as_array().map(Vec::len),
+        Some(3),
+        "batch 0's two winners once, batch 1's one"
+    );
     // The same report id again: the Campaign Service counts it once.
     let ids: Vec<Value> = reports(&again)
         .into_iter()
@@ -531,7 +545,7 @@ fn bad_messages_fail_alone_with_their_reason() {
 }
 
 #[test]
-fn more_than_25_selections_go_in_chunks_of_25() {
+fn many_selections_go_in_one_request() {
     let service = Rc::new(RefCell::new(EntryService::default()));
     let all = users(60);
     let names: Vec<&str> = all.iter().map(String::as_str).collect();
@@ -560,8 +574,9 @@ fn more_than_25_selections_go_in_chunks_of_25() {
             })
             .collect()
     };
-    assert_eq!(sizes(ASSIGN, "assignments"), vec![25, 5]);
-    assert_eq!(sizes(VERDICTS, "verdicts"), vec![25, 25, 10]);
+    // One request each: many selections go together (up to 500).
+    assert_eq!(sizes(ASSIGN, "assignments"), vec![30]);
+    assert_eq!(sizes(VERDICTS, "verdicts"), vec![60]);
     assert_eq!(service.borrow().assignments_made, 30);
     assert_eq!(
         reports(&fakes)[0]["counts"],

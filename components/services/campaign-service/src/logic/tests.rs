@@ -668,3 +668,155 @@ fn campaigns_are_listed_by_id_paged_and_by_status() {
         400
     );
 }
+
+const BATCH: &str = "/campaigns/c1/markets/m1/verdict-reports/batch";
+
+fn results(answer: &(u16, Value)) -> Vec<Value> {
+    assert_eq!(answer.0, 200, "{answer:?}");
+    answer.1["results"].as_array().cloned().expect("results")
+}
+
+#[test]
+fn a_batch_of_reports_is_counted_once_each() {
+    let fakes = setup_market();
+    let _i = fakes.install();
+    call("PUT", STATS, Some(stats("PROCESSING", "d1")));
+    // One report alone first; then a batch that repeats it, repeats one of
+    // its own, and brings one with other counts than a stored one.
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#0", 3))).1["counted"],
+        true
+    );
+    let answer = call(
+        "POST",
+        BATCH,
+        Some(json!({"reports": [
+            report("d1#0", 3), report("d1#1", 2), report("d1#2", 1),
+            report("d1#1", 2), report("d1#2", 7), report("d1#0", 9),
+        ]})),
+    );
+    let r = results(&answer);
+    assert_eq!(r.len(), 6);
+    assert_eq!(r[0], json!({"reportId": "d1#0", "counted": false}));
+    assert_eq!(r[1], json!({"reportId": "d1#1", "counted": true}));
+    assert_eq!(r[2], json!({"reportId": "d1#2", "counted": true}));
+    assert_eq!(r[3], json!({"reportId": "d1#1", "counted": false}));
+    assert_eq!(
+        (r[4]["status"].as_u64(), r[5]["status"].as_u64()),
+        (Some(409), Some(409))
+    );
+    let body = call("GET", STATS, None).1;
+    assert_eq!(
+        (&body["reported"], &body["reports"]),
+        (
+            &json!({"winners": 6, "losers": 3, "waitlisted": 0}),
+            &json!(3)
+        )
+    );
+    for rid in ["d1#0", "d1#1", "d1#2"] {
+        assert_eq!(
+            fakes.item(T, &report_key("c1", "m1", rid)).expect("report")["state"],
+            "counted"
+        );
+    }
+    // The whole batch again (a redelivery): nothing counted twice, and a
+    // single report after a batch still counts once.
+    let r = results(&call(
+        "POST",
+        BATCH,
+        Some(json!({"reports": [report("d1#1", 2), report("d1#2", 1)]})),
+    ));
+    assert!(r.iter().all(|x| x["counted"] == false), "{r:?}");
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#3", 1))).1["counted"],
+        true
+    );
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#3", 1))).1["counted"],
+        false
+    );
+    let body = call("GET", STATS, None).1;
+    assert_eq!(
+        (&body["reports"], &body["reported"]["winners"]),
+        (&json!(4), &json!(7))
+    );
+    // Another draw's report fails alone.
+    let r = results(&call(
+        "POST",
+        BATCH,
+        Some(json!({"reports": [
+            {"reportId": "d0#0", "drawId": "d0", "counts": {"winners": 1}},
+            {"reportId": "d1#4", "drawId": "d1", "counts": {"winners": 1}},
+        ]})),
+    ));
+    assert_eq!(r[0]["status"], 409, "{r:?}");
+    assert_eq!(r[1]["counted"], true, "{r:?}");
+    // Bad input, too many, unknown markets.
+    assert_eq!(
+        call("POST", BATCH, Some(json!({"reports": [{"reportId": ""}]}))).0,
+        400
+    );
+    assert_eq!(call("POST", BATCH, Some(json!({"nope": []}))).0, 400);
+    let many: Vec<Value> = (0..=MAX_BATCH_REPORTS)
+        .map(|i| report(&format!("x{i}"), 1))
+        .collect();
+    assert_eq!(call("POST", BATCH, Some(json!({"reports": many}))).0, 413);
+    assert_eq!(
+        call(
+            "POST",
+            "/campaigns/c1/markets/m9/verdict-reports/batch",
+            Some(json!({"reports": [report("x", 1)]}))
+        )
+        .0,
+        404
+    );
+}
+
+#[test]
+fn a_crash_after_a_batch_added_its_counts_adds_nothing_twice() {
+    let fakes = setup_market();
+    let _i = fakes.install();
+    call("PUT", STATS, Some(stats("PROCESSING", "d1")));
+    let r = results(&call(
+        "POST",
+        BATCH,
+        Some(json!({"reports": [report("d1#0", 3), report("d1#1", 2)]})),
+    ));
+    assert!(r.iter().all(|x| x["counted"] == true));
+    // As if the batch died before marking its reports counted: the stats'
+    // lastReports still name them.
+    for rid in ["d1#0", "d1#1"] {
+        let key = report_key("c1", "m1", rid);
+        let mut item = fakes.item(T, &key).expect("report");
+        item["state"] = json!("claimed");
+        let _ = table::put(T, &item, None);
+    }
+    let r = results(&call(
+        "POST",
+        BATCH,
+        Some(json!({"reports": [report("d1#1", 2), report("d1#0", 3)]})),
+    ));
+    assert!(r.iter().all(|x| x["counted"] == false), "{r:?}");
+    // Overtaken by a single report (which marks the batch's reports before
+    // replacing them in the stats): still counted once.
+    let key = report_key("c1", "m1", "d1#0");
+    let mut item = fakes.item(T, &key).expect("report");
+    item["state"] = json!("claimed");
+    let _ = table::put(T, &item, None);
+    assert_eq!(
+        call("POST", REPORTS, Some(report("d1#2", 1))).1["counted"],
+        true
+    );
+    assert_eq!(fakes.item(T, &key).expect("report")["state"], "counted");
+    let r = results(&call(
+        "POST",
+        BATCH,
+        Some(json!({"reports": [report("d1#0", 3)]})),
+    ));
+    assert_eq!(r[0]["counted"], false);
+    let body = call("GET", STATS, None).1;
+    assert_eq!(
+        (&body["reports"], &body["reported"]["winners"]),
+        (&json!(3), &json!(6))
+    );
+}

@@ -37,6 +37,12 @@ pub const DEFAULT_MARKET_LIMIT: u32 = 1000;
 /// The largest `limit` of the market lists (pages of the table's query are
 /// put together).
 pub const MAX_MARKET_LIMIT: u32 = 5000;
+/// At most this many verdicts per `POST /entries/verdicts` (a caller may put
+/// the selections of many messages in one request).
+pub const MAX_SELECTIONS: usize = 1000;
+/// At most this many assignments per `POST /entries/assign-codes`: the
+/// seed's Entry Service takes 25 a request (`assignCodes`).
+pub const MAX_ASSIGNMENTS: usize = usher_domain::CHUNK_SIZE;
 /// Attempts to bring a market index item in line with its entry.
 const SYNC_ATTEMPTS: usize = 5;
 
@@ -479,7 +485,7 @@ struct Pair {
 pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
     let campaign = body_str(body, "campaignId")?;
     let market = body_str(body, "marketId")?;
-    let raw = list(body, "assignments", usher_domain::CHUNK_SIZE)?;
+    let raw = list(body, "assignments", MAX_ASSIGNMENTS)?;
     let pairs: Vec<Pair> = raw
         .iter()
         .enumerate()
@@ -517,11 +523,10 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
     let mut plan: Vec<(&Pair, bool, bool)> = Vec::new();
     // A repeat of a planned pair in the same request: answered as that one.
     let mut repeats: Vec<(&Pair, usize)> = Vec::new();
+    let mut planned: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
     for (n, p) in pairs.iter().enumerate() {
-        if let Some(k) = plan
-            .iter()
-            .position(|(q, _, _)| q.fan == p.fan && q.code == p.code)
-        {
+        if let Some(&k) = planned.get(&(p.fan.as_str(), p.code.as_str())) {
             repeats.push((p, k));
             continue;
         }
@@ -548,6 +553,7 @@ pub fn assign_codes(table: &str, body: &Value) -> Result<Value, Failure> {
         } else {
             claimed_fans.insert(p.fan.clone(), p.code.clone());
             claimed_codes.insert(p.code.clone(), p.fan.clone());
+            planned.insert((p.fan.as_str(), p.code.as_str()), plan.len());
             plan.push((p, code_goes_to.is_none(), fan_holds.is_none()));
         }
     }
@@ -684,7 +690,7 @@ pub fn verdicts(table: &str, body: &Value) -> Result<Value, Failure> {
         .and_then(Value::as_str)
         .filter(|d| !d.is_empty())
         .ok_or_else(|| Failure::bad_request("drawId must be a non-empty string"))?;
-    let raw = list(body, "verdicts", usher_domain::CHUNK_SIZE)?;
+    let raw = list(body, "verdicts", MAX_SELECTIONS)?;
     let mut parsed: Vec<(String, String, Option<String>)> = Vec::new();
     for (i, v) in raw.iter().enumerate() {
         let fan = str_field(v, "globalUserId").filter(|f| !f.is_empty());

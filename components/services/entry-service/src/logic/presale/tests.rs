@@ -302,7 +302,7 @@ fn codes_verdicts_and_selections() {
                    "verdicts": [{"globalUserId": "u0", "verdict": "MAYBE"}]})),
         400
     );
-    let many: Vec<Value> = (0..26)
+    let many: Vec<Value> = (0..=super::MAX_ASSIGNMENTS)
         .map(|i| json!({"globalUserId": format!("u{i}"), "code": "x"}))
         .collect();
     assert_eq!(
@@ -313,6 +313,13 @@ fn codes_verdicts_and_selections() {
             json!({"campaignId": "c", "marketId": "m1", "assignments": many})
         )
         .0,
+        413
+    );
+    let many: Vec<Value> = (0..=super::MAX_SELECTIONS)
+        .map(|i| json!({"globalUserId": format!("u{i}"), "verdict": "LOSER"}))
+        .collect();
+    assert_eq!(
+        bad(json!({"campaignId": "c", "marketId": "m1", "drawId": "d", "verdicts": many})),
         413
     );
 }
