@@ -3,6 +3,7 @@
 //! installed on the thread (`usher_sdk::fakes`).
 
 use serde::{Deserialize, Serialize};
+use usher_domain::analytics::{DataMessage, DataType, EventMappingData};
 use usher_domain::campaign::{Campaign, Gate, Market, StatsStatus, VerdictCounts};
 use usher_domain::rfc3339;
 use usher_domain::user::is_country_code;
@@ -31,12 +32,17 @@ pub use usher_sdk::router::HttpError as Failure;
 pub struct Settings {
     /// The table (`table`, default `campaigns`).
     pub table: String,
+    /// The data pipeline's queue (`data_queue`, default none): when set, a
+    /// stored campaign sends a `CAMPAIGN` message and a stored market a
+    /// `MARKET` and an `EVENT_MAPPING` message (`usher_domain::analytics`).
+    pub data_queue: Option<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             table: "campaigns".into(),
+            data_queue: None,
         }
     }
 }
@@ -47,6 +53,7 @@ impl Settings {
         let d = Settings::default();
         Ok(Settings {
             table: usher_sdk::config::string_or("table", &d.table)?,
+            data_queue: usher_sdk::config::get("data_queue")?,
         })
     }
 }
@@ -76,19 +83,24 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
             ok(campaign_by_slug(t, r.param("slug")))
         })
         .put("/campaigns/{id}", |r| {
-            ok(put_campaign(
-                t,
-                r.param("id"),
-                &r.json()?,
-                rfc3339::now_millis(),
-            ))
+            let stored = put_campaign(t, r.param("id"), &r.json()?, rfc3339::now_millis())?;
+            emit(settings, &[(DataType::Campaign, stored.clone())])?;
+            ok(Ok(stored))
         })
         .get("/campaigns/{id}", |r| ok(get_campaign(t, r.param("id"))))
         .get("/campaigns/{id}/markets", |r| {
             ok(list_markets(t, r.param("id")))
         })
         .put("/campaigns/{id}/markets/{mid}", |r| {
-            ok(put_market(t, r.param("id"), r.param("mid"), &r.json()?))
+            let stored = put_market(t, r.param("id"), r.param("mid"), &r.json()?)?;
+            let market: Market = serde_json::from_value(stored.clone())
+                .map_err(|e| Failure::new(500, format!("reading the stored market: {e}")))?;
+            let mapping = to_value(&EventMappingData::of_market(&market))?;
+            emit(
+                settings,
+                &[(DataType::Market, stored.clone()), (DataType::EventMapping, mapping)],
+            )?;
+            ok(Ok(stored))
         })
         .get("/campaigns/{id}/markets/{mid}", |r| {
             ok(get_market(t, r.param("id"), r.param("mid")))
@@ -115,6 +127,49 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
             ))
         })
         .handle(request)
+}
+
+/// Sends the data pipeline's `{type, data}` messages of a stored change to
+/// the `data_queue` setting's queue (nothing when it is not set). The change
+/// is already stored: a failed send answers 503 so that the client PUTs
+/// again (a PUT is idempotent and sends the messages again; the pipeline's
+/// records are keyed, so a repeat is the same record).
+pub fn emit(settings: &Settings, changes: &[(DataType, Value)]) -> Result<(), Failure> {
+    let Some(queue) = &settings.data_queue else {
+        return Ok(());
+    };
+    let mut messages = Vec::with_capacity(changes.len());
+    for (data_type, data) in changes {
+        let message = DataMessage {
+            data_type: *data_type,
+            data: data.clone(),
+        };
+        messages.push(
+            usher_sdk::queue::Outgoing::json(&message)
+                .map_err(|e| Failure::new(500, format!("encoding the {data_type} message: {e}")))?,
+        );
+    }
+    let results = usher_sdk::queue::send_batch(queue, &messages).map_err(|e| {
+        usher_sdk::warn!(queue = queue, error = e; "sending the data messages failed");
+        Failure::new(
+            503,
+            format!("stored, but sending its data messages to {queue} failed ({e}); PUT it again"),
+        )
+    })?;
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        usher_sdk::warn!(queue = queue, error = e; "sending a data message failed");
+        return Err(Failure::new(
+            503,
+            format!("stored, but sending a data message to {queue} failed ({e}); PUT it again"),
+        ));
+    }
+    if results.len() != messages.len() {
+        return Err(Failure::new(
+            503,
+            format!("stored, but {queue} answered for {} of {} data messages; PUT it again", results.len(), messages.len()),
+        ));
+    }
+    Ok(())
 }
 
 // ---- keys ------------------------------------------------------------------
