@@ -40,6 +40,9 @@ pub struct Host {
     watcher: tokio::task::JoinHandle<()>,
     /// Service → the http-worker serving it at this listener.
     served: BTreeMap<String, String>,
+    /// Whether the `events` capability goes to Kafka (USHER_KAFKA_BROKERS)
+    /// rather than the embedded event log.
+    pub events_on_kafka: bool,
 }
 
 impl Host {
@@ -92,9 +95,13 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
     let services = crate::services::http_services(&registry)?;
     let invoker = Arc::new(LocalInvoker::new());
     let mut backends = embedded.backends(services, Arc::new(NoCodec), invoker.clone());
-    if let Some(events) = kafka_events_from_env()? {
-        backends.events = events;
-    }
+    let events_on_kafka = match kafka_events_from_env()? {
+        Some(events) => {
+            backends.events = events;
+            true
+        }
+        None => false,
+    };
     let store = Arc::new(paths.store()?);
     let engine = Arc::new(UsherEngine::new(EngineOptions::default())?);
     let runtime = Arc::new(Runtime::start(
@@ -117,6 +124,7 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
         triggers,
         watcher,
         served,
+        events_on_kafka,
     })
 }
 
