@@ -79,8 +79,15 @@ async fn valid_records_are_produced_and_schema_failures_go_to_the_dead_letter_qu
         .read("prd2011.dmnd.markets", 0, 10)
         .await
         .expect("read");
-    let keys: Vec<_> = records.iter().map(|r| r.key.clone().unwrap_or_default()).collect();
-    assert_eq!(keys, ["c1/m1", "c1/m2"], "the bad record never reaches Kafka");
+    let keys: Vec<_> = records
+        .iter()
+        .map(|r| r.key.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        ["c1/m1", "c1/m2"],
+        "the bad record never reaches Kafka"
+    );
     assert!(records[0]
         .headers
         .contains(&("type".to_string(), "MARKET".to_string())));

@@ -404,14 +404,19 @@ pub fn format_body(body: &str) -> Result<AnalyticsRecord, FormatError> {
     format(data_type, data)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(data_type: DataType, data: &Value) -> Result<T, FormatError> {
+fn parse<T: serde::de::DeserializeOwned>(
+    data_type: DataType,
+    data: &Value,
+) -> Result<T, FormatError> {
     serde_json::from_value(data.clone())
         .map_err(|e| FormatError::Data(format!("{data_type} data: {e}")))
 }
 
 fn non_empty(data_type: DataType, field: &str, value: &str) -> Result<(), FormatError> {
     if value.trim().is_empty() {
-        Err(FormatError::Data(format!("{data_type} data: `{field}` is empty")))
+        Err(FormatError::Data(format!(
+            "{data_type} data: `{field}` is empty"
+        )))
     } else {
         Ok(())
     }
@@ -491,7 +496,9 @@ pub fn format(data_type: DataType, data: &Value) -> Result<AnalyticsRecord, Form
             non_empty(t, "globalUserId", &r.global_user_id)?;
             non_empty(t, "marketId", &r.market_id)?;
             if r.version == 0 {
-                return Err(FormatError::Data(format!("{t} data: `version` must be at least 1")));
+                return Err(FormatError::Data(format!(
+                    "{t} data: `version` must be at least 1"
+                )));
             }
             AnalyticsRecord::Registration(RegistrationRecord {
                 created_at: time(t, "createdAt", &r.created_at)?,
@@ -596,7 +603,10 @@ mod tests {
             (r#"{"type":"ORDER","data":{}}"#, "unknown type `ORDER`"),
             (r#"{"type":7,"data":{}}"#, "unknown type `7`"),
             (r#"{"type":"MARKET"}"#, "`data` is missing"),
-            (r#"{"type":"MARKET","data":{"id":"m"}}"#, "MARKET data: missing field"),
+            (
+                r#"{"type":"MARKET","data":{"id":"m"}}"#,
+                "MARKET data: missing field",
+            ),
             (
                 r#"{"type":"MARKET","data":{"id":"","campaignId":"c","eventId":"e","selectionCount":1}}"#,
                 "`id` is empty",
@@ -623,8 +633,14 @@ mod tests {
             let json = serde_json::to_value(t).expect("json");
             assert_eq!(json, t.as_str());
         }
-        assert_eq!(DataType::EventMapping.default_topic(), "prd2011.dmnd.event-mappings");
+        assert_eq!(
+            DataType::EventMapping.default_topic(),
+            "prd2011.dmnd.event-mappings"
+        );
         assert_eq!(DataType::parse("campaign"), None);
-        assert_eq!(record_key(DataType::Market, &json!({"campaignId": "c"})), None);
+        assert_eq!(
+            record_key(DataType::Market, &json!({"campaignId": "c"})),
+            None
+        );
     }
 }

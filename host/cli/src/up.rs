@@ -151,9 +151,9 @@ fn kafka_events_from_env() -> Result<Option<Arc<dyn usher_capabilities::EventBac
         }
     }
     if let Ok(days) = std::env::var("USHER_KAFKA_CERT_WARN_DAYS") {
-        config.expiry_warning_days = days
-            .parse()
-            .with_context(|| format!("USHER_KAFKA_CERT_WARN_DAYS `{days}` is not a number of days"))?;
+        config.expiry_warning_days = days.parse().with_context(|| {
+            format!("USHER_KAFKA_CERT_WARN_DAYS `{days}` is not a number of days")
+        })?;
     }
     let events = usher_backend_kafka::KafkaEvents::connect(&config)
         .with_context(|| format!("connecting the Kafka producer to {brokers}"))?;

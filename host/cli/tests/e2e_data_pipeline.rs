@@ -93,8 +93,9 @@ impl Tls {
 
     fn config(&self, name: &str) -> KafkaConfig {
         let mut config = KafkaConfig::new(&self.brokers);
-        config.client_certificate =
-            Some(ClientCertificate::from_secret_json(&self.secret_json(name)).expect("certificate"));
+        config.client_certificate = Some(
+            ClientCertificate::from_secret_json(&self.secret_json(name)).expect("certificate"),
+        );
         config.message_timeout = Duration::from_secs(8);
         config.metadata_timeout = Duration::from_secs(8);
         config
@@ -154,7 +155,8 @@ fn read_topic(tls: &Tls, topic: &str, want: usize, within: Duration) -> Vec<Read
                             .map(|x| {
                                 (
                                     x.key.to_string(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .to_string(),
                                 )
                             })
                             .collect()
@@ -203,12 +205,14 @@ async fn every_record_reaches_its_kafka_topic_through_mtls() {
 
     let mut p = platform(&run);
     let cert = tls.secret_file("good", p.tmp.path());
-    p.env.push(("USHER_KAFKA_BROKERS".into(), tls.brokers.clone()));
+    p.env
+        .push(("USHER_KAFKA_BROKERS".into(), tls.brokers.clone()));
     p.env
         .push(("USHER_KAFKA_CERT_FILE".into(), cert.display().to_string()));
     p.start().await;
     assert!(
-        p.log().contains(&format!("events on Kafka at {}", tls.brokers)),
+        p.log()
+            .contains(&format!("events on Kafka at {}", tls.brokers)),
         "{}",
         p.log()
     );
@@ -232,7 +236,11 @@ async fn every_record_reaches_its_kafka_topic_through_mtls() {
             assert!(status.is_success(), "PUT {url}: {status} {text}");
         }
     };
-    put(format!("/services/campaigns/campaigns/{cid}"), campaign.clone()).await;
+    put(
+        format!("/services/campaigns/campaigns/{cid}"),
+        campaign.clone(),
+    )
+    .await;
     for m in ["m1", "m2"] {
         put(
             format!("/services/campaigns/campaigns/{cid}/markets/{m}"),
@@ -285,15 +293,27 @@ async fn every_record_reaches_its_kafka_topic_through_mtls() {
         ("MARKET", vec![format!("{cid}/m1"), format!("{cid}/m2")]),
         (
             "EVENT_MAPPING",
-            vec![format!("{cid}/m1"), format!("{cid}/m2"), format!("{cid}/m9")],
+            vec![
+                format!("{cid}/m1"),
+                format!("{cid}/m2"),
+                format!("{cid}/m9"),
+            ],
         ),
         (
             "REGISTRATION",
-            vec![format!("{cid}/u1"), format!("{cid}/u2"), format!("{cid}/u3")],
+            vec![
+                format!("{cid}/u1"),
+                format!("{cid}/u2"),
+                format!("{cid}/u3"),
+            ],
         ),
         (
             "REGISTERED_MARKET",
-            vec![format!("{cid}/m1/u1"), format!("{cid}/m2/u2"), format!("{cid}/m1/u3")],
+            vec![
+                format!("{cid}/m1/u1"),
+                format!("{cid}/m2/u2"),
+                format!("{cid}/m1/u3"),
+            ],
         ),
     ]
     .into_iter()
@@ -309,11 +329,16 @@ async fn every_record_reaches_its_kafka_topic_through_mtls() {
         });
         let keys: BTreeSet<String> = records.iter().map(|r| r.key.clone()).collect();
         assert_eq!(
-            keys, expected[t],
+            keys,
+            expected[t],
             "{t} on {topic}: {records:?}\n{}",
             common::tail(&p.log(), 40)
         );
-        assert_eq!(records.len(), want, "{t}: exactly one record each: {records:?}");
+        assert_eq!(
+            records.len(),
+            want,
+            "{t}: exactly one record each: {records:?}"
+        );
         for r in &records {
             assert_eq!(r.headers.get("type").map(String::as_str), Some(*t), "{r:?}");
         }
@@ -424,7 +449,9 @@ async fn the_proxy_refuses_wrong_and_expired_certificates_and_an_expiring_one_wa
     // The good certificate produces, through Usher's producer and a raw one.
     let good = KafkaEvents::connect(&tls.config("good")).expect("good certificate");
     assert!(!good.certificate_status().expect("status").warning);
-    usher_produce(&good, &topic).await.expect("the good certificate produces");
+    usher_produce(&good, &topic)
+        .await
+        .expect("the good certificate produces");
     raw_produce(&tls, "good", &topic).await.expect("raw, good");
 
     // Signed by another CA: Usher starts (it cannot know), the proxy refuses.
@@ -491,9 +518,12 @@ async fn usher_up_refuses_an_expired_certificate_and_warns_about_an_expiring_one
     // Expiring in 5 days: `usher up` starts and warns.
     let mut p = platform(&run);
     let expiring = tls.secret_file("expiring", p.tmp.path());
-    p.env.push(("USHER_KAFKA_BROKERS".into(), tls.brokers.clone()));
     p.env
-        .push(("USHER_KAFKA_CERT_FILE".into(), expiring.display().to_string()));
+        .push(("USHER_KAFKA_BROKERS".into(), tls.brokers.clone()));
+    p.env.push((
+        "USHER_KAFKA_CERT_FILE".into(),
+        expiring.display().to_string(),
+    ));
     p.start().await;
     let log = p.log();
     assert!(log.contains("WARNING"), "{log}");

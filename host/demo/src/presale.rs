@@ -801,14 +801,22 @@ impl Presale {
             ]);
         };
         let c = &self.campaign;
-        let markets: BTreeSet<String> = self.markets.iter().map(|m| format!("{c}/{}", m.id)).collect();
+        let markets: BTreeSet<String> = self
+            .markets
+            .iter()
+            .map(|m| format!("{c}/{}", m.id))
+            .collect();
         let expected: BTreeMap<&str, BTreeSet<String>> = [
             ("prd2011.dmnd.campaigns", BTreeSet::from([c.clone()])),
             ("prd2011.dmnd.markets", markets.clone()),
             ("prd2011.dmnd.event-mappings", markets),
             (
                 "prd2011.dmnd.registrations",
-                registered.values().flatten().map(|u| format!("{c}/{u}")).collect(),
+                registered
+                    .values()
+                    .flatten()
+                    .map(|u| format!("{c}/{u}"))
+                    .collect(),
             ),
             (
                 "prd2011.dmnd.registered-markets",

@@ -341,9 +341,18 @@ fn the_data_pipeline_runs_one_component_on_five_queues() {
         assert_eq!(q.max_receive_count, 3);
         assert_eq!(q.retention_s, 14 * 24 * 3600);
         assert!(q.dead_letter.is_some());
-        assert!(sub.filter_policy.as_ref().is_some_and(|p| p["type"].is_array()));
+        assert!(sub
+            .filter_policy
+            .as_ref()
+            .is_some_and(|p| p["type"].is_array()));
     }
-    for t in ["campaigns", "markets", "registrations", "event-mappings", "registered-markets"] {
+    for t in [
+        "campaigns",
+        "markets",
+        "registrations",
+        "event-mappings",
+        "registered-markets",
+    ] {
         assert!(reg.resources.has_event_topic(&format!("prd2011.dmnd.{t}")));
     }
 

@@ -55,7 +55,11 @@ pub type Publish<'a> =
     dyn FnMut(&str, &[Outgoing]) -> usher_sdk::Result<Vec<usher_sdk::Result<String>>> + 'a;
 
 /// Handles a batch (see the crate docs), publishing through `publish`.
-pub fn process(settings: &Settings, messages: &[Message], publish: &mut Publish<'_>) -> BatchResult {
+pub fn process(
+    settings: &Settings,
+    messages: &[Message],
+    publish: &mut Publish<'_>,
+) -> BatchResult {
     let mut failures: Vec<String> = Vec::new();
     let mut ids: Vec<&str> = Vec::new();
     let mut out: Vec<Outgoing> = Vec::new();
@@ -142,11 +146,18 @@ mod tests {
             Message::new("garbage", "{{"),
             Message::new("unknown", r#"{"type":"ORDER","data":{}}"#),
             Message::new("m2", market("m2")),
-            Message::new("no-event", r#"{"type":"MARKET","data":{"id":"x","campaignId":"c1","selectionCount":1}}"#),
+            Message::new(
+                "no-event",
+                r#"{"type":"MARKET","data":{"id":"x","campaignId":"c1","selectionCount":1}}"#,
+            ),
         ];
         let r = process(&settings(), &messages, &mut |topic, out| {
             published.push((topic.to_string(), out.to_vec()));
-            Ok(out.iter().enumerate().map(|(i, _)| Ok(format!("id-{i}"))).collect())
+            Ok(out
+                .iter()
+                .enumerate()
+                .map(|(i, _)| Ok(format!("id-{i}")))
+                .collect())
         });
         assert_eq!(r.failures, ["garbage", "unknown", "no-event"]);
         assert_eq!((r.received, r.processed, r.failed), (5, 2, 3));
@@ -154,7 +165,10 @@ mod tests {
         let (topic, out) = &published[0];
         assert_eq!(topic, "data-sns");
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].attributes, [("type".to_string(), "MARKET".to_string())]);
+        assert_eq!(
+            out[0].attributes,
+            [("type".to_string(), "MARKET".to_string())]
+        );
         let body: Value = serde_json::from_str(&out[1].body).expect("json");
         assert_eq!(body["marketId"], "m2");
         assert_eq!(body["waitlistCount"], 0);
@@ -162,12 +176,20 @@ mod tests {
 
     #[test]
     fn a_failed_publish_fails_its_message_and_a_failed_call_fails_every_publish() {
-        let messages = [Message::new("a", market("a")), Message::new("b", market("b"))];
+        let messages = [
+            Message::new("a", market("a")),
+            Message::new("b", market("b")),
+        ];
         let r = process(&settings(), &messages, &mut |_, _| {
-            Ok(vec![Ok("x".into()), Err(Error::Invalid("throttled".into()))])
+            Ok(vec![
+                Ok("x".into()),
+                Err(Error::Invalid("throttled".into())),
+            ])
         });
         assert_eq!(r.failures, ["b"]);
-        let r = process(&settings(), &messages, &mut |_, _| Err(Error::Invalid("down".into())));
+        let r = process(&settings(), &messages, &mut |_, _| {
+            Err(Error::Invalid("down".into()))
+        });
         assert_eq!(r.failures, ["a", "b"]);
         // A short answer fails the messages without a result.
         let r = process(&settings(), &messages, &mut |_, _| Ok(vec![Ok("x".into())]));

@@ -73,7 +73,11 @@ impl Schemas {
 
     /// Checks `record` against the schema of `data_type`: the violations,
     /// `<path>: <message>` each (the root is `/`); empty when valid.
-    pub fn violations(&mut self, data_type: DataType, record: &Value) -> Result<Vec<String>, String> {
+    pub fn violations(
+        &mut self,
+        data_type: DataType,
+        record: &Value,
+    ) -> Result<Vec<String>, String> {
         let validator = match self.compiled.entry(data_type) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
@@ -90,7 +94,11 @@ impl Schemas {
             .iter_errors(record)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let path = if path.is_empty() { "/".to_string() } else { path };
+                let path = if path.is_empty() {
+                    "/".to_string()
+                } else {
+                    path
+                };
                 format!("{path}: {e}")
             })
             .collect())
@@ -191,10 +199,7 @@ fn cut(text: &str, max: usize) -> String {
 /// What the check of one message decided.
 enum Checked {
     /// Produce it.
-    Valid {
-        data_type: DataType,
-        key: String,
-    },
+    Valid { data_type: DataType, key: String },
     /// Its record can never be valid: to the dead-letter queue with this reason.
     Refused { data_type: DataType, reason: String },
     /// Fail it (retried; the queue's redrive decides).
@@ -240,7 +245,11 @@ fn check(schemas: &mut Schemas, message: &Message) -> Checked {
 }
 
 /// Handles a batch (see the crate docs).
-pub fn process(settings: &Settings, messages: &[Message], outputs: &mut dyn Outputs) -> BatchResult {
+pub fn process(
+    settings: &Settings,
+    messages: &[Message],
+    outputs: &mut dyn Outputs,
+) -> BatchResult {
     let mut schemas = Schemas::new();
     let mut failures: Vec<String> = Vec::new();
     // By topic: (message index, event).
@@ -426,24 +435,46 @@ mod tests {
 
     #[test]
     fn every_record_process_data_formats_passes_its_schema() {
-        let market: Market = serde_json::from_value(json!({"id": "m1", "campaignId": "c1", "eventId": "e1", "selectionCount": 2}))
-            .expect("market");
+        let market: Market = serde_json::from_value(
+            json!({"id": "m1", "campaignId": "c1", "eventId": "e1", "selectionCount": 2}),
+        )
+        .expect("market");
         let samples = [
-            (DataType::Campaign, json!({"id": "c1", "slug": "s", "opensAt": "2026-12-01T10:00:00Z", "closesAt": "2026-12-02T10:00:00Z"})),
-            (DataType::Campaign, json!({"id": "c2", "slug": "s2", "name": "N", "status": "CLOSED", "opensAt": "2026-12-01T10:00:00Z",
+            (
+                DataType::Campaign,
+                json!({"id": "c1", "slug": "s", "opensAt": "2026-12-01T10:00:00Z", "closesAt": "2026-12-02T10:00:00Z"}),
+            ),
+            (
+                DataType::Campaign,
+                json!({"id": "c2", "slug": "s2", "name": "N", "status": "CLOSED", "opensAt": "2026-12-01T10:00:00Z",
                 "closesAt": "2026-12-02T10:00:00Z", "gate": {"type": "countries", "countries": ["US"]}, "linkedCampaignId": "c1",
-                "fields": [{"name": "zip", "type": "string", "required": true}]})),
-            (DataType::Market, serde_json::to_value(&market).expect("json")),
-            (DataType::EventMapping, serde_json::to_value(EventMappingData::of_market(&market)).expect("json")),
-            (DataType::Registration, json!({"campaignId": "c1", "globalUserId": "u", "marketId": "m1", "version": 1,
-                "createdAt": "2026-12-01T10:00:00Z", "updatedAt": "2026-12-01T10:00:00Z", "country": "US", "locale": "en-US", "transferredFrom": "c0"})),
-            (DataType::RegisteredMarket, json!({"campaignId": "c1", "marketId": "m1", "globalUserId": "u", "registeredAt": "2026-12-01T10:00:00Z"})),
+                "fields": [{"name": "zip", "type": "string", "required": true}]}),
+            ),
+            (
+                DataType::Market,
+                serde_json::to_value(&market).expect("json"),
+            ),
+            (
+                DataType::EventMapping,
+                serde_json::to_value(EventMappingData::of_market(&market)).expect("json"),
+            ),
+            (
+                DataType::Registration,
+                json!({"campaignId": "c1", "globalUserId": "u", "marketId": "m1", "version": 1,
+                "createdAt": "2026-12-01T10:00:00Z", "updatedAt": "2026-12-01T10:00:00Z", "country": "US", "locale": "en-US", "transferredFrom": "c0"}),
+            ),
+            (
+                DataType::RegisteredMarket,
+                json!({"campaignId": "c1", "marketId": "m1", "globalUserId": "u", "registeredAt": "2026-12-01T10:00:00Z"}),
+            ),
         ];
         let mut schemas = Schemas::new();
         for (t, data) in samples {
             let message = DataMessage::new(t, &data).expect("message");
             let record = format(message.data_type, &message.data).expect("formats");
-            let violations = schemas.violations(t, &record.to_json()).expect("schema compiles");
+            let violations = schemas
+                .violations(t, &record.to_json())
+                .expect("schema compiles");
             assert!(violations.is_empty(), "{t}: {violations:?}");
         }
     }
@@ -466,7 +497,11 @@ mod tests {
             &[
                 msg("a", "MARKET", &body),
                 msg("b", "MARKET", &market_record("m2")),
-                msg("c", "REGISTERED_MARKET", &json!({"campaignId": "c1", "marketId": "m1", "globalUserId": "u1", "registeredAt": "2026-12-01T10:00:00.000Z"})),
+                msg(
+                    "c",
+                    "REGISTERED_MARKET",
+                    &json!({"campaignId": "c1", "marketId": "m1", "globalUserId": "u1", "registeredAt": "2026-12-01T10:00:00.000Z"}),
+                ),
             ],
             &mut out,
         );
@@ -477,7 +512,10 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].key.as_deref(), Some("c1/m1"));
         assert_eq!(events[0].value, body.to_string().into_bytes());
-        assert_eq!(events[0].headers[0], ("type".to_string(), "MARKET".to_string()));
+        assert_eq!(
+            events[0].headers[0],
+            ("type".to_string(), "MARKET".to_string())
+        );
         assert_eq!(out.produced[1].0, "prd2011.dmnd.registered-markets");
         assert_eq!(out.produced[1].1[0].key.as_deref(), Some("c1/m1/u1"));
         assert!(out.sent.is_empty());
@@ -495,7 +533,11 @@ mod tests {
                 msg("bad", "MARKET", &bad),
                 Message::new("not-json", "{{").with_attribute("type", "CAMPAIGN"),
                 msg("good", "MARKET", &market_record("m2")),
-                msg("bad-time", "REGISTERED_MARKET", &json!({"campaignId": "c1", "marketId": "m1", "globalUserId": "u1", "registeredAt": "noon"})),
+                msg(
+                    "bad-time",
+                    "REGISTERED_MARKET",
+                    &json!({"campaignId": "c1", "marketId": "m1", "globalUserId": "u1", "registeredAt": "noon"}),
+                ),
             ],
             &mut out,
         );
@@ -506,13 +548,24 @@ mod tests {
         let sent: BTreeMap<&str, &Vec<Outgoing>> =
             out.sent.iter().map(|(q, m)| (q.as_str(), m)).collect();
         let market = &sent["markets-dlq"][0];
-        let error = &market.attributes.iter().find(|(k, _)| k == "error").expect("error").1;
+        let error = &market
+            .attributes
+            .iter()
+            .find(|(k, _)| k == "error")
+            .expect("error")
+            .1;
         assert!(error.contains("/selectionCount"), "{error}");
         assert!(error.contains("extra"), "{error}");
         assert!(error.contains("markets.json"), "{error}");
         assert_eq!(market.body, bad.to_string());
-        assert!(sent["campaigns-dlq"][0].attributes.iter().any(|(k, v)| k == "error" && v.contains("not JSON")));
-        assert!(sent["registered-markets-dlq"][0].attributes.iter().any(|(k, v)| k == "error" && v.contains("/registeredAt")));
+        assert!(sent["campaigns-dlq"][0]
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "error" && v.contains("not JSON")));
+        assert!(sent["registered-markets-dlq"][0]
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "error" && v.contains("/registeredAt")));
     }
 
     #[test]
@@ -522,14 +575,20 @@ mod tests {
             fail_key: Some("c1/m2".into()),
             ..Recorded::default()
         };
-        let messages = [msg("a", "MARKET", &market_record("m1")), msg("b", "MARKET", &market_record("m2"))];
+        let messages = [
+            msg("a", "MARKET", &market_record("m1")),
+            msg("b", "MARKET", &market_record("m2")),
+        ];
         assert_eq!(process(&settings(), &messages, &mut out).failures, ["b"]);
         // A failed produce call fails every message of its topic.
         let mut out = Recorded {
             produce_down: true,
             ..Recorded::default()
         };
-        assert_eq!(process(&settings(), &messages, &mut out).failures, ["a", "b"]);
+        assert_eq!(
+            process(&settings(), &messages, &mut out).failures,
+            ["a", "b"]
+        );
         // A missing or unknown type, and a refused record whose dead-letter
         // send failed or has no dead-letter queue, fail alone.
         let mut out = Recorded {
@@ -548,13 +607,40 @@ mod tests {
         );
         assert_eq!(r.failures, ["untyped", "odd", "bad"]);
         let no_dlq = Settings::new(BTreeMap::new(), BTreeMap::new());
-        let r = process(&no_dlq, &[msg("bad", "MARKET", &json!({}))], &mut Recorded::default());
+        let r = process(
+            &no_dlq,
+            &[msg("bad", "MARKET", &json!({}))],
+            &mut Recorded::default(),
+        );
         assert_eq!(r.failures, ["bad"]);
     }
 
     #[test]
+    fn settings_read_the_maps_by_type() {
+        let fakes = usher_sdk::fakes::Fakes::new()
+            .setting("topics", json!({"MARKET": "x.markets"}))
+            .setting("dead_letters", json!({"MARKET": "market-queue-dlq"}));
+        let _installed = fakes.install();
+        let s = Settings::load().expect("settings");
+        assert_eq!(s.topic(DataType::Market), "x.markets");
+        assert_eq!(
+            s.topic(DataType::Registration),
+            "prd2011.dmnd.registrations"
+        );
+        assert_eq!(s.dead_letters[&DataType::Market], "market-queue-dlq");
+        let fakes = usher_sdk::fakes::Fakes::new().setting("topics", json!({"ORDER": "x"}));
+        let _installed = fakes.install();
+        assert!(
+            Settings::load().is_err(),
+            "an unknown type in the settings is refused"
+        );
+    }
+
+    #[test]
     fn topics_come_from_the_settings() {
-        let topics = [(DataType::Market, "analytics.markets".to_string())].into_iter().collect();
+        let topics = [(DataType::Market, "analytics.markets".to_string())]
+            .into_iter()
+            .collect();
         let s = Settings::new(topics, BTreeMap::new());
         assert_eq!(s.topic(DataType::Market), "analytics.markets");
         assert_eq!(s.topic(DataType::Campaign), "prd2011.dmnd.campaigns");

@@ -1,9 +1,9 @@
 //! The worker's logic: the checks, then the conditional write.
 
+use usher_domain::analytics::{DataMessage, DataType, RegisteredMarketData, RegistrationData};
 use usher_domain::eligibility::{
     self, format_rfc3339_ms, Evaluation, Lookup, Reason, Refusal, Request, Services, Transfer,
 };
-use usher_domain::analytics::{DataMessage, DataType, RegisteredMarketData, RegistrationData};
 use usher_domain::{Fan, Verdict, ENTRY_SORT_KEY};
 use usher_sdk::json::{json, Map};
 use usher_sdk::table::Condition;
@@ -228,7 +228,9 @@ fn write(
                 let version = old_version.unwrap_or(0) + 1;
                 let mut item = old.clone();
                 let created_at = old.get("createdAt").cloned().unwrap_or_else(|| json!(now));
-                let created_at_text = created_at.as_str().map_or_else(|| now.clone(), str::to_string);
+                let created_at_text = created_at
+                    .as_str()
+                    .map_or_else(|| now.clone(), str::to_string);
                 for (name, value) in [
                     ("campaignId", json!(fan.campaign_id)),
                     ("globalUserId", json!(fan.global_user_id)),
@@ -299,7 +301,11 @@ fn send_data_messages(
         version: written.version,
         created_at: written.created_at.clone(),
         updated_at: written.updated_at.clone(),
-        country: request.user_info.country.as_ref().map(|c| c.to_ascii_uppercase()),
+        country: request
+            .user_info
+            .country
+            .as_ref()
+            .map(|c| c.to_ascii_uppercase()),
         locale: request.user_info.locale.clone(),
         transferred_from: evaluation.transfer.as_ref().map(|t| t.from.clone()),
     };
@@ -325,7 +331,11 @@ fn send_data_messages(
     };
     let results = queue::send_batch(data_queue, &messages).map_err(|e| failed(e.to_string()))?;
     if results.len() != messages.len() {
-        return Err(failed(format!("{} results for {} messages", results.len(), messages.len())));
+        return Err(failed(format!(
+            "{} results for {} messages",
+            results.len(),
+            messages.len()
+        )));
     }
     if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
         return Err(failed(e.to_string()));

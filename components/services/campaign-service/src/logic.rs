@@ -98,7 +98,10 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
             let mapping = to_value(&EventMappingData::of_market(&market))?;
             emit(
                 settings,
-                &[(DataType::Market, stored.clone()), (DataType::EventMapping, mapping)],
+                &[
+                    (DataType::Market, stored.clone()),
+                    (DataType::EventMapping, mapping),
+                ],
             )?;
             ok(Ok(stored))
         })
@@ -144,10 +147,10 @@ pub fn emit(settings: &Settings, changes: &[(DataType, Value)]) -> Result<(), Fa
             data_type: *data_type,
             data: data.clone(),
         };
-        messages.push(
-            usher_sdk::queue::Outgoing::json(&message)
-                .map_err(|e| Failure::new(500, format!("encoding the {data_type} message: {e}")))?,
-        );
+        messages
+            .push(usher_sdk::queue::Outgoing::json(&message).map_err(|e| {
+                Failure::new(500, format!("encoding the {data_type} message: {e}"))
+            })?);
     }
     let results = usher_sdk::queue::send_batch(queue, &messages).map_err(|e| {
         usher_sdk::warn!(queue = queue, error = e; "sending the data messages failed");
@@ -166,7 +169,11 @@ pub fn emit(settings: &Settings, changes: &[(DataType, Value)]) -> Result<(), Fa
     if results.len() != messages.len() {
         return Err(Failure::new(
             503,
-            format!("stored, but {queue} answered for {} of {} data messages; PUT it again", results.len(), messages.len()),
+            format!(
+                "stored, but {queue} answered for {} of {} data messages; PUT it again",
+                results.len(),
+                messages.len()
+            ),
         ));
     }
     Ok(())

@@ -401,7 +401,10 @@ fn accepted_submissions_feed_the_data_queue_when_it_is_set() {
     assert_eq!(sent[2]["data"]["version"], 2);
     assert_eq!(sent[2]["data"]["createdAt"], "2026-12-02T10:00:00.000Z");
     assert_eq!(sent[2]["data"]["updatedAt"], "2026-12-02T11:00:00.000Z");
-    assert_eq!(sent[4], sent[2], "an unchanged resubmission sends the same record again");
+    assert_eq!(
+        sent[4], sent[2],
+        "an unchanged resubmission sends the same record again"
+    );
     // Every message formats into a record.
     for m in &sent {
         usher_domain::analytics::format_body(&m.to_string()).expect("formats");
@@ -436,5 +439,8 @@ fn a_failed_data_message_is_unavailable_after_the_write_and_a_retry_sends_it() {
     let answer = run_with_data_queue(args(json!({"zip": "10001"})), NOW + 1000).expect("answer");
     assert_eq!(answer["unchanged"], true);
     let sent = data_messages(&fakes);
-    assert_eq!(sent.iter().filter(|m| m["type"] == "REGISTRATION").count(), 2);
+    assert_eq!(
+        sent.iter().filter(|m| m["type"] == "REGISTRATION").count(),
+        2
+    );
 }

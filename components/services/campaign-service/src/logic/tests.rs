@@ -659,10 +659,20 @@ fn stored_campaigns_and_markets_feed_the_data_queue_when_it_is_set() {
     };
     let (status, stored) = call_with(&settings, "PUT", "/campaigns/c1", campaign("c1", "tour"));
     assert_eq!(status, 200, "{stored}");
-    let (status, _) = call_with(&settings, "PUT", "/campaigns/c1/markets/m1", market("c1", "m1"));
+    let (status, _) = call_with(
+        &settings,
+        "PUT",
+        "/campaigns/c1/markets/m1",
+        market("c1", "m1"),
+    );
     assert_eq!(status, 200);
     // A refused PUT sends nothing.
-    let (status, _) = call_with(&settings, "PUT", "/campaigns/c1/markets/m2", json!({"id": "m2"}));
+    let (status, _) = call_with(
+        &settings,
+        "PUT",
+        "/campaigns/c1/markets/m2",
+        json!({"id": "m2"}),
+    );
     assert_eq!(status, 400);
     let sent = sent(&fakes);
     assert_eq!(sent.len(), 3, "{sent:?}");
@@ -691,7 +701,13 @@ fn a_failed_data_message_answers_503_and_the_put_can_be_repeated() {
     };
     let (status, body) = call_with(&settings, "PUT", "/campaigns/c1", campaign("c1", "tour"));
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("PUT it again"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("PUT it again"),
+        "{body}"
+    );
     // The campaign itself is stored.
     assert!(fakes.item(T, &campaign_key("c1")).is_some());
 }
