@@ -516,7 +516,7 @@ async fn usher_up_refuses_an_expired_certificate_and_warns_about_an_expiring_one
     assert!(stderr.contains("usher-expired"), "{stderr}");
 
     // Expiring in 5 days: `usher up` starts and warns.
-    let mut p = platform(&run);
+    let mut p = p;
     let expiring = tls.secret_file("expiring", p.tmp.path());
     p.env
         .push(("USHER_KAFKA_BROKERS".into(), tls.brokers.clone()));
@@ -529,5 +529,6 @@ async fn usher_up_refuses_an_expired_certificate_and_warns_about_an_expiring_one
     assert!(log.contains("WARNING"), "{log}");
     assert!(log.contains("usher-expiring"), "{log}");
     assert!(log.contains("days left"), "{log}");
-    assert!(p.stop().await.success(), "{}", p.log());
+    let status = p.stop().await;
+    assert!(status.success(), "{status}: {}", p.log());
 }
