@@ -329,16 +329,44 @@ fn copy_registry(src: &Path, dst: &Path, store: &LocalStore) -> Result<(), TestE
             std::fs::copy(&path, dst.join(name)).map_err(setup)?;
         }
     }
-    // Pin every worker whose component was built to the built digest.
+    // Pin every worker whose component was built to the built digest (by
+    // the component's name: several workers may run one component).
+    let workers = components_of_workers(dst)?;
     for component in components::ALL {
-        let Ok((file, key)) = usher_registry::locate_worker(dst, component.name) else {
-            continue;
-        };
-        let digest = store.put_component(&component.bytes()).map_err(setup)?;
-        let version = semver::Version::new(0, 1, 0);
-        usher_registry::set_component_pin(&file, &key, &version, &digest.hex()).map_err(setup)?;
+        let mut pinned = false;
+        for (worker, name) in &workers {
+            if name != component.name {
+                continue;
+            }
+            let (file, key) = usher_registry::locate_worker(dst, worker).map_err(setup)?;
+            let digest = store.put_component(&component.bytes()).map_err(setup)?;
+            let version = semver::Version::new(0, 1, 0);
+            usher_registry::set_component_pin(&file, &key, &version, &digest.hex())
+                .map_err(setup)?;
+            pinned = true;
+        }
+        if !pinned {
+            // A worker named as its component but not readable above.
+            if let Ok((file, key)) = usher_registry::locate_worker(dst, component.name) {
+                let digest = store.put_component(&component.bytes()).map_err(setup)?;
+                let version = semver::Version::new(0, 1, 0);
+                usher_registry::set_component_pin(&file, &key, &version, &digest.hex())
+                    .map_err(setup)?;
+            }
+        }
     }
     Ok(())
+}
+
+/// `(worker full name, component name)` of every worker of the registry
+/// folder `dir`.
+fn components_of_workers(dir: &Path) -> Result<Vec<(String, String)>, TestError> {
+    let registry = Registry::load(dir).map_err(setup)?;
+    Ok(registry
+        .workers
+        .iter()
+        .map(|(name, spec)| (name.clone(), spec.component.name.clone()))
+        .collect())
 }
 
 /// A running test host.

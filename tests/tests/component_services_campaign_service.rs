@@ -14,10 +14,12 @@ const WORKER: &str = "services/campaign-service";
 
 fn host() -> TestHost {
     TestHost::builder()
-        .resources("tables: { campaigns: { partition_key: PK, sort_key: SK } }")
+        .resources(
+            "tables: { campaigns: { partition_key: PK, sort_key: SK } }\nqueues: { data-queue: {} }",
+        )
         .worker(
             &components::SERVICES_CAMPAIGN_SERVICE,
-            "trigger: { http: { route: /services/campaigns } }\ngrants: { tables: [campaigns] }\nsettings: { table: campaigns }",
+            "trigger: { http: { route: /services/campaigns } }\ngrants: { tables: [campaigns], queues: [data-queue] }\nsettings: { table: campaigns, data_queue: data-queue }",
         )
         .build()
         .expect("test host")
@@ -298,4 +300,38 @@ async fn a_report_sent_many_times_at_once_is_counted_once() {
         stats["reported"],
         json!({"winners": 10, "losers": 40, "waitlisted": 0})
     );
+}
+
+#[tokio::test]
+async fn stored_campaigns_and_markets_feed_the_data_queue() {
+    let host = host();
+    let campaign = json!({
+        "id": "dq", "slug": "dq", "name": "Data", "status": "OPEN",
+        "opensAt": "2026-12-01T10:00:00Z", "closesAt": "2026-12-09T10:00:00Z",
+    });
+    let (status, _) = call_on(&host.runtime, "PUT", "/campaigns/dq", Some(&campaign)).await;
+    assert_eq!(status, 200);
+    let market = json!({"id": "m1", "campaignId": "dq", "eventId": "e1", "selectionCount": 3});
+    let (status, _) = call_on(
+        &host.runtime,
+        "PUT",
+        "/campaigns/dq/markets/m1",
+        Some(&market),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let received = host
+        .embedded
+        .queues()
+        .receive("data-queue", 10, None)
+        .await
+        .expect("receive");
+    let types: Vec<String> = received
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_str(&m.body).expect("json");
+            v["type"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(types, ["CAMPAIGN", "MARKET", "EVENT_MAPPING"]);
 }

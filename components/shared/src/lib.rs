@@ -24,6 +24,8 @@
 //!   (the registration workers' checks and reason codes).
 //! * [`assignment`]: the code assignments, verdicts and selections the
 //!   selection workers exchange with the Entry and Code services.
+//! * [`analytics`]: the data pipeline's `{type, data}` messages and the
+//!   analytics records they format to (`data-pipeline/*`).
 //! * [`draw`]: the draw's ranking rule, its digests and its record (one
 //!   rule for the worker that draws and the one that verifies).
 //! * [`notification`]: the reminders' records, job ids and send-rate
@@ -31,6 +33,7 @@
 
 #![deny(missing_docs)]
 
+pub mod analytics;
 pub mod assignment;
 pub mod campaign;
 pub mod draw;

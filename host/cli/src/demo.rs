@@ -33,6 +33,10 @@ impl Platform for Host {
         self.snapshot()
     }
 
+    fn events(&self) -> Option<Arc<usher_backend_embedded::EmbeddedEvents>> {
+        (!self.events_on_kafka).then(|| self.embedded.events())
+    }
+
     async fn shutdown(self) -> Result<(), BoxError> {
         Host::shutdown(self).await.map_err(BoxError::from)
     }

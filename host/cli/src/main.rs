@@ -102,7 +102,11 @@ enum Command {
     /// Runs every worker on the embedded backends: queue pollers, stream
     /// followers, schedules, the HTTP listener (routes, invoke and resolver
     /// endpoints), change-log trimming, hot swap; a summary every 2 s on
-    /// stderr; Ctrl-C finishes the batches in flight and stops.
+    /// stderr; Ctrl-C finishes the batches in flight and stops. With
+    /// USHER_KAFKA_BROKERS set, events go to that Kafka cluster instead of
+    /// the embedded event log (TLS client certificate: the JSON file
+    /// USHER_KAFKA_CERT_FILE, `{"cert_pem","key_pem","ca_pem"}`; its expiry
+    /// is checked at start-up).
     Up {
         /// The data folder of the embedded backends.
         #[arg(long, env = "USHER_DATA", default_value = ".usher/data")]

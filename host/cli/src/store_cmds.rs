@@ -290,15 +290,18 @@ pub async fn pin(paths: &Paths, from: &Path, components_src: &Path) -> Result<()
     let engine = tool_engine()?;
     let mut changed = 0;
     for (name, spec) in &registry.workers {
-        let file = from.join(format!("{name}.wasm"));
+        // The component's own name: several workers may run one component
+        // (data-pipeline/send-data on five queues), each pinned to its build.
+        let component = &spec.component.name;
+        let file = from.join(format!("{component}.wasm"));
         if !file.exists() {
             bail!(
-                "worker {name}: no built component at {} (run `just build-components`)",
+                "worker {name}: no built component {component} at {} (run `just build-components`)",
                 file.display()
             );
         }
         let version = crate_version(
-            &components_src.join(name).join("Cargo.toml"),
+            &components_src.join(component).join("Cargo.toml"),
             &components_src.join("Cargo.toml"),
         )?;
         let bytes = std::fs::read(&file)?;

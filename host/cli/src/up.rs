@@ -40,6 +40,9 @@ pub struct Host {
     watcher: tokio::task::JoinHandle<()>,
     /// Service → the http-worker serving it at this listener.
     served: BTreeMap<String, String>,
+    /// Whether the `events` capability goes to Kafka (USHER_KAFKA_BROKERS)
+    /// rather than the embedded event log.
+    pub events_on_kafka: bool,
 }
 
 impl Host {
@@ -91,7 +94,14 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
     let services = crate::services::http_services(&registry)?;
     let invoker = Arc::new(LocalInvoker::new());
-    let backends = embedded.backends(services, Arc::new(NoCodec), invoker.clone());
+    let mut backends = embedded.backends(services, Arc::new(NoCodec), invoker.clone());
+    let events_on_kafka = match kafka_events_from_env()? {
+        Some(events) => {
+            backends.events = events;
+            true
+        }
+        None => false,
+    };
     let store = Arc::new(paths.store()?);
     let engine = Arc::new(UsherEngine::new(EngineOptions::default())?);
     let runtime = Arc::new(Runtime::start(
@@ -114,7 +124,47 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
         triggers,
         watcher,
         served,
+        events_on_kafka,
     })
+}
+
+/// The events capability on Kafka instead of the embedded event log, when
+/// `USHER_KAFKA_BROKERS` is set (`host:port[,…]`): with the TLS client
+/// certificate of the JSON file `USHER_KAFKA_CERT_FILE` when set (the
+/// Secrets Manager secret's format: `{"cert_pem","key_pem","ca_pem"?}`),
+/// checked at start-up (an expired certificate stops `usher up`, one within
+/// `USHER_KAFKA_CERT_WARN_DAYS` (default 30) days of expiry logs a warning).
+fn kafka_events_from_env() -> Result<Option<Arc<dyn usher_capabilities::EventBackend>>> {
+    let brokers = match std::env::var("USHER_KAFKA_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => b,
+        _ => return Ok(None),
+    };
+    let mut config = usher_backend_kafka::KafkaConfig::new(brokers.trim());
+    if let Ok(file) = std::env::var("USHER_KAFKA_CERT_FILE") {
+        if !file.is_empty() {
+            let json = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the Kafka client certificate {file}"))?;
+            config.client_certificate = Some(
+                usher_backend_kafka::ClientCertificate::from_secret_json(&json)
+                    .with_context(|| format!("the Kafka client certificate {file}"))?,
+            );
+        }
+    }
+    if let Ok(days) = std::env::var("USHER_KAFKA_CERT_WARN_DAYS") {
+        config.expiry_warning_days = days.parse().with_context(|| {
+            format!("USHER_KAFKA_CERT_WARN_DAYS `{days}` is not a number of days")
+        })?;
+    }
+    let events = usher_backend_kafka::KafkaEvents::connect(&config)
+        .with_context(|| format!("connecting the Kafka producer to {brokers}"))?;
+    match events.certificate_status() {
+        Some(status) if status.warning => {
+            eprintln!("usher up: events on Kafka at {brokers}; WARNING: {status}: renew it before it expires")
+        }
+        Some(status) => eprintln!("usher up: events on Kafka at {brokers} (TLS; {status})"),
+        None => eprintln!("usher up: events on Kafka at {brokers} (plaintext)"),
+    }
+    Ok(Some(Arc::new(events)))
 }
 
 pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {

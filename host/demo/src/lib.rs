@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use usher_backend_embedded::{EmbeddedError, EmbeddedTables};
+use usher_backend_embedded::{EmbeddedError, EmbeddedEvents, EmbeddedTables};
 use usher_capabilities::CapError;
 use usher_registry::Resources;
 use usher_trigger_local::CounterSnapshot;
@@ -47,6 +47,11 @@ pub trait Platform {
     fn row_writes(&self) -> u64;
     /// Every triggered worker's counters now.
     fn counters(&self) -> BTreeMap<String, CounterSnapshot>;
+    /// The embedded event log the `events` capability writes (the data
+    /// pipeline's Kafka stand-in); `None` when events go elsewhere (Kafka).
+    fn events(&self) -> Option<Arc<EmbeddedEvents>> {
+        None
+    }
     /// Stops the platform, finishing the batches in flight.
     fn shutdown(self) -> impl Future<Output = Result<(), BoxError>>;
 }

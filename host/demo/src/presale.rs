@@ -100,6 +100,10 @@ impl Platform for External {
         BTreeMap::new()
     }
 
+    fn events(&self) -> Option<std::sync::Arc<usher_backend_embedded::EmbeddedEvents>> {
+        Some(self.embedded.events())
+    }
+
     async fn shutdown(self) -> Result<(), BoxError> {
         Ok(())
     }
@@ -783,6 +787,95 @@ impl Presale {
         Ok(())
     }
 
+    /// The data pipeline (campaign-service and submit-entry → data-queue →
+    /// process-data → data-sns → send-data → the events capability): waits
+    /// until the event log holds, per Kafka topic, a record of every
+    /// campaign, market and registration of this run (by key; a retried
+    /// request may send a record twice), and reports the counts.
+    async fn analytics(
+        &self,
+        platform: &impl Platform,
+        registered: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<Vec<String>, DemoError> {
+        let Some(events) = platform.events() else {
+            return Ok(vec![
+                "  analytics           not checked (the events go to Kafka)".into(),
+            ]);
+        };
+        let c = &self.campaign;
+        let markets: BTreeSet<String> = self
+            .markets
+            .iter()
+            .map(|m| format!("{c}/{}", m.id))
+            .collect();
+        let expected: BTreeMap<&str, BTreeSet<String>> = [
+            ("prd2011.dmnd.campaigns", BTreeSet::from([c.clone()])),
+            ("prd2011.dmnd.markets", markets.clone()),
+            ("prd2011.dmnd.event-mappings", markets),
+            (
+                "prd2011.dmnd.registrations",
+                registered
+                    .values()
+                    .flatten()
+                    .map(|u| format!("{c}/{u}"))
+                    .collect(),
+            ),
+            (
+                "prd2011.dmnd.registered-markets",
+                registered
+                    .iter()
+                    .flat_map(|(m, users)| users.iter().map(move |u| format!("{c}/{m}/{u}")))
+                    .collect(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let total = expected.values().map(BTreeSet::len).sum::<usize>() as u64;
+        let read_all = |topic: &'static str| {
+            let events = events.clone();
+            async move {
+                let mut records = Vec::new();
+                loop {
+                    let page = events
+                        .read(topic, records.len() as u64, 1000)
+                        .await
+                        .map_err(|source| DemoError::Table {
+                            what: format!("reading the event log of {topic}"),
+                            source,
+                        })?;
+                    if page.is_empty() {
+                        return Ok::<_, DemoError>(records);
+                    }
+                    records.extend(page);
+                }
+            }
+        };
+        let counts: BTreeMap<&str, (usize, usize)> = self
+            .wait("analytics records", total, || async {
+                let mut found = 0u64;
+                let mut counts = BTreeMap::new();
+                for (topic, want) in &expected {
+                    let records = read_all(topic).await?;
+                    let keys: BTreeSet<&str> =
+                        records.iter().filter_map(|r| r.key.as_deref()).collect();
+                    let have = want.iter().filter(|k| keys.contains(k.as_str())).count();
+                    found += have as u64;
+                    counts.insert(*topic, (records.len(), have));
+                }
+                let done = counts
+                    .iter()
+                    .all(|(t, (_, have))| *have == expected[t].len());
+                Ok((found, done.then_some(counts)))
+            })
+            .await?;
+        Ok(counts
+            .iter()
+            .map(|(topic, (records, have))| {
+                format!("  {topic:<32} {records:>6} record(s); {have} of this run's keys")
+            })
+            .collect())
+    }
+
     async fn drive(&self, platform: &impl Platform) -> Result<(), DemoError> {
         let started = Instant::now();
         self.set_up().await?;
@@ -814,6 +907,7 @@ impl Presale {
             "replicated {submitted} entries ({:.1} s)",
             started.elapsed().as_secs_f64()
         );
+        let analytics = self.analytics(platform, &registered).await?;
 
         // The draw, per market.
         let mut draws = Vec::new();
@@ -971,6 +1065,9 @@ impl Presale {
         );
         println!("  demand-table        every verdict and code = the Entry Service's");
         println!("  market stats        FINISHED; verdicts reported = the draw's counts");
+        for l in &analytics {
+            println!("{l}");
+        }
         println!("  elapsed             {:.1} s", elapsed.as_secs_f64());
         for (worker, c) in platform.counters() {
             println!(

@@ -295,6 +295,91 @@ fn the_real_registry_loads() {
 }
 
 #[test]
+fn the_data_pipeline_runs_one_component_on_five_queues() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workers");
+    let reg = Registry::load(&dir).unwrap();
+    let send: Vec<&WorkerSpec> = reg
+        .workers
+        .values()
+        .filter(|w| w.component.name == "data-pipeline/send-data")
+        .collect();
+    let mut queues: Vec<String> = send
+        .iter()
+        .map(|w| match &w.trigger {
+            Trigger::Queue { queue } => queue.clone(),
+            other => panic!("{}: {other:?}", w.name),
+        })
+        .collect();
+    queues.sort();
+    assert_eq!(
+        queues,
+        [
+            "campaign-queue",
+            "evt-mapping-queue",
+            "market-queue",
+            "reg-markets-queue",
+            "registration-queue"
+        ]
+    );
+    // The merged block gives every entry the same grants, settings and limits.
+    for w in &send {
+        assert_eq!(w.grants, send[0].grants, "{}", w.name);
+        assert_eq!(w.settings, send[0].settings, "{}", w.name);
+        assert_eq!(w.batch_size, 10, "{}", w.name);
+        assert!(w.grants.allows(Capability::Events, "prd2011.dmnd.markets"));
+        assert_eq!(
+            w.settings["dead_letters"]["MARKET"],
+            serde_json::json!("market-queue-dlq")
+        );
+    }
+    // data-sns routes each type to its queue; each queue has a DLQ, 3
+    // receives and 14 days.
+    let subs = &reg.resources.topics["data-sns"].subscriptions;
+    assert_eq!(subs.len(), 5);
+    for sub in subs {
+        let q = &reg.resources.queues[&sub.queue];
+        assert_eq!(q.max_receive_count, 3);
+        assert_eq!(q.retention_s, 14 * 24 * 3600);
+        assert!(q.dead_letter.is_some());
+        assert!(sub
+            .filter_policy
+            .as_ref()
+            .is_some_and(|p| p["type"].is_array()));
+    }
+    for t in [
+        "campaigns",
+        "markets",
+        "registrations",
+        "event-mappings",
+        "registered-markets",
+    ] {
+        assert!(reg.resources.has_event_topic(&format!("prd2011.dmnd.{t}")));
+    }
+
+    // `just pin` rewrites each entry's own component line.
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let digest = "ab".repeat(32);
+    let version = semver::Version::new(9, 9, 9);
+    for w in &send {
+        let (file, key) = crate::locate_worker(tmp.path(), &w.name).unwrap();
+        crate::set_component_pin(&file, &key, &version, &digest).unwrap();
+    }
+    let pinned = Registry::load(tmp.path()).unwrap();
+    for w in pinned
+        .workers
+        .values()
+        .filter(|w| w.component.name == "data-pipeline/send-data")
+    {
+        assert_eq!(w.component.sha256, digest, "{}", w.name);
+        assert_eq!(w.component.version, version, "{}", w.name);
+    }
+}
+
+#[test]
 fn unknown_worker_lists_known_names() {
     let reg = load(&[
         ("resources.yaml", RESOURCES),

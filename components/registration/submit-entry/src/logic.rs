@@ -1,5 +1,6 @@
 //! The worker's logic: the checks, then the conditional write.
 
+use usher_domain::analytics::{DataMessage, DataType, RegisteredMarketData, RegistrationData};
 use usher_domain::eligibility::{
     self, format_rfc3339_ms, Evaluation, Lookup, Reason, Refusal, Request, Services, Transfer,
 };
@@ -21,6 +22,11 @@ pub struct Settings {
     pub table: String,
     /// The queue the user records go to (`user-info`).
     pub user_queue: String,
+    /// The data pipeline's queue (`data_queue`, default none): when set,
+    /// every accepted submission (unchanged ones too, so a client's retry
+    /// sends them again) sends a `REGISTRATION` and a `REGISTERED_MARKET`
+    /// message (`usher_domain::analytics`).
+    pub data_queue: Option<String>,
 }
 
 impl Settings {
@@ -30,6 +36,7 @@ impl Settings {
             services: Services::load()?,
             table: eligibility::table_setting()?,
             user_queue: config::string_or("user_queue", "user-info")?,
+            data_queue: config::get("data_queue")?,
         })
     }
 }
@@ -69,6 +76,8 @@ struct Written {
     version: u64,
     created: bool,
     unchanged: bool,
+    created_at: String,
+    updated_at: String,
 }
 
 /// Registers the request at `now_ms` (see the crate docs): the answer, a
@@ -129,6 +138,7 @@ pub fn submit(
         answer["transferredFrom"] = json!(t.from);
         answer["sourceRemoved"] = json!(remove_source(settings, &fan, t)?);
     }
+    send_data_messages(settings, &fan, &request, &evaluation, &written)?;
     usher_sdk::log::info(
         "entry submitted",
         &[
@@ -176,7 +186,7 @@ fn write(
             current = table::get(&settings.table, &key)
                 .map_err(|e| unavailable("reading the entry", e))?;
         }
-        let (item, condition, version, created) = match &current {
+        let (item, condition, version, created, created_at) = match &current {
             None => {
                 let mut item = json!({
                     "PK": key["PK"], "SK": ENTRY_SORT_KEY,
@@ -188,7 +198,7 @@ fn write(
                 if let Some(from) = &transferred_from {
                     item["transferredFrom"] = from.clone();
                 }
-                (item, Condition::NotExists, 1, true)
+                (item, Condition::NotExists, 1, true, now.clone())
             }
             Some(old) => {
                 if let Some(refusal) = already_selected(old) {
@@ -202,15 +212,25 @@ fn write(
                     && old.get("email") == Some(&email)
                     && same_transfer
                 {
+                    let time = |name: &str| {
+                        old.get(name)
+                            .and_then(Value::as_str)
+                            .map_or_else(|| now.clone(), str::to_string)
+                    };
                     return Ok(Ok(Written {
                         version: old_version.unwrap_or(0),
                         created: false,
                         unchanged: true,
+                        created_at: time("createdAt"),
+                        updated_at: time("updatedAt"),
                     }));
                 }
                 let version = old_version.unwrap_or(0) + 1;
                 let mut item = old.clone();
                 let created_at = old.get("createdAt").cloned().unwrap_or_else(|| json!(now));
+                let created_at_text = created_at
+                    .as_str()
+                    .map_or_else(|| now.clone(), str::to_string);
                 for (name, value) in [
                     ("campaignId", json!(fan.campaign_id)),
                     ("globalUserId", json!(fan.global_user_id)),
@@ -228,7 +248,7 @@ fn write(
                 if let Some(from) = &transferred_from {
                     item["transferredFrom"] = from.clone();
                 }
-                (item, unchanged_since(old), version, false)
+                (item, unchanged_since(old), version, false, created_at_text)
             }
         };
         match table::put(&settings.table, &item, Some(condition)) {
@@ -237,6 +257,8 @@ fn write(
                     version,
                     created,
                     unchanged: false,
+                    created_at,
+                    updated_at: now,
                 }))
             }
             Err(e) if e.is_condition_failed() => {
@@ -255,6 +277,70 @@ fn write(
             fan.global_user_id, fan.campaign_id
         ),
     ))
+}
+
+/// Sends the data pipeline's messages of an accepted submission (see
+/// [`Settings::data_queue`]). The entry is already written: a failed send is
+/// the typed error `Unavailable`, and submitting again (unchanged) sends
+/// them again.
+fn send_data_messages(
+    settings: &Settings,
+    fan: &Fan,
+    request: &Request,
+    evaluation: &Evaluation,
+    written: &Written,
+) -> Result<(), InvokeError> {
+    let Some(data_queue) = &settings.data_queue else {
+        return Ok(());
+    };
+    let market_id = request.market_id.clone().unwrap_or_default();
+    let registration = RegistrationData {
+        campaign_id: fan.campaign_id.clone(),
+        global_user_id: fan.global_user_id.clone(),
+        market_id: market_id.clone(),
+        version: written.version,
+        created_at: written.created_at.clone(),
+        updated_at: written.updated_at.clone(),
+        country: request
+            .user_info
+            .country
+            .as_ref()
+            .map(|c| c.to_ascii_uppercase()),
+        locale: request.user_info.locale.clone(),
+        transferred_from: evaluation.transfer.as_ref().map(|t| t.from.clone()),
+    };
+    let registered = RegisteredMarketData {
+        campaign_id: fan.campaign_id.clone(),
+        market_id,
+        global_user_id: fan.global_user_id.clone(),
+        registered_at: written.updated_at.clone(),
+    };
+    let encode = |m: Result<DataMessage, usher_domain::analytics::FormatError>| {
+        m.map_err(|e| InvokeError::internal(e.to_string()))
+            .and_then(|m| queue::Outgoing::json(&m).map_err(InvokeError::from))
+    };
+    let messages = [
+        encode(DataMessage::new(DataType::Registration, &registration))?,
+        encode(DataMessage::new(DataType::RegisteredMarket, &registered))?,
+    ];
+    let failed = |e: String| {
+        unavailable(
+            &format!("the entry is saved, but sending its data messages to {data_queue} failed; submit again"),
+            Error::Unavailable(e),
+        )
+    };
+    let results = queue::send_batch(data_queue, &messages).map_err(|e| failed(e.to_string()))?;
+    if results.len() != messages.len() {
+        return Err(failed(format!(
+            "{} results for {} messages",
+            results.len(),
+            messages.len()
+        )));
+    }
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        return Err(failed(e.to_string()));
+    }
+    Ok(())
 }
 
 /// Deletes the transferred entry in the linked campaign; whether it is gone.

@@ -4,13 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use usher_domain::analytics::{DataMessage, DataType, EventMappingData};
 use usher_domain::campaign::{Campaign, Gate, Market, StatsStatus, VerdictCounts};
 use usher_domain::rfc3339;
 use usher_domain::user::is_country_code;
 use usher_sdk::json::{json, str_field};
 use usher_sdk::router::{json_reply as ok, Router};
 use usher_sdk::table::{self, Condition, PutItem, UpdateItem};
-use usher_sdk::{Error, HttpRequest, HttpResponse, Value};
+use usher_sdk::{HttpRequest, HttpResponse, Value};
 
 /// Attempts of a read-compare-write on a campaign before answering 409.
 pub const WRITE_ATTEMPTS: usize = 3;
@@ -32,12 +33,17 @@ pub use usher_sdk::router::HttpError as Failure;
 pub struct Settings {
     /// The table (`table`, default `campaigns`).
     pub table: String,
+    /// The data pipeline's queue (`data_queue`, default none): when set, a
+    /// stored campaign sends a `CAMPAIGN` message and a stored market a
+    /// `MARKET` and an `EVENT_MAPPING` message (`usher_domain::analytics`).
+    pub data_queue: Option<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             table: "campaigns".into(),
+            data_queue: None,
         }
     }
 }
@@ -48,6 +54,7 @@ impl Settings {
         let d = Settings::default();
         Ok(Settings {
             table: usher_sdk::config::string_or("table", &d.table)?,
+            data_queue: usher_sdk::config::get("data_queue")?,
         })
     }
 }
@@ -82,19 +89,27 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
             ok(campaign_by_slug(t, r.param("slug")))
         })
         .put("/campaigns/{id}", |r| {
-            ok(put_campaign(
-                t,
-                r.param("id"),
-                &r.json()?,
-                rfc3339::now_millis(),
-            ))
+            let stored = put_campaign(t, r.param("id"), &r.json()?, rfc3339::now_millis())?;
+            emit(settings, &[(DataType::Campaign, stored.clone())])?;
+            ok(Ok(stored))
         })
         .get("/campaigns/{id}", |r| ok(get_campaign(t, r.param("id"))))
         .get("/campaigns/{id}/markets", |r| {
             ok(list_markets(t, r.param("id")))
         })
         .put("/campaigns/{id}/markets/{mid}", |r| {
-            ok(put_market(t, r.param("id"), r.param("mid"), &r.json()?))
+            let stored = put_market(t, r.param("id"), r.param("mid"), &r.json()?)?;
+            let market: Market = serde_json::from_value(stored.clone())
+                .map_err(|e| Failure::new(500, format!("reading the stored market: {e}")))?;
+            let mapping = to_value(&EventMappingData::of_market(&market))?;
+            emit(
+                settings,
+                &[
+                    (DataType::Market, stored.clone()),
+                    (DataType::EventMapping, mapping),
+                ],
+            )?;
+            ok(Ok(stored))
         })
         .get("/campaigns/{id}/markets/{mid}", |r| {
             ok(get_market(t, r.param("id"), r.param("mid")))
@@ -130,6 +145,53 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
             ))
         })
         .handle(request)
+}
+
+/// Sends the data pipeline's `{type, data}` messages of a stored change to
+/// the `data_queue` setting's queue (nothing when it is not set). The change
+/// is already stored: a failed send answers 503 so that the client PUTs
+/// again (a PUT is idempotent and sends the messages again; the pipeline's
+/// records are keyed, so a repeat is the same record).
+pub fn emit(settings: &Settings, changes: &[(DataType, Value)]) -> Result<(), Failure> {
+    let Some(queue) = &settings.data_queue else {
+        return Ok(());
+    };
+    let mut messages = Vec::with_capacity(changes.len());
+    for (data_type, data) in changes {
+        let message = DataMessage {
+            data_type: *data_type,
+            data: data.clone(),
+        };
+        messages
+            .push(usher_sdk::queue::Outgoing::json(&message).map_err(|e| {
+                Failure::new(500, format!("encoding the {data_type} message: {e}"))
+            })?);
+    }
+    let results = usher_sdk::queue::send_batch(queue, &messages).map_err(|e| {
+        usher_sdk::warn!(queue = queue, error = e; "sending the data messages failed");
+        Failure::new(
+            503,
+            format!("stored, but sending its data messages to {queue} failed ({e}); PUT it again"),
+        )
+    })?;
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        usher_sdk::warn!(queue = queue, error = e; "sending a data message failed");
+        return Err(Failure::new(
+            503,
+            format!("stored, but sending a data message to {queue} failed ({e}); PUT it again"),
+        ));
+    }
+    if results.len() != messages.len() {
+        return Err(Failure::new(
+            503,
+            format!(
+                "stored, but {queue} answered for {} of {} data messages; PUT it again",
+                results.len(),
+                messages.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 // ---- keys ------------------------------------------------------------------
@@ -1066,7 +1128,7 @@ pub fn report_verdicts_batch(
         })
         .collect();
     let claimed =
-        table::put_many(table, claims).map_err(|e| table_failure("claiming the reports", &e))?;
+        table::put_many(table, claims).map_err(|e| Failure::from_table("claiming the reports", &e))?;
     if claimed.len() != distinct.len() {
         return Err(Failure::new(500, "put_many answered the wrong count"));
     }
@@ -1075,7 +1137,7 @@ pub fn report_verdicts_batch(
         match r {
             Ok(()) => {}
             Err(e) if e.is_condition_failed() => there.push(i),
-            Err(e) => return Err(table_failure("claiming a report", &e)),
+            Err(e) => return Err(Failure::from_table("claiming a report", &e)),
         }
     }
     let keys: Vec<Value> = there
@@ -1203,7 +1265,7 @@ fn batch_items(table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, Failur
         return Ok(Vec::new());
     }
     let items = table::batch_get::<Value, Value>(table, keys)
-        .map_err(|e| table_failure("reading the reports", &e))?;
+        .map_err(|e| Failure::from_table("reading the reports", &e))?;
     if items.len() != keys.len() {
         return Err(Failure::new(500, "batch_get answered the wrong count"));
     }
@@ -1226,12 +1288,12 @@ fn mark_all_counted(table: &str, keys: &[Value]) -> Result<(), Failure> {
         })
         .collect();
     let results = table::update_many::<serde::de::IgnoredAny>(table, updates)
-        .map_err(|e| table_failure("marking reports counted", &e))?;
+        .map_err(|e| Failure::from_table("marking reports counted", &e))?;
     for r in results {
         match r {
             Ok(_) => {}
             Err(e) if e.is_condition_failed() => {}
-            Err(e) => return Err(table_failure("marking a report counted", &e)),
+            Err(e) => return Err(Failure::from_table("marking a report counted", &e)),
         }
     }
     Ok(())

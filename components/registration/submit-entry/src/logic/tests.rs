@@ -40,6 +40,7 @@ fn settings() -> Settings {
         services: Services::default(),
         table: T.into(),
         user_queue: "user-info".into(),
+        data_queue: None,
     }
 }
 
@@ -352,4 +353,94 @@ fn fakes_with_drawn_on_delete() -> Fakes {
             }
             None
         })
+}
+
+fn data_messages(fakes: &Fakes) -> Vec<Value> {
+    fakes
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Send { queue, messages } if queue == "data-queue" => Some(messages),
+            _ => None,
+        })
+        .flatten()
+        .map(|m| serde_json::from_str(&m.body).expect("json"))
+        .collect()
+}
+
+fn run_with_data_queue(payload: Value, now: i64) -> Result<Value, InvokeError> {
+    let mut lookup = SdkLookup::new(T);
+    let settings = Settings {
+        data_queue: Some("data-queue".into()),
+        ..settings()
+    };
+    submit(&mut lookup, &settings, &payload, now)
+}
+
+#[test]
+fn accepted_submissions_feed_the_data_queue_when_it_is_set() {
+    let fakes = fakes();
+    let _installed = fakes.install();
+    run_with_data_queue(args(json!({"zip": "10001"})), NOW).expect("answer");
+    // A resubmission an hour later, then an identical one (unchanged: sent again).
+    run_with_data_queue(args(json!({"zip": "10002"})), NOW + 3_600_000).expect("answer");
+    run_with_data_queue(args(json!({"zip": "10002"})), NOW + 7_200_000).expect("answer");
+    let sent = data_messages(&fakes);
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    assert_eq!(
+        sent[0],
+        json!({"type": "REGISTRATION", "data": {"campaignId": "c1", "globalUserId": "u1", "marketId": "m1",
+               "version": 1, "createdAt": "2026-12-02T10:00:00.000Z", "updatedAt": "2026-12-02T10:00:00.000Z",
+               "country": "US", "locale": "en-US"}})
+    );
+    assert_eq!(
+        sent[1],
+        json!({"type": "REGISTERED_MARKET", "data": {"campaignId": "c1", "marketId": "m1", "globalUserId": "u1",
+               "registeredAt": "2026-12-02T10:00:00.000Z"}})
+    );
+    assert_eq!(sent[2]["data"]["version"], 2);
+    assert_eq!(sent[2]["data"]["createdAt"], "2026-12-02T10:00:00.000Z");
+    assert_eq!(sent[2]["data"]["updatedAt"], "2026-12-02T11:00:00.000Z");
+    assert_eq!(
+        sent[4], sent[2],
+        "an unchanged resubmission sends the same record again"
+    );
+    // Every message formats into a record.
+    for m in &sent {
+        usher_domain::analytics::format_body(&m.to_string()).expect("formats");
+    }
+    // A refusal sends nothing.
+    let fakes = self::fakes();
+    let _installed = fakes.install();
+    let mut refused = args(json!({"zip": "1"}));
+    refused["arguments"]["marketId"] = json!("m1");
+    let answer = run_with_data_queue(refused, NOW).expect("answer");
+    assert_eq!(answer["isEligible"], false);
+    assert!(data_messages(&fakes).is_empty());
+}
+
+#[test]
+fn a_failed_data_message_is_unavailable_after_the_write_and_a_retry_sends_it() {
+    let failing = std::rc::Rc::new(std::cell::Cell::new(true));
+    let f = failing.clone();
+    let fakes = fakes().on_queue(move |queue, messages| {
+        if queue == "data-queue" && f.get() {
+            Err(Error::Unavailable("queue down".into()))
+        } else {
+            Ok(messages.iter().map(|_| Ok("id".to_string())).collect())
+        }
+    });
+    let _installed = fakes.install();
+    let e = run_with_data_queue(args(json!({"zip": "10001"})), NOW).expect_err("unavailable");
+    assert_eq!(e.kind, "Unavailable");
+    assert!(e.message.contains("the entry is saved"), "{}", e.message);
+    assert!(fakes.item(T, &key()).is_some());
+    failing.set(false);
+    let answer = run_with_data_queue(args(json!({"zip": "10001"})), NOW + 1000).expect("answer");
+    assert_eq!(answer["unchanged"], true);
+    let sent = data_messages(&fakes);
+    assert_eq!(
+        sent.iter().filter(|m| m["type"] == "REGISTRATION").count(),
+        2
+    );
 }

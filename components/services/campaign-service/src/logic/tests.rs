@@ -820,3 +820,93 @@ fn a_crash_after_a_batch_added_its_counts_adds_nothing_twice() {
         (&json!(3), &json!(6))
     );
 }
+
+fn call_with(settings: &Settings, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let request = HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        body: body.to_string().into_bytes(),
+        ..HttpRequest::default()
+    };
+    let response = handle(settings, &request);
+    let value = serde_json::from_slice(&response.body).expect("a JSON answer");
+    (response.status, value)
+}
+
+fn sent(fakes: &Fakes) -> Vec<(String, Value)> {
+    fakes
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Send { queue, messages } => Some((queue, messages)),
+            _ => None,
+        })
+        .flat_map(|(q, ms)| {
+            ms.into_iter()
+                .map(move |m| (q.clone(), serde_json::from_str(&m.body).expect("json")))
+        })
+        .collect()
+}
+
+#[test]
+fn stored_campaigns_and_markets_feed_the_data_queue_when_it_is_set() {
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    let settings = Settings {
+        data_queue: Some("data-queue".into()),
+        ..Settings::default()
+    };
+    let (status, stored) = call_with(&settings, "PUT", "/campaigns/c1", campaign("c1", "tour"));
+    assert_eq!(status, 200, "{stored}");
+    let (status, _) = call_with(
+        &settings,
+        "PUT",
+        "/campaigns/c1/markets/m1",
+        market("c1", "m1"),
+    );
+    assert_eq!(status, 200);
+    // A refused PUT sends nothing.
+    let (status, _) = call_with(
+        &settings,
+        "PUT",
+        "/campaigns/c1/markets/m2",
+        json!({"id": "m2"}),
+    );
+    assert_eq!(status, 400);
+    let sent = sent(&fakes);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent.iter().all(|(q, _)| q == "data-queue"));
+    assert_eq!(sent[0].1, json!({"type": "CAMPAIGN", "data": stored}));
+    assert_eq!(sent[1].1["type"], "MARKET");
+    assert_eq!(sent[1].1["data"]["id"], "m1");
+    assert_eq!(
+        sent[2].1,
+        json!({"type": "EVENT_MAPPING", "data": {"campaignId": "c1", "marketId": "m1", "eventId": "evt-m1", "eventName": "Show", "venue": "Arena"}})
+    );
+    // Without the setting nothing is sent.
+    let fakes = Fakes::new();
+    let _i = fakes.install();
+    assert_eq!(put_c("c2", "other").0, 200);
+    assert!(self::sent(&fakes).is_empty());
+}
+
+#[test]
+fn a_failed_data_message_answers_503_and_the_put_can_be_repeated() {
+    let fakes = Fakes::new().on_queue(|_, _| Err(usher_sdk::Error::Unavailable("queue down".into())));
+    let _i = fakes.install();
+    let settings = Settings {
+        data_queue: Some("data-queue".into()),
+        ..Settings::default()
+    };
+    let (status, body) = call_with(&settings, "PUT", "/campaigns/c1", campaign("c1", "tour"));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("PUT it again"),
+        "{body}"
+    );
+    // The campaign itself is stored.
+    assert!(fakes.item(T, &campaign_key("c1")).is_some());
+}
