@@ -150,7 +150,12 @@ enum Command {
         #[command(subcommand)]
         command: workflow::WorkflowCommand,
         /// The `usher up` to ask.
-        #[arg(long, global = true, env = "USHER_URL", default_value = "http://127.0.0.1:8090")]
+        #[arg(
+            long,
+            global = true,
+            env = "USHER_URL",
+            default_value = "http://127.0.0.1:8090"
+        )]
         url: String,
     },
     /// Demonstrations on the embedded backends (the `usher-demo` crate).

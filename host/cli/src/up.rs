@@ -17,10 +17,10 @@ use usher_backend_embedded::{Embedded, EmbeddedQueues};
 use usher_capabilities::NoCodec;
 use usher_engine::{EngineOptions, LocalInvoker, Runtime, UsherEngine};
 use usher_registry::Trigger;
-use usher_workflows::{RuntimeInvoker, Workflows};
 use usher_trigger_local::{
     CounterSnapshot, HttpListener, TriggerOptions, Triggers, WorkerCounters,
 };
+use usher_workflows::{RuntimeInvoker, Workflows};
 
 use crate::store_cmds::Paths;
 

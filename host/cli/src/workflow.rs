@@ -50,7 +50,10 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Value> {
         .await
         .with_context(|| format!("GET {url}: the answer is not JSON"))?;
     if !status.is_success() {
-        bail!("GET {url}: {status}: {}", body["error"].as_str().unwrap_or(""));
+        bail!(
+            "GET {url}: {status}: {}",
+            body["error"].as_str().unwrap_or("")
+        );
     }
     Ok(body)
 }
@@ -88,9 +91,15 @@ pub async fn run(url: &str, command: WorkflowCommand) -> Result<()> {
             let status = response.status();
             let answer: Value = response.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
-                bail!("{name}: {status}: {}", answer["error"].as_str().unwrap_or(""));
+                bail!(
+                    "{name}: {status}: {}",
+                    answer["error"].as_str().unwrap_or("")
+                );
             }
-            let id = answer["executionId"].as_str().unwrap_or_default().to_string();
+            let id = answer["executionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             println!("{id}");
             if wait {
                 loop {
@@ -110,8 +119,7 @@ pub async fn run(url: &str, command: WorkflowCommand) -> Result<()> {
         WorkflowCommand::Ls { name, json } => {
             let names: Vec<String> = match name {
                 Some(n) => vec![n],
-                None => get(&client, &format!("{base}/workflows"))
-                    .await?["workflows"]
+                None => get(&client, &format!("{base}/workflows")).await?["workflows"]
                     .as_array()
                     .into_iter()
                     .flatten()

@@ -237,7 +237,10 @@ async fn the_presale_survives_kill_9_in_the_middle_of_each_draw() {
 /// kill; no Task whose result was recorded was scheduled again afterwards;
 /// and at least one Task had completed before a kill (so the check had
 /// something to hold).
-async fn draw_workflow_resumed_without_rerunning_completed_steps(platform: &Platform, kills: usize) {
+async fn draw_workflow_resumed_without_rerunning_completed_steps(
+    platform: &Platform,
+    kills: usize,
+) {
     let store = usher_workflows::Store::open(&platform.data).expect("workflows.db");
     let executions = store.list(Some("selection"), 10).await.expect("executions");
     assert_eq!(executions.len(), 1, "{executions:#?}");
@@ -283,5 +286,8 @@ async fn draw_workflow_resumed_without_rerunning_completed_steps(platform: &Plat
         .iter()
         .filter(|e| e.kind == "TaskScheduled" && e.data["run"].as_u64() > Some(1))
         .count();
-    assert!(reruns >= 1, "no Task interrupted mid-flight was run again: {history:#?}");
+    assert!(
+        reruns >= 1,
+        "no Task interrupted mid-flight was run again: {history:#?}"
+    );
 }

@@ -706,7 +706,8 @@ impl Presale {
     /// while a draw answers errors) and polls the execution until it ends.
     /// The platform may be killed and restarted meanwhile: the execution
     /// resumes, so failed polls are retried until the demo's timeout. Each
-    /// market's `{marketId, stats}`, in the order of the markets.
+    /// market's `{marketId, draw}` (`draw`: the worker's answer), in the order
+    /// of the markets.
     async fn draws(&self) -> Result<Vec<Value>, DemoError> {
         const START: &str = "/workflows/selection/executions";
         let body = json!({
@@ -718,7 +719,9 @@ impl Presale {
             match self.ok(reqwest::Method::POST, START, Some(&body)).await {
                 Ok(answer) => match answer["executionId"].as_str() {
                     Some(id) => break id.to_string(),
-                    None => return Err(failed(format!("POST {START}: no executionId in {answer}"))),
+                    None => {
+                        return Err(failed(format!("POST {START}: no executionId in {answer}")))
+                    }
                 },
                 Err(e) if Instant::now() < deadline => {
                     eprintln!("starting the selection workflow failed ({e}); again in 1 s");
@@ -736,7 +739,8 @@ impl Presale {
                     let e = &d["execution"];
                     match e["status"].as_str() {
                         Some("SUCCEEDED") => {
-                            let draws = e["output"]["draws"].as_array().cloned().unwrap_or_default();
+                            let draws =
+                                e["output"]["draws"].as_array().cloned().unwrap_or_default();
                             if draws.len() != self.markets.len() {
                                 return Err(failed(format!(
                                     "the selection workflow answered {} draws for {} markets: {}",
@@ -764,7 +768,9 @@ impl Presale {
                 return Err(failed(format!(
                     "the selection workflow execution {id} did not end in {} s{}",
                     self.timeout.as_secs(),
-                    last_error.map(|e| format!(" (last poll: {e})")).unwrap_or_default()
+                    last_error
+                        .map(|e| format!(" (last poll: {e})"))
+                        .unwrap_or_default()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -848,7 +854,7 @@ impl Presale {
         let mut draws = Vec::new();
         let answers = self.draws().await?;
         for (m, answer) in self.markets.iter().zip(answers) {
-            let draw_id = answer["stats"]["drawId"]
+            let draw_id = answer["draw"]["stats"]["drawId"]
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("{}.{}", self.campaign, m.id));

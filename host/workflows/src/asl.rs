@@ -318,8 +318,7 @@ fn machine(doc: &Value, prefix: &str, workers: &dyn WorkerLookup) -> Result<Mach
     loop {
         let before = reaches.len();
         for (name, s) in &states {
-            if !reaches.contains(name.as_str()) && s.targets().iter().any(|t| reaches.contains(t))
-            {
+            if !reaches.contains(name.as_str()) && s.targets().iter().any(|t| reaches.contains(t)) {
                 reaches.insert(name);
             }
         }

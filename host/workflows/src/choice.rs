@@ -47,7 +47,10 @@ fn operator(rule: &serde_json::Map<String, Value>) -> Result<(&str, &Value), Str
         [] => Err("the rule has no operator".to_string()),
         _ => Err(format!(
             "the rule has several operators: {}",
-            ops.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+            ops.iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -236,27 +239,78 @@ mod tests {
     #[test]
     fn comparisons() {
         let input = json!({"s": "abc", "n": 5, "b": true, "t": "2026-01-01T00:00:00Z", "m": 7, "nul": null});
-        assert!(m(json!({"Variable": "$.s", "StringEquals": "abc"}), input.clone()));
-        assert!(!m(json!({"Variable": "$.s", "StringEquals": "abd"}), input.clone()));
-        assert!(m(json!({"Variable": "$.s", "StringLessThan": "abd"}), input.clone()));
-        assert!(m(json!({"Variable": "$.s", "StringMatches": "a*c"}), input.clone()));
-        assert!(!m(json!({"Variable": "$.s", "StringMatches": "a\\*c"}), input.clone()));
-        assert!(m(json!({"Variable": "$.n", "NumericGreaterThan": 4}), input.clone()));
-        assert!(m(json!({"Variable": "$.n", "NumericLessThanEquals": 5}), input.clone()));
-        assert!(m(json!({"Variable": "$.n", "NumericLessThanPath": "$.m"}), input.clone()));
-        assert!(!m(json!({"Variable": "$.s", "NumericEquals": 5}), input.clone()));
-        assert!(m(json!({"Variable": "$.b", "BooleanEquals": true}), input.clone()));
+        assert!(m(
+            json!({"Variable": "$.s", "StringEquals": "abc"}),
+            input.clone()
+        ));
+        assert!(!m(
+            json!({"Variable": "$.s", "StringEquals": "abd"}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.s", "StringLessThan": "abd"}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.s", "StringMatches": "a*c"}),
+            input.clone()
+        ));
+        assert!(!m(
+            json!({"Variable": "$.s", "StringMatches": "a\\*c"}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.n", "NumericGreaterThan": 4}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.n", "NumericLessThanEquals": 5}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.n", "NumericLessThanPath": "$.m"}),
+            input.clone()
+        ));
+        assert!(!m(
+            json!({"Variable": "$.s", "NumericEquals": 5}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.b", "BooleanEquals": true}),
+            input.clone()
+        ));
         assert!(m(
             json!({"Variable": "$.t", "TimestampLessThan": "2026-01-01T00:00:01Z"}),
             input.clone()
         ));
-        assert!(m(json!({"Variable": "$.nul", "IsNull": true}), input.clone()));
-        assert!(m(json!({"Variable": "$.none", "IsPresent": false}), input.clone()));
-        assert!(m(json!({"Variable": "$.s", "IsPresent": true}), input.clone()));
-        assert!(m(json!({"Variable": "$.n", "IsNumeric": true}), input.clone()));
-        assert!(m(json!({"Variable": "$.s", "IsString": true}), input.clone()));
-        assert!(m(json!({"Variable": "$.t", "IsTimestamp": true}), input.clone()));
-        assert!(m(json!({"Variable": "$.b", "IsBoolean": true}), input.clone()));
+        assert!(m(
+            json!({"Variable": "$.nul", "IsNull": true}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.none", "IsPresent": false}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.s", "IsPresent": true}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.n", "IsNumeric": true}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.s", "IsString": true}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.t", "IsTimestamp": true}),
+            input.clone()
+        ));
+        assert!(m(
+            json!({"Variable": "$.b", "IsBoolean": true}),
+            input.clone()
+        ));
     }
 
     #[test]

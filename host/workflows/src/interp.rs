@@ -331,10 +331,8 @@ impl Execution<'_> {
                         next(out)
                     }
                     Err(f) => {
-                        let Some(catcher) = c
-                            .catch
-                            .iter()
-                            .find(|k| error_matches(&k.error_equals, &f))
+                        let Some(catcher) =
+                            c.catch.iter().find(|k| error_matches(&k.error_equals, &f))
                         else {
                             return Err(f);
                         };
@@ -557,19 +555,18 @@ impl Execution<'_> {
         } else {
             max_concurrency
         };
-        let outputs: Vec<Value> = futures::stream::iter(inputs.into_iter().map(
-            |((index, value), item_input)| {
+        let outputs: Vec<Value> =
+            futures::stream::iter(inputs.into_iter().map(|((index, value), item_input)| {
                 self.scope(
                     processor,
                     item_input,
                     format!("{scope}/{index}/"),
                     Some((index, value)),
                 )
-            },
-        ))
-        .buffered(limit)
-        .try_collect()
-        .await?;
+            }))
+            .buffered(limit)
+            .try_collect()
+            .await?;
         Ok(Value::Array(outputs))
     }
 }

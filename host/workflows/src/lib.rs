@@ -20,8 +20,6 @@ pub mod http;
 pub mod interp;
 pub mod paths;
 pub mod store;
-#[cfg(test)]
-mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -294,11 +292,10 @@ impl Workflows {
                 Ok(Some(row)) => row.started_ms,
                 _ => 0,
             };
-            let start_time = chrono::DateTime::from_timestamp_millis(
-                i64::try_from(started).unwrap_or(0),
-            )
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_default();
+            let start_time =
+                chrono::DateTime::from_timestamp_millis(i64::try_from(started).unwrap_or(0))
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default();
             let execution = interp::Execution {
                 id: id.clone(),
                 workflow: def.name.clone(),
@@ -320,7 +317,12 @@ impl Workflows {
                 }
                 (Ok(_), Ok(())) => tracing::info!(execution = id, "workflow execution succeeded"),
                 (Err(f), Ok(())) => {
-                    tracing::warn!(execution = id, error = f.error, cause = f.cause, "workflow execution failed")
+                    tracing::warn!(
+                        execution = id,
+                        error = f.error,
+                        cause = f.cause,
+                        "workflow execution failed"
+                    )
                 }
             }
         });
@@ -349,8 +351,14 @@ impl Workflows {
                         .unwrap_or(Duration::ZERO);
                     tokio::time::sleep(wait).await;
                     match me.start(&name, input.clone()).await {
-                        Ok(id) => tracing::info!(workflow = name, execution = id, "scheduled execution started"),
-                        Err(e) => tracing::warn!(workflow = name, error = %e, "scheduled execution not started"),
+                        Ok(id) => tracing::info!(
+                            workflow = name,
+                            execution = id,
+                            "scheduled execution started"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(workflow = name, error = %e, "scheduled execution not started")
+                        }
                     }
                 }
             });
@@ -399,14 +407,18 @@ impl TaskInvoker for RuntimeInvoker {
         payload: Value,
         timeout: Option<Duration>,
     ) -> Result<Value, Failure> {
-        let call = self.0.invoke(worker, &Input::Invoke(payload), None);
+        let input = Input::Invoke(payload);
+        let call = self.0.invoke(worker, &input, None);
         let outcome = match timeout {
             Some(t) => match tokio::time::timeout(t, call).await {
                 Ok(o) => o,
                 Err(_) => {
                     return Err(Failure::new(
                         "States.Timeout",
-                        format!("{worker} ran past the Task's TimeoutSeconds ({} s)", t.as_secs()),
+                        format!(
+                            "{worker} ran past the Task's TimeoutSeconds ({} s)",
+                            t.as_secs()
+                        ),
                     ))
                 }
             },

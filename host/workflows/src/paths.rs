@@ -34,7 +34,9 @@ fn indefinite(path: &str) -> bool {
 
 /// Checks a JSONPath's syntax (at load time).
 pub fn check_path(path: &str) -> Result<(), PathError> {
-    let path = path.strip_prefix('$').map(|p| p.strip_prefix('$').unwrap_or(p));
+    let path = path
+        .strip_prefix('$')
+        .map(|p| p.strip_prefix('$').unwrap_or(p));
     match path {
         Some(rest) => JsonPath::parse(&format!("${rest}"))
             .map(|_| ())
@@ -448,7 +450,9 @@ impl Call {
                                 out.push_str(&v.to_string())
                             }
                             Some(_) => {
-                                return Err(bad("arguments must be strings, numbers, booleans or null"))
+                                return Err(bad(
+                                    "arguments must be strings, numbers, booleans or null",
+                                ))
                             }
                             None => return Err(bad("more `{}` than arguments")),
                         }

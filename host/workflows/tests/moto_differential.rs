@@ -10,6 +10,11 @@
 //! state: the status, the output (or the error) and the sequence of states
 //! entered.
 //!
+//! A known difference, kept out of the cases: moto's `States.ALL` also
+//! catches `States.Runtime` (a path that selects nothing); Step Functions'
+//! does not (its documentation: "States.ALL … cannot catch … Runtime
+//! error types"), and usher follows Step Functions.
+//!
 //! moto is driven with boto3 from moto's own venv (`tests/moto_sfn.py`,
 //! lighter than adding aws-sdk-sfn to the build). Needs `USHER_TEST_AWS`
 //! (`scripts/servers start DIR`); skipped without it unless

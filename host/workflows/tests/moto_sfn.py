@@ -90,9 +90,15 @@ def main():
         for e in events
         if e["type"].endswith("StateEntered")
     ]
+    output = d.get("output")
+    if output is not None:
+        try:
+            output = json.loads(output)
+        except json.JSONDecodeError:
+            pass
     out = {
         "status": d["status"],
-        "output": json.loads(d["output"]) if d.get("output") else None,
+        "output": output,
         "error": d.get("error"),
         "cause": d.get("cause"),
         "entered": entered,

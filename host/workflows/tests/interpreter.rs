@@ -1,4 +1,5 @@
-//! Interpreter and loader tests: one machine per state type and path
+//! Interpreter and loader tests (paths and Choice rules: unit tests in
+//! src/paths.rs, src/choice.rs): one machine per state type and path
 //! field, the load errors naming their state, and resume after a stop.
 
 use std::collections::BTreeMap;
@@ -9,9 +10,9 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use usher_registry::WorldKind;
 
-use crate::asl::{self, AslError};
-use crate::interp::{Execution, Failure, TaskInvoker};
-use crate::store::Store;
+use usher_workflows::asl::{self, AslError};
+use usher_workflows::interp::{Execution, Failure, TaskInvoker};
+use usher_workflows::store::Store;
 
 /// Workers for the tests: `t/echo` answers its payload, `t/add` adds
 /// `by` to `n`, `t/flaky` fails `fails` times with `Flaky` before
@@ -30,10 +31,14 @@ impl TaskInvoker for Workers {
         payload: Value,
         _timeout: Option<Duration>,
     ) -> Result<Value, Failure> {
-        self.calls.lock().push((worker.to_string(), payload.clone()));
+        self.calls
+            .lock()
+            .push((worker.to_string(), payload.clone()));
         match worker {
             "t/echo" => Ok(payload),
-            "t/add" => Ok(json!({"n": payload["n"].as_i64().unwrap_or(0) + payload["by"].as_i64().unwrap_or(1)})),
+            "t/add" => Ok(
+                json!({"n": payload["n"].as_i64().unwrap_or(0) + payload["by"].as_i64().unwrap_or(1)}),
+            ),
             "t/flaky" => {
                 let seen = self.flaky.fetch_add(1, Ordering::SeqCst);
                 if u64::from(seen) < payload["fails"].as_u64().unwrap_or(0) {
@@ -47,7 +52,10 @@ impl TaskInvoker for Workers {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 Ok(json!({"slow": payload}))
             }
-            other => Err(Failure::new("States.TaskFailed", format!("no worker {other}"))),
+            other => Err(Failure::new(
+                "States.TaskFailed",
+                format!("no worker {other}"),
+            )),
         }
     }
 }
@@ -116,8 +124,17 @@ async fn task_with_paths() {
         "OutputPath": "$.in"
     }))}});
     let (out, calls) = run(doc, json!({"in": {"x": 7}, "other": true})).await;
-    assert_eq!(calls, vec![("t/echo".to_string(), json!({"v": 7, "fixed": 1, "msg": "x=7"}))]);
-    assert_eq!(out.unwrap(), json!({"x": 7, "result": {"got": 7, "msg": "x=7"}}));
+    assert_eq!(
+        calls,
+        vec![(
+            "t/echo".to_string(),
+            json!({"v": 7, "fixed": 1, "msg": "x=7"})
+        )]
+    );
+    assert_eq!(
+        out.unwrap(),
+        json!({"x": 7, "result": {"got": 7, "msg": "x=7"}})
+    );
 }
 
 #[tokio::test]
@@ -167,13 +184,32 @@ async fn states_all_does_not_catch_runtime_errors() {
     let (out, _) = run(doc, json!({})).await;
     let f = out.unwrap_err();
     assert_eq!(f.error, "States.Runtime");
-    assert!(f.cause.contains("`A`") && f.cause.contains("$.missing"), "{}", f.cause);
+    assert!(
+        f.cause.contains("`A`") && f.cause.contains("$.missing"),
+        "{}",
+        f.cause
+    );
     let f = Failure::new("States.Runtime", "x");
-    assert!(!crate::interp::error_matches(&["States.ALL".to_string()], &f));
-    let t = Failure { task: true, ..Failure::new("Boom", "") };
-    assert!(crate::interp::error_matches(&["States.TaskFailed".to_string()], &t));
-    let timeout = Failure { task: true, ..Failure::new("States.Timeout", "") };
-    assert!(!crate::interp::error_matches(&["States.TaskFailed".to_string()], &timeout));
+    assert!(!usher_workflows::interp::error_matches(
+        &["States.ALL".to_string()],
+        &f
+    ));
+    let t = Failure {
+        task: true,
+        ..Failure::new("Boom", "")
+    };
+    assert!(usher_workflows::interp::error_matches(
+        &["States.TaskFailed".to_string()],
+        &t
+    ));
+    let timeout = Failure {
+        task: true,
+        ..Failure::new("States.Timeout", "")
+    };
+    assert!(!usher_workflows::interp::error_matches(
+        &["States.TaskFailed".to_string()],
+        &timeout
+    ));
 }
 
 #[tokio::test]
@@ -182,7 +218,10 @@ async fn uncaught_task_error_fails_the_execution() {
     let (out, _) = run(doc, json!({})).await;
     assert_eq!(
         out.unwrap_err(),
-        Failure { task: true, ..Failure::new("Boom", "it broke") }
+        Failure {
+            task: true,
+            ..Failure::new("Boom", "it broke")
+        }
     );
 }
 
@@ -247,9 +286,26 @@ async fn choice_rules_and_default() {
         "Flagged": {"Type": "Pass", "Result": "flagged", "End": true},
         "Other": {"Type": "Pass", "Result": "other", "End": true}
     }});
-    assert_eq!(run(doc.clone(), json!({"n": 6, "s": "x"})).await.0.unwrap(), json!("big"));
-    assert_eq!(run(doc.clone(), json!({"n": 6, "flag": 0})).await.0.unwrap(), json!("flagged"));
-    assert_eq!(run(doc, json!({"n": 1})).await.0.unwrap(), json!("other"));
+    assert_eq!(
+        run(doc.clone(), json!({"n": 6, "s": "x"})).await.0.unwrap(),
+        json!("big")
+    );
+    assert_eq!(
+        run(doc.clone(), json!({"n": 6, "s": "y", "flag": 0}))
+            .await
+            .0
+            .unwrap(),
+        json!("flagged")
+    );
+    assert_eq!(
+        run(doc.clone(), json!({"n": 1, "s": "x"})).await.0.unwrap(),
+        json!("other")
+    );
+    // As Step Functions: a rule whose Variable is missing is a runtime error.
+    assert_eq!(
+        run(doc, json!({"n": 6})).await.0.unwrap_err().error,
+        "States.Runtime"
+    );
 }
 
 #[tokio::test]
@@ -285,13 +341,19 @@ async fn wait_seconds_path_and_timestamp() {
     assert_eq!(out, json!({"s": 0.3}));
     assert!(started.elapsed() >= Duration::from_millis(290));
     let bad = json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.s", "End": true}}});
-    assert_eq!(run(bad, json!({"s": "x"})).await.0.unwrap_err().error, "States.Runtime");
+    assert_eq!(
+        run(bad, json!({"s": "x"})).await.0.unwrap_err().error,
+        "States.Runtime"
+    );
 }
 
 #[tokio::test]
 async fn fail_and_succeed() {
     let doc = json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Nope", "Cause": "because"}}});
-    assert_eq!(run(doc, json!({})).await.0.unwrap_err(), Failure::new("Nope", "because"));
+    assert_eq!(
+        run(doc, json!({})).await.0.unwrap_err(),
+        Failure::new("Nope", "because")
+    );
     let doc = json!({"StartAt": "S", "States": {"S": {"Type": "Succeed", "OutputPath": "$.a"}}});
     assert_eq!(run(doc, json!({"a": [1]})).await.0.unwrap(), json!([1]));
 }
@@ -327,7 +389,14 @@ async fn resume_does_not_rerun_completed_tasks() {
     // Stop the first run mid-way: after the first item, in the second's slow task.
     let stopped = tokio::time::timeout(
         Duration::from_millis(300),
-        run_with(doc.clone(), json!({"items": [1, 2]}), &first, &store, "t:r", 1),
+        run_with(
+            doc.clone(),
+            json!({"items": [1, 2]}),
+            &first,
+            &store,
+            "t:r",
+            1,
+        ),
     )
     .await;
     assert!(stopped.is_err(), "the first run was stopped mid-way");
@@ -344,8 +413,15 @@ async fn resume_does_not_rerun_completed_tasks() {
     // Only the interrupted slow task of item 2 ran again.
     assert_eq!(*second.calls.lock(), vec![("t/slow".to_string(), json!(2))]);
     let history = store.history("t:r").await.unwrap();
-    let scheduled: Vec<_> = history.iter().filter(|e| e.kind == "TaskScheduled").collect();
-    assert_eq!(scheduled.len(), 5, "four in the first run, one in the second");
+    let scheduled: Vec<_> = history
+        .iter()
+        .filter(|e| e.kind == "TaskScheduled")
+        .collect();
+    assert_eq!(
+        scheduled.len(),
+        5,
+        "four in the first run, one in the second"
+    );
     let succeeded = history.iter().filter(|e| e.kind == "TaskSucceeded").count();
     assert_eq!(succeeded, 4, "each task's result recorded once");
     let entered = history
@@ -374,10 +450,16 @@ fn load_errors_name_the_state() {
     ));
     let e = load_error(json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true}}}));
     names_state(&e, "P");
-    assert!(e.to_string().contains("unknown state type `Parallel`"), "{e}");
+    assert!(
+        e.to_string().contains("unknown state type `Parallel`"),
+        "{e}"
+    );
     let e = load_error(json!({"StartAt": "T", "States": {"T": task("t/nope", json!({}))}}));
     names_state(&e, "T");
-    assert!(e.to_string().contains("t/nope") && e.to_string().contains("not in the registry"), "{e}");
+    assert!(
+        e.to_string().contains("t/nope") && e.to_string().contains("not in the registry"),
+        "{e}"
+    );
     let e = load_error(json!({"StartAt": "T", "States": {"T": task("t/queue", json!({}))}}));
     names_state(&e, "T");
     assert!(e.to_string().contains("invoke-worker"), "{e}");
@@ -387,7 +469,8 @@ fn load_errors_name_the_state() {
     }}));
     names_state(&e, "A");
     assert!(e.to_string().contains("never reach an end"), "{e}");
-    let e = load_error(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}}}));
+    let e =
+        load_error(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}}}));
     names_state(&e, "A");
     assert!(e.to_string().contains("Nowhere"), "{e}");
     let e = load_error(json!({"StartAt": "A", "States": {
@@ -395,16 +478,25 @@ fn load_errors_name_the_state() {
         "B": {"Type": "Succeed"}
     }}));
     names_state(&e, "A");
-    let e = load_error(json!({"StartAt": "A", "States": {"A": task("t/echo", json!({
-        "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Missing"}]
-    }))}}));
+    let e = load_error(
+        json!({"StartAt": "A", "States": {"A": task("t/echo", json!({
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Missing"}]
+        }))}}),
+    );
     names_state(&e, "A");
     let e = load_error(json!({"StartAt": "Nope", "States": {"A": {"Type": "Succeed"}}}));
-    assert!(matches!(e, AslError::Malformed(ref m) if m.contains("Nope")), "{e}");
-    let e = load_error(json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true,
-        "ItemProcessor": {"StartAt": "X", "States": {"X": {"Type": "Wait", "End": true}}}}}}));
+    assert!(
+        matches!(e, AslError::Malformed(ref m) if m.contains("Nope")),
+        "{e}"
+    );
+    let e = load_error(
+        json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true,
+        "ItemProcessor": {"StartAt": "X", "States": {"X": {"Type": "Wait", "End": true}}}}}}),
+    );
     names_state(&e, "M/X");
-    let e = load_error(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "InputPath": "x", "End": true}}}));
+    let e = load_error(
+        json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "InputPath": "x", "End": true}}}),
+    );
     names_state(&e, "A");
 }
 
@@ -420,7 +512,7 @@ fn the_repository_workflows_load() {
     ] {
         workers.insert(w.to_string(), WorldKind::Invoke);
     }
-    let loaded = crate::load_dir(&root, &workers).unwrap();
+    let loaded = usher_workflows::load_dir(&root, &workers).unwrap();
     assert_eq!(
         loaded.definitions.keys().collect::<Vec<_>>(),
         ["notification", "selection"]
@@ -429,7 +521,9 @@ fn the_repository_workflows_load() {
     // Without the notification workers, the notification file is refused,
     // naming its first Task.
     workers.remove("notification/get-markets-to-notify");
-    let e = crate::load_dir(&root, &workers).unwrap_err().to_string();
+    let e = usher_workflows::load_dir(&root, &workers)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("notification.asl.json") && e.contains("GetMarketsToNotify"),
         "{e}"
@@ -441,7 +535,12 @@ async fn the_notification_machine_runs_with_stand_in_workers() {
     struct Stand;
     #[async_trait::async_trait]
     impl TaskInvoker for Stand {
-        async fn invoke(&self, worker: &str, p: Value, _: Option<Duration>) -> Result<Value, Failure> {
+        async fn invoke(
+            &self,
+            worker: &str,
+            p: Value,
+            _: Option<Duration>,
+        ) -> Result<Value, Failure> {
             match worker {
                 "notification/get-markets-to-notify" => Ok(json!({
                     "marketIds": ["m1", "m2"], "campaignIds": ["c"],
@@ -451,7 +550,9 @@ async fn the_notification_machine_runs_with_stand_in_workers() {
                 "notification/trigger-reminder-email" if p["marketId"] == "m2" => {
                     Err(Failure::new("UserServiceUnavailable", "down"))
                 }
-                "notification/trigger-reminder-email" => Ok(json!({"triggeredCount": 3, "errors": []})),
+                "notification/trigger-reminder-email" => {
+                    Ok(json!({"triggeredCount": 3, "errors": []}))
+                }
                 other => Err(Failure::new("States.TaskFailed", other.to_string())),
             }
         }
@@ -470,7 +571,10 @@ async fn the_notification_machine_runs_with_stand_in_workers() {
     .collect();
     let m = asl::parse(&text, &workers).unwrap();
     let store = Store::in_memory().unwrap();
-    store.create("n:1", "notification", &json!({})).await.unwrap();
+    store
+        .create("n:1", "notification", &json!({}))
+        .await
+        .unwrap();
     let out = Execution {
         id: "n:1".into(),
         workflow: "notification".into(),
