@@ -101,7 +101,11 @@ async fn workflow_cli_and_routes() {
         "--input",
         dir.join("input.json").to_str().expect("path"),
     ]);
-    let id = started.lines().next().expect("the execution id").to_string();
+    let id = started
+        .lines()
+        .next()
+        .expect("the execution id")
+        .to_string();
     assert!(id.starts_with("selection:"), "{started}");
     assert!(started.contains("SUCCEEDED"), "{started}");
 
@@ -148,7 +152,9 @@ async fn workflow_cli_and_routes() {
         .expect("post");
     assert_eq!(r.status().as_u16(), 400);
     let r = client
-        .get(format!("{url}/workflows/selection/executions/selection:missing"))
+        .get(format!(
+            "{url}/workflows/selection/executions/selection:missing"
+        ))
         .send()
         .await
         .expect("get");
