@@ -971,13 +971,34 @@ impl Presale {
                     m.id, pool["assigned"], pool["marked"]
                 )));
             }
-            let verify = self
-                .ok(
-                    reqwest::Method::POST,
-                    "/invoke/selection/verify-draw",
-                    Some(&json!({"drawId": draw_id})),
-                )
-                .await?;
+            // verify-draw reads every reservation from the Code Service: a
+            // service error (503, a timeout) is retried, a mismatch is not
+            // (that is a 200 with `matches: false`).
+            let mut attempt = 0;
+            let verify = loop {
+                attempt += 1;
+                let (status, answer) = self
+                    .send(
+                        reqwest::Method::POST,
+                        "/invoke/selection/verify-draw",
+                        Some(&json!({"drawId": draw_id})),
+                    )
+                    .await?;
+                if (200..300).contains(&status) {
+                    break answer;
+                }
+                let transient = status >= 500
+                    || matches!(
+                        answer["errorType"].as_str(),
+                        Some("Unavailable" | "ServiceError")
+                    );
+                if !transient || attempt >= 6 {
+                    return Err(failed(format!(
+                        "POST /invoke/selection/verify-draw: {status} {answer}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            };
             if verify["matches"] != json!(true) {
                 return Err(failed(format!("draw {draw_id} does not verify: {verify}")));
             }
