@@ -14,6 +14,7 @@ mod services;
 mod status;
 mod store_cmds;
 mod up;
+mod workflow;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ struct Cli {
     /// The release environment.
     #[arg(long, global = true, env = "USHER_ENV", default_value = "dev")]
     env: String,
+    /// The workflows folder (`*.asl.json`, `schedules.yaml`) `usher up`
+    /// runs (default: `workflows` beside the registry folder).
+    #[arg(long, global = true, env = "USHER_WORKFLOWS")]
+    workflows: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -143,6 +148,20 @@ enum Command {
         #[command(subcommand)]
         command: DrawCommand,
     },
+    /// Workflows (Step Functions state machines) of a running `usher up`:
+    /// start an execution, list executions, show one with its history.
+    Workflow {
+        #[command(subcommand)]
+        command: workflow::WorkflowCommand,
+        /// The `usher up` to ask.
+        #[arg(
+            long,
+            global = true,
+            env = "USHER_URL",
+            default_value = "http://127.0.0.1:8090"
+        )]
+        url: String,
+    },
     /// Demonstrations on the embedded backends (the `usher-demo` crate).
     Demo {
         #[command(subcommand)]
@@ -223,6 +242,7 @@ fn main() -> Result<()> {
         registry: cli.registry,
         store: cli.store,
         env: cli.env,
+        workflows: cli.workflows,
     };
     match cli.command {
         Command::Push {
@@ -295,6 +315,7 @@ fn main() -> Result<()> {
                 }
             }
         }
+        Command::Workflow { command, url } => block_on(workflow::run(&url, command)),
         Command::Demo { command } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -14,9 +14,27 @@ pub struct Paths {
     pub registry: PathBuf,
     pub store: PathBuf,
     pub env: String,
+    /// `--workflows` (default: the folder `workflows` beside the registry).
+    pub workflows: Option<PathBuf>,
 }
 
 impl Paths {
+    /// The workflows folder: `--workflows`, or `workflows` beside the
+    /// registry folder (`workers/../workflows`).
+    pub fn workflows_dir(&self) -> PathBuf {
+        match &self.workflows {
+            Some(dir) => dir.clone(),
+            None => {
+                let parent = self
+                    .registry
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                parent.join("workflows")
+            }
+        }
+    }
+
     pub fn registry(&self) -> Result<Registry> {
         Registry::load(&self.registry)
             .with_context(|| format!("loading the registry at {}", self.registry.display()))

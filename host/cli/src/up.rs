@@ -20,6 +20,7 @@ use usher_registry::Trigger;
 use usher_trigger_local::{
     CounterSnapshot, HttpListener, TriggerOptions, Triggers, WorkerCounters,
 };
+use usher_workflows::{RuntimeInvoker, Workflows};
 
 use crate::store_cmds::Paths;
 
@@ -43,6 +44,8 @@ pub struct Host {
     /// Whether the `events` capability goes to Kafka (USHER_KAFKA_BROKERS)
     /// rather than the embedded event log.
     pub events_on_kafka: bool,
+    /// The workflows (`workflows/*.asl.json`) and their executions.
+    pub workflows: Arc<Workflows>,
 }
 
 impl Host {
@@ -66,6 +69,7 @@ impl Host {
     pub async fn shutdown(self) -> Result<()> {
         // Triggers first: a batch in flight may still call a service served by
         // the listener (save-entries → the Entry Service).
+        self.workflows.shutdown();
         let stopped = self.triggers.shutdown().await;
         let listener = self.listener.shutdown().await;
         self.watcher.abort();
@@ -82,6 +86,9 @@ impl Host {
 /// still wins).
 pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Host> {
     let mut registry = paths.registry()?;
+    let workflows_dir = paths.workflows_dir();
+    let loaded = usher_workflows::load_dir(&workflows_dir, &registry)
+        .with_context(|| format!("loading the workflows in {}", workflows_dir.display()))?;
     // Bound before the services are configured, so they get its address
     // (the bound port when `listen` has port 0).
     let socket = tokio::net::TcpListener::bind(listen)
@@ -114,9 +121,25 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
     )?);
     invoker.bind(&runtime);
     let watcher = runtime.watch(WATCH_EVERY);
-    let listener = HttpListener::serve(runtime.clone(), socket)
-        .with_context(|| format!("listening on {addr}"))?;
+    let store = usher_workflows::Store::open(data)
+        .with_context(|| format!("opening the workflow executions in {}", data.display()))?;
+    let workflows = Workflows::new(loaded, store, Arc::new(RuntimeInvoker(runtime.clone())));
+    let listener = HttpListener::serve_with(
+        runtime.clone(),
+        socket,
+        vec![(
+            "/workflows".to_string(),
+            usher_workflows::http::router(workflows.clone()),
+        )],
+    )
+    .with_context(|| format!("listening on {addr}"))?;
     let triggers = Triggers::start(runtime.clone(), &embedded, TriggerOptions::default())?;
+    // Executions left running by the last stop (or a kill) go on.
+    let resumed = workflows.resume().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "workflow executions resumed");
+    }
+    workflows.start_schedules();
     Ok(Host {
         runtime,
         embedded,
@@ -125,6 +148,7 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
         watcher,
         served,
         events_on_kafka,
+        workflows,
     })
 }
 
@@ -184,6 +208,15 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
     }
     for line in crate::services::describe(runtime.registry(), &host.served) {
         eprintln!("  {line}");
+    }
+    for name in host.workflows.names() {
+        match host.workflows.schedules().get(&name) {
+            Some(s) => eprintln!(
+                "  workflow {name}: POST /workflows/{name}/executions, schedule {}",
+                s.cron
+            ),
+            None => eprintln!("  workflow {name}: POST /workflows/{name}/executions"),
+        }
     }
 
     let queues = host.embedded.queues();

@@ -18,6 +18,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -228,4 +229,65 @@ async fn the_presale_survives_kill_9_in_the_middle_of_each_draw() {
     let status = platform.stop().await;
     assert!(status.success(), "{}", platform.log());
     assert_no_dead_letters(&platform);
+    draw_workflow_resumed_without_rerunning_completed_steps(&platform, kills).await;
+}
+
+/// The draw ran through the selection workflow, killed mid-execution and
+/// resumed after each restart: one execution, SUCCEEDED, resumed once per
+/// kill; no Task whose result was recorded was scheduled again afterwards;
+/// and at least one Task had completed before a kill (so the check had
+/// something to hold).
+async fn draw_workflow_resumed_without_rerunning_completed_steps(
+    platform: &Platform,
+    kills: usize,
+) {
+    let store = usher_workflows::Store::open(&platform.data).expect("workflows.db");
+    let executions = store.list(Some("selection"), 10).await.expect("executions");
+    assert_eq!(executions.len(), 1, "{executions:#?}");
+    let execution = &executions[0];
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:#?}");
+    // Resumed once per kill that found it running (the last kill may come
+    // as the execution ends).
+    assert!(
+        execution.runs >= 2 && execution.runs as usize <= 1 + kills,
+        "{execution:#?}"
+    );
+    let history = store
+        .history(&execution.execution_id)
+        .await
+        .expect("history");
+    let step = |key: &str| key.split(['~', '!']).next().unwrap_or(key).to_string();
+    let mut succeeded: BTreeMap<String, i64> = BTreeMap::new();
+    for e in history.iter().filter(|e| e.kind == "TaskSucceeded") {
+        succeeded.insert(step(&e.key), e.seq);
+    }
+    assert!(!succeeded.is_empty(), "{history:#?}");
+    for e in history.iter().filter(|e| e.kind == "TaskScheduled") {
+        if let Some(done) = succeeded.get(&step(&e.key)) {
+            assert!(
+                e.seq < *done,
+                "{} was scheduled again after its result was recorded: {history:#?}",
+                e.key
+            );
+        }
+    }
+    let resumed: Vec<i64> = history
+        .iter()
+        .filter(|e| e.kind == "ExecutionResumed")
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(resumed.len() as u32, execution.runs - 1, "{history:#?}");
+    let last_resume = resumed.iter().max().copied().unwrap_or(0);
+    assert!(
+        succeeded.values().any(|seq| *seq < last_resume),
+        "no Task had completed before the last kill: {history:#?}"
+    );
+    let reruns = history
+        .iter()
+        .filter(|e| e.kind == "TaskScheduled" && e.data["run"].as_u64() > Some(1))
+        .count();
+    assert!(
+        reruns >= 1,
+        "no Task interrupted mid-flight was run again: {history:#?}"
+    );
 }

@@ -11,8 +11,9 @@
 //!    eligible ones submit (`Mutation.submitEntry`); a share is ineligible,
 //!    every reason code at least once.
 //! 3. Replication carries the entries to the Entry Service (with scores).
-//! 4. The draw runs per market (`selection/enqueue-market-selections`,
-//!    direct invoke); save-selections assigns the codes, writes the
+//! 4. The draw runs through the selection workflow
+//!    (`workflows/selection.asl.json`: a Map over the markets, one
+//!    `selection/enqueue-market-selections` Task each); save-selections assigns the codes, writes the
 //!    verdicts, and mark-assigned-codes marks the codes through the
 //!    demand-table stream.
 //! 5. It prints a verification: winners per market = selection count (or
@@ -704,45 +705,81 @@ impl Presale {
         }
     }
 
-    /// Runs the draw of a market, retried as a Step Functions task's
-    /// `Retry` would (every error, backoff 1, 2, 4, 8, 16 s): a draw that
-    /// failed half-way (a service refusing, the platform killed and
-    /// restarted) is run again and must reuse the same record and
-    /// reservations.
-    async fn draw(&self, market: &str) -> Result<Value, DemoError> {
-        const ATTEMPTS: u32 = 6;
-        let body = json!({"campaignId": self.campaign, "marketId": market});
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let outcome = self
-                .ok(
-                    reqwest::Method::POST,
-                    "/invoke/selection/enqueue-market-selections",
-                    Some(&body),
-                )
-                .await
-                .and_then(|answer| {
-                    if answer["errors"].as_array().is_some_and(|e| !e.is_empty()) {
-                        Err(failed(format!(
-                            "the draw of {market} reported errors: {answer}"
-                        )))
-                    } else {
-                        Ok(answer)
+    /// Runs the draw of every market through the selection workflow
+    /// (`POST /workflows/selection/executions` with `{campaignId,
+    /// marketIds}`; `workflows/selection.asl.json`: a Map over the markets,
+    /// each draw a Task retried on transient errors, the Map run again
+    /// while a draw answers errors) and polls the execution until it ends.
+    /// The platform may be killed and restarted meanwhile: the execution
+    /// resumes, so failed polls are retried until the demo's timeout. Each
+    /// market's `{marketId, draw}` (`draw`: the worker's answer), in the order
+    /// of the markets.
+    async fn draws(&self) -> Result<Vec<Value>, DemoError> {
+        const START: &str = "/workflows/selection/executions";
+        let body = json!({
+            "campaignId": self.campaign,
+            "marketIds": self.markets.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        });
+        let deadline = Instant::now() + self.timeout;
+        let id = loop {
+            match self.ok(reqwest::Method::POST, START, Some(&body)).await {
+                Ok(answer) => match answer["executionId"].as_str() {
+                    Some(id) => break id.to_string(),
+                    None => {
+                        return Err(failed(format!("POST {START}: no executionId in {answer}")))
                     }
-                });
-            match outcome {
-                Ok(answer) => return Ok(answer),
-                Err(e) if attempt < ATTEMPTS => {
-                    let backoff = Duration::from_secs(1 << (attempt - 1));
-                    eprintln!(
-                        "draw of {market}, attempt {attempt} failed ({e}); again in {} s",
-                        backoff.as_secs()
-                    );
-                    tokio::time::sleep(backoff).await;
+                },
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("starting the selection workflow failed ({e}); again in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => return Err(e),
             }
+        };
+        eprintln!("draw: selection workflow execution {id}");
+        let path = format!("{START}/{id}");
+        let mut last_error = None;
+        loop {
+            match self.ok(reqwest::Method::GET, &path, None).await {
+                Ok(d) => {
+                    let e = &d["execution"];
+                    match e["status"].as_str() {
+                        Some("SUCCEEDED") => {
+                            let draws =
+                                e["output"]["draws"].as_array().cloned().unwrap_or_default();
+                            if draws.len() != self.markets.len() {
+                                return Err(failed(format!(
+                                    "the selection workflow answered {} draws for {} markets: {}",
+                                    draws.len(),
+                                    self.markets.len(),
+                                    e["output"]
+                                )));
+                            }
+                            return Ok(draws);
+                        }
+                        Some("RUNNING") => {}
+                        _ => {
+                            return Err(failed(format!(
+                                "the selection workflow execution {id} ended {}: {}: {}",
+                                e["status"],
+                                e["error"].as_str().unwrap_or(""),
+                                e["cause"].as_str().unwrap_or("")
+                            )))
+                        }
+                    }
+                }
+                Err(e) => last_error = Some(e.to_string()),
+            }
+            if Instant::now() >= deadline {
+                return Err(failed(format!(
+                    "the selection workflow execution {id} did not end in {} s{}",
+                    self.timeout.as_secs(),
+                    last_error
+                        .map(|e| format!(" (last poll: {e})"))
+                        .unwrap_or_default()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -911,9 +948,9 @@ impl Presale {
 
         // The draw, per market.
         let mut draws = Vec::new();
-        for m in &self.markets {
-            let answer = self.draw(&m.id).await?;
-            let draw_id = answer["stats"]["drawId"]
+        let answers = self.draws().await?;
+        for (m, answer) in self.markets.iter().zip(answers) {
+            let draw_id = answer["draw"]["stats"]["drawId"]
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("{}.{}", self.campaign, m.id));
@@ -1030,13 +1067,34 @@ impl Presale {
                     m.id, pool["assigned"], pool["marked"]
                 )));
             }
-            let verify = self
-                .ok(
-                    reqwest::Method::POST,
-                    "/invoke/selection/verify-draw",
-                    Some(&json!({"drawId": draw_id})),
-                )
-                .await?;
+            // verify-draw reads every reservation from the Code Service: a
+            // service error (503, a timeout) is retried, a mismatch is not
+            // (that is a 200 with `matches: false`).
+            let mut attempt = 0;
+            let verify = loop {
+                attempt += 1;
+                let (status, answer) = self
+                    .send(
+                        reqwest::Method::POST,
+                        "/invoke/selection/verify-draw",
+                        Some(&json!({"drawId": draw_id})),
+                    )
+                    .await?;
+                if (200..300).contains(&status) {
+                    break answer;
+                }
+                let transient = status >= 500
+                    || matches!(
+                        answer["errorType"].as_str(),
+                        Some("Unavailable" | "ServiceError")
+                    );
+                if !transient || attempt >= 6 {
+                    return Err(failed(format!(
+                        "POST /invoke/selection/verify-draw: {status} {answer}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            };
             if verify["matches"] != json!(true) {
                 return Err(failed(format!("draw {draw_id} does not verify: {verify}")));
             }

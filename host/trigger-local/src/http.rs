@@ -200,6 +200,16 @@ struct Shared {
 /// fallback and the body limit. Fails on a route it cannot serve (see
 /// [`ListenerError::Route`]).
 pub fn router(runtime: Arc<Runtime>) -> Result<Router, ListenerError> {
+    router_with(runtime, Vec::new())
+}
+
+/// [`router`] with more routers of the host nested at their prefixes
+/// (`usher up` mounts its workflows at `/workflows`); an http-worker route
+/// below one of them is refused.
+pub fn router_with(
+    runtime: Arc<Runtime>,
+    mounts: Vec<(String, Router)>,
+) -> Result<Router, ListenerError> {
     let routes = Routes::of(&runtime);
     let shared = Shared {
         resolvers: Arc::new(Resolvers::of(&runtime)),
@@ -220,9 +230,22 @@ pub fn router(runtime: Arc<Runtime>) -> Result<Router, ListenerError> {
             post(invoke).fallback(invoke_method_not_allowed),
         )
         .nest("/resolvers", resolvers);
+    for (prefix, mount) in mounts.iter() {
+        app = app.nest_service(prefix, mount.clone());
+    }
     let mut root = None;
     for (route, worker) in routes.list() {
         routes.check(route, worker)?;
+        if let Some((prefix, _)) = mounts
+            .iter()
+            .find(|(p, _)| route == p || route.starts_with(&format!("{p}/")))
+        {
+            return Err(ListenerError::Route {
+                worker: worker.clone(),
+                route: route.clone(),
+                reason: format!("the paths below {prefix} are the host's own"),
+            });
+        }
         let service = http_worker(shared.clone(), worker.clone());
         if route == "/" {
             root = Some(service);
@@ -275,10 +298,20 @@ impl HttpListener {
         runtime: Arc<Runtime>,
         listener: tokio::net::TcpListener,
     ) -> Result<HttpListener, ListenerError> {
+        Self::serve_with(runtime, listener, Vec::new())
+    }
+
+    /// [`HttpListener::serve`] with more routers nested at their prefixes
+    /// (see [`router_with`]).
+    pub fn serve_with(
+        runtime: Arc<Runtime>,
+        listener: tokio::net::TcpListener,
+        mounts: Vec<(String, Router)>,
+    ) -> Result<HttpListener, ListenerError> {
         let addr = listener.local_addr()?;
         let routes = Routes::of(&runtime);
         let resolvers = Resolvers::of(&runtime);
-        let app = router(runtime)?;
+        let app = router_with(runtime, mounts)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

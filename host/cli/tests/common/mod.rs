@@ -125,6 +125,15 @@ impl Platform {
         let tmp = tempfile::tempdir().expect("tmp");
         let registry_dir = tmp.path().join("workers");
         copy_registry(&registry_dir, edit);
+        // The selection workflow (the presale demo's draw), beside the
+        // registry where `usher up` looks for workflows.
+        let workflows = tmp.path().join("workflows");
+        std::fs::create_dir_all(&workflows).expect("mkdir workflows");
+        std::fs::copy(
+            root().join("workflows/selection.asl.json"),
+            workflows.join("selection.asl.json"),
+        )
+        .expect("copy workflows/selection.asl.json");
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let platform = Platform {
