@@ -288,10 +288,7 @@ fn grouped<T: Clone>(
     let mut out = Vec::new();
     for ((_, c, m, d), (owners, items)) in groups {
         let key = (c, m, d);
-        for (o, i) in owners
-            .chunks(per_request)
-            .zip(items.chunks(per_request))
-        {
+        for (o, i) in owners.chunks(per_request).zip(items.chunks(per_request)) {
             out.push((key.clone(), o.to_vec(), i.to_vec()));
         }
     }

@@ -41,8 +41,8 @@ pub use logic::{
     campaign_by_slug, campaign_index_key, campaign_key, check_id, check_slug, claim_slug,
     get_campaign, get_market, get_stats, handle, list_campaigns, list_markets, market_key,
     parse_campaign, put_campaign, put_market, put_stats, report_key, report_verdicts, slug_key,
-    stats_key, Failure, Settings, StatsItem, DEFAULT_LIST_LIMIT, MAX_ID_BYTES,
-    MAX_LIST_LIMIT, STALE_CLAIM_MS, STATS_ATTEMPTS, WRITE_ATTEMPTS,
+    stats_key, Failure, Settings, StatsItem, DEFAULT_LIST_LIMIT, MAX_ID_BYTES, MAX_LIST_LIMIT,
+    STALE_CLAIM_MS, STATS_ATTEMPTS, WRITE_ATTEMPTS,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};

@@ -1127,8 +1127,8 @@ pub fn report_verdicts_batch(
             }
         })
         .collect();
-    let claimed =
-        table::put_many(table, claims).map_err(|e| Failure::from_table("claiming the reports", &e))?;
+    let claimed = table::put_many(table, claims)
+        .map_err(|e| Failure::from_table("claiming the reports", &e))?;
     if claimed.len() != distinct.len() {
         return Err(Failure::new(500, "put_many answered the wrong count"));
     }

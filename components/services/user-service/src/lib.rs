@@ -32,8 +32,8 @@ mod logic;
 
 pub use logic::{
     batch_upsert, enqueue_job, get_job, get_user, handle, index_key, job_key, list_jobs,
-    trigger_job, trigger_key, user_key, Failure, Settings, DEFAULT_LIMIT,
-    MAX_ID_BYTES, MAX_JOB_FANS, MAX_LIMIT,
+    trigger_job, trigger_key, user_key, Failure, Settings, DEFAULT_LIMIT, MAX_ID_BYTES,
+    MAX_JOB_FANS, MAX_LIMIT,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};

@@ -892,7 +892,8 @@ fn stored_campaigns_and_markets_feed_the_data_queue_when_it_is_set() {
 
 #[test]
 fn a_failed_data_message_answers_503_and_the_put_can_be_repeated() {
-    let fakes = Fakes::new().on_queue(|_, _| Err(usher_sdk::Error::Unavailable("queue down".into())));
+    let fakes =
+        Fakes::new().on_queue(|_, _| Err(usher_sdk::Error::Unavailable("queue down".into())));
     let _i = fakes.install();
     let settings = Settings {
         data_queue: Some("data-queue".into()),
