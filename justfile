@@ -22,7 +22,7 @@ usher := cache / "target/release/usher"
 default:
     @just --list
 
-# Run the demo: build everything, pin the registry, run a whole presale in-process (campaigns, markets and code pools; 2000 fans check eligibility and register; replication; the draw per market; codes assigned and marked) and verify it.
+# Run the demo: build everything, pin the registry, run a whole presale in-process (campaigns, markets and code pools; 2000 fans check eligibility and register; replication; the draw of every market through the selection workflow; codes assigned and marked; the analytics records; a notification round) and verify it.
 demo: build-components pin
     {{usher}} demo presale --fans 2000 --markets 3
 
