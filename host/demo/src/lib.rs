@@ -110,6 +110,56 @@ pub enum Demo {
     P8(p8::Args),
 }
 
+/// A demo step that did not come out as it must (the demos' one error for
+/// "not converged", "refused", "answered wrong").
+pub(crate) fn failed(what: impl Into<String>) -> DemoError {
+    DemoError::NotConverged(what.into())
+}
+
+/// One request to the listener at `base` (a JSON body if any): its status
+/// and its answer (JSON, or the text as a string).
+pub(crate) async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, serde_json::Value), DemoError> {
+    let url = format!("{base}{path}");
+    let mut req = http.request(method.clone(), &url);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| failed(format!("{method} {path}: {e}")))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| failed(format!("{method} {path}: reading the answer: {e}")))?;
+    let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Ok((status, value))
+}
+
+/// [`send`] that must succeed (2xx): the answer, or an error naming the
+/// request, the status and the answer.
+pub(crate) async fn send_ok(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, DemoError> {
+    let (status, value) = send(http, base, method.clone(), path, body).await?;
+    if (200..300).contains(&status) {
+        Ok(value)
+    } else {
+        Err(failed(format!("{method} {path}: {status} {value}")))
+    }
+}
+
 /// Runs `demo` on the platform `start` starts (given the data folder and
 /// the listener address to use); `resources` are the registry's, for the
 /// writes a demo makes before the platform starts.

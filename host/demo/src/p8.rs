@@ -49,7 +49,7 @@ use usher_backend_embedded::{Embedded, EmbeddedTables};
 use usher_capabilities::{CapError, TableBackend, WriteOp};
 use usher_registry::Resources;
 
-use crate::{now_ms, BoxError, DataDir, DemoError, Platform};
+use crate::{failed, now_ms, BoxError, DataDir, DemoError, Platform};
 
 const DEMAND: &str = "demand-table";
 const ENTRIES: &str = "entries";
@@ -82,10 +82,6 @@ pub struct Args {
     /// Seconds to wait for each asynchronous stage before failing.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
-}
-
-fn failed(what: impl Into<String>) -> DemoError {
-    DemoError::NotConverged(what.into())
 }
 
 fn table_error(what: &str) -> impl Fn(CapError) -> DemoError + '_ {
@@ -290,26 +286,7 @@ impl Bench {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, DemoError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method.clone(), &url);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| failed(format!("{method} {path}: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| failed(format!("{method} {path}: reading the answer: {e}")))?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if (200..300).contains(&status) {
-            Ok(value)
-        } else {
-            Err(failed(format!("{method} {path}: {status} {value}")))
-        }
+        crate::send_ok(&self.http, &self.base, method, path, body).await
     }
 
     /// The first [`CHECKED`] fans through the Entry Service; their items

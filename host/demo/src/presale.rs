@@ -36,7 +36,7 @@ use usher_backend_embedded::EmbeddedTables;
 use usher_capabilities::TableBackend;
 use usher_registry::Resources;
 
-use crate::{now_ms, BoxError, DataDir, DemoError, Platform};
+use crate::{failed, now_ms, BoxError, DataDir, DemoError, Platform};
 
 mod notify;
 
@@ -180,10 +180,6 @@ fn rfc3339(offset: chrono::Duration) -> String {
     (chrono::Utc::now() + offset)
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
-}
-
-fn failed(what: impl Into<String>) -> DemoError {
-    DemoError::NotConverged(what.into())
 }
 
 /// What one fan does: which campaign it names, what it sends, and the
@@ -339,22 +335,7 @@ impl Presale {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), DemoError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method.clone(), &url);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| failed(format!("{method} {path}: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| failed(format!("{method} {path}: reading the answer: {e}")))?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
+        crate::send(&self.http, &self.base, method, path, body).await
     }
 
     /// A request that must succeed (2xx).
@@ -364,12 +345,7 @@ impl Presale {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, DemoError> {
-        let (status, value) = self.send(method.clone(), path, body).await?;
-        if (200..300).contains(&status) {
-            Ok(value)
-        } else {
-            Err(failed(format!("{method} {path}: {status} {value}")))
-        }
+        crate::send_ok(&self.http, &self.base, method, path, body).await
     }
 
     fn fields() -> Value {
