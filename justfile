@@ -47,11 +47,25 @@ test: build-components pin test-components
     trap 'bash scripts/servers stop "$servers"' EXIT
     bash scripts/servers start "$servers"
     source "$servers/servers.env"
-    USHER_REQUIRE_SERVERS=1 cargo test --release --workspace
+    export USHER_REQUIRE_SERVERS=1
+    "{{just_executable()}}" host-tests
+
+# The host workspace's tests (the servers' addresses, when any, in the environment): cargo-nextest when installed (test binaries side by side, progress shown), else `cargo test`.
+host-tests:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --release --workspace
+        cargo test --release --workspace --doc
+    else
+        echo "cargo-nextest not installed: running the tests with cargo test" >&2
+        cargo test --release --workspace --no-fail-fast
+    fi
 
 # Run the host tests without the real servers (the tests that need one are skipped, saying so).
 test-embedded: build-components pin
-    cargo test --release --workspace
+    "{{just_executable()}}" host-tests
 
 # Formatting and clippy on both workspaces.
 lint: lint-components

@@ -183,11 +183,23 @@ impl Fans {
     }
 
     /// The Entry Service's score of an entry (entry-service `score`): 10 ×
-    /// its non-null top-level attributes + its version.
+    /// its non-null top-level attributes but for a draw's outcome and the
+    /// replication's bookkeeping (entry-service `UNSCORED_ATTRIBUTES`) +
+    /// its version.
     fn score(image: &Value) -> u64 {
-        let fields = image
-            .as_object()
-            .map_or(0, |o| o.values().filter(|v| !v.is_null()).count());
+        const UNSCORED: [&str; 6] = [
+            "verdict",
+            "accessCode",
+            "drawId",
+            "needsReplication",
+            "updatedAt",
+            "score",
+        ];
+        let fields = image.as_object().map_or(0, |o| {
+            o.iter()
+                .filter(|(k, v)| !v.is_null() && !UNSCORED.contains(&k.as_str()))
+                .count()
+        });
         fields as u64 * 10 + image["version"].as_u64().unwrap_or(0)
     }
 

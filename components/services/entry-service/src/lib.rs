@@ -30,8 +30,9 @@
 //! - `POST /entries/assign-codes` → `{"assigned","already","conflicts"}`;
 //!   `POST /entries/verdicts` → `{"updated","missing"}` (and `"conflicts"`).
 //! - `POST /scores/refresh {"fans":[…]}` → `{"refreshed","missing"}`; the
-//!   score is [`score`]: 10 × the entry's non-null top-level attributes plus
-//!   its non-negative integer `version`.
+//!   score is [`score`]: 10 × the entry's non-null top-level attributes
+//!   (not counting a draw's outcome nor the replication's bookkeeping,
+//!   [`UNSCORED_ATTRIBUTES`]) plus its non-negative integer `version`.
 //!
 //! A listed entry is the stored entry with the item's `score` added.
 
@@ -39,7 +40,7 @@ mod logic;
 
 pub use logic::{
     batch_delete, batch_upsert, campaign_entries, handle, is_older, item_of, key_of, presale,
-    refresh_scores, score, view, Failure, Settings, DEFAULT_LIMIT, MAX_ITEMS, MAX_LIMIT,
+    refresh_scores, score, view, Failure, UNSCORED_ATTRIBUTES, Settings, DEFAULT_LIMIT, MAX_ITEMS, MAX_LIMIT,
     WRITE_ATTEMPTS,
 };
 

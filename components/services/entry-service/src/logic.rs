@@ -631,13 +631,29 @@ fn delete_one(
     }
 }
 
+/// The attributes a score does not count: a draw's outcome (which the
+/// draw itself writes, so counting them would let a draw change its own
+/// inputs when a replication of the entry lands after it) and the
+/// replication's bookkeeping.
+pub const UNSCORED_ATTRIBUTES: [&str; 6] = [
+    "verdict",
+    "accessCode",
+    "drawId",
+    "needsReplication",
+    "updatedAt",
+    "score",
+];
+
 /// The score of an entry: 10 × the number of its top-level attributes that
-/// are not null, plus its `version` when that is a non-negative integer
-/// (0 otherwise). Deterministic: it depends on the entry alone.
+/// are not null (but for [`UNSCORED_ATTRIBUTES`]), plus its `version` when
+/// that is a non-negative integer (0 otherwise). Deterministic: it depends
+/// on the registration alone.
 pub fn score(entry: &Value) -> u64 {
-    let fields = entry
-        .as_object()
-        .map_or(0, |o| o.values().filter(|v| !v.is_null()).count());
+    let fields = entry.as_object().map_or(0, |o| {
+        o.iter()
+            .filter(|(k, v)| !v.is_null() && !UNSCORED_ATTRIBUTES.contains(&k.as_str()))
+            .count()
+    });
     let version = entry.get("version").and_then(Value::as_u64).unwrap_or(0);
     (fields as u64).saturating_mul(10).saturating_add(version)
 }

@@ -500,6 +500,19 @@ fn scores_are_deterministic() {
     assert_eq!(score(&json!({"a": 1, "version": -3})), 20);
     assert_eq!(score(&json!({"a": 1, "version": 1.5})), 20);
     assert_eq!(score(&Value::Null), 0);
+    // A draw's outcome and the replication's bookkeeping do not count: a
+    // winner's entry replicated after the draw keeps the score it was
+    // drawn with.
+    let pending = json!({"campaignId": "c", "globalUserId": "u", "verdict": "PENDING",
+        "needsReplication": true, "updatedAt": "2026-01-01T00:00:00Z", "version": 2});
+    let mut won = pending.clone();
+    won["verdict"] = json!("WINNER");
+    won["accessCode"] = json!("CODE-1");
+    won["drawId"] = json!("c.m1");
+    won["needsReplication"] = json!(false);
+    won["updatedAt"] = json!("2026-01-02T00:00:00Z");
+    assert_eq!(score(&pending), 22);
+    assert_eq!(score(&won), score(&pending));
 }
 
 #[test]
