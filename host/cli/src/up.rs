@@ -192,6 +192,9 @@ fn kafka_events_from_env() -> Result<Option<Arc<dyn usher_capabilities::EventBac
 }
 
 pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
+    // The signal handlers first, so that a Ctrl-C from the moment the
+    // workers start is a clean stop, never the default (killed) action.
+    let stop = stop_signal();
     let host = start(paths, data, listen).await?;
     let runtime = host.runtime.clone();
     eprintln!(
@@ -222,9 +225,13 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
     let queues = host.embedded.queues();
     let mut ticker = tokio::time::interval(SUMMARY_EVERY);
     ticker.tick().await;
+    // One signal future for the whole loop: a new one per iteration would
+    // miss a SIGINT that arrives while the summary is being written (a
+    // signal only wakes the listeners that exist when it arrives).
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = stop_signal() => break,
+            _ = &mut stop => break,
             _ = ticker.tick() => {
                 let counters = host.snapshot();
                 eprint!("{}", summary(&runtime, &counters, &queues).await);
@@ -257,26 +264,37 @@ fn counters_now(
         .collect()
 }
 
-/// Ctrl-C (SIGINT), or SIGTERM on Unix.
-async fn stop_signal() {
+/// Ctrl-C (SIGINT), or SIGTERM on Unix. The handlers are installed when
+/// this is called (not when the future is first polled), so a signal that
+/// arrives in between is not lost.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                (Ok(mut interrupt), Err(_)) => {
+                    interrupt.recv().await;
+                }
+                (Err(_), _) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
