@@ -76,7 +76,7 @@ terraform: build
 terraform-check: build
     {{usher}} terraform --out terraform --check
 
-# Run every test: component unit tests, the test host on every component, host, registry and backend tests; the AWS, Kafka and Redis backends against real servers on 127.0.0.1 (scripts/servers installs and starts them, and stops them by PID afterwards, also on failure).
+# Run every test: component unit tests, the test host on every component, host, registry and backend tests; the AWS, Kafka and Redis backends against real servers on 127.0.0.1 (scripts/servers installs and starts them, and stops them by PID afterwards, also on failure); terraform/ parsed by python-hcl2 and checked by checkov, the operator page in headless chromium (scripts/pytools installs them).
 test: build-components pin test-components
     #!/usr/bin/env bash
     set -euo pipefail
@@ -85,7 +85,11 @@ test: build-components pin test-components
     trap 'bash scripts/servers stop "$servers"' EXIT
     bash scripts/servers start "$servers"
     source "$servers/servers.env"
-    USHER_REQUIRE_SERVERS=1 cargo test --release --workspace
+    # python-hcl2 and checkov (the Terraform tests), playwright and Debian's
+    # chromium (the operator page test): installed once into the cache.
+    bash scripts/pytools install
+    eval "$(bash scripts/pytools env)"
+    USHER_REQUIRE_SERVERS=1 USHER_REQUIRE_TOOLS=1 cargo test --release --workspace
 
 # Run the host tests without the real servers (the tests that need one are skipped, saying so).
 test-embedded: build-components pin

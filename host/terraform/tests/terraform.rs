@@ -289,12 +289,12 @@ fn the_hcl_holds_the_registry_and_nothing_else() {
             _ => {}
         }
         assert_eq!(got, want, "{name}: the role's policy names more or less than its grants");
-        let role_policies: Vec<&String> = res("aws_iam_role_policy")
+        let role_policies: Vec<String> = res("aws_iam_role_policy")
             .iter()
             .filter(|(_, b)| text(&b["role"]).contains(&format!("aws_iam_role.{l}.")))
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.clone())
             .collect();
-        assert_eq!(role_policies, vec![l], "{name}: one inline policy, its grants");
+        assert_eq!(role_policies, vec![l.clone()], "{name}: one inline policy, its grants");
     }
 
     // Queues: the registry's plus the schedules' dead-letter queue.
@@ -411,7 +411,7 @@ fn checkov_passes_on_terraform() {
     let out = Command::new(&checkov)
         .args(["--directory"])
         .arg(&dir)
-        .args(["--framework", "terraform", "--output", "json", "--quiet", "--compact", "--skip-download"])
+        .args(["--framework", "terraform", "--output", "json", "--compact", "--skip-download"])
         .output()
         .expect("run checkov");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -427,7 +427,9 @@ fn checkov_passes_on_terraform() {
     let mut skipped = Vec::new();
     for r in &reports {
         let results = &r["results"];
-        passed += results["passed_checks"].as_array().map_or(0, Vec::len);
+        passed += r["summary"]["passed"].as_u64().unwrap_or(0);
+        assert_eq!(r["summary"]["parsing_errors"].as_u64(), Some(0), "checkov could not parse: {r}");
+        assert_eq!(r["summary"]["failed"].as_u64(), Some(0), "checkov failed checks: {}", results["failed_checks"]);
         for f in results["failed_checks"].as_array().into_iter().flatten() {
             failed.push(format!("{} {} ({}:{})", f["check_id"], f["resource"], f["file_path"], f["file_line_range"]));
         }
@@ -437,6 +439,11 @@ fn checkov_passes_on_terraform() {
     }
     assert!(passed > 100, "checkov ran {passed} passing checks: did it read terraform/? {stdout}");
     assert!(failed.is_empty(), "checkov failed checks:\n{}", failed.join("\n"));
+    assert_eq!(
+        skipped.len() as u64,
+        reports.iter().map(|r| r["summary"]["skipped"].as_u64().unwrap_or(0)).sum::<u64>(),
+        "every skip listed"
+    );
     for (id, resource, reason) in &skipped {
         assert!(reason.trim().len() >= 20, "skip of {id} on {resource} has no reason: `{reason}`");
     }
