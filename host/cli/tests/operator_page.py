@@ -51,7 +51,7 @@ def main():
 
         page.goto(a.url + "/ops/", wait_until="load")
         page.wait_for_selector(f"{row} .live-version", timeout=10_000)
-        page.wait_for_selector("#executions tbody tr", timeout=10_000)
+        page.wait_for_selector("#executions tbody tr[data-execution]", timeout=10_000)
         report["workers_shown"] = page.locator("#workers tbody tr").count()
         report["queues_shown"] = page.locator("#queues tbody tr").count()
         report["executions_shown"] = page.locator("#executions tbody tr[data-execution]").count()
