@@ -30,6 +30,12 @@ data "aws_iam_policy_document" "workflow_notification" {
   }
 }
 
+resource "aws_iam_role_policy" "workflow_notification" {
+  name = "tasks"
+  role = aws_iam_role.workflow_notification.id
+  policy = data.aws_iam_policy_document.workflow_notification.json
+}
+
 # Step Functions' log delivery is configured on the account's log
 # service, whose actions take no resource but `*` (AWS documents it so).
 data "aws_iam_policy_document" "workflow_notification__logs" {
@@ -40,12 +46,6 @@ data "aws_iam_policy_document" "workflow_notification__logs" {
     actions = ["logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups", "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:UpdateLogDelivery"]
     resources = ["*"]
   }
-}
-
-resource "aws_iam_role_policy" "workflow_notification" {
-  name = "tasks"
-  role = aws_iam_role.workflow_notification.id
-  policy = data.aws_iam_policy_document.workflow_notification.json
 }
 
 resource "aws_iam_role_policy" "workflow_notification__logs" {
@@ -242,6 +242,12 @@ data "aws_iam_policy_document" "workflow_selection" {
   }
 }
 
+resource "aws_iam_role_policy" "workflow_selection" {
+  name = "tasks"
+  role = aws_iam_role.workflow_selection.id
+  policy = data.aws_iam_policy_document.workflow_selection.json
+}
+
 # Step Functions' log delivery is configured on the account's log
 # service, whose actions take no resource but `*` (AWS documents it so).
 data "aws_iam_policy_document" "workflow_selection__logs" {
@@ -252,12 +258,6 @@ data "aws_iam_policy_document" "workflow_selection__logs" {
     actions = ["logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups", "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:UpdateLogDelivery"]
     resources = ["*"]
   }
-}
-
-resource "aws_iam_role_policy" "workflow_selection" {
-  name = "tasks"
-  role = aws_iam_role.workflow_selection.id
-  policy = data.aws_iam_policy_document.workflow_selection.json
 }
 
 resource "aws_iam_role_policy" "workflow_selection__logs" {

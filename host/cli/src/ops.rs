@@ -161,15 +161,13 @@ async fn workers(State(ops): State<Arc<Ops>>) -> Response {
     Json(json!({"env": ops.env, "workers": rows})).into_response()
 }
 
-fn worker_name(ops: &Ops, domain: &str, worker: &str) -> Result<String, Response> {
+/// The worker `<domain>/<worker>` of the registry, or the 404 message.
+fn worker_name(ops: &Ops, domain: &str, worker: &str) -> Result<String, String> {
     let name = format!("{domain}/{worker}");
     if ops.runtime.registry().workers.contains_key(&name) {
         Ok(name)
     } else {
-        Err(error(
-            StatusCode::NOT_FOUND,
-            format!("no worker `{name}` in the registry"),
-        ))
+        Err(format!("no worker `{name}` in the registry"))
     }
 }
 
@@ -180,7 +178,7 @@ async fn promote(
 ) -> Response {
     let name = match worker_name(&ops, &domain, &worker) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(message) => return error(StatusCode::NOT_FOUND, message),
     };
     let version = match serde_json::from_slice::<Value>(&body) {
         Ok(v) => match v.get("version").and_then(Value::as_str) {
@@ -200,7 +198,12 @@ async fn promote(
                 )
             }
         },
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}"),
+            )
+        }
     };
     let spec = match ops.runtime.registry().worker(&name) {
         Ok(s) => s.clone(),
@@ -216,8 +219,7 @@ async fn promote(
         }
         Err(e) => return store_error(e),
     }
-    match crate::store_cmds::promote_over_pin(ops.store.as_ref(), &ops.env, &spec, &version).await
-    {
+    match crate::store_cmds::promote_over_pin(ops.store.as_ref(), &ops.env, &spec, &version).await {
         Ok(entry) => Json(json!({
             "worker": name,
             "version": entry.version.to_string(),
@@ -235,14 +237,17 @@ async fn rollback(
 ) -> Response {
     let name = match worker_name(&ops, &domain, &worker) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(message) => return error(StatusCode::NOT_FOUND, message),
     };
     match ops.store.release(&ops.env).await {
         Ok(r) if r.entry(&name).is_some_and(|e| !e.history.is_empty()) => {}
         Ok(_) => {
             return error(
                 StatusCode::CONFLICT,
-                format!("{name} has no earlier live version in {} to roll back to", ops.env),
+                format!(
+                    "{name} has no earlier live version in {} to roll back to",
+                    ops.env
+                ),
             )
         }
         Err(e) => return store_error(e),
@@ -289,7 +294,10 @@ async fn messages(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
     if !ops.runtime.registry().resources.queues.contains_key(&queue) {
-        return error(StatusCode::NOT_FOUND, format!("no queue `{queue}` in resources.yaml"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no queue `{queue}` in resources.yaml"),
+        );
     }
     let limit = match params.get("limit") {
         None => LIST_DEFAULT,
@@ -331,7 +339,10 @@ async fn messages(
 async fn replay(State(ops): State<Arc<Ops>>, Path(queue): Path<String>, body: Bytes) -> Response {
     let registry = ops.runtime.registry();
     if !registry.resources.queues.contains_key(&queue) {
-        return error(StatusCode::NOT_FOUND, format!("no queue `{queue}` in resources.yaml"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no queue `{queue}` in resources.yaml"),
+        );
     }
     let to = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -340,12 +351,13 @@ async fn replay(State(ops): State<Arc<Ops>>, Path(queue): Path<String>, body: By
             Ok(v) => match v.get("to") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.clone()),
-                Some(_) => {
-                    return error(StatusCode::BAD_REQUEST, "`to` must be a queue name")
-                }
+                Some(_) => return error(StatusCode::BAD_REQUEST, "`to` must be a queue name"),
             },
             Err(e) => {
-                return error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}"))
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {e}"),
+                )
             }
         }
     };

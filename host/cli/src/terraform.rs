@@ -29,7 +29,11 @@ pub fn run(paths: &Paths, out: &Path, check: bool) -> Result<()> {
     } else {
         usher_terraform::write(out, &files)?;
         for (name, text) in &files {
-            println!("{:<16} {:>6} lines", out.join(name).display(), text.lines().count());
+            println!(
+                "{:<16} {:>6} lines",
+                out.join(name).display(),
+                text.lines().count()
+            );
         }
     }
     Ok(())

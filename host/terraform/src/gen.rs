@@ -110,7 +110,10 @@ pub(crate) fn generate(
     files.insert("tables.tf".into(), tables_tf(&ctx));
     files.insert("queues.tf".into(), queues_tf(&ctx));
     files.insert("workers.tf".into(), workers_tf(&ctx)?);
-    files.insert("workflows.tf".into(), workflows_tf(&ctx, machines, schedules)?);
+    files.insert(
+        "workflows.tf".into(),
+        workflows_tf(&ctx, machines, schedules)?,
+    );
     files.insert("outputs.tf".into(), outputs_tf(&ctx, machines));
     Ok(files)
 }
@@ -143,7 +146,10 @@ fn context(registry: &Registry) -> Result<Ctx<'_>, TerraformError> {
             }
         }
     }
-    let events_granted = registry.workers.values().any(|w| !w.grants.events.is_empty());
+    let events_granted = registry
+        .workers
+        .values()
+        .any(|w| !w.grants.events.is_empty());
     Ok(Ctx {
         registry,
         streams,
@@ -181,7 +187,9 @@ fn check_names(
             64,
         ),
     ];
-    checks[3].1.extend([COMPONENT_STORE.to_string(), ACCESS_LOGS.to_string()]);
+    checks[3]
+        .1
+        .extend([COMPONENT_STORE.to_string(), ACCESS_LOGS.to_string()]);
     checks[1].1.push(SCHEDULER_DLQ.to_string());
     for (kind, names, max) in checks {
         let mut labels = BTreeMap::new();
@@ -195,9 +203,9 @@ fn check_names(
                 ));
             }
             if kind == "bucket"
-                && name
-                    .chars()
-                    .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'))
+                && name.chars().any(|c| {
+                    !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                })
             {
                 return Err(unsupported(
                     format!("bucket {name}"),
@@ -207,7 +215,10 @@ fn check_names(
             if let Some(other) = labels.insert(label(name), name) {
                 return Err(unsupported(
                     format!("{kind} {name}"),
-                    format!("its Terraform label `{}` is also `{other}`'s; rename one", label(name)),
+                    format!(
+                        "its Terraform label `{}` is also `{other}`'s; rename one",
+                        label(name)
+                    ),
                 ));
             }
         }
@@ -228,14 +239,16 @@ fn main_tf() -> String {
         "The provider, the one KMS key of the deployment, the Lambda artifact and\n\
          the Lambda trust policy.",
     );
-    w.open("terraform", &[]).attr("required_version", q(">= 1.6"));
+    w.open("terraform", &[])
+        .attr("required_version", q(">= 1.6"));
     w.open("required_providers", &[]);
     w.attr(
         "aws",
         "{\n    source  = \"hashicorp/aws\"\n    version = \"~> 5.80\"\n  }",
     );
     w.close().close().blank();
-    w.open("provider", &["aws"]).attr("region", "var.aws_region");
+    w.open("provider", &["aws"])
+        .attr("region", "var.aws_region");
     w.open("default_tags", &[]);
     w.attr("tags", "{\n      \"usher:deployment\" = var.prefix\n    }");
     w.close().close().blank();
@@ -254,39 +267,39 @@ fn main_tf() -> String {
     w.attr("enable_key_rotation", "true");
     w.attr("deletion_window_in_days", "30");
     let policy = json!({
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "Account",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": "${ROOT}"},
-                    "Action": "kms:*",
-                    "Resource": "*"
-                },
-                {
-                    "Sid": "SnsIntoEncryptedQueues",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "sns.amazonaws.com"},
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                    "Resource": "*"
-                },
-                {
-                    "Sid": "SchedulerIntoEncryptedQueues",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "scheduler.amazonaws.com"},
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                    "Resource": "*"
-                },
-                {
-                    "Sid": "LogGroups",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "${LOGS}"},
-                    "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                    "Resource": "*",
-                    "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": "${LOGS_ARN}"}}
-                }
-            ]
-        });
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "Account",
+                "Effect": "Allow",
+                "Principal": {"AWS": "${ROOT}"},
+                "Action": "kms:*",
+                "Resource": "*"
+            },
+            {
+                "Sid": "SnsIntoEncryptedQueues",
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "SchedulerIntoEncryptedQueues",
+                "Effect": "Allow",
+                "Principal": {"Service": "scheduler.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "LogGroups",
+                "Effect": "Allow",
+                "Principal": {"Service": "${LOGS}"},
+                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                "Resource": "*",
+                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": "${LOGS_ARN}"}}
+            }
+        ]
+    });
     let root = t("arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root");
     let logs = t("logs.${data.aws_region.current.name}.amazonaws.com");
     let logs_arn = t("arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:*");
@@ -338,7 +351,13 @@ fn variable(w: &mut Writer, name: &str, ty: &str, default: Option<&str>, descrip
 
 fn variables_tf(ctx: &Ctx) -> String {
     let mut w = header("The deployment's settings.");
-    variable(&mut w, "aws_region", "string", Some(&q("eu-west-1")), "The AWS region.");
+    variable(
+        &mut w,
+        "aws_region",
+        "string",
+        Some(&q("eu-west-1")),
+        "The AWS region.",
+    );
     w.close().blank();
     variable(
         &mut w,
@@ -389,7 +408,10 @@ fn variables_tf(ctx: &Ctx) -> String {
         "The functions' architecture: the one the zip's binary was built for.",
     );
     w.open("validation", &[]);
-    w.attr("condition", "contains([\"x86_64\", \"arm64\"], var.lambda_architecture)");
+    w.attr(
+        "condition",
+        "contains([\"x86_64\", \"arm64\"], var.lambda_architecture)",
+    );
     w.str("error_message", "lambda_architecture: x86_64 or arm64.");
     w.close().close().blank();
     variable(
@@ -460,7 +482,11 @@ fn variables_tf(ctx: &Ctx) -> String {
             "error_message",
             &format!(
                 "service_urls: give a URL for each service of the registry: {}.",
-                services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                services
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
         w.close().close();
@@ -494,9 +520,13 @@ fn bucket(w: &mut Writer, name: &str, comment: &str) {
     w.close().blank();
     w.open("resource", &["aws_s3_bucket_versioning", &l]);
     w.attr("bucket", format!("aws_s3_bucket.{l}.id"));
-    w.open("versioning_configuration", &[]).str("status", "Enabled");
+    w.open("versioning_configuration", &[])
+        .str("status", "Enabled");
     w.close().close().blank();
-    w.open("resource", &["aws_s3_bucket_server_side_encryption_configuration", &l]);
+    w.open(
+        "resource",
+        &["aws_s3_bucket_server_side_encryption_configuration", &l],
+    );
     w.attr("bucket", format!("aws_s3_bucket.{l}.id"));
     w.open("rule", &[]);
     w.open("apply_server_side_encryption_by_default", &[]);
@@ -507,7 +537,10 @@ fn bucket(w: &mut Writer, name: &str, comment: &str) {
         w.attr("kms_master_key_id", "aws_kms_key.usher.arn");
     }
     w.close();
-    w.attr("bucket_key_enabled", if name == ACCESS_LOGS { "false" } else { "true" });
+    w.attr(
+        "bucket_key_enabled",
+        if name == ACCESS_LOGS { "false" } else { "true" },
+    );
     w.close().close().blank();
     w.open("resource", &["aws_s3_bucket_public_access_block", &l]);
     w.attr("bucket", format!("aws_s3_bucket.{l}.id"));
@@ -535,7 +568,10 @@ fn bucket(w: &mut Writer, name: &str, comment: &str) {
     if name != ACCESS_LOGS {
         w.open("resource", &["aws_s3_bucket_logging", &l]);
         w.attr("bucket", format!("aws_s3_bucket.{l}.id"));
-        w.attr("target_bucket", format!("aws_s3_bucket.{}.id", label(ACCESS_LOGS)));
+        w.attr(
+            "target_bucket",
+            format!("aws_s3_bucket.{}.id", label(ACCESS_LOGS)),
+        );
         w.str("target_prefix", &format!("{name}/"));
         w.close().blank();
     }
@@ -565,7 +601,10 @@ fn storage_tf(ctx: &Ctx) -> String {
     w.open("statement", &[]);
     w.str("sid", "S3ServerAccessLogs");
     w.attr("actions", list([q("s3:PutObject")]));
-    w.attr("resources", list([t(&format!("${{aws_s3_bucket.{l}.arn}}/*"))]));
+    w.attr(
+        "resources",
+        list([t(&format!("${{aws_s3_bucket.{l}.arn}}/*"))]),
+    );
     w.open("principals", &[]);
     w.str("type", "Service");
     w.attr("identifiers", list([q("logging.s3.amazonaws.com")]));
@@ -586,7 +625,10 @@ fn storage_tf(ctx: &Ctx) -> String {
              events capability (USHER_KAFKA_CERT_SECRET). Its value is put by the\n\
              operators, never by Terraform; `usher lambda` checks its expiry at start-up.",
         );
-        w.open("resource", &["aws_secretsmanager_secret", "kafka-client-cert"]);
+        w.open(
+            "resource",
+            &["aws_secretsmanager_secret", "kafka-client-cert"],
+        );
         w.skip(
             "CKV2_AWS_57",
             "the certificate is issued by the Kafka cluster's operators and cannot be rotated by a Lambda; usher checks its expiry at start-up and warns 30 days ahead",
@@ -616,14 +658,19 @@ fn tables_tf(ctx: &Ctx) -> String {
         let mut keys = vec![def.partition_key.clone()];
         keys.extend(def.sort_key.clone());
         for k in keys {
-            w.open("attribute", &[]).str("name", &k).str("type", "S").close();
+            w.open("attribute", &[])
+                .str("name", &k)
+                .str("type", "S")
+                .close();
         }
         if ctx.streams.get(name.as_str()) == Some(&StreamVia::DynamoDb) {
             w.attr("stream_enabled", "true");
             w.str("stream_view_type", "NEW_AND_OLD_IMAGES");
         }
         w.attr("deletion_protection_enabled", "true");
-        w.open("point_in_time_recovery", &[]).attr("enabled", "true").close();
+        w.open("point_in_time_recovery", &[])
+            .attr("enabled", "true")
+            .close();
         w.open("server_side_encryption", &[]);
         w.attr("enabled", "true");
         w.attr("kms_key_arn", "aws_kms_key.usher.arn");
@@ -634,9 +681,14 @@ fn tables_tf(ctx: &Ctx) -> String {
             w.attr("retention_period", "24");
             w.str("encryption_type", "KMS");
             w.attr("kms_key_id", "aws_kms_key.usher.arn");
-            w.open("stream_mode_details", &[]).str("stream_mode", "ON_DEMAND").close();
+            w.open("stream_mode_details", &[])
+                .str("stream_mode", "ON_DEMAND")
+                .close();
             w.close().blank();
-            w.open("resource", &["aws_dynamodb_kinesis_streaming_destination", &l]);
+            w.open(
+                "resource",
+                &["aws_dynamodb_kinesis_streaming_destination", &l],
+            );
             w.attr("stream_arn", format!("aws_kinesis_stream.{l}.arn"));
             w.attr("table_name", format!("aws_dynamodb_table.{l}.name"));
             w.close().blank();
@@ -710,12 +762,18 @@ fn queues_tf(ctx: &Ctx) -> String {
         w.attr("kms_master_key_id", "aws_kms_key.usher.id");
         w.close().blank();
         for sub in &def.subscriptions {
-            subscribed.entry(sub.queue.as_str()).or_default().push(name.as_str());
+            subscribed
+                .entry(sub.queue.as_str())
+                .or_default()
+                .push(name.as_str());
             let sl = format!("{l}__{}", label(&sub.queue));
             w.open("resource", &["aws_sns_topic_subscription", &sl]);
             w.attr("topic_arn", format!("aws_sns_topic.{l}.arn"));
             w.str("protocol", "sqs");
-            w.attr("endpoint", format!("aws_sqs_queue.{}.arn", label(&sub.queue)));
+            w.attr(
+                "endpoint",
+                format!("aws_sqs_queue.{}.arn", label(&sub.queue)),
+            );
             w.attr("raw_message_delivery", "true");
             if let Some(policy) = &sub.filter_policy {
                 w.str("filter_policy_scope", "MessageAttributes");
@@ -741,12 +799,19 @@ fn queues_tf(ctx: &Ctx) -> String {
         w.str("variable", "aws:SourceArn");
         w.attr(
             "values",
-            list(topics.iter().map(|t| format!("aws_sns_topic.{}.arn", label(t)))),
+            list(
+                topics
+                    .iter()
+                    .map(|t| format!("aws_sns_topic.{}.arn", label(t))),
+            ),
         );
         w.close().close().close().blank();
         w.open("resource", &["aws_sqs_queue_policy", &l]);
         w.attr("queue_url", format!("aws_sqs_queue.{l}.id"));
-        w.attr("policy", format!("data.aws_iam_policy_document.{name}.json"));
+        w.attr(
+            "policy",
+            format!("data.aws_iam_policy_document.{name}.json"),
+        );
         w.close().blank();
     }
     trim_end(w.finish())
@@ -811,9 +876,9 @@ fn stream_filters(spec: &WorkerSpec) -> Result<Vec<Value>, TerraformError> {
             "userIdentity",
         ];
         for p in patterns {
-            let ok = p
-                .as_object()
-                .is_some_and(|o| !o.is_empty() && o.keys().all(|k| RECORD_FIELDS.contains(&k.as_str())));
+            let ok = p.as_object().is_some_and(|o| {
+                !o.is_empty() && o.keys().all(|k| RECORD_FIELDS.contains(&k.as_str()))
+            });
             if !ok {
                 return Err(unsupported(
                     format!("worker {}", spec.name),
@@ -856,7 +921,10 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
 
         w.open("resource", &["aws_iam_role", &l]);
         w.attr("name", t(&format!("${{var.prefix}}{fname}")));
-        w.attr("assume_role_policy", "data.aws_iam_policy_document.lambda_assume.json");
+        w.attr(
+            "assume_role_policy",
+            "data.aws_iam_policy_document.lambda_assume.json",
+        );
         w.close().blank();
 
         // The grants, each kind resolved against the registry (a `*` grant
@@ -885,7 +953,12 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
                 )),
             ],
         );
-        statement(&mut w, "DataKey", &["kms:Decrypt", "kms:GenerateDataKey"], vec!["aws_kms_key.usher.arn".into()]);
+        statement(
+            &mut w,
+            "DataKey",
+            &["kms:Decrypt", "kms:GenerateDataKey"],
+            vec!["aws_kms_key.usher.arn".into()],
+        );
         let tables = granted(spec, Capability::Table, r.tables.keys());
         if !tables.is_empty() {
             statement(
@@ -910,7 +983,11 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
         let mut send: BTreeSet<&String> = granted(spec, Capability::Queue, r.queues.keys())
             .into_iter()
             .collect();
-        if let Trigger::Stream { on_failure: Some(q), .. } = &spec.trigger {
+        if let Trigger::Stream {
+            on_failure: Some(q),
+            ..
+        } = &spec.trigger
+        {
             send.insert(q);
         }
         if !send.is_empty() {
@@ -1032,7 +1109,10 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
         w.attr("role", format!("aws_iam_role.{l}.id"));
         w.attr("policy", format!("data.aws_iam_policy_document.{l}.json"));
         w.close().blank();
-        w.open("resource", &["aws_iam_role_policy_attachment", &format!("{l}__xray")]);
+        w.open(
+            "resource",
+            &["aws_iam_role_policy_attachment", &format!("{l}__xray")],
+        );
         w.attr("role", format!("aws_iam_role.{l}.name"));
         w.attr(
             "policy_arn",
@@ -1118,7 +1198,10 @@ fn function(
     w.attr("source_code_hash", "filebase64sha256(var.lambda_zip)");
     w.attr(
         "memory_size",
-        format!("min(10240, max(128, {} + var.host_memory_mb))", spec.limits.memory_mb),
+        format!(
+            "min(10240, max(128, {} + var.host_memory_mb))",
+            spec.limits.memory_mb
+        ),
     );
     w.attr("timeout", timeout_s(spec).to_string());
     if let Some(c) = concurrency {
@@ -1135,11 +1218,17 @@ fn function(
         ("USHER_WORKER".into(), q(&spec.name)),
         (
             "USHER_STORE".into(),
-            t(&format!("s3://${{aws_s3_bucket.{}.id}}/${{var.store_prefix}}", label(COMPONENT_STORE))),
+            t(&format!(
+                "s3://${{aws_s3_bucket.{}.id}}/${{var.store_prefix}}",
+                label(COMPONENT_STORE)
+            )),
         ),
         ("USHER_ENV".into(), "var.release_env".into()),
         ("USHER_REGISTRY".into(), q("/var/task/workers")),
-        ("USHER_RELEASE_CHECK_SECS".into(), "tostring(var.release_check_secs)".into()),
+        (
+            "USHER_RELEASE_CHECK_SECS".into(),
+            "tostring(var.release_check_secs)".into(),
+        ),
         ("USHER_RESOURCE_PREFIX".into(), "var.prefix".into()),
         ("USHER_LOG_FORMAT".into(), q("json")),
     ];
@@ -1167,7 +1256,11 @@ fn function(
     if spec.grants.cache {
         env.push(("USHER_REDIS_URL".into(), "var.redis_url".into()));
     }
-    for service in granted(spec, Capability::Services, ctx.registry.resources.services.keys()) {
+    for service in granted(
+        spec,
+        Capability::Services,
+        ctx.registry.resources.services.keys(),
+    ) {
         env.push((
             ServiceDef::url_env_var(service),
             format!("var.service_urls[{}]", q(service)),
@@ -1208,14 +1301,20 @@ fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), 
                 }
             }
             w.open("resource", &["aws_lambda_event_source_mapping", l]);
-            w.attr("event_source_arn", format!("aws_sqs_queue.{}.arn", label(queue)));
+            w.attr(
+                "event_source_arn",
+                format!("aws_sqs_queue.{}.arn", label(queue)),
+            );
             w.attr("function_name", format!("aws_lambda_function.{l}.arn"));
             w.attr("batch_size", spec.batch_size.to_string());
             if spec.batch_size > 10 {
                 // SQS takes more than 10 messages per batch only with a window.
                 w.attr("maximum_batching_window_in_seconds", "1");
             }
-            w.attr("function_response_types", list([q("ReportBatchItemFailures")]));
+            w.attr(
+                "function_response_types",
+                list([q("ReportBatchItemFailures")]),
+            );
             if spec.concurrency >= 2 {
                 w.open("scaling_config", &[]);
                 w.attr("maximum_concurrency", spec.concurrency.to_string());
@@ -1236,7 +1335,10 @@ fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), 
                 Some(StreamVia::Kinesis) => {
                     w.attr("event_source_arn", format!("aws_kinesis_stream.{tl}.arn"))
                 }
-                _ => w.attr("event_source_arn", format!("aws_dynamodb_table.{tl}.stream_arn")),
+                _ => w.attr(
+                    "event_source_arn",
+                    format!("aws_dynamodb_table.{tl}.stream_arn"),
+                ),
             };
             w.attr("function_name", format!("aws_lambda_function.{l}.arn"));
             w.attr("batch_size", spec.batch_size.to_string());
@@ -1250,11 +1352,17 @@ fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), 
             w.attr("parallelization_factor", "1");
             w.attr("bisect_batch_on_function_error", "true");
             w.attr("maximum_retry_attempts", max_retries.to_string());
-            w.attr("function_response_types", list([q("ReportBatchItemFailures")]));
+            w.attr(
+                "function_response_types",
+                list([q("ReportBatchItemFailures")]),
+            );
             if let Some(dest) = on_failure {
                 w.open("destination_config", &[]);
                 w.open("on_failure", &[]);
-                w.attr("destination_arn", format!("aws_sqs_queue.{}.arn", label(dest)));
+                w.attr(
+                    "destination_arn",
+                    format!("aws_sqs_queue.{}.arn", label(dest)),
+                );
                 w.close().close();
             }
             let filters = stream_filters(spec)?;
@@ -1292,7 +1400,10 @@ fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), 
                 "CKV_AWS_258",
                 "the route is public by design: usher verifies the JWT of protected routes itself (DESIGN.md, decisions), and its callers (workers, services) do not sign requests with SigV4",
             );
-            w.attr("function_name", format!("aws_lambda_function.{l}.function_name"));
+            w.attr(
+                "function_name",
+                format!("aws_lambda_function.{l}.function_name"),
+            );
             w.str("authorization_type", "NONE");
             w.close().blank();
         }
@@ -1300,11 +1411,16 @@ fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), 
             let expr = cron_to_eventbridge(cron)
                 .map_err(|m| unsupported(format!("worker {}", spec.name), m))?;
             w.open("resource", &["aws_scheduler_schedule", l]);
-            w.attr("name", t(&format!("${{var.prefix}}{}", function_name(spec))));
+            w.attr(
+                "name",
+                t(&format!("${{var.prefix}}{}", function_name(spec))),
+            );
             w.str("schedule_expression", &expr);
             w.str("schedule_expression_timezone", "UTC");
             w.attr("kms_key_arn", "aws_kms_key.usher.arn");
-            w.open("flexible_time_window", &[]).str("mode", "OFF").close();
+            w.open("flexible_time_window", &[])
+                .str("mode", "OFF")
+                .close();
             w.open("target", &[]);
             w.attr("arn", format!("aws_lambda_function.{l}.arn"));
             w.attr("role_arn", "aws_iam_role.scheduler_workers.arn");
@@ -1321,9 +1437,14 @@ fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), 
 }
 
 fn scheduler_role(w: &mut Writer, l: &str, what: &str, action: &str, targets: Vec<String>) {
-    w.comment(&format!("EventBridge Scheduler: starts the scheduled {what} only."));
+    w.comment(&format!(
+        "EventBridge Scheduler: starts the scheduled {what} only."
+    ));
     w.open("resource", &["aws_iam_role", l]);
-    w.attr("name", t(&format!("${{var.prefix}}{}", l.replace('_', "-"))));
+    w.attr(
+        "name",
+        t(&format!("${{var.prefix}}{}", l.replace('_', "-"))),
+    );
     w.attr(
         "assume_role_policy",
         "jsonencode({\n    Version = \"2012-10-17\"\n    Statement = [{\n      Effect    = \"Allow\"\n      Action    = \"sts:AssumeRole\"\n      Principal = { Service = \"scheduler.amazonaws.com\" }\n    }]\n  })",
@@ -1337,7 +1458,12 @@ fn scheduler_role(w: &mut Writer, l: &str, what: &str, action: &str, targets: Ve
         &["sqs:SendMessage"],
         vec![format!("aws_sqs_queue.{}.arn", label(SCHEDULER_DLQ))],
     );
-    statement(w, "DataKey", &["kms:Decrypt", "kms:GenerateDataKey"], vec!["aws_kms_key.usher.arn".into()]);
+    statement(
+        w,
+        "DataKey",
+        &["kms:Decrypt", "kms:GenerateDataKey"],
+        vec!["aws_kms_key.usher.arn".into()],
+    );
     w.close().blank();
     w.open("resource", &["aws_iam_role_policy", l]);
     w.str("name", "targets");
@@ -1378,7 +1504,12 @@ fn workflows_tf(
         let mut tasks = BTreeSet::new();
         task_workers(machine, ctx.registry, &mut tasks);
         w.open("resource", &["aws_cloudwatch_log_group", &l]);
-        w.attr("name", t(&format!("/aws/vendedlogs/states/${{var.prefix}}workflow-{name}")));
+        w.attr(
+            "name",
+            t(&format!(
+                "/aws/vendedlogs/states/${{var.prefix}}workflow-{name}"
+            )),
+        );
         w.attr("retention_in_days", "var.log_retention_days");
         w.attr("kms_key_id", "aws_kms_key.usher.arn");
         w.close().blank();
@@ -1389,16 +1520,29 @@ fn workflows_tf(
             "jsonencode({\n    Version = \"2012-10-17\"\n    Statement = [{\n      Effect    = \"Allow\"\n      Action    = \"sts:AssumeRole\"\n      Principal = { Service = \"states.amazonaws.com\" }\n    }]\n  })",
         );
         w.close().blank();
-        w.open("data", &["aws_iam_policy_document", &l]);
         if !tasks.is_empty() {
+            w.open("data", &["aws_iam_policy_document", &l]);
             let mut arns = Vec::new();
             for task in &tasks {
                 arns.push(format!("aws_lambda_function.{}.arn", label(task)));
-                arns.push(t(&format!("${{aws_lambda_function.{}.arn}}:*", label(task))));
+                arns.push(t(&format!(
+                    "${{aws_lambda_function.{}.arn}}:*",
+                    label(task)
+                )));
             }
-            statement(&mut w, "InvokeTaskWorkers", &["lambda:InvokeFunction"], arns);
+            statement(
+                &mut w,
+                "InvokeTaskWorkers",
+                &["lambda:InvokeFunction"],
+                arns,
+            );
+            w.close().blank();
+            w.open("resource", &["aws_iam_role_policy", &l]);
+            w.str("name", "tasks");
+            w.attr("role", format!("aws_iam_role.{l}.id"));
+            w.attr("policy", format!("data.aws_iam_policy_document.{l}.json"));
+            w.close().blank();
         }
-        w.close().blank();
         w.comment(
             "Step Functions' log delivery is configured on the account's log\n\
              service, whose actions take no resource but `*` (AWS documents it so).",
@@ -1428,27 +1572,18 @@ fn workflows_tf(
             vec![q("*")],
         );
         w.close().blank();
-        w.open("resource", &["aws_iam_role_policy", &l]);
-        w.str("name", "tasks");
-        w.attr("role", format!("aws_iam_role.{l}.id"));
-        w.attr(
-            "policy",
-            format!(
-                "{}",
-                if tasks.is_empty() {
-                    format!("data.aws_iam_policy_document.{l}__logs.json")
-                } else {
-                    format!("data.aws_iam_policy_document.{l}.json")
-                }
-            ),
-        );
-        w.close().blank();
         w.open("resource", &["aws_iam_role_policy", &format!("{l}__logs")]);
         w.str("name", "log-delivery");
         w.attr("role", format!("aws_iam_role.{l}.id"));
-        w.attr("policy", format!("data.aws_iam_policy_document.{l}__logs.json"));
+        w.attr(
+            "policy",
+            format!("data.aws_iam_policy_document.{l}__logs.json"),
+        );
         w.close().blank();
-        w.open("resource", &["aws_iam_role_policy_attachment", &format!("{l}__xray")]);
+        w.open(
+            "resource",
+            &["aws_iam_role_policy_attachment", &format!("{l}__xray")],
+        );
         w.attr("role", format!("aws_iam_role.{l}.name"));
         w.attr(
             "policy_arn",
@@ -1469,11 +1604,16 @@ fn workflows_tf(
         });
         w.attr("definition", format!("jsonencode({definition})"));
         w.open("logging_configuration", &[]);
-        w.attr("log_destination", t(&format!("${{aws_cloudwatch_log_group.{l}.arn}}:*")));
+        w.attr(
+            "log_destination",
+            t(&format!("${{aws_cloudwatch_log_group.{l}.arn}}:*")),
+        );
         w.attr("include_execution_data", "true");
         w.str("level", "ALL");
         w.close();
-        w.open("tracing_configuration", &[]).attr("enabled", "true").close();
+        w.open("tracing_configuration", &[])
+            .attr("enabled", "true")
+            .close();
         w.open("encryption_configuration", &[]);
         w.str("type", "CUSTOMER_MANAGED_KMS_KEY");
         w.attr("kms_key_id", "aws_kms_key.usher.arn");
@@ -1481,7 +1621,11 @@ fn workflows_tf(
         w.close();
         w.attr(
             "depends_on",
-            format!("[aws_iam_role_policy.{l}, aws_iam_role_policy.{l}__logs]"),
+            if tasks.is_empty() {
+                format!("[aws_iam_role_policy.{l}__logs]")
+            } else {
+                format!("[aws_iam_role_policy.{l}, aws_iam_role_policy.{l}__logs]")
+            },
         );
         w.close().blank();
     }
@@ -1491,17 +1635,23 @@ fn workflows_tf(
         .collect();
     for (name, (cron, input)) in &scheduled {
         let l = format!("workflow_{}", label(name));
-        let expr = cron_to_eventbridge(cron).map_err(|m| unsupported(format!("workflow {name}"), m))?;
+        let expr =
+            cron_to_eventbridge(cron).map_err(|m| unsupported(format!("workflow {name}"), m))?;
         w.open("resource", &["aws_scheduler_schedule", &l]);
         w.attr("name", t(&format!("${{var.prefix}}workflow-{name}")));
         w.str("schedule_expression", &expr);
         w.str("schedule_expression_timezone", "UTC");
         w.attr("kms_key_arn", "aws_kms_key.usher.arn");
-        w.open("flexible_time_window", &[]).str("mode", "OFF").close();
+        w.open("flexible_time_window", &[])
+            .str("mode", "OFF")
+            .close();
         w.open("target", &[]);
         w.attr("arn", format!("aws_sfn_state_machine.{l}.arn"));
         w.attr("role_arn", "aws_iam_role.scheduler_workflows.arn");
-        w.attr("input", format!("jsonencode({})", json_expr(input, w.depth(), &|_| None)));
+        w.attr(
+            "input",
+            format!("jsonencode({})", json_expr(input, w.depth(), &|_| None)),
+        );
         w.open("dead_letter_config", &[]);
         w.attr("arn", format!("aws_sqs_queue.{}.arn", label(SCHEDULER_DLQ)));
         w.close();
@@ -1606,15 +1756,26 @@ fn outputs_tf(ctx: &Ctx, machines: &BTreeMap<String, Value>) -> String {
         "value",
         map(machines
             .keys()
-            .map(|n| (n.clone(), format!("aws_sfn_state_machine.workflow_{}.arn", label(n))))
+            .map(|n| {
+                (
+                    n.clone(),
+                    format!("aws_sfn_state_machine.workflow_{}.arn", label(n)),
+                )
+            })
             .collect()),
     );
     w.close().blank();
     w.open("output", &["component_store"]);
-    w.str("description", "USHER_STORE of `usher push` and `usher promote`.");
+    w.str(
+        "description",
+        "USHER_STORE of `usher push` and `usher promote`.",
+    );
     w.attr(
         "value",
-        t(&format!("s3://${{aws_s3_bucket.{}.id}}/${{var.store_prefix}}", label(COMPONENT_STORE))),
+        t(&format!(
+            "s3://${{aws_s3_bucket.{}.id}}/${{var.store_prefix}}",
+            label(COMPONENT_STORE)
+        )),
     );
     w.close();
     w.finish()
@@ -1626,18 +1787,39 @@ mod tests {
 
     #[test]
     fn crons_become_eventbridge_expressions() {
-        assert_eq!(cron_to_eventbridge("0 0 * * * *").unwrap(), "cron(0 * * * ? *)");
-        assert_eq!(cron_to_eventbridge("0 30 6 * * *").unwrap(), "cron(30 6 * * ? *)");
-        assert_eq!(cron_to_eventbridge("0 0 9 * * MON-FRI").unwrap(), "cron(0 9 ? * MON-FRI *)");
-        assert_eq!(cron_to_eventbridge("0 0 9 1 * * 2030").unwrap(), "cron(0 9 1 * ? 2030)");
-        assert!(cron_to_eventbridge("*/5 * * * * *").unwrap_err().contains("whole minutes"));
-        assert!(cron_to_eventbridge("0 0 9 1 * MON").unwrap_err().contains("both"));
-        assert!(cron_to_eventbridge("0 9 * * *").unwrap_err().contains("5 fields"));
+        assert_eq!(
+            cron_to_eventbridge("0 0 * * * *").unwrap(),
+            "cron(0 * * * ? *)"
+        );
+        assert_eq!(
+            cron_to_eventbridge("0 30 6 * * *").unwrap(),
+            "cron(30 6 * * ? *)"
+        );
+        assert_eq!(
+            cron_to_eventbridge("0 0 9 * * MON-FRI").unwrap(),
+            "cron(0 9 ? * MON-FRI *)"
+        );
+        assert_eq!(
+            cron_to_eventbridge("0 0 9 1 * * 2030").unwrap(),
+            "cron(0 9 1 * ? 2030)"
+        );
+        assert!(cron_to_eventbridge("*/5 * * * * *")
+            .unwrap_err()
+            .contains("whole minutes"));
+        assert!(cron_to_eventbridge("0 0 9 1 * MON")
+            .unwrap_err()
+            .contains("both"));
+        assert!(cron_to_eventbridge("0 9 * * *")
+            .unwrap_err()
+            .contains("5 fields"));
     }
 
     #[test]
     fn labels_replace_slashes_and_dots() {
-        assert_eq!(label("replication/save-entries"), "replication_save-entries");
+        assert_eq!(
+            label("replication/save-entries"),
+            "replication_save-entries"
+        );
         assert_eq!(label("prd.dmnd"), "prd_dmnd");
     }
 }

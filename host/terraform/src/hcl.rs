@@ -69,7 +69,12 @@ pub fn json_expr(value: &Value, indent: usize, replace: &dyn Fn(&str) -> Option<
     out
 }
 
-fn write_json(out: &mut String, value: &Value, indent: usize, replace: &dyn Fn(&str) -> Option<String>) {
+fn write_json(
+    out: &mut String,
+    value: &Value,
+    indent: usize,
+    replace: &dyn Fn(&str) -> Option<String>,
+) {
     let pad = "  ".repeat(indent + 1);
     let close = "  ".repeat(indent);
     match value {
@@ -217,7 +222,9 @@ mod tests {
     #[test]
     fn json_values_become_hcl_objects_with_replacements() {
         let v = json!({"Resource": "${a/b}", "e": {}, "l": ["x", true, null], "n": 1});
-        let expr = json_expr(&v, 0, &|s| (s == "${a/b}").then(|| "aws_lambda_function.a_b.arn".to_string()));
+        let expr = json_expr(&v, 0, &|s| {
+            (s == "${a/b}").then(|| "aws_lambda_function.a_b.arn".to_string())
+        });
         assert_eq!(
             expr,
             "{\n  \"Resource\" = aws_lambda_function.a_b.arn\n  \"e\" = {}\n  \"l\" = [\n    \"x\",\n    true,\n    null,\n  ]\n  \"n\" = 1\n}"

@@ -137,7 +137,11 @@ pub fn write(dir: &Path, files: &Files) -> Result<(), TerraformError> {
 /// per file missing, changed or extra (empty: no drift).
 pub fn drift(dir: &Path, files: &Files) -> Result<Vec<String>, TerraformError> {
     let mut out = Vec::new();
-    let on_disk = if dir.is_dir() { tf_files(dir)? } else { Vec::new() };
+    let on_disk = if dir.is_dir() {
+        tf_files(dir)?
+    } else {
+        Vec::new()
+    };
     for path in &on_disk {
         let name = path
             .file_name()
@@ -145,7 +149,9 @@ pub fn drift(dir: &Path, files: &Files) -> Result<Vec<String>, TerraformError> {
             .unwrap_or_default()
             .to_string();
         match files.get(&name) {
-            None => out.push(format!("{name}: not generated from the registry (extra file)")),
+            None => out.push(format!(
+                "{name}: not generated from the registry (extra file)"
+            )),
             Some(expected) => {
                 let text = std::fs::read_to_string(path).map_err(|e| TerraformError::Io {
                     path: path.clone(),
@@ -168,7 +174,10 @@ pub fn drift(dir: &Path, files: &Files) -> Result<Vec<String>, TerraformError> {
         }
     }
     for name in files.keys() {
-        if !on_disk.iter().any(|p| p.file_name().and_then(|n| n.to_str()) == Some(name)) {
+        if !on_disk
+            .iter()
+            .any(|p| p.file_name().and_then(|n| n.to_str()) == Some(name))
+        {
             out.push(format!("{name}: missing"));
         }
     }
