@@ -6,9 +6,9 @@ terraform {
   required_version = ">= 1.6"
   required_providers {
     aws = {
-    source  = "hashicorp/aws"
-    version = "~> 5.80"
-  }
+      source  = "hashicorp/aws"
+      version = "~> 5.80"
+    }
   }
 }
 

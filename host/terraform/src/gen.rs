@@ -244,7 +244,7 @@ fn main_tf() -> String {
     w.open("required_providers", &[]);
     w.attr(
         "aws",
-        "{\n    source  = \"hashicorp/aws\"\n    version = \"~> 5.80\"\n  }",
+        "{\n      source  = \"hashicorp/aws\"\n      version = \"~> 5.80\"\n    }",
     );
     w.close().close().blank();
     w.open("provider", &["aws"])
