@@ -28,6 +28,11 @@ data "aws_iam_policy_document" "data-pipeline_process-data" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/data-pipeline~process-data.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -123,6 +128,11 @@ data "aws_iam_policy_document" "data-pipeline_send-campaigns" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/data-pipeline~send-campaigns.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -229,6 +239,11 @@ data "aws_iam_policy_document" "data-pipeline_send-event-mappings" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/data-pipeline~send-event-mappings.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -331,6 +346,11 @@ data "aws_iam_policy_document" "data-pipeline_send-markets" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/data-pipeline~send-markets.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -437,6 +457,11 @@ data "aws_iam_policy_document" "data-pipeline_send-registered-markets" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/data-pipeline~send-registered-markets.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -539,6 +564,11 @@ data "aws_iam_policy_document" "data-pipeline_send-registrations" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/data-pipeline~send-registrations.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -645,6 +675,11 @@ data "aws_iam_policy_document" "notification_generate-notifications" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/notification~generate-notifications.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -731,6 +766,11 @@ data "aws_iam_policy_document" "notification_get-markets-to-notify" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/notification~get-markets-to-notify.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -813,6 +853,11 @@ data "aws_iam_policy_document" "notification_notification-generator" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/notification~notification-generator.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -921,6 +966,11 @@ data "aws_iam_policy_document" "notification_plan-sends" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/notification~plan-sends.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -1010,6 +1060,11 @@ data "aws_iam_policy_document" "notification_trigger-reminder-email" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/notification~trigger-reminder-email.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -1102,6 +1157,11 @@ data "aws_iam_policy_document" "registration_check-eligibility" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/registration~check-eligibility.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -1187,6 +1247,11 @@ data "aws_iam_policy_document" "registration_submit-entry" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/registration~submit-entry.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -1282,6 +1347,11 @@ data "aws_iam_policy_document" "registration_upsert-users" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/registration~upsert-users.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -1373,6 +1443,11 @@ data "aws_iam_policy_document" "replication_enqueue-entries" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/replication~enqueue-entries.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -1481,6 +1556,11 @@ data "aws_iam_policy_document" "replication_retry-score" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/replication~retry-score.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -1571,6 +1651,11 @@ data "aws_iam_policy_document" "replication_save-entries" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/replication~save-entries.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -1680,6 +1765,11 @@ data "aws_iam_policy_document" "selection_enqueue-market-selections" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/selection~enqueue-market-selections.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -1771,6 +1861,11 @@ data "aws_iam_policy_document" "selection_mark-assigned-codes" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/selection~mark-assigned-codes.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -1880,6 +1975,11 @@ data "aws_iam_policy_document" "selection_refresh-selections" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/selection~refresh-selections.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -1977,6 +2077,11 @@ data "aws_iam_policy_document" "selection_report-verdicts" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/selection~report-verdicts.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -2068,6 +2173,11 @@ data "aws_iam_policy_document" "selection_save-selections" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/selection~save-selections.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -2177,6 +2287,11 @@ data "aws_iam_policy_document" "selection_verify-draw" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/selection~verify-draw.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -2261,6 +2376,11 @@ data "aws_iam_policy_document" "services_campaign-service" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/services~campaign-service.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"
@@ -2360,6 +2480,11 @@ data "aws_iam_policy_document" "services_code-service" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/services~code-service.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -2451,6 +2576,11 @@ data "aws_iam_policy_document" "services_entry-service" {
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/services~entry-service.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
   }
   statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
     sid = "DataKey"
     actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.usher.arn]
@@ -2540,6 +2670,11 @@ data "aws_iam_policy_document" "services_user-service" {
     sid = "ComponentStore"
     actions = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/services~user-service.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
   }
   statement {
     sid = "DataKey"

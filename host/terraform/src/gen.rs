@@ -953,6 +953,14 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
                 )),
             ],
         );
+        // Without ListBucket S3 answers a missing key (a precompiled
+        // artifact not yet made for this engine) with 403, not 404.
+        statement(
+            &mut w,
+            "ComponentStoreMissingKeys",
+            &["s3:ListBucket"],
+            vec![format!("aws_s3_bucket.{store}.arn")],
+        );
         statement(
             &mut w,
             "DataKey",
