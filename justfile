@@ -38,7 +38,45 @@ build:
 pin: build
     {{usher}} pin --from build/components --sources components
 
-# Run every test: component unit tests, the test host on every component, host, registry and backend tests; the AWS, Kafka and Redis backends against real servers on 127.0.0.1 (scripts/servers installs and starts them, and stops them by PID afterwards, also on failure).
+# The `usher` binary as an AWS Lambda `bootstrap` zip for the provided.al2023 runtime: build/lambda/usher-lambda.zip holds bootstrap (the release build), workers/ and workflows/ (USHER_REGISTRY=/var/task/workers). The binary is built for this machine's target (no cross toolchain is fetched): on x86_64 set the functions' architecture to x86_64 (terraform's var.lambda_architecture).
+package-lambda: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
+    mkdir -p build/lambda
+    python3 - "{{usher}}" build/lambda/usher-lambda.zip <<'PY'
+    import os, sys, zipfile
+    binary, out = sys.argv[1], sys.argv[2]
+    # Fixed timestamps and order: the same inputs make the same zip.
+    stamp = (1980, 1, 1, 0, 0, 0)
+    def add(z, path, arcname, mode):
+        info = zipfile.ZipInfo(arcname, stamp)
+        info.external_attr = (0o100000 | mode) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with open(path, "rb") as f:
+            z.writestr(info, f.read())
+    tmp = out + ".tmp"
+    with zipfile.ZipFile(tmp, "w") as z:
+        add(z, binary, "bootstrap", 0o755)
+        for folder in ("workers", "workflows"):
+            for dirpath, dirnames, filenames in os.walk(folder):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    path = os.path.join(dirpath, name)
+                    add(z, path, path, 0o644)
+    os.replace(tmp, out)
+    PY
+    echo "build/lambda/usher-lambda.zip: bootstrap for $(uname -m) ($(rustc -vV | sed -n 's/^host: //p')), $(du -h build/lambda/usher-lambda.zip | cut -f1)"
+
+# Generate terraform/ from the registry and workflows/ (`usher terraform`); `just terraform-check` fails on drift.
+terraform: build
+    {{usher}} terraform --out terraform
+
+# Fail when terraform/ differs from what the registry generates.
+terraform-check: build
+    {{usher}} terraform --out terraform --check
+
+# Run every test: component unit tests, the test host on every component, host, registry and backend tests; the AWS, Kafka and Redis backends against real servers on 127.0.0.1 (scripts/servers installs and starts them, and stops them by PID afterwards, also on failure); terraform/ parsed by python-hcl2 and checked by checkov, the operator page in headless chromium (scripts/pytools installs them).
 test: build-components pin test-components
     #!/usr/bin/env bash
     set -euo pipefail
@@ -47,7 +85,11 @@ test: build-components pin test-components
     trap 'bash scripts/servers stop "$servers"' EXIT
     bash scripts/servers start "$servers"
     source "$servers/servers.env"
-    export USHER_REQUIRE_SERVERS=1
+    # python-hcl2 and checkov (the Terraform tests), playwright and Debian's
+    # chromium (the operator page test): installed once into the cache.
+    bash scripts/pytools install
+    eval "$(bash scripts/pytools env)"
+    export USHER_REQUIRE_SERVERS=1 USHER_REQUIRE_TOOLS=1
     "{{just_executable()}}" host-tests
 
 # The host workspace's tests (the servers' addresses, when any, in the environment): cargo-nextest when installed (test binaries side by side, progress shown), else `cargo test`.

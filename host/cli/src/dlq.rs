@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
-use usher_backend_embedded::Embedded;
+use usher_backend_embedded::{Embedded, EmbeddedQueues};
 use usher_registry::{Registry, Trigger};
 
 use crate::store_cmds::Paths;
@@ -23,7 +23,7 @@ const REPLAY_STEP: u32 = 100;
 
 /// Every dead-letter queue of the registry: a queue's `dead_letter` (value:
 /// the source queues) or a stream's `on_failure` (value: empty).
-fn dead_letter_queues(registry: &Registry) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn dead_letter_queues(registry: &Registry) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, def) in &registry.resources.queues {
         if let Some(dlq) = &def.dead_letter {
@@ -135,11 +135,10 @@ pub async fn ls(paths: &Paths, data: &Path, queue: Option<&str>, json_out: bool)
     Ok(())
 }
 
-pub async fn replay(paths: &Paths, data: &Path, queue: &str, to: Option<&str>) -> Result<()> {
-    let (registry, embedded) = open(paths, data)?;
-    if !registry.resources.queues.contains_key(queue) {
-        bail!("queue `{queue}` is not defined in resources.yaml");
-    }
+/// Where a replay of `queue` goes: `to` when given (a queue of the
+/// registry, not `queue` itself), else the one queue whose `dead_letter` is
+/// `queue`.
+pub(crate) fn replay_target(registry: &Registry, queue: &str, to: Option<&str>) -> Result<String> {
     let target = match to {
         Some(t) => {
             if !registry.resources.queues.contains_key(t) {
@@ -148,7 +147,7 @@ pub async fn replay(paths: &Paths, data: &Path, queue: &str, to: Option<&str>) -
             t.to_string()
         }
         None => {
-            let sources = dead_letter_queues(&registry)
+            let sources = dead_letter_queues(registry)
                 .remove(queue)
                 .unwrap_or_default();
             match sources.as_slice() {
@@ -168,6 +167,36 @@ pub async fn replay(paths: &Paths, data: &Path, queue: &str, to: Option<&str>) -
     if target == queue {
         bail!("cannot replay `{queue}` onto itself");
     }
+    Ok(target)
+}
+
+/// Moves every message of `from` to `to` (visible at once, receive count
+/// reset), `REPLAY_STEP` at a time, calling `progress` with the running
+/// total; the number moved.
+pub(crate) async fn move_all(
+    queues: &EmbeddedQueues,
+    from: &str,
+    to: &str,
+    mut progress: impl FnMut(u64),
+) -> Result<u64> {
+    let mut moved = 0u64;
+    loop {
+        let n = queues.move_some(from, to, REPLAY_STEP).await?;
+        if n == 0 {
+            break;
+        }
+        moved += n;
+        progress(moved);
+    }
+    Ok(moved)
+}
+
+pub async fn replay(paths: &Paths, data: &Path, queue: &str, to: Option<&str>) -> Result<()> {
+    let (registry, embedded) = open(paths, data)?;
+    if !registry.resources.queues.contains_key(queue) {
+        bail!("queue `{queue}` is not defined in resources.yaml");
+    }
+    let target = replay_target(&registry, queue, to)?;
     let queues = embedded.queues();
     let d = queues.depth(queue).await?;
     let total = d.visible + d.in_flight + d.delayed;
@@ -183,18 +212,13 @@ pub async fn replay(paths: &Paths, data: &Path, queue: &str, to: Option<&str>) -
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_message(format!("replaying {queue} -> {target}"));
-    let mut moved = 0u64;
-    loop {
-        let n = queues.move_some(queue, &target, REPLAY_STEP).await?;
-        if n == 0 {
-            break;
-        }
-        moved += n;
+    let moved = move_all(&queues, queue, &target, |moved| {
         if moved > bar.length().unwrap_or(0) {
             bar.set_length(moved);
         }
         bar.set_position(moved);
-    }
+    })
+    .await?;
     bar.finish_and_clear();
     println!("replayed {moved} message(s) from {queue} to {target}");
     Ok(())

@@ -9,10 +9,12 @@ mod dlq;
 mod draw;
 mod invoke;
 mod lambda;
+mod ops;
 mod provision;
 mod services;
 mod status;
 mod store_cmds;
+mod terraform;
 mod up;
 mod workflow;
 
@@ -137,6 +139,19 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Generates the AWS deployment's Terraform (HCL) from the registry and
+    /// the workflows folder: a function, an IAM role (only what the grants
+    /// name) and a trigger per worker, the tables, queues, topics, buckets,
+    /// schedules and state machines (see the usher-terraform crate).
+    Terraform {
+        /// The folder to write (its other `*.tf` files are removed).
+        #[arg(long, default_value = "terraform")]
+        out: PathBuf,
+        /// Write nothing; exit 1 when the folder differs from what the
+        /// registry generates (drift).
+        #[arg(long)]
+        check: bool,
     },
     /// Dead-letter queues: list them and their messages, replay them.
     Dlq {
@@ -278,6 +293,7 @@ fn main() -> Result<()> {
                 .build()?;
             rt.block_on(up::run(&paths, &data, listen))
         }
+        Command::Terraform { out, check } => terraform::run(&paths, &out, check),
         Command::Dlq { command } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -110,6 +110,7 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
         None => false,
     };
     let store = Arc::new(paths.store()?);
+    let ops_store: Arc<dyn usher_store::ComponentStore> = store.clone();
     let engine = Arc::new(UsherEngine::new(EngineOptions::default())?);
     let runtime = Arc::new(Runtime::start(
         engine,
@@ -124,16 +125,27 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
     let store = usher_workflows::Store::open(data)
         .with_context(|| format!("opening the workflow executions in {}", data.display()))?;
     let workflows = Workflows::new(loaded, store, Arc::new(RuntimeInvoker(runtime.clone())));
+    let ops = Arc::new(crate::ops::Ops {
+        runtime: runtime.clone(),
+        queues: embedded.queues(),
+        store: ops_store,
+        env: paths.env.clone(),
+        counters: std::sync::OnceLock::new(),
+    });
     let listener = HttpListener::serve_with(
         runtime.clone(),
         socket,
-        vec![(
-            "/workflows".to_string(),
-            usher_workflows::http::router(workflows.clone()),
-        )],
+        vec![
+            (
+                "/workflows".to_string(),
+                usher_workflows::http::router(workflows.clone()),
+            ),
+            ("/ops".to_string(), crate::ops::router(ops.clone())),
+        ],
     )
     .with_context(|| format!("listening on {addr}"))?;
     let triggers = Triggers::start(runtime.clone(), &embedded, TriggerOptions::default())?;
+    let _ = ops.counters.set(triggers.counters().clone());
     // Executions left running by the last stop (or a kill) go on.
     let resumed = workflows.resume().await?;
     if resumed > 0 {
@@ -203,6 +215,7 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
         data.display(),
         host.local_addr()
     );
+    eprintln!("  operator page: http://{}/ops/", host.local_addr());
     for (route, worker) in host.listener.routes().list() {
         eprintln!("  http {route} -> {worker}");
     }

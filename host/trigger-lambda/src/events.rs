@@ -224,10 +224,103 @@ fn aws_event(trigger: &Trigger, event: Value) -> Result<Parsed, String> {
             type_name,
             field_name,
         } => resolver(type_name, field_name, event).map(Parsed::from),
-        Trigger::Http { .. } => {
-            Err("http-workers are served by `usher up`, not by `usher lambda`".into())
+        Trigger::Http { route } => function_url_request(route, event).map(Parsed::from),
+    }
+}
+
+/// A Lambda function URL request (payload format 2.0: `rawPath`,
+/// `rawQueryString`, `headers`, `body`, `isBase64Encoded`,
+/// `requestContext.http.method`) as the http-worker's request. The path is
+/// the one below the worker's route: a `rawPath` under the route (as
+/// `usher up` serves it, `/services/entries/...`) has the route taken off;
+/// another (the function URL's own root) is passed as it is.
+fn function_url_request(route: &str, event: Value) -> Result<Input, String> {
+    let method = event
+        .pointer("/requestContext/http/method")
+        .and_then(Value::as_str)
+        .ok_or("not a function URL request: no requestContext.http.method")?
+        .to_ascii_uppercase();
+    let raw_path = event.get("rawPath").and_then(Value::as_str).unwrap_or("/");
+    let route = route.trim_end_matches('/');
+    let path = match raw_path.strip_prefix(route) {
+        Some(rest) if !route.is_empty() && (rest.is_empty() || rest.starts_with('/')) => {
+            if rest.is_empty() {
+                "/".to_string()
+            } else {
+                rest.to_string()
+            }
+        }
+        _ => raw_path.to_string(),
+    };
+    let query = event
+        .get("rawQueryString")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut headers: Vec<(String, String)> = event
+        .get("headers")
+        .and_then(Value::as_object)
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.to_ascii_lowercase(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(cookies) = event.get("cookies").and_then(Value::as_array) {
+        let joined: Vec<&str> = cookies.iter().filter_map(Value::as_str).collect();
+        if !joined.is_empty() {
+            headers.push(("cookie".into(), joined.join("; ")));
         }
     }
+    let body = match event.get("body").and_then(Value::as_str) {
+        None => Vec::new(),
+        Some(text) if event.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("the body is marked base64 but does not decode: {e}"))?
+        }
+        Some(text) => text.as_bytes().to_vec(),
+    };
+    Ok(Input::Http(usher_engine::HttpRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    }))
+}
+
+/// An http-worker's response as a function URL response (`statusCode`,
+/// `headers` (repeated headers joined by `, `; `set-cookie` as `cookies`),
+/// `body` in base64).
+fn function_url_response(response: usher_engine::HttpResponse) -> Value {
+    use base64::Engine as _;
+    let mut headers = Map::new();
+    let mut cookies = Vec::new();
+    for (name, value) in response.headers {
+        let name = name.to_ascii_lowercase();
+        if name == "set-cookie" {
+            cookies.push(Value::String(value));
+            continue;
+        }
+        match headers.get_mut(&name) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name, Value::String(value));
+            }
+        }
+    }
+    json!({
+        "statusCode": response.status,
+        "headers": headers,
+        "cookies": cookies,
+        "body": base64::engine::general_purpose::STANDARD.encode(&response.body),
+        "isBase64Encoded": true,
+    })
 }
 
 /// The reply for a worker's output on `parsed.input`, in AWS's shape:
@@ -252,12 +345,7 @@ pub fn reply(worker: &str, parsed: &Parsed, output: Output) -> Result<Value, Lam
                 format!("{worker}: {message}"),
             ))
         }
-        Output::Http(_) => {
-            return Err(LambdaError::new(
-                "InternalError",
-                format!("{worker}: an http-worker answered under `usher lambda`"),
-            ))
-        }
+        Output::Http(response) => return Ok(function_url_response(response)),
     };
     if !input.is_empty() && failures.len() >= input.len() {
         return Err(LambdaError::new(
@@ -769,6 +857,77 @@ mod tests {
         );
         let err = read_event(&http, json!({"path": "/a"})).unwrap_err();
         assert!(err.to_string().starts_with("not an HTTP request"), "{err}");
+    }
+
+    #[test]
+    fn function_url_requests_and_responses() {
+        let http = Trigger::Http {
+            route: "/services/entries".into(),
+        };
+        let event = json!({
+            "version": "2.0",
+            "rawPath": "/services/entries/campaigns/c1/entries",
+            "rawQueryString": "limit=2",
+            "headers": {"Content-Type": "application/json", "authorization": "Bearer t"},
+            "cookies": ["a=1", "b=2"],
+            "requestContext": {"http": {"method": "post", "path": "/services/entries/campaigns/c1/entries"}},
+            "body": "eyJhIjoxfQ==",
+            "isBase64Encoded": true
+        });
+        let parsed = parse_event("services/entry-service", &http, event).unwrap();
+        let Input::Http(request) = &parsed.input else {
+            panic!("not an HTTP request")
+        };
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, "/campaigns/c1/entries");
+        assert_eq!(request.query, "limit=2");
+        assert_eq!(request.body, br#"{"a":1}"#.to_vec());
+        assert!(request
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
+        assert!(request
+            .headers
+            .contains(&("cookie".into(), "a=1; b=2".into())));
+        // At the function URL's own root the path is passed as it is.
+        let root = json!({"rawPath": "/campaigns", "requestContext": {"http": {"method": "GET"}}, "body": "x"});
+        let Input::Http(request) = parse_event("w", &http, root).unwrap().input else {
+            panic!("not an HTTP request")
+        };
+        assert_eq!(
+            (request.path.as_str(), request.body.as_slice()),
+            ("/campaigns", &b"x"[..])
+        );
+        let err = parse_event("w", &http, json!({"rawPath": "/"})).unwrap_err();
+        assert!(
+            err.to_string().contains("requestContext.http.method"),
+            "{err}"
+        );
+
+        let reply = reply(
+            "w",
+            &parsed,
+            Output::Http(usher_engine::HttpResponse {
+                status: 201,
+                headers: vec![
+                    ("Content-Type".into(), "application/json".into()),
+                    ("Vary".into(), "a".into()),
+                    ("vary".into(), "b".into()),
+                    ("Set-Cookie".into(), "s=1".into()),
+                ],
+                body: br#"{"ok":true}"#.to_vec(),
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            reply,
+            json!({
+                "statusCode": 201,
+                "headers": {"content-type": "application/json", "vary": "a, b"},
+                "cookies": ["s=1"],
+                "body": "eyJvayI6dHJ1ZX0=",
+                "isBase64Encoded": true
+            })
+        );
     }
 
     #[test]

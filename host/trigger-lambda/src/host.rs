@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use usher_capabilities::Backends;
 use usher_engine::{EngineOptions, InvokeError, Runtime, Swap, UsherEngine};
-use usher_registry::{Registry, Trigger, WorkerSpec};
+use usher_registry::{Registry, WorkerSpec};
 use usher_store::{
     ComponentStore, Digest, LocalStore, Release, S3Store, StoreError, StoreLocation,
 };
@@ -46,8 +46,9 @@ pub enum InitError {
         /// The registry's workers.
         known: Vec<String>,
     },
-    /// The worker's trigger is not one Lambda serves.
-    #[error("worker {worker} has a {trigger} trigger, which `usher lambda` does not serve (http-workers run under `usher up`)")]
+    /// The worker's trigger is not one Lambda serves (none today: kept for
+    /// compatibility).
+    #[error("worker {worker} has a {trigger} trigger, which `usher lambda` does not serve")]
     UnsupportedTrigger {
         /// The worker.
         worker: String,
@@ -141,12 +142,6 @@ impl LambdaHost {
                 worker: config.worker.clone(),
                 known: registry.workers.keys().cloned().collect(),
             })?;
-        if let Trigger::Http { .. } = spec.trigger {
-            return Err(InitError::UnsupportedTrigger {
-                worker: spec.name.clone(),
-                trigger: spec.trigger.kind().to_string(),
-            });
-        }
         let store_error = |source: StoreError| InitError::Store {
             location: config.store.to_string(),
             source,

@@ -506,8 +506,9 @@ async fn init_errors_are_clear() {
         err.starts_with("unknown worker `replication/no-such-worker`: the registry has "),
         "{err}"
     );
+    // An http-worker is served behind a function URL.
     let err = init(fx.config("services/entry-service")).await;
-    assert!(err.contains("has a http trigger"), "{err}");
+    assert_eq!(err, "", "an http-worker starts under `usher lambda`");
 
     // A component whose bytes do not match their digest.
     let spec = registry.worker("testing/echo").expect("echo");
@@ -536,4 +537,44 @@ async fn init_errors_are_clear() {
         bad.to_string().contains("`soon` is not a whole number"),
         "{bad}"
     );
+}
+
+#[tokio::test]
+async fn an_http_worker_answers_function_url_requests() {
+    use base64::Engine as _;
+    let fx = Fixture::new();
+    let run = start(&fx.config("services/entry-service")).await;
+    let request = |method: &str, path: &str| {
+        json!({
+            "version": "2.0",
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {"accept": "application/json"},
+            "requestContext": {"http": {"method": method, "path": path}},
+            "isBase64Encoded": false
+        })
+    };
+    let decode = |reply: &Value| -> Value {
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(reply["body"].as_str().expect("body"))
+            .expect("base64");
+        serde_json::from_slice(&body).expect("a JSON body")
+    };
+    // Under the worker's route (as `usher up` serves it) and at the URL's root.
+    for path in [
+        "/services/entries/campaigns/c-url/entries",
+        "/campaigns/c-url/entries",
+    ] {
+        let reply = run.host.handle(request("GET", path)).await.expect("reply");
+        assert_eq!(reply["statusCode"], 200, "{path}: {reply}");
+        assert_eq!(reply["isBase64Encoded"], true);
+        assert!(decode(&reply).is_object(), "{path}: {reply}");
+    }
+    let reply = run
+        .host
+        .handle(request("GET", "/no/such/route"))
+        .await
+        .expect("reply");
+    assert_eq!(reply["statusCode"], 404, "{reply}");
+    assert!(decode(&reply)["error"].is_string(), "{reply}");
 }
