@@ -85,6 +85,17 @@ impl Host {
 /// (see [`crate::services::point_at_listener`]; a `USHER_SERVICE_<NAME>_URL`
 /// still wins).
 pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Host> {
+    start_with(paths, data, listen, false).await
+}
+
+/// [`start`], serving `POST /dev/token` when `dev_tokens` (`usher up
+/// --dev-tokens`: development tokens for the routes that declare JWT auth).
+pub async fn start_with(
+    paths: &Paths,
+    data: &Path,
+    listen: SocketAddr,
+    dev_tokens: bool,
+) -> Result<Host> {
     let mut registry = paths.registry()?;
     let workflows_dir = paths.workflows_dir();
     let loaded = usher_workflows::load_dir(&workflows_dir, &registry)
@@ -124,13 +135,18 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
     let store = usher_workflows::Store::open(data)
         .with_context(|| format!("opening the workflow executions in {}", data.display()))?;
     let workflows = Workflows::new(loaded, store, Arc::new(RuntimeInvoker(runtime.clone())));
-    let listener = HttpListener::serve_with(
+    let options = usher_trigger_local::ListenerOptions {
+        dev_tokens,
+        ..Default::default()
+    };
+    let listener = HttpListener::serve_with_options(
         runtime.clone(),
         socket,
         vec![(
             "/workflows".to_string(),
             usher_workflows::http::router(workflows.clone()),
         )],
+        &options,
     )
     .with_context(|| format!("listening on {addr}"))?;
     let triggers = Triggers::start(runtime.clone(), &embedded, TriggerOptions::default())?;
@@ -191,8 +207,11 @@ fn kafka_events_from_env() -> Result<Option<Arc<dyn usher_capabilities::EventBac
     Ok(Some(Arc::new(events)))
 }
 
-pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
-    let host = start(paths, data, listen).await?;
+pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr, dev_tokens: bool) -> Result<()> {
+    let host = start_with(paths, data, listen, dev_tokens).await?;
+    if dev_tokens {
+        eprintln!("usher up: --dev-tokens: POST /dev/token signs tokens for the protected routes (development only)");
+    }
     let runtime = host.runtime.clone();
     eprintln!(
         "usher up: {} worker(s), data {}, listening on http://{} (Ctrl-C stops)",

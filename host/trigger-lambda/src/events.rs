@@ -224,10 +224,127 @@ fn aws_event(trigger: &Trigger, event: Value) -> Result<Parsed, String> {
             type_name,
             field_name,
         } => resolver(type_name, field_name, event).map(Parsed::from),
-        Trigger::Http { .. } => {
-            Err("http-workers are served by `usher up`, not by `usher lambda`".into())
+        Trigger::Http { route } => http_request(route, event).map(Parsed::from),
+    }
+}
+
+/// An HTTP event of a Lambda function URL or an API Gateway HTTP API
+/// (payload 2.0: `rawPath`, `rawQueryString`, `headers`, `body`,
+/// `isBase64Encoded`, `requestContext.http.method`), or of an API Gateway
+/// REST API (payload 1.0: `httpMethod`, `path`, `queryStringParameters`).
+/// The worker gets the path below its `route` when the event's path is
+/// under it (API Gateway may send the whole path), else the path as it is.
+fn http_request(route: &str, event: Value) -> Result<Input, String> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let method = text(event.pointer("/requestContext/http/method"))
+        .or_else(|| text(event.get("httpMethod")))
+        .ok_or("not an HTTP event: no requestContext.http.method nor httpMethod")?;
+    let raw_path = text(event.get("rawPath"))
+        .or_else(|| text(event.get("path")))
+        .unwrap_or_else(|| "/".to_string());
+    let query = match text(event.get("rawQueryString")) {
+        Some(q) => q,
+        None => event
+            .get("queryStringParameters")
+            .and_then(Value::as_object)
+            .map(|params| {
+                params
+                    .iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            })
+            .unwrap_or_default(),
+    };
+    let mut headers: Vec<(String, String)> = event
+        .get("headers")
+        .and_then(Value::as_object)
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.to_ascii_lowercase(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(cookies) = event.get("cookies").and_then(Value::as_array) {
+        let joined: Vec<&str> = cookies.iter().filter_map(Value::as_str).collect();
+        if !joined.is_empty() {
+            headers.push(("cookie".to_string(), joined.join("; ")));
         }
     }
+    let body = match event.get("body") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(b)) if event.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| format!("the body is not base64 as isBase64Encoded says: {e}"))?
+        }
+        Some(Value::String(b)) => b.clone().into_bytes(),
+        Some(_) => return Err("the body must be a string".into()),
+    };
+    let trimmed = route.trim_end_matches('/');
+    let path = if trimmed.is_empty() {
+        raw_path
+    } else if raw_path == trimmed {
+        "/".to_string()
+    } else {
+        match raw_path.strip_prefix(trimmed) {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            _ => raw_path,
+        }
+    };
+    Ok(Input::Http(usher_engine::HttpRequest {
+        method: method.to_ascii_uppercase(),
+        path,
+        query,
+        headers,
+        body,
+    }))
+}
+
+/// The function URL / API Gateway answer of an http-worker: `statusCode`,
+/// `headers` (one value per name, repeated names joined with `,`;
+/// `set-cookie` as `cookies`), the body as text, or base64 when it is not
+/// UTF-8.
+pub fn http_reply(status: u16, headers: &[(String, String)], body: Vec<u8>) -> Value {
+    let mut map = Map::new();
+    let mut cookies = Vec::new();
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        if name == "set-cookie" {
+            cookies.push(Value::String(value.clone()));
+            continue;
+        }
+        match map.get_mut(&name) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(value);
+            }
+            _ => {
+                map.insert(name, Value::String(value.clone()));
+            }
+        }
+    }
+    let (body, encoded) = match String::from_utf8(body) {
+        Ok(text) => (text, false),
+        Err(e) => {
+            use base64::Engine as _;
+            (
+                base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                true,
+            )
+        }
+    };
+    let mut reply = json!({
+        "statusCode": status,
+        "headers": map,
+        "body": body,
+        "isBase64Encoded": encoded,
+    });
+    if !cookies.is_empty() {
+        reply["cookies"] = Value::Array(cookies);
+    }
+    reply
 }
 
 /// The reply for a worker's output on `parsed.input`, in AWS's shape:
@@ -252,12 +369,7 @@ pub fn reply(worker: &str, parsed: &Parsed, output: Output) -> Result<Value, Lam
                 format!("{worker}: {message}"),
             ))
         }
-        Output::Http(_) => {
-            return Err(LambdaError::new(
-                "InternalError",
-                format!("{worker}: an http-worker answered under `usher lambda`"),
-            ))
-        }
+        Output::Http(answer) => return Ok(http_reply(answer.status, &answer.headers, answer.body)),
     };
     if !input.is_empty() && failures.len() >= input.len() {
         return Err(LambdaError::new(
