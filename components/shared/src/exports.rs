@@ -321,7 +321,14 @@ const USER_COLUMNS: &[&str] = &[
     "country",
     "locale",
 ];
-const SELECTION_COLUMNS: &[&str] = &["campaignId", "marketId", "globalUserId", "verdict", "code", "drawId"];
+const SELECTION_COLUMNS: &[&str] = &[
+    "campaignId",
+    "marketId",
+    "globalUserId",
+    "verdict",
+    "code",
+    "drawId",
+];
 const PEOPLE_COLUMNS: &[&str] = &[
     "campaignId",
     "marketId",
@@ -559,7 +566,9 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
         return Err(format!("{what} must be 1 to {MAX_ID_LEN} characters"));
     }
     if id.contains(['#', '/']) || id.chars().any(char::is_control) {
-        return Err(format!("{what} must not contain `#`, `/` or control characters"));
+        return Err(format!(
+            "{what} must not contain `#`, `/` or control characters"
+        ));
     }
     Ok(())
 }
@@ -583,7 +592,11 @@ pub fn parse_request(body: &Value) -> Result<ExportRequest, String> {
     let export_type = export_type(name).ok_or_else(|| {
         format!(
             "unknown exportType `{name}`; one of: {}",
-            EXPORT_TYPES.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+            EXPORT_TYPES
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })?;
     let market_id = match fields.get("marketId") {
@@ -643,7 +656,9 @@ impl Claims {
             return Some(format!("the token lacks the {permission} permission"));
         }
         if !self.campaigns.iter().any(|c| c == "*" || c == campaign_id) {
-            return Some(format!("campaign {campaign_id} is not in the token's scope"));
+            return Some(format!(
+                "campaign {campaign_id} is not in the token's scope"
+            ));
         }
         None
     }
@@ -661,7 +676,11 @@ pub fn cell(value: Option<&Value>) -> String {
 
 /// The header of an export with the campaign's field names.
 pub fn header(export_type: &ExportType, fields: &[String]) -> Vec<String> {
-    let mut header: Vec<String> = export_type.columns.iter().map(|c| (*c).to_string()).collect();
+    let mut header: Vec<String> = export_type
+        .columns
+        .iter()
+        .map(|c| (*c).to_string())
+        .collect();
     if export_type.field_columns {
         header.extend(fields.iter().map(|f| format!("field:{f}")));
     }
@@ -691,22 +710,37 @@ mod tests {
         for t in EXPORT_TYPES {
             assert!(!t.columns.is_empty(), "{}", t.name);
         }
-        assert_eq!(export_type("reminder_email").map(ExportType::extension), Some("zip"));
+        assert_eq!(
+            export_type("reminder_email").map(ExportType::extension),
+            Some("zip")
+        );
     }
 
     #[test]
     fn requests_are_validated_with_a_reason() {
         let ok = parse_request(&json!({"exportType": "entries", "marketId": "m1"})).expect("ok");
-        assert_eq!((ok.export_type.name, ok.market_id.as_deref()), ("entries", Some("m1")));
+        assert_eq!(
+            (ok.export_type.name, ok.market_id.as_deref()),
+            ("entries", Some("m1"))
+        );
         let reasons = [
             (json!([]), "JSON object"),
             (json!({}), "exportType is required"),
             (json!({"exportType": "nope"}), "unknown exportType"),
             (json!({"exportType": 3}), "must be a string"),
-            (json!({"exportType": "entries", "marketId": "a#b"}), "must not contain"),
+            (
+                json!({"exportType": "entries", "marketId": "a#b"}),
+                "must not contain",
+            ),
             (json!({"exportType": "entries", "marketId": ""}), "1 to 128"),
-            (json!({"exportType": "entries", "other": 1}), "unknown field `other`"),
-            (json!({"exportType": "campaign", "marketId": "m"}), "takes no marketId"),
+            (
+                json!({"exportType": "entries", "other": 1}),
+                "unknown field `other`",
+            ),
+            (
+                json!({"exportType": "campaign", "marketId": "m"}),
+                "takes no marketId",
+            ),
         ];
         for (body, reason) in reasons {
             let e = parse_request(&body).expect_err("refused");
@@ -725,11 +759,17 @@ mod tests {
 
     #[test]
     fn claims_need_the_permission_and_the_campaign() {
-        let claims = Claims::parse(Some(r#"{"sub":"u","permissions":["REPORT"],"campaigns":["c1"]}"#))
-            .expect("claims");
+        let claims = Claims::parse(Some(
+            r#"{"sub":"u","permissions":["REPORT"],"campaigns":["c1"]}"#,
+        ))
+        .expect("claims");
         assert_eq!(claims.refuse(REPORT_PERMISSION, "c1"), None);
-        assert!(claims.refuse(REPORT_PERMISSION, "c2").is_some_and(|r| r.contains("scope")));
-        assert!(claims.refuse("ADMIN", "c1").is_some_and(|r| r.contains("permission")));
+        assert!(claims
+            .refuse(REPORT_PERMISSION, "c2")
+            .is_some_and(|r| r.contains("scope")));
+        assert!(claims
+            .refuse("ADMIN", "c1")
+            .is_some_and(|r| r.contains("permission")));
         let all = Claims {
             permissions: vec!["REPORT".into()],
             campaigns: vec!["*".into()],
@@ -772,7 +812,11 @@ mod tests {
     #[test]
     fn rows_take_columns_then_fields() {
         let record = json!({"globalUserId": "u", "score": 7, "entry": {"size": "L"}});
-        let row = row_of(&["globalUserId", "score", "email"], &["size".into()], record.as_object().expect("obj"));
+        let row = row_of(
+            &["globalUserId", "score", "email"],
+            &["size".into()],
+            record.as_object().expect("obj"),
+        );
         assert_eq!(row, vec!["u", "7", "", "L"]);
     }
 }

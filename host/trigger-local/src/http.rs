@@ -595,7 +595,10 @@ async fn dev_token(State(shared): State<Shared>, request: Request) -> Response {
             .map(|(w, v)| (w.to_string(), v.clone())),
     };
     let Some((worker, verifier)) = verifier else {
-        return error(StatusCode::NOT_FOUND, "no protected route to sign a token for");
+        return error(
+            StatusCode::NOT_FOUND,
+            "no protected route to sign a token for",
+        );
     };
     let body = match read_body(request).await {
         Ok(b) => b,

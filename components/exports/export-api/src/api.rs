@@ -3,8 +3,7 @@
 use serde_json::{json, Value};
 use usher_domain::exports::{
     self, active_key, campaign_partition, dedupe_key, fingerprint, job_key, new_export_id,
-    parse_request, run_message, Claims, ExportJob, ExportState, MAX_BODY_BYTES,
-    REPORT_PERMISSION,
+    parse_request, run_message, Claims, ExportJob, ExportState, MAX_BODY_BYTES, REPORT_PERMISSION,
 };
 use usher_domain::rfc3339;
 use usher_sdk::queue::{self, Outgoing};
@@ -49,8 +48,8 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
 
 /// The verified claims, allowed REPORT on the campaign; 401/403 otherwise.
 fn authorize(r: &Routed<'_>, campaign_id: &str) -> Result<Claims, HttpError> {
-    let claims = Claims::parse(r.request().header(claims_header()))
-        .map_err(|e| HttpError::new(401, e))?;
+    let claims =
+        Claims::parse(r.request().header(claims_header())).map_err(|e| HttpError::new(401, e))?;
     exports::check_id("campaignId", campaign_id).map_err(HttpError::bad_request)?;
     if let Some(reason) = claims.refuse(REPORT_PERMISSION, campaign_id) {
         return Err(HttpError::new(403, reason));
@@ -99,7 +98,12 @@ fn create(settings: &Settings, r: &Routed<'_>) -> Reply {
                 }
                 continue;
             }
-            Err(e) => return Err(HttpError::from_table("writing the export's dedupe item", &e)),
+            Err(e) => {
+                return Err(HttpError::from_table(
+                    "writing the export's dedupe item",
+                    &e,
+                ))
+            }
         }
         let job = ExportJob {
             export_id: export_id.clone(),
@@ -186,7 +190,10 @@ fn existing(
     match table::delete(
         &settings.table,
         &key,
-        Some(Condition::AttributeEquals("exportId".into(), json!(export_id))),
+        Some(Condition::AttributeEquals(
+            "exportId".into(),
+            json!(export_id),
+        )),
     ) {
         Ok(()) | Err(Error::ConditionFailed(_)) => Ok(None),
         Err(e) => Err(HttpError::from_table("removing a stale dedupe item", &e)),
@@ -194,7 +201,11 @@ fn existing(
 }
 
 /// 404 for an unknown campaign, 400 for a market it does not have.
-fn check_campaign(settings: &Settings, campaign_id: &str, market: Option<&str>) -> Result<(), HttpError> {
+fn check_campaign(
+    settings: &Settings,
+    campaign_id: &str,
+    market: Option<&str>,
+) -> Result<(), HttpError> {
     if settings.campaign_service.is_empty() {
         return Ok(());
     }
@@ -204,10 +215,19 @@ fn check_campaign(settings: &Settings, campaign_id: &str, market: Option<&str>) 
     match campaign.status {
         200 => {}
         404 => return Err(HttpError::not_found(format!("no campaign {campaign_id}"))),
-        s => return Err(HttpError::new(503, format!("the Campaign Service answered {s}: {}", campaign.body))),
+        s => {
+            return Err(HttpError::new(
+                503,
+                format!("the Campaign Service answered {s}: {}", campaign.body),
+            ))
+        }
     }
     if let Some(market) = market {
-        let path = format!("/campaigns/{}/markets/{}", encode(campaign_id), encode(market));
+        let path = format!(
+            "/campaigns/{}/markets/{}",
+            encode(campaign_id),
+            encode(market)
+        );
         let answer = services::get(&settings.campaign_service, &path).map_err(service)?;
         match answer.status {
             200 => {}
@@ -216,7 +236,12 @@ fn check_campaign(settings: &Settings, campaign_id: &str, market: Option<&str>) 
                     "campaign {campaign_id} has no market {market}"
                 )))
             }
-            s => return Err(HttpError::new(503, format!("the Campaign Service answered {s}: {}", answer.body))),
+            s => {
+                return Err(HttpError::new(
+                    503,
+                    format!("the Campaign Service answered {s}: {}", answer.body),
+                ))
+            }
         }
     }
     Ok(())
@@ -273,7 +298,9 @@ fn list(settings: &Settings, r: &Routed<'_>) -> Reply {
         _ => Value::Null,
     };
     let views: Vec<Value> = jobs.iter().map(ExportJob::view).collect();
-    Ok(HttpResponse::json_ok(&json!({"exports": views, "next": next})))
+    Ok(HttpResponse::json_ok(
+        &json!({"exports": views, "next": next}),
+    ))
 }
 
 fn read(settings: &Settings, r: &Routed<'_>) -> Reply {
@@ -283,7 +310,9 @@ fn read(settings: &Settings, r: &Routed<'_>) -> Reply {
     exports::check_id("exportId", export_id).map_err(HttpError::bad_request)?;
     let item = table::get::<Value>(&settings.table, &job_key(campaign_id, export_id))
         .map_err(table_error("reading the export job"))?
-        .ok_or_else(|| HttpError::not_found(format!("no export {export_id} in campaign {campaign_id}")))?;
+        .ok_or_else(|| {
+            HttpError::not_found(format!("no export {export_id} in campaign {campaign_id}"))
+        })?;
     let job = ExportJob::from_item(item).map_err(|e| HttpError::new(500, e))?;
     Ok(HttpResponse::json_ok(&job.view()))
 }

@@ -82,7 +82,12 @@ fn get(service: &str, path: &str, missing_ok: bool) -> Result<Option<Value>, Exp
     read(service, path, answer, missing_ok)
 }
 
-fn read(service: &str, path: &str, answer: Response, missing_ok: bool) -> Result<Option<Value>, ExportError> {
+fn read(
+    service: &str,
+    path: &str,
+    answer: Response,
+    missing_ok: bool,
+) -> Result<Option<Value>, ExportError> {
     match answer.status {
         200 => answer
             .json::<Value>()
@@ -146,21 +151,32 @@ fn pages(
 fn markets(sources: &Sources, scope: &Scope<'_>) -> Result<Vec<Map<String, Value>>, ExportError> {
     let c = encode(scope.campaign_id);
     if let Some(m) = scope.market_id {
-        let market = get(&sources.campaigns, &format!("/campaigns/{c}/markets/{}", encode(m)), true)?
-            .and_then(|v| v.as_object().cloned())
-            .unwrap_or_else(|| {
-                let mut o = Map::new();
-                o.insert("id".into(), json!(m));
-                o
-            });
+        let market = get(
+            &sources.campaigns,
+            &format!("/campaigns/{c}/markets/{}", encode(m)),
+            true,
+        )?
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_else(|| {
+            let mut o = Map::new();
+            o.insert("id".into(), json!(m));
+            o
+        });
         return Ok(vec![market]);
     }
-    let answer = get(&sources.campaigns, &format!("/campaigns/{c}/markets"), false)?.unwrap_or(Value::Null);
+    let answer = get(
+        &sources.campaigns,
+        &format!("/campaigns/{c}/markets"),
+        false,
+    )?
+    .unwrap_or(Value::Null);
     answer
         .get("markets")
         .and_then(Value::as_array)
         .map(|ms| ms.iter().filter_map(|m| m.as_object().cloned()).collect())
-        .ok_or_else(|| ExportError::Source("campaigns: the markets answer has no `markets` list".into()))
+        .ok_or_else(|| {
+            ExportError::Source("campaigns: the markets answer has no `markets` list".into())
+        })
 }
 
 fn market_id(market: &Map<String, Value>) -> String {
@@ -170,15 +186,23 @@ fn market_id(market: &Map<String, Value>) -> String {
 /// The campaign's entry field names (`GET /campaigns/{c}`), for the types
 /// with field columns.
 fn campaign(sources: &Sources, scope: &Scope<'_>) -> Result<Value, ExportError> {
-    get(&sources.campaigns, &format!("/campaigns/{}", encode(scope.campaign_id)), false)
-        .map(Option::unwrap_or_default)
+    get(
+        &sources.campaigns,
+        &format!("/campaigns/{}", encode(scope.campaign_id)),
+        false,
+    )
+    .map(Option::unwrap_or_default)
 }
 
 fn field_names(campaign: &Value) -> Vec<String> {
     campaign
         .get("fields")
         .and_then(Value::as_array)
-        .map(|fs| fs.iter().filter_map(|f| f.get("name").and_then(Value::as_str).map(str::to_string)).collect())
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|f| f.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -189,12 +213,20 @@ fn join_users(sources: &Sources, records: &mut [Map<String, Value>]) -> Result<(
     for chunk in records.chunks_mut(256) {
         let requests: Vec<Request> = chunk
             .iter()
-            .map(|r| Request::new(&sources.users, Method::Get, format!("/users/{}", encode(&cell(r.get("globalUserId"))))))
+            .map(|r| {
+                Request::new(
+                    &sources.users,
+                    Method::Get,
+                    format!("/users/{}", encode(&cell(r.get("globalUserId")))),
+                )
+            })
             .collect();
         let answers = services::call_many(&requests)
             .map_err(|e| ExportError::Source(format!("{} GET /users: {e}", sources.users)))?;
         for ((record, request), answer) in chunk.iter_mut().zip(&requests).zip(answers) {
-            let answer = answer.map_err(|e| ExportError::Source(format!("{} GET {}: {e}", sources.users, request.path)))?;
+            let answer = answer.map_err(|e| {
+                ExportError::Source(format!("{} GET {}: {e}", sources.users, request.path))
+            })?;
             if let Some(user) = read(&sources.users, &request.path, answer, true)? {
                 for name in ["email", "firstName", "lastName", "country", "locale"] {
                     if let Some(v) = user.get(name).filter(|v| !v.is_null()) {
@@ -232,17 +264,27 @@ pub fn write_export<W: Write>(
         for market in &markets {
             let name = format!("{}-{}.csv", export_type.name, sanitize(&market_id(market)));
             zip.start_file(name, options).map_err(write_error)?;
-            let mut csv = csv::WriterBuilder::new().buffer_capacity(256 * 1024).from_writer(&mut zip);
+            let mut csv = csv::WriterBuilder::new()
+                .buffer_capacity(256 * 1024)
+                .from_writer(&mut zip);
             csv.write_record(&head).map_err(write_error)?;
-            rows += market_rows(export_type, sources, scope, market, &fields, &mut |row| {
-                csv.write_record(row).map_err(write_error)
-            }, tick)?;
+            rows += market_rows(
+                export_type,
+                sources,
+                scope,
+                market,
+                &fields,
+                &mut |row| csv.write_record(row).map_err(write_error),
+                tick,
+            )?;
             csv.flush().map_err(write_error)?;
         }
         let out = zip.finish().map_err(write_error)?.into_inner();
         return Ok((rows, out));
     }
-    let mut csv = csv::WriterBuilder::new().buffer_capacity(1024 * 1024).from_writer(out);
+    let mut csv = csv::WriterBuilder::new()
+        .buffer_capacity(1024 * 1024)
+        .from_writer(out);
     csv.write_record(&head).map_err(write_error)?;
     let mut rows = 0;
     let mut emit = |row: &[String]| csv.write_record(row).map_err(write_error);
@@ -259,20 +301,32 @@ pub fn write_export<W: Write>(
         }
         _ => {
             for market in &markets(sources, scope)? {
-                rows += market_rows(export_type, sources, scope, market, &fields, &mut emit, tick)?;
+                rows += market_rows(
+                    export_type,
+                    sources,
+                    scope,
+                    market,
+                    &fields,
+                    &mut emit,
+                    tick,
+                )?;
             }
         }
     }
-    let out = csv
-        .into_inner()
-        .map_err(|e| write_error(e.error()))?;
+    let out = csv.into_inner().map_err(|e| write_error(e.error()))?;
     Ok((rows, out))
 }
 
 /// A market id as a file name inside the archive.
 fn sanitize(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -295,7 +349,9 @@ fn market_rows(
         record.insert("campaignId".into(), json!(c));
         record.insert("marketId".into(), json!(m));
     };
-    let write_records = |records: Vec<Map<String, Value>>, emit: &mut dyn FnMut(&[String]) -> Result<(), ExportError>| -> Result<u64, ExportError> {
+    let write_records = |records: Vec<Map<String, Value>>,
+                         emit: &mut dyn FnMut(&[String]) -> Result<(), ExportError>|
+     -> Result<u64, ExportError> {
         let mut n = 0;
         for record in &records {
             emit(&row_of(columns, fields, record))?;
@@ -304,57 +360,93 @@ fn market_rows(
         Ok(n)
     };
     let objects = |items: Vec<Value>| -> Vec<Map<String, Value>> {
-        items.into_iter().filter_map(|v| match v { Value::Object(o) => Some(o), _ => None }).collect()
+        items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Object(o) => Some(o),
+                _ => None,
+            })
+            .collect()
     };
     match export_type.source {
         Source::Entries | Source::EntriesWithUsers => {
             let with_users = export_type.source == Source::EntriesWithUsers;
-            pages(&sources.entries, &format!("/markets/{me}/entries"), &format!("campaignId={ce}"), "entries", sources.page_size, tick, &mut |items| {
-                let mut records = objects(items);
-                for r in records.iter_mut() {
-                    base(r);
-                }
-                if with_users {
-                    join_users(sources, &mut records)?;
-                }
-                rows += write_records(records, emit)?;
-                Ok(())
-            })?;
+            pages(
+                &sources.entries,
+                &format!("/markets/{me}/entries"),
+                &format!("campaignId={ce}"),
+                "entries",
+                sources.page_size,
+                tick,
+                &mut |items| {
+                    let mut records = objects(items);
+                    for r in records.iter_mut() {
+                        base(r);
+                    }
+                    if with_users {
+                        join_users(sources, &mut records)?;
+                    }
+                    rows += write_records(records, emit)?;
+                    Ok(())
+                },
+            )?;
         }
         Source::Selections | Source::SelectionsWithUsers => {
             let with_users = export_type.source == Source::SelectionsWithUsers;
-            pages(&sources.entries, &format!("/markets/{me}/selections"), &format!("campaignId={ce}"), "selections", sources.page_size, tick, &mut |items| {
-                let mut records: Vec<Map<String, Value>> = objects(items)
-                    .into_iter()
-                    .filter(|r| export_type.verdict.is_none_or(|v| r.get("verdict").and_then(Value::as_str) == Some(v)))
-                    .collect();
-                for r in records.iter_mut() {
-                    base(r);
-                    for name in ["eventName", "venue"] {
-                        if let Some(v) = market.get(name) {
-                            r.insert(name.into(), v.clone());
+            pages(
+                &sources.entries,
+                &format!("/markets/{me}/selections"),
+                &format!("campaignId={ce}"),
+                "selections",
+                sources.page_size,
+                tick,
+                &mut |items| {
+                    let mut records: Vec<Map<String, Value>> = objects(items)
+                        .into_iter()
+                        .filter(|r| {
+                            export_type
+                                .verdict
+                                .is_none_or(|v| r.get("verdict").and_then(Value::as_str) == Some(v))
+                        })
+                        .collect();
+                    for r in records.iter_mut() {
+                        base(r);
+                        for name in ["eventName", "venue"] {
+                            if let Some(v) = market.get(name) {
+                                r.insert(name.into(), v.clone());
+                            }
                         }
                     }
-                }
-                if with_users {
-                    join_users(sources, &mut records)?;
-                }
-                rows += write_records(records, emit)?;
-                Ok(())
-            })?;
+                    if with_users {
+                        join_users(sources, &mut records)?;
+                    }
+                    rows += write_records(records, emit)?;
+                    Ok(())
+                },
+            )?;
         }
         Source::Codes => {
-            pages(&sources.codes, &format!("/pools/{ce}/{me}/codes"), "", "codes", sources.page_size.min(1000), tick, &mut |items| {
-                let mut records = objects(items);
-                for r in records.iter_mut() {
-                    base(r);
-                }
-                rows += write_records(records, emit)?;
-                Ok(())
-            })?;
+            pages(
+                &sources.codes,
+                &format!("/pools/{ce}/{me}/codes"),
+                "",
+                "codes",
+                sources.page_size.min(1000),
+                tick,
+                &mut |items| {
+                    let mut records = objects(items);
+                    for r in records.iter_mut() {
+                        base(r);
+                    }
+                    rows += write_records(records, emit)?;
+                    Ok(())
+                },
+            )?;
         }
         Source::CodePools => {
-            if let Some(Value::Object(mut pool)) = get(&sources.codes, &format!("/pools/{ce}/{me}"), true)? {
+            if let Some(Value::Object(mut pool)) =
+                get(&sources.codes, &format!("/pools/{ce}/{me}"), true)?
+            {
                 base(&mut pool);
                 rows += write_records(vec![pool], emit)?;
             }
@@ -365,11 +457,22 @@ fn market_rows(
             rows += write_records(vec![record], emit)?;
         }
         Source::MarketStats => {
-            if let Some(Value::Object(mut stats)) = get(&sources.campaigns, &format!("/campaigns/{ce}/markets/{me}/stats"), true)? {
+            if let Some(Value::Object(mut stats)) = get(
+                &sources.campaigns,
+                &format!("/campaigns/{ce}/markets/{me}/stats"),
+                true,
+            )? {
                 for (prefix, field) in [("expected", "expected"), ("reported", "reported")] {
                     let counts = stats.get(field).cloned().unwrap_or_default();
-                    for (suffix, name) in [("Winners", "winners"), ("Waitlist", "waitlisted"), ("Losers", "losers")] {
-                        stats.insert(format!("{prefix}{suffix}"), counts.get(name).cloned().unwrap_or(Value::Null));
+                    for (suffix, name) in [
+                        ("Winners", "winners"),
+                        ("Waitlist", "waitlisted"),
+                        ("Losers", "losers"),
+                    ] {
+                        stats.insert(
+                            format!("{prefix}{suffix}"),
+                            counts.get(name).cloned().unwrap_or(Value::Null),
+                        );
                     }
                 }
                 base(&mut stats);
@@ -379,22 +482,31 @@ fn market_rows(
         Source::Draws => {
             let draw_id = format!("{c}.{m}");
             let key = json!({"PK": format!("DRAW#{draw_id}"), "SK": "RECORD"});
-            let record = table::get::<Value>(&sources.draws_table, &key)
-                .map_err(|e| ExportError::Transient(format!("reading the draw record {draw_id}: {e}")))?;
+            let record = table::get::<Value>(&sources.draws_table, &key).map_err(|e| {
+                ExportError::Transient(format!("reading the draw record {draw_id}: {e}"))
+            })?;
             if let Some(Value::Object(mut record)) = record {
                 base(&mut record);
                 rows += write_records(vec![record], emit)?;
             }
         }
         Source::EmailJobs => {
-            pages(&sources.users, "/email-jobs", &format!("campaignId={ce}&marketId={me}"), "jobs", sources.page_size.min(1000), tick, &mut |items| {
-                let mut records = objects(items);
-                for r in records.iter_mut() {
-                    base(r);
-                }
-                rows += write_records(records, emit)?;
-                Ok(())
-            })?;
+            pages(
+                &sources.users,
+                "/email-jobs",
+                &format!("campaignId={ce}&marketId={me}"),
+                "jobs",
+                sources.page_size.min(1000),
+                tick,
+                &mut |items| {
+                    let mut records = objects(items);
+                    for r in records.iter_mut() {
+                        base(r);
+                    }
+                    rows += write_records(records, emit)?;
+                    Ok(())
+                },
+            )?;
         }
         Source::Campaign => {}
     }

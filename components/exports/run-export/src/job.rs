@@ -107,8 +107,14 @@ pub fn run_one(settings: &Settings, message: &Message) -> Result<Outcome, String
     }
     let Some(export_type) = export_type(&job.export_type) else {
         let reason = format!("unknown export type {}", job.export_type);
-        return end(settings, &mut job, ExportState::Failed, Some(reason.clone()), None)
-            .map(|_| Outcome::Failed(reason));
+        return end(
+            settings,
+            &mut job,
+            ExportState::Failed,
+            Some(reason.clone()),
+            None,
+        )
+        .map(|_| Outcome::Failed(reason));
     };
     let key = object_key(campaign_id, export_id, job.fencing, export_type.extension());
     let writer = objects::Writer::open(&settings.bucket, &key, Some(export_type.content_type()))
@@ -144,7 +150,13 @@ pub fn run_one(settings: &Settings, message: &Message) -> Result<Outcome, String
         Err(ExportError::Lost) => return Ok(Outcome::Lost),
         Err(ExportError::Transient(e)) => return Err(e),
         Err(ExportError::Source(reason)) => {
-            return match end(settings, &mut job, ExportState::Failed, Some(reason.clone()), None)? {
+            return match end(
+                settings,
+                &mut job,
+                ExportState::Failed,
+                Some(reason.clone()),
+                None,
+            )? {
                 true => Ok(Outcome::Failed(reason)),
                 false => Ok(Outcome::Lost),
             }
@@ -157,7 +169,10 @@ pub fn run_one(settings: &Settings, message: &Message) -> Result<Outcome, String
     let file = ExportFile {
         bucket: settings.bucket.clone(),
         key: key.clone(),
-        location: settings.location_prefix.as_ref().map(|p| format!("{p}{key}")),
+        location: settings
+            .location_prefix
+            .as_ref()
+            .map(|p| format!("{p}{key}")),
         content_type: export_type.content_type().to_string(),
     };
     let completing = Completing {
@@ -169,7 +184,13 @@ pub fn run_one(settings: &Settings, message: &Message) -> Result<Outcome, String
         return Ok(Outcome::Lost);
     }
     let info = writer.finish().map_err(transient("finishing the file"))?;
-    match end(settings, &mut job, ExportState::Finished, None, Some((file, rows, info.size)))? {
+    match end(
+        settings,
+        &mut job,
+        ExportState::Finished,
+        None,
+        Some((file, rows, info.size)),
+    )? {
         true => Ok(Outcome::Finished(rows)),
         false => Ok(Outcome::Lost),
     }
@@ -185,7 +206,9 @@ fn claim(
 ) -> Result<Option<ExportJob>, String> {
     let key = job_key(campaign_id, export_id);
     for _ in 0..5 {
-        let Some(item) = table::get::<Value>(&settings.table, &key).map_err(transient("reading the job"))? else {
+        let Some(item) =
+            table::get::<Value>(&settings.table, &key).map_err(transient("reading the job"))?
+        else {
             usher_sdk::warn!(export_id = export_id; "no such export job");
             return Ok(None);
         };
@@ -218,7 +241,10 @@ fn claim(
             &key,
             &set,
             &[],
-            Some(Condition::AttributeEquals("version".into(), json!(job.version))),
+            Some(Condition::AttributeEquals(
+                "version".into(),
+                json!(job.version),
+            )),
         ) {
             Ok(item) => return ExportJob::from_item(item).map(Some),
             Err(Error::ConditionFailed(_)) => continue,
@@ -254,10 +280,18 @@ fn adopt(settings: &Settings, job: &mut ExportJob) -> Result<Option<Outcome>, St
 
 /// Extends the lease (and records `completing`), conditional on the
 /// version this runner last wrote; `false` when the job was taken.
-fn renew(settings: &Settings, job: &mut ExportJob, completing: Option<&Completing>) -> Result<bool, String> {
+fn renew(
+    settings: &Settings,
+    job: &mut ExportJob,
+    completing: Option<&Completing>,
+) -> Result<bool, String> {
     let now = rfc3339::now_millis();
     let lease = Lease {
-        owner: job.lease.as_ref().map(|l| l.owner.clone()).unwrap_or_default(),
+        owner: job
+            .lease
+            .as_ref()
+            .map(|l| l.owner.clone())
+            .unwrap_or_default(),
         expires_at_ms: now + settings.lease_ms,
     };
     let mut set = json!({
@@ -273,7 +307,10 @@ fn renew(settings: &Settings, job: &mut ExportJob, completing: Option<&Completin
         &job.key(),
         &set,
         &[],
-        Some(Condition::AttributeEquals("version".into(), json!(job.version))),
+        Some(Condition::AttributeEquals(
+            "version".into(),
+            json!(job.version),
+        )),
     ) {
         Ok(item) => {
             *job = ExportJob::from_item(item)?;
@@ -313,7 +350,10 @@ pub(crate) fn end(
         &job.key(),
         &set,
         &["lease", "completing"],
-        Some(Condition::AttributeEquals("version".into(), json!(job.version))),
+        Some(Condition::AttributeEquals(
+            "version".into(),
+            json!(job.version),
+        )),
     ) {
         Ok(item) => *job = ExportJob::from_item(item)?,
         Err(Error::ConditionFailed(_)) => return Ok(false),
@@ -329,13 +369,20 @@ pub(crate) fn release(table_name: &str, job: &ExportJob) -> Result<(), String> {
     match table::delete(
         table_name,
         &dedupe_key(&job.campaign_id, &job.fingerprint),
-        Some(Condition::AttributeEquals("exportId".into(), json!(job.export_id))),
+        Some(Condition::AttributeEquals(
+            "exportId".into(),
+            json!(job.export_id),
+        )),
     ) {
         Ok(()) | Err(Error::ConditionFailed(_)) => {}
         Err(e) => return Err(format!("removing the dedupe item: {e}")),
     }
-    table::delete(table_name, &active_key(&job.campaign_id, &job.export_id), None)
-        .map_err(transient("removing the index entry"))
+    table::delete(
+        table_name,
+        &active_key(&job.campaign_id, &job.export_id),
+        None,
+    )
+    .map_err(transient("removing the index entry"))
 }
 
 /// The objects writer as a [`Write`] (each write crosses to the host).

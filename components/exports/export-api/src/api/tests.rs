@@ -47,33 +47,80 @@ fn refusals_answer_their_status_and_a_json_reason() {
     let _i = f.install();
     let post = |claims: Option<&str>, path: &str, body: &str| call("POST", path, claims, body);
     let cases: Vec<(u16, &str, (u16, Value))> = vec![
-        (401, "no verified claims", post(None, "/c1/exports", r#"{"exportType":"entries"}"#)),
+        (
+            401,
+            "no verified claims",
+            post(None, "/c1/exports", r#"{"exportType":"entries"}"#),
+        ),
         (
             403,
             "lacks the REPORT permission",
-            post(Some(r#"{"sub":"x","permissions":["READ"],"campaigns":["c1"]}"#), "/c1/exports", r#"{"exportType":"entries"}"#),
+            post(
+                Some(r#"{"sub":"x","permissions":["READ"],"campaigns":["c1"]}"#),
+                "/c1/exports",
+                r#"{"exportType":"entries"}"#,
+            ),
         ),
-        (403, "not in the token's scope", post(Some(CLAIMS), "/c2/exports", r#"{"exportType":"entries"}"#)),
-        (400, "unknown exportType", post(Some(CLAIMS), "/c1/exports", r#"{"exportType":"everything"}"#)),
+        (
+            403,
+            "not in the token's scope",
+            post(Some(CLAIMS), "/c2/exports", r#"{"exportType":"entries"}"#),
+        ),
+        (
+            400,
+            "unknown exportType",
+            post(
+                Some(CLAIMS),
+                "/c1/exports",
+                r#"{"exportType":"everything"}"#,
+            ),
+        ),
         (400, "not JSON", post(Some(CLAIMS), "/c1/exports", "{")),
-        (400, "has no market m9", post(Some(CLAIMS), "/c1/exports", r#"{"exportType":"entries","marketId":"m9"}"#)),
+        (
+            400,
+            "has no market m9",
+            post(
+                Some(CLAIMS),
+                "/c1/exports",
+                r#"{"exportType":"entries","marketId":"m9"}"#,
+            ),
+        ),
         (
             413,
             "larger than",
-            post(Some(CLAIMS), "/c1/exports", &format!(r#"{{"exportType":"entries","x":"{}"}}"#, "a".repeat(20_000))),
+            post(
+                Some(CLAIMS),
+                "/c1/exports",
+                &format!(r#"{{"exportType":"entries","x":"{}"}}"#, "a".repeat(20_000)),
+            ),
         ),
         (
             404,
             "no campaign c3",
-            post(Some(r#"{"sub":"x","permissions":["REPORT"],"campaigns":["*"]}"#), "/c3/exports", r#"{"exportType":"entries"}"#),
+            post(
+                Some(r#"{"sub":"x","permissions":["REPORT"],"campaigns":["*"]}"#),
+                "/c3/exports",
+                r#"{"exportType":"entries"}"#,
+            ),
         ),
-        (404, "no export", call("GET", "/c1/exports/123", Some(CLAIMS), "")),
-        (403, "not in the token's scope", call("GET", "/c2/exports", Some(CLAIMS), "")),
+        (
+            404,
+            "no export",
+            call("GET", "/c1/exports/123", Some(CLAIMS), ""),
+        ),
+        (
+            403,
+            "not in the token's scope",
+            call("GET", "/c2/exports", Some(CLAIMS), ""),
+        ),
     ];
     for (status, reason, (got, body)) in cases {
         assert_eq!(got, status, "{reason}: {body}");
         let error = body["error"].as_str().unwrap_or_default();
-        assert!(error.contains(reason), "{status}: `{error}` lacks `{reason}`");
+        assert!(
+            error.contains(reason),
+            "{status}: `{error}` lacks `{reason}`"
+        );
     }
     assert!(f.queued("run-export").is_empty(), "nothing was created");
 }
@@ -82,7 +129,12 @@ fn refusals_answer_their_status_and_a_json_reason() {
 fn a_job_is_created_once_queued_and_listed() {
     let f = fakes();
     let _i = f.install();
-    let (status, job) = call("POST", "/c1/exports", Some(CLAIMS), r#"{"exportType":"entries","marketId":"m1"}"#);
+    let (status, job) = call(
+        "POST",
+        "/c1/exports",
+        Some(CLAIMS),
+        r#"{"exportType":"entries","marketId":"m1"}"#,
+    );
     assert_eq!(status, 202, "{job}");
     assert_eq!(job["state"], "PENDING");
     assert_eq!(job["requestedBy"], "ana");
@@ -94,11 +146,24 @@ fn a_job_is_created_once_queued_and_listed() {
         json!({"campaignId": "c1", "exportId": id})
     );
     // The identical request gets the same job, no second message.
-    let (status, again) = call("POST", "/c1/exports", Some(CLAIMS), r#"{"exportType":"entries","marketId":"m1"}"#);
-    assert_eq!((status, again["exportId"].as_str()), (200, Some(id.as_str())));
+    let (status, again) = call(
+        "POST",
+        "/c1/exports",
+        Some(CLAIMS),
+        r#"{"exportType":"entries","marketId":"m1"}"#,
+    );
+    assert_eq!(
+        (status, again["exportId"].as_str()),
+        (200, Some(id.as_str()))
+    );
     assert_eq!(f.queued("run-export").len(), 1);
     // Another market (all markets) is another job.
-    let (status, other) = call("POST", "/c1/exports", Some(CLAIMS), r#"{"exportType":"entries"}"#);
+    let (status, other) = call(
+        "POST",
+        "/c1/exports",
+        Some(CLAIMS),
+        r#"{"exportType":"entries"}"#,
+    );
     assert_eq!(status, 202);
     assert_ne!(other["exportId"], job["exportId"]);
 
@@ -115,7 +180,10 @@ fn a_job_is_created_once_queued_and_listed() {
     page.query = format!("limit=1&after={next}");
     let second: Value = serde_json::from_slice(&handle(&settings(), &page).body).expect("json");
     assert_eq!(second["exports"].as_array().map(Vec::len), Some(1));
-    assert_ne!(second["exports"][0]["exportId"], first["exports"][0]["exportId"]);
+    assert_ne!(
+        second["exports"][0]["exportId"],
+        first["exports"][0]["exportId"]
+    );
 }
 
 #[test]
@@ -126,7 +194,9 @@ fn a_finished_job_does_not_stop_a_new_identical_one() {
     let (_, job) = call("POST", "/c1/exports", Some(CLAIMS), body);
     let id = job["exportId"].as_str().expect("id");
     let key = job_key("c1", id);
-    let mut item = table::get::<Value>("exports", &key).expect("get").expect("job");
+    let mut item = table::get::<Value>("exports", &key)
+        .expect("get")
+        .expect("job");
     item["state"] = json!("FINISHED");
     table::put("exports", &item, None).expect("put");
     let (status, again) = call("POST", "/c1/exports", Some(CLAIMS), body);

@@ -53,7 +53,10 @@ fn fakes(fail_page: Option<&'static str>) -> Fakes {
 
 fn run(name: &str, market: Option<&str>, f: &Fakes) -> Result<(u64, Vec<u8>), ExportError> {
     let _i = f.install();
-    let scope = Scope { campaign_id: "c1", market_id: market };
+    let scope = Scope {
+        campaign_id: "c1",
+        market_id: market,
+    };
     let mut ticks = 0;
     let t = export_type(name).expect("type");
     write_export(t, &sources(), &scope, Vec::new(), &mut || {
@@ -68,9 +71,27 @@ fn entries_are_quoted_csv_with_a_header_and_field_columns() {
     let (rows, bytes) = run("entries", Some("m1"), &f).expect("export");
     assert_eq!(rows, 5);
     let mut reader = csv::Reader::from_reader(bytes.as_slice());
-    let header: Vec<String> = reader.headers().expect("header").iter().map(str::to_string).collect();
-    assert_eq!(header, ["campaignId", "marketId", "globalUserId", "email", "version", "createdAt", "updatedAt", "field:size"]);
-    let records: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().expect("records");
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "campaignId",
+            "marketId",
+            "globalUserId",
+            "email",
+            "version",
+            "createdAt",
+            "updatedAt",
+            "field:size"
+        ]
+    );
+    let records: Vec<csv::StringRecord> =
+        reader.records().collect::<Result<_, _>>().expect("records");
     assert_eq!(records.len(), 5);
     assert_eq!(&records[1][7], "L, \"tall\"\nñ");
     assert_eq!(&records[4][2], "e4");
@@ -85,7 +106,10 @@ fn winners_join_the_user_service_and_keep_only_winners() {
     assert_eq!(rows, 2);
     let text = String::from_utf8(bytes).expect("utf-8");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "campaignId,marketId,globalUserId,email,firstName,lastName,code,drawId");
+    assert_eq!(
+        lines[0],
+        "campaignId,marketId,globalUserId,email,firstName,lastName,code,drawId"
+    );
     assert_eq!(lines[1], "c1,m1,e0,zoe@x.io,Zoë,O'Neil,K0,d");
     assert_eq!(lines[2], "c1,m1,e1,,,,K1,d");
 }
@@ -96,12 +120,28 @@ fn reminder_email_is_one_zip_of_a_csv_per_market() {
     let (rows, bytes) = run("reminder_email", None, &f).expect("export");
     assert_eq!(rows, 4, "two winners in each of two markets");
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
-    let names: Vec<String> = archive.file_names().map(|n| n.map(|n| n.to_string())).collect::<Result<_, _>>().expect("names");
+    let names: Vec<String> = archive
+        .file_names()
+        .map(|n| n.map(|n| n.to_string()))
+        .collect::<Result<_, _>>()
+        .expect("names");
     assert_eq!(names.len(), 2);
     let mut first = String::new();
-    std::io::Read::read_to_string(&mut archive.by_name("reminder_email-m1.csv").expect("m1"), &mut first).expect("read");
-    assert!(first.starts_with("email,firstName,lastName,code,marketId,eventName,venue,locale,globalUserId\n"), "{first}");
-    assert!(first.contains("zoe@x.io,Zoë,O'Neil,K0,m1,\"Night, one\",Hall,,e0"), "{first}");
+    std::io::Read::read_to_string(
+        &mut archive.by_name("reminder_email-m1.csv").expect("m1"),
+        &mut first,
+    )
+    .expect("read");
+    assert!(
+        first.starts_with(
+            "email,firstName,lastName,code,marketId,eventName,venue,locale,globalUserId\n"
+        ),
+        "{first}"
+    );
+    assert!(
+        first.contains("zoe@x.io,Zoë,O'Neil,K0,m1,\"Night, one\",Hall,,e0"),
+        "{first}"
+    );
 }
 
 #[test]
@@ -109,7 +149,10 @@ fn a_source_failing_mid_export_is_a_source_error() {
     let f = fakes(Some("e1"));
     let e = run("entries", Some("m1"), &f).expect_err("fails");
     match e {
-        ExportError::Source(reason) => assert!(reason.contains("answered 500") && reason.contains("entries table down"), "{reason}"),
+        ExportError::Source(reason) => assert!(
+            reason.contains("answered 500") && reason.contains("entries table down"),
+            "{reason}"
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -118,8 +161,14 @@ fn a_source_failing_mid_export_is_a_source_error() {
 fn a_lost_lease_stops_the_export() {
     let f = fakes(None);
     let _i = f.install();
-    let scope = Scope { campaign_id: "c1", market_id: Some("m1") };
+    let scope = Scope {
+        campaign_id: "c1",
+        market_id: Some("m1"),
+    };
     let t = export_type("scoring").expect("type");
-    let e = write_export(t, &sources(), &scope, Vec::new(), &mut || Err(ExportError::Lost)).expect_err("lost");
+    let e = write_export(t, &sources(), &scope, Vec::new(), &mut || {
+        Err(ExportError::Lost)
+    })
+    .expect_err("lost");
     assert_eq!(e, ExportError::Lost);
 }
