@@ -27,32 +27,66 @@ async fn expired_leases_are_requeued_or_expired() {
         .expect("test host");
     let tables = host.embedded.tables();
     for (id, attempts) in [("a", 1), ("b", 3)] {
-        tables.put("exports", job(id, attempts), None).await.expect("put");
+        tables
+            .put("exports", job(id, attempts), None)
+            .await
+            .expect("put");
         tables
             .put("exports", json!({"PK": "ACTIVE", "SK": format!("c1#{id}"), "campaignId": "c1", "exportId": id}), None)
             .await
             .expect("index");
     }
     let out = host
-        .invoke("exports/expire-exports", Input::Scheduled(Tick { schedule: "exports/expire-exports".into(), scheduled_time: "2026-01-01T00:01:00Z".into() }))
+        .invoke(
+            "exports/expire-exports",
+            Input::Scheduled(Tick {
+                schedule: "exports/expire-exports".into(),
+                scheduled_time: "2026-01-01T00:01:00Z".into(),
+            }),
+        )
         .await
         .expect("invocation");
     let summary = match out.output {
         Output::Scheduled(Ok(v)) => v,
         other => panic!("{other:?}"),
     };
-    assert_eq!((summary["requeued"].clone(), summary["expired"].clone()), (json!(1), json!(1)), "{summary}");
+    assert_eq!(
+        (summary["requeued"].clone(), summary["expired"].clone()),
+        (json!(1), json!(1)),
+        "{summary}"
+    );
     let get = |id: &str| {
         let tables = tables.clone();
         let id = id.to_string();
-        async move { tables.get("exports", &json!({"PK": "CAMPAIGN#c1", "SK": format!("EXPORT#{id}")})).await.expect("get").expect("job") }
+        async move {
+            tables
+                .get(
+                    "exports",
+                    &json!({"PK": "CAMPAIGN#c1", "SK": format!("EXPORT#{id}")}),
+                )
+                .await
+                .expect("get")
+                .expect("job")
+        }
     };
     let a = get("a").await;
-    assert_eq!((a["state"].as_str(), a["version"].as_u64(), a.get("lease")), (Some("PENDING"), Some(5), None));
+    assert_eq!(
+        (a["state"].as_str(), a["version"].as_u64(), a.get("lease")),
+        (Some("PENDING"), Some(5), None)
+    );
     let b = get("b").await;
     assert_eq!(b["state"], "EXPIRED");
-    let queued = host.embedded.queues().list("run-export", 10).await.expect("list");
+    let queued = host
+        .embedded
+        .queues()
+        .list("run-export", 10)
+        .await
+        .expect("list");
     assert_eq!(queued.len(), 1);
     assert!(queued[0].body.contains("\"a\""));
-    assert!(tables.get("exports", &json!({"PK": "ACTIVE", "SK": "c1#b"})).await.expect("get").is_none());
+    assert!(tables
+        .get("exports", &json!({"PK": "ACTIVE", "SK": "c1#b"}))
+        .await
+        .expect("get")
+        .is_none());
 }

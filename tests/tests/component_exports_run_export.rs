@@ -30,22 +30,40 @@ fn job(id: &str, state: &str, lease: Option<i64>) -> Value {
 fn services(fail_after: Arc<Mutex<Option<String>>>) -> Arc<FakeServices> {
     FakeServices::with(move |r| {
         if r.path == "/campaigns/c1" {
-            return Ok(json_response(200, r#"{"id":"c1","fields":[{"name":"size"}]}"#));
+            return Ok(json_response(
+                200,
+                r#"{"id":"c1","fields":[{"name":"size"}]}"#,
+            ));
         }
         if r.path.starts_with("/markets/m1/entries") {
             let fail = fail_after.lock().map(|f| f.clone()).unwrap_or(None);
             if let Some(f) = fail {
                 if r.path.contains(&format!("after={f}")) {
-                    return Ok(json_response(500, r#"{"error":"the entries table is down"}"#));
+                    return Ok(json_response(
+                        500,
+                        r#"{"error":"the entries table is down"}"#,
+                    ));
                 }
             }
-            let start = r.path.split("after=u").nth(1).and_then(|n| n.parse::<usize>().ok()).map_or(0, |n| n + 1);
+            let start = r
+                .path
+                .split("after=u")
+                .nth(1)
+                .and_then(|n| n.parse::<usize>().ok())
+                .map_or(0, |n| n + 1);
             let end = (start + 100).min(250);
             let entries: Vec<Value> = (start..end)
                 .map(|i| json!({"globalUserId": format!("u{i:04}"), "email": format!("f{i}@x.io"), "version": 1, "entry": {"size": "M, \"tall\""}}))
                 .collect();
-            let next = if end < 250 { json!(format!("u{:04}", end - 1)) } else { Value::Null };
-            return Ok(json_response(200, &json!({"entries": entries, "next": next}).to_string()));
+            let next = if end < 250 {
+                json!(format!("u{:04}", end - 1))
+            } else {
+                Value::Null
+            };
+            return Ok(json_response(
+                200,
+                &json!({"entries": entries, "next": next}).to_string(),
+            ));
         }
         Ok(json_response(404, r#"{"error":"no"}"#))
     })
@@ -61,7 +79,10 @@ fn message(id: &str) -> BatchMessage {
 }
 
 async fn run(host: &TestHost, id: &str) -> Vec<String> {
-    let out = host.invoke("exports/run-export", Input::Batch(vec![message(id)])).await.expect("invocation");
+    let out = host
+        .invoke("exports/run-export", Input::Batch(vec![message(id)]))
+        .await
+        .expect("invocation");
     match out.output {
         Output::Batch(b) => b.failures,
         other => panic!("{other:?}"),
@@ -71,7 +92,10 @@ async fn run(host: &TestHost, id: &str) -> Vec<String> {
 async fn stored(host: &TestHost, id: &str) -> Value {
     host.embedded
         .tables()
-        .get("exports", &json!({"PK": "CAMPAIGN#c1", "SK": format!("EXPORT#{id}")}))
+        .get(
+            "exports",
+            &json!({"PK": "CAMPAIGN#c1", "SK": format!("EXPORT#{id}")}),
+        )
         .await
         .expect("get")
         .expect("job")
@@ -86,26 +110,54 @@ async fn a_job_is_streamed_to_one_file_and_finished() {
         .services(services(fail.clone()))
         .build()
         .expect("test host");
-    host.embedded.tables().put("exports", job("j1", "PENDING", None), None).await.expect("put");
+    host.embedded
+        .tables()
+        .put("exports", job("j1", "PENDING", None), None)
+        .await
+        .expect("put");
     assert!(run(&host, "j1").await.is_empty());
     let done = stored(&host, "j1").await;
     assert_eq!(done["state"], "FINISHED", "{done}");
-    assert_eq!((done["rowCount"].as_u64(), done["fencing"].as_u64(), done["attempts"].as_u64()), (Some(250), Some(1), Some(1)));
+    assert_eq!(
+        (
+            done["rowCount"].as_u64(),
+            done["fencing"].as_u64(),
+            done["attempts"].as_u64()
+        ),
+        (Some(250), Some(1), Some(1))
+    );
     let key = "exports/c1/j1/attempt-1.csv";
     assert_eq!(done["file"]["key"], key);
-    assert_eq!(done["file"]["location"], format!("file:///data/objects/exports/{key}"));
+    assert_eq!(
+        done["file"]["location"],
+        format!("file:///data/objects/exports/{key}")
+    );
     assert!(done.get("lease").is_none());
-    let bytes = host.embedded.objects().get("exports", key).await.expect("get").expect("file");
+    let bytes = host
+        .embedded
+        .objects()
+        .get("exports", key)
+        .await
+        .expect("get")
+        .expect("file");
     assert_eq!(done["size"].as_u64(), Some(bytes.len() as u64));
     let text = String::from_utf8(bytes).expect("utf-8");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "campaignId,marketId,globalUserId,email,version,createdAt,updatedAt,field:size");
+    assert_eq!(
+        lines[0],
+        "campaignId,marketId,globalUserId,email,version,createdAt,updatedAt,field:size"
+    );
     assert_eq!(lines[1], "c1,m1,u0000,f0@x.io,1,,,\"M, \"\"tall\"\"\"");
     assert_eq!(lines.len(), 251);
     // Redelivered: the job is FINISHED, nothing is written again.
     assert!(run(&host, "j1").await.is_empty());
     assert_eq!(stored(&host, "j1").await["version"], done["version"]);
-    let files = host.embedded.objects().list("exports", "exports/c1/j1/", 10).await.expect("list");
+    let files = host
+        .embedded
+        .objects()
+        .list("exports", "exports/c1/j1/", 10)
+        .await
+        .expect("list");
     assert_eq!(files.len(), 1);
 }
 
@@ -119,15 +171,29 @@ async fn a_source_failing_mid_export_fails_the_job_and_leaves_no_file() {
         .build()
         .expect("test host");
     let tables = host.embedded.tables();
-    tables.put("exports", job("j2", "PENDING", None), None).await.expect("put");
-    tables.put("exports", job("j3", "TRIGGERED", Some(i64::MAX / 2)), None).await.expect("put");
+    tables
+        .put("exports", job("j2", "PENDING", None), None)
+        .await
+        .expect("put");
+    tables
+        .put("exports", job("j3", "TRIGGERED", Some(i64::MAX / 2)), None)
+        .await
+        .expect("put");
     assert!(run(&host, "j2").await.is_empty());
     let failed = stored(&host, "j2").await;
     assert_eq!(failed["state"], "FAILED", "{failed}");
     let reason = failed["error"].as_str().unwrap_or_default();
-    assert!(reason.contains("answered 500") && reason.contains("the entries table is down"), "{reason}");
+    assert!(
+        reason.contains("answered 500") && reason.contains("the entries table is down"),
+        "{reason}"
+    );
     assert!(failed.get("file").is_none());
-    let files = host.embedded.objects().list("exports", "exports/c1/", 10).await.expect("list");
+    let files = host
+        .embedded
+        .objects()
+        .list("exports", "exports/c1/", 10)
+        .await
+        .expect("list");
     assert!(files.is_empty(), "{files:?}");
     // A job held by a live lease is left alone.
     assert!(run(&host, "j3").await.is_empty());

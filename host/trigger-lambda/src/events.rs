@@ -840,6 +840,65 @@ mod tests {
     }
 
     #[test]
+    fn function_url_and_api_gateway_events_become_requests_below_the_route() {
+        let route = Trigger::Http {
+            route: "/campaigns".into(),
+        };
+        let event = json!({"version": "2.0", "rawPath": "/campaigns/c1/exports", "rawQueryString": "limit=5",
+            "headers": {"Authorization": "Bearer t"}, "cookies": ["a=1", "b=2"],
+            "requestContext": {"http": {"method": "post"}},
+            "body": "eyJhIjoxfQ==", "isBase64Encoded": true});
+        let parsed = aws_event(&route, event).expect("parsed");
+        let Input::Http(r) = parsed.input else {
+            panic!("not http")
+        };
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str(), r.query.as_str()),
+            ("POST", "/c1/exports", "limit=5")
+        );
+        assert_eq!(r.body, br#"{"a":1}"#.to_vec());
+        assert!(r
+            .headers
+            .contains(&("authorization".to_string(), "Bearer t".to_string())));
+        assert!(r
+            .headers
+            .contains(&("cookie".to_string(), "a=1; b=2".to_string())));
+        // Payload 1.0 (REST API), a path outside the route kept as it is.
+        let v1 = json!({"httpMethod": "GET", "path": "/other", "queryStringParameters": {"a": "b"}, "body": null});
+        let Input::Http(r) = aws_event(&route, v1).expect("v1").input else {
+            panic!("not http")
+        };
+        assert_eq!((r.path.as_str(), r.query.as_str()), ("/other", "a=b"));
+        assert!(aws_event(&route, json!({"Records": []})).is_err());
+        let bad = json!({"rawPath": "/campaigns", "requestContext": {"http": {"method": "GET"}}, "body": "%%", "isBase64Encoded": true});
+        assert!(aws_event(&route, bad).is_err());
+    }
+
+    #[test]
+    fn http_replies_are_function_url_answers() {
+        let reply = http_reply(
+            201,
+            &[
+                ("Content-Type".into(), "application/json".into()),
+                ("set-cookie".into(), "s=1".into()),
+                ("x-a".into(), "1".into()),
+                ("x-a".into(), "2".into()),
+            ],
+            br#"{"ok":true}"#.to_vec(),
+        );
+        assert_eq!(
+            reply,
+            json!({"statusCode": 201, "headers": {"content-type": "application/json", "x-a": "1,2"},
+            "body": r#"{"ok":true}"#, "isBase64Encoded": false, "cookies": ["s=1"]})
+        );
+        let binary = http_reply(200, &[], vec![0xff, 0x00]);
+        assert_eq!(
+            (binary["body"].as_str(), binary["isBase64Encoded"].as_bool()),
+            (Some("/wA="), Some(true))
+        );
+    }
+
+    #[test]
     fn event_files_take_ticks_eventbridge_events_and_http_requests() {
         let schedule = Trigger::Schedule {
             cron: "0 0 9 * * *".into(),
