@@ -331,6 +331,13 @@ impl ObjectWriter for MultipartWriter {
         self.size += chunk.len() as u64;
         self.buffer.extend_from_slice(chunk);
         while self.buffer.len() >= part_size(self.parts.len() + 1) {
+            if self.parts.len() >= MAX_PARTS {
+                let e = CapError::Invalid(format!(
+                    "`{}` is larger than the {MAX_PARTS} parts of a multipart upload hold",
+                    self.at.key
+                ));
+                return Err(self.fail(e).await);
+            }
             let size = part_size(self.parts.len() + 1);
             let rest = self.buffer.split_off(size);
             let part = std::mem::replace(&mut self.buffer, rest);

@@ -240,6 +240,12 @@ impl LambdaHost {
         self.check_release_if_due().await;
         let worker = &self.spec.name;
         let mut parsed = events::parse_event(worker, &self.spec.trigger, event)?;
+        if let usher_engine::Input::Http(request) = &mut parsed.input {
+            // The claims header is the host's: never a client's, on any route.
+            request
+                .headers
+                .retain(|(name, _)| !name.eq_ignore_ascii_case(usher_auth::CLAIMS_HEADER));
+        }
         if let (Some(verifier), usher_engine::Input::Http(request)) =
             (&self.auth, &mut parsed.input)
         {

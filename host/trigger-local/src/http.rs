@@ -499,7 +499,10 @@ async fn serve_http(shared: &Shared, worker: &str, request: Request) -> Response
     let method = request.method().as_str().to_ascii_uppercase();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
-    let mut headers: Vec<(String, String)> = header_pairs(&request).collect();
+    // The claims header is the host's: never a client's, on any route.
+    let mut headers: Vec<(String, String)> = header_pairs(&request)
+        .filter(|(name, _)| name != usher_auth::CLAIMS_HEADER)
+        .collect();
     if let Some(verifier) = shared.auth.get(worker) {
         if let Err(e) = verifier.authorize(&mut headers) {
             tracing::info!(worker, reason = %e, "request refused: 401");
