@@ -75,12 +75,12 @@ fn main() {
         })
     });
     let worker = format!(
-        "{{ trigger: {{ queue: run-export }}, limits: {{ memory_mb: {memory_mb}, timeout_ms: 900000 }}, \
-         grants: {{ tables: [exports, draws], buckets: [exports], services: [entries, campaigns, users, codes] }}, \
-         settings: {{ page_size: {page_size} }} }}"
+        "trigger: {{ queue: run-export }}\nlimits: {{ memory_mb: {memory_mb}, timeout_ms: 900000 }}\n\
+         grants: {{ tables: [exports, draws], buckets: [exports], services: [entries, campaigns, users, codes] }}\n\
+         settings: {{ page_size: {page_size} }}"
     );
     let host = TestHost::builder()
-        .resources("{ tables: { exports: { partition_key: PK, sort_key: SK }, draws: { partition_key: PK, sort_key: SK } }, buckets: [exports], services: { entries: { url: 'http://e.test' }, campaigns: { url: 'http://c.test' }, users: { url: 'http://u.test' }, codes: { url: 'http://k.test' } } }")
+        .resources("{ tables: { exports: { partition_key: PK, sort_key: SK }, draws: { partition_key: PK, sort_key: SK } }, queues: { run-export: {} }, buckets: [exports], services: { entries: { url: 'http://e.test' }, campaigns: { url: 'http://c.test' }, users: { url: 'http://u.test' }, codes: { url: 'http://k.test' } } }")
         .worker(&components::EXPORTS_RUN_EXPORT, &worker)
         .services(services)
         .build()

@@ -21,7 +21,7 @@ async fn expired_leases_are_requeued_or_expired() {
         .resources("{ tables: { exports: { partition_key: PK, sort_key: SK } }, queues: { run-export: {} } }")
         .worker(
             &components::EXPORTS_EXPIRE_EXPORTS,
-            "{ trigger: { schedule: { cron: '0 * * * * *' } }, grants: { tables: [exports], queues: [run-export] } }",
+            "trigger: { schedule: { cron: '0 * * * * *' } }\ngrants: { tables: [exports], queues: [run-export] }",
         )
         .build()
         .expect("test host");

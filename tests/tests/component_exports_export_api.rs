@@ -8,7 +8,7 @@ use usher_engine::{HttpRequest, Input, Output};
 use usher_testing::{components, json_response, FakeServices, TestHost};
 
 const RESOURCES: &str = "{ tables: { exports: { partition_key: PK, sort_key: SK } }, queues: { run-export: {} }, services: { campaigns: { url: 'http://campaigns.test' } } }";
-const WORKER: &str = "{ trigger: { http: { route: /campaigns } }, grants: { tables: [exports], queues: [run-export], services: [campaigns] } }";
+const WORKER: &str = "trigger: { http: { route: /campaigns } }\ngrants: { tables: [exports], queues: [run-export], services: [campaigns] }";
 const CLAIMS: &str = r#"{"sub":"ana","permissions":["REPORT"],"campaigns":["c1"]}"#;
 
 fn host() -> TestHost {

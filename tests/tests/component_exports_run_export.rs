@@ -11,8 +11,8 @@ use usher_capabilities::{ObjectBackend, TableBackend};
 use usher_engine::{BatchMessage, Input, Output};
 use usher_testing::{components, json_response, FakeServices, TestHost};
 
-const RESOURCES: &str = "{ tables: { exports: { partition_key: PK, sort_key: SK }, draws: { partition_key: PK, sort_key: SK } }, buckets: [exports], services: { entries: { url: 'http://e.test' }, campaigns: { url: 'http://c.test' }, users: { url: 'http://u.test' }, codes: { url: 'http://k.test' } } }";
-const WORKER: &str = "{ trigger: { queue: run-export }, grants: { tables: [exports, draws], buckets: [exports], services: [entries, campaigns, users, codes] }, settings: { page_size: 100, location_prefix: 'file:///data/objects/exports/' } }";
+const RESOURCES: &str = "{ tables: { exports: { partition_key: PK, sort_key: SK }, draws: { partition_key: PK, sort_key: SK } }, queues: { run-export: {} }, buckets: [exports], services: { entries: { url: 'http://e.test' }, campaigns: { url: 'http://c.test' }, users: { url: 'http://u.test' }, codes: { url: 'http://k.test' } } }";
+const WORKER: &str = "trigger: { queue: run-export }\ngrants: { tables: [exports, draws], buckets: [exports], services: [entries, campaigns, users, codes] }\nsettings: { page_size: 100, location_prefix: 'file:///data/objects/exports/' }";
 
 fn job(id: &str, state: &str, lease: Option<i64>) -> Value {
     let mut job = json!({"PK": "CAMPAIGN#c1", "SK": format!("EXPORT#{id}"), "exportId": id, "campaignId": "c1",

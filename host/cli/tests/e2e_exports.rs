@@ -244,7 +244,7 @@ async fn two_instances_and_a_kill9_leave_exactly_one_finished_file_per_job() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     platform.kill9();
     let at_kill = job(tables.as_ref(), &big_id).await;
     assert_eq!(at_kill["state"], "TRIGGERED", "{at_kill}");
