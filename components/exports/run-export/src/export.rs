@@ -6,7 +6,9 @@
 use std::io::Write;
 
 use serde_json::{json, Map, Value};
-use usher_domain::exports::{cell, header, row_of, ExportType, Source};
+use std::borrow::Cow;
+
+use usher_domain::exports::{cell, header, ExportType, Source};
 use usher_sdk::services::{self, Method, Request, Response};
 use usher_sdk::table;
 
@@ -129,9 +131,9 @@ fn pages(
             url.push_str("&after=");
             url.push_str(&encode(a));
         }
-        let page = get(service, &url, false)?.unwrap_or(Value::Null);
-        let items = match page.get(field) {
-            Some(Value::Array(items)) => items.clone(),
+        let mut page = get(service, &url, false)?.unwrap_or(Value::Null);
+        let items = match page.get_mut(field).map(Value::take) {
+            Some(Value::Array(items)) => items,
             _ => {
                 return Err(ExportError::Source(format!(
                     "{service} GET {url}: the answer has no `{field}` list"
@@ -239,6 +241,31 @@ fn join_users(sources: &Sources, records: &mut [Map<String, Value>]) -> Result<(
     Ok(())
 }
 
+/// One CSV cell of a JSON value, borrowed when it is a string (see
+/// [`usher_domain::exports::cell`]).
+fn cell_bytes(value: Option<&Value>) -> Cow<'_, [u8]> {
+    match value {
+        None | Some(Value::Null) => Cow::Borrowed(b""),
+        Some(Value::String(s)) => Cow::Borrowed(s.as_bytes()),
+        Some(other) => Cow::Owned(other.to_string().into_bytes()),
+    }
+}
+
+/// Writes a record's row: `columns`, then the entry's `fields`.
+fn write_row<W: Write>(
+    csv: &mut csv::Writer<W>,
+    columns: &[&str],
+    fields: &[String],
+    record: &Map<String, Value>,
+) -> Result<(), ExportError> {
+    let entry = record.get("entry").and_then(Value::as_object);
+    let cells = columns
+        .iter()
+        .map(|c| cell_bytes(record.get(*c)))
+        .chain(fields.iter().map(|f| cell_bytes(entry.and_then(|e| e.get(f)))));
+    csv.write_record(cells).map_err(write_error)
+}
+
 /// Writes one export of `export_type` to `out`; the data rows written.
 /// `tick` runs after every page (the lease's renewal).
 pub fn write_export<W: Write>(
@@ -273,8 +300,7 @@ pub fn write_export<W: Write>(
                 sources,
                 scope,
                 market,
-                &fields,
-                &mut |row| csv.write_record(row).map_err(write_error),
+                &mut |record| write_row(&mut csv, export_type.columns, &fields, record),
                 tick,
             )?;
             csv.flush().map_err(write_error)?;
@@ -287,7 +313,7 @@ pub fn write_export<W: Write>(
         .from_writer(out);
     csv.write_record(&head).map_err(write_error)?;
     let mut rows = 0;
-    let mut emit = |row: &[String]| csv.write_record(row).map_err(write_error);
+    let mut emit = |record: &Map<String, Value>| write_row(&mut csv, export_type.columns, &fields, record);
     match export_type.source {
         Source::Campaign => {
             let c = campaign(sources, scope)?;
@@ -296,7 +322,7 @@ pub fn write_export<W: Write>(
             if let Some(fs) = record.get("fields").cloned() {
                 record.insert("fields".into(), json!(fs.to_string()));
             }
-            emit(&row_of(export_type.columns, &[], &record))?;
+            emit(&record)?;
             rows += 1;
         }
         _ => {
@@ -306,7 +332,6 @@ pub fn write_export<W: Write>(
                     sources,
                     scope,
                     market,
-                    &fields,
                     &mut emit,
                     tick,
                 )?;
@@ -336,25 +361,23 @@ fn market_rows(
     sources: &Sources,
     scope: &Scope<'_>,
     market: &Map<String, Value>,
-    fields: &[String],
-    emit: &mut dyn FnMut(&[String]) -> Result<(), ExportError>,
+    emit: &mut dyn FnMut(&Map<String, Value>) -> Result<(), ExportError>,
     tick: &mut dyn FnMut() -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
     let c = scope.campaign_id;
     let m = market_id(market);
     let (ce, me) = (encode(c), encode(&m));
-    let columns = export_type.columns;
     let mut rows = 0u64;
     let base = |record: &mut Map<String, Value>| {
         record.insert("campaignId".into(), json!(c));
         record.insert("marketId".into(), json!(m));
     };
     let write_records = |records: Vec<Map<String, Value>>,
-                         emit: &mut dyn FnMut(&[String]) -> Result<(), ExportError>|
+                         emit: &mut dyn FnMut(&Map<String, Value>) -> Result<(), ExportError>|
      -> Result<u64, ExportError> {
         let mut n = 0;
         for record in &records {
-            emit(&row_of(columns, fields, record))?;
+            emit(record)?;
             n += 1;
         }
         Ok(n)
