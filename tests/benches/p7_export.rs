@@ -41,6 +41,21 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// This process's user + system CPU time in seconds (/proc/self/stat,
+/// clock ticks of 1/100 s): the figure a loaded machine does not inflate.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn main() {
     let rows = env_or("P7_ROWS", 1_000_000);
     let memory_mb = env_or("P7_MEMORY_MB", 32);
@@ -64,7 +79,11 @@ fn main() {
         pages.insert(start, json!({"entries": list, "next": next}).to_string());
         start = end;
     }
-    eprintln!("p7: {} pages prepared in {:.1} s", pages.len(), prepared.elapsed().as_secs_f64());
+    eprintln!(
+        "p7: {} pages prepared in {:.1} s",
+        pages.len(),
+        prepared.elapsed().as_secs_f64()
+    );
     let services = FakeServices::with(move |r| {
         let path = r.path.split('?').next().unwrap_or("");
         Ok(match (r.method, path) {
@@ -131,15 +150,25 @@ fn main() {
         attributes: vec![],
         receive_count: 1,
     };
-    rt.block_on(runtime.invoke("exports/run-export", &Input::Batch(vec![message("warm")]), None))
-        .expect("warm-up");
+    rt.block_on(runtime.invoke(
+        "exports/run-export",
+        &Input::Batch(vec![message("warm")]),
+        None,
+    ))
+    .expect("warm-up");
     let idle_kb = status_kb("VmRSS:");
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let out = rt
-        .block_on(runtime.invoke("exports/run-export", &Input::Batch(vec![message("p7")]), None))
+        .block_on(runtime.invoke(
+            "exports/run-export",
+            &Input::Batch(vec![message("p7")]),
+            None,
+        ))
         .expect("invocation");
     let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
     let peak_kb = status_kb("VmHWM:");
     match out.output {
         Output::Batch(b) if b.failures.is_empty() => {}
@@ -162,10 +191,11 @@ fn main() {
     let size = files.first().map_or(0, |f| f.size);
     let secs = elapsed.as_secs_f64();
     println!(
-        "p7: {rows} rows, {:.1} MB CSV in {secs:.2} s = {:.0} rows/s ({:.1} MB/s); host RSS idle {:.1} MB, peak {:.1} MB (+{:.1} MB); component within {memory_mb} MiB of linear memory",
+        "p7: {rows} rows, {:.1} MB CSV in {secs:.2} s = {:.0} rows/s ({:.1} MB/s); CPU {cpu:.2} s = {:.0} rows per CPU-second; host RSS idle {:.1} MB, peak {:.1} MB (+{:.1} MB); component within {memory_mb} MiB of linear memory",
         size as f64 / 1e6,
         rows as f64 / secs,
         size as f64 / 1e6 / secs,
+        rows as f64 / cpu.max(0.01),
         idle_kb as f64 / 1024.0,
         peak_kb as f64 / 1024.0,
         peak_kb.saturating_sub(idle_kb) as f64 / 1024.0,

@@ -259,10 +259,11 @@ fn write_row<W: Write>(
     record: &Map<String, Value>,
 ) -> Result<(), ExportError> {
     let entry = record.get("entry").and_then(Value::as_object);
-    let cells = columns
-        .iter()
-        .map(|c| cell_bytes(record.get(*c)))
-        .chain(fields.iter().map(|f| cell_bytes(entry.and_then(|e| e.get(f)))));
+    let cells = columns.iter().map(|c| cell_bytes(record.get(*c))).chain(
+        fields
+            .iter()
+            .map(|f| cell_bytes(entry.and_then(|e| e.get(f)))),
+    );
     csv.write_record(cells).map_err(write_error)
 }
 
@@ -313,7 +314,8 @@ pub fn write_export<W: Write>(
         .from_writer(out);
     csv.write_record(&head).map_err(write_error)?;
     let mut rows = 0;
-    let mut emit = |record: &Map<String, Value>| write_row(&mut csv, export_type.columns, &fields, record);
+    let mut emit =
+        |record: &Map<String, Value>| write_row(&mut csv, export_type.columns, &fields, record);
     match export_type.source {
         Source::Campaign => {
             let c = campaign(sources, scope)?;
@@ -327,14 +329,7 @@ pub fn write_export<W: Write>(
         }
         _ => {
             for market in &markets(sources, scope)? {
-                rows += market_rows(
-                    export_type,
-                    sources,
-                    scope,
-                    market,
-                    &mut emit,
-                    tick,
-                )?;
+                rows += market_rows(export_type, sources, scope, market, &mut emit, tick)?;
             }
         }
     }
