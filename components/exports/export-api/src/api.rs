@@ -57,6 +57,16 @@ fn authorize(r: &Routed<'_>, campaign_id: &str) -> Result<Claims, HttpError> {
     Ok(claims)
 }
 
+/// A random nonce for a new export id (two identical requests in one
+/// millisecond after the first job ended get two ids): std's `RandomState`
+/// draws its keys from the platform's random source (WASI `random`).
+fn nonce(sub: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write(sub.as_bytes());
+    format!("{sub}:{:016x}", hasher.finish())
+}
+
 /// The header the host puts the verified claims in.
 fn claims_header() -> &'static str {
     "x-usher-claims"
@@ -83,7 +93,7 @@ fn create(settings: &Settings, r: &Routed<'_>) -> Reply {
     for _ in 0..3 {
         let now_ms = rfc3339::now_millis();
         let now = rfc3339::format_millis(now_ms);
-        let export_id = new_export_id(now_ms, campaign_id, &fingerprint, &claims.sub);
+        let export_id = new_export_id(now_ms, campaign_id, &fingerprint, &nonce(&claims.sub));
         let dedupe = {
             let mut item = dedupe_key(campaign_id, &fingerprint);
             item["exportId"] = json!(export_id);
