@@ -38,6 +38,7 @@ pub mod assignment;
 pub mod campaign;
 pub mod draw;
 pub mod eligibility;
+pub mod exports;
 pub mod notification;
 pub mod rfc3339;
 pub mod selection;

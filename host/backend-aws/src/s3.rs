@@ -17,6 +17,18 @@ use crate::ResourceNames;
 /// object smaller than one part is stored with one `PutObject`.
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
 
+/// S3's most parts in one upload.
+pub const MAX_PARTS: usize = 10_000;
+
+/// The size of part `number` (1-based): [`PART_SIZE`] for the first 1000
+/// parts, then 5 MiB more every 1000 parts (10 MiB for parts 1001-2000 …
+/// 50 MiB for 9001-10000), so the 10,000 parts S3 allows hold 268 GiB
+/// (5 MiB × 1000 × (1 + 2 + … + 10)) while a small object still uploads
+/// in 5 MiB parts. Parts past 10,000 are refused by S3.
+pub fn part_size(number: usize) -> usize {
+    PART_SIZE * (1 + number.saturating_sub(1) / 1000)
+}
+
 /// The longest key, in bytes (as S3).
 const MAX_KEY_BYTES: usize = 1024;
 
@@ -205,7 +217,7 @@ impl ObjectBackend for S3Objects {
     }
 }
 
-/// A large object: parts of [`PART_SIZE`] uploaded as they fill, the
+/// A large object: parts of [`part_size`] uploaded as they fill, the
 /// upload completed by `finish` and aborted by `abort` (or, in the
 /// background, when dropped unfinished). Nothing is visible before
 /// `finish`.
@@ -318,8 +330,16 @@ impl ObjectWriter for MultipartWriter {
         self.check_open()?;
         self.size += chunk.len() as u64;
         self.buffer.extend_from_slice(chunk);
-        while self.buffer.len() >= PART_SIZE {
-            let rest = self.buffer.split_off(PART_SIZE);
+        while self.buffer.len() >= part_size(self.parts.len() + 1) {
+            if self.parts.len() >= MAX_PARTS {
+                let e = CapError::Invalid(format!(
+                    "`{}` is larger than the {MAX_PARTS} parts of a multipart upload hold",
+                    self.at.key
+                ));
+                return Err(self.fail(e).await);
+            }
+            let size = part_size(self.parts.len() + 1);
+            let rest = self.buffer.split_off(size);
             let part = std::mem::replace(&mut self.buffer, rest);
             if let Err(e) = self.upload_part(part).await {
                 return Err(self.fail(e).await);
@@ -387,5 +407,23 @@ impl Drop for MultipartWriter {
                 handle.spawn(async move { abort(&client, &at, &id).await });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod part_tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_growing_parts_hold_an_export_of_hundreds_of_gib() {
+        assert_eq!(part_size(1), PART_SIZE);
+        assert_eq!(part_size(1000), PART_SIZE);
+        assert_eq!(part_size(1001), 2 * PART_SIZE);
+        assert_eq!(part_size(MAX_PARTS), 10 * PART_SIZE);
+        let total: u64 = (1..=MAX_PARTS).map(|n| part_size(n) as u64).sum();
+        assert_eq!(total, 55_000 * PART_SIZE as u64);
+        assert!(total > 250 * (1 << 30));
+        // S3 caps a part at 5 GiB.
+        assert!(part_size(MAX_PARTS) <= 5 * (1 << 30));
     }
 }

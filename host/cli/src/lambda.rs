@@ -65,12 +65,13 @@ async fn init(paths: &Paths) -> Result<LambdaHost> {
     config.env = paths.env.clone();
     let registry = Arc::new(config.load_registry()?);
     let invoker = Arc::new(LocalInvoker::new());
-    let backends = lambda_backends(&registry, invoker.clone()).await?;
-    let host = LambdaHost::init(
+    let (backends, secrets) = lambda_backends(&registry, &config.worker, invoker.clone()).await?;
+    let host = LambdaHost::init_with_secrets(
         &config,
         usher_trigger_lambda::default_engine()?,
         registry,
         Arc::new(backends),
+        &secrets,
     )
     .await
     .with_context(|| format!("starting worker {}", config.worker))?;
@@ -109,11 +110,24 @@ fn check_lambda_environment() -> Result<()> {
 /// Secrets Manager secret named by `USHER_KAFKA_CERT_SECRET`, its expiry
 /// checked now); the cache on Redis when `USHER_REDIS_URL` is set, else an
 /// in-memory TTL cache of this function instance; services over real HTTP
-/// (`host/backend-http`); no codec.
-async fn lambda_backends(registry: &Registry, invoker: Arc<LocalInvoker>) -> Result<Backends> {
+/// (`host/backend-http`); no codec. Also the Secrets Manager secrets the
+/// worker's http route names as JWT keys (`trigger.http.auth`).
+async fn lambda_backends(
+    registry: &Registry,
+    worker: &str,
+    invoker: Arc<LocalInvoker>,
+) -> Result<(Backends, usher_auth::MapSecrets)> {
     let aws = usher_backend_aws::AwsBackends::from_env(&registry.resources)
         .await
         .context("configuring the AWS backends")?;
+    let mut secrets = usher_auth::MapSecrets::default();
+    for name in usher_auth::secret_names(registry.workers.get(worker)) {
+        let value = aws
+            .get_secret_string(&name)
+            .await
+            .with_context(|| format!("reading the JWT key secret `{name}`"))?;
+        secrets.0.insert(name, value);
+    }
     let events: Arc<dyn EventBackend> = match std::env::var("USHER_KAFKA_BROKERS") {
         Ok(brokers) if !brokers.is_empty() => {
             let mut config = usher_backend_kafka::KafkaConfig::new(&brokers);
@@ -148,7 +162,7 @@ async fn lambda_backends(registry: &Registry, invoker: Arc<LocalInvoker>) -> Res
         }
         _ => Arc::new(usher_backend_embedded::EmbeddedCache::new()),
     };
-    Ok(Backends {
+    let backends = Backends {
         table: aws.tables(),
         queue: aws.queues(),
         topic: aws.topics(),
@@ -158,7 +172,8 @@ async fn lambda_backends(registry: &Registry, invoker: Arc<LocalInvoker>) -> Res
         services: crate::services::http_services(registry)?,
         codec: Arc::new(NoCodec),
         workers: invoker,
-    })
+    };
+    Ok((backends, secrets))
 }
 
 /// The events capability of a function without `USHER_KAFKA_BROKERS`: every

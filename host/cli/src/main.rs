@@ -121,6 +121,11 @@ enum Command {
         /// The HTTP listener's address.
         #[arg(long, env = "USHER_LISTEN", default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
+        /// Serve `POST /dev/token`, which signs JWTs for the routes that
+        /// declare `auth` (with their HMAC key). Development only: never
+        /// on a shared host; `usher lambda` has no such endpoint.
+        #[arg(long)]
+        dev_tokens: bool,
     },
     /// Serves one worker as an AWS Lambda function (lambda_runtime): the
     /// environment names it (USHER_WORKER, USHER_STORE, USHER_ENV,
@@ -287,11 +292,15 @@ fn main() -> Result<()> {
                 .build()?;
             rt.block_on(invoke::run(&paths, &worker, &event, &data, seed.as_deref()))
         }
-        Command::Up { data, listen } => {
+        Command::Up {
+            data,
+            listen,
+            dev_tokens,
+        } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(up::run(&paths, &data, listen))
+            rt.block_on(up::run(&paths, &data, listen, dev_tokens))
         }
         Command::Terraform { out, check } => terraform::run(&paths, &out, check),
         Command::Dlq { command } => {

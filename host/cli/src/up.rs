@@ -85,6 +85,17 @@ impl Host {
 /// (see [`crate::services::point_at_listener`]; a `USHER_SERVICE_<NAME>_URL`
 /// still wins).
 pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Host> {
+    start_with(paths, data, listen, false).await
+}
+
+/// [`start`], serving `POST /dev/token` when `dev_tokens` (`usher up
+/// --dev-tokens`: development tokens for the routes that declare JWT auth).
+pub async fn start_with(
+    paths: &Paths,
+    data: &Path,
+    listen: SocketAddr,
+    dev_tokens: bool,
+) -> Result<Host> {
     let mut registry = paths.registry()?;
     let workflows_dir = paths.workflows_dir();
     let loaded = usher_workflows::load_dir(&workflows_dir, &registry)
@@ -132,7 +143,11 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
         env: paths.env.clone(),
         counters: std::sync::OnceLock::new(),
     });
-    let listener = HttpListener::serve_with(
+    let options = usher_trigger_local::ListenerOptions {
+        dev_tokens,
+        ..Default::default()
+    };
+    let listener = HttpListener::serve_with_options(
         runtime.clone(),
         socket,
         vec![
@@ -142,6 +157,7 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
             ),
             ("/ops".to_string(), crate::ops::router(ops.clone())),
         ],
+        &options,
     )
     .with_context(|| format!("listening on {addr}"))?;
     let triggers = Triggers::start(runtime.clone(), &embedded, TriggerOptions::default())?;
@@ -203,11 +219,14 @@ fn kafka_events_from_env() -> Result<Option<Arc<dyn usher_capabilities::EventBac
     Ok(Some(Arc::new(events)))
 }
 
-pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
+pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr, dev_tokens: bool) -> Result<()> {
     // The signal handlers first, so that a Ctrl-C from the moment the
     // workers start is a clean stop, never the default (killed) action.
     let stop = stop_signal();
-    let host = start(paths, data, listen).await?;
+    let host = start_with(paths, data, listen, dev_tokens).await?;
+    if dev_tokens {
+        eprintln!("usher up: --dev-tokens: POST /dev/token signs tokens for the protected routes (development only)");
+    }
     let runtime = host.runtime.clone();
     eprintln!(
         "usher up: {} worker(s), data {}, listening on http://{} (Ctrl-C stops)",

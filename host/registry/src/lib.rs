@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod auth;
 mod error;
 mod grants;
 mod load;
@@ -26,6 +27,7 @@ mod resources;
 mod spec;
 mod text;
 
+pub use auth::{HttpAuth, JwtAlg, JwtAuth, JwtKey};
 pub use error::RegistryError;
 pub use grants::{Capability, Grants, PLATFORM_PACKAGE};
 pub use load::{Registry, RESOURCES_FILES};

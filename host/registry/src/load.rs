@@ -366,6 +366,8 @@ struct RawResolver {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     route: String,
+    #[serde(default)]
+    auth: Option<crate::auth::HttpAuth>,
 }
 
 const TRIGGER_KINDS: &str =
@@ -451,6 +453,11 @@ fn to_spec(domain: &str, full: &str, raw: RawWorker) -> Result<WorkerSpec, Vec<S
         }
     };
 
+    let http_auth = raw.trigger.http.as_ref().and_then(|h| h.auth.clone());
+    if let Some(auth) = &http_auth {
+        let empty = serde_json::Map::new();
+        problems.extend(auth.problems(raw.settings.as_ref().unwrap_or(&empty)));
+    }
     let trigger = match to_trigger(raw.trigger) {
         Ok(t) => Some(t),
         Err(m) => {
@@ -526,6 +533,7 @@ fn to_spec(domain: &str, full: &str, raw: RawWorker) -> Result<WorkerSpec, Vec<S
             limits,
             grants: raw.grants.unwrap_or_default(),
             settings: raw.settings.unwrap_or_default(),
+            http_auth,
         }),
         _ => Err(problems),
     }

@@ -30,6 +30,9 @@ pub struct WorkerSpec {
     pub grants: Grants,
     /// The worker's own settings (the `config` capability serves them).
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The authentication of an http trigger (`trigger.http.auth`): the
+    /// host verifies it before the worker runs. `None`: the route is open.
+    pub http_auth: Option<crate::auth::HttpAuth>,
 }
 
 impl WorkerSpec {

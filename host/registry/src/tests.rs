@@ -1183,3 +1183,48 @@ fn concurrency_defaults_to_one_and_is_checked() {
         "{msg}"
     );
 }
+
+#[test]
+fn http_auth_is_read_and_checked() {
+    let api = |auth: &str, settings: &str| {
+        format!(
+            r#"
+domain: api
+workers:
+  exports:
+    component: {{ version: 0.1.0, sha256: "{ZEROS}" }}
+    trigger:
+      http:
+        route: /campaigns
+        auth: {auth}
+    settings: {settings}
+"#
+        )
+    };
+    let good = api(
+        "{ jwt: { issuer: usher, audience: exports, keys: [ { alg: HS256, setting: jwt_secret }, { alg: RS256, kid: k1, secret: usher/exports/rsa } ] } }",
+        "{ jwt_secret: s3cret }",
+    );
+    let registry = load(&[("resources.yaml", RESOURCES), ("api.yaml", &good)]).expect("loads");
+    let spec = registry.worker("api/exports").expect("worker");
+    let auth = spec.http_auth.as_ref().expect("auth");
+    assert_eq!((auth.jwt.issuer.as_str(), auth.jwt.leeway_s), ("usher", 5));
+    assert_eq!(auth.jwt.keys[1].alg, JwtAlg::RS256);
+    assert_eq!(
+        auth.jwt.keys[1].secret.as_deref(),
+        Some("usher/exports/rsa")
+    );
+
+    for (auth, settings, needle) in [
+        ("{ jwt: { issuer: usher, audience: exports, keys: [ { alg: HS256, setting: missing } ] } }", "{}", "no setting `missing`"),
+        ("{ jwt: { issuer: usher, audience: exports, keys: [] } }", "{}", "at least one key"),
+        ("{ jwt: { issuer: '', audience: exports, keys: [ { alg: HS256, secret: s } ] } }", "{}", "issuer must not be empty"),
+        ("{ jwt: { issuer: usher, audience: exports, keys: [ { alg: HS256, secret: s, setting: x } ] } }", "{ x: y }", "exactly one of"),
+        ("{ jwt: { issuer: usher, audience: exports, keys: [ { alg: none, secret: s } ] } }", "{}", "unknown variant `none`"),
+    ] {
+        let err = load(&[("resources.yaml", RESOURCES), ("api.yaml", &api(auth, settings))])
+            .expect_err("refused")
+            .to_string();
+        assert_names(&err, "api.yaml", "api/exports", needle);
+    }
+}

@@ -224,39 +224,38 @@ fn aws_event(trigger: &Trigger, event: Value) -> Result<Parsed, String> {
             type_name,
             field_name,
         } => resolver(type_name, field_name, event).map(Parsed::from),
-        Trigger::Http { route } => function_url_request(route, event).map(Parsed::from),
+        Trigger::Http { route } => http_request(route, event).map(Parsed::from),
     }
 }
 
-/// A Lambda function URL request (payload format 2.0: `rawPath`,
-/// `rawQueryString`, `headers`, `body`, `isBase64Encoded`,
-/// `requestContext.http.method`) as the http-worker's request. The path is
-/// the one below the worker's route: a `rawPath` under the route (as
-/// `usher up` serves it, `/services/entries/...`) has the route taken off;
-/// another (the function URL's own root) is passed as it is.
-fn function_url_request(route: &str, event: Value) -> Result<Input, String> {
-    let method = event
-        .pointer("/requestContext/http/method")
-        .and_then(Value::as_str)
-        .ok_or("not a function URL request: no requestContext.http.method")?
-        .to_ascii_uppercase();
-    let raw_path = event.get("rawPath").and_then(Value::as_str).unwrap_or("/");
-    let route = route.trim_end_matches('/');
-    let path = match raw_path.strip_prefix(route) {
-        Some(rest) if !route.is_empty() && (rest.is_empty() || rest.starts_with('/')) => {
-            if rest.is_empty() {
-                "/".to_string()
-            } else {
-                rest.to_string()
-            }
-        }
-        _ => raw_path.to_string(),
+/// An HTTP event of a Lambda function URL or an API Gateway HTTP API
+/// (payload 2.0: `rawPath`, `rawQueryString`, `headers`, `body`,
+/// `isBase64Encoded`, `requestContext.http.method`), or of an API Gateway
+/// REST API (payload 1.0: `httpMethod`, `path`, `queryStringParameters`).
+/// The worker gets the path below its `route` when the event's path is
+/// under it (API Gateway may send the whole path), else the path as it is.
+fn http_request(route: &str, event: Value) -> Result<Input, String> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let method = text(event.pointer("/requestContext/http/method"))
+        .or_else(|| text(event.get("httpMethod")))
+        .ok_or("not an HTTP event: no requestContext.http.method nor httpMethod")?;
+    let raw_path = text(event.get("rawPath"))
+        .or_else(|| text(event.get("path")))
+        .unwrap_or_else(|| "/".to_string());
+    let query = match text(event.get("rawQueryString")) {
+        Some(q) => q,
+        None => event
+            .get("queryStringParameters")
+            .and_then(Value::as_object)
+            .map(|params| {
+                params
+                    .iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            })
+            .unwrap_or_default(),
     };
-    let query = event
-        .get("rawQueryString")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
     let mut headers: Vec<(String, String)> = event
         .get("headers")
         .and_then(Value::as_object)
@@ -269,21 +268,33 @@ fn function_url_request(route: &str, event: Value) -> Result<Input, String> {
     if let Some(cookies) = event.get("cookies").and_then(Value::as_array) {
         let joined: Vec<&str> = cookies.iter().filter_map(Value::as_str).collect();
         if !joined.is_empty() {
-            headers.push(("cookie".into(), joined.join("; ")));
+            headers.push(("cookie".to_string(), joined.join("; ")));
         }
     }
-    let body = match event.get("body").and_then(Value::as_str) {
-        None => Vec::new(),
-        Some(text) if event.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
+    let body = match event.get("body") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(b)) if event.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|e| format!("the body is marked base64 but does not decode: {e}"))?
+                .decode(b)
+                .map_err(|e| format!("the body is not base64 as isBase64Encoded says: {e}"))?
         }
-        Some(text) => text.as_bytes().to_vec(),
+        Some(Value::String(b)) => b.clone().into_bytes(),
+        Some(_) => return Err("the body must be a string".into()),
+    };
+    let trimmed = route.trim_end_matches('/');
+    let path = if trimmed.is_empty() {
+        raw_path
+    } else if raw_path == trimmed {
+        "/".to_string()
+    } else {
+        match raw_path.strip_prefix(trimmed) {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            _ => raw_path,
+        }
     };
     Ok(Input::Http(usher_engine::HttpRequest {
-        method,
+        method: method.to_ascii_uppercase(),
         path,
         query,
         headers,
@@ -291,36 +302,49 @@ fn function_url_request(route: &str, event: Value) -> Result<Input, String> {
     }))
 }
 
-/// An http-worker's response as a function URL response (`statusCode`,
-/// `headers` (repeated headers joined by `, `; `set-cookie` as `cookies`),
-/// `body` in base64).
-fn function_url_response(response: usher_engine::HttpResponse) -> Value {
-    use base64::Engine as _;
-    let mut headers = Map::new();
+/// The function URL / API Gateway answer of an http-worker: `statusCode`,
+/// `headers` (one value per name, repeated names joined with `,`;
+/// `set-cookie` as `cookies`), the body as text, or base64 when it is not
+/// UTF-8.
+pub fn http_reply(status: u16, headers: &[(String, String)], body: Vec<u8>) -> Value {
+    let mut map = Map::new();
     let mut cookies = Vec::new();
-    for (name, value) in response.headers {
+    for (name, value) in headers {
         let name = name.to_ascii_lowercase();
         if name == "set-cookie" {
-            cookies.push(Value::String(value));
+            cookies.push(Value::String(value.clone()));
             continue;
         }
-        match headers.get_mut(&name) {
+        match map.get_mut(&name) {
             Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
+                existing.push(',');
+                existing.push_str(value);
             }
             _ => {
-                headers.insert(name, Value::String(value));
+                map.insert(name, Value::String(value.clone()));
             }
         }
     }
-    json!({
-        "statusCode": response.status,
-        "headers": headers,
-        "cookies": cookies,
-        "body": base64::engine::general_purpose::STANDARD.encode(&response.body),
-        "isBase64Encoded": true,
-    })
+    let (body, encoded) = match String::from_utf8(body) {
+        Ok(text) => (text, false),
+        Err(e) => {
+            use base64::Engine as _;
+            (
+                base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                true,
+            )
+        }
+    };
+    let mut reply = json!({
+        "statusCode": status,
+        "headers": map,
+        "body": body,
+        "isBase64Encoded": encoded,
+    });
+    if !cookies.is_empty() {
+        reply["cookies"] = Value::Array(cookies);
+    }
+    reply
 }
 
 /// The reply for a worker's output on `parsed.input`, in AWS's shape:
@@ -345,7 +369,7 @@ pub fn reply(worker: &str, parsed: &Parsed, output: Output) -> Result<Value, Lam
                 format!("{worker}: {message}"),
             ))
         }
-        Output::Http(response) => return Ok(function_url_response(response)),
+        Output::Http(answer) => return Ok(http_reply(answer.status, &answer.headers, answer.body)),
     };
     if !input.is_empty() && failures.len() >= input.len() {
         return Err(LambdaError::new(
@@ -816,6 +840,65 @@ mod tests {
     }
 
     #[test]
+    fn function_url_and_api_gateway_events_become_requests_below_the_route() {
+        let route = Trigger::Http {
+            route: "/campaigns".into(),
+        };
+        let event = json!({"version": "2.0", "rawPath": "/campaigns/c1/exports", "rawQueryString": "limit=5",
+            "headers": {"Authorization": "Bearer t"}, "cookies": ["a=1", "b=2"],
+            "requestContext": {"http": {"method": "post"}},
+            "body": "eyJhIjoxfQ==", "isBase64Encoded": true});
+        let parsed = aws_event(&route, event).expect("parsed");
+        let Input::Http(r) = parsed.input else {
+            panic!("not http")
+        };
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str(), r.query.as_str()),
+            ("POST", "/c1/exports", "limit=5")
+        );
+        assert_eq!(r.body, br#"{"a":1}"#.to_vec());
+        assert!(r
+            .headers
+            .contains(&("authorization".to_string(), "Bearer t".to_string())));
+        assert!(r
+            .headers
+            .contains(&("cookie".to_string(), "a=1; b=2".to_string())));
+        // Payload 1.0 (REST API), a path outside the route kept as it is.
+        let v1 = json!({"httpMethod": "GET", "path": "/other", "queryStringParameters": {"a": "b"}, "body": null});
+        let Input::Http(r) = aws_event(&route, v1).expect("v1").input else {
+            panic!("not http")
+        };
+        assert_eq!((r.path.as_str(), r.query.as_str()), ("/other", "a=b"));
+        assert!(aws_event(&route, json!({"Records": []})).is_err());
+        let bad = json!({"rawPath": "/campaigns", "requestContext": {"http": {"method": "GET"}}, "body": "%%", "isBase64Encoded": true});
+        assert!(aws_event(&route, bad).is_err());
+    }
+
+    #[test]
+    fn http_replies_are_function_url_answers() {
+        let reply = http_reply(
+            201,
+            &[
+                ("Content-Type".into(), "application/json".into()),
+                ("set-cookie".into(), "s=1".into()),
+                ("x-a".into(), "1".into()),
+                ("x-a".into(), "2".into()),
+            ],
+            br#"{"ok":true}"#.to_vec(),
+        );
+        assert_eq!(
+            reply,
+            json!({"statusCode": 201, "headers": {"content-type": "application/json", "x-a": "1,2"},
+            "body": r#"{"ok":true}"#, "isBase64Encoded": false, "cookies": ["s=1"]})
+        );
+        let binary = http_reply(200, &[], vec![0xff, 0x00]);
+        assert_eq!(
+            (binary["body"].as_str(), binary["isBase64Encoded"].as_bool()),
+            (Some("/wA="), Some(true))
+        );
+    }
+
+    #[test]
     fn event_files_take_ticks_eventbridge_events_and_http_requests() {
         let schedule = Trigger::Schedule {
             cron: "0 0 9 * * *".into(),
@@ -903,6 +986,7 @@ mod tests {
             "{err}"
         );
 
+        // A UTF-8 body is answered as text, repeated headers joined with `,`.
         let reply = reply(
             "w",
             &parsed,
@@ -922,10 +1006,10 @@ mod tests {
             reply,
             json!({
                 "statusCode": 201,
-                "headers": {"content-type": "application/json", "vary": "a, b"},
+                "headers": {"content-type": "application/json", "vary": "a,b"},
                 "cookies": ["s=1"],
-                "body": "eyJvayI6dHJ1ZX0=",
-                "isBase64Encoded": true
+                "body": "{\"ok\":true}",
+                "isBase64Encoded": false
             })
         );
     }

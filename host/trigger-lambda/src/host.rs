@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use usher_auth::{MapSecrets, SecretSource, Verifier, Verifiers};
 use usher_capabilities::Backends;
 use usher_engine::{EngineOptions, InvokeError, Runtime, Swap, UsherEngine};
 use usher_registry::{Registry, WorkerSpec};
@@ -115,6 +116,8 @@ struct CheckState {
 
 /// One worker, served as a Lambda function.
 pub struct LambdaHost {
+    /// The JWT verifier of an http route that declares auth.
+    auth: Option<Arc<Verifier>>,
     spec: WorkerSpec,
     env: String,
     runtime: Arc<Runtime>,
@@ -134,6 +137,19 @@ impl LambdaHost {
         registry: Arc<Registry>,
         backends: Arc<Backends>,
     ) -> Result<LambdaHost, InitError> {
+        Self::init_with_secrets(config, engine, registry, backends, &MapSecrets::default()).await
+    }
+
+    /// [`LambdaHost::init`] for a worker whose http route may name Secrets
+    /// Manager keys: `secrets` holds them (fetched by the caller); the
+    /// route's JWT verifier is built here, the same as `usher up`'s.
+    pub async fn init_with_secrets(
+        config: &LambdaConfig,
+        engine: Arc<UsherEngine>,
+        registry: Arc<Registry>,
+        backends: Arc<Backends>,
+        secrets: &dyn SecretSource,
+    ) -> Result<LambdaHost, InitError> {
         let spec = registry
             .workers
             .get(&config.worker)
@@ -142,6 +158,10 @@ impl LambdaHost {
                 worker: config.worker.clone(),
                 known: registry.workers.keys().cloned().collect(),
             })?;
+        let auth = Verifiers::for_workers([&spec], secrets)
+            .map_err(|e| InitError::Startup(e.to_string()))?
+            .get(&spec.name)
+            .cloned();
         let store_error = |source: StoreError| InitError::Store {
             location: config.store.to_string(),
             source,
@@ -171,6 +191,7 @@ impl LambdaHost {
             .map_err(|e| InitError::Startup(e.to_string()))?;
         tracing::info!(worker = %spec.name, store = %config.store, env = %config.env, "usher lambda ready");
         Ok(LambdaHost {
+            auth,
             spec,
             env: config.env.clone(),
             runtime: Arc::new(runtime),
@@ -219,7 +240,28 @@ impl LambdaHost {
     ) -> Result<Value, LambdaError> {
         self.check_release_if_due().await;
         let worker = &self.spec.name;
-        let parsed = events::parse_event(worker, &self.spec.trigger, event)?;
+        let mut parsed = events::parse_event(worker, &self.spec.trigger, event)?;
+        if let usher_engine::Input::Http(request) = &mut parsed.input {
+            // The claims header is the host's: never a client's, on any route.
+            request
+                .headers
+                .retain(|(name, _)| !name.eq_ignore_ascii_case(usher_auth::CLAIMS_HEADER));
+        }
+        if let (Some(verifier), usher_engine::Input::Http(request)) =
+            (&self.auth, &mut parsed.input)
+        {
+            if let Err(e) = verifier.authorize(&mut request.headers) {
+                tracing::info!(worker = %worker, reason = %e, "request refused: 401");
+                return Ok(events::http_reply(
+                    401,
+                    &[
+                        ("content-type".to_string(), "application/json".to_string()),
+                        ("www-authenticate".to_string(), "Bearer".to_string()),
+                    ],
+                    e.body().to_string().into_bytes(),
+                ));
+            }
+        }
         for rejected in &parsed.rejected {
             tracing::warn!(worker = %worker, record = rejected.index, id = %rejected.id, reason = %rejected.reason, "a record cannot be read: it is reported failed, the others go to the worker");
         }

@@ -506,9 +506,9 @@ async fn init_errors_are_clear() {
         err.starts_with("unknown worker `replication/no-such-worker`: the registry has "),
         "{err}"
     );
-    // An http-worker is served behind a function URL.
+    // http-workers are served too (function URL / API Gateway events).
     let err = init(fx.config("services/entry-service")).await;
-    assert_eq!(err, "", "an http-worker starts under `usher lambda`");
+    assert_eq!(err, "", "an http-worker starts under usher lambda");
 
     // A component whose bytes do not match their digest.
     let spec = registry.worker("testing/echo").expect("echo");
@@ -541,7 +541,6 @@ async fn init_errors_are_clear() {
 
 #[tokio::test]
 async fn an_http_worker_answers_function_url_requests() {
-    use base64::Engine as _;
     let fx = Fixture::new();
     let run = start(&fx.config("services/entry-service")).await;
     let request = |method: &str, path: &str| {
@@ -554,11 +553,9 @@ async fn an_http_worker_answers_function_url_requests() {
             "isBase64Encoded": false
         })
     };
+    // A UTF-8 body is answered as text (base64 only when it is not UTF-8).
     let decode = |reply: &Value| -> Value {
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(reply["body"].as_str().expect("body"))
-            .expect("base64");
-        serde_json::from_slice(&body).expect("a JSON body")
+        serde_json::from_str(reply["body"].as_str().expect("body")).expect("a JSON body")
     };
     // Under the worker's route (as `usher up` serves it) and at the URL's root.
     for path in [
@@ -567,7 +564,7 @@ async fn an_http_worker_answers_function_url_requests() {
     ] {
         let reply = run.host.handle(request("GET", path)).await.expect("reply");
         assert_eq!(reply["statusCode"], 200, "{path}: {reply}");
-        assert_eq!(reply["isBase64Encoded"], true);
+        assert_eq!(reply["isBase64Encoded"], false);
         assert!(decode(&reply).is_object(), "{path}: {reply}");
     }
     let reply = run
@@ -577,4 +574,95 @@ async fn an_http_worker_answers_function_url_requests() {
         .expect("reply");
     assert_eq!(reply["statusCode"], 404, "{reply}");
     assert!(decode(&reply)["error"].is_string(), "{reply}");
+}
+
+/// A function URL event (payload 2.0) for `method path` with headers.
+fn function_url_event(method: &str, path: &str, headers: Value, body: Option<&str>) -> Value {
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {"http": {"method": method, "path": path, "sourceIp": "127.0.0.1"}},
+        "body": body, "isBase64Encoded": false,
+    })
+}
+
+#[tokio::test]
+async fn function_url_requests_are_verified_as_under_usher_up() {
+    let fx = Fixture::new();
+    let config = fx.config("exports/export-api");
+    let run = start(&config).await;
+    let registry = common::registry(&config);
+    let spec = registry.worker("exports/export-api").expect("spec");
+    let verifiers = usher_auth::Verifiers::for_workers([spec], &usher_auth::MapSecrets::default())
+        .expect("verifier");
+    let verifier = verifiers.get("exports/export-api").expect("protected");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = json!({"sub": "ana", "permissions": ["REPORT"], "campaigns": ["c1"]});
+    let token = verifier.dev_token(&claims, 300, now).expect("token");
+    let expired = verifier
+        .dev_token(&json!({"sub": "ana", "exp": now - 60}), 300, now)
+        .expect("token");
+    let body = r#"{"exportType":"markets"}"#;
+
+    // No token, a forged claims header, an expired token: 401 before the worker.
+    for headers in [
+        json!({}),
+        json!({"x-usher-claims": claims.to_string()}),
+        json!({"authorization": format!("Bearer {expired}")}),
+    ] {
+        let reply = run
+            .host
+            .handle(function_url_event(
+                "POST",
+                "/campaigns/c1/exports",
+                headers.clone(),
+                Some(body),
+            ))
+            .await
+            .expect("reply");
+        assert_eq!(reply["statusCode"], 401, "{headers}: {reply}");
+        assert_eq!(reply["headers"]["www-authenticate"], "Bearer");
+        let error: Value =
+            serde_json::from_str(reply["body"].as_str().expect("body")).expect("json");
+        assert!(
+            error["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("unauthorized: ")),
+            "{error}"
+        );
+    }
+    assert!(run.services.calls().is_empty(), "the worker never ran");
+
+    // A valid token: the worker gets the claims and creates the job.
+    let reply = run
+        .host
+        .handle(function_url_event(
+            "POST",
+            "/campaigns/c1/exports",
+            json!({"authorization": format!("Bearer {token}"), "content-type": "application/json"}),
+            Some(body),
+        ))
+        .await
+        .expect("reply");
+    assert_eq!(reply["statusCode"], 202, "{reply}");
+    let job: Value = serde_json::from_str(reply["body"].as_str().expect("body")).expect("json");
+    assert_eq!(
+        (job["state"].as_str(), job["requestedBy"].as_str()),
+        (Some("PENDING"), Some("ana"))
+    );
+    // Another campaign: the worker's 403.
+    let reply = run
+        .host
+        .handle(function_url_event(
+            "GET",
+            "/campaigns/c2/exports",
+            json!({"authorization": format!("Bearer {token}")}),
+            None,
+        ))
+        .await
+        .expect("reply");
+    assert_eq!(reply["statusCode"], 403, "{reply}");
 }

@@ -4,6 +4,13 @@
 //! invoke-workers, `POST /resolvers/{typeName}/{fieldName}` for resolver
 //! workers (AppSync-style), a fallback answering the JSON 404 and
 //! [`DefaultBodyLimit`] bounding every body to [`MAX_REQUEST_BYTES`] (413).
+//!
+//! A worker whose route declares `auth` (registry `trigger.http.auth.jwt`)
+//! gets only requests whose bearer JWT `usher_auth` verified, with the
+//! claims in the `x-usher-claims` header; others are answered 401
+//! `{"error": "unauthorized: …"}`. `GET /heartbeat` is always open;
+//! `POST /dev/token` signs development tokens only when the listener was
+//! started with [`ListenerOptions::dev_tokens`] (`usher up --dev-tokens`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,11 +21,12 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, OriginalUri, Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{any, post, MethodRouter};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use usher_auth::{AuthError, EnvSecrets, SecretSource, Verifiers};
 use usher_engine::{HttpRequest, Input, InvokeError, Output, Runtime};
 use usher_registry::{Trigger, WorldKind};
 
@@ -40,6 +48,9 @@ pub enum ListenerError {
     /// Binding or reading the socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A protected route's keys cannot be read.
+    #[error("authentication: {0}")]
+    Auth(#[from] AuthError),
     /// An http-worker's route cannot be served by the router.
     #[error("worker {worker}: the http route `{route}` cannot be served: {reason}")]
     Route {
@@ -193,6 +204,26 @@ pub fn resolver_event(
 struct Shared {
     runtime: Arc<Runtime>,
     resolvers: Arc<Resolvers>,
+    auth: Arc<Verifiers>,
+}
+
+/// How the listener serves, beyond the registry.
+pub struct ListenerOptions {
+    /// Serve `POST /dev/token` (development only: anyone reaching the
+    /// listener can get a token).
+    pub dev_tokens: bool,
+    /// Where the routes' `secret:` keys come from (default: the
+    /// `USHER_SECRET_<NAME>` environment variables).
+    pub secrets: Box<dyn SecretSource + Send + Sync>,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        ListenerOptions {
+            dev_tokens: false,
+            secrets: Box::new(EnvSecrets),
+        }
+    }
 }
 
 /// The listener's router: every http-worker nested at its route (a worker
@@ -210,9 +241,24 @@ pub fn router_with(
     runtime: Arc<Runtime>,
     mounts: Vec<(String, Router)>,
 ) -> Result<Router, ListenerError> {
+    router_with_options(runtime, mounts, &ListenerOptions::default())
+}
+
+/// [`router_with`] with [`ListenerOptions`]; fails when a protected
+/// route's keys cannot be read.
+pub fn router_with_options(
+    runtime: Arc<Runtime>,
+    mounts: Vec<(String, Router)>,
+    options: &ListenerOptions,
+) -> Result<Router, ListenerError> {
     let routes = Routes::of(&runtime);
+    let auth = Verifiers::for_workers(
+        runtime.workers().values().map(|live| live.spec()),
+        options.secrets.as_ref(),
+    )?;
     let shared = Shared {
         resolvers: Arc::new(Resolvers::of(&runtime)),
+        auth: Arc::new(auth),
         runtime,
     };
     let resolvers = Router::new()
@@ -229,7 +275,11 @@ pub fn router_with(
             "/invoke/{domain}/{worker}",
             post(invoke).fallback(invoke_method_not_allowed),
         )
-        .nest("/resolvers", resolvers);
+        .nest("/resolvers", resolvers)
+        .route("/heartbeat", get(heartbeat));
+    if options.dev_tokens {
+        app = app.route("/dev/token", post(dev_token));
+    }
     for (prefix, mount) in mounts.iter() {
         app = app.nest_service(prefix, mount.clone());
     }
@@ -267,7 +317,7 @@ fn http_worker(shared: Shared, worker: String) -> MethodRouter {
     any(move |request: Request| {
         let shared = shared.clone();
         let worker = worker.clone();
-        async move { serve_http(&shared.runtime, &worker, request).await }
+        async move { serve_http(&shared, &worker, request).await }
     })
 }
 
@@ -308,10 +358,20 @@ impl HttpListener {
         listener: tokio::net::TcpListener,
         mounts: Vec<(String, Router)>,
     ) -> Result<HttpListener, ListenerError> {
+        Self::serve_with_options(runtime, listener, mounts, &ListenerOptions::default())
+    }
+
+    /// [`HttpListener::serve_with`] with [`ListenerOptions`].
+    pub fn serve_with_options(
+        runtime: Arc<Runtime>,
+        listener: tokio::net::TcpListener,
+        mounts: Vec<(String, Router)>,
+        options: &ListenerOptions,
+    ) -> Result<HttpListener, ListenerError> {
         let addr = listener.local_addr()?;
         let routes = Routes::of(&runtime);
         let resolvers = Resolvers::of(&runtime);
-        let app = router_with(runtime, mounts)?;
+        let app = router_with_options(runtime, mounts, options)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -433,12 +493,22 @@ async fn path_not_found(OriginalUri(uri): OriginalUri) -> Response {
 
 /// One request to an http-worker; the router has stripped its route from
 /// the request's path.
-async fn serve_http(runtime: &Runtime, worker: &str, request: Request) -> Response {
+async fn serve_http(shared: &Shared, worker: &str, request: Request) -> Response {
+    let runtime = &shared.runtime;
     let cid = correlation_id(&request);
     let method = request.method().as_str().to_ascii_uppercase();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
-    let headers = header_pairs(&request).collect();
+    // The claims header is the host's: never a client's, on any route.
+    let mut headers: Vec<(String, String)> = header_pairs(&request)
+        .filter(|(name, _)| name != usher_auth::CLAIMS_HEADER)
+        .collect();
+    if let Some(verifier) = shared.auth.get(worker) {
+        if let Err(e) = verifier.authorize(&mut headers) {
+            tracing::info!(worker, reason = %e, "request refused: 401");
+            return unauthorized(&e);
+        }
+    }
     let body = match read_body(request).await {
         Ok(b) => b,
         Err((status, message)) => return error(status, message),
@@ -481,6 +551,75 @@ async fn serve_http(runtime: &Runtime, worker: &str, request: Request) -> Respon
             ),
         },
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{worker}: {e}")),
+    }
+}
+
+/// The 401 answer, with `WWW-Authenticate: Bearer`.
+fn unauthorized(e: &AuthError) -> Response {
+    let mut response = json_response(StatusCode::UNAUTHORIZED, &e.body());
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// `GET /heartbeat`: the listener is up (never authenticated).
+async fn heartbeat() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// `POST /dev/token[?worker=domain/name][&ttl_s=N]` with a JSON object of
+/// claims (e.g. `{"sub","permissions":["REPORT"],"campaigns":["c1"]}`):
+/// a token for the worker's route (default: the first protected route that
+/// has an HMAC key), signed with its first HMAC key, `iss`/`aud` of the
+/// route, `exp` = now + `ttl_s` (default 3600) unless the claims hold one.
+/// Served only with [`ListenerOptions::dev_tokens`].
+async fn dev_token(State(shared): State<Shared>, request: Request) -> Response {
+    let query = request.uri().query().unwrap_or("").to_string();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.replace("%2F", "/").replace("%2f", "/"))
+    };
+    let ttl_s = match param("ttl_s").map(|t| t.parse::<u64>()) {
+        None => 3600,
+        Some(Ok(t)) => t,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "ttl_s must be a number of seconds"),
+    };
+    let verifier = match param("worker") {
+        Some(w) => shared.auth.get(&w).map(|v| (w.clone(), v.clone())),
+        None => shared
+            .auth
+            .iter()
+            .find(|(_, v)| v.can_sign())
+            .map(|(w, v)| (w.to_string(), v.clone())),
+    };
+    let Some((worker, verifier)) = verifier else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no protected route to sign a token for",
+        );
+    };
+    let body = match read_body(request).await {
+        Ok(b) => b,
+        Err((status, message)) => return error(status, message),
+    };
+    let claims = match parse_json(&body) {
+        Ok(v) => v,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match verifier.dev_token(&claims, ttl_s, now) {
+        Ok(token) => json_response(
+            StatusCode::OK,
+            &json!({"token": token, "worker": worker, "expiresIn": ttl_s}),
+        ),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 

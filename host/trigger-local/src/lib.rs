@@ -73,8 +73,8 @@ use usher_registry::Trigger;
 
 pub use counters::{CounterSnapshot, WorkerCounters};
 pub use http::{
-    resolver_event, router, router_with, HttpListener, ListenerError, Resolvers, Routes,
-    INVOKE_PREFIX, MAX_REQUEST_BYTES, RESOLVERS_PREFIX,
+    resolver_event, router, router_with, router_with_options, HttpListener, ListenerError,
+    ListenerOptions, Resolvers, Routes, INVOKE_PREFIX, MAX_REQUEST_BYTES, RESOLVERS_PREFIX,
 };
 pub use queue::{PollOutcome, QueuePoller};
 pub use schedule::{Scheduler, TickOutcome};

@@ -75,6 +75,23 @@ pub fn handle(settings: &Settings, request: &HttpRequest) -> HttpResponse {
                 &r.json_object()?,
             )?))
         })
+        .get("/pools/{campaignId}/{marketId}/codes", |r| {
+            let pool = Pool::new(r.param("campaignId"), r.param("marketId"))?;
+            let limit = match r.query("limit")? {
+                None => 1000,
+                Some(l) => l
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| Failure::bad_request("limit must be 1 to 1000"))?,
+            };
+            Ok(HttpResponse::json_ok(&list_codes(
+                table,
+                &pool,
+                limit,
+                r.query("after")?.as_deref(),
+            )?))
+        })
         .get("/pools/{campaignId}/{marketId}", |r| {
             let pool = Pool::new(r.param("campaignId"), r.param("marketId"))?;
             Ok(HttpResponse::json_ok(&pool_counts(table, &pool)?))
@@ -303,6 +320,53 @@ pub fn pool_counts(table: &str, pool: &Pool) -> Result<Value, Failure> {
     let item: Option<Value> = table::get(table, &pool.counts_key())
         .map_err(|e| Failure::from_table("reading the pool counters", &e))?;
     Ok(counts_view(pool, item.as_ref()))
+}
+
+/// `GET /pools/{campaignId}/{marketId}/codes?limit=&after=` (additive,
+/// for the exports): one page of the pool's codes in code order,
+/// `{"codes":[{"code","status","globalUserId"?,"reservationId"?}],"next"}`;
+/// `status` is AVAILABLE, RESERVED, ASSIGNED or MARKED; `next` is the last
+/// code of a full page (pass it as `after`), else null.
+pub fn list_codes(
+    table: &str,
+    pool: &Pool,
+    limit: u32,
+    after: Option<&str>,
+) -> Result<Value, Failure> {
+    let start = after.map(|code| pool.code_key(code));
+    let page = table::query::<Value>(
+        table,
+        &json!({"PK": pool.partition()}),
+        Some(CODE_PREFIX),
+        Some(limit),
+        start.as_ref(),
+    )
+    .map_err(|e| Failure::from_table("listing the pool's codes", &e))?;
+    let codes: Vec<Value> = page
+        .items
+        .iter()
+        .map(|item| {
+            let status = item["status"].as_str().unwrap_or("");
+            let word = status.split('#').next().unwrap_or("");
+            let mut view = json!({"code": item["code"], "status": word});
+            for name in ["globalUserId", "reservationId"] {
+                if let Some(v) = item.get(name).filter(|v| !v.is_null()) {
+                    view[name] = v.clone();
+                }
+            }
+            if view.get("globalUserId").is_none() && (word == "ASSIGNED" || word == "MARKED") {
+                if let Some(fan) = status.split_once('#').map(|(_, f)| f) {
+                    view["globalUserId"] = json!(fan);
+                }
+            }
+            view
+        })
+        .collect();
+    let next = match (&page.next, codes.last()) {
+        (Some(_), Some(last)) => last["code"].clone(),
+        _ => Value::Null,
+    };
+    Ok(json!({"codes": codes, "next": next}))
 }
 
 fn counts_view(pool: &Pool, item: Option<&Value>) -> Value {

@@ -113,6 +113,8 @@ pub struct Platform {
     pub entries_url: String,
     /// More environment for `usher up` (other `USHER_SERVICE_<NAME>_URL`s).
     pub env: Vec<(String, String)>,
+    /// More arguments for `usher up` (e.g. `--dev-tokens`).
+    pub up_args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
     starts: usize,
@@ -143,6 +145,7 @@ impl Platform {
             registry_dir,
             entries_url: format!("{base}/services/entries"),
             env: Vec::new(),
+            up_args: Vec::new(),
             base,
             port,
             tmp,
@@ -193,6 +196,7 @@ impl Platform {
             .arg(&self.data)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.up_args)
             .env("USHER_SERVICE_ENTRIES_URL", &self.entries_url)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("USHER_LOG", "warn")

@@ -511,3 +511,41 @@ fn only_codes_of_complete_reservations_are_assigned() {
     assert_eq!(reasons, ["the code's reservation is not complete"; 2]);
     drop(fakes);
 }
+
+#[test]
+fn codes_are_listed_in_pages_with_their_state_and_fan() {
+    let fakes = Fakes::new();
+    let _installed = fakes.install();
+    assert_eq!(load(&codes("A", 5)).0, 200);
+    let (status, reserved) = reserve_("r1", 2);
+    assert_eq!(status, 200, "{reserved}");
+    let (status, _) = assign_("/codes/assign", &[("A00000", "fan-1")]);
+    assert_eq!(status, 200);
+    let list = |q: &str| {
+        let response = handle(
+            &settings(),
+            &HttpRequest {
+                method: "GET".into(),
+                path: "/pools/c1/m1/codes".into(),
+                query: q.into(),
+                ..HttpRequest::default()
+            },
+        );
+        (
+            response.status,
+            serde_json::from_slice::<Value>(&response.body).unwrap_or(Value::Null),
+        )
+    };
+    let (status, first) = list("limit=3");
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["codes"][0]["code"], "A00000");
+    assert_eq!(first["codes"][0]["status"], "ASSIGNED");
+    assert_eq!(first["codes"][0]["globalUserId"], "fan-1");
+    assert_eq!(first["codes"][1]["status"], "RESERVED");
+    assert_eq!(first["codes"][2]["status"], "AVAILABLE");
+    assert_eq!(first["next"], "A00002");
+    let (_, second) = list("limit=3&after=A00002");
+    assert_eq!(second["codes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(second["next"], Value::Null);
+    assert_eq!(list("limit=0").0, 400);
+}
