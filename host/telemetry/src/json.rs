@@ -1,0 +1,147 @@
+//! JSON log lines: one object per event, with the event's fields, the
+//! worker, version and correlation id of its spans, and the OpenTelemetry
+//! trace and span ids of its innermost span. Under `usher lambda` the keys
+//! follow Lambda's JSON log format (`timestamp`, `level`, `message`,
+//! `requestId`), so CloudWatch reads them as Lambda's own.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use opentelemetry::trace::TraceContextExt;
+
+/// Span fields copied into every line of the events below the span (the
+/// innermost span that has one wins).
+const SPAN_KEYS: [&str; 4] = ["correlation_id", "worker", "version", "requestId"];
+
+/// The JSON line format.
+pub(crate) struct JsonLines {
+    lambda: bool,
+}
+
+impl JsonLines {
+    pub(crate) fn new(lambda: bool) -> Self {
+        Self { lambda }
+    }
+}
+
+#[derive(Default)]
+struct Fields(Map<String, Value>);
+
+impl Visit for Fields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0
+            .insert(field.name().into(), Value::from(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().into(), Value::from(format!("{value:?}")));
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut fields = fields.0;
+        let message = fields.remove("message").unwrap_or(Value::from(""));
+
+        // The spans' fields, innermost first.
+        let mut from_spans = Map::new();
+        let mut leaf = None;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope {
+                if leaf.is_none() {
+                    leaf = Some((span.id(), span.name()));
+                }
+                let ext = span.extensions();
+                let Some(formatted) = ext.get::<FormattedFields<JsonFields>>() else {
+                    continue;
+                };
+                let Ok(Value::Object(map)) = serde_json::from_str::<Value>(formatted) else {
+                    continue;
+                };
+                for key in SPAN_KEYS {
+                    if let Some(v) = map.get(key) {
+                        from_spans.entry(key).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+        }
+        let ids = leaf.as_ref().and_then(|(id, _)| {
+            tracing::dispatcher::get_default(|dispatch| {
+                let cx = tracing_opentelemetry::get_otel_context(id, dispatch)?;
+                let span = cx.span();
+                let sc = span.span_context();
+                sc.is_valid()
+                    .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+            })
+        });
+
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::from(now));
+        line.insert("level".into(), Value::from(meta.level().as_str()));
+        line.insert("message".into(), message);
+        if self.lambda {
+            if let Some(id) = from_spans.remove("requestId") {
+                line.insert("requestId".into(), id);
+            }
+        }
+        line.insert("target".into(), Value::from(meta.target()));
+        if let Some((_, name)) = leaf {
+            line.insert("span".into(), Value::from(name));
+        }
+        if let Some((trace_id, span_id)) = ids {
+            let (t, s) = if self.lambda {
+                ("traceId", "spanId")
+            } else {
+                ("trace_id", "span_id")
+            };
+            line.insert(t.into(), Value::from(trace_id));
+            line.insert(s.into(), Value::from(span_id));
+        }
+        for (k, v) in from_spans {
+            let key = match (self.lambda, k.as_str()) {
+                (true, "correlation_id") => "correlationId".to_string(),
+                _ => k,
+            };
+            line.entry(key).or_insert(v);
+        }
+        for (k, v) in fields {
+            line.entry(k).or_insert(v);
+        }
+        let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
