@@ -23,7 +23,7 @@ const REPLAY_STEP: u32 = 100;
 
 /// Every dead-letter queue of the registry: a queue's `dead_letter` (value:
 /// the source queues) or a stream's `on_failure` (value: empty).
-fn dead_letter_queues(registry: &Registry) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn dead_letter_queues(registry: &Registry) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, def) in &registry.resources.queues {
         if let Some(dlq) = &def.dead_letter {

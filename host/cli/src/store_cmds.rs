@@ -77,7 +77,7 @@ pub fn tool_engine() -> Result<Arc<UsherEngine>> {
 }
 
 /// Stores, checks and precompiles one component for a worker.
-async fn store_version(
+pub(crate) async fn store_version(
     engine: &UsherEngine,
     store: &dyn ComponentStore,
     spec: &WorkerSpec,
@@ -127,7 +127,7 @@ pub async fn push(
 /// Makes `version` live; when nothing was promoted for the worker yet, the
 /// registry's pin is recorded as live first so that `rollback` returns to it
 /// (as `usher_engine::release::promote` does for a local store).
-async fn promote_over_pin(
+pub(crate) async fn promote_over_pin(
     store: &dyn ComponentStore,
     env: &str,
     spec: &WorkerSpec,

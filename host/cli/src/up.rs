@@ -1,7 +1,8 @@
 //! `usher up`: every worker of the registry on the embedded backends — queue
 //! pollers, stream followers, schedules, the change-log trimmer, the HTTP
-//! listener (http-workers, `POST /invoke/{domain}/{worker}` and `POST
-//! /resolvers/{typeName}/{fieldName}`), hot swap of promoted releases — with
+//! listener (http-workers, `POST /invoke/{domain}/{worker}`, `POST
+//! /resolvers/{typeName}/{fieldName}`, the workflows at `/workflows` and the
+//! Prometheus metrics at `GET /metrics`), hot swap of promoted releases — with
 //! a live summary on stderr every 2 s (and a last one after stopping) until
 //! Ctrl-C.
 
@@ -85,6 +86,8 @@ impl Host {
 /// (see [`crate::services::point_at_listener`]; a `USHER_SERVICE_<NAME>_URL`
 /// still wins).
 pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Host> {
+    // Before the runtime starts, so its first gauges are recorded.
+    usher_telemetry::metric::install()?;
     let mut registry = paths.registry()?;
     let workflows_dir = paths.workflows_dir();
     let loaded = usher_workflows::load_dir(&workflows_dir, &registry)
@@ -127,10 +130,21 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
     let listener = HttpListener::serve_with(
         runtime.clone(),
         socket,
-        vec![(
-            "/workflows".to_string(),
-            usher_workflows::http::router(workflows.clone()),
-        )],
+        vec![
+            (
+                "/workflows".to_string(),
+                usher_workflows::http::router(workflows.clone()),
+            ),
+            (
+                "/metrics".to_string(),
+                crate::metrics::router(
+                    runtime.clone(),
+                    embedded.queues(),
+                    embedded.change_log(),
+                    workflows.clone(),
+                )?,
+            ),
+        ],
     )
     .with_context(|| format!("listening on {addr}"))?;
     let triggers = Triggers::start(runtime.clone(), &embedded, TriggerOptions::default())?;

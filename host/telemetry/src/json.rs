@@ -145,3 +145,102 @@ where
         writeln!(writer, "{text}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use serde_json::Value;
+    use tracing_subscriber::fmt::format::JsonFields;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::JsonLines;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines logged by `f` under the JSON format (`lambda`: Lambda's).
+    fn lines(lambda: bool, f: impl FnOnce()) -> Vec<Value> {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || writer.clone())
+                    .fmt_fields(JsonFields::new())
+                    .event_format(JsonLines::new(lambda)),
+            )
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_carries_the_event_the_span_fields_and_the_trace_ids() {
+        let out = lines(false, || {
+            let span = tracing::info_span!(
+                "invocation",
+                worker = "replication/save-entries",
+                version = "0.1.5",
+                correlation_id = "c-42"
+            );
+            let _g = span.enter();
+            tracing::info!(records = 3, "batch done");
+        });
+        assert_eq!(out.len(), 1);
+        let line = &out[0];
+        assert_eq!(line["message"], "batch done");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["records"], 3);
+        assert_eq!(line["span"], "invocation");
+        assert_eq!(line["worker"], "replication/save-entries");
+        assert_eq!(line["version"], "0.1.5");
+        assert_eq!(line["correlation_id"], "c-42");
+        assert_eq!(line["trace_id"].as_str().map(str::len), Some(32));
+        assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
+        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+
+    #[test]
+    fn outside_any_span_there_are_no_ids() {
+        let out = lines(false, || tracing::warn!("plain"));
+        assert_eq!(out[0]["message"], "plain");
+        assert_eq!(out[0]["level"], "WARN");
+        assert!(out[0].get("trace_id").is_none());
+        assert!(out[0].get("correlation_id").is_none());
+    }
+
+    #[test]
+    fn lambda_lines_use_lambdas_keys_and_request_id() {
+        let out = lines(true, || {
+            let lambda = tracing::info_span!("Lambda runtime invoke", requestId = "req-1");
+            let _l = lambda.enter();
+            let inv = tracing::info_span!("invocation", correlation_id = "c-7");
+            let _i = inv.enter();
+            tracing::error!("failed");
+        });
+        let line = &out[0];
+        assert_eq!(line["requestId"], "req-1");
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["message"], "failed");
+        assert_eq!(line["correlationId"], "c-7");
+        assert_eq!(line["traceId"].as_str().map(str::len), Some(32));
+        assert!(line.get("trace_id").is_none());
+    }
+}

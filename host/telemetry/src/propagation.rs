@@ -82,3 +82,51 @@ pub fn ids_of(span: &tracing::Span) -> Option<(String, String)> {
     sc.is_valid()
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    fn with_otel(f: impl FnOnce()) {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, f);
+    }
+
+    #[test]
+    fn without_the_layer_there_is_no_trace_context() {
+        let span = tracing::info_span!("x");
+        let _g = span.enter();
+        assert_eq!(current_traceparent(), None);
+        assert!(headers_of(&span).is_empty());
+    }
+
+    #[test]
+    fn a_traceparent_round_trips_into_a_child_span() {
+        with_otel(|| {
+            let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+            let span = tracing::info_span!("queue_batch");
+            set_parent(&span, Some(parent), None);
+            let (trace_id, span_id) = ids_of(&span).expect("ids");
+            assert_eq!(trace_id, "0af7651916cd43dd8448eb211c80319c");
+            assert_ne!(span_id, "b7ad6b7169203331");
+            let _g = span.enter();
+            let tp = current_traceparent().expect("a traceparent");
+            assert_eq!(tp, format!("00-{trace_id}-{span_id}-01"));
+        });
+    }
+
+    #[test]
+    fn an_invalid_traceparent_leaves_a_root() {
+        with_otel(|| {
+            let span = tracing::info_span!("queue_batch");
+            set_parent(&span, Some("garbage"), None);
+            let (trace_id, _) = ids_of(&span).expect("ids");
+            assert_ne!(trace_id, "00000000000000000000000000000000");
+        });
+    }
+}
