@@ -327,12 +327,16 @@ async fn observe(
     let started = std::time::Instant::now();
     let route = labels.label(request.uri().path());
     let method = request.method().as_str().to_string();
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+    // Owned before any await: the body makes `&Request` not `Send`.
+    let [correlation_id, traceparent, tracestate] = {
+        use usher_telemetry::propagation::{CORRELATION_ID, TRACEPARENT, TRACESTATE};
+        [CORRELATION_ID, TRACEPARENT, TRACESTATE].map(|name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
     };
     let span = tracing::info_span!(
         "http_request",
@@ -341,14 +345,10 @@ async fn observe(
         correlation_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );
-    if let Some(cid) = header(usher_telemetry::propagation::CORRELATION_ID) {
+    if let Some(cid) = &correlation_id {
         span.record("correlation_id", cid.as_str());
     }
-    usher_telemetry::propagation::set_parent(
-        &span,
-        header(usher_telemetry::propagation::TRACEPARENT).as_deref(),
-        header(usher_telemetry::propagation::TRACESTATE).as_deref(),
-    );
+    usher_telemetry::propagation::set_parent(&span, traceparent.as_deref(), tracestate.as_deref());
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("status", status);
