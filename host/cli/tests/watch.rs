@@ -6,7 +6,7 @@
 //! version keeps serving; `/metrics` counts the swaps.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;

@@ -5,9 +5,11 @@
 //! `requestId`), so CloudWatch reads them as Lambda's own.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
+use tracing::dispatcher::WeakDispatch;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -19,14 +21,21 @@ use opentelemetry::trace::TraceContextExt;
 /// innermost span that has one wins).
 const SPAN_KEYS: [&str; 4] = ["correlation_id", "worker", "version", "requestId"];
 
+/// The dispatcher the format reads the OpenTelemetry ids from: inside a
+/// subscriber's callback `tracing::dispatcher::get_default` answers the
+/// no-op dispatcher (re-entrancy guard), so [`crate::init`] sets this once
+/// the subscriber is installed.
+pub(crate) type DispatchCell = Arc<OnceLock<WeakDispatch>>;
+
 /// The JSON line format.
 pub(crate) struct JsonLines {
     lambda: bool,
+    dispatch: DispatchCell,
 }
 
 impl JsonLines {
-    pub(crate) fn new(lambda: bool) -> Self {
-        Self { lambda }
+    pub(crate) fn new(lambda: bool, dispatch: DispatchCell) -> Self {
+        Self { lambda, dispatch }
     }
 }
 
@@ -99,13 +108,12 @@ where
             }
         }
         let ids = leaf.as_ref().and_then(|(id, _)| {
-            tracing::dispatcher::get_default(|dispatch| {
-                let cx = tracing_opentelemetry::get_otel_context(id, dispatch)?;
-                let span = cx.span();
-                let sc = span.span_context();
-                sc.is_valid()
-                    .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
-            })
+            let dispatch = self.dispatch.get()?.upgrade()?;
+            let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+            let span = cx.span();
+            let sc = span.span_context();
+            sc.is_valid()
+                .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
         });
 
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -176,15 +184,18 @@ mod tests {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let cell = super::DispatchCell::default();
         let subscriber = tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(move || writer.clone())
                     .fmt_fields(JsonFields::new())
-                    .event_format(JsonLines::new(lambda)),
+                    .event_format(JsonLines::new(lambda, cell.clone())),
             )
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        tracing::subscriber::with_default(subscriber, f);
+        let dispatch = tracing::Dispatch::new(subscriber);
+        cell.set(dispatch.downgrade()).expect("set once");
+        tracing::dispatcher::with_default(&dispatch, f);
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         text.lines()
             .map(|l| serde_json::from_str(l).expect("each line is JSON"))

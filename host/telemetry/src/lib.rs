@@ -157,6 +157,7 @@ fn trace_filter() -> Targets {
 /// traces are exported or logs are JSON (for the ids in each line).
 pub fn init(options: &Options) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_env(LOG_FILTER_ENV).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let dispatch = json::DispatchCell::default();
     let fmt_layer = match options.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -167,7 +168,10 @@ pub fn init(options: &Options) -> Result<Telemetry, TelemetryError> {
         LogFormat::Json | LogFormat::Lambda => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(json::JsonLines::new(options.format == LogFormat::Lambda))
+            .event_format(json::JsonLines::new(
+                options.format == LogFormat::Lambda,
+                dispatch.clone(),
+            ))
             .with_filter(filter)
             .boxed(),
     };
@@ -204,6 +208,8 @@ pub fn init(options: &Options) -> Result<Telemetry, TelemetryError> {
         .with(otel_layer)
         .try_init()
         .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+    // The JSON lines read the ids through the installed dispatcher.
+    let _ = dispatch.set(tracing::dispatcher::get_default(|d| d.downgrade()));
     // Only an exporting provider needs shutting down; the id-only one is
     // kept by the layer.
     let provider = if options.export_traces {
