@@ -160,7 +160,12 @@ async fn round(paths: &Paths, args: &WatchArgs, krate: &str) -> Result<bool> {
         .await?
         .entry(&args.worker)
         .map(|e| (e.version.clone(), e.digest.to_string()))
-        .unwrap_or_else(|| (spec.component.version.clone(), spec.component.sha256.clone()));
+        .unwrap_or_else(|| {
+            (
+                spec.component.version.clone(),
+                spec.component.sha256.clone(),
+            )
+        });
     eprintln!("usher watch: building {} ({krate})", args.worker);
     let (components, target_dir, k) = (
         args.components.clone(),

@@ -52,7 +52,8 @@ async fn otlp_receiver() -> (String, Spans) {
         post(move |body: Bytes| {
             let sink = sink.clone();
             async move {
-                let request = ExportTraceServiceRequest::decode(body).expect("an OTLP trace request");
+                let request =
+                    ExportTraceServiceRequest::decode(body).expect("an OTLP trace request");
                 let mut out = sink.lock().expect("lock");
                 for rs in request.resource_spans {
                     for ss in rs.scope_spans {
@@ -115,9 +116,12 @@ fn chain(spans: &[Span]) -> Result<Vec<Span>, String> {
         s.name == "stream_batch" && s.attr("worker") == Some("replication/enqueue-entries")
     }) {
         let step = |from: &Span, name: &str, worker: &str| {
-            child(spans, from, name, worker)
-                .cloned()
-                .ok_or_else(|| format!("no {name} ({worker}) below {} {:?}", from.name, from.attributes))
+            child(spans, from, name, worker).cloned().ok_or_else(|| {
+                format!(
+                    "no {name} ({worker}) below {} {:?}",
+                    from.name, from.attributes
+                )
+            })
         };
         let attempt = (|| {
             let enqueue = step(root, "invocation", "replication/enqueue-entries")?;
@@ -220,7 +224,11 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
         if listed["entries"].as_array().is_some_and(|e| e.len() == 1) {
             break;
         }
-        assert!(Instant::now() < deadline, "not replicated in 60 s:\n{}", platform.log());
+        assert!(
+            Instant::now() < deadline,
+            "not replicated in 60 s:\n{}",
+            platform.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -234,7 +242,10 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
                 Instant::now() < deadline,
                 "the trace is not complete after 30 s: {e}\n{} spans received: {:#?}",
                 received.len(),
-                received.iter().map(|s| (&s.name, &s.attributes)).collect::<Vec<_>>()
+                received
+                    .iter()
+                    .map(|s| (&s.name, &s.attributes))
+                    .collect::<Vec<_>>()
             ),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -278,14 +289,27 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
             "worker=\"replication/save-entries\"",
             "outcome=\"ok\"",
         ][..],
-        &["usher_records_total{", "worker=\"replication/enqueue-entries\""],
-        &["usher_record_failures_total{", "worker=\"replication/save-entries\""],
+        &[
+            "usher_records_total{",
+            "worker=\"replication/enqueue-entries\"",
+        ],
+        &[
+            "usher_record_failures_total{",
+            "worker=\"replication/save-entries\"",
+        ],
         &[
             "usher_invocation_duration_seconds_bucket{",
             "worker=\"services/entry-service\"",
         ],
-        &["usher_worker_live_info{", "worker=\"replication/save-entries\""],
-        &["usher_queue_messages{", "queue=\"save-entries\"", "state=\"visible\""],
+        &[
+            "usher_worker_live_info{",
+            "worker=\"replication/save-entries\"",
+        ],
+        &[
+            "usher_queue_messages{",
+            "queue=\"save-entries\"",
+            "state=\"visible\"",
+        ],
         &["usher_dlq_messages{", "queue=\"save-entries-dlq\""],
         &[
             "usher_stream_lag_changes{",
@@ -297,15 +321,20 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
             "route=\"/services/entries\"",
             "status=\"200\"",
         ],
-        &["usher_http_request_duration_seconds_bucket{", "route=\"/services/entries\""],
+        &[
+            "usher_http_request_duration_seconds_bucket{",
+            "route=\"/services/entries\"",
+        ],
     ] {
         assert!(has(needles), "no line with {needles:?} in:\n{metrics}");
     }
     // The stream worker caught up.
     assert!(
-        metrics.lines().any(|l| l.starts_with("usher_stream_lag_changes{")
-            && l.contains("replication/enqueue-entries")
-            && l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("usher_stream_lag_changes{")
+                && l.contains("replication/enqueue-entries")
+                && l.ends_with(" 0")),
         "{metrics}"
     );
     // A request to no route is counted under a bounded label.
@@ -321,8 +350,14 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
         .text()
         .await
         .expect("text");
-    assert!(metrics_after.contains("route=\"unmatched\""), "{metrics_after}");
-    assert!(!metrics_after.contains("/no/such/"), "raw paths are never labels");
+    assert!(
+        metrics_after.contains("route=\"unmatched\""),
+        "{metrics_after}"
+    );
+    assert!(
+        !metrics_after.contains("/no/such/"),
+        "raw paths are never labels"
+    );
 
     match promtool() {
         Some(promtool) => {
@@ -370,7 +405,10 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
         "no log line of trace {trace_id} with its correlation id:\n{log}"
     );
     for line in &lines {
-        assert!(line["timestamp"].is_string() && line["level"].is_string(), "{line}");
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
     }
 }
 

@@ -43,7 +43,10 @@ fn copy_dir(from: &Path, to: &Path) {
 /// A components workspace holding only a copy of testing/echo, with the
 /// repository's sdk, lock file and release profile.
 fn components_copy(dir: &Path) -> PathBuf {
-    let repo = root().join("components").canonicalize().expect("components/");
+    let repo = root()
+        .join("components")
+        .canonicalize()
+        .expect("components/");
     let ws = dir.join("components");
     copy_dir(&repo.join("testing/echo"), &ws.join("testing/echo"));
     let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).expect("Cargo.toml");
@@ -172,9 +175,12 @@ async fn watch_rebuilds_pushes_and_swaps_and_a_broken_build_keeps_the_old_versio
             .expect("usher up"),
     );
     let client = reqwest::Client::new();
-    wait_until(Duration::from_secs(30), "usher up answering", &logs, || async {
-        echo(&client, &base).await == Some(json!({"a": 1}))
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "usher up answering",
+        &logs,
+        || async { echo(&client, &base).await == Some(json!({"a": 1})) },
+    )
     .await;
 
     // The change is made before `usher watch` starts: its first build
@@ -210,7 +216,11 @@ async fn watch_rebuilds_pushes_and_swaps_and_a_broken_build_keeps_the_old_versio
         || async { echo(&client, &base).await == Some(json!([{"a": 1}])) },
     )
     .await;
-    assert!(read(&watch_log).contains("-watch.1 ("), "{}", read(&watch_log));
+    assert!(
+        read(&watch_log).contains("-watch.1 ("),
+        "{}",
+        read(&watch_log)
+    );
 
     // A second change while watching: rebuilt, pushed as watch.2, swapped.
     wait_until(Duration::from_secs(30), "watching", &logs, || async {
@@ -233,7 +243,11 @@ async fn watch_rebuilds_pushes_and_swaps_and_a_broken_build_keeps_the_old_versio
         || async { echo(&client, &base).await == Some(json!([{"a": 1}, {"a": 1}])) },
     )
     .await;
-    assert!(read(&watch_log).contains("-watch.2 ("), "{}", read(&watch_log));
+    assert!(
+        read(&watch_log).contains("-watch.2 ("),
+        "{}",
+        read(&watch_log)
+    );
 
     // A change that does not compile: cargo's error is shown, nothing is
     // pushed, the live version keeps answering.
@@ -248,13 +262,13 @@ async fn watch_rebuilds_pushes_and_swaps_and_a_broken_build_keeps_the_old_versio
     .await;
     let log = read(&watch_log);
     assert!(log.contains("error"), "cargo's error is shown:\n{log}");
-    assert!(
-        log.contains("-watch.2 keeps serving"),
-        "{log}"
-    );
+    assert!(log.contains("-watch.2 keeps serving"), "{log}");
     assert!(!log.contains("watch.3"), "{log}");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(echo(&client, &base).await, Some(json!([{"a": 1}, {"a": 1}])));
+    assert_eq!(
+        echo(&client, &base).await,
+        Some(json!([{"a": 1}, {"a": 1}]))
+    );
     let ls = usher_at(&workers, &store)
         .args(["ls", "--json"])
         .output()
@@ -278,9 +292,11 @@ async fn watch_rebuilds_pushes_and_swaps_and_a_broken_build_keeps_the_old_versio
         "{metrics}"
     );
     assert!(
-        metrics.lines().any(|l| l.starts_with("usher_worker_live_info{")
-            && l.contains("-watch.2\"")
-            && l.ends_with(" 1")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("usher_worker_live_info{")
+                && l.contains("-watch.2\"")
+                && l.ends_with(" 1")),
         "{metrics}"
     );
 }

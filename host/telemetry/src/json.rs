@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
-use tracing::field::{Field, Visit};
 use tracing::dispatcher::WeakDispatch;
+use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};

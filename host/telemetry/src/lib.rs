@@ -104,7 +104,8 @@ impl Options {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "usher".to_string()),
             export_traces: !disabled
-                && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+                && (set("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
         })
     }
 }

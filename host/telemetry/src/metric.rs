@@ -94,17 +94,31 @@ pub fn render() -> String {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INVOCATIONS, "Worker invocations by outcome.");
-    describe_histogram!(INVOCATION_DURATION, Unit::Seconds, "Worker invocation wall time.");
-    describe_counter!(RECORDS, "Records given to workers (messages, changes, requests).");
+    describe_histogram!(
+        INVOCATION_DURATION,
+        Unit::Seconds,
+        "Worker invocation wall time."
+    );
+    describe_counter!(
+        RECORDS,
+        "Records given to workers (messages, changes, requests)."
+    );
     describe_counter!(RECORD_FAILURES, "Records that failed.");
     describe_counter!(HOT_SWAPS, "Hot swaps to another version.");
     describe_gauge!(LIVE_VERSION, "The live version of each worker (1).");
     describe_gauge!(QUEUE_MESSAGES, "Messages of a queue by state.");
     describe_gauge!(DLQ_MESSAGES, "Messages in a dead-letter queue.");
-    describe_gauge!(STREAM_LAG, "Table changes a stream worker has not checkpointed yet.");
+    describe_gauge!(
+        STREAM_LAG,
+        "Table changes a stream worker has not checkpointed yet."
+    );
     describe_gauge!(WORKFLOW_EXECUTIONS, "Workflow executions by status.");
     describe_counter!(HTTP_REQUESTS, "HTTP requests of the listener.");
-    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP response time of the listener.");
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP response time of the listener."
+    );
 }
 
 /// The outcome of one invocation, for [`invocation`].
@@ -165,7 +179,11 @@ pub fn live_version(worker: &str, version: &str, live: bool) {
 
 /// Sets a queue's depth.
 pub fn queue_depth(queue: &str, visible: u64, in_flight: u64, delayed: u64) {
-    for (state, n) in [("visible", visible), ("in_flight", in_flight), ("delayed", delayed)] {
+    for (state, n) in [
+        ("visible", visible),
+        ("in_flight", in_flight),
+        ("delayed", delayed),
+    ] {
         gauge!(QUEUE_MESSAGES, "queue" => queue.to_string(), "state" => state).set(n as f64);
     }
 }

@@ -36,12 +36,11 @@ pub(super) fn outgoing(
 /// messages are then exactly the guest's. A guest's own attribute of the
 /// same name is kept.
 pub(super) fn trace_attributes(ctx: &Caller) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = usher_telemetry::propagation::headers_of(
-        &tracing::Span::current(),
-    )
-    .into_iter()
-    .filter(|(k, _)| k == usher_telemetry::propagation::TRACEPARENT)
-    .collect();
+    let mut out: Vec<(String, String)> =
+        usher_telemetry::propagation::headers_of(&tracing::Span::current())
+            .into_iter()
+            .filter(|(k, _)| k == usher_telemetry::propagation::TRACEPARENT)
+            .collect();
     if !out.is_empty() {
         out.push((
             usher_telemetry::propagation::CORRELATION_ID.to_string(),
