@@ -12,6 +12,9 @@
 //!    batch side by side on `testing/boundary-probe` (`boundary_encodings`;
 //!    `USHER_BENCH_ONLY=encodings` runs those alone).
 //!
+//! 5. the cost of metrics and OTLP traces on one invocation
+//!    (`USHER_BENCH_ONLY=tracing`, [`tracing_cost`]).
+//!
 //! Run with `just bench` (or `cargo bench -p usher-testing --bench invoke`).
 //! Figures go to BENCHMARKS.md by hand, with this command.
 
@@ -794,11 +797,106 @@ fn prepared_compact(bodies: &[String]) -> Vec<u8> {
     postcard::to_allocvec(&changes).expect("postcard")
 }
 
+/// The cost of observability on one invocation (`USHER_BENCH_ONLY=tracing`):
+/// save-entries on a 10-record batch with nothing installed (as the test
+/// host), with the Prometheus recorder, and with the recorder plus the
+/// OpenTelemetry layer exporting every span over OTLP/HTTP to a sink on
+/// loopback (what `usher up` does with OTEL_EXPORTER_OTLP_ENDPOINT set).
+/// One process: a subscriber is global, so the rounds go from less to more.
+fn tracing_cost() {
+    // Before any thread reads the environment.
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the OTLP sink");
+    let addr = sink.local_addr().expect("addr");
+    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(async {
+        sink.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::TcpListener::from_std(sink).expect("listener");
+        let spans_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = spans_bytes.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                counted.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                async { "" }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let table = Arc::new(MapTable::default());
+        let services = FakeServices::ok();
+        let runtime = runtime_with(
+            usher_testing::shared_engine(),
+            table.clone(),
+            services.clone(),
+        );
+        seed(&table, 500).await;
+        let ten = Input::Batch(batch(10));
+        let round = || async {
+            measure(3000, || async {
+                runtime
+                    .invoke("replication/save-entries", &ten, None)
+                    .await
+                    .expect("invoke");
+            })
+            .await
+        };
+        let off = round().await;
+        usher_telemetry::metric::install().expect("the recorder");
+        let metrics = round().await;
+        let options = usher_telemetry::Options {
+            format: usher_telemetry::LogFormat::Text,
+            service_name: "usher-bench".into(),
+            export_traces: true,
+        };
+        let telemetry = usher_telemetry::init(&options).expect("telemetry");
+        // Every invocation under an event span, as the triggers run them.
+        let traced = measure(3000, || async {
+            use tracing::Instrument;
+            let span = tracing::info_span!("queue_batch", worker = "replication/save-entries");
+            runtime
+                .invoke("replication/save-entries", &ten, None)
+                .instrument(span)
+                .await
+                .expect("invoke");
+        })
+        .await;
+        tokio::task::spawn_blocking(move || drop(telemetry))
+            .await
+            .expect("flush");
+        println!("observability cost, save-entries, 10-record batch, fresh instance + call:");
+        for (what, m) in [
+            ("nothing installed", &off),
+            ("Prometheus recorder", &metrics),
+            ("recorder + OTLP traces", &traced),
+        ] {
+            println!(
+                "  {what:<24} p50 {:8.1} µs   p99 {:8.1} µs",
+                micros(m.p50),
+                micros(m.p99)
+            );
+        }
+        println!(
+            "  traces + metrics over nothing (p50): {:+.1} µs; {} bytes of OTLP received",
+            micros(traced.p50) - micros(off.p50),
+            spans_bytes.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    });
+}
+
 fn main() {
     // `USHER_BENCH_ONLY=encodings`: only the boundary encodings (for a
     // profile of them alone).
     if std::env::var("USHER_BENCH_ONLY").as_deref() == Ok("encodings") {
         boundary_encodings();
+        return;
+    }
+    if std::env::var("USHER_BENCH_ONLY").as_deref() == Ok("tracing") {
+        tracing_cost();
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

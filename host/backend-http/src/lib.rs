@@ -9,6 +9,8 @@
 //!   `iss` = `sub` = the app name, `aud` = the service, `iat`, `exp`; cached
 //!   per service and minted anew shortly before it expires,
 //! - `X-Correlation-Id: <the invocation's correlation id>`,
+//! - `traceparent` (W3C) of the call's span when traces are on
+//!   (`usher_telemetry`), so the service's spans join the caller's trace,
 //! - a timeout per attempt (the service's `timeout_ms`),
 //! - retries, up to the service's `retries`, on 429, 502, 503, 504,
 //!   connection failures and timeouts, with exponential backoff and jitter;
@@ -369,6 +371,11 @@ impl HttpServices {
         for (name, value) in headers {
             has_content_type |= *name == CONTENT_TYPE;
             rb = rb.header(name.clone(), value.clone());
+        }
+        // W3C trace context of the `service_call` span (when traces are
+        // on), so the service's spans join the caller's trace.
+        for (name, value) in usher_telemetry::propagation::headers_of(&tracing::Span::current()) {
+            rb = rb.header(name, value);
         }
         if let Some(body) = &req.body {
             if !has_content_type {

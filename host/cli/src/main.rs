@@ -10,12 +10,14 @@ mod draw;
 mod invoke;
 mod lambda;
 mod ops;
+mod metrics;
 mod provision;
 mod services;
 mod status;
 mod store_cmds;
 mod terraform;
 mod up;
+mod watch;
 mod workflow;
 
 use std::net::SocketAddr;
@@ -126,6 +128,25 @@ enum Command {
         /// on a shared host; `usher lambda` has no such endpoint.
         #[arg(long)]
         dev_tokens: bool,
+    },
+    /// Rebuilds a worker's component whenever its source folder
+    /// (`<components>/<component name>`) changes, pushes it as a new version
+    /// (`<version>-watch.N`) and promotes it: a running `usher up` on the same
+    /// store and environment hot swaps it. A failed build shows cargo's
+    /// errors and the live version keeps serving.
+    Watch {
+        /// The worker, e.g. `replication/save-entries`.
+        worker: String,
+        /// The components' cargo workspace.
+        #[arg(long, default_value = "components")]
+        components: PathBuf,
+        /// The components' cargo target dir (default
+        /// `$USHER_CACHE/components-target`, the justfile's).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// Build, push and promote once, then exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Serves one worker as an AWS Lambda function (lambda_runtime): the
     /// environment names it (USHER_WORKER, USHER_STORE, USHER_ENV,
@@ -248,16 +269,28 @@ fn block_on(future: impl std::future::Future<Output = Result<()>>) -> Result<()>
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("USHER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // No colour codes in files and in Lambda's CloudWatch logs.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // Logs (USHER_LOG, USHER_LOG_FORMAT) and traces (OTEL_EXPORTER_OTLP_*);
+    // dropped at the end of main, which flushes the spans not yet exported.
+    let _telemetry = usher_telemetry::init(&telemetry_options(&cli.command)?)?;
+    run(cli)
+}
+
+/// The telemetry the environment asks for; under `usher lambda`, JSON logs
+/// are Lambda's JSON log format (also when Lambda's own
+/// `AWS_LAMBDA_LOG_FORMAT=JSON` is set).
+fn telemetry_options(command: &Command) -> Result<usher_telemetry::Options> {
+    let lambda = matches!(command, Command::Lambda);
+    let mut options = usher_telemetry::Options::from_env(lambda)?;
+    if lambda
+        && std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"))
+    {
+        options.format = usher_telemetry::LogFormat::Lambda;
+    }
+    Ok(options)
+}
+
+fn run(cli: Cli) -> Result<()> {
     let paths = store_cmds::Paths {
         registry: cli.registry,
         store: cli.store,
@@ -340,6 +373,20 @@ fn main() -> Result<()> {
                 }
             }
         }
+        Command::Watch {
+            worker,
+            components,
+            target_dir,
+            once,
+        } => block_on(watch::run(
+            &paths,
+            watch::WatchArgs {
+                worker,
+                components,
+                target_dir: target_dir.unwrap_or_else(watch::default_target_dir),
+                once,
+            },
+        )),
         Command::Workflow { command, url } => block_on(workflow::run(&url, command)),
         Command::Demo { command } => {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -77,7 +77,7 @@ pub fn tool_engine() -> Result<Arc<UsherEngine>> {
 }
 
 /// Stores, checks and precompiles one component for a worker.
-async fn store_version(
+pub(crate) async fn store_version(
     engine: &UsherEngine,
     store: &dyn ComponentStore,
     spec: &WorkerSpec,

@@ -1,7 +1,8 @@
 //! `usher up`: every worker of the registry on the embedded backends — queue
 //! pollers, stream followers, schedules, the change-log trimmer, the HTTP
-//! listener (http-workers, `POST /invoke/{domain}/{worker}` and `POST
-//! /resolvers/{typeName}/{fieldName}`), hot swap of promoted releases — with
+//! listener (http-workers, `POST /invoke/{domain}/{worker}`, `POST
+//! /resolvers/{typeName}/{fieldName}`, the workflows at `/workflows` and the
+//! Prometheus metrics at `GET /metrics`), hot swap of promoted releases — with
 //! a live summary on stderr every 2 s (and a last one after stopping) until
 //! Ctrl-C.
 
@@ -96,6 +97,8 @@ pub async fn start_with(
     listen: SocketAddr,
     dev_tokens: bool,
 ) -> Result<Host> {
+    // Before the runtime starts, so its first gauges are recorded.
+    usher_telemetry::metric::install()?;
     let mut registry = paths.registry()?;
     let workflows_dir = paths.workflows_dir();
     let loaded = usher_workflows::load_dir(&workflows_dir, &registry)
@@ -156,6 +159,15 @@ pub async fn start_with(
                 usher_workflows::http::router(workflows.clone()),
             ),
             ("/ops".to_string(), crate::ops::router(ops.clone())),
+            (
+                "/metrics".to_string(),
+                crate::metrics::router(
+                    runtime.clone(),
+                    embedded.queues(),
+                    embedded.change_log(),
+                    workflows.clone(),
+                )?,
+            ),
         ],
         &options,
     )

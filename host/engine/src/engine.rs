@@ -471,7 +471,10 @@ impl UsherEngine {
             worker = %caps.worker().name,
             version = %caps.worker().version,
             correlation_id = caps.correlation_id(),
+            records = input.len(),
+            outcome = tracing::field::Empty,
         );
+        let outcome_span = span.clone();
         // Declared before the store: the slot is given back after the
         // instance is dropped.
         let _slot = self.slot(limits).await?;
@@ -481,13 +484,16 @@ impl UsherEngine {
         let call = call(&mut store, worker, input).instrument(span);
         let result = tokio::time::timeout(limits.timeout + self.options.epoch_tick * 2, call).await;
         let refused = store.data().limiter.refused;
-        match result {
+        let result = match result {
             Err(_) => Err(InvokeError::Deadline {
                 timeout_ms: millis(limits.timeout),
             }),
             Ok(Ok(output)) => Ok(output),
             Ok(Err(e)) => Err(classify(e, refused, limits, &stderr)),
-        }
+        };
+        let (outcome, _) = crate::io::outcome_of(input, &result);
+        outcome_span.record("outcome", outcome.as_str());
+        result
     }
 }
 

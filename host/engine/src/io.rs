@@ -257,6 +257,36 @@ impl Input {
     }
 }
 
+/// The outcome of an invocation for the metrics and the `invocation` span,
+/// and how many of its records failed: every record (or the whole
+/// invocation) when it trapped or ran out of time or memory; the failures a
+/// batch- or stream-worker reported; one for a typed error, a failed tick or
+/// an HTTP answer of 5xx.
+pub fn outcome_of(
+    input: &Input,
+    result: &Result<Output, crate::InvokeError>,
+) -> (usher_telemetry::metric::Outcome, u64) {
+    use usher_telemetry::metric::Outcome;
+    let n = input.len() as u64;
+    let of_failures = |failed: usize| {
+        let failed = failed as u64;
+        let outcome = match failed {
+            0 => Outcome::Ok,
+            f if f >= n => Outcome::Failed,
+            _ => Outcome::Partial,
+        };
+        (outcome, failed)
+    };
+    match result {
+        Err(_) => (Outcome::Error, n),
+        Ok(Output::Batch(o)) => of_failures(o.failures.len()),
+        Ok(Output::Stream(o)) => of_failures(o.failures.len()),
+        Ok(Output::Invoke(Err(_))) | Ok(Output::Scheduled(Err(_))) => (Outcome::Failed, 1),
+        Ok(Output::Http(r)) if r.status >= 500 => (Outcome::Failed, 1),
+        Ok(_) => (Outcome::Ok, 0),
+    }
+}
+
 pub(crate) fn len_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }

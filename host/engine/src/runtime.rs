@@ -165,6 +165,9 @@ impl Runtime {
         if !problems.is_empty() {
             return Err(StartupError { problems });
         }
+        for (name, live) in &workers {
+            usher_telemetry::metric::live_version(name, &live.current().identity.version, true);
+        }
         Ok(Self {
             engine,
             registry,
@@ -224,6 +227,15 @@ impl Runtime {
             .run(&version.prepared, caps, live.limits, input)
             .await;
         let elapsed = started.elapsed();
+        let (outcome, failed) = crate::io::outcome_of(input, &output);
+        usher_telemetry::metric::invocation(
+            worker,
+            &version.identity.version,
+            outcome,
+            elapsed,
+            input.len() as u64,
+            failed,
+        );
         match output {
             Ok(output) => Ok(Invocation {
                 output,
@@ -330,6 +342,11 @@ impl Runtime {
                         to: new.version.clone(),
                     };
                     live.current.store(Arc::new(new));
+                    usher_telemetry::metric::hot_swap(
+                        name,
+                        &swap.from.to_string(),
+                        &swap.to.to_string(),
+                    );
                     tracing::info!(worker = %name, from = %swap.from, to = %swap.to, "swapped to the new release");
                     swaps.push(swap);
                 }

@@ -307,9 +307,103 @@ pub fn router_with_options(
         Some(service) => app.fallback_service(service),
         None => app.fallback(path_not_found),
     };
+    let labels = Arc::new(RouteLabels {
+        routes: routes.list().iter().map(|(r, _)| r.clone()).collect(),
+        mounts: mounts.iter().map(|(p, _)| p.clone()).collect(),
+        workers: shared.runtime.workers().keys().cloned().collect(),
+        resolvers: shared.resolvers.clone(),
+    });
     Ok(app
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn_with_state(labels, observe))
         .with_state(shared))
+}
+
+/// What names a request's route in the metrics and spans: a bounded set
+/// (the registry's routes, the host's mounts, the known invoke-workers and
+/// resolvers), never the raw path.
+struct RouteLabels {
+    /// The http-workers' routes, longest first.
+    routes: Vec<String>,
+    mounts: Vec<String>,
+    workers: std::collections::BTreeSet<String>,
+    resolvers: Arc<Resolvers>,
+}
+
+impl RouteLabels {
+    fn label(&self, path: &str) -> String {
+        let below = |prefix: &str| {
+            prefix == "/"
+                || path == prefix
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| prefix.ends_with('/') || rest.starts_with('/'))
+        };
+        if let Some(rest) = path.strip_prefix(INVOKE_PREFIX) {
+            return match rest.trim_end_matches('/') {
+                w if self.workers.contains(w) => format!("{INVOKE_PREFIX}{w}"),
+                _ => "/invoke/{unknown}".to_string(),
+            };
+        }
+        if let Some(rest) = path.strip_prefix(RESOLVERS_PREFIX) {
+            let mut parts = rest.trim_end_matches('/').splitn(2, '/');
+            return match (parts.next(), parts.next()) {
+                (Some(t), Some(f)) if self.resolvers.get(t, f).is_some() => {
+                    format!("{RESOLVERS_PREFIX}{t}/{f}")
+                }
+                _ => "/resolvers/{unknown}".to_string(),
+            };
+        }
+        if let Some(m) = self.mounts.iter().find(|m| below(m)) {
+            return m.clone();
+        }
+        match self.routes.iter().find(|r| below(r)) {
+            Some(r) => r.clone(),
+            None => "unmatched".to_string(),
+        }
+    }
+}
+
+/// Every request of the listener: an `http_request` span (continuing the
+/// caller's trace from its W3C `traceparent` header), and the Prometheus
+/// request counter and response-time histogram by route, method and
+/// status.
+async fn observe(
+    State(labels): State<Arc<RouteLabels>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let route = labels.label(request.uri().path());
+    let method = request.method().as_str().to_string();
+    // Owned before any await: the body makes `&Request` not `Send`.
+    let [correlation_id, traceparent, tracestate] = {
+        use usher_telemetry::propagation::{CORRELATION_ID, TRACEPARENT, TRACESTATE};
+        [CORRELATION_ID, TRACEPARENT, TRACESTATE].map(|name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+    };
+    let span = tracing::info_span!(
+        "http_request",
+        method = %method,
+        route = %route,
+        correlation_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    if let Some(cid) = &correlation_id {
+        span.record("correlation_id", cid.as_str());
+    }
+    usher_telemetry::propagation::set_parent(&span, traceparent.as_deref(), tracestate.as_deref());
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("status", status);
+    usher_telemetry::metric::http_request(&route, &method, status, started.elapsed());
+    response
 }
 
 /// The service of one http-worker: every method, the path below its route.

@@ -59,6 +59,7 @@ mod http;
 mod queue;
 mod schedule;
 mod stream;
+mod trace;
 mod trim;
 
 use std::collections::BTreeMap;

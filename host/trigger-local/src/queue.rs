@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tracing::Instrument;
 use usher_backend_embedded::{EmbeddedQueues, Received};
 use usher_engine::{BatchMessage, Input, Output, Runtime};
 use usher_registry::Trigger;
@@ -108,12 +109,21 @@ impl QueuePoller {
             return Ok(PollOutcome::Empty);
         }
         let n = received.len();
-        let input = Input::Batch(received.iter().map(to_message).collect());
+        let messages: Vec<BatchMessage> = received.iter().map(to_message).collect();
+        let span = tracing::info_span!(
+            "queue_batch",
+            worker = %self.worker,
+            queue = %self.queue,
+            records = n,
+        );
+        let correlation_id = crate::trace::continue_batch(&span, &messages);
+        let input = Input::Batch(messages);
         let failed = {
             let _in_flight = self.counters.start(n);
             let answer = self
                 .runtime
-                .invoke_or_fail_all(&self.worker, &input, None)
+                .invoke_or_fail_all(&self.worker, &input, correlation_id)
+                .instrument(span)
                 .await;
             self.failed_ids(&received, answer)
         };

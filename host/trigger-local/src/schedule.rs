@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::watch;
+use tracing::Instrument;
 use usher_engine::{Input, Output, Runtime, Tick};
 use usher_registry::Trigger;
 
@@ -122,7 +123,15 @@ impl Scheduler {
         });
         let answer = {
             let _in_flight = self.counters.start(1);
-            self.runtime.invoke(&self.worker, &input, None).await
+            let span = tracing::info_span!(
+                "schedule_tick",
+                worker = %self.worker,
+                scheduled_time = %scheduled_time,
+            );
+            self.runtime
+                .invoke(&self.worker, &input, None)
+                .instrument(span)
+                .await
         };
         let outcome = match answer {
             Ok(invocation) => match invocation.output {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tracing::Instrument;
 use usher_backend_embedded::{ChangeLog, ChangeRow, EmbeddedQueues, MAX_BODY_BYTES};
 use usher_capabilities::{OutgoingMessage, QueueBackend};
 use usher_engine::{ChangeRecord, Input, Output, Runtime};
@@ -232,7 +233,17 @@ impl StreamFollower {
         let input = Input::Stream(records);
         let (failed, reason) = {
             let _in_flight = self.counters.start(rows.len());
-            let answer = self.runtime.invoke(&self.worker, &input, None).await;
+            let span = tracing::info_span!(
+                "stream_batch",
+                worker = %self.worker,
+                table = %self.table,
+                records = rows.len(),
+            );
+            let answer = self
+                .runtime
+                .invoke(&self.worker, &input, None)
+                .instrument(span)
+                .await;
             self.failed_seqs(&rows, answer)
         };
         self.counters

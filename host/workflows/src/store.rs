@@ -364,6 +364,26 @@ impl Store {
         .await
     }
 
+    /// How many executions each (workflow, status) has.
+    pub async fn count_by_status(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT workflow, status, COUNT(*) FROM executions GROUP BY workflow, status ORDER BY workflow, status",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// One execution.
     pub async fn get(&self, id: &str) -> Result<Option<ExecutionRow>, StoreError> {
         let id = id.to_string();

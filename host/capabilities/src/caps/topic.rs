@@ -3,7 +3,7 @@
 use usher_registry::Capability;
 use usher_world::{topic, types};
 
-use super::queue::{outgoing, sent};
+use super::queue::{outgoing, sent, trace_attributes};
 use crate::backend::OutgoingMessage;
 use crate::call::{check_batch, Call, HostResult};
 use crate::CapabilityCtx;
@@ -15,9 +15,10 @@ impl topic::Host for CapabilityCtx {
         messages: Vec<topic::Outgoing>,
     ) -> HostResult<Vec<Result<String, types::Error>>> {
         let caller = &self.caller;
+        let trace = trace_attributes(caller);
         let msgs: Vec<OutgoingMessage> = messages
             .into_iter()
-            .map(|m| outgoing(m.body, m.attributes, None))
+            .map(|m| outgoing(m.body, m.attributes, None, &trace))
             .collect();
         let (request, answer) = sent(caller, &msgs);
         let work = async {

@@ -198,8 +198,9 @@ impl Platform {
             .arg(format!("127.0.0.1:{}", self.port))
             .args(&self.up_args)
             .env("USHER_SERVICE_ENTRIES_URL", &self.entries_url)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("USHER_LOG", "warn")
+            // After the defaults, so a test can override them (USHER_LOG).
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
