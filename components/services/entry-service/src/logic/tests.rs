@@ -511,7 +511,7 @@ fn scores_are_deterministic() {
     won["drawId"] = json!("c.m1");
     won["needsReplication"] = json!(false);
     won["updatedAt"] = json!("2026-01-02T00:00:00Z");
-    assert_eq!(score(&pending), 22);
+    assert_eq!(score(&pending), 32);
     assert_eq!(score(&won), score(&pending));
 }
 
