@@ -10,6 +10,9 @@ output "functions" {
     "data-pipeline/send-markets"            = aws_lambda_function.data-pipeline_send-markets.arn
     "data-pipeline/send-registered-markets" = aws_lambda_function.data-pipeline_send-registered-markets.arn
     "data-pipeline/send-registrations"      = aws_lambda_function.data-pipeline_send-registrations.arn
+    "exports/expire-exports"                = aws_lambda_function.exports_expire-exports.arn
+    "exports/export-api"                    = aws_lambda_function.exports_export-api.arn
+    "exports/run-export"                    = aws_lambda_function.exports_run-export.arn
     "notification/generate-notifications"   = aws_lambda_function.notification_generate-notifications.arn
     "notification/get-markets-to-notify"    = aws_lambda_function.notification_get-markets-to-notify.arn
     "notification/notification-generator"   = aws_lambda_function.notification_notification-generator.arn
@@ -55,6 +58,8 @@ output "queue_urls" {
     "registration-queue-dlq"       = aws_sqs_queue.registration-queue-dlq.url
     "retry-score"                  = aws_sqs_queue.retry-score.url
     "retry-score-dlq"              = aws_sqs_queue.retry-score-dlq.url
+    "run-export"                   = aws_sqs_queue.run-export.url
+    "run-export-dlq"               = aws_sqs_queue.run-export-dlq.url
     "save-entries"                 = aws_sqs_queue.save-entries.url
     "save-entries-dlq"             = aws_sqs_queue.save-entries-dlq.url
     "save-selection"               = aws_sqs_queue.save-selection.url
@@ -69,6 +74,7 @@ output "queue_urls" {
 output "function_urls" {
   description = "http-worker → function URL."
   value = {
+    "exports/export-api"        = aws_lambda_function_url.exports_export-api.function_url
     "services/campaign-service" = aws_lambda_function_url.services_campaign-service.function_url
     "services/code-service"     = aws_lambda_function_url.services_code-service.function_url
     "services/entry-service"    = aws_lambda_function_url.services_entry-service.function_url

@@ -243,6 +243,34 @@ resource "aws_sqs_queue_redrive_allow_policy" "retry-score-dlq" {
   })
 }
 
+resource "aws_sqs_queue" "run-export" {
+  name = "${var.prefix}run-export"
+  visibility_timeout_seconds = 900
+  message_retention_seconds = 1209600
+  kms_master_key_id = aws_kms_key.usher.arn
+  kms_data_key_reuse_period_seconds = 300
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.run-export-dlq.arn
+    maxReceiveCount     = 5
+  })
+}
+
+resource "aws_sqs_queue" "run-export-dlq" {
+  name = "${var.prefix}run-export-dlq"
+  visibility_timeout_seconds = 30
+  message_retention_seconds = 1209600
+  kms_master_key_id = aws_kms_key.usher.arn
+  kms_data_key_reuse_period_seconds = 300
+}
+
+resource "aws_sqs_queue_redrive_allow_policy" "run-export-dlq" {
+  queue_url = aws_sqs_queue.run-export-dlq.id
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.run-export.arn]
+  })
+}
+
 resource "aws_sqs_queue" "save-entries" {
   name = "${var.prefix}save-entries"
   visibility_timeout_seconds = 30

@@ -120,6 +120,29 @@ resource "aws_dynamodb_table" "entries" {
   }
 }
 
+resource "aws_dynamodb_table" "exports" {
+  name = "${var.prefix}exports"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key = "PK"
+  range_key = "SK"
+  attribute {
+    name = "PK"
+    type = "S"
+  }
+  attribute {
+    name = "SK"
+    type = "S"
+  }
+  deletion_protection_enabled = true
+  point_in_time_recovery {
+    enabled = true
+  }
+  server_side_encryption {
+    enabled = true
+    kms_key_arn = aws_kms_key.usher.arn
+  }
+}
+
 resource "aws_dynamodb_table" "notifications" {
   name = "${var.prefix}notifications"
   billing_mode = "PAY_PER_REQUEST"

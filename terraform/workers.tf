@@ -4,7 +4,7 @@
 # an event-source mapping (queue, stream), a function URL (http) or a
 # schedule.
 
-# data-pipeline/process-data: batch-worker on queue data-queue (component data-pipeline/process-data 0.1.5)
+# data-pipeline/process-data: batch-worker on queue data-queue (component data-pipeline/process-data 0.1.6)
 resource "aws_cloudwatch_log_group" "data-pipeline_process-data" {
   name = "/aws/lambda/${var.prefix}data-pipeline-process-data"
   retention_in_days = var.log_retention_days
@@ -106,7 +106,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_process-data" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-campaigns: batch-worker on queue campaign-queue (component data-pipeline/send-data 0.1.5)
+# data-pipeline/send-campaigns: batch-worker on queue campaign-queue (component data-pipeline/send-data 0.1.6)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-campaigns" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-campaigns"
   retention_in_days = var.log_retention_days
@@ -215,7 +215,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-campaigns" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-event-mappings: batch-worker on queue evt-mapping-queue (component data-pipeline/send-data 0.1.5)
+# data-pipeline/send-event-mappings: batch-worker on queue evt-mapping-queue (component data-pipeline/send-data 0.1.6)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-event-mappings" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-event-mappings"
   retention_in_days = var.log_retention_days
@@ -324,7 +324,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-event-mappings" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-markets: batch-worker on queue market-queue (component data-pipeline/send-data 0.1.5)
+# data-pipeline/send-markets: batch-worker on queue market-queue (component data-pipeline/send-data 0.1.6)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-markets" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-markets"
   retention_in_days = var.log_retention_days
@@ -433,7 +433,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-markets" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-registered-markets: batch-worker on queue reg-markets-queue (component data-pipeline/send-data 0.1.5)
+# data-pipeline/send-registered-markets: batch-worker on queue reg-markets-queue (component data-pipeline/send-data 0.1.6)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-registered-markets" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-registered-markets"
   retention_in_days = var.log_retention_days
@@ -542,7 +542,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-registered-market
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-registrations: batch-worker on queue registration-queue (component data-pipeline/send-data 0.1.5)
+# data-pipeline/send-registrations: batch-worker on queue registration-queue (component data-pipeline/send-data 0.1.6)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-registrations" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-registrations"
   retention_in_days = var.log_retention_days
@@ -651,7 +651,343 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-registrations" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# notification/generate-notifications: invoke-worker on direct invocation (component notification/generate-notifications 0.1.5)
+# exports/expire-exports: scheduled-worker on schedule 0 * * * * * (component exports/expire-exports 0.1.6)
+resource "aws_cloudwatch_log_group" "exports_expire-exports" {
+  name = "/aws/lambda/${var.prefix}exports-expire-exports"
+  retention_in_days = var.log_retention_days
+  kms_key_id = aws_kms_key.usher.arn
+}
+
+resource "aws_iam_role" "exports_expire-exports" {
+  name = "${var.prefix}exports-expire-exports"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "exports_expire-exports" {
+  statement {
+    sid = "OwnLogs"
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.exports_expire-exports.arn}:*"]
+  }
+  statement {
+    sid = "ComponentStore"
+    actions = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/exports~expire-exports.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
+    sid = "DataKey"
+    actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.usher.arn]
+  }
+  statement {
+    sid = "Tables"
+    actions = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.exports.arn]
+  }
+  statement {
+    sid = "SendToQueues"
+    actions = ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    resources = [aws_sqs_queue.run-export.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "exports_expire-exports" {
+  name = "grants"
+  role = aws_iam_role.exports_expire-exports.id
+  policy = data.aws_iam_policy_document.exports_expire-exports.json
+}
+
+resource "aws_iam_role_policy_attachment" "exports_expire-exports__xray" {
+  role = aws_iam_role.exports_expire-exports.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+resource "aws_lambda_function" "exports_expire-exports" {
+  #checkov:skip=CKV_AWS_117:the functions reach only AWS APIs (and Kafka over TLS with a client certificate); no VPC resource is in the registry
+  #checkov:skip=CKV_AWS_272:the zip is the usher host built by `just package-lambda`; the code it runs is the components, each verified against its registry sha256 pin
+  #checkov:skip=CKV_AWS_116:event-source mappings, Step Functions and the CLI invoke synchronously and handle failures themselves (batch item failures, on-failure destinations, retries); the schedules have their own dead-letter queue
+  #checkov:skip=CKV_AWS_115:the registry limits concurrency for queue-workers only; a stream runs one batch per shard, other triggers follow their callers
+  function_name = "${var.prefix}exports-expire-exports"
+  description = "usher worker exports/expire-exports (scheduled-worker)"
+  role = aws_iam_role.exports_expire-exports.arn
+  runtime = "provided.al2023"
+  handler = "bootstrap"
+  architectures = [var.lambda_architecture]
+  s3_bucket = aws_s3_object.lambda_zip.bucket
+  s3_key = aws_s3_object.lambda_zip.key
+  source_code_hash = filebase64sha256(var.lambda_zip)
+  memory_size = min(10240, max(128, 64 + var.host_memory_mb))
+  timeout = 31
+  kms_key_arn = aws_kms_key.usher.arn
+  tracing_config {
+    mode = "Active"
+  }
+  logging_config {
+    log_format = "JSON"
+    log_group = aws_cloudwatch_log_group.exports_expire-exports.name
+  }
+  environment {
+    variables = {
+        USHER_WORKER             = "exports/expire-exports"
+        USHER_STORE              = "s3://${aws_s3_bucket.component-store.id}/${var.store_prefix}"
+        USHER_ENV                = var.release_env
+        USHER_REGISTRY           = "/var/task/workers"
+        USHER_RELEASE_CHECK_SECS = tostring(var.release_check_secs)
+        USHER_RESOURCE_PREFIX    = var.prefix
+        USHER_LOG_FORMAT         = "json"
+        USHER_RESOURCE_NAMES     = "run-export=${aws_sqs_queue.run-export.url}"
+      }
+  }
+  depends_on = [aws_iam_role_policy.exports_expire-exports, aws_cloudwatch_log_group.exports_expire-exports]
+}
+
+resource "aws_scheduler_schedule" "exports_expire-exports" {
+  name = "${var.prefix}exports-expire-exports"
+  schedule_expression = "cron(* * * * ? *)"
+  schedule_expression_timezone = "UTC"
+  kms_key_arn = aws_kms_key.usher.arn
+  flexible_time_window {
+    mode = "OFF"
+  }
+  target {
+    arn = aws_lambda_function.exports_expire-exports.arn
+    role_arn = aws_iam_role.scheduler_workers.arn
+    dead_letter_config {
+      arn = aws_sqs_queue.scheduler-dlq.arn
+    }
+    retry_policy {
+      maximum_retry_attempts = 2
+    }
+  }
+}
+
+# exports/export-api: http-worker on http /campaigns (component exports/export-api 0.1.6)
+resource "aws_cloudwatch_log_group" "exports_export-api" {
+  name = "/aws/lambda/${var.prefix}exports-export-api"
+  retention_in_days = var.log_retention_days
+  kms_key_id = aws_kms_key.usher.arn
+}
+
+resource "aws_iam_role" "exports_export-api" {
+  name = "${var.prefix}exports-export-api"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "exports_export-api" {
+  statement {
+    sid = "OwnLogs"
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.exports_export-api.arn}:*"]
+  }
+  statement {
+    sid = "ComponentStore"
+    actions = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/exports~export-api.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
+    sid = "DataKey"
+    actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.usher.arn]
+  }
+  statement {
+    sid = "Tables"
+    actions = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.exports.arn]
+  }
+  statement {
+    sid = "SendToQueues"
+    actions = ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    resources = [aws_sqs_queue.run-export.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "exports_export-api" {
+  name = "grants"
+  role = aws_iam_role.exports_export-api.id
+  policy = data.aws_iam_policy_document.exports_export-api.json
+}
+
+resource "aws_iam_role_policy_attachment" "exports_export-api__xray" {
+  role = aws_iam_role.exports_export-api.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+resource "aws_lambda_function" "exports_export-api" {
+  #checkov:skip=CKV_AWS_117:the functions reach only AWS APIs (and Kafka over TLS with a client certificate); no VPC resource is in the registry
+  #checkov:skip=CKV_AWS_272:the zip is the usher host built by `just package-lambda`; the code it runs is the components, each verified against its registry sha256 pin
+  #checkov:skip=CKV_AWS_116:event-source mappings, Step Functions and the CLI invoke synchronously and handle failures themselves (batch item failures, on-failure destinations, retries); the schedules have their own dead-letter queue
+  #checkov:skip=CKV_AWS_115:the registry limits concurrency for queue-workers only; a stream runs one batch per shard, other triggers follow their callers
+  function_name = "${var.prefix}exports-export-api"
+  description = "usher worker exports/export-api (http-worker)"
+  role = aws_iam_role.exports_export-api.arn
+  runtime = "provided.al2023"
+  handler = "bootstrap"
+  architectures = [var.lambda_architecture]
+  s3_bucket = aws_s3_object.lambda_zip.bucket
+  s3_key = aws_s3_object.lambda_zip.key
+  source_code_hash = filebase64sha256(var.lambda_zip)
+  memory_size = min(10240, max(128, 64 + var.host_memory_mb))
+  timeout = 6
+  kms_key_arn = aws_kms_key.usher.arn
+  tracing_config {
+    mode = "Active"
+  }
+  logging_config {
+    log_format = "JSON"
+    log_group = aws_cloudwatch_log_group.exports_export-api.name
+  }
+  environment {
+    variables = {
+        USHER_WORKER                = "exports/export-api"
+        USHER_STORE                 = "s3://${aws_s3_bucket.component-store.id}/${var.store_prefix}"
+        USHER_ENV                   = var.release_env
+        USHER_REGISTRY              = "/var/task/workers"
+        USHER_RELEASE_CHECK_SECS    = tostring(var.release_check_secs)
+        USHER_RESOURCE_PREFIX       = var.prefix
+        USHER_LOG_FORMAT            = "json"
+        USHER_RESOURCE_NAMES        = "run-export=${aws_sqs_queue.run-export.url}"
+        USHER_SERVICE_CAMPAIGNS_URL = var.service_urls["campaigns"]
+      }
+  }
+  depends_on = [aws_iam_role_policy.exports_export-api, aws_cloudwatch_log_group.exports_export-api]
+}
+
+# /campaigns: authentication (JWT) is the host's, as an API gateway authorizer's.
+resource "aws_lambda_function_url" "exports_export-api" {
+  #checkov:skip=CKV_AWS_258:the route is public by design: usher verifies the JWT of protected routes itself (DESIGN.md, decisions), and its callers (workers, services) do not sign requests with SigV4
+  function_name = aws_lambda_function.exports_export-api.function_name
+  authorization_type = "NONE"
+}
+
+# exports/run-export: batch-worker on queue run-export (component exports/run-export 0.1.6)
+resource "aws_cloudwatch_log_group" "exports_run-export" {
+  name = "/aws/lambda/${var.prefix}exports-run-export"
+  retention_in_days = var.log_retention_days
+  kms_key_id = aws_kms_key.usher.arn
+}
+
+resource "aws_iam_role" "exports_run-export" {
+  name = "${var.prefix}exports-run-export"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "exports_run-export" {
+  statement {
+    sid = "OwnLogs"
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.exports_run-export.arn}:*"]
+  }
+  statement {
+    sid = "ComponentStore"
+    actions = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/exports~run-export.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
+    sid = "DataKey"
+    actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.usher.arn]
+  }
+  statement {
+    sid = "Tables"
+    actions = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.draws.arn, aws_dynamodb_table.exports.arn]
+  }
+  statement {
+    sid = "TriggerQueue"
+    actions = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+    resources = [aws_sqs_queue.run-export.arn]
+  }
+  statement {
+    sid = "BucketObjects"
+    actions = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.exports.arn}/*"]
+  }
+  statement {
+    sid = "BucketListing"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.exports.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "exports_run-export" {
+  name = "grants"
+  role = aws_iam_role.exports_run-export.id
+  policy = data.aws_iam_policy_document.exports_run-export.json
+}
+
+resource "aws_iam_role_policy_attachment" "exports_run-export__xray" {
+  role = aws_iam_role.exports_run-export.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+resource "aws_lambda_function" "exports_run-export" {
+  #checkov:skip=CKV_AWS_117:the functions reach only AWS APIs (and Kafka over TLS with a client certificate); no VPC resource is in the registry
+  #checkov:skip=CKV_AWS_272:the zip is the usher host built by `just package-lambda`; the code it runs is the components, each verified against its registry sha256 pin
+  #checkov:skip=CKV_AWS_116:event-source mappings, Step Functions and the CLI invoke synchronously and handle failures themselves (batch item failures, on-failure destinations, retries); the schedules have their own dead-letter queue
+  function_name = "${var.prefix}exports-run-export"
+  description = "usher worker exports/run-export (batch-worker)"
+  role = aws_iam_role.exports_run-export.arn
+  runtime = "provided.al2023"
+  handler = "bootstrap"
+  architectures = [var.lambda_architecture]
+  s3_bucket = aws_s3_object.lambda_zip.bucket
+  s3_key = aws_s3_object.lambda_zip.key
+  source_code_hash = filebase64sha256(var.lambda_zip)
+  memory_size = min(10240, max(128, 128 + var.host_memory_mb))
+  timeout = 900
+  reserved_concurrent_executions = 2
+  kms_key_arn = aws_kms_key.usher.arn
+  tracing_config {
+    mode = "Active"
+  }
+  logging_config {
+    log_format = "JSON"
+    log_group = aws_cloudwatch_log_group.exports_run-export.name
+  }
+  environment {
+    variables = {
+        USHER_WORKER                = "exports/run-export"
+        USHER_STORE                 = "s3://${aws_s3_bucket.component-store.id}/${var.store_prefix}"
+        USHER_ENV                   = var.release_env
+        USHER_REGISTRY              = "/var/task/workers"
+        USHER_RELEASE_CHECK_SECS    = tostring(var.release_check_secs)
+        USHER_RESOURCE_PREFIX       = var.prefix
+        USHER_LOG_FORMAT            = "json"
+        USHER_SERVICE_CAMPAIGNS_URL = var.service_urls["campaigns"]
+        USHER_SERVICE_CODES_URL     = var.service_urls["codes"]
+        USHER_SERVICE_ENTRIES_URL   = var.service_urls["entries"]
+        USHER_SERVICE_USERS_URL     = var.service_urls["users"]
+      }
+  }
+  depends_on = [aws_iam_role_policy.exports_run-export, aws_cloudwatch_log_group.exports_run-export]
+}
+
+resource "aws_lambda_event_source_mapping" "exports_run-export" {
+  event_source_arn = aws_sqs_queue.run-export.arn
+  function_name = aws_lambda_function.exports_run-export.arn
+  batch_size = 1
+  function_response_types = ["ReportBatchItemFailures"]
+  scaling_config {
+    maximum_concurrency = 2
+  }
+}
+
+# notification/generate-notifications: invoke-worker on direct invocation (component notification/generate-notifications 0.1.6)
 resource "aws_cloudwatch_log_group" "notification_generate-notifications" {
   name = "/aws/lambda/${var.prefix}notification-generate-notifications"
   retention_in_days = var.log_retention_days
@@ -742,7 +1078,7 @@ resource "aws_lambda_function" "notification_generate-notifications" {
   depends_on = [aws_iam_role_policy.notification_generate-notifications, aws_cloudwatch_log_group.notification_generate-notifications]
 }
 
-# notification/get-markets-to-notify: invoke-worker on direct invocation (component notification/get-markets-to-notify 0.1.5)
+# notification/get-markets-to-notify: invoke-worker on direct invocation (component notification/get-markets-to-notify 0.1.6)
 resource "aws_cloudwatch_log_group" "notification_get-markets-to-notify" {
   name = "/aws/lambda/${var.prefix}notification-get-markets-to-notify"
   retention_in_days = var.log_retention_days
@@ -831,7 +1167,7 @@ resource "aws_lambda_function" "notification_get-markets-to-notify" {
   depends_on = [aws_iam_role_policy.notification_get-markets-to-notify, aws_cloudwatch_log_group.notification_get-markets-to-notify]
 }
 
-# notification/notification-generator: scheduled-worker on schedule 0 0 6 * * * (component notification/notification-generator 0.1.5)
+# notification/notification-generator: scheduled-worker on schedule 0 0 6 * * * (component notification/notification-generator 0.1.6)
 resource "aws_cloudwatch_log_group" "notification_notification-generator" {
   name = "/aws/lambda/${var.prefix}notification-notification-generator"
   retention_in_days = var.log_retention_days
@@ -942,7 +1278,7 @@ resource "aws_scheduler_schedule" "notification_notification-generator" {
   }
 }
 
-# notification/plan-sends: invoke-worker on direct invocation (component notification/plan-sends 0.1.5)
+# notification/plan-sends: invoke-worker on direct invocation (component notification/plan-sends 0.1.6)
 resource "aws_cloudwatch_log_group" "notification_plan-sends" {
   name = "/aws/lambda/${var.prefix}notification-plan-sends"
   retention_in_days = var.log_retention_days
@@ -1038,7 +1374,7 @@ resource "aws_lambda_function" "notification_plan-sends" {
   depends_on = [aws_iam_role_policy.notification_plan-sends, aws_cloudwatch_log_group.notification_plan-sends]
 }
 
-# notification/trigger-reminder-email: invoke-worker on direct invocation (component notification/trigger-reminder-email 0.1.5)
+# notification/trigger-reminder-email: invoke-worker on direct invocation (component notification/trigger-reminder-email 0.1.6)
 resource "aws_cloudwatch_log_group" "notification_trigger-reminder-email" {
   name = "/aws/lambda/${var.prefix}notification-trigger-reminder-email"
   retention_in_days = var.log_retention_days
@@ -1133,7 +1469,7 @@ resource "aws_lambda_function" "notification_trigger-reminder-email" {
   depends_on = [aws_iam_role_policy.notification_trigger-reminder-email, aws_cloudwatch_log_group.notification_trigger-reminder-email]
 }
 
-# registration/check-eligibility: invoke-worker on resolver Query.checkEligibility (component registration/check-eligibility 0.1.5)
+# registration/check-eligibility: invoke-worker on resolver Query.checkEligibility (component registration/check-eligibility 0.1.6)
 resource "aws_cloudwatch_log_group" "registration_check-eligibility" {
   name = "/aws/lambda/${var.prefix}registration-check-eligibility"
   retention_in_days = var.log_retention_days
@@ -1225,7 +1561,7 @@ resource "aws_lambda_function" "registration_check-eligibility" {
   depends_on = [aws_iam_role_policy.registration_check-eligibility, aws_cloudwatch_log_group.registration_check-eligibility]
 }
 
-# registration/submit-entry: invoke-worker on resolver Mutation.submitEntry (component registration/submit-entry 0.1.5)
+# registration/submit-entry: invoke-worker on resolver Mutation.submitEntry (component registration/submit-entry 0.1.6)
 resource "aws_cloudwatch_log_group" "registration_submit-entry" {
   name = "/aws/lambda/${var.prefix}registration-submit-entry"
   retention_in_days = var.log_retention_days
@@ -1323,7 +1659,7 @@ resource "aws_lambda_function" "registration_submit-entry" {
   depends_on = [aws_iam_role_policy.registration_submit-entry, aws_cloudwatch_log_group.registration_submit-entry]
 }
 
-# registration/upsert-users: batch-worker on queue user-info (component registration/upsert-users 0.1.5)
+# registration/upsert-users: batch-worker on queue user-info (component registration/upsert-users 0.1.6)
 resource "aws_cloudwatch_log_group" "registration_upsert-users" {
   name = "/aws/lambda/${var.prefix}registration-upsert-users"
   retention_in_days = var.log_retention_days
@@ -1421,7 +1757,7 @@ resource "aws_lambda_event_source_mapping" "registration_upsert-users" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# replication/enqueue-entries: stream-worker on the stream of table demand-table (component replication/enqueue-entries 0.1.5)
+# replication/enqueue-entries: stream-worker on the stream of table demand-table (component replication/enqueue-entries 0.1.6)
 resource "aws_cloudwatch_log_group" "replication_enqueue-entries" {
   name = "/aws/lambda/${var.prefix}replication-enqueue-entries"
   retention_in_days = var.log_retention_days
@@ -1532,7 +1868,7 @@ resource "aws_lambda_event_source_mapping" "replication_enqueue-entries" {
   }
 }
 
-# replication/retry-score: batch-worker on queue retry-score (component replication/retry-score 0.1.5)
+# replication/retry-score: batch-worker on queue retry-score (component replication/retry-score 0.1.6)
 resource "aws_cloudwatch_log_group" "replication_retry-score" {
   name = "/aws/lambda/${var.prefix}replication-retry-score"
   retention_in_days = var.log_retention_days
@@ -1629,7 +1965,7 @@ resource "aws_lambda_event_source_mapping" "replication_retry-score" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# replication/save-entries: batch-worker on queue save-entries (component replication/save-entries 0.1.5)
+# replication/save-entries: batch-worker on queue save-entries (component replication/save-entries 0.1.6)
 resource "aws_cloudwatch_log_group" "replication_save-entries" {
   name = "/aws/lambda/${var.prefix}replication-save-entries"
   retention_in_days = var.log_retention_days
@@ -1741,7 +2077,7 @@ resource "aws_lambda_event_source_mapping" "replication_save-entries" {
   }
 }
 
-# selection/enqueue-market-selections: invoke-worker on direct invocation (component selection/enqueue-market-selections 0.1.5)
+# selection/enqueue-market-selections: invoke-worker on direct invocation (component selection/enqueue-market-selections 0.1.6)
 resource "aws_cloudwatch_log_group" "selection_enqueue-market-selections" {
   name = "/aws/lambda/${var.prefix}selection-enqueue-market-selections"
   retention_in_days = var.log_retention_days
@@ -1839,7 +2175,7 @@ resource "aws_lambda_function" "selection_enqueue-market-selections" {
   depends_on = [aws_iam_role_policy.selection_enqueue-market-selections, aws_cloudwatch_log_group.selection_enqueue-market-selections]
 }
 
-# selection/mark-assigned-codes: stream-worker on the stream of table demand-table (component selection/mark-assigned-codes 0.1.5)
+# selection/mark-assigned-codes: stream-worker on the stream of table demand-table (component selection/mark-assigned-codes 0.1.6)
 resource "aws_cloudwatch_log_group" "selection_mark-assigned-codes" {
   name = "/aws/lambda/${var.prefix}selection-mark-assigned-codes"
   retention_in_days = var.log_retention_days
@@ -1951,7 +2287,7 @@ resource "aws_lambda_event_source_mapping" "selection_mark-assigned-codes" {
   }
 }
 
-# selection/refresh-selections: batch-worker on queue refresh-selection (component selection/refresh-selections 0.1.5)
+# selection/refresh-selections: batch-worker on queue refresh-selection (component selection/refresh-selections 0.1.6)
 resource "aws_cloudwatch_log_group" "selection_refresh-selections" {
   name = "/aws/lambda/${var.prefix}selection-refresh-selections"
   retention_in_days = var.log_retention_days
@@ -2053,7 +2389,7 @@ resource "aws_lambda_event_source_mapping" "selection_refresh-selections" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# selection/report-verdicts: batch-worker on queue verdict-reporter (component selection/report-verdicts 0.1.5)
+# selection/report-verdicts: batch-worker on queue verdict-reporter (component selection/report-verdicts 0.1.6)
 resource "aws_cloudwatch_log_group" "selection_report-verdicts" {
   name = "/aws/lambda/${var.prefix}selection-report-verdicts"
   retention_in_days = var.log_retention_days
@@ -2151,7 +2487,7 @@ resource "aws_lambda_event_source_mapping" "selection_report-verdicts" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# selection/save-selections: batch-worker on queue save-selection (component selection/save-selections 0.1.5)
+# selection/save-selections: batch-worker on queue save-selection (component selection/save-selections 0.1.6)
 resource "aws_cloudwatch_log_group" "selection_save-selections" {
   name = "/aws/lambda/${var.prefix}selection-save-selections"
   retention_in_days = var.log_retention_days
@@ -2263,7 +2599,7 @@ resource "aws_lambda_event_source_mapping" "selection_save-selections" {
   }
 }
 
-# selection/verify-draw: invoke-worker on direct invocation (component selection/verify-draw 0.1.5)
+# selection/verify-draw: invoke-worker on direct invocation (component selection/verify-draw 0.1.6)
 resource "aws_cloudwatch_log_group" "selection_verify-draw" {
   name = "/aws/lambda/${var.prefix}selection-verify-draw"
   retention_in_days = var.log_retention_days
@@ -2354,7 +2690,7 @@ resource "aws_lambda_function" "selection_verify-draw" {
   depends_on = [aws_iam_role_policy.selection_verify-draw, aws_cloudwatch_log_group.selection_verify-draw]
 }
 
-# services/campaign-service: http-worker on http /services/campaigns (component services/campaign-service 0.1.5)
+# services/campaign-service: http-worker on http /services/campaigns (component services/campaign-service 0.1.6)
 resource "aws_cloudwatch_log_group" "services_campaign-service" {
   name = "/aws/lambda/${var.prefix}services-campaign-service"
   retention_in_days = var.log_retention_days
@@ -2456,7 +2792,7 @@ resource "aws_lambda_function_url" "services_campaign-service" {
   authorization_type = "NONE"
 }
 
-# services/code-service: http-worker on http /services/codes (component services/code-service 0.1.5)
+# services/code-service: http-worker on http /services/codes (component services/code-service 0.1.6)
 resource "aws_cloudwatch_log_group" "services_code-service" {
   name = "/aws/lambda/${var.prefix}services-code-service"
   retention_in_days = var.log_retention_days
@@ -2552,7 +2888,7 @@ resource "aws_lambda_function_url" "services_code-service" {
   authorization_type = "NONE"
 }
 
-# services/entry-service: http-worker on http /services/entries (component services/entry-service 0.1.5)
+# services/entry-service: http-worker on http /services/entries (component services/entry-service 0.1.6)
 resource "aws_cloudwatch_log_group" "services_entry-service" {
   name = "/aws/lambda/${var.prefix}services-entry-service"
   retention_in_days = var.log_retention_days
@@ -2648,7 +2984,7 @@ resource "aws_lambda_function_url" "services_entry-service" {
   authorization_type = "NONE"
 }
 
-# services/user-service: http-worker on http /services/users (component services/user-service 0.1.5)
+# services/user-service: http-worker on http /services/users (component services/user-service 0.1.6)
 resource "aws_cloudwatch_log_group" "services_user-service" {
   name = "/aws/lambda/${var.prefix}services-user-service"
   retention_in_days = var.log_retention_days
@@ -2761,7 +3097,7 @@ data "aws_iam_policy_document" "scheduler_workers" {
   statement {
     sid = "Targets"
     actions = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.notification_notification-generator.arn]
+    resources = [aws_lambda_function.exports_expire-exports.arn, aws_lambda_function.notification_notification-generator.arn]
   }
   statement {
     sid = "DeadLetters"
