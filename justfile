@@ -98,7 +98,11 @@ host-tests:
     set -euo pipefail
     cd "{{root}}"
     if cargo nextest --version >/dev/null 2>&1; then
-        cargo nextest run --release --workspace
+        # The component host tests share one process (`cargo test`): the
+        # test host compiles each component once per process, and nextest
+        # would make that once per test.
+        cargo nextest run --release --workspace -E 'not (package(usher-testing) and binary(components))'
+        cargo test --release -p usher-testing --test components
         cargo test --release --workspace --doc
     else
         echo "cargo-nextest not installed: running the tests with cargo test" >&2
