@@ -102,7 +102,7 @@ host-tests:
         # test host compiles each component once per process, and nextest
         # would make that once per test.
         cargo nextest run --release --workspace -E 'not (package(usher-testing) and binary(components))'
-        cargo test --release -p usher-testing --test components
+        cargo test --release --workspace --test components
         cargo test --release --workspace --doc
     else
         echo "cargo-nextest not installed: running the tests with cargo test" >&2
