@@ -4,4 +4,9 @@
 //! component. Run one component's tests with
 //! `cargo test --release -p usher-testing --test components component_<domain>_<worker>::`.
 
+// Each file declares the helper modules it uses (`mod common;` …), as it
+// did when it was a test binary of its own, so a helper shared by several
+// components is compiled once per module that declares it.
+#![allow(clippy::duplicate_mod)]
+
 include!(concat!(env!("OUT_DIR"), "/component_tests.rs"));

@@ -356,7 +356,7 @@ fn market_rows(
     sources: &Sources,
     scope: &Scope<'_>,
     market: &Map<String, Value>,
-    emit: &mut dyn FnMut(&Map<String, Value>) -> Result<(), ExportError>,
+    emit: &mut Emit<'_>,
     tick: &mut dyn FnMut() -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
     let c = scope.campaign_id;
@@ -367,16 +367,15 @@ fn market_rows(
         record.insert("campaignId".into(), json!(c));
         record.insert("marketId".into(), json!(m));
     };
-    let write_records = |records: Vec<Map<String, Value>>,
-                         emit: &mut dyn FnMut(&Map<String, Value>) -> Result<(), ExportError>|
-     -> Result<u64, ExportError> {
-        let mut n = 0;
-        for record in &records {
-            emit(record)?;
-            n += 1;
-        }
-        Ok(n)
-    };
+    let write_records =
+        |records: Vec<Map<String, Value>>, emit: &mut Emit<'_>| -> Result<u64, ExportError> {
+            let mut n = 0;
+            for record in &records {
+                emit(record)?;
+                n += 1;
+            }
+            Ok(n)
+        };
     let objects = |items: Vec<Value>| -> Vec<Map<String, Value>> {
         items
             .into_iter()
@@ -533,3 +532,6 @@ fn market_rows(
 
 #[cfg(test)]
 mod tests;
+
+/// What receives each row of an export.
+type Emit<'a> = dyn FnMut(&Map<String, Value>) -> Result<(), ExportError> + 'a;

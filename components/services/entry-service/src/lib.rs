@@ -40,8 +40,8 @@ mod logic;
 
 pub use logic::{
     batch_delete, batch_upsert, campaign_entries, handle, is_older, item_of, key_of, presale,
-    refresh_scores, score, view, Failure, UNSCORED_ATTRIBUTES, Settings, DEFAULT_LIMIT, MAX_ITEMS, MAX_LIMIT,
-    WRITE_ATTEMPTS,
+    refresh_scores, score, view, Failure, Settings, DEFAULT_LIMIT, MAX_ITEMS, MAX_LIMIT,
+    UNSCORED_ATTRIBUTES, WRITE_ATTEMPTS,
 };
 
 use usher_sdk::{HttpRequest, HttpResponse, HttpWorker};
