@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use usher_backend_embedded::Embedded;
 use usher_capabilities::{
-    Backends, CallRecord, CapError, NoCodec, Recorder, ServiceBackend, ServiceRequest,
+    Backends, CallRecord, CapError, Recorder, ServiceBackend, ServiceRequest,
     ServiceResponse,
 };
 use usher_engine::{EngineOptions, Input, Invocation, LocalInvoker, Runtime, UsherEngine};
@@ -286,7 +286,7 @@ impl TestHostBuilder {
             None => services.clone(),
         };
         let backends: Backends =
-            embedded.backends(service_backend, Arc::new(NoCodec), invoker.clone());
+            embedded.backends(service_backend, Arc::new(usher_codec::HostCodec), invoker.clone());
         let recorder = Arc::new(Recorder::new());
         let env = format!("test-{}", unique());
         let runtime = Runtime::start(

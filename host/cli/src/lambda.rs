@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use usher_capabilities::{
-    Backends, CacheBackend, CapError, Delivery, Event, EventBackend, NoCodec,
+    Backends, CacheBackend, CapError, Delivery, Event, EventBackend,
 };
 use usher_engine::LocalInvoker;
 use usher_registry::Registry;
@@ -109,7 +109,7 @@ fn check_lambda_environment() -> Result<()> {
 /// Secrets Manager secret named by `USHER_KAFKA_CERT_SECRET`, its expiry
 /// checked now); the cache on Redis when `USHER_REDIS_URL` is set, else an
 /// in-memory TTL cache of this function instance; services over real HTTP
-/// (`host/backend-http`); no codec.
+/// (`host/backend-http`); the codec of `usher-codec` (Avro, Parquet).
 async fn lambda_backends(registry: &Registry, invoker: Arc<LocalInvoker>) -> Result<Backends> {
     let aws = usher_backend_aws::AwsBackends::from_env(&registry.resources)
         .await
@@ -156,7 +156,7 @@ async fn lambda_backends(registry: &Registry, invoker: Arc<LocalInvoker>) -> Res
         events,
         cache,
         services: crate::services::http_services(registry)?,
-        codec: Arc::new(NoCodec),
+        codec: Arc::new(usher_codec::HostCodec),
         workers: invoker,
     })
 }

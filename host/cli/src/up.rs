@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use usher_backend_embedded::{Embedded, EmbeddedQueues};
-use usher_capabilities::NoCodec;
 use usher_engine::{EngineOptions, LocalInvoker, Runtime, UsherEngine};
 use usher_registry::Trigger;
 use usher_trigger_local::{
@@ -101,7 +100,7 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
     let services = crate::services::http_services(&registry)?;
     let invoker = Arc::new(LocalInvoker::new());
-    let mut backends = embedded.backends(services, Arc::new(NoCodec), invoker.clone());
+    let mut backends = embedded.backends(services, Arc::new(usher_codec::HostCodec), invoker.clone());
     let events_on_kafka = match kafka_events_from_env()? {
         Some(events) => {
             backends.events = events;
