@@ -178,3 +178,149 @@ pub async fn run(registry_dir: &Path, command: ArchiveCommand) -> Result<()> {
 fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
+
+/// One archive of the registry: what a worker running the
+/// `archive/archive-changes` component writes (its settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSite {
+    /// The worker.
+    pub worker: String,
+    /// Its bucket.
+    pub bucket: String,
+    /// Its key prefix.
+    pub prefix: String,
+    /// Its format.
+    pub format: Format,
+    /// Its record types (the `types` setting; every source's when absent).
+    pub types: Vec<String>,
+}
+
+/// The archives of a registry.
+pub fn sites(registry: &Registry, all_types: &[String]) -> Vec<ArchiveSite> {
+    registry
+        .workers
+        .iter()
+        .filter(|(_, spec)| spec.component.name == "archive/archive-changes")
+        .filter_map(|(name, spec)| {
+            let text = |k: &str, d: &str| {
+                spec.settings
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(d)
+                    .to_string()
+            };
+            let bucket = text("bucket", "");
+            if bucket.is_empty() {
+                return None;
+            }
+            let format = if text("format", "parquet") == "avro" {
+                Format::Avro
+            } else {
+                Format::Parquet
+            };
+            let types = spec
+                .settings
+                .get("types")
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_else(|| all_types.to_vec());
+            Some(ArchiveSite {
+                worker: name.clone(),
+                bucket,
+                prefix: text("prefix", "archive"),
+                format,
+                types,
+            })
+        })
+        .collect()
+}
+
+/// Compacts every closed day of every type of `site`; the reports of the
+/// days merged.
+pub async fn compact_closed_days(
+    objects: &dyn ObjectBackend,
+    site: &ArchiveSite,
+) -> Result<Vec<usher_codec::compact::DayReport>> {
+    let today = today();
+    let mut out = Vec::new();
+    let types = if site.types.is_empty() {
+        // Every type that has objects: `<prefix>/<type>/dt=…`.
+        let lead = format!("{}/", site.prefix.trim_end_matches('/'));
+        let mut found: Vec<String> = objects
+            .list(&site.bucket, &lead, 100_000)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let rest = o.key.strip_prefix(&lead)?.to_string();
+                let (t, after) = rest.split_once('/')?;
+                (after.starts_with("dt=") && t != "errors").then(|| t.to_string())
+            })
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    } else {
+        site.types.clone()
+    };
+    for t in &types {
+        for d in usher_codec::compact::days(objects, &site.bucket, &site.prefix, t).await? {
+            if d.as_str() >= today.as_str() {
+                continue;
+            }
+            let report = usher_codec::compact::compact_day(
+                objects,
+                &site.bucket,
+                &site.prefix,
+                t,
+                &d,
+                site.format,
+            )
+            .await
+            .with_context(|| format!("compacting {t} dt={d} of {}", site.worker))?;
+            if report.output.is_some() {
+                out.push(report);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `usher up`'s compaction task: every `every`, the closed days of each
+/// archive of the registry (at start-up too). Runs until aborted.
+pub fn spawn_compaction(
+    objects: Arc<dyn ObjectBackend>,
+    sites: Vec<ArchiveSite>,
+    every: std::time::Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if sites.is_empty() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            for site in &sites {
+                match compact_closed_days(objects.as_ref(), site).await {
+                    Ok(reports) => {
+                        for r in reports {
+                            eprintln!(
+                                "usher up: archive {} compacted {}: {} objects → {} ({} records, {} duplicates dropped)",
+                                site.worker,
+                                r.folder,
+                                r.inputs.len(),
+                                r.output.unwrap_or_default(),
+                                r.records,
+                                r.duplicates
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!(worker = %site.worker, error = %format!("{e:#}"), "archive compaction failed; retried at the next run"),
+                }
+            }
+        }
+    }))
+}

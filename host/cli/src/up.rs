@@ -218,6 +218,20 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
         }
     }
 
+    // The archive's compaction, a host task: the closed days of each
+    // archive (archive/archive-changes' settings) every
+    // USHER_ARCHIVE_COMPACT_SECS (default 3600) and at start-up.
+    let every = std::env::var("USHER_ARCHIVE_COMPACT_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(3600);
+    let compaction = crate::archive::spawn_compaction(
+        host.embedded.objects(),
+        crate::archive::sites(runtime.registry(), &[]),
+        Duration::from_secs(every),
+    );
+
     let queues = host.embedded.queues();
     let mut ticker = tokio::time::interval(SUMMARY_EVERY);
     ticker.tick().await;
@@ -235,6 +249,9 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<()> {
     }
 
     eprintln!("usher up: stopping (finishing the batches in flight)");
+    if let Some(task) = compaction {
+        task.abort();
+    }
     let last = host.counters();
     let stopped = host.shutdown().await;
     let counters = counters_now(&last);

@@ -122,13 +122,35 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
-/// The archived form of a change: its type, partition date and record, or
-/// `None` when it is not of an archived type.
+/// A change as archived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archived {
+    /// Its record type (an index into the types).
+    pub type_index: usize,
+    /// Its partition date.
+    pub date: String,
+    /// The record.
+    pub record: Value,
+}
+
+/// Why a change cannot be archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its record type (`unknown` without an image).
+    pub record_type: String,
+    /// `MissingImage`, `ValidationError`.
+    pub error_type: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The archived form of a change, or `None` when it is not of an archived
+/// type.
 pub fn to_record(
     types: &[RecordType],
     settings: &Settings,
     change: &Change,
-) -> Result<Option<(usize, String, Value)>, (String, &'static str, String)> {
+) -> Result<Option<Archived>, Refusal> {
     let deleted = change.kind == ChangeKind::Remove;
     let image = if deleted {
         change.old_image.as_ref()
@@ -137,11 +159,15 @@ pub fn to_record(
     };
     let date = date_of(change.timestamp_ms);
     let Some(image) = image else {
-        return Err((
-            "unknown".into(),
-            "MissingImage",
-            format!("a {:?} change without its {} image", change.kind, if deleted { "old" } else { "new" }),
-        ));
+        return Err(Refusal {
+            record_type: "unknown".into(),
+            error_type: "MissingImage",
+            message: format!(
+                "a {} change without its {} image",
+                change.kind.event_name(),
+                if deleted { "old" } else { "new" }
+            ),
+        });
     };
     let Some(index) = types.iter().position(|t| t.matches(image)) else {
         return Ok(None);
@@ -152,9 +178,11 @@ pub fn to_record(
             return Ok(None);
         }
     }
-    let mut record: Map<String, Value> = t
-        .validate(image)
-        .map_err(|m| (t.name.clone(), "ValidationError", m))?;
+    let mut record: Map<String, Value> = t.validate(image).map_err(|message| Refusal {
+        record_type: t.name.clone(),
+        error_type: "ValidationError",
+        message,
+    })?;
     pii::scrub(t, &mut record, &settings.pii_salt);
     let key = |name: &str| image.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
     record.insert("systemId".into(), json!(settings.system_id));
@@ -166,7 +194,11 @@ pub fn to_record(
     record.insert("deleted".into(), json!(deleted));
     record.insert("sequenceNumber".into(), json!(change.sequence_number));
     record.insert("changedAt".into(), json!(change.timestamp_ms));
-    Ok(Some((index, date, Value::Object(record))))
+    Ok(Some(Archived {
+        type_index: index,
+        date,
+        record: Value::Object(record),
+    }))
 }
 
 /// Archives a batch (see the crate docs).
@@ -178,19 +210,21 @@ pub fn process(types: &[RecordType], settings: &Settings, changes: &[Change], si
     for (position, change) in changes.iter().enumerate() {
         match to_record(types, settings, change) {
             Ok(None) => out.skipped += 1,
-            Ok(Some((t, date, record))) => groups.entry((t, date)).or_default().push((position, record)),
-            Err((record_type, error_type, message)) => rejected.push(Rejected {
+            Ok(Some(a)) => groups
+                .entry((a.type_index, a.date))
+                .or_default()
+                .push((position, a.record)),
+            Err(r) => rejected.push(Rejected {
                 position,
-                record_type,
+                record_type: r.record_type,
                 date: date_of(change.timestamp_ms),
-                error_type,
-                message,
+                error_type: r.error_type,
+                message: r.message,
             }),
         }
     }
     // The first position that could not be written (reported failed from there on).
     let mut first_failed: Option<usize> = None;
-    let mut fail_at = |p: usize, first: &mut Option<usize>| *first = Some(first.map_or(p, |f| f.min(p)));
     for ((t, date), members) in &groups {
         let t = &types[*t];
         let records: Vec<Value> = members.iter().map(|(_, r)| r.clone()).collect();
@@ -263,6 +297,11 @@ pub fn process(types: &[RecordType], settings: &Settings, changes: &[Change], si
         out.failures = changes[first..].iter().map(|c| c.sequence_number.clone()).collect();
     }
     out
+}
+
+/// Records `p` as failed when it is before the first failure so far.
+fn fail_at(p: usize, first: &mut Option<usize>) {
+    *first = Some(first.map_or(p, |f| f.min(p)));
 }
 
 /// The original change as JSON (what an errors object keeps).

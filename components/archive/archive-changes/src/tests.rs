@@ -26,7 +26,8 @@ impl Sink for FakeSink {
             .unwrap_or_default();
         let mut out = Vec::new();
         for r in records {
-            let keys: Vec<&str> = r.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            let mut keys: Vec<&str> = r.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            keys.sort_unstable();
             let mut want = names.clone();
             want.sort_unstable();
             assert_eq!(keys, want, "record fields vs schema");
