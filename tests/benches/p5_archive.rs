@@ -17,14 +17,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::builder::{
+    BooleanBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use serde_json::{json, Value};
 use usher_engine::{ChangeRecord, Input, Output};
 use usher_testing::{components, TestHost};
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The process's CPU time so far (user + system).
@@ -34,7 +39,12 @@ fn cpu() -> Duration {
     // the 14th and 15th fields overall, in clock ticks (100 per second).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
@@ -67,7 +77,9 @@ fn changes(n: usize) -> Vec<ChangeRecord> {
 
 fn host(format: &str) -> TestHost {
     TestHost::builder()
-        .resources("tables: { demand-table: { partition_key: PK, sort_key: SK } }\nbuckets: [archive]")
+        .resources(
+            "tables: { demand-table: { partition_key: PK, sort_key: SK } }\nbuckets: [archive]",
+        )
         .worker(
             &components::ARCHIVE_ARCHIVE_CHANGES,
             &format!(
@@ -110,7 +122,11 @@ async fn through_component(host: &TestHost, batches: &[Vec<ChangeRecord>]) -> Ru
         }
         records += batch.len();
     }
-    Run { wall: wall0.elapsed(), cpu: cpu() - cpu0, records }
+    Run {
+        wall: wall0.elapsed(),
+        cpu: cpu() - cpu0,
+        records,
+    }
 }
 
 /// The archived records of the component's first objects, read back (so
@@ -118,12 +134,23 @@ async fn through_component(host: &TestHost, batches: &[Vec<ChangeRecord>]) -> Ru
 async fn archived(host: &TestHost, n_objects: usize) -> Vec<Vec<Value>> {
     use usher_capabilities::ObjectBackend;
     let objects = host.embedded.objects();
-    let keys = objects.list("archive", "p5/demand/", 100_000).await.expect("list");
+    let keys = objects
+        .list("archive", "p5/demand/", 100_000)
+        .await
+        .expect("list");
     let mut out = Vec::new();
     for o in keys.iter().take(n_objects) {
-        let bytes = objects.get("archive", &o.key).await.expect("get").expect("object");
+        let bytes = objects
+            .get("archive", &o.key)
+            .await
+            .expect("get")
+            .expect("object");
         let reader = apache_avro::Reader::new(&bytes[..]).expect("avro");
-        out.push(reader.map(|r| apache_avro::from_value::<Value>(&r.expect("record")).expect("json")).collect());
+        out.push(
+            reader
+                .map(|r| apache_avro::from_value::<Value>(&r.expect("record")).expect("json"))
+                .collect(),
+        );
     }
     out
 }
@@ -134,7 +161,11 @@ fn raw_parquet(schema: &Value, arrow: &Arc<arrow_schema::Schema>, records: &[Val
     for f in schema["fields"].as_array().expect("fields") {
         let name = f["name"].as_str().expect("name");
         let ty = match &f["type"] {
-            Value::Array(b) => b.iter().find(|t| *t != "null").cloned().unwrap_or(Value::Null),
+            Value::Array(b) => b
+                .iter()
+                .find(|t| *t != "null")
+                .cloned()
+                .unwrap_or(Value::Null),
             t => t.clone(),
         };
         let col: ArrayRef = match ty.as_str() {
@@ -160,7 +191,8 @@ fn raw_parquet(schema: &Value, arrow: &Arc<arrow_schema::Schema>, records: &[Val
                 Arc::new(b.finish())
             }
             _ => {
-                let mut b = TimestampMillisecondBuilder::with_capacity(records.len()).with_timezone("UTC");
+                let mut b =
+                    TimestampMillisecondBuilder::with_capacity(records.len()).with_timezone("UTC");
                 for r in records {
                     b.append_option(r[name].as_i64());
                 }
@@ -170,15 +202,20 @@ fn raw_parquet(schema: &Value, arrow: &Arc<arrow_schema::Schema>, records: &[Val
         columns.push(col);
     }
     let batch = RecordBatch::try_new(arrow.clone(), columns).expect("batch");
-    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), arrow.clone(), Some(usher_codec::parquet_properties()))
-        .expect("writer");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        Vec::new(),
+        arrow.clone(),
+        Some(usher_codec::parquet_properties()),
+    )
+    .expect("writer");
     w.write(&batch).expect("write");
     w.into_inner().expect("finish")
 }
 
 fn raw_avro(schema: &Value, records: &[Value]) -> Vec<u8> {
     let parsed = apache_avro::Schema::parse(schema).expect("schema");
-    let mut w = apache_avro::Writer::with_codec(&parsed, Vec::new(), usher_codec::avro_codec()).expect("writer");
+    let mut w = apache_avro::Writer::with_codec(&parsed, Vec::new(), usher_codec::avro_codec())
+        .expect("writer");
     for r in records {
         let mut fields = Vec::new();
         for f in schema["fields"].as_array().expect("fields") {
@@ -189,7 +226,9 @@ fn raw_avro(schema: &Value, records: &[Value]) -> Vec<u8> {
             let plain = match v {
                 Value::Null => apache_avro::types::Value::Null,
                 Value::Bool(b) => apache_avro::types::Value::Boolean(*b),
-                Value::Number(n) if logical_ts => apache_avro::types::Value::TimestampMillis(n.as_i64().unwrap_or(0)),
+                Value::Number(n) if logical_ts => {
+                    apache_avro::types::Value::TimestampMillis(n.as_i64().unwrap_or(0))
+                }
                 Value::Number(n) => apache_avro::types::Value::Long(n.as_i64().unwrap_or(0)),
                 Value::String(s) => apache_avro::types::Value::String(s.clone()),
                 other => panic!("unexpected {other}"),
@@ -202,7 +241,8 @@ fn raw_avro(schema: &Value, records: &[Value]) -> Vec<u8> {
             };
             fields.push((name, value));
         }
-        w.append_value(apache_avro::types::Value::Record(fields)).expect("append");
+        w.append_value(apache_avro::types::Value::Record(fields))
+            .expect("append");
     }
     w.into_inner().expect("finish")
 }
@@ -218,10 +258,15 @@ fn report(what: &str, component: &Run, raw: &Run) {
 fn main() {
     let n = env_or("P5_RECORDS", 100_000);
     let batch = env_or("P5_BATCH", 1_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let all = changes(n);
     let batches: Vec<Vec<ChangeRecord>> = all.chunks(batch).map(<[ChangeRecord]>::to_vec).collect();
-    let schema: Value = serde_json::from_str(include_str!("../../schemas/archive/derived/demand.avsc")).expect("avsc");
+    let schema: Value =
+        serde_json::from_str(include_str!("../../schemas/archive/derived/demand.avsc"))
+            .expect("avsc");
     let arrow = Arc::new(usher_codec::columns::arrow_schema(&schema).expect("arrow schema"));
     rt.block_on(async {
         // Avro first: its objects give the archived records back, for the
@@ -236,7 +281,11 @@ fn main() {
         for r in &records {
             bytes += raw_avro(&schema, r).len();
         }
-        let raw_avro_run = Run { wall: wall0.elapsed(), cpu: cpu() - cpu0, records: records.iter().map(Vec::len).sum() };
+        let raw_avro_run = Run {
+            wall: wall0.elapsed(),
+            cpu: cpu() - cpu0,
+            records: records.iter().map(Vec::len).sum(),
+        };
         assert!(bytes > 0);
 
         let parquet_host = host("parquet");
@@ -247,7 +296,11 @@ fn main() {
         for r in &records {
             bytes += raw_parquet(&schema, &arrow, r).len();
         }
-        let raw_parquet_run = Run { wall: wall0.elapsed(), cpu: cpu() - cpu0, records: records.iter().map(Vec::len).sum() };
+        let raw_parquet_run = Run {
+            wall: wall0.elapsed(),
+            cpu: cpu() - cpu0,
+            records: records.iter().map(Vec::len).sum(),
+        };
         assert!(bytes > 0);
         report("parquet", &parquet, &raw_parquet_run);
         report("avro", &avro, &raw_avro_run);

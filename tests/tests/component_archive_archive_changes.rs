@@ -56,9 +56,17 @@ fn change(kind: &str, seq: u64, ts: u64, new: Option<Value>, old: Option<Value>)
 /// invalid record, one item of no archived type.
 fn batch() -> Vec<ChangeRecord> {
     let day2 = DAY1 + 86_400_000 + 1000;
-    let mut out: Vec<ChangeRecord> = (0..20).map(|i| change("INSERT", 100 + i, DAY1 + i, Some(entry(i, 1)), None)).collect();
+    let mut out: Vec<ChangeRecord> = (0..20)
+        .map(|i| change("INSERT", 100 + i, DAY1 + i, Some(entry(i, 1)), None))
+        .collect();
     for i in 0..5 {
-        out.push(change("MODIFY", 200 + i, day2, Some(entry(i, 2)), Some(entry(i, 1))));
+        out.push(change(
+            "MODIFY",
+            200 + i,
+            day2,
+            Some(entry(i, 2)),
+            Some(entry(i, 1)),
+        ));
     }
     for i in 18..20 {
         out.push(change("REMOVE", 300 + i, day2, None, Some(entry(i, 1))));
@@ -66,7 +74,13 @@ fn batch() -> Vec<ChangeRecord> {
     let mut bad = entry(99, 1);
     bad["version"] = json!("not a number");
     out.push(change("INSERT", 400, day2, Some(bad), None));
-    out.push(change("INSERT", 401, day2, Some(json!({"PK": "STATS#c1", "SK": "X"})), None));
+    out.push(change(
+        "INSERT",
+        401,
+        day2,
+        Some(json!({"PK": "STATS#c1", "SK": "X"})),
+        None,
+    ));
     out
 }
 
@@ -93,7 +107,12 @@ async fn keys(host: &TestHost, prefix: &str) -> Vec<String> {
 }
 
 async fn get(host: &TestHost, key: &str) -> Vec<u8> {
-    host.embedded.objects().get("archive", key).await.expect("get").expect("object")
+    host.embedded
+        .objects()
+        .get("archive", key)
+        .await
+        .expect("get")
+        .expect("object")
 }
 
 /// The rows of a Parquet object as JSON (through arrow's JSON writer is
@@ -138,7 +157,12 @@ fn hash(text: &str) -> String {
 
 fn archive_hash(salt: &str, text: &str) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::new().chain_update(salt).chain_update(text).finalize())
+    hex::encode(
+        Sha256::new()
+            .chain_update(salt)
+            .chain_update(text)
+            .finalize(),
+    )
 }
 
 #[tokio::test]
@@ -160,7 +184,10 @@ async fn parquet_objects_hold_the_scrubbed_records_by_type_and_day() {
     assert_eq!(r["email"], json!(hash("fan3@example.com")));
     assert_eq!(r["globalUserId"], json!(hash("fan-3")));
     assert_eq!(r["accessCode"], Value::Null);
-    assert_eq!(r["entry"], json!("{\"firstName\":\"A****\",\"zip\":\"10001\"}"));
+    assert_eq!(
+        r["entry"],
+        json!("{\"firstName\":\"A****\",\"zip\":\"10001\"}")
+    );
     assert_eq!(r["systemId"], "test");
     assert_eq!(r["changeType"], "INSERT");
     assert_eq!(r["deleted"], false);
@@ -171,7 +198,10 @@ async fn parquet_objects_hold_the_scrubbed_records_by_type_and_day() {
     assert_eq!(day2.iter().filter(|r| r["deleted"] == true).count(), 2);
     // The invalid record went to the errors prefix with its change.
     let errors = keys(&host, "cdc/errors/").await;
-    assert_eq!(errors, vec!["cdc/errors/demand/dt=2026-12-07/000000000000000000400-000000000000000000400.json"]);
+    assert_eq!(
+        errors,
+        vec!["cdc/errors/demand/dt=2026-12-07/000000000000000000400-000000000000000000400.json"]
+    );
     let line: Value = serde_json::from_slice(&get(&host, &errors[0]).await).expect("error line");
     assert_eq!(line["errorType"], "ValidationError");
     assert_eq!(line["change"]["newImage"]["version"], "not a number");
@@ -186,7 +216,10 @@ async fn avro_objects_read_back_with_apache_avro() {
     run(&host, batch()).await;
     let archived = keys(&host, "cdc/demand/").await;
     assert_eq!(archived.len(), 2);
-    assert!(archived.iter().all(|k| k.ends_with(".avro")), "{archived:?}");
+    assert!(
+        archived.iter().all(|k| k.ends_with(".avro")),
+        "{archived:?}"
+    );
     let bytes = get(&host, &archived[0]).await;
     let reader = apache_avro::Reader::new(&bytes[..]).expect("avro");
     let rows: Vec<Value> = reader
@@ -200,7 +233,9 @@ async fn avro_objects_read_back_with_apache_avro() {
 #[tokio::test]
 async fn a_day_compacts_into_one_object_each_record_once() {
     let host = host("parquet");
-    let all: Vec<ChangeRecord> = (0..30).map(|i| change("INSERT", 1000 + i, DAY1 + i, Some(entry(i, 1)), None)).collect();
+    let all: Vec<ChangeRecord> = (0..30)
+        .map(|i| change("INSERT", 1000 + i, DAY1 + i, Some(entry(i, 1)), None))
+        .collect();
     // Three batches, the second a retry that started in the middle of the first.
     run(&host, all[0..12].to_vec()).await;
     run(&host, all[6..20].to_vec()).await;
@@ -208,38 +243,74 @@ async fn a_day_compacts_into_one_object_each_record_once() {
     let before = keys(&host, "cdc/demand/dt=2026-12-06/").await;
     assert_eq!(before.len(), 3);
     let objects = host.embedded.objects();
-    let report = usher_codec::compact::compact_day(objects.as_ref(), "archive", "cdc", "demand", "2026-12-06", Format::Parquet)
-        .await
-        .expect("compact");
+    let report = usher_codec::compact::compact_day(
+        objects.as_ref(),
+        "archive",
+        "cdc",
+        "demand",
+        "2026-12-06",
+        Format::Parquet,
+    )
+    .await
+    .expect("compact");
     assert_eq!((report.records, report.duplicates), (30, 6));
     let after = keys(&host, "cdc/demand/dt=2026-12-06/").await;
     assert_eq!(after, vec![report.output.clone().expect("output")]);
     let rows = parquet_rows(get(&host, &after[0]).await);
-    let mut seqs: Vec<String> = rows.iter().map(|r| r["sequenceNumber"].as_str().expect("seq").to_string()).collect();
+    let mut seqs: Vec<String> = rows
+        .iter()
+        .map(|r| r["sequenceNumber"].as_str().expect("seq").to_string())
+        .collect();
     seqs.sort();
     seqs.dedup();
     assert_eq!(seqs.len(), 30);
     // A crash between writing the merged object and deleting its inputs:
     // put an input back; the next run leaves one object, each record once.
     objects
-        .put("archive", &before[0], get_from(&objects, &after[0]).await, None)
+        .put(
+            "archive",
+            &before[0],
+            get_from(&objects, &after[0]).await,
+            None,
+        )
         .await
         .expect("put back");
-    let again = usher_codec::compact::compact_day(objects.as_ref(), "archive", "cdc", "demand", "2026-12-06", Format::Parquet)
-        .await
-        .expect("again");
+    let again = usher_codec::compact::compact_day(
+        objects.as_ref(),
+        "archive",
+        "cdc",
+        "demand",
+        "2026-12-06",
+        Format::Parquet,
+    )
+    .await
+    .expect("again");
     assert_eq!((again.records, again.duplicates), (30, 30));
     let last = keys(&host, "cdc/demand/dt=2026-12-06/").await;
     assert_eq!(last.len(), 1);
     assert_eq!(parquet_rows(get(&host, &last[0]).await).len(), 30);
     // Nothing left to merge: a third run changes nothing.
-    let third = usher_codec::compact::compact_day(objects.as_ref(), "archive", "cdc", "demand", "2026-12-06", Format::Parquet)
-        .await
-        .expect("third");
+    let third = usher_codec::compact::compact_day(
+        objects.as_ref(),
+        "archive",
+        "cdc",
+        "demand",
+        "2026-12-06",
+        Format::Parquet,
+    )
+    .await
+    .expect("third");
     assert_eq!(third.output, None);
     assert_eq!(keys(&host, "cdc/demand/dt=2026-12-06/").await, last);
 }
 
-async fn get_from(objects: &std::sync::Arc<usher_backend_embedded::EmbeddedObjects>, key: &str) -> Vec<u8> {
-    objects.get("archive", key).await.expect("get").expect("object")
+async fn get_from(
+    objects: &std::sync::Arc<usher_backend_embedded::EmbeddedObjects>,
+    key: &str,
+) -> Vec<u8> {
+    objects
+        .get("archive", key)
+        .await
+        .expect("get")
+        .expect("object")
 }

@@ -96,7 +96,10 @@ pub async fn run(registry_dir: &Path, command: ArchiveCommand) -> Result<()> {
                         problems.join("\n  ")
                     );
                 }
-                println!("{}: every derived file agrees with its source", dir.display());
+                println!(
+                    "{}: every derived file agrees with its source",
+                    dir.display()
+                );
             } else {
                 for name in usher_codec::archive::write(&dir, &location)? {
                     println!("{}", dir.join("derived").join(name).display());
@@ -318,7 +321,9 @@ pub fn spawn_compaction(
                             );
                         }
                     }
-                    Err(e) => tracing::warn!(worker = %site.worker, error = %format!("{e:#}"), "archive compaction failed; retried at the next run"),
+                    Err(e) => {
+                        tracing::warn!(worker = %site.worker, error = %format!("{e:#}"), "archive compaction failed; retried at the next run")
+                    }
                 }
             }
         }

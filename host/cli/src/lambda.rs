@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use usher_capabilities::{
-    Backends, CacheBackend, CapError, Delivery, Event, EventBackend,
-};
+use usher_capabilities::{Backends, CacheBackend, CapError, Delivery, Event, EventBackend};
 use usher_engine::LocalInvoker;
 use usher_registry::Registry;
 use usher_trigger_lambda::{LambdaConfig, LambdaHost};

@@ -100,7 +100,8 @@ pub async fn start(paths: &Paths, data: &Path, listen: SocketAddr) -> Result<Hos
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
     let services = crate::services::http_services(&registry)?;
     let invoker = Arc::new(LocalInvoker::new());
-    let mut backends = embedded.backends(services, Arc::new(usher_codec::HostCodec), invoker.clone());
+    let mut backends =
+        embedded.backends(services, Arc::new(usher_codec::HostCodec), invoker.clone());
     let events_on_kafka = match kafka_events_from_env()? {
         Some(events) => {
             backends.events = events;

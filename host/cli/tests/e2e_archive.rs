@@ -61,7 +61,10 @@ fn edit(format: &'static str) -> impl Fn(&str, String) -> String {
     move |name, text| {
         if name == "archive.yaml" {
             text.replace("format: parquet", &format!("format: {format}"))
-                .replace("system_id: usher", &format!("system_id: usher\n      pii_salt: {SALT}"))
+                .replace(
+                    "system_id: usher",
+                    &format!("system_id: usher\n      pii_salt: {SALT}"),
+                )
         } else {
             text
         }
@@ -69,7 +72,13 @@ fn edit(format: &'static str) -> impl Fn(&str, String) -> String {
 }
 
 /// Runs archive_check.py; Ok(summary) or Err(its complaint).
-fn check(python: &Path, format: &str, bucket_dir: &Path, expected: &Value, tmp: &Path) -> Result<Value, String> {
+fn check(
+    python: &Path,
+    format: &str,
+    bucket_dir: &Path,
+    expected: &Value,
+    tmp: &Path,
+) -> Result<Value, String> {
     let file = tmp.join("expected.json");
     std::fs::write(&file, expected.to_string()).expect("write expected.json");
     let out = Command::new(python)
@@ -96,7 +105,11 @@ fn check(python: &Path, format: &str, bucket_dir: &Path, expected: &Value, tmp: 
 async fn items(tables: &dyn TableBackend, campaign: &str, users: &[String]) -> Vec<Value> {
     let mut out = Vec::new();
     for u in users {
-        if let Some(item) = tables.get(TABLE, &common::key(campaign, u)).await.expect("get") {
+        if let Some(item) = tables
+            .get(TABLE, &common::key(campaign, u))
+            .await
+            .expect("get")
+        {
             out.push(item);
         }
     }
@@ -148,7 +161,9 @@ async fn converge(
         let want = expected().await;
         match check(python, format, bucket_dir, &want, tmp) {
             Ok(summary) => return summary,
-            Err(e) if Instant::now() > deadline => panic!("the archive never matched the table: {e}\n{}", context()),
+            Err(e) if Instant::now() > deadline => {
+                panic!("the archive never matched the table: {e}\n{}", context())
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
@@ -177,17 +192,36 @@ async fn archive_on_usher_up(format: &'static str) {
         }
     };
     let tmp = platform.tmp.path().to_path_buf();
-    let summary = converge(&python, format, &bucket_dir, &expected, &tmp, Duration::from_secs(120), || platform.log()).await;
+    let summary = converge(
+        &python,
+        format,
+        &bucket_dir,
+        &expected,
+        &tmp,
+        Duration::from_secs(120),
+        || platform.log(),
+    )
+    .await;
     assert!(summary["files"].as_u64().unwrap_or(0) >= 1, "{summary}");
     // The invalid sale went to the errors prefix, with its change.
     let errors: Vec<PathBuf> = walk(&bucket_dir.join("archive/errors/sale"));
     assert_eq!(errors.len(), 1, "{errors:?}");
     let line: Value = serde_json::from_str(
-        std::fs::read_to_string(&errors[0]).expect("errors object").lines().next().expect("a line"),
+        std::fs::read_to_string(&errors[0])
+            .expect("errors object")
+            .lines()
+            .next()
+            .expect("a line"),
     )
     .expect("json line");
     assert_eq!(line["errorType"], "ValidationError");
-    assert!(line["message"].as_str().unwrap_or_default().contains("quantity"), "{line}");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quantity"),
+        "{line}"
+    );
     assert_eq!(line["change"]["newImage"]["cardLast4"], "4242");
     assert!(platform.stop().await.success(), "{}", platform.log());
 
@@ -196,21 +230,44 @@ async fn archive_on_usher_up(format: &'static str) {
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let data = platform.data.to_string_lossy().to_string();
     for t in ["demand", "sale"] {
-        platform.run(&["archive", "compact", "--data", &data, "--format", format, "--type", t, "--day", &day,
-            "--schemas", &root().join("schemas/archive").to_string_lossy()]);
+        platform.run(&[
+            "archive",
+            "compact",
+            "--data",
+            &data,
+            "--format",
+            format,
+            "--type",
+            t,
+            "--day",
+            &day,
+            "--schemas",
+            &root().join("schemas/archive").to_string_lossy(),
+        ]);
     }
     let after = walk(&bucket_dir.join("archive/demand"));
-    assert!(before >= 1 && after.len() == 1, "{before} objects → {after:?}");
-    assert!(after[0].file_name().is_some_and(|n| n.to_string_lossy().starts_with("merged-")), "{after:?}");
+    assert!(
+        before >= 1 && after.len() == 1,
+        "{before} objects → {after:?}"
+    );
+    assert!(
+        after[0]
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("merged-")),
+        "{after:?}"
+    );
     let want = expected().await;
-    let summary = check(&python, format, &bucket_dir, &want, &tmp).unwrap_or_else(|e| panic!("after compaction: {e}"));
+    let summary = check(&python, format, &bucket_dir, &want, &tmp)
+        .unwrap_or_else(|e| panic!("after compaction: {e}"));
     assert_eq!(summary["files"], json!(2), "{summary}");
 }
 
 /// Every file under a folder.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -240,24 +297,29 @@ async fn avro_archive_on_usher_up_reads_back_in_fastavro() {
 /// duckdb and pyarrow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kinesis_records_through_usher_lambda_to_s3() {
-    let Some(servers) = Servers::from_env() else { return };
+    let Some(servers) = Servers::from_env() else {
+        return;
+    };
     let Some(python) = python() else { return };
     let campaign = "c-archive-aws";
     let platform = Platform::new(edit("parquet"));
-    let provisioned = Provisioned::new(&servers, &platform, &["archive/archive-changes"]).await;
-    let function_env = provisioned.function_env(&platform, &[]);
+    let deployed = Provisioned::new(&servers, &platform, &["archive/archive-changes"]).await;
+    let function_env = deployed.function_env(&platform, &[]);
     let dir = platform.tmp.path().to_path_buf();
     let mut function = Function::start("archive/archive-changes", 1, &function_env, &dir).await;
     let registry = platform.registry();
-    let tables = servers.backends(&registry.resources, &provisioned.prefix).await.tables();
-    let kinesis_stream = format!("{}demand-table-changes", provisioned.prefix);
+    let tables = servers
+        .backends(&registry.resources, &deployed.prefix)
+        .await
+        .tables();
+    let kinesis_stream = format!("{}demand-table-changes", deployed.prefix);
     let kinesis_arn = servers.kinesis_stream(&kinesis_stream, 2).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let copied = Arc::new(SourceStats::default());
     let delivered = Arc::new(SourceStats::default());
     let table_stream = StreamSource {
         client: servers.streams().await,
-        stream_arn: provisioned(&provisioned.report, "tables", "demand-table", "arn"),
+        stream_arn: provisioned(&deployed.report, "tables", "demand-table", "arn"),
         batch_size: 100,
         max_retries: 3,
     };
@@ -265,7 +327,7 @@ async fn kinesis_records_through_usher_lambda_to_s3() {
         StreamTarget::Kinesis {
             client: servers.kinesis().await,
             stream: kinesis_stream.clone(),
-            table: format!("{}demand-table", provisioned.prefix),
+            table: format!("{}demand-table", deployed.prefix),
         },
         copied.clone(),
         stopped.clone(),
@@ -282,7 +344,7 @@ async fn kinesis_records_through_usher_lambda_to_s3() {
     ));
     let users = write_changes(tables.as_ref(), campaign).await;
     let s3 = servers.s3().await;
-    let bucket = provisioned.resource("buckets", "archive", "physical");
+    let bucket = deployed.resource("buckets", "archive", "physical");
     let local = dir.join("s3-archive");
     let expected = {
         let tables = tables.clone();
@@ -312,7 +374,12 @@ async fn kinesis_records_through_usher_lambda_to_s3() {
         }
     };
     assert!(summary["files"].as_u64().unwrap_or(0) >= 1, "{summary}");
-    assert_eq!(SourceStats::get(&delivered.errors), 0, "{}", delivered.summary());
+    assert_eq!(
+        SourceStats::get(&delivered.errors),
+        0,
+        "{}",
+        delivered.summary()
+    );
     stop.send(true).expect("stop the sources");
     for s in sources {
         s.await.expect("a source");
@@ -333,7 +400,13 @@ async fn download(s3: &aws_sdk_s3::Client, bucket: &str, dir: &Path) {
             .expect("list the archive bucket");
         for o in page.contents() {
             let key = o.key().unwrap_or_default();
-            let body = s3.get_object().bucket(bucket).key(key).send().await.expect("get");
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("get");
             let bytes = body.body.collect().await.expect("body").into_bytes();
             let path = dir.join(key);
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

@@ -365,7 +365,11 @@ impl Source {
         let _ = writeln!(sql, ")");
         let _ = writeln!(sql, "COMMENT '{}'", self.doc.replace('\'', ""));
         let _ = writeln!(sql, "PARTITIONED BY (`dt` string)");
-        let _ = writeln!(sql, "STORED AS {}", if parquet { "PARQUET" } else { "AVRO" });
+        let _ = writeln!(
+            sql,
+            "STORED AS {}",
+            if parquet { "PARQUET" } else { "AVRO" }
+        );
         let _ = writeln!(sql, "LOCATION '{location}'");
         let _ = writeln!(sql, "TBLPROPERTIES (");
         let mut props = vec![
@@ -410,8 +414,8 @@ pub fn load_sources(dir: &Path) -> Result<Vec<Source>, CodecError> {
     for p in paths {
         let text = std::fs::read_to_string(&p)
             .map_err(|e| CodecError::Schema(format!("{}: {e}", p.display())))?;
-        let source =
-            Source::parse(&text).map_err(|e| CodecError::Schema(format!("{}: {e}", p.display())))?;
+        let source = Source::parse(&text)
+            .map_err(|e| CodecError::Schema(format!("{}: {e}", p.display())))?;
         let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         if stem != source.record_type {
             return Err(CodecError::Schema(format!(

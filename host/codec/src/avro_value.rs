@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use apache_avro::schema::{Name, Namespace, Schema};
+use apache_avro::schema::{Name, NamespaceRef, Schema};
 use apache_avro::types::Value as Avro;
 use serde_json::Value;
 
@@ -27,7 +27,7 @@ pub(crate) fn to_avro(
     v: &Value,
     schema: &Schema,
     names: &Names<'_>,
-    ns: &Namespace,
+    ns: NamespaceRef<'_>,
     path: &str,
 ) -> Result<Avro, CodecError> {
     Ok(match schema {
@@ -75,7 +75,10 @@ pub(crate) fn to_avro(
             let obj = v.as_object().ok_or_else(|| bad(path, "an object", v))?;
             let mut out = HashMap::with_capacity(obj.len());
             for (k, item) in obj {
-                out.insert(k.clone(), to_avro(item, &m.types, names, ns, &format!("{path}.{k}"))?);
+                out.insert(
+                    k.clone(),
+                    to_avro(item, &m.types, names, ns, &format!("{path}.{k}"))?,
+                );
             }
             Avro::Map(out)
         }

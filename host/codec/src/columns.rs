@@ -53,7 +53,10 @@ fn record_fields(avro: &Value, path: &str) -> Result<Option<Fields>, CodecError>
 /// One Arrow field for an Avro type.
 fn field(name: &str, ty: &Value, path: &str) -> Result<Field, CodecError> {
     if let Some(branches) = ty.as_array() {
-        let non_null: Vec<&Value> = branches.iter().filter(|b| b.as_str() != Some("null")).collect();
+        let non_null: Vec<&Value> = branches
+            .iter()
+            .filter(|b| b.as_str() != Some("null"))
+            .collect();
         let has_null = non_null.len() < branches.len();
         return match non_null.as_slice() {
             [] => Ok(Field::new(name, DataType::Null, true)),
@@ -75,19 +78,25 @@ fn data_type(ty: &Value, path: &str) -> Result<DataType, CodecError> {
         Value::Object(obj) => {
             let t = obj.get("type").and_then(Value::as_str).unwrap_or("");
             match (t, obj.get("logicalType").and_then(Value::as_str)) {
-                ("long", Some("timestamp-millis")) => {
-                    Ok(DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))
-                }
-                ("long", Some("timestamp-micros")) => {
-                    Ok(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())))
-                }
+                ("long", Some("timestamp-millis")) => Ok(DataType::Timestamp(
+                    TimeUnit::Millisecond,
+                    Some("UTC".into()),
+                )),
+                ("long", Some("timestamp-micros")) => Ok(DataType::Timestamp(
+                    TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                )),
                 ("int", Some("date")) => Ok(DataType::Date32),
                 ("enum", _) => Ok(DataType::Utf8),
                 ("array", _) => {
-                    let items = obj
-                        .get("items")
-                        .ok_or_else(|| CodecError::Schema(format!("{path}: array without items")))?;
-                    Ok(DataType::List(Arc::new(field("item", items, &format!("{path}[]"))?)))
+                    let items = obj.get("items").ok_or_else(|| {
+                        CodecError::Schema(format!("{path}: array without items"))
+                    })?;
+                    Ok(DataType::List(Arc::new(field(
+                        "item",
+                        items,
+                        &format!("{path}[]"),
+                    )?)))
                 }
                 ("map", _) => {
                     let values = obj

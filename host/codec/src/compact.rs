@@ -100,9 +100,10 @@ pub async fn compact_day(
             }
         }
     }
-    let merged = tokio::task::spawn_blocking(move || merge::merge(format, &bodies, "sequenceNumber"))
-        .await
-        .map_err(|e| CapError::Internal(format!("merge task: {e}")))??;
+    let merged =
+        tokio::task::spawn_blocking(move || merge::merge(format, &bodies, "sequenceNumber"))
+            .await
+            .map_err(|e| CapError::Fault(format!("merge task: {e}")))??;
     let mut hasher = Sha256::new();
     for key in &inputs {
         hasher.update(key.as_bytes());

@@ -29,9 +29,9 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+mod avro_value;
 pub mod columns;
 pub mod compact;
-mod avro_value;
 pub mod merge;
 
 use std::sync::Arc;
@@ -68,7 +68,7 @@ impl From<CodecError> for CapError {
     fn from(e: CodecError) -> CapError {
         match e {
             CodecError::Schema(_) | CodecError::Record(_) => CapError::Invalid(e.to_string()),
-            CodecError::Encode(_) => CapError::Internal(e.to_string()),
+            CodecError::Encode(_) => CapError::Fault(e.to_string()),
         }
     }
 }
@@ -93,7 +93,7 @@ impl CodecBackend for HostCodec {
         };
         match tokio_spawn_blocking(work).await {
             Ok(result) => Ok(result?),
-            Err(e) => Err(CapError::Internal(format!("codec task: {e}"))),
+            Err(e) => Err(CapError::Fault(format!("codec task: {e}"))),
         }
     }
 }
@@ -140,7 +140,10 @@ pub fn json_batches(
             return Ok(());
         }
         decoder.serialize(&chunk).map_err(|e| {
-            CodecError::Record(format!("records {first_row}..{}: {e}", first_row + chunk.len()))
+            CodecError::Record(format!(
+                "records {first_row}..{}: {e}",
+                first_row + chunk.len()
+            ))
         })?;
         let batch = decoder
             .flush()
@@ -188,12 +191,16 @@ pub fn encode_avro(schema: &Value, records: Vec<Value>) -> Result<Vec<u8>, Codec
     let parsed = parse_avro_schema(schema)?;
     let resolved =
         ResolvedSchema::try_from(&parsed).map_err(|e| CodecError::Schema(e.to_string()))?;
-    let names = resolved.get_names().iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let names = resolved
+        .get_names()
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
     let ns = parsed.namespace();
     let mut writer = apache_avro::Writer::with_codec(&parsed, Vec::new(), avro_codec())
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     for (i, record) in records.into_iter().enumerate() {
-        let value = avro_value::to_avro(&record, &parsed, &names, &ns, &format!("record {i}"))?;
+        let value = avro_value::to_avro(&record, &parsed, &names, ns, &format!("record {i}"))?;
         writer
             .unvalidated_append_value_ref(&value)
             .map_err(|e| CodecError::Encode(e.to_string()))?;
@@ -227,5 +234,3 @@ pub fn encode_avro_arrow(schema: &Value, records: Vec<Value>) -> Result<Vec<u8>,
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(writer.into_inner())
 }
-
-

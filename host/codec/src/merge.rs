@@ -33,7 +33,7 @@ pub fn merge(format: Format, inputs: &[Vec<u8>], key: &str) -> Result<Merged, Co
 
 fn merge_parquet(inputs: &[Vec<u8>], key: &str) -> Result<Merged, CodecError> {
     let mut seen: HashSet<String> = HashSet::new();
-    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
+    let mut writer: Option<(ArrowWriter<Vec<u8>>, arrow_schema::SchemaRef)> = None;
     let (mut records, mut duplicates) = (0u64, 0u64);
     for (i, input) in inputs.iter().enumerate() {
         let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(input.clone()))
@@ -53,14 +53,15 @@ fn merge_parquet(inputs: &[Vec<u8>], key: &str) -> Result<Merged, CodecError> {
                 .map_err(|e| CodecError::Encode(e.to_string()))?;
             duplicates += (batch.num_rows() - kept.num_rows()) as u64;
             records += kept.num_rows() as u64;
-            let w = match &mut writer {
+            let (w, schema) = match &mut writer {
                 Some(w) => w,
-                None => writer.insert(
+                None => writer.insert((
                     ArrowWriter::try_new(Vec::new(), batch.schema(), Some(parquet_properties()))
                         .map_err(|e| CodecError::Encode(e.to_string()))?,
-                ),
+                    batch.schema(),
+                )),
             };
-            if kept.schema() != w.schema().clone() {
+            if kept.schema() != *schema {
                 return Err(CodecError::Record(format!(
                     "input {i}: its schema differs from the first input's"
                 )));
@@ -69,7 +70,7 @@ fn merge_parquet(inputs: &[Vec<u8>], key: &str) -> Result<Merged, CodecError> {
                 .map_err(|e| CodecError::Encode(e.to_string()))?;
         }
     }
-    let writer = writer.ok_or_else(|| CodecError::Record("nothing to merge".into()))?;
+    let (writer, _) = writer.ok_or_else(|| CodecError::Record("nothing to merge".into()))?;
     let bytes = writer
         .into_inner()
         .map_err(|e| CodecError::Encode(e.to_string()))?;
@@ -104,16 +105,19 @@ fn merge_avro(inputs: &[Vec<u8>], key: &str) -> Result<Merged, CodecError> {
         for value in reader {
             let value = value.map_err(|e| CodecError::Record(format!("input {i}: {e}")))?;
             let id = match &value {
-                Avro::Record(fields) => fields.iter().find(|(n, _)| n == key).and_then(|(_, v)| {
-                    match v {
-                        Avro::String(s) => Some(s.clone()),
-                        Avro::Union(_, b) => match b.as_ref() {
+                Avro::Record(fields) => {
+                    fields
+                        .iter()
+                        .find(|(n, _)| n == key)
+                        .and_then(|(_, v)| match v {
                             Avro::String(s) => Some(s.clone()),
+                            Avro::Union(_, b) => match b.as_ref() {
+                                Avro::String(s) => Some(s.clone()),
+                                _ => None,
+                            },
                             _ => None,
-                        },
-                        _ => None,
-                    }
-                }),
+                        })
+                }
                 _ => None,
             };
             if let Some(id) = id {

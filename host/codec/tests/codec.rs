@@ -1,9 +1,9 @@
-use serde_json::Value;
-use usher_capabilities::{CapError, CodecBackend, Format};
-use usher_codec::*;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
+use serde_json::Value;
+use usher_capabilities::{CapError, CodecBackend, Format};
+use usher_codec::*;
 
 fn schema() -> Value {
     json!({
@@ -47,7 +47,11 @@ fn parquet_round_trips_every_record_in_order() {
         let batch = batch.expect("batch");
         let pk = batch
             .column_by_name("PK")
-            .and_then(|c| c.as_any().downcast_ref::<arrow_array::StringArray>().cloned())
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .cloned()
+            })
             .expect("PK");
         for r in 0..batch.num_rows() {
             assert_eq!(pk.value(r), format!("ENTRY#c#{}", rows + r));
@@ -62,8 +66,14 @@ fn parquet_round_trips_every_record_in_order() {
 #[test]
 fn avro_round_trips_with_both_writers() {
     for (name, bytes) in [
-        ("apache-avro", encode_avro(&schema(), records(100)).expect("apache")),
-        ("arrow-avro", encode_avro_arrow(&schema(), records(100)).expect("arrow")),
+        (
+            "apache-avro",
+            encode_avro(&schema(), records(100)).expect("apache"),
+        ),
+        (
+            "arrow-avro",
+            encode_avro_arrow(&schema(), records(100)).expect("arrow"),
+        ),
     ] {
         let reader = apache_avro::Reader::new(&bytes[..]).expect(name);
         let read: Vec<_> = reader.map(|r| r.expect("record")).collect();
@@ -83,7 +93,10 @@ fn avro_round_trips_with_both_writers() {
 fn a_record_off_the_schema_is_refused_by_both_formats() {
     let mut bad = records(3);
     bad[1]["ok"] = json!("yes");
-    assert!(matches!(encode_avro(&schema(), bad.clone()), Err(CodecError::Record(_))));
+    assert!(matches!(
+        encode_avro(&schema(), bad.clone()),
+        Err(CodecError::Record(_))
+    ));
     assert!(encode_parquet(&schema(), bad).is_err());
     let mut missing = records(3);
     missing[2].as_object_mut().expect("object").remove("PK");
@@ -109,8 +122,12 @@ fn merge_keeps_each_sequence_number_once() {
         assert_eq!(merged.records, 30, "{format:?}");
         assert_eq!(merged.duplicates, 10, "{format:?}");
         // Merging the merged file with an input again changes nothing.
-        let again = merge::merge(format, &[merged.bytes.clone(), enc(all[5..8].to_vec())], "sequenceNumber")
-            .expect("again");
+        let again = merge::merge(
+            format,
+            &[merged.bytes.clone(), enc(all[5..8].to_vec())],
+            "sequenceNumber",
+        )
+        .expect("again");
         assert_eq!((again.records, again.duplicates), (30, 3), "{format:?}");
     }
 }
@@ -118,7 +135,10 @@ fn merge_keeps_each_sequence_number_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_backend_answers_invalid_for_a_bad_record() {
     let codec = HostCodec;
-    let ok = codec.encode(Format::Avro, &schema(), records(2)).await.expect("ok");
+    let ok = codec
+        .encode(Format::Avro, &schema(), records(2))
+        .await
+        .expect("ok");
     assert!(!ok.is_empty());
     let err = codec
         .encode(Format::Parquet, &schema(), vec![json!({"PK": 1})])
@@ -131,7 +151,7 @@ use arrow_schema::{DataType, TimeUnit};
 
 #[test]
 fn converts_the_supported_types() {
-        let s = usher_codec::columns::arrow_schema(&json!({
+    let s = usher_codec::columns::arrow_schema(&json!({
             "type": "record", "name": "r", "fields": [
                 {"name": "a", "type": "string"},
                 {"name": "b", "type": ["null", "long"]},
@@ -142,24 +162,27 @@ fn converts_the_supported_types() {
             ]
         }))
         .expect("schema");
-        assert_eq!(s.field(0).data_type(), &DataType::Utf8);
-        assert!(!s.field(0).is_nullable());
-        assert_eq!(s.field(1).data_type(), &DataType::Int64);
-        assert!(s.field(1).is_nullable());
-        assert!(matches!(s.field(2).data_type(), DataType::Timestamp(TimeUnit::Millisecond, _)));
-        assert!(matches!(s.field(3).data_type(), DataType::List(_)));
-        assert!(matches!(s.field(5).data_type(), DataType::Struct(_)));
-    }
+    assert_eq!(s.field(0).data_type(), &DataType::Utf8);
+    assert!(!s.field(0).is_nullable());
+    assert_eq!(s.field(1).data_type(), &DataType::Int64);
+    assert!(s.field(1).is_nullable());
+    assert!(matches!(
+        s.field(2).data_type(),
+        DataType::Timestamp(TimeUnit::Millisecond, _)
+    ));
+    assert!(matches!(s.field(3).data_type(), DataType::List(_)));
+    assert!(matches!(s.field(5).data_type(), DataType::Struct(_)));
+}
 
 #[test]
-    fn refuses_what_it_cannot_write() {
-        for bad in [
-            json!("string"),
-            json!({"type": "record", "name": "r"}),
-            json!({"type": "record", "name": "r", "fields": [{"name": "a", "type": ["string", "long"]}]}),
-            json!({"type": "record", "name": "r", "fields": [{"name": "a", "type": "fixed"}]}),
-            json!({"type": "record", "name": "r", "fields": [{"type": "long"}]}),
-        ] {
-            assert!(usher_codec::columns::arrow_schema(&bad).is_err(), "{bad}");
-        }
+fn refuses_what_it_cannot_write() {
+    for bad in [
+        json!("string"),
+        json!({"type": "record", "name": "r"}),
+        json!({"type": "record", "name": "r", "fields": [{"name": "a", "type": ["string", "long"]}]}),
+        json!({"type": "record", "name": "r", "fields": [{"name": "a", "type": "fixed"}]}),
+        json!({"type": "record", "name": "r", "fields": [{"type": "long"}]}),
+    ] {
+        assert!(usher_codec::columns::arrow_schema(&bad).is_err(), "{bad}");
     }
+}

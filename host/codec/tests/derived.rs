@@ -47,27 +47,51 @@ fn a_changed_source_or_derived_file_is_caught() {
     assert_ne!(changed, text);
     std::fs::write(&path, changed).expect("write");
     let problems = archive::check(tmp.path()).expect("check");
-    for want in ["sale.avsc", "sale.parquet.txt", "sale.parquet.sql", "sale.avro.sql"] {
-        assert!(problems.iter().any(|p| p.starts_with(want)), "{want}: {problems:?}");
+    for want in [
+        "sale.avsc",
+        "sale.parquet.txt",
+        "sale.parquet.sql",
+        "sale.avro.sql",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "{want}: {problems:?}"
+        );
     }
     // Writing them again makes them agree; a hand edit is caught.
     archive::write(tmp.path(), archive::DEFAULT_LOCATION).expect("write");
     assert!(archive::check(tmp.path()).expect("check").is_empty());
     let avsc = tmp.path().join("derived/demand.avsc");
-    let edited = std::fs::read_to_string(&avsc).expect("avsc").replace("\"long\"", "\"int\"");
+    let edited = std::fs::read_to_string(&avsc)
+        .expect("avsc")
+        .replace("\"long\"", "\"int\"");
     std::fs::write(&avsc, edited).expect("write");
-    assert_eq!(archive::check(tmp.path()).expect("check"), ["demand.avsc differs from its source"]);
+    assert_eq!(
+        archive::check(tmp.path()).expect("check"),
+        ["demand.avsc differs from its source"]
+    );
     // A source that names a field twice, or an unknown PII action, is refused.
-    std::fs::write(tmp.path().join("sale.json"), text.replace("\"name\": \"currency\"", "\"name\": \"amount\"")).expect("write");
+    std::fs::write(
+        tmp.path().join("sale.json"),
+        text.replace("\"name\": \"currency\"", "\"name\": \"amount\""),
+    )
+    .expect("write");
     assert!(archive::check(tmp.path()).is_err());
-    std::fs::write(tmp.path().join("sale.json"), text.replace("\"pii\": \"drop\"", "\"pii\": \"encrypt\"")).expect("write");
+    std::fs::write(
+        tmp.path().join("sale.json"),
+        text.replace("\"pii\": \"drop\"", "\"pii\": \"encrypt\""),
+    )
+    .expect("write");
     assert!(archive::check(tmp.path()).is_err());
 }
 
 #[test]
 fn the_ddl_names_every_column_and_the_partition() {
     let sources = archive::load_sources(&dir()).expect("sources");
-    let demand = sources.iter().find(|s| s.record_type == "demand").expect("demand");
+    let demand = sources
+        .iter()
+        .find(|s| s.record_type == "demand")
+        .expect("demand");
     let ddl = demand.ddl(archive::Format::Parquet, "s3://b/p");
     assert!(ddl.contains("CREATE EXTERNAL TABLE IF NOT EXISTS `usher_archive`.`demand`"));
     assert!(ddl.contains("PARTITIONED BY (`dt` string)"));

@@ -76,9 +76,20 @@ pub enum SinkError {
 /// The capabilities the archive uses.
 pub trait Sink {
     /// Encodes records into a container.
-    fn encode(&mut self, format: Format, schema: &Value, records: &[Value]) -> Result<Vec<u8>, SinkError>;
+    fn encode(
+        &mut self,
+        format: Format,
+        schema: &Value,
+        records: &[Value],
+    ) -> Result<Vec<u8>, SinkError>;
     /// Stores an object.
-    fn put(&mut self, bucket: &str, key: &str, body: &[u8], content_type: &str) -> Result<(), SinkError>;
+    fn put(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        content_type: &str,
+    ) -> Result<(), SinkError>;
 }
 
 /// A record that cannot be archived, kept with its change.
@@ -100,9 +111,20 @@ pub fn date_of(millis: u64) -> String {
 /// `<prefix>/<type>/dt=<date>/<first>-<last>.<ext>`: named by the batch's
 /// first and last sequence numbers of the group, so a retried batch
 /// overwrites the same object.
-pub fn object_key(prefix: &str, record_type: &str, date: &str, first: &str, last: &str, ext: &str) -> String {
+pub fn object_key(
+    prefix: &str,
+    record_type: &str,
+    date: &str,
+    first: &str,
+    last: &str,
+    ext: &str,
+) -> String {
     let prefix = prefix.trim_end_matches('/');
-    let lead = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let lead = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
     format!("{lead}{record_type}/dt={date}/{first}-{last}.{ext}")
 }
 
@@ -184,11 +206,23 @@ pub fn to_record(
         message,
     })?;
     pii::scrub(t, &mut record, &settings.pii_salt);
-    let key = |name: &str| image.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+    let key = |name: &str| {
+        image
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     record.insert("systemId".into(), json!(settings.system_id));
     record.insert(
         "reference".into(),
-        json!(format!("{}:{}:{}:{}", t.name, change.table, key("PK"), key("SK"))),
+        json!(format!(
+            "{}:{}:{}:{}",
+            t.name,
+            change.table,
+            key("PK"),
+            key("SK")
+        )),
     );
     record.insert("changeType".into(), json!(change.kind.event_name()));
     record.insert("deleted".into(), json!(deleted));
@@ -202,7 +236,12 @@ pub fn to_record(
 }
 
 /// Archives a batch (see the crate docs).
-pub fn process(types: &[RecordType], settings: &Settings, changes: &[Change], sink: &mut dyn Sink) -> Outcome {
+pub fn process(
+    types: &[RecordType],
+    settings: &Settings,
+    changes: &[Change],
+    sink: &mut dyn Sink,
+) -> Outcome {
     let mut out = Outcome::default();
     // (type index, date) → positions and records, in batch order.
     let mut groups: BTreeMap<(usize, String), Vec<(usize, Value)>> = BTreeMap::new();
@@ -230,10 +269,24 @@ pub fn process(types: &[RecordType], settings: &Settings, changes: &[Change], si
         let records: Vec<Value> = members.iter().map(|(_, r)| r.clone()).collect();
         let first = &changes[members[0].0].sequence_number;
         let last = &changes[members[members.len() - 1].0].sequence_number;
-        let key = object_key(&settings.prefix, &t.name, date, first, last, settings.format.extension());
+        let key = object_key(
+            &settings.prefix,
+            &t.name,
+            date,
+            first,
+            last,
+            settings.format.extension(),
+        );
         let written = sink
             .encode(settings.format, &t.avro, &records)
-            .and_then(|body| sink.put(&settings.bucket, &key, &body, settings.format.content_type()));
+            .and_then(|body| {
+                sink.put(
+                    &settings.bucket,
+                    &key,
+                    &body,
+                    settings.format.content_type(),
+                )
+            });
         match written {
             Ok(()) => {
                 out.archived += members.len();
@@ -260,7 +313,10 @@ pub fn process(types: &[RecordType], settings: &Settings, changes: &[Change], si
     // Rejected records: one JSON-lines object per type and date.
     let mut error_groups: BTreeMap<(String, String), Vec<&Rejected>> = BTreeMap::new();
     for r in &rejected {
-        error_groups.entry((r.record_type.clone(), r.date.clone())).or_default().push(r);
+        error_groups
+            .entry((r.record_type.clone(), r.date.clone()))
+            .or_default()
+            .push(r);
     }
     let now = usher_domain::rfc3339::now();
     for ((record_type, date), mut members) in error_groups {
@@ -282,7 +338,12 @@ pub fn process(types: &[RecordType], settings: &Settings, changes: &[Change], si
         let last = &changes[members[members.len() - 1].position].sequence_number;
         let prefix = format!("{}/errors", settings.prefix.trim_end_matches('/'));
         let key = object_key(&prefix, &record_type, &date, first, last, "json");
-        match sink.put(&settings.bucket, &key, body.as_bytes(), "application/x-ndjson") {
+        match sink.put(
+            &settings.bucket,
+            &key,
+            body.as_bytes(),
+            "application/x-ndjson",
+        ) {
             Ok(()) => {
                 out.rejected += members.len();
                 out.objects.push(key);
@@ -294,7 +355,10 @@ pub fn process(types: &[RecordType], settings: &Settings, changes: &[Change], si
         }
     }
     if let Some(first) = first_failed {
-        out.failures = changes[first..].iter().map(|c| c.sequence_number.clone()).collect();
+        out.failures = changes[first..]
+            .iter()
+            .map(|c| c.sequence_number.clone())
+            .collect();
     }
     out
 }

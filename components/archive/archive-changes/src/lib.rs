@@ -58,7 +58,8 @@ pub fn settings() -> Result<Settings, String> {
     let format_text = text("format", "parquet")?;
     let format = Format::parse(&format_text)
         .ok_or_else(|| format!("the setting format must be avro or parquet, is {format_text:?}"))?;
-    let types: Option<Vec<String>> = config::get("types").map_err(|e| format!("setting types: {e}"))?;
+    let types: Option<Vec<String>> =
+        config::get("types").map_err(|e| format!("setting types: {e}"))?;
     Ok(Settings {
         bucket,
         prefix: text("prefix", "archive")?,
@@ -83,7 +84,12 @@ fn sink_error(e: usher_sdk::Error) -> SinkError {
 }
 
 impl Sink for Capabilities {
-    fn encode(&mut self, format: Format, schema: &Value, records: &[Value]) -> Result<Vec<u8>, SinkError> {
+    fn encode(
+        &mut self,
+        format: Format,
+        schema: &Value,
+        records: &[Value],
+    ) -> Result<Vec<u8>, SinkError> {
         let format = match format {
             Format::Avro => codec::Format::Avro,
             Format::Parquet => codec::Format::Parquet,
@@ -91,11 +97,19 @@ impl Sink for Capabilities {
         codec::encode(format, schema, records).map_err(sink_error)
     }
 
-    fn put(&mut self, bucket: &str, key: &str, body: &[u8], content_type: &str) -> Result<(), SinkError> {
+    fn put(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        content_type: &str,
+    ) -> Result<(), SinkError> {
         // A put's failure is retried by the stream, never rejected.
         let other = |e: usher_sdk::Error| SinkError::Other(e.to_string());
         if body.len() <= MULTIPART_OVER {
-            return objects::put(bucket, key, body, Some(content_type)).map(|_| ()).map_err(other);
+            return objects::put(bucket, key, body, Some(content_type))
+                .map(|_| ())
+                .map_err(other);
         }
         let mut writer = objects::Writer::open(bucket, key, Some(content_type)).map_err(other)?;
         for chunk in body.chunks(MULTIPART_OVER) {

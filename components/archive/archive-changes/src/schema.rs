@@ -132,7 +132,11 @@ impl RecordType {
             return false;
         };
         self.matcher.equals.as_deref().is_none_or(|e| v == e)
-            && self.matcher.prefix.as_deref().is_none_or(|p| v.starts_with(p))
+            && self
+                .matcher
+                .prefix
+                .as_deref()
+                .is_none_or(|p| v.starts_with(p))
     }
 
     /// The item's archived fields, checked against the schema: a required
@@ -162,10 +166,7 @@ impl RecordType {
             if !ok {
                 let mut text = v.to_string();
                 text.truncate(60);
-                return Err(format!(
-                    "field {} must be {:?}, is {text}",
-                    f.name, f.ty
-                ));
+                return Err(format!("field {} must be {:?}, is {text}", f.name, f.ty));
             }
             out.insert(f.name.clone(), v.clone());
         }

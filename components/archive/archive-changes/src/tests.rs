@@ -15,7 +15,12 @@ struct FakeSink {
 }
 
 impl Sink for FakeSink {
-    fn encode(&mut self, _format: Format, schema: &Value, records: &[Value]) -> Result<Vec<u8>, SinkError> {
+    fn encode(
+        &mut self,
+        _format: Format,
+        schema: &Value,
+        records: &[Value],
+    ) -> Result<Vec<u8>, SinkError> {
         if self.refuse_encode {
             return Err(SinkError::Invalid("bad record".into()));
         }
@@ -26,7 +31,10 @@ impl Sink for FakeSink {
             .unwrap_or_default();
         let mut out = Vec::new();
         for r in records {
-            let mut keys: Vec<&str> = r.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            let mut keys: Vec<&str> = r
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
             keys.sort_unstable();
             let mut want = names.clone();
             want.sort_unstable();
@@ -38,7 +46,11 @@ impl Sink for FakeSink {
     }
 
     fn put(&mut self, _bucket: &str, key: &str, body: &[u8], _ct: &str) -> Result<(), SinkError> {
-        if self.fail_put_containing.as_deref().is_some_and(|p| key.contains(p)) {
+        if self
+            .fail_put_containing
+            .as_deref()
+            .is_some_and(|p| key.contains(p))
+        {
             return Err(SinkError::Other("unavailable".into()));
         }
         self.objects.insert(key.to_string(), body.to_vec());
@@ -94,9 +106,19 @@ fn embedded_sources_parse_and_match_their_derived_schemas() {
     let types = record_types().expect("types");
     assert_eq!(types.len(), 4);
     for t in &types {
-        let names: Vec<&str> = t.avro["fields"].as_array().expect("fields").iter().filter_map(|f| f["name"].as_str()).collect();
+        let names: Vec<&str> = t.avro["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .filter_map(|f| f["name"].as_str())
+            .collect();
         for f in &t.fields {
-            assert!(names.contains(&f.name.as_str()), "{}: {} not in the avsc", t.name, f.name);
+            assert!(
+                names.contains(&f.name.as_str()),
+                "{}: {} not in the avsc",
+                t.name,
+                f.name
+            );
         }
         assert_eq!(t.avro["name"], t.name.as_str());
     }
@@ -110,8 +132,22 @@ fn a_batch_is_grouped_by_type_and_day_scrubbed_and_enriched() {
         change("INSERT", 10, DAY1 + 1, Some(entry(1)), None),
         change("INSERT", 11, DAY1 + 2, Some(entry(2)), None),
         change("REMOVE", 12, day2, None, Some(entry(1))),
-        change("INSERT", 13, DAY1 + 3, Some(json!({"PK": "OTHER#x", "SK": "Y"})), None),
-        change("INSERT", 14, DAY1 + 4, Some(json!({"PK": "SALE#s1", "SK": "SALE", "saleId": "s1", "campaignId": "c1", "globalUserId": "fan-1", "quantity": 2, "cardLast4": "4242"})), None),
+        change(
+            "INSERT",
+            13,
+            DAY1 + 3,
+            Some(json!({"PK": "OTHER#x", "SK": "Y"})),
+            None,
+        ),
+        change(
+            "INSERT",
+            14,
+            DAY1 + 4,
+            Some(
+                json!({"PK": "SALE#s1", "SK": "SALE", "saleId": "s1", "campaignId": "c1", "globalUserId": "fan-1", "quantity": 2, "cardLast4": "4242"}),
+            ),
+            None,
+        ),
     ];
     let mut sink = FakeSink::default();
     let out = process(&types, &settings(Format::Parquet), &changes, &mut sink);
@@ -120,26 +156,42 @@ fn a_batch_is_grouped_by_type_and_day_scrubbed_and_enriched() {
     let k1 = "cdc/demand/dt=2025-12-06/000000000000000000010-000000000000000000011.parquet";
     let k2 = "cdc/demand/dt=2025-12-07/000000000000000000012-000000000000000000012.parquet";
     let k3 = "cdc/sale/dt=2025-12-06/000000000000000000014-000000000000000000014.parquet";
-    assert_eq!(sink.objects.keys().cloned().collect::<Vec<_>>(), vec![k1, k2, k3]);
+    assert_eq!(
+        sink.objects.keys().cloned().collect::<Vec<_>>(),
+        vec![k1, k2, k3]
+    );
     let day1 = sink.lines(k1);
     let r = &day1[0];
     assert_eq!(r["email"], json!(pii::hash("salt", "fan1@example.com")));
     assert_eq!(r["globalUserId"], json!(pii::hash("salt", "fan-1")));
     assert_eq!(r["accessCode"], Value::Null);
-    let inner: Value = serde_json::from_str(r["entry"].as_str().expect("json text")).expect("entry");
-    assert_eq!(inner, json!({"firstName": "A****", "zip": "10001", "phone": null}));
+    let inner: Value =
+        serde_json::from_str(r["entry"].as_str().expect("json text")).expect("entry");
+    assert_eq!(
+        inner,
+        json!({"firstName": "A****", "zip": "10001", "phone": null})
+    );
     assert_eq!(r["systemId"], "usher-test");
     assert_eq!(r["reference"], "demand:demand-table:ENTRY#c1#fan-1:ENTRY");
-    assert_eq!((r["changeType"].clone(), r["deleted"].clone()), (json!("INSERT"), json!(false)));
+    assert_eq!(
+        (r["changeType"].clone(), r["deleted"].clone()),
+        (json!("INSERT"), json!(false))
+    );
     assert_eq!(r["changedAt"], json!(DAY1 + 1));
     assert!(r.get("somethingElse").is_none());
     let removed = &sink.lines(k2)[0];
-    assert_eq!((removed["changeType"].clone(), removed["deleted"].clone()), (json!("REMOVE"), json!(true)));
+    assert_eq!(
+        (removed["changeType"].clone(), removed["deleted"].clone()),
+        (json!("REMOVE"), json!(true))
+    );
     assert_eq!(sink.lines(k3)[0]["cardLast4"], Value::Null);
     // A retry of the same batch writes the same objects.
     let mut again = FakeSink::default();
     process(&types, &settings(Format::Parquet), &changes, &mut again);
-    assert_eq!(again.objects.keys().collect::<Vec<_>>(), sink.objects.keys().collect::<Vec<_>>());
+    assert_eq!(
+        again.objects.keys().collect::<Vec<_>>(),
+        sink.objects.keys().collect::<Vec<_>>()
+    );
     let mut avro = FakeSink::default();
     process(&types, &settings(Format::Avro), &changes, &mut avro);
     assert!(avro.objects.keys().all(|k| k.ends_with(".avro")));
@@ -151,7 +203,10 @@ fn invalid_records_go_to_the_errors_prefix_with_their_change() {
     let mut bad = entry(3);
     bad["version"] = json!("two");
     let mut missing = entry(4);
-    missing.as_object_mut().expect("object").remove("campaignId");
+    missing
+        .as_object_mut()
+        .expect("object")
+        .remove("campaignId");
     let changes = vec![
         change("INSERT", 1, DAY1, Some(entry(1)), None),
         change("MODIFY", 2, DAY1, Some(bad), Some(entry(3))),
@@ -162,13 +217,21 @@ fn invalid_records_go_to_the_errors_prefix_with_their_change() {
     let out = process(&types, &settings(Format::Parquet), &changes, &mut sink);
     assert_eq!((out.archived, out.rejected), (1, 3));
     assert!(out.failures.is_empty(), "rejected records are not retried");
-    let errors = sink.lines("cdc/errors/demand/dt=2025-12-06/000000000000000000002-000000000000000000003.json");
+    let errors = sink
+        .lines("cdc/errors/demand/dt=2025-12-06/000000000000000000002-000000000000000000003.json");
     assert_eq!(errors.len(), 2);
     assert_eq!(errors[0]["errorType"], "ValidationError");
-    assert!(errors[0]["message"].as_str().expect("message").contains("version"));
+    assert!(errors[0]["message"]
+        .as_str()
+        .expect("message")
+        .contains("version"));
     assert_eq!(errors[0]["change"]["newImage"]["version"], "two");
-    assert!(errors[1]["message"].as_str().expect("message").contains("campaignId"));
-    let unknown = sink.lines("cdc/errors/unknown/dt=2025-12-06/000000000000000000004-000000000000000000004.json");
+    assert!(errors[1]["message"]
+        .as_str()
+        .expect("message")
+        .contains("campaignId"));
+    let unknown = sink
+        .lines("cdc/errors/unknown/dt=2025-12-06/000000000000000000004-000000000000000000004.json");
     assert_eq!(unknown[0]["errorType"], "MissingImage");
     assert!(unknown[0]["time"].as_str().is_some());
 }
@@ -177,11 +240,15 @@ fn invalid_records_go_to_the_errors_prefix_with_their_change() {
 fn a_group_the_codec_refuses_is_rejected_not_retried() {
     let types = record_types().expect("types");
     let changes = vec![change("INSERT", 1, DAY1, Some(entry(1)), None)];
-    let mut sink = FakeSink { refuse_encode: true, ..FakeSink::default() };
+    let mut sink = FakeSink {
+        refuse_encode: true,
+        ..FakeSink::default()
+    };
     let out = process(&types, &settings(Format::Avro), &changes, &mut sink);
     assert_eq!((out.archived, out.rejected), (0, 1));
     assert!(out.failures.is_empty());
-    let e = sink.lines("cdc/errors/demand/dt=2025-12-06/000000000000000000001-000000000000000000001.json");
+    let e = sink
+        .lines("cdc/errors/demand/dt=2025-12-06/000000000000000000001-000000000000000000001.json");
     assert_eq!(e[0]["errorType"], "EncodeError");
 }
 
@@ -195,7 +262,10 @@ fn a_failed_write_fails_every_record_from_its_first_on() {
         change("INSERT", 3, DAY1, Some(entry(3)), None),
         change("INSERT", 4, day2, Some(entry(4)), None),
     ];
-    let mut sink = FakeSink { fail_put_containing: Some("dt=2025-12-07".into()), ..FakeSink::default() };
+    let mut sink = FakeSink {
+        fail_put_containing: Some("dt=2025-12-07".into()),
+        ..FakeSink::default()
+    };
     let out = process(&types, &settings(Format::Parquet), &changes, &mut sink);
     let want: Vec<String> = [2u64, 3, 4].iter().map(|s| format!("{s:021}")).collect();
     assert_eq!(out.failures, want);
@@ -215,5 +285,8 @@ fn the_types_setting_filters_and_dates_are_utc() {
     assert_eq!(archive::date_of(DAY1 - 1), "2025-12-05");
     assert_eq!(archive::date_of(0), "1970-01-01");
     assert_eq!(pii::mask("Zoë"), "Z**");
-    assert_eq!(pii::hash("", "abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        pii::hash("", "abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
 }
