@@ -150,7 +150,7 @@ pub const ARCHIVE_COLUMNS: &[ArchiveColumn] = &[
         name: "reference",
         avro: "string",
         timestamp: false,
-        doc: "The record's reference: type, table and key (type:table:PK:SK)",
+        doc: "The record reference: type, table and key (type:table:PK:SK)",
     },
     ArchiveColumn {
         name: "changeType",
@@ -168,13 +168,13 @@ pub const ARCHIVE_COLUMNS: &[ArchiveColumn] = &[
         name: "sequenceNumber",
         avro: "string",
         timestamp: false,
-        doc: "The change's stream sequence number (unique per change; compaction dedupes by it)",
+        doc: "The stream sequence number of the change (unique per change; compaction dedupes by it)",
     },
     ArchiveColumn {
         name: "changedAt",
         avro: "long",
         timestamp: true,
-        doc: "The change's approximate creation time; dt is its UTC date",
+        doc: "The approximate creation time of the change; dt is its UTC date",
     },
 ];
 
@@ -383,7 +383,7 @@ impl Source {
             ),
         ];
         if parquet {
-            props.push(("parquet.compression".into(), "ZSTD".into()));
+            props.push(("parquet.compression".into(), "SNAPPY".into()));
         } else {
             let literal = self.avro_schema().to_string().replace('\'', "");
             props.push(("avro.schema.literal".into(), literal));
