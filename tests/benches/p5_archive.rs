@@ -192,7 +192,7 @@ fn raw_parquet(schema: &Value, arrow: &Arc<arrow_schema::Schema>, records: &[Val
             }
             _ => {
                 let mut b =
-                    TimestampMillisecondBuilder::with_capacity(records.len()).with_timezone("UTC");
+                    TimestampMillisecondBuilder::with_capacity(records.len()).with_timezone("+00:00");
                 for r in records {
                     b.append_option(r[name].as_i64());
                 }

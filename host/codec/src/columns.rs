@@ -80,11 +80,11 @@ fn data_type(ty: &Value, path: &str) -> Result<DataType, CodecError> {
             match (t, obj.get("logicalType").and_then(Value::as_str)) {
                 ("long", Some("timestamp-millis")) => Ok(DataType::Timestamp(
                     TimeUnit::Millisecond,
-                    Some("UTC".into()),
+                    Some("+00:00".into()),
                 )),
                 ("long", Some("timestamp-micros")) => Ok(DataType::Timestamp(
                     TimeUnit::Microsecond,
-                    Some("UTC".into()),
+                    Some("+00:00".into()),
                 )),
                 ("int", Some("date")) => Ok(DataType::Date32),
                 ("enum", _) => Ok(DataType::Utf8),
