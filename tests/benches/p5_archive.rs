@@ -191,8 +191,8 @@ fn raw_parquet(schema: &Value, arrow: &Arc<arrow_schema::Schema>, records: &[Val
                 Arc::new(b.finish())
             }
             _ => {
-                let mut b =
-                    TimestampMillisecondBuilder::with_capacity(records.len()).with_timezone("+00:00");
+                let mut b = TimestampMillisecondBuilder::with_capacity(records.len())
+                    .with_timezone("+00:00");
                 for r in records {
                     b.append_option(r[name].as_i64());
                 }

@@ -168,7 +168,8 @@ pub const ARCHIVE_COLUMNS: &[ArchiveColumn] = &[
         name: "sequenceNumber",
         avro: "string",
         timestamp: false,
-        doc: "The stream sequence number of the change (unique per change; compaction dedupes by it)",
+        doc:
+            "The stream sequence number of the change (unique per change; compaction dedupes by it)",
     },
     ArchiveColumn {
         name: "changedAt",
