@@ -155,7 +155,7 @@ def check_parquet(root, prefix, derived, want, types):
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r)) for r in cur.fetchall()]
     for r in rows:
-        if r["dt"] != r["changed_day"]:
+        if str(r["dt"]) != r["changed_day"]:
             fail(f"duckdb: {r['PK']} seq {r['sequenceNumber']} is in dt={r['dt']} but changed on {r['changed_day']}")
     compare(want, rows, "duckdb")
     # Other types: how many records, by duckdb's own count.
