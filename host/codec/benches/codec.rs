@@ -10,6 +10,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use serde_json::{json, Value};
 
 const RECORDS: usize = 10_000;
+const VERDICTS: [&str; 3] = ["PENDING", "WINNER", "LOSER"];
 
 fn schema() -> Value {
     let text = include_str!("../../../schemas/archive/demand.json");
@@ -29,7 +30,7 @@ pub fn records(n: usize) -> Vec<Value> {
                 "marketId": format!("m{}", i % 3),
                 "entry": format!("{{\"firstName\":\"F*****\",\"zip\":\"{:05}\",\"age\":{}}}", 10000 + i % 90000, 18 + i % 60),
                 "email": format!("{:064x}", i * 104_729),
-                "verdict": ["PENDING", "WINNER", "LOSER"][i % 3],
+                "verdict": VERDICTS[i % 3],
                 "accessCode": null, "drawId": if i % 3 == 1 { json!("campaign-1.m1") } else { Value::Null },
                 "needsReplication": i % 2 == 0, "version": (i % 4) as i64 + 1,
                 "transferredFrom": null,
