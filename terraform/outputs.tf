@@ -4,6 +4,7 @@
 output "functions" {
   description = "Worker → function ARN."
   value = {
+    "archive/archive-changes"               = aws_lambda_function.archive_archive-changes.arn
     "data-pipeline/process-data"            = aws_lambda_function.data-pipeline_process-data.arn
     "data-pipeline/send-campaigns"          = aws_lambda_function.data-pipeline_send-campaigns.arn
     "data-pipeline/send-event-mappings"     = aws_lambda_function.data-pipeline_send-event-mappings.arn
@@ -40,6 +41,7 @@ output "functions" {
 output "queue_urls" {
   description = "Queue → URL."
   value = {
+    "archive-changes-failures"     = aws_sqs_queue.archive-changes-failures.url
     "campaign-queue"               = aws_sqs_queue.campaign-queue.url
     "campaign-queue-dlq"           = aws_sqs_queue.campaign-queue-dlq.url
     "data-queue"                   = aws_sqs_queue.data-queue.url

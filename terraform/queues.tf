@@ -3,6 +3,14 @@
 # the topics with their filtered queue subscriptions, and the dead-letter
 # queue of the schedules.
 
+resource "aws_sqs_queue" "archive-changes-failures" {
+  name = "${var.prefix}archive-changes-failures"
+  visibility_timeout_seconds = 30
+  message_retention_seconds = 1209600
+  kms_master_key_id = aws_kms_key.usher.arn
+  kms_data_key_reuse_period_seconds = 300
+}
+
 resource "aws_sqs_queue" "campaign-queue" {
   name = "${var.prefix}campaign-queue"
   visibility_timeout_seconds = 30

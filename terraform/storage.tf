@@ -113,6 +113,61 @@ resource "aws_s3_bucket_logging" "exports" {
   target_prefix = "exports/"
 }
 
+# Bucket archive (resources.yaml).
+resource "aws_s3_bucket" "archive" {
+  #checkov:skip=CKV_AWS_144:one region by design; cross-region replication is the operators' choice, not the registry's
+  #checkov:skip=CKV2_AWS_62:nothing consumes S3 event notifications: the workers read and write objects through the objects capability
+  bucket = "${var.prefix}archive"
+}
+
+resource "aws_s3_bucket_versioning" "archive" {
+  bucket = aws_s3_bucket.archive.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "archive" {
+  bucket = aws_s3_bucket.archive.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "aws:kms"
+      kms_master_key_id = aws_kms_key.usher.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "archive" {
+  bucket = aws_s3_bucket.archive.id
+  block_public_acls = true
+  block_public_policy = true
+  ignore_public_acls = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "archive" {
+  bucket = aws_s3_bucket.archive.id
+  rule {
+    id = "abort-incomplete-uploads-and-old-versions"
+    status = "Enabled"
+    filter {
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 90
+    }
+  }
+}
+
+resource "aws_s3_bucket_logging" "archive" {
+  bucket = aws_s3_bucket.archive.id
+  target_bucket = aws_s3_bucket.access-logs.id
+  target_prefix = "archive/"
+}
+
 # The server access logs of the buckets above.
 resource "aws_s3_bucket" "access-logs" {
   #checkov:skip=CKV_AWS_144:one region by design; cross-region replication is the operators' choice, not the registry's

@@ -62,8 +62,6 @@ resource "aws_dynamodb_table" "demand-table" {
     name = "SK"
     type = "S"
   }
-  stream_enabled = true
-  stream_view_type = "NEW_AND_OLD_IMAGES"
   deletion_protection_enabled = true
   point_in_time_recovery {
     enabled = true
@@ -72,6 +70,21 @@ resource "aws_dynamodb_table" "demand-table" {
     enabled = true
     kms_key_arn = aws_kms_key.usher.arn
   }
+}
+
+resource "aws_kinesis_stream" "demand-table" {
+  name = "${var.prefix}demand-table-changes"
+  retention_period = 24
+  encryption_type = "KMS"
+  kms_key_id = aws_kms_key.usher.arn
+  stream_mode_details {
+    stream_mode = "ON_DEMAND"
+  }
+}
+
+resource "aws_dynamodb_kinesis_streaming_destination" "demand-table" {
+  stream_arn = aws_kinesis_stream.demand-table.arn
+  table_name = aws_dynamodb_table.demand-table.name
 }
 
 resource "aws_dynamodb_table" "draws" {

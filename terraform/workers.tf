@@ -4,6 +4,206 @@
 # an event-source mapping (queue, stream), a function URL (http) or a
 # schedule.
 
+# archive/archive-changes: stream-worker on the stream of table demand-table (component archive/archive-changes 0.1.6)
+resource "aws_cloudwatch_log_group" "archive_archive-changes" {
+  name = "/aws/lambda/${var.prefix}archive-archive-changes"
+  retention_in_days = var.log_retention_days
+  kms_key_id = aws_kms_key.usher.arn
+}
+
+resource "aws_iam_role" "archive_archive-changes" {
+  name = "${var.prefix}archive-archive-changes"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "archive_archive-changes" {
+  statement {
+    sid = "OwnLogs"
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.archive_archive-changes.arn}:*"]
+  }
+  statement {
+    sid = "ComponentStore"
+    actions = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.component-store.arn}/${var.store_prefix}/components/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/precompiled/*", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/versions/archive~archive-changes.json", "${aws_s3_bucket.component-store.arn}/${var.store_prefix}/releases/${var.release_env}.json"]
+  }
+  statement {
+    sid = "ComponentStoreMissingKeys"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.component-store.arn]
+  }
+  statement {
+    sid = "DataKey"
+    actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.usher.arn]
+  }
+  statement {
+    sid = "SendToQueues"
+    actions = ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    resources = [aws_sqs_queue.archive-changes-failures.arn]
+  }
+  statement {
+    sid = "TriggerStream"
+    actions = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard"]
+    resources = [aws_kinesis_stream.demand-table.arn]
+  }
+  statement {
+    sid = "BucketObjects"
+    actions = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.archive.arn}/*"]
+  }
+  statement {
+    sid = "BucketListing"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.archive.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "archive_archive-changes" {
+  name = "grants"
+  role = aws_iam_role.archive_archive-changes.id
+  policy = data.aws_iam_policy_document.archive_archive-changes.json
+}
+
+resource "aws_iam_role_policy_attachment" "archive_archive-changes__xray" {
+  role = aws_iam_role.archive_archive-changes.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+resource "aws_lambda_function" "archive_archive-changes" {
+  #checkov:skip=CKV_AWS_117:the functions reach only AWS APIs (and Kafka over TLS with a client certificate); no VPC resource is in the registry
+  #checkov:skip=CKV_AWS_272:the zip is the usher host built by `just package-lambda`; the code it runs is the components, each verified against its registry sha256 pin
+  #checkov:skip=CKV_AWS_116:event-source mappings, Step Functions and the CLI invoke synchronously and handle failures themselves (batch item failures, on-failure destinations, retries); the schedules have their own dead-letter queue
+  #checkov:skip=CKV_AWS_115:the registry limits concurrency for queue-workers only; a stream runs one batch per shard, other triggers follow their callers
+  function_name = "${var.prefix}archive-archive-changes"
+  description = "usher worker archive/archive-changes (stream-worker)"
+  role = aws_iam_role.archive_archive-changes.arn
+  runtime = "provided.al2023"
+  handler = "bootstrap"
+  architectures = [var.lambda_architecture]
+  s3_bucket = aws_s3_object.lambda_zip.bucket
+  s3_key = aws_s3_object.lambda_zip.key
+  source_code_hash = filebase64sha256(var.lambda_zip)
+  memory_size = min(10240, max(128, 128 + var.host_memory_mb))
+  timeout = 31
+  kms_key_arn = aws_kms_key.usher.arn
+  tracing_config {
+    mode = "Active"
+  }
+  logging_config {
+    log_format = "JSON"
+    log_group = aws_cloudwatch_log_group.archive_archive-changes.name
+  }
+  environment {
+    variables = {
+        USHER_WORKER             = "archive/archive-changes"
+        USHER_STORE              = "s3://${aws_s3_bucket.component-store.id}/${var.store_prefix}"
+        USHER_ENV                = var.release_env
+        USHER_REGISTRY           = "/var/task/workers"
+        USHER_RELEASE_CHECK_SECS = tostring(var.release_check_secs)
+        USHER_RESOURCE_PREFIX    = var.prefix
+        USHER_LOG_FORMAT         = "json"
+        USHER_RESOURCE_NAMES     = "archive-changes-failures=${aws_sqs_queue.archive-changes-failures.url}"
+      }
+  }
+  depends_on = [aws_iam_role_policy.archive_archive-changes, aws_cloudwatch_log_group.archive_archive-changes]
+}
+
+resource "aws_lambda_event_source_mapping" "archive_archive-changes" {
+  event_source_arn = aws_kinesis_stream.demand-table.arn
+  function_name = aws_lambda_function.archive_archive-changes.arn
+  batch_size = 1000
+  starting_position = "TRIM_HORIZON"
+  parallelization_factor = 1
+  bisect_batch_on_function_error = true
+  maximum_retry_attempts = 3
+  function_response_types = ["ReportBatchItemFailures"]
+  destination_config {
+    on_failure {
+      destination_arn = aws_sqs_queue.archive-changes-failures.arn
+    }
+  }
+  filter_criteria {
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "dynamodb" = {
+            "NewImage" = {
+              "SK" = {
+                "S" = [
+                  "ENTRY",
+                ]
+              }
+            }
+          }
+        }
+      })
+    }
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "dynamodb" = {
+            "OldImage" = {
+              "SK" = {
+                "S" = [
+                  "ENTRY",
+                ]
+              }
+            }
+          }
+        }
+      })
+    }
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "dynamodb" = {
+            "NewImage" = {
+              "PK" = {
+                "S" = [
+                  {
+                    "prefix" = "EVENT#"
+                  },
+                  {
+                    "prefix" = "NOTIFICATION#"
+                  },
+                  {
+                    "prefix" = "SALE#"
+                  },
+                ]
+              }
+            }
+          }
+        }
+      })
+    }
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "dynamodb" = {
+            "OldImage" = {
+              "PK" = {
+                "S" = [
+                  {
+                    "prefix" = "EVENT#"
+                  },
+                  {
+                    "prefix" = "NOTIFICATION#"
+                  },
+                  {
+                    "prefix" = "SALE#"
+                  },
+                ]
+              }
+            }
+          }
+        }
+      })
+    }
+  }
+  depends_on = [aws_dynamodb_kinesis_streaming_destination.demand-table]
+}
+
 # data-pipeline/process-data: batch-worker on queue data-queue (component data-pipeline/process-data 0.1.6)
 resource "aws_cloudwatch_log_group" "data-pipeline_process-data" {
   name = "/aws/lambda/${var.prefix}data-pipeline-process-data"
@@ -1797,8 +1997,8 @@ data "aws_iam_policy_document" "replication_enqueue-entries" {
   }
   statement {
     sid = "TriggerStream"
-    actions = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
-    resources = [aws_dynamodb_table.demand-table.stream_arn]
+    actions = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard"]
+    resources = [aws_kinesis_stream.demand-table.arn]
   }
 }
 
@@ -1853,7 +2053,7 @@ resource "aws_lambda_function" "replication_enqueue-entries" {
 }
 
 resource "aws_lambda_event_source_mapping" "replication_enqueue-entries" {
-  event_source_arn = aws_dynamodb_table.demand-table.stream_arn
+  event_source_arn = aws_kinesis_stream.demand-table.arn
   function_name = aws_lambda_function.replication_enqueue-entries.arn
   batch_size = 100
   starting_position = "TRIM_HORIZON"
@@ -1866,6 +2066,7 @@ resource "aws_lambda_event_source_mapping" "replication_enqueue-entries" {
       destination_arn = aws_sqs_queue.enqueue-entries-failures.arn
     }
   }
+  depends_on = [aws_dynamodb_kinesis_streaming_destination.demand-table]
 }
 
 # replication/retry-score: batch-worker on queue retry-score (component replication/retry-score 0.1.6)
@@ -2215,8 +2416,8 @@ data "aws_iam_policy_document" "selection_mark-assigned-codes" {
   }
   statement {
     sid = "TriggerStream"
-    actions = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
-    resources = [aws_dynamodb_table.demand-table.stream_arn]
+    actions = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard"]
+    resources = [aws_kinesis_stream.demand-table.arn]
   }
 }
 
@@ -2272,7 +2473,7 @@ resource "aws_lambda_function" "selection_mark-assigned-codes" {
 }
 
 resource "aws_lambda_event_source_mapping" "selection_mark-assigned-codes" {
-  event_source_arn = aws_dynamodb_table.demand-table.stream_arn
+  event_source_arn = aws_kinesis_stream.demand-table.arn
   function_name = aws_lambda_function.selection_mark-assigned-codes.arn
   batch_size = 100
   starting_position = "TRIM_HORIZON"
@@ -2285,6 +2486,7 @@ resource "aws_lambda_event_source_mapping" "selection_mark-assigned-codes" {
       destination_arn = aws_sqs_queue.mark-assigned-codes-failures.arn
     }
   }
+  depends_on = [aws_dynamodb_kinesis_streaming_destination.demand-table]
 }
 
 # selection/refresh-selections: batch-worker on queue refresh-selection (component selection/refresh-selections 0.1.6)

@@ -25,8 +25,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use usher_backend_embedded::Embedded;
 use usher_capabilities::{
-    Backends, CallRecord, CapError, NoCodec, Recorder, ServiceBackend, ServiceRequest,
-    ServiceResponse,
+    Backends, CallRecord, CapError, Recorder, ServiceBackend, ServiceRequest, ServiceResponse,
 };
 use usher_engine::{EngineOptions, Input, Invocation, LocalInvoker, Runtime, UsherEngine};
 use usher_registry::Registry;
@@ -285,8 +284,11 @@ impl TestHostBuilder {
             Some(backend) => backend,
             None => services.clone(),
         };
-        let backends: Backends =
-            embedded.backends(service_backend, Arc::new(NoCodec), invoker.clone());
+        let backends: Backends = embedded.backends(
+            service_backend,
+            Arc::new(usher_codec::HostCodec),
+            invoker.clone(),
+        );
         let recorder = Arc::new(Recorder::new());
         let env = format!("test-{}", unique());
         let runtime = Runtime::start(

@@ -215,6 +215,18 @@ impl ObjectBackend for S3Objects {
             closed: false,
         }))
     }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), CapError> {
+        let at = self.locate(bucket, key)?;
+        self.client
+            .delete_object()
+            .bucket(&at.physical)
+            .key(&at.key)
+            .send()
+            .await
+            .map_err(|e| sdk(&at.what("DeleteObject"), e))?;
+        Ok(())
+    }
 }
 
 /// A large object: parts of [`part_size`] uploaded as they fill, the

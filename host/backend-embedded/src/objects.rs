@@ -366,6 +366,33 @@ impl ObjectBackend for EmbeddedObjects {
             size: 0,
         }))
     }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), CapError> {
+        let path = self.path(bucket, key)?;
+        let base = self.inner.root.join(bucket);
+        blocking(move || {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::NotFound | ErrorKind::IsADirectory | ErrorKind::NotADirectory
+                    ) => {}
+                Err(e) => return Err(io_error(&path, &e)),
+            }
+            // Empty folders left behind would stop a later put of their
+            // name as a key: remove them, up to the bucket.
+            let mut dir = path.parent().map(Path::to_path_buf);
+            while let Some(d) = dir {
+                if d == base || !d.starts_with(&base) || fs::remove_dir(&d).is_err() {
+                    break;
+                }
+                dir = d.parent().map(Path::to_path_buf);
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 /// A large object written to a temporary file, renamed into place by

@@ -306,6 +306,15 @@ pub trait ObjectBackend: Send + Sync {
         key: &str,
         content_type: Option<&str>,
     ) -> Result<Box<dyn ObjectWriter>, CapError>;
+    /// Deletes an object; deleting one that does not exist succeeds. Not
+    /// in the WIT (workers cannot delete): the host's own tasks (the
+    /// archive's compaction) use it. Backends without it answer
+    /// `unsupported`.
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), CapError> {
+        Err(CapError::Unsupported(format!(
+            "deleting objects (`{key}` in `{bucket}`) is not supported by this backend"
+        )))
+    }
 }
 
 /// The largest event value, in bytes, every [`EventBackend`] accepts; a

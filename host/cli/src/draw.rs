@@ -15,7 +15,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use usher_backend_embedded::Embedded;
-use usher_capabilities::NoCodec;
 use usher_engine::{Input, LocalInvoker, Output, Runtime};
 use usher_trigger_local::HttpListener;
 
@@ -87,7 +86,7 @@ async fn embedded(paths: &Paths, data: &Path, payload: &Value) -> Result<Value> 
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
     let services = crate::services::http_services(&registry)?;
     let invoker = Arc::new(LocalInvoker::new());
-    let backends = embedded.backends(services, Arc::new(NoCodec), invoker.clone());
+    let backends = embedded.backends(services, Arc::new(usher_codec::HostCodec), invoker.clone());
     let runtime = Arc::new(Runtime::start(
         tool_engine()?,
         registry,

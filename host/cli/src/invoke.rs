@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use usher_backend_embedded::Embedded;
-use usher_capabilities::{NoCodec, Recorder, TableBackend};
+use usher_capabilities::{Recorder, TableBackend};
 use usher_engine::{LocalInvoker, Runtime};
 
 use crate::store_cmds::{tool_engine, Paths};
@@ -40,7 +40,7 @@ pub async fn run(
     }
     let services = crate::services::http_services(&registry)?;
     let invoker = Arc::new(LocalInvoker::new());
-    let backends = embedded.backends(services, Arc::new(NoCodec), invoker.clone());
+    let backends = embedded.backends(services, Arc::new(usher_codec::HostCodec), invoker.clone());
     // Start the worker and the workers it may invoke.
     let mut only = vec![worker.to_string()];
     only.extend(spec.grants.workers.iter().cloned());

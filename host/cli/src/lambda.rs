@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use usher_capabilities::{
-    Backends, CacheBackend, CapError, Delivery, Event, EventBackend, NoCodec,
-};
+use usher_capabilities::{Backends, CacheBackend, CapError, Delivery, Event, EventBackend};
 use usher_engine::LocalInvoker;
 use usher_registry::Registry;
 use usher_trigger_lambda::{LambdaConfig, LambdaHost};
@@ -110,8 +108,9 @@ fn check_lambda_environment() -> Result<()> {
 /// Secrets Manager secret named by `USHER_KAFKA_CERT_SECRET`, its expiry
 /// checked now); the cache on Redis when `USHER_REDIS_URL` is set, else an
 /// in-memory TTL cache of this function instance; services over real HTTP
-/// (`host/backend-http`); no codec. Also the Secrets Manager secrets the
-/// worker's http route names as JWT keys (`trigger.http.auth`).
+/// (`host/backend-http`); the codec of `usher-codec` (Avro, Parquet). Also
+/// the Secrets Manager secrets the worker's http route names as JWT keys
+/// (`trigger.http.auth`).
 async fn lambda_backends(
     registry: &Registry,
     worker: &str,
@@ -170,7 +169,7 @@ async fn lambda_backends(
         events,
         cache,
         services: crate::services::http_services(registry)?,
-        codec: Arc::new(NoCodec),
+        codec: Arc::new(usher_codec::HostCodec),
         workers: invoker,
     };
     Ok((backends, secrets))

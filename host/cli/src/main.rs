@@ -4,6 +4,7 @@
 //! (`usher dlq`); run a demo of `usher-demo` (`usher demo replication`);
 //! verify a draw (`usher draw verify`).
 
+mod archive;
 mod demo;
 mod dlq;
 mod draw;
@@ -203,6 +204,13 @@ enum Command {
         )]
         url: String,
     },
+    /// The change-data archive: `usher archive schemas [--check]` (the
+    /// files derived from `schemas/archive/*.json`), `usher archive compact`
+    /// (closed days merged into one object per type and day).
+    Archive {
+        #[command(subcommand)]
+        command: archive::ArchiveCommand,
+    },
     /// Demonstrations on the embedded backends (the `usher-demo` crate).
     Demo {
         #[command(subcommand)]
@@ -388,6 +396,7 @@ fn run(cli: Cli) -> Result<()> {
             },
         )),
         Command::Workflow { command, url } => block_on(workflow::run(&url, command)),
+        Command::Archive { command } => block_on(archive::run(&paths.registry, command)),
         Command::Demo { command } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

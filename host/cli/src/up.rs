@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use usher_backend_embedded::{Embedded, EmbeddedQueues};
-use usher_capabilities::NoCodec;
 use usher_engine::{EngineOptions, LocalInvoker, Runtime, UsherEngine};
 use usher_registry::Trigger;
 use usher_trigger_local::{
@@ -115,7 +114,8 @@ pub async fn start_with(
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
     let services = crate::services::http_services(&registry)?;
     let invoker = Arc::new(LocalInvoker::new());
-    let mut backends = embedded.backends(services, Arc::new(NoCodec), invoker.clone());
+    let mut backends =
+        embedded.backends(services, Arc::new(usher_codec::HostCodec), invoker.clone());
     let events_on_kafka = match kafka_events_from_env()? {
         Some(events) => {
             backends.events = events;
@@ -266,6 +266,20 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr, dev_tokens: boo
         }
     }
 
+    // The archive's compaction, a host task: the closed days of each
+    // archive (archive/archive-changes' settings) every
+    // USHER_ARCHIVE_COMPACT_SECS (default 3600) and at start-up.
+    let every = std::env::var("USHER_ARCHIVE_COMPACT_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(3600);
+    let compaction = crate::archive::spawn_compaction(
+        host.embedded.objects(),
+        crate::archive::sites(runtime.registry(), &[]),
+        Duration::from_secs(every),
+    );
+
     let queues = host.embedded.queues();
     let mut ticker = tokio::time::interval(SUMMARY_EVERY);
     ticker.tick().await;
@@ -287,6 +301,9 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr, dev_tokens: boo
     }
 
     eprintln!("usher up: stopping (finishing the batches in flight)");
+    if let Some(task) = compaction {
+        task.abort();
+    }
     let last = host.counters();
     let stopped = host.shutdown().await;
     let counters = counters_now(&last);

@@ -33,7 +33,9 @@ pub use grants::{Capability, Grants, PLATFORM_PACKAGE};
 pub use load::{Registry, RESOURCES_FILES};
 pub use pin::{locate_worker, set_component_pin};
 pub use resources::{QueueDef, Resources, ServiceDef, Subscription, TableDef, TopicDef};
-pub use spec::{ComponentRef, Limits, StartingPosition, Trigger, WorkerSpec, WorldKind};
+pub use spec::{
+    ComponentRef, Limits, StartingPosition, StreamFilterRule, Trigger, WorkerSpec, WorldKind,
+};
 
 #[cfg(test)]
 mod tests;

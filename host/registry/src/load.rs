@@ -10,7 +10,7 @@ use crate::error::RegistryError;
 use crate::grants::Grants;
 use crate::names::{check_component_name, check_resource_name};
 use crate::resources::{known, Resources};
-use crate::spec::{ComponentRef, Limits, StartingPosition, Trigger, WorkerSpec};
+use crate::spec::{ComponentRef, Limits, StartingPosition, StreamFilterRule, Trigger, WorkerSpec};
 use crate::text;
 
 /// The names of the resources file, in order of preference.
@@ -339,6 +339,8 @@ struct RawStream {
     on_failure: Option<String>,
     #[serde(default)]
     starting_position: StartingPosition,
+    #[serde(default)]
+    filter: Vec<StreamFilterRule>,
 }
 
 fn default_max_retries() -> u32 {
@@ -560,17 +562,43 @@ fn parse_sha256(value: &serde_yaml::Value) -> Result<String, String> {
     Ok(hex.to_ascii_lowercase())
 }
 
+/// A stream filter has at most [`StreamFilterRule::MAX_RULES`] rules, each
+/// naming an attribute and at least one accepted value or prefix.
+fn check_stream_filter(filter: &[StreamFilterRule]) -> Result<(), String> {
+    if filter.len() > StreamFilterRule::MAX_RULES {
+        return Err(format!(
+            "stream.filter has {} rules; at most {} (each is two of Lambda's five event-source filters: new image, old image)",
+            filter.len(),
+            StreamFilterRule::MAX_RULES
+        ));
+    }
+    for rule in filter {
+        if rule.attribute.trim().is_empty() {
+            return Err("stream.filter: a rule needs an attribute".into());
+        }
+        if rule.equals.is_empty() && rule.prefix.is_empty() {
+            return Err(format!(
+                "stream.filter: the rule on `{}` accepts nothing; give equals: [...] or prefix: [...]",
+                rule.attribute
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn to_trigger(raw: RawTrigger) -> Result<Trigger, String> {
     let mut found = Vec::new();
     if let Some(queue) = raw.queue {
         found.push(Trigger::Queue { queue });
     }
     if let Some(s) = raw.stream {
+        check_stream_filter(&s.filter)?;
         found.push(Trigger::Stream {
             table: s.table,
             max_retries: s.max_retries,
             on_failure: s.on_failure,
             starting_position: s.starting_position,
+            filter: s.filter,
         });
     }
     if let Some(s) = raw.schedule {

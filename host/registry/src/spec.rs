@@ -114,6 +114,83 @@ pub enum StartingPosition {
     TrimHorizon,
 }
 
+/// One rule of a stream trigger's `filter`: a change passes when its new
+/// image or its old image has `attribute` as a string equal to one of
+/// `equals` or starting with one of `prefix`. A change passes the filter
+/// when it passes any rule (an empty filter passes everything). In AWS each
+/// rule becomes two of the event-source mapping's filter criteria (new
+/// image, old image), which is why a filter has at most two rules (Lambda
+/// takes five filters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamFilterRule {
+    /// The item attribute compared (a string attribute, e.g. `SK`).
+    pub attribute: String,
+    /// Accepted values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equals: Vec<String>,
+    /// Accepted prefixes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix: Vec<String>,
+}
+
+impl StreamFilterRule {
+    /// At most this many rules: each is two Lambda filters, Lambda takes five.
+    pub const MAX_RULES: usize = 2;
+
+    /// Whether `image` (an item as plain JSON) passes this rule.
+    pub fn matches(&self, image: &serde_json::Value) -> bool {
+        let Some(value) = image.get(&self.attribute).and_then(|v| v.as_str()) else {
+            return false;
+        };
+        self.equals.iter().any(|e| e == value) || self.prefix.iter().any(|p| value.starts_with(p))
+    }
+
+    /// Whether a change with these images passes `filter` (any rule, either
+    /// image; an empty filter passes everything).
+    pub fn passes(
+        filter: &[StreamFilterRule],
+        new_image: Option<&serde_json::Value>,
+        old_image: Option<&serde_json::Value>,
+    ) -> bool {
+        filter.is_empty()
+            || filter.iter().any(|rule| {
+                new_image.is_some_and(|i| rule.matches(i))
+                    || old_image.is_some_and(|i| rule.matches(i))
+            })
+    }
+
+    /// The Lambda filter patterns of `filter` (two per rule: the new image,
+    /// the old image), for a DynamoDB stream or, with `kinesis`, for
+    /// DynamoDB records carried by a Kinesis stream (under `data`).
+    pub fn lambda_patterns(filter: &[StreamFilterRule], kinesis: bool) -> Vec<serde_json::Value> {
+        let mut patterns = Vec::new();
+        for rule in filter {
+            let accepted: Vec<serde_json::Value> = rule
+                .equals
+                .iter()
+                .map(|e| serde_json::json!(e))
+                .chain(
+                    rule.prefix
+                        .iter()
+                        .map(|p| serde_json::json!({ "prefix": p })),
+                )
+                .collect();
+            for image in ["NewImage", "OldImage"] {
+                let dynamodb = serde_json::json!({
+                    "dynamodb": { image: { rule.attribute.clone(): { "S": accepted.clone() } } }
+                });
+                patterns.push(if kinesis {
+                    serde_json::json!({ "data": dynamodb })
+                } else {
+                    dynamodb
+                });
+            }
+        }
+        patterns
+    }
+}
+
 /// What makes a worker run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +210,9 @@ pub enum Trigger {
         on_failure: Option<String>,
         /// Where to start without a checkpoint (default trim horizon).
         starting_position: StartingPosition,
+        /// Which changes reach the worker (empty: all of them); in AWS the
+        /// event-source mapping's filter criteria.
+        filter: Vec<StreamFilterRule>,
     },
     /// A schedule.
     Schedule {

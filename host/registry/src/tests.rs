@@ -183,6 +183,7 @@ fn good_registry_loads_with_defaults() {
             max_retries: 3,
             on_failure: Some("failures".into()),
             starting_position: StartingPosition::TrimHorizon,
+            filter: vec![],
         }
     );
     assert_eq!(enqueue.batch_size, 100);
@@ -910,6 +911,7 @@ fn world_kinds() {
                 max_retries: 3,
                 on_failure: None,
                 starting_position: StartingPosition::Latest,
+                filter: vec![],
             },
             "stream-worker",
             "usher:platform/stream-handler",
@@ -1227,4 +1229,73 @@ workers:
             .to_string();
         assert_names(&err, "api.yaml", "api/exports", needle);
     }
+}
+
+#[test]
+fn stream_filters_load_check_and_match() {
+    let good = "stream: { table: demand-table, on_failure: failures, filter: [ { attribute: SK, equals: [ENTRY] }, { attribute: PK, prefix: [\"SALE#\", \"EVENT#\"] } ] }";
+    let (resources, reports) = (RESOURCES.to_string(), REPORTS.to_string());
+    let replication = REPLICATION.replacen(
+        "stream: { table: demand-table, on_failure: failures }",
+        good,
+        1,
+    );
+    let reg = load(&[
+        ("resources.yaml", &resources),
+        ("replication.yaml", &replication),
+        ("reports.yaml", &reports),
+    ])
+    .unwrap();
+    let Trigger::Stream { filter, .. } =
+        &reg.worker("replication/enqueue-entries").unwrap().trigger
+    else {
+        panic!("a stream trigger")
+    };
+    assert_eq!(filter.len(), 2);
+    let entry = serde_json::json!({"PK": "ENTRY#c1#f1", "SK": "ENTRY"});
+    let sale = serde_json::json!({"PK": "SALE#s1", "SK": "SALE"});
+    let other = serde_json::json!({"PK": "CAMPAIGN#c1", "SK": "META"});
+    assert!(StreamFilterRule::passes(filter, Some(&entry), None));
+    assert!(StreamFilterRule::passes(filter, Some(&sale), None));
+    assert!(!StreamFilterRule::passes(filter, Some(&other), None));
+    // A removal has only its old image; a change that leaves the type passes by its old one.
+    assert!(StreamFilterRule::passes(filter, None, Some(&sale)));
+    assert!(StreamFilterRule::passes(filter, Some(&other), Some(&entry)));
+    assert!(!StreamFilterRule::passes(filter, None, None));
+    assert!(StreamFilterRule::passes(&[], Some(&other), None));
+    // A number is not a string match.
+    assert!(!StreamFilterRule::passes(
+        filter,
+        Some(&serde_json::json!({"SK": 1})),
+        None
+    ));
+    let patterns = StreamFilterRule::lambda_patterns(filter, false);
+    assert_eq!(patterns.len(), 4);
+    assert_eq!(
+        patterns[0],
+        serde_json::json!({"dynamodb": {"NewImage": {"SK": {"S": ["ENTRY"]}}}})
+    );
+    assert_eq!(
+        patterns[3],
+        serde_json::json!({"dynamodb": {"OldImage": {"PK": {"S": [{"prefix": "SALE#"}, {"prefix": "EVENT#"}]}}}})
+    );
+    assert_eq!(
+        StreamFilterRule::lambda_patterns(filter, true)[1],
+        serde_json::json!({"data": {"dynamodb": {"OldImage": {"SK": {"S": ["ENTRY"]}}}}})
+    );
+
+    let three = "stream: { table: demand-table, filter: [ { attribute: A, equals: [a] }, { attribute: B, equals: [b] }, { attribute: C, equals: [c] } ] }";
+    let msg = error_with(
+        "replication.yaml",
+        "stream: { table: demand-table, on_failure: failures }",
+        three,
+    );
+    assert!(msg.contains("at most 2"), "{msg}");
+    let empty = "stream: { table: demand-table, filter: [ { attribute: SK } ] }";
+    let msg = error_with(
+        "replication.yaml",
+        "stream: { table: demand-table, on_failure: failures }",
+        empty,
+    );
+    assert!(msg.contains("accepts nothing"), "{msg}");
 }

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
-use usher_registry::{Capability, Registry, ServiceDef, StartingPosition, Trigger, WorkerSpec};
+use usher_registry::{
+    Capability, Registry, ServiceDef, StartingPosition, StreamFilterRule, Trigger, WorkerSpec,
+};
 
 use crate::hcl::{json_expr, list, q, t, Writer};
 use crate::{Files, TerraformError, HEADER};
@@ -847,51 +849,14 @@ fn timeout_s(spec: &WorkerSpec) -> u64 {
     (spec.limits.timeout_ms.div_ceil(1000) + 1).min(900)
 }
 
-/// A stream trigger's filter patterns from the registry, as Lambda event
-/// filter patterns in the shape of a DynamoDB stream record
-/// (`{"eventName": […], "dynamodb": {"NewImage": …}}`). The registry's
-/// trigger is read through its serialized form, so a `filter…` field added
-/// to the stream trigger is picked up by name.
+/// The Lambda filter patterns of a stream trigger's `filter` (two per rule:
+/// new image, old image), on the DynamoDB record; the caller puts them under
+/// `data` for a Kinesis stream.
 fn stream_filters(spec: &WorkerSpec) -> Result<Vec<Value>, TerraformError> {
-    let value = serde_json::to_value(&spec.trigger).unwrap_or(Value::Null);
-    let Some(stream) = value.get("stream").and_then(Value::as_object) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for (key, v) in stream {
-        if !key.contains("filter") || v.is_null() {
-            continue;
-        }
-        let patterns: Vec<Value> = match v {
-            Value::Array(items) => items.clone(),
-            other => vec![other.clone()],
-        };
-        const RECORD_FIELDS: [&str; 7] = [
-            "eventName",
-            "dynamodb",
-            "eventSource",
-            "awsRegion",
-            "eventID",
-            "eventVersion",
-            "userIdentity",
-        ];
-        for p in patterns {
-            let ok = p.as_object().is_some_and(|o| {
-                !o.is_empty() && o.keys().all(|k| RECORD_FIELDS.contains(&k.as_str()))
-            });
-            if !ok {
-                return Err(unsupported(
-                    format!("worker {}", spec.name),
-                    format!(
-                        "trigger.stream.{key}: `{p}` is not a Lambda event filter pattern on a DynamoDB stream record (an object of {})",
-                        RECORD_FIELDS.join(", ")
-                    ),
-                ));
-            }
-            out.push(p);
-        }
+    match &spec.trigger {
+        Trigger::Stream { filter, .. } => Ok(StreamFilterRule::lambda_patterns(filter, false)),
+        _ => Ok(Vec::new()),
     }
-    Ok(out)
 }
 
 fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
@@ -1335,6 +1300,7 @@ fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), 
             max_retries,
             on_failure,
             starting_position,
+            ..
         } => {
             let via = ctx.streams.get(table.as_str()).copied();
             let tl = label(table);

@@ -265,6 +265,7 @@ fn the_hcl_holds_the_registry_and_nothing_else() {
                 table,
                 max_retries,
                 on_failure,
+                filter,
                 ..
             } => {
                 let m = &mappings[l.as_str()];
@@ -286,6 +287,28 @@ fn the_hcl_holds_the_registry_and_nothing_else() {
                         dest.contains(&format!("aws_sqs_queue.{}.arn", label(q))),
                         "{name}: {dest}"
                     );
+                }
+                // The registry's filter: two Lambda filters per rule (new image, old image).
+                let criteria = block(m, "filter_criteria");
+                if filter.is_empty() {
+                    assert!(criteria.is_null(), "{name}: no filter in the registry");
+                } else {
+                    let filters: Vec<String> = match &criteria["filter"] {
+                        Value::Array(items) => items.iter().map(|f| text(&f["pattern"])).collect(),
+                        other => vec![text(&other["pattern"])],
+                    };
+                    assert_eq!(filters.len(), 2 * filter.len(), "{name}: {filters:?}");
+                    for (rule, pair) in filter.iter().zip(filters.chunks(2)) {
+                        for (image, pattern) in ["NewImage", "OldImage"].iter().zip(pair) {
+                            assert!(
+                                pattern.contains(image) && pattern.contains(&rule.attribute),
+                                "{name}: {pattern}"
+                            );
+                            for v in rule.equals.iter().chain(&rule.prefix) {
+                                assert!(pattern.contains(v.as_str()), "{name}: {pattern}");
+                            }
+                        }
+                    }
                 }
             }
             Trigger::Http { .. } => assert!(

@@ -49,7 +49,7 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use usher_engine::{BatchMessage, ChangeKind, ChangeRecord, Input, Output, Tick};
-use usher_registry::Trigger;
+use usher_registry::{StreamFilterRule, Trigger};
 
 use crate::LambdaError;
 
@@ -155,7 +155,7 @@ pub fn read_event(trigger: &Trigger, value: Value) -> Result<Input, EventError> 
         )
         .and_then(|records| {
             if records.first().is_some_and(is_aws_stream_record) {
-                stream(table, json!({ "Records": records }))
+                stream_records(table, json!({ "Records": records }))
             } else {
                 usher_changes(records)
             }
@@ -217,7 +217,7 @@ fn usher_changes(records: Vec<Value>) -> Result<Parsed, String> {
 fn aws_event(trigger: &Trigger, event: Value) -> Result<Parsed, String> {
     match trigger {
         Trigger::Queue { .. } => sqs(event),
-        Trigger::Stream { table, .. } => stream(table, event),
+        Trigger::Stream { table, filter, .. } => stream(table, filter, event),
         Trigger::Schedule { .. } => scheduled(event).map(Parsed::from),
         Trigger::Invoke => Ok(Input::Invoke(event).into()),
         Trigger::Resolver {
@@ -510,7 +510,21 @@ fn sqs_message(i: usize, raw: Value) -> Record<BatchMessage> {
     }))
 }
 
-fn stream(table: &str, event: Value) -> Result<Parsed, String> {
+/// The change records of a DynamoDB or Kinesis event, without those the
+/// trigger's `filter` does not pass (the event-source mapping's filter
+/// criteria drop them in AWS already; a mapping without them, or a test
+/// feeding events by hand, gets the same).
+fn stream(table: &str, filter: &[StreamFilterRule], event: Value) -> Result<Parsed, String> {
+    let mut parsed = stream_records(table, event)?;
+    if let Input::Stream(changes) = &mut parsed.input {
+        changes.retain(|c| {
+            StreamFilterRule::passes(filter, c.new_image.as_ref(), c.old_image.as_ref())
+        });
+    }
+    Ok(parsed)
+}
+
+fn stream_records(table: &str, event: Value) -> Result<Parsed, String> {
     let records = records_of(event, "a stream event")?;
     match event_source(&records) {
         Some("aws:kinesis") => each(records, |i, r| kinesis_record(table, i, r), Input::Stream),
@@ -747,7 +761,59 @@ mod tests {
             max_retries: 3,
             on_failure: None,
             starting_position: Default::default(),
+            filter: vec![],
         }
+    }
+
+    #[test]
+    fn a_stream_filter_drops_the_changes_it_does_not_pass() {
+        let Trigger::Stream {
+            table,
+            max_retries,
+            on_failure,
+            starting_position,
+            ..
+        } = stream_trigger()
+        else {
+            unreachable!()
+        };
+        let trigger = Trigger::Stream {
+            table,
+            max_retries,
+            on_failure,
+            starting_position,
+            filter: vec![StreamFilterRule {
+                attribute: "SK".into(),
+                equals: vec!["ENTRY".into()],
+                prefix: vec![],
+            }],
+        };
+        let record = |seq: &str, name: &str, image: &str, sk: &str| {
+            json!({"eventID": seq, "eventName": name, "awsRegion": "us-east-1",
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {"Keys": {"PK": {"S": "a"}, "SK": {"S": sk}}, image: {"PK": {"S": "a"}, "SK": {"S": sk}},
+                    "SequenceNumber": seq, "SizeBytes": 1}})
+        };
+        let event = json!({"Records": [
+            record("1", "INSERT", "NewImage", "ENTRY"),
+            record("2", "INSERT", "NewImage", "META"),
+            record("3", "REMOVE", "OldImage", "ENTRY"),
+        ]});
+        let parsed = parse_event("w", &trigger, event.clone()).unwrap();
+        let Input::Stream(changes) = &parsed.input else {
+            panic!("a stream input")
+        };
+        let seqs: Vec<&str> = changes.iter().map(|c| c.sequence_number.as_str()).collect();
+        assert_eq!(seqs, ["1", "3"]);
+        assert!(parsed.rejected.is_empty());
+        // Without a filter every change reaches the worker.
+        assert_eq!(
+            parse_event("w", &stream_trigger(), event)
+                .unwrap()
+                .input
+                .len(),
+            3
+        );
     }
 
     #[test]

@@ -265,7 +265,9 @@ impl LambdaHost {
         for rejected in &parsed.rejected {
             tracing::warn!(worker = %worker, record = rejected.index, id = %rejected.id, reason = %rejected.reason, "a record cannot be read: it is reported failed, the others go to the worker");
         }
-        if parsed.input.is_empty() && !parsed.rejected.is_empty() {
+        // Nothing for the worker (every record unreadable, or filtered out
+        // by the trigger's filter): the answer reports only the rejected.
+        if parsed.input.is_empty() {
             return Ok(events::reply_rejected(&parsed));
         }
         match self

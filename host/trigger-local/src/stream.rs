@@ -10,7 +10,7 @@ use tracing::Instrument;
 use usher_backend_embedded::{ChangeLog, ChangeRow, EmbeddedQueues, MAX_BODY_BYTES};
 use usher_capabilities::{OutgoingMessage, QueueBackend};
 use usher_engine::{ChangeRecord, Input, Output, Runtime};
-use usher_registry::{StartingPosition, Trigger};
+use usher_registry::{StartingPosition, StreamFilterRule, Trigger};
 
 use crate::{pause, stopping, wait, TriggerError, TriggerOptions, WorkerCounters};
 
@@ -90,6 +90,7 @@ pub struct StreamFollower {
     max_retries: u32,
     on_failure: Option<String>,
     starting_position: StartingPosition,
+    filter: Vec<StreamFilterRule>,
     counters: Arc<WorkerCounters>,
     /// The checkpoint, once loaded.
     position: Option<u64>,
@@ -118,6 +119,7 @@ impl StreamFollower {
             max_retries,
             on_failure,
             starting_position,
+            filter,
         } = &spec.trigger
         else {
             return Err(TriggerError::WrongTrigger {
@@ -131,6 +133,7 @@ impl StreamFollower {
             max_retries: *max_retries,
             on_failure: on_failure.clone(),
             starting_position: *starting_position,
+            filter: filter.clone(),
             batch_size,
             window: batch_size,
             worker: worker.to_string(),
@@ -229,6 +232,28 @@ impl StreamFollower {
         let Some(last) = rows.last().map(|r| r.seq) else {
             return Ok(StepOutcome::Idle);
         };
+        // The trigger's filter: changes it does not pass are skipped (in AWS
+        // the event-source mapping's filter criteria drop them the same way).
+        let rows: Vec<ChangeRow> = if self.filter.is_empty() {
+            rows
+        } else {
+            rows.into_iter()
+                .filter(|r| {
+                    StreamFilterRule::passes(
+                        &self.filter,
+                        r.new_image.as_ref(),
+                        r.old_image.as_ref(),
+                    )
+                })
+                .collect()
+        };
+        if rows.is_empty() {
+            self.checkpoint(last).await?;
+            return Ok(StepOutcome::Advanced {
+                records: 0,
+                checkpoint: last,
+            });
+        }
         let records: Vec<ChangeRecord> = rows.iter().map(to_record).collect();
         let input = Input::Stream(records);
         let (failed, reason) = {

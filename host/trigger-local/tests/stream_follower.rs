@@ -263,3 +263,54 @@ async fn a_poison_record_goes_to_the_on_failure_queue_and_the_follower_moves_on(
     assert_eq!(sent, vec![seq[0], seq[1], seq[3], seq[4]]);
     assert_eq!(checkpoint(&host).await, Some(seq[4]));
 }
+
+/// The trigger's filter: a change neither of whose images passes is skipped
+/// (the checkpoint still moves past it), the others reach the worker.
+#[tokio::test]
+async fn the_trigger_filter_skips_the_changes_it_does_not_pass() {
+    let host = TestHost::builder()
+        .resources(
+            "tables: { demand-table: { partition_key: PK, sort_key: SK } }\n\
+             queues: { save-entries: {}, enqueue-entries-failures: {} }",
+        )
+        .worker(
+            &components::REPLICATION_ENQUEUE_ENTRIES,
+            "trigger:\n  stream: { table: demand-table, on_failure: enqueue-entries-failures, filter: [ { attribute: PK, prefix: [\"ENTRY#c1#\"] } ] }\n\
+             batch_size: 10\n\
+             grants: { queues: [save-entries] }\n\
+             settings: { queue: save-entries }",
+        )
+        .build()
+        .expect("test host");
+    put_all(
+        &host,
+        &[
+            entry("c1", "u1", true),
+            entry("c2", "u2", true),
+            entry("c1", "u3", true),
+        ],
+    )
+    .await;
+    let mut f = follower(&host);
+    let top = latest(&host).await;
+    assert_eq!(
+        f.step().await.expect("step"),
+        StepOutcome::Advanced {
+            records: 2,
+            checkpoint: top
+        }
+    );
+    assert_eq!(sent_seqs(&host, "save-entries").await.len(), 2);
+    // Only filtered-out changes: skipped, the checkpoint moves past them.
+    put_all(&host, &[entry("c2", "u4", true)]).await;
+    let top = latest(&host).await;
+    assert_eq!(
+        f.step().await.expect("step"),
+        StepOutcome::Advanced {
+            records: 0,
+            checkpoint: top
+        }
+    );
+    assert_eq!(checkpoint(&host).await, Some(top));
+    assert_eq!(sent_seqs(&host, "save-entries").await.len(), 2);
+}

@@ -1,0 +1,331 @@
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use usher_sdk::Change;
+
+use super::*;
+use crate::schema::record_types;
+
+/// Objects in memory; the codec writes JSON lines; failures injected by key.
+#[derive(Default)]
+struct FakeSink {
+    objects: BTreeMap<String, Vec<u8>>,
+    fail_put_containing: Option<String>,
+    refuse_encode: bool,
+}
+
+impl Sink for FakeSink {
+    fn encode(
+        &mut self,
+        _format: Format,
+        schema: &Value,
+        records: &[Value],
+    ) -> Result<Vec<u8>, SinkError> {
+        if self.refuse_encode {
+            return Err(SinkError::Invalid("bad record".into()));
+        }
+        // Every record carries exactly the schema's fields.
+        let names: Vec<&str> = schema["fields"]
+            .as_array()
+            .map(|f| f.iter().filter_map(|f| f["name"].as_str()).collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for r in records {
+            let mut keys: Vec<&str> = r
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            keys.sort_unstable();
+            let mut want = names.clone();
+            want.sort_unstable();
+            assert_eq!(keys, want, "record fields vs schema");
+            out.extend_from_slice(r.to_string().as_bytes());
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+
+    fn put(&mut self, _bucket: &str, key: &str, body: &[u8], _ct: &str) -> Result<(), SinkError> {
+        if self
+            .fail_put_containing
+            .as_deref()
+            .is_some_and(|p| key.contains(p))
+        {
+            return Err(SinkError::Other("unavailable".into()));
+        }
+        self.objects.insert(key.to_string(), body.to_vec());
+        Ok(())
+    }
+}
+
+/// A key without its digest: `…/<first>-<last>-<digest>.<ext>` as
+/// `…/<first>-<last>.<ext>`.
+fn undigested(key: &str) -> String {
+    let (stem, ext) = key.rsplit_once('.').expect("an extension");
+    let (name, digest) = stem.rsplit_once('-').expect("a digest");
+    assert!(
+        digest.len() == 12 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+        "{key}"
+    );
+    format!("{name}.{ext}")
+}
+
+impl FakeSink {
+    /// The JSON lines of the one object whose key without its digest is `key`.
+    fn lines(&self, key: &str) -> Vec<Value> {
+        let found: Vec<&String> = self
+            .objects
+            .keys()
+            .filter(|k| undigested(k) == key)
+            .collect();
+        assert_eq!(found.len(), 1, "{key} in {:?}", self.objects.keys());
+        String::from_utf8_lossy(&self.objects[found[0]])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+}
+
+fn settings(format: Format) -> Settings {
+    Settings {
+        bucket: "archive".into(),
+        prefix: "cdc".into(),
+        format,
+        system_id: "usher-test".into(),
+        pii_salt: "salt".into(),
+        types: None,
+    }
+}
+
+const DAY1: u64 = 1_764_979_200_000; // 2025-12-06T00:00:00Z
+
+fn entry(i: u32) -> Value {
+    json!({
+        "PK": format!("ENTRY#c1#fan-{i}"), "SK": "ENTRY", "campaignId": "c1",
+        "globalUserId": format!("fan-{i}"), "marketId": "m1",
+        "entry": {"firstName": "Alice", "zip": "10001", "phone": "555-1234"},
+        "email": format!("fan{i}@example.com"), "verdict": "PENDING", "accessCode": "SECRET",
+        "needsReplication": true, "version": 1,
+        "createdAt": "2025-12-06T00:00:00Z", "updatedAt": "2025-12-06T00:00:00Z",
+        "somethingElse": 42,
+    })
+}
+
+fn change(kind: &str, seq: u64, ts: u64, new: Option<Value>, old: Option<Value>) -> Change {
+    serde_json::from_value(json!({
+        "table": "demand-table", "eventName": kind, "keys": {},
+        "newImage": new, "oldImage": old,
+        "sequenceNumber": format!("{seq:021}"), "timestampMs": ts,
+    }))
+    .expect("change")
+}
+
+#[test]
+fn embedded_sources_parse_and_match_their_derived_schemas() {
+    let types = record_types().expect("types");
+    assert_eq!(types.len(), 4);
+    for t in &types {
+        let names: Vec<&str> = t.avro["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .filter_map(|f| f["name"].as_str())
+            .collect();
+        for f in &t.fields {
+            assert!(
+                names.contains(&f.name.as_str()),
+                "{}: {} not in the avsc",
+                t.name,
+                f.name
+            );
+        }
+        assert_eq!(t.avro["name"], t.name.as_str());
+    }
+}
+
+#[test]
+fn a_batch_is_grouped_by_type_and_day_scrubbed_and_enriched() {
+    let types = record_types().expect("types");
+    let day2 = DAY1 + 86_400_000 + 5;
+    let changes = vec![
+        change("INSERT", 10, DAY1 + 1, Some(entry(1)), None),
+        change("INSERT", 11, DAY1 + 2, Some(entry(2)), None),
+        change("REMOVE", 12, day2, None, Some(entry(1))),
+        change(
+            "INSERT",
+            13,
+            DAY1 + 3,
+            Some(json!({"PK": "OTHER#x", "SK": "Y"})),
+            None,
+        ),
+        change(
+            "INSERT",
+            14,
+            DAY1 + 4,
+            Some(
+                json!({"PK": "SALE#s1", "SK": "SALE", "saleId": "s1", "campaignId": "c1", "globalUserId": "fan-1", "quantity": 2, "cardLast4": "4242"}),
+            ),
+            None,
+        ),
+    ];
+    let mut sink = FakeSink::default();
+    let out = process(&types, &settings(Format::Parquet), &changes, &mut sink);
+    assert_eq!((out.archived, out.skipped, out.rejected), (4, 1, 0));
+    assert!(out.failures.is_empty());
+    let k1 = "cdc/demand/dt=2025-12-06/000000000000000000010-000000000000000000011.parquet";
+    let k2 = "cdc/demand/dt=2025-12-07/000000000000000000012-000000000000000000012.parquet";
+    let k3 = "cdc/sale/dt=2025-12-06/000000000000000000014-000000000000000000014.parquet";
+    assert_eq!(
+        sink.objects
+            .keys()
+            .map(|k| undigested(k))
+            .collect::<Vec<_>>(),
+        vec![k1, k2, k3]
+    );
+    let day1 = sink.lines(k1);
+    let r = &day1[0];
+    assert_eq!(r["email"], json!(pii::hash("salt", "fan1@example.com")));
+    assert_eq!(r["globalUserId"], json!(pii::hash("salt", "fan-1")));
+    assert_eq!(r["accessCode"], Value::Null);
+    let inner: Value =
+        serde_json::from_str(r["entry"].as_str().expect("json text")).expect("entry");
+    assert_eq!(
+        inner,
+        json!({"firstName": "A****", "zip": "10001", "phone": null})
+    );
+    assert_eq!(r["systemId"], "usher-test");
+    assert_eq!(r["reference"], "demand:demand-table:ENTRY#c1#fan-1:ENTRY");
+    assert_eq!(
+        (r["changeType"].clone(), r["deleted"].clone()),
+        (json!("INSERT"), json!(false))
+    );
+    assert_eq!(r["changedAt"], json!(DAY1 + 1));
+    assert!(r.get("somethingElse").is_none());
+    let removed = &sink.lines(k2)[0];
+    assert_eq!(
+        (removed["changeType"].clone(), removed["deleted"].clone()),
+        (json!("REMOVE"), json!(true))
+    );
+    assert_eq!(sink.lines(k3)[0]["cardLast4"], Value::Null);
+    // A retry of the same batch writes the same objects.
+    let mut again = FakeSink::default();
+    process(&types, &settings(Format::Parquet), &changes, &mut again);
+    assert_eq!(
+        again.objects.keys().collect::<Vec<_>>(),
+        sink.objects.keys().collect::<Vec<_>>()
+    );
+    let mut avro = FakeSink::default();
+    process(&types, &settings(Format::Avro), &changes, &mut avro);
+    assert!(avro.objects.keys().all(|k| k.ends_with(".avro")));
+}
+
+#[test]
+fn batches_of_two_shards_with_the_same_sequence_numbers_get_their_own_objects() {
+    let types = record_types().expect("types");
+    let shard = |n: u32| {
+        let mut c = change("INSERT", 7, DAY1, Some(entry(n)), None);
+        c.keys = json!({"PK": format!("ENTRY#c1#fan-{n}"), "SK": "ENTRY"});
+        vec![c]
+    };
+    let mut sink = FakeSink::default();
+    process(&types, &settings(Format::Parquet), &shard(1), &mut sink);
+    process(&types, &settings(Format::Parquet), &shard(2), &mut sink);
+    assert_eq!(sink.objects.len(), 2, "{:?}", sink.objects.keys());
+    // The same batch again: the same name.
+    process(&types, &settings(Format::Parquet), &shard(2), &mut sink);
+    assert_eq!(sink.objects.len(), 2, "{:?}", sink.objects.keys());
+}
+
+#[test]
+fn invalid_records_go_to_the_errors_prefix_with_their_change() {
+    let types = record_types().expect("types");
+    let mut bad = entry(3);
+    bad["version"] = json!("two");
+    let mut missing = entry(4);
+    missing
+        .as_object_mut()
+        .expect("object")
+        .remove("campaignId");
+    let changes = vec![
+        change("INSERT", 1, DAY1, Some(entry(1)), None),
+        change("MODIFY", 2, DAY1, Some(bad), Some(entry(3))),
+        change("INSERT", 3, DAY1, Some(missing), None),
+        change("MODIFY", 4, DAY1, None, None),
+    ];
+    let mut sink = FakeSink::default();
+    let out = process(&types, &settings(Format::Parquet), &changes, &mut sink);
+    assert_eq!((out.archived, out.rejected), (1, 3));
+    assert!(out.failures.is_empty(), "rejected records are not retried");
+    let errors = sink
+        .lines("cdc/errors/demand/dt=2025-12-06/000000000000000000002-000000000000000000003.json");
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["errorType"], "ValidationError");
+    assert!(errors[0]["message"]
+        .as_str()
+        .expect("message")
+        .contains("version"));
+    assert_eq!(errors[0]["change"]["newImage"]["version"], "two");
+    assert!(errors[1]["message"]
+        .as_str()
+        .expect("message")
+        .contains("campaignId"));
+    let unknown = sink
+        .lines("cdc/errors/unknown/dt=2025-12-06/000000000000000000004-000000000000000000004.json");
+    assert_eq!(unknown[0]["errorType"], "MissingImage");
+    assert!(unknown[0]["time"].as_str().is_some());
+}
+
+#[test]
+fn a_group_the_codec_refuses_is_rejected_not_retried() {
+    let types = record_types().expect("types");
+    let changes = vec![change("INSERT", 1, DAY1, Some(entry(1)), None)];
+    let mut sink = FakeSink {
+        refuse_encode: true,
+        ..FakeSink::default()
+    };
+    let out = process(&types, &settings(Format::Avro), &changes, &mut sink);
+    assert_eq!((out.archived, out.rejected), (0, 1));
+    assert!(out.failures.is_empty());
+    let e = sink
+        .lines("cdc/errors/demand/dt=2025-12-06/000000000000000000001-000000000000000000001.json");
+    assert_eq!(e[0]["errorType"], "EncodeError");
+}
+
+#[test]
+fn a_failed_write_fails_every_record_from_its_first_on() {
+    let types = record_types().expect("types");
+    let day2 = DAY1 + 86_400_000;
+    let changes = vec![
+        change("INSERT", 1, DAY1, Some(entry(1)), None),
+        change("INSERT", 2, day2, Some(entry(2)), None),
+        change("INSERT", 3, DAY1, Some(entry(3)), None),
+        change("INSERT", 4, day2, Some(entry(4)), None),
+    ];
+    let mut sink = FakeSink {
+        fail_put_containing: Some("dt=2025-12-07".into()),
+        ..FakeSink::default()
+    };
+    let out = process(&types, &settings(Format::Parquet), &changes, &mut sink);
+    let want: Vec<String> = [2u64, 3, 4].iter().map(|s| format!("{s:021}")).collect();
+    assert_eq!(out.failures, want);
+    assert_eq!(out.archived, 2);
+}
+
+#[test]
+fn the_types_setting_filters_and_dates_are_utc() {
+    let types = record_types().expect("types");
+    let mut s = settings(Format::Parquet);
+    s.types = Some(vec!["sale".into()]);
+    let changes = vec![change("INSERT", 1, DAY1, Some(entry(1)), None)];
+    let mut sink = FakeSink::default();
+    let out = process(&types, &s, &changes, &mut sink);
+    assert_eq!((out.archived, out.skipped), (0, 1));
+    assert!(sink.objects.is_empty());
+    assert_eq!(archive::date_of(DAY1 - 1), "2025-12-05");
+    assert_eq!(archive::date_of(0), "1970-01-01");
+    assert_eq!(pii::mask("Zoë"), "Z**");
+    assert_eq!(
+        pii::hash("", "abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
