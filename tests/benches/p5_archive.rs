@@ -54,7 +54,7 @@ fn item(i: usize) -> Value {
     json!({
         "PK": format!("ENTRY#campaign-1#fan-{i:07}"), "SK": "ENTRY", "campaignId": "campaign-1",
         "globalUserId": format!("fan-{i:07}"), "marketId": format!("m{}", i % 3),
-        "entry": {"firstName": format!("Fan{i}"), "zip": format!("{:05}", 10000 + i % 90000), "age": 18 + i % 60, "newsletter": i % 2 == 0},
+        "entry": {"firstName": format!("Fan{i}"), "zip": format!("{:05}", 10000 + i % 90000), "age": 18 + i % 60, "newsletter": i.is_multiple_of(2)},
         "email": format!("fan{i}@example.com"), "verdict": "PENDING",
         "needsReplication": true, "version": 1,
         "createdAt": "2026-12-06T10:00:00Z", "updatedAt": "2026-12-06T10:00:00Z",

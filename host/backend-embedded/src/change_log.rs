@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS changes (
     keys       TEXT NOT NULL,
     new_image  TEXT,
     old_image  TEXT,
-    ts_ms      INTEGER NOT NULL
+    ts_ms      INTEGER NOT NULL,
+    traceparent TEXT
 );
 CREATE INDEX IF NOT EXISTS changes_by_table ON changes (tbl, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -60,6 +61,23 @@ pub struct ChangeRow {
     pub old_image: Option<Value>,
     /// When the write happened, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+    /// The W3C `traceparent` of the write's span, when traces were on: the
+    /// stream batch that hands the change to a worker continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+/// Adds the `traceparent` column to a change log made before it existed.
+pub(crate) fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('changes') WHERE name = 'traceparent'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute_batch("ALTER TABLE changes ADD COLUMN traceparent TEXT")?;
+    }
+    Ok(())
 }
 
 impl ChangeRow {
@@ -101,7 +119,7 @@ impl ChangeLog {
             .call(move |conn| {
                 let mut st = conn
                     .prepare_cached(
-                        "SELECT seq, event_name, keys, new_image, old_image, ts_ms FROM changes
+                        "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent FROM changes
                          WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
                     )
                     .map_err(sql)?;
@@ -116,6 +134,7 @@ impl ChangeLog {
                     let new_image: Option<String> = row.get(3).map_err(sql)?;
                     let old_image: Option<String> = row.get(4).map_err(sql)?;
                     let ts: i64 = row.get(5).map_err(sql)?;
+                    let traceparent: Option<String> = row.get(6).map_err(sql)?;
                     let parse = |t: &str| {
                         serde_json::from_str::<Value>(t).map_err(|e| corrupt("change record", e))
                     };
@@ -127,6 +146,7 @@ impl ChangeLog {
                         new_image: new_image.as_deref().map(parse).transpose()?,
                         old_image: old_image.as_deref().map(parse).transpose()?,
                         timestamp_ms: to_u64(ts),
+                        traceparent,
                     });
                 }
                 Ok(out)

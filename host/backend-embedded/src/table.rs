@@ -118,6 +118,26 @@ fn to_text(v: &Value) -> Result<String, CapError> {
     serde_json::to_string(v).map_err(|e| CapError::Invalid(format!("item does not serialize: {e}")))
 }
 
+/// When a write happens and under which trace: what its change-log row
+/// records beside the change.
+pub(crate) struct Stamp {
+    /// Milliseconds since the Unix epoch.
+    ms: u64,
+    /// The W3C `traceparent` of the writer's span (traces on), else `None`.
+    traceparent: Option<String>,
+}
+
+impl Stamp {
+    /// Now, under the current span's trace context (taken on the caller's
+    /// task, before the write moves to the blocking pool).
+    fn now_under(traceparent: Option<String>) -> Stamp {
+        Stamp {
+            ms: now_ms(),
+            traceparent,
+        }
+    }
+}
+
 /// Stores `new` (or deletes the item when `None`) and appends the change to
 /// the log. Returns the change's sequence number, or `None` when the write
 /// changes nothing (and so neither writes nor logs).
@@ -127,7 +147,7 @@ fn write_item(
     key: &Key,
     new: Option<&Value>,
     old: Option<&Value>,
-    now: u64,
+    now: &Stamp,
 ) -> Result<Option<u64>, CapError> {
     let kind = match (old, new) {
         (None, None) => return Ok(None),
@@ -158,8 +178,8 @@ fn write_item(
     let keys = to_text(&key.json)?;
     let mut st = conn
         .prepare_cached(
-            "INSERT INTO changes (tbl, event_name, keys, new_image, old_image, ts_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO changes (tbl, event_name, keys, new_image, old_image, ts_ms, traceparent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(sql)?;
     st.execute(params![
@@ -168,7 +188,8 @@ fn write_item(
         keys,
         new_text,
         old_text,
-        to_i64(now)
+        to_i64(now.ms),
+        now.traceparent.as_deref()
     ])
     .map_err(sql)?;
     Ok(Some(to_u64(conn.last_insert_rowid())))
@@ -218,6 +239,11 @@ impl EmbeddedTables {
         tables: &BTreeMap<String, TableDef>,
     ) -> Result<EmbeddedTables, EmbeddedError> {
         let db = Db::open(file, &format!("{SCHEMA}{}", change_log::SCHEMA))?;
+        db.blocking(|conn| change_log::migrate(conn))
+            .map_err(|source| EmbeddedError::Sqlite {
+                database: "tables".into(),
+                source,
+            })?;
         let latest: Option<i64> = db
             .blocking(|conn| conn.query_row("SELECT MAX(seq) FROM changes", [], |r| r.get(0)))
             .map_err(|source| EmbeddedError::Sqlite {
@@ -243,19 +269,20 @@ impl EmbeddedTables {
 
     async fn write<F>(&self, table: &str, f: F) -> Result<Value, CapError>
     where
-        F: FnOnce(&Connection, &str, &TableDef, u64) -> Result<(Value, Option<u64>), CapError>
+        F: FnOnce(&Connection, &str, &TableDef, &Stamp) -> Result<(Value, Option<u64>), CapError>
             + Send
             + 'static,
     {
         let def = self.schemas.get(table)?.clone();
         let table = table.to_string();
+        let traceparent = usher_telemetry::propagation::current_traceparent();
         let (value, seq) = self
             .db
             .call(move |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql)?;
-                let out = f(&tx, &table, &def, now_ms())?;
+                let out = f(&tx, &table, &def, &Stamp::now_under(traceparent))?;
                 tx.commit().map_err(sql)?;
                 Ok(out)
             })
@@ -276,16 +303,17 @@ impl EmbeddedTables {
     where
         P: Send + 'static,
         R: Send + 'static,
-        F: Fn(&Connection, &str, P, u64) -> Result<(R, Option<u64>), CapError> + Send + 'static,
+        F: Fn(&Connection, &str, P, &Stamp) -> Result<(R, Option<u64>), CapError> + Send + 'static,
     {
         let table = table.to_string();
+        let traceparent = usher_telemetry::propagation::current_traceparent();
         let (results, seq) = self
             .db
             .call(move |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql)?;
-                let now = now_ms();
+                let now = &Stamp::now_under(traceparent);
                 let mut last = None;
                 let mut results = Vec::with_capacity(prepared.len());
                 for p in prepared {
@@ -316,7 +344,7 @@ fn put_in(
     key: &Key,
     item: &Value,
     condition: Option<&Condition>,
-    now: u64,
+    now: &Stamp,
 ) -> Result<Option<u64>, CapError> {
     let old = load(conn, table, key)?;
     check_condition(table, key, condition, old.as_ref())?;
@@ -332,7 +360,7 @@ fn update_in(
     set: Map<String, Value>,
     remove: &[String],
     condition: Option<&Condition>,
-    now: u64,
+    now: &Stamp,
 ) -> Result<(Value, Option<u64>), CapError> {
     let old = load(conn, table, key)?;
     check_condition(table, key, condition, old.as_ref())?;

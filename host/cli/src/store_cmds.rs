@@ -84,9 +84,23 @@ pub(crate) async fn store_version(
     bytes: &[u8],
     version: &semver::Version,
 ) -> Result<Digest> {
-    let component = engine
-        .compile(bytes)
-        .with_context(|| format!("compiling the component for {}", spec.name))?;
+    // One compile at most: the stored artifact of these bytes when there is
+    // one (`pin` into a store seeded with artifacts compiles nothing), else
+    // the artifact made now, which is also what the component is checked on.
+    let digest = Digest::of(bytes);
+    let stored = match store.read_precompiled(&digest, engine.engine_key()).await? {
+        Some(artifact) => engine.load_artifact(&artifact).ok(),
+        None => None,
+    };
+    let (component, made) = match stored {
+        Some(component) => (component, None),
+        None => {
+            let artifact = engine
+                .precompile(bytes)
+                .with_context(|| format!("compiling the component for {}", spec.name))?;
+            (engine.load_artifact(&artifact)?, Some(artifact))
+        }
+    };
     let problems = engine.check(&component, spec);
     if !problems.is_empty() {
         bail!(
@@ -97,9 +111,9 @@ pub(crate) async fn store_version(
     }
     let digest = store.put_component(bytes).await?;
     store.record_version(&spec.name, version, &digest).await?;
-    if !store.has_precompiled(&digest, engine.engine_key()).await? {
+    if let Some(artifact) = made {
         store
-            .write_precompiled(&digest, engine.engine_key(), &engine.precompile(bytes)?)
+            .write_precompiled(&digest, engine.engine_key(), &artifact)
             .await?;
     }
     Ok(digest)

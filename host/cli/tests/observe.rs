@@ -1,6 +1,8 @@
-//! Observability of the real `usher up` (issue 14): one fan's entry
-//! written to demand-table is one trace through replication to the Entry
-//! Service, exported over OTLP/HTTP to a receiver in this test; `/metrics`
+//! Observability of the real `usher up` (issue 14): one fan's entry,
+//! submitted through `Mutation.submitEntry` by a caller with its own
+//! `traceparent`, is one trace from that caller through submit-entry, the
+//! demand-table stream and replication to the Entry Service, exported over
+//! OTLP/HTTP to a receiver in this test; `/metrics`
 //! answers Prometheus's text format, which `promtool check metrics`
 //! accepts, with the invocations, records, queue depths, stream lag and
 //! HTTP requests of that run; the JSON logs carry the trace and
@@ -16,14 +18,17 @@ mod common;
 
 use axum::body::Bytes;
 use axum::routing::post;
-use common::{entry, Platform, TABLE};
+use common::Platform;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use serde_json::Value;
-use usher_capabilities::TableBackend;
 
 const CAMPAIGN: &str = "c-observe";
+const MARKET: &str = "m1";
+/// The caller's trace (as AppSync or a front end would send it).
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 /// One received span, flattened.
 #[derive(Debug, Clone)]
@@ -174,6 +179,44 @@ fn chain(spans: &[Span]) -> Result<Vec<Span>, String> {
     Err(last_err)
 }
 
+/// From the stream batch up to the caller: the batch's ancestors must be
+/// the submit-entry invocation, below the `http_request` of
+/// `/resolvers/Mutation/submitEntry`, whose parent is the caller's span.
+fn up_to_the_caller(spans: &[Span], batch: &Span) -> Result<Vec<String>, String> {
+    let mut path = Vec::new();
+    let mut at = batch.clone();
+    let mut submit = false;
+    loop {
+        if at.parent.is_empty() {
+            return Err(format!("the ancestors {path:?} end without the caller"));
+        }
+        if at.parent == CALLER_SPAN {
+            let request = at.name == "http_request"
+                && at.attr("route") == Some("/resolvers/Mutation/submitEntry");
+            return if request && submit {
+                Ok(path)
+            } else {
+                Err(format!(
+                    "the caller's child is not submit-entry's request: {path:?}"
+                ))
+            };
+        }
+        let Some(parent) = spans
+            .iter()
+            .find(|s| s.span_id == at.parent && s.trace_id == at.trace_id)
+        else {
+            return Err(format!(
+                "the parent of {} is not received yet ({path:?})",
+                at.name
+            ));
+        };
+        submit |= parent.name == "invocation"
+            && parent.attr("worker") == Some("registration/submit-entry");
+        path.push(parent.name.clone());
+        at = parent.clone();
+    }
+}
+
 fn promtool() -> Option<String> {
     let found = Command::new("promtool").arg("--version").output().is_ok();
     if !found && std::env::var("USHER_REQUIRE_SERVERS").is_ok_and(|v| v == "1") {
@@ -198,16 +241,58 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
     ]);
     platform.start().await;
 
-    // One fan's entry, written as the registration workers write it.
-    let embedded = platform.embedded();
-    embedded
-        .tables()
-        .put(TABLE, entry(CAMPAIGN, "fan-1", 1), None)
+    // A campaign and market, then one fan's entry submitted as a client
+    // would, in the client's trace.
+    let client = reqwest::Client::new();
+    let put = |path: String, body: Value| {
+        let client = client.clone();
+        let url = format!("{}{path}", platform.base);
+        async move {
+            let response = client.put(&url).json(&body).send().await.expect("PUT");
+            assert!(
+                response.status().is_success(),
+                "PUT {url}: {}",
+                response.status()
+            );
+        }
+    };
+    put(
+        format!("/services/campaigns/campaigns/{CAMPAIGN}"),
+        serde_json::json!({
+            "id": CAMPAIGN, "slug": CAMPAIGN, "name": "Observed", "status": "OPEN",
+            "opensAt": "2020-01-01T00:00:00Z", "closesAt": "2099-01-01T00:00:00Z",
+            "gate": {"type": "none"},
+            "fields": [{"name": "firstName", "type": "string", "required": true}],
+        }),
+    )
+    .await;
+    put(
+        format!("/services/campaigns/campaigns/{CAMPAIGN}/markets/{MARKET}"),
+        serde_json::json!({
+            "id": MARKET, "campaignId": CAMPAIGN, "eventId": "e1", "eventName": "Show",
+            "venue": "Arena", "selectionCount": 1, "waitlistCount": 0,
+        }),
+    )
+    .await;
+    let submitted = client
+        .post(format!("{}/resolvers/Mutation/submitEntry", platform.base))
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .json(&serde_json::json!({"arguments": {
+            "slug": CAMPAIGN, "marketId": MARKET, "entry": {"firstName": "Ada"},
+            "userInfo": {"globalUserId": "fan-1", "email": "fan-1@fans.example", "country": "US"},
+        }}))
+        .send()
         .await
-        .expect("put the entry");
+        .expect("POST submitEntry");
+    let status = submitted.status();
+    let answer: Value = submitted.json().await.expect("JSON");
+    assert!(
+        status.is_success() && answer["created"] == true,
+        "submitEntry: {status} {answer}\n{}",
+        platform.log()
+    );
 
     // Replicated: the Entry Service lists it.
-    let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let listed = client
@@ -232,11 +317,14 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // One trace from the stream batch to the Entry Service's table calls.
+    // One trace from the caller through submit-entry and the stream batch
+    // to the Entry Service's table calls.
     let deadline = Instant::now() + Duration::from_secs(30);
     let chain = loop {
         let received = spans.lock().expect("lock").clone();
-        match chain(&received) {
+        let found = chain(&received)
+            .and_then(|chain| up_to_the_caller(&received, &chain[0]).map(|_| chain));
+        match found {
             Ok(chain) => break chain,
             Err(e) => assert!(
                 Instant::now() < deadline,
@@ -252,7 +340,7 @@ async fn one_entry_is_one_trace_and_metrics_and_json_logs_show_it() {
     };
     let trace_id = &chain[0].trace_id;
     assert!(chain.iter().all(|s| &s.trace_id == trace_id));
-    assert_eq!(chain[0].parent, "", "the stream batch starts the trace");
+    assert_eq!(trace_id, CALLER_TRACE, "the caller's trace goes on");
     let save = &chain[3];
     assert_eq!(save.attr("records"), Some("1"), "{save:?}");
     assert_eq!(save.attr("outcome"), Some("ok"), "{save:?}");

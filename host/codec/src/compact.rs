@@ -7,7 +7,9 @@
 //! 1. list the day's objects of the format (`*.parquet` or `*.avro`),
 //!    small ones and earlier merged ones alike; with fewer than two there is
 //!    nothing to do;
-//! 2. merge them in key order, keeping each `sequenceNumber` once
+//! 2. merge them in key order, keeping each record once (its
+//!    `sequenceNumber` and `reference` together: two Kinesis shards may
+//!    give different changes one sequence number)
 //!    ([`crate::merge`]);
 //! 3. write the result as `merged-<h>.<ext>`, `<h>` the first 16 hex digits
 //!    of the SHA-256 of the inputs' keys: the same inputs always give the
@@ -27,6 +29,9 @@ use sha2::{Digest, Sha256};
 use usher_capabilities::{CapError, ObjectBackend};
 
 use crate::{merge, Format};
+
+/// The columns that identify an archived record (every record type has them).
+pub const IDENTITY: [&str; 2] = ["sequenceNumber", "reference"];
 
 /// What compacting one day did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,10 +105,9 @@ pub async fn compact_day(
             }
         }
     }
-    let merged =
-        tokio::task::spawn_blocking(move || merge::merge(format, &bodies, "sequenceNumber"))
-            .await
-            .map_err(|e| CapError::Fault(format!("merge task: {e}")))??;
+    let merged = tokio::task::spawn_blocking(move || merge::merge(format, &bodies, &IDENTITY))
+        .await
+        .map_err(|e| CapError::Fault(format!("merge task: {e}")))??;
     let mut hasher = Sha256::new();
     for key in &inputs {
         hasher.update(key.as_bytes());

@@ -120,17 +120,33 @@ fn merge_keeps_each_sequence_number_once() {
         let all = records(30);
         let a = enc(all[0..20].to_vec());
         let b = enc(all[10..30].to_vec());
-        let merged = merge::merge(format, &[a, b], "sequenceNumber").expect("merge");
+        let merged = merge::merge(format, &[a, b], &["sequenceNumber", "PK"]).expect("merge");
         assert_eq!(merged.records, 30, "{format:?}");
         assert_eq!(merged.duplicates, 10, "{format:?}");
         // Merging the merged file with an input again changes nothing.
         let again = merge::merge(
             format,
             &[merged.bytes.clone(), enc(all[5..8].to_vec())],
-            "sequenceNumber",
+            &["sequenceNumber", "PK"],
         )
         .expect("again");
         assert_eq!((again.records, again.duplicates), (30, 3), "{format:?}");
+        // Another change with a sequence number seen before (another shard): kept.
+        let mut other = all[0..2].to_vec();
+        for r in &mut other {
+            r["PK"] = json!(format!("{}-other-shard", r["PK"].as_str().expect("PK")));
+        }
+        let with_other = merge::merge(
+            format,
+            &[merged.bytes.clone(), enc(other)],
+            &["sequenceNumber", "PK"],
+        )
+        .expect("other shard");
+        assert_eq!(
+            (with_other.records, with_other.duplicates),
+            (32, 0),
+            "{format:?}"
+        );
     }
 }
 

@@ -105,3 +105,53 @@ fn the_ddl_names_every_column_and_the_partition() {
     assert!(avro.contains("STORED AS AVRO") && avro.contains("'avro.schema.literal'="));
     assert!(avro.contains("`changedAt` bigint"));
 }
+
+/// The archive worker's trigger filter (`workers/archive.yaml`, in AWS the
+/// event-source mapping's filter criteria) lets through exactly the items
+/// of the record types: an item made from each type's `match` passes it, and
+/// an item made from each value the filter accepts is of some type.
+#[test]
+fn the_archive_trigger_filter_agrees_with_the_record_types() {
+    let workers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../workers");
+    let registry = usher_registry::Registry::load(&workers).expect("the registry");
+    let spec = registry
+        .worker("archive/archive-changes")
+        .expect("the archive worker");
+    let usher_registry::Trigger::Stream { filter, .. } = &spec.trigger else {
+        panic!("a stream trigger")
+    };
+    assert!(!filter.is_empty(), "the archive worker has a filter");
+    let sources = archive::load_sources(&dir()).expect("sources");
+    let item = |attribute: &str, value: String| serde_json::json!({ attribute: value });
+    for s in &sources {
+        let m = &s.matcher;
+        let value = format!(
+            "{}{}",
+            m.equals
+                .clone()
+                .or_else(|| m.prefix.clone())
+                .unwrap_or_default(),
+            if m.equals.is_some() { "" } else { "x" }
+        );
+        let it = item(&m.attribute, value);
+        assert!(
+            usher_registry::StreamFilterRule::passes(filter, Some(&it), None),
+            "{}: {it} does not pass the trigger filter",
+            s.record_type
+        );
+    }
+    for rule in filter {
+        let values = rule
+            .equals
+            .iter()
+            .cloned()
+            .chain(rule.prefix.iter().map(|p| format!("{p}x")));
+        for v in values {
+            let it = item(&rule.attribute, v);
+            assert!(
+                sources.iter().any(|s| s.matcher.matches(&it)),
+                "{it} passes the trigger filter but is of no record type"
+            );
+        }
+    }
+}

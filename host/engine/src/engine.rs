@@ -272,6 +272,17 @@ impl UsherEngine {
             .map_err(|e| EngineError::Wasmtime(format!("loading {}: {e:#}", path.display())))
     }
 
+    /// Loads an artifact [`UsherEngine::precompile`] made, from memory (for
+    /// checking a component just compiled, or one whose artifact the
+    /// store already holds).
+    pub fn load_artifact(&self, artifact: &[u8]) -> Result<Component, EngineError> {
+        // SAFETY: the bytes are a `precompile` output of an engine with the
+        // same `engine_key`: made by this process, or read from the store
+        // under that key (the store writes such files atomically).
+        unsafe { Component::deserialize(&self.engine, artifact) }
+            .map_err(|e| EngineError::Wasmtime(format!("loading a precompiled artifact: {e:#}")))
+    }
+
     /// The import and export names of a component.
     pub fn interfaces(&self, component: &Component) -> (Vec<String>, Vec<String>) {
         let ty = component.component_type();

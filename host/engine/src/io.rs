@@ -26,6 +26,26 @@ fn one() -> u32 {
     1
 }
 
+impl BatchMessage {
+    /// The value of attribute `name` (case-insensitive), if any.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of attribute `name` when every message of `messages` has
+    /// it and it is the same (a batch from one sender's invocation).
+    pub fn shared_attribute<'a>(messages: &'a [BatchMessage], name: &str) -> Option<&'a str> {
+        let first = messages.first()?.attribute(name)?;
+        messages
+            .iter()
+            .all(|m| m.attribute(name) == Some(first))
+            .then_some(first)
+    }
+}
+
 /// Counts a batch-worker reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {

@@ -80,6 +80,8 @@ pub trait ComponentStore: Send + Sync {
     async fn read_component(&self, digest: &Digest) -> Result<Vec<u8>>;
     /// Whether an artifact precompiled by the engine build `engine_key` exists.
     async fn has_precompiled(&self, digest: &Digest, engine_key: &str) -> Result<bool>;
+    /// The artifact precompiled by the engine build `engine_key`, if stored.
+    async fn read_precompiled(&self, digest: &Digest, engine_key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores a precompiled artifact.
     async fn write_precompiled(
         &self,
@@ -122,6 +124,15 @@ impl ComponentStore for LocalStore {
     }
     async fn has_precompiled(&self, digest: &Digest, engine_key: &str) -> Result<bool> {
         Ok(LocalStore::has_precompiled(self, digest, engine_key))
+    }
+    async fn read_precompiled(&self, digest: &Digest, engine_key: &str) -> Result<Option<Vec<u8>>> {
+        if !LocalStore::has_precompiled(self, digest, engine_key) {
+            return Ok(None);
+        }
+        let path = self.precompiled_path(digest, engine_key);
+        std::fs::read(&path)
+            .map(Some)
+            .map_err(|source| StoreError::Io { path, source })
     }
     async fn write_precompiled(
         &self,

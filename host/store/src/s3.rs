@@ -405,6 +405,10 @@ impl ComponentStore for S3Store {
             .is_some())
     }
 
+    async fn read_precompiled(&self, digest: &Digest, engine_key: &str) -> Result<Option<Vec<u8>>> {
+        S3Store::read_precompiled(self, digest, engine_key).await
+    }
+
     async fn write_precompiled(
         &self,
         digest: &Digest,

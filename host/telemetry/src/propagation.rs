@@ -74,6 +74,21 @@ pub fn add_links<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item 
     }
 }
 
+/// Continues the traces of an event's records in `span`: the one
+/// `traceparent` they share becomes its parent, several are linked (OTel's
+/// batch receive), none leaves it a root. Must be called before the span is
+/// first entered.
+pub fn continue_from<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = &'a str>) {
+    let mut parents: Vec<&str> = traceparents.into_iter().collect();
+    parents.sort_unstable();
+    parents.dedup();
+    match parents.as_slice() {
+        [] => {}
+        [one] => set_parent(span, Some(one), None),
+        many => add_links(span, many.iter().copied()),
+    }
+}
+
 /// The trace id and span id (hex) of `span`, when it has a trace context.
 pub fn ids_of(span: &tracing::Span) -> Option<(String, String)> {
     let cx = span.context();

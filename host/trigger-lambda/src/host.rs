@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tracing::Instrument;
 use usher_auth::{MapSecrets, SecretSource, Verifier, Verifiers};
 use usher_capabilities::Backends;
-use usher_engine::{EngineOptions, InvokeError, Runtime, Swap, UsherEngine};
+use usher_engine::{BatchMessage, EngineOptions, InvokeError, Runtime, Swap, UsherEngine};
 use usher_registry::{Registry, WorkerSpec};
 use usher_store::{
     ComponentStore, Digest, LocalStore, Release, S3Store, StoreError, StoreLocation,
 };
+use usher_telemetry::propagation;
 
 use crate::{events, LambdaConfig, LambdaError};
 
@@ -270,9 +272,49 @@ impl LambdaHost {
         if parsed.input.is_empty() {
             return Ok(events::reply_rejected(&parsed));
         }
+        // The event's span: it continues the sender's trace from the SQS
+        // messages' `traceparent` attributes (one: its parent; several:
+        // linked) or an http request's `traceparent` header, and the
+        // messages' shared correlation id when the caller gave none.
+        let span = tracing::info_span!(
+            "lambda_event",
+            worker = %worker,
+            records = parsed.input.len(),
+        );
+        let correlation_id = match &parsed.input {
+            usher_engine::Input::Batch(messages) => {
+                propagation::continue_from(
+                    &span,
+                    messages
+                        .iter()
+                        .filter_map(|m| m.attribute(propagation::TRACEPARENT)),
+                );
+                correlation_id.or_else(|| {
+                    BatchMessage::shared_attribute(messages, propagation::CORRELATION_ID)
+                        .map(str::to_string)
+                })
+            }
+            usher_engine::Input::Http(request) => {
+                let header = |name: &str| {
+                    request
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.as_str())
+                };
+                propagation::set_parent(
+                    &span,
+                    header(propagation::TRACEPARENT),
+                    header(propagation::TRACESTATE),
+                );
+                correlation_id
+            }
+            _ => correlation_id,
+        };
         match self
             .runtime
             .invoke(worker, &parsed.input, correlation_id)
+            .instrument(span)
             .await
         {
             Ok(invocation) => events::reply(worker, &parsed, invocation.output),

@@ -264,6 +264,7 @@ impl StreamFollower {
                 table = %self.table,
                 records = rows.len(),
             );
+            crate::trace::continue_rows(&span, &rows);
             let answer = self
                 .runtime
                 .invoke(&self.worker, &input, None)

@@ -16,6 +16,11 @@ use usher_trigger_local::{
 const WORKER: &str = "replication/enqueue-entries";
 
 fn host(max_retries: u32) -> TestHost {
+    host_with(&format!("max_retries: {max_retries}"))
+}
+
+/// The test host with `extra` (e.g. `max_retries: 3`) in the stream trigger.
+fn host_with(extra: &str) -> TestHost {
     TestHost::builder()
         .resources(
             "tables: { demand-table: { partition_key: PK, sort_key: SK } }\n\
@@ -24,7 +29,7 @@ fn host(max_retries: u32) -> TestHost {
         .worker(
             &components::REPLICATION_ENQUEUE_ENTRIES,
             &format!(
-                "trigger:\n  stream: {{ table: demand-table, max_retries: {max_retries}, on_failure: enqueue-entries-failures }}\n\
+                "trigger:\n  stream: {{ table: demand-table, {extra}, on_failure: enqueue-entries-failures }}\n\
                  batch_size: 10\n\
                  grants: {{ queues: [save-entries] }}\n\
                  settings: {{ queue: save-entries }}"
@@ -268,20 +273,7 @@ async fn a_poison_record_goes_to_the_on_failure_queue_and_the_follower_moves_on(
 /// (the checkpoint still moves past it), the others reach the worker.
 #[tokio::test]
 async fn the_trigger_filter_skips_the_changes_it_does_not_pass() {
-    let host = TestHost::builder()
-        .resources(
-            "tables: { demand-table: { partition_key: PK, sort_key: SK } }\n\
-             queues: { save-entries: {}, enqueue-entries-failures: {} }",
-        )
-        .worker(
-            &components::REPLICATION_ENQUEUE_ENTRIES,
-            "trigger:\n  stream: { table: demand-table, on_failure: enqueue-entries-failures, filter: [ { attribute: PK, prefix: [\"ENTRY#c1#\"] } ] }\n\
-             batch_size: 10\n\
-             grants: { queues: [save-entries] }\n\
-             settings: { queue: save-entries }",
-        )
-        .build()
-        .expect("test host");
+    let host = host_with("filter: [ { attribute: PK, prefix: [\"ENTRY#c1#\"] } ]");
     put_all(
         &host,
         &[

@@ -33,8 +33,8 @@
 //!
 //! A retry that starts in the middle of an earlier attempt's group writes
 //! an object with other bounds, so a record may then be in two objects:
-//! every record carries its `sequenceNumber`, and the compaction
-//! (`usher archive compact`) keeps each sequence number once.
+//! every record carries its `sequenceNumber` and `reference`, and the
+//! compaction (`usher archive compact`) keeps each such pair once.
 //!
 //! Settings: `bucket` (required), `prefix` (default `archive`), `format`
 //! (`parquet` (default) or `avro`), `system_id` (default `usher`),

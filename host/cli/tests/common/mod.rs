@@ -59,9 +59,30 @@ pub fn usher_at(registry: &Path, store: impl AsRef<std::ffi::OsStr>) -> Command 
     c
 }
 
+/// Copies into `store` the precompiled artifacts `just pin` left in the
+/// repository's store (`.usher/store/precompiled`), so `usher pin` does not
+/// compile every component again for each test (about 45 CPU-seconds each
+/// time). An artifact is named by its component's digest and the engine's
+/// compatibility key, so only one of the same bytes and the same engine is
+/// ever used, and the engine re-hashes the component on every load. Copied,
+/// not linked: a test may alter its store's files.
+fn seed_precompiled(store: &Path) {
+    let Ok(entries) = std::fs::read_dir(root().join(".usher/store/precompiled")) else {
+        return;
+    };
+    let to = store.join("precompiled");
+    if std::fs::create_dir_all(&to).is_err() {
+        return;
+    }
+    for e in entries.flatten() {
+        let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+    }
+}
+
 /// `usher pin` of the built components (`build/components`) into `store`,
 /// pinning the registry to them; panics with its stderr when it fails.
 pub fn pin_built(registry: &Path, store: &Path) {
+    seed_precompiled(store);
     let pinned = usher_at(registry, store)
         .arg("pin")
         .arg("--from")
