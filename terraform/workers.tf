@@ -3282,6 +3282,108 @@ resource "aws_lambda_function_url" "services_user-service" {
   authorization_type = "NONE"
 }
 
+# archive/archive-changes's compaction: a closed day's objects of one record type merged into one, hourly (`usher lambda`, USHER_TASK=archive-compact).
+resource "aws_cloudwatch_log_group" "archive_archive-changes__compact" {
+  name = "/aws/lambda/${var.prefix}archive-archive-changes-compact"
+  retention_in_days = var.log_retention_days
+  kms_key_id = aws_kms_key.usher.arn
+}
+
+resource "aws_iam_role" "archive_archive-changes__compact" {
+  name = "${var.prefix}archive-archive-changes-compact"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "archive_archive-changes__compact" {
+  statement {
+    sid = "OwnLogs"
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.archive_archive-changes__compact.arn}:*"]
+  }
+  statement {
+    sid = "DataKey"
+    actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.usher.arn]
+  }
+  statement {
+    sid = "BucketObjects"
+    actions = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.archive.arn}/archive/*"]
+  }
+  statement {
+    sid = "BucketListing"
+    actions = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.archive.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "archive_archive-changes__compact" {
+  name = "grants"
+  role = aws_iam_role.archive_archive-changes__compact.id
+  policy = data.aws_iam_policy_document.archive_archive-changes__compact.json
+}
+
+resource "aws_iam_role_policy_attachment" "archive_archive-changes__compact__xray" {
+  role = aws_iam_role.archive_archive-changes__compact.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+resource "aws_lambda_function" "archive_archive-changes__compact" {
+  #checkov:skip=CKV_AWS_117:the functions reach only AWS APIs (and Kafka over TLS with a client certificate); no VPC resource is in the registry
+  #checkov:skip=CKV_AWS_272:the zip is the usher host built by `just package-lambda`; the code it runs is the components, each verified against its registry sha256 pin
+  #checkov:skip=CKV_AWS_116:event-source mappings, Step Functions and the CLI invoke synchronously and handle failures themselves (batch item failures, on-failure destinations, retries); the schedules have their own dead-letter queue
+  function_name = "${var.prefix}archive-archive-changes-compact"
+  description = "usher archive compaction of archive/archive-changes"
+  role = aws_iam_role.archive_archive-changes__compact.arn
+  runtime = "provided.al2023"
+  handler = "bootstrap"
+  architectures = [var.lambda_architecture]
+  s3_bucket = aws_s3_object.lambda_zip.bucket
+  s3_key = aws_s3_object.lambda_zip.key
+  source_code_hash = filebase64sha256(var.lambda_zip)
+  memory_size = min(10240, max(1024, var.host_memory_mb * 4))
+  timeout = 900
+  reserved_concurrent_executions = 1
+  kms_key_arn = aws_kms_key.usher.arn
+  tracing_config {
+    mode = "Active"
+  }
+  logging_config {
+    log_format = "JSON"
+    log_group = aws_cloudwatch_log_group.archive_archive-changes__compact.name
+  }
+  environment {
+    variables = {
+        USHER_TASK            = "archive-compact"
+        USHER_WORKER          = "archive/archive-changes"
+        USHER_REGISTRY        = "/var/task/workers"
+        USHER_RESOURCE_PREFIX = var.prefix
+        USHER_LOG_FORMAT      = "json"
+      }
+  }
+  depends_on = [aws_iam_role_policy.archive_archive-changes__compact, aws_cloudwatch_log_group.archive_archive-changes__compact]
+}
+
+resource "aws_scheduler_schedule" "archive_archive-changes__compact" {
+  name = "${var.prefix}archive-archive-changes-compact"
+  schedule_expression = "cron(30 * * * ? *)"
+  schedule_expression_timezone = "UTC"
+  kms_key_arn = aws_kms_key.usher.arn
+  flexible_time_window {
+    mode = "OFF"
+  }
+  target {
+    arn = aws_lambda_function.archive_archive-changes__compact.arn
+    role_arn = aws_iam_role.scheduler_workers.arn
+    dead_letter_config {
+      arn = aws_sqs_queue.scheduler-dlq.arn
+    }
+    retry_policy {
+      maximum_retry_attempts = 2
+    }
+  }
+}
+
 # EventBridge Scheduler: starts the scheduled workers only.
 resource "aws_iam_role" "scheduler_workers" {
   name = "${var.prefix}scheduler-workers"
@@ -3299,7 +3401,7 @@ data "aws_iam_policy_document" "scheduler_workers" {
   statement {
     sid = "Targets"
     actions = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.exports_expire-exports.arn, aws_lambda_function.notification_notification-generator.arn]
+    resources = [aws_lambda_function.exports_expire-exports.arn, aws_lambda_function.notification_notification-generator.arn, aws_lambda_function.archive_archive-changes__compact.arn]
   }
   statement {
     sid = "DeadLetters"

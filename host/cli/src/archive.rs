@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
 use usher_capabilities::{Format, ObjectBackend};
-use usher_registry::Registry;
+use usher_registry::{ArchiveSite, Registry};
 
 /// `usher archive …`.
 #[derive(Subcommand)]
@@ -28,10 +28,10 @@ pub enum ArchiveCommand {
         #[arg(long, default_value = usher_codec::archive::DEFAULT_LOCATION)]
         location: String,
     },
-    /// Compacts the archive: for each record type (or `--type`), each
-    /// closed day (before today, UTC; or just `--day`) with two objects or
-    /// more is merged into one `merged-<hash>` object, each sequence number
-    /// once, and its inputs deleted. On the embedded objects of `--data`, or
+    /// Compacts the archive: for each record type found under the prefix
+    /// (or just `--type`), each closed day (before today, UTC; or just
+    /// `--day`) with two objects or more is merged into one `merged-<hash>`
+    /// object, each record once, and its inputs deleted. On the embedded objects of `--data`, or
     /// on S3 with `--aws` (the configuration `usher lambda` uses).
     Compact {
         /// The bucket (a `buckets:` entry of resources.yaml).
@@ -55,9 +55,6 @@ pub enum ArchiveCommand {
         /// Work on S3 instead of the embedded objects.
         #[arg(long)]
         aws: bool,
-        /// The schema sources (for the record types).
-        #[arg(long, default_value = "schemas/archive")]
-        schemas: PathBuf,
     },
 }
 
@@ -68,15 +65,6 @@ pub enum FormatArg {
     Avro,
     /// Parquet.
     Parquet,
-}
-
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Format {
-        match f {
-            FormatArg::Avro => Format::Avro,
-            FormatArg::Parquet => Format::Parquet,
-        }
-    }
 }
 
 /// Runs `usher archive …`.
@@ -115,7 +103,6 @@ pub async fn run(registry_dir: &Path, command: ArchiveCommand) -> Result<()> {
             day,
             data,
             aws,
-            schemas,
         } => {
             let registry = Registry::load(registry_dir)
                 .with_context(|| format!("loading the registry {}", registry_dir.display()))?;
@@ -131,47 +118,28 @@ pub async fn run(registry_dir: &Path, command: ArchiveCommand) -> Result<()> {
             };
             // (`usher archive compact` on the embedded objects may run
             // while `usher up` runs on the same folder: objects are files.)
-            let types: Vec<String> = match record_type {
-                Some(t) => vec![t],
-                None => usher_codec::archive::load_sources(&schemas)?
-                    .into_iter()
-                    .map(|s| s.record_type)
-                    .collect(),
+            let site = ArchiveSite {
+                worker: "usher archive compact".into(),
+                bucket,
+                prefix: prefix.trim_end_matches('/').to_string(),
+                avro: matches!(format, FormatArg::Avro),
+                types: record_type.into_iter().collect(),
             };
-            let today = today();
-            let mut merged = 0usize;
-            for t in &types {
-                let days = match &day {
-                    Some(d) => vec![d.clone()],
-                    None => usher_codec::compact::days(objects.as_ref(), &bucket, &prefix, t)
-                        .await?
-                        .into_iter()
-                        .filter(|d| d.as_str() < today.as_str())
-                        .collect(),
-                };
-                for d in days {
-                    let report = usher_codec::compact::compact_day(
-                        objects.as_ref(),
-                        &bucket,
-                        &prefix,
-                        t,
-                        &d,
-                        format.into(),
-                    )
-                    .await
-                    .with_context(|| format!("compacting {t} dt={d}"))?;
-                    if let Some(out) = &report.output {
-                        merged += 1;
-                        println!(
-                            "{out}: {} objects merged, {} records, {} duplicates dropped",
-                            report.inputs.len(),
-                            report.records,
-                            report.duplicates
-                        );
-                    }
-                }
+            let days = match day {
+                Some(d) => Days::Only(d),
+                None => Days::Closed,
+            };
+            let reports = compact(objects.as_ref(), &site, &days).await?;
+            for report in &reports {
+                println!(
+                    "{}: {} objects merged, {} records, {} duplicates dropped",
+                    report.output.as_deref().unwrap_or_default(),
+                    report.inputs.len(),
+                    report.records,
+                    report.duplicates
+                );
             }
-            println!("{merged} day(s) compacted");
+            println!("{} day(s) compacted", reports.len());
             Ok(())
         }
     }
@@ -182,77 +150,41 @@ fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
 
-/// One archive of the registry: what a worker running the
-/// `archive/archive-changes` component writes (its settings).
+/// Which days [`compact`] merges.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArchiveSite {
-    /// The worker.
-    pub worker: String,
-    /// Its bucket.
-    pub bucket: String,
-    /// Its key prefix.
-    pub prefix: String,
-    /// Its format.
-    pub format: Format,
-    /// Its record types (the `types` setting; every source's when absent).
-    pub types: Vec<String>,
+pub enum Days {
+    /// Every closed day: before today (UTC).
+    Closed,
+    /// Only this day (`YYYY-MM-DD`), closed or not.
+    Only(String),
 }
 
-/// The archives of a registry.
-pub fn sites(registry: &Registry, all_types: &[String]) -> Vec<ArchiveSite> {
-    registry
-        .workers
-        .iter()
-        .filter(|(_, spec)| spec.component.name == "archive/archive-changes")
-        .filter_map(|(name, spec)| {
-            let text = |k: &str, d: &str| {
-                spec.settings
-                    .get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or(d)
-                    .to_string()
-            };
-            let bucket = text("bucket", "");
-            if bucket.is_empty() {
-                return None;
-            }
-            let format = if text("format", "parquet") == "avro" {
-                Format::Avro
-            } else {
-                Format::Parquet
-            };
-            let types = spec
-                .settings
-                .get("types")
-                .and_then(|v| v.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|t| t.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_else(|| all_types.to_vec());
-            Some(ArchiveSite {
-                worker: name.clone(),
-                bucket,
-                prefix: text("prefix", "archive"),
-                format,
-                types,
-            })
-        })
-        .collect()
-}
-
-/// Compacts every closed day of every type of `site`; the reports of the
-/// days merged.
-pub async fn compact_closed_days(
+/// Compacts the days of every record type of `site` (its `types`, or every
+/// type that has objects under its prefix); the reports of the days merged.
+pub async fn compact(
     objects: &dyn ObjectBackend,
     site: &ArchiveSite,
+    which: &Days,
 ) -> Result<Vec<usher_codec::compact::DayReport>> {
+    if let Days::Only(d) = which {
+        if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+            bail!("`{d}` is not a day (YYYY-MM-DD)");
+        }
+    }
+    let format = if site.avro {
+        Format::Avro
+    } else {
+        Format::Parquet
+    };
     let today = today();
     let mut out = Vec::new();
     let types = if site.types.is_empty() {
         // Every type that has objects: `<prefix>/<type>/dt=…`.
-        let lead = format!("{}/", site.prefix.trim_end_matches('/'));
+        let lead = if site.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", site.prefix)
+        };
         let mut found: Vec<String> = objects
             .list(&site.bucket, &lead, 100_000)
             .await?
@@ -270,17 +202,22 @@ pub async fn compact_closed_days(
         site.types.clone()
     };
     for t in &types {
-        for d in usher_codec::compact::days(objects, &site.bucket, &site.prefix, t).await? {
-            if d.as_str() >= today.as_str() {
-                continue;
-            }
+        let days = match which {
+            Days::Only(d) => vec![d.clone()],
+            Days::Closed => usher_codec::compact::days(objects, &site.bucket, &site.prefix, t)
+                .await?
+                .into_iter()
+                .filter(|d| d.as_str() < today.as_str())
+                .collect(),
+        };
+        for d in days {
             let report = usher_codec::compact::compact_day(
                 objects,
                 &site.bucket,
                 &site.prefix,
                 t,
                 &d,
-                site.format,
+                format,
             )
             .await
             .with_context(|| format!("compacting {t} dt={d} of {}", site.worker))?;
@@ -307,7 +244,7 @@ pub fn spawn_compaction(
         loop {
             ticker.tick().await;
             for site in &sites {
-                match compact_closed_days(objects.as_ref(), site).await {
+                match compact(objects.as_ref(), site, &Days::Closed).await {
                     Ok(reports) => {
                         for r in reports {
                             eprintln!(

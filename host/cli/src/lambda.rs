@@ -15,6 +15,9 @@ use crate::store_cmds::Paths;
 /// invocations until the Lambda runtime API stops.
 pub async fn run(paths: &Paths) -> Result<()> {
     check_lambda_environment()?;
+    if let Some(task) = std::env::var("USHER_TASK").ok().filter(|t| !t.is_empty()) {
+        return run_task(paths, &task).await;
+    }
     let host = match init(paths).await {
         Ok(host) => host,
         Err(e) => {
@@ -25,6 +28,104 @@ pub async fn run(paths: &Paths) -> Result<()> {
     usher_trigger_lambda::run(Arc::new(host))
         .await
         .map_err(|e| anyhow!("the Lambda runtime stopped: {e}"))
+}
+
+/// The host tasks a function can run instead of a worker (`USHER_TASK`).
+pub const TASKS: [&str; 1] = [ARCHIVE_COMPACT];
+
+/// `USHER_TASK=archive-compact` with `USHER_WORKER` naming an archive worker:
+/// each invocation compacts that archive on S3, as `usher up`'s compaction
+/// task does locally (the Terraform schedules it hourly). The event is the
+/// scheduler's (anything without `day`: every closed day), or `{"day":
+/// "YYYY-MM-DD"}` for that day only, closed or not. The answer lists the
+/// days merged; a failure is the invocation's error, retried by the
+/// schedule (a rerun with the same inputs writes the same object).
+pub const ARCHIVE_COMPACT: &str = "archive-compact";
+
+/// Runs a host task as the function (see [`TASKS`]).
+async fn run_task(paths: &Paths, task: &str) -> Result<()> {
+    let started = match task {
+        ARCHIVE_COMPACT => archive_compact_init(paths).await,
+        other => Err(anyhow!(
+            "USHER_TASK is `{other}`, not a task of `usher lambda` (one of: {})",
+            TASKS.join(", ")
+        )),
+    };
+    let (objects, site) = match started {
+        Ok(ready) => ready,
+        Err(e) => {
+            report_init_error(&e).await;
+            return Err(e);
+        }
+    };
+    let site = Arc::new(site);
+    usher_trigger_lambda::run_task(move |event: serde_json::Value| {
+        let (objects, site) = (objects.clone(), site.clone());
+        async move {
+            archive_compact(objects.as_ref(), &site, &event)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        }
+    })
+    .await
+    .map_err(|e| anyhow!("the Lambda runtime stopped: {e}"))
+}
+
+/// The archive `USHER_WORKER` names, and S3.
+async fn archive_compact_init(
+    paths: &Paths,
+) -> Result<(
+    Arc<dyn usher_capabilities::ObjectBackend>,
+    usher_registry::ArchiveSite,
+)> {
+    let worker = std::env::var("USHER_WORKER")
+        .ok()
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| anyhow!("USHER_TASK={ARCHIVE_COMPACT} needs USHER_WORKER, the archive worker whose objects it compacts"))?;
+    let registry = Registry::load(&paths.registry)
+        .with_context(|| format!("loading the registry {}", paths.registry.display()))?;
+    let site = registry
+        .archive_sites()
+        .into_iter()
+        .find(|s| s.worker == worker)
+        .ok_or_else(|| {
+            anyhow!(
+                "`{worker}` is not an archive of the registry (a worker of component {} with a `bucket` setting)",
+                usher_registry::ARCHIVE_COMPONENT
+            )
+        })?;
+    let objects = usher_backend_aws::AwsBackends::from_env(&registry.resources)
+        .await
+        .context("configuring the AWS backends")?
+        .objects();
+    Ok((objects, site))
+}
+
+/// One invocation of the `archive-compact` task.
+async fn archive_compact(
+    objects: &dyn usher_capabilities::ObjectBackend,
+    site: &usher_registry::ArchiveSite,
+    event: &serde_json::Value,
+) -> Result<serde_json::Value> {
+    let which = match event.get("day") {
+        None | Some(serde_json::Value::Null) => crate::archive::Days::Closed,
+        Some(serde_json::Value::String(d)) => crate::archive::Days::Only(d.clone()),
+        Some(other) => return Err(anyhow!("`day` is {other}, not a day (\"YYYY-MM-DD\")")),
+    };
+    let reports = crate::archive::compact(objects, site, &which).await?;
+    for r in &reports {
+        tracing::info!(worker = %site.worker, folder = %r.folder, inputs = r.inputs.len(), records = r.records, duplicates = r.duplicates, "archive day compacted");
+    }
+    Ok(serde_json::json!({
+        "worker": site.worker,
+        "compacted": reports.iter().map(|r| serde_json::json!({
+            "folder": r.folder,
+            "inputs": r.inputs.len(),
+            "output": r.output,
+            "records": r.records,
+            "duplicates": r.duplicates,
+        })).collect::<Vec<_>>(),
+    }))
 }
 
 /// Posts an init failure to the Runtime API's `/runtime/init/error`, so

@@ -276,7 +276,7 @@ pub async fn run(paths: &Paths, data: &Path, listen: SocketAddr, dev_tokens: boo
         .unwrap_or(3600);
     let compaction = crate::archive::spawn_compaction(
         host.embedded.objects(),
-        crate::archive::sites(runtime.registry(), &[]),
+        runtime.registry().archive_sites(),
         Duration::from_secs(every),
     );
 

@@ -231,18 +231,7 @@ async fn archive_on_usher_up(format: &'static str) {
     let data = platform.data.to_string_lossy().to_string();
     for t in ["demand", "sale"] {
         platform.run(&[
-            "archive",
-            "compact",
-            "--data",
-            &data,
-            "--format",
-            format,
-            "--type",
-            t,
-            "--day",
-            &day,
-            "--schemas",
-            &root().join("schemas/archive").to_string_lossy(),
+            "archive", "compact", "--data", &data, "--format", format, "--type", t, "--day", &day,
         ]);
     }
     let after = walk(&bucket_dir.join("archive/demand"));
@@ -384,6 +373,61 @@ async fn kinesis_records_through_usher_lambda_to_s3() {
     for s in sources {
         s.await.expect("a source");
     }
+
+    // The compaction in AWS: `usher lambda` running the `archive-compact`
+    // task (what the Terraform schedules hourly) on the same bucket.
+    let mut compact_env = function_env.clone();
+    compact_env.push(("USHER_TASK".into(), "archive-compact".into()));
+    let mut compaction = Function::start("archive/archive-changes", 1, &compact_env, &dir).await;
+    let invoke = |event: Value| {
+        let api = compaction.api.clone();
+        async move { api.invoke(event, Duration::from_secs(120)).await }
+    };
+    // The scheduler's event: only closed days, and today's is open.
+    let scheduled = invoke(json!({})).await.expect("the scheduled run");
+    assert_eq!(scheduled["compacted"], json!([]), "{scheduled}");
+    let refused = invoke(json!({"day": "yesterday"}))
+        .await
+        .expect_err("not a day");
+    assert!(refused.message.contains("yesterday"), "{refused:?}");
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let before = walk_s3(&s3, &bucket, &format!("archive/demand/dt={day}/")).await;
+    let answer = invoke(json!({"day": day}))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", compaction.logs()));
+    compaction.assert_running();
+    let after = walk_s3(&s3, &bucket, &format!("archive/demand/dt={day}/")).await;
+    assert!(
+        before.len() >= 2 && after.len() == 1 && after[0].contains("/merged-"),
+        "{before:?} → {after:?}: {answer}"
+    );
+    let merged = answer["compacted"]
+        .as_array()
+        .expect("compacted")
+        .iter()
+        .find(|r| r["folder"] == format!("archive/demand/dt={day}/"))
+        .unwrap_or_else(|| panic!("demand's day not in {answer}"));
+    assert_eq!(merged["inputs"], json!(before.len()), "{answer}");
+    download(&s3, &bucket, &local).await;
+    let want = expected().await;
+    let summary = check(&python, "parquet", &local, &want, &dir)
+        .unwrap_or_else(|e| panic!("after compaction: {e}"));
+    assert_eq!(summary["files"], json!(2), "one object per type: {summary}");
+}
+
+/// The keys under `prefix` in `bucket`.
+async fn walk_s3(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let page = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list the archive bucket");
+    page.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
 }
 
 /// Mirrors a bucket into a folder (keys as paths), replacing what was there.

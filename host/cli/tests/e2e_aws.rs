@@ -454,4 +454,25 @@ async fn usher_lambda_reports_init_errors_to_the_runtime_api() {
             && message.contains("replication/save-entries"),
         "{message}"
     );
+
+    // A host task it does not have, and the archive task on a worker that
+    // is not an archive: refused at init, naming what is wrong.
+    for (task, worker, expected) in [
+        ("no-such-task", "archive/archive-changes", "archive-compact"),
+        (
+            "archive-compact",
+            "replication/save-entries",
+            "not an archive",
+        ),
+    ] {
+        let mut env = env.clone();
+        env.push(("USHER_TASK".into(), task.into()));
+        let mut function = Function::start(worker, 1, &env, platform.tmp.path()).await;
+        let statuses = function.wait_exit(Duration::from_secs(30)).await;
+        assert_eq!(statuses[0].code(), Some(1), "{}", function.logs());
+        let reported = function.api.init_errors();
+        assert_eq!(reported.len(), 1, "{reported:?}\n{}", function.logs());
+        let message = reported[0]["errorMessage"].as_str().expect("a message");
+        assert!(message.contains(expected), "{task}: {message}");
+    }
 }

@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod archive;
 mod auth;
 mod error;
 mod grants;
@@ -27,6 +28,7 @@ mod resources;
 mod spec;
 mod text;
 
+pub use archive::{ArchiveSite, ARCHIVE_COMPONENT};
 pub use auth::{HttpAuth, JwtAlg, JwtAuth, JwtKey};
 pub use error::RegistryError;
 pub use grants::{Capability, Grants, PLATFORM_PACKAGE};

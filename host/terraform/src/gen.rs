@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 use usher_registry::{
-    Capability, Registry, ServiceDef, StartingPosition, StreamFilterRule, Trigger, WorkerSpec,
+    ArchiveSite, Capability, Registry, ServiceDef, StartingPosition, StreamFilterRule, Trigger,
+    WorkerSpec,
 };
 
 use crate::hcl::{json_expr, list, q, t, Writer};
@@ -180,7 +181,17 @@ fn check_names(
         ("bucket", r.buckets.clone(), 63),
         (
             "worker",
-            registry.workers.values().map(function_name).collect(),
+            registry
+                .workers
+                .values()
+                .map(function_name)
+                .chain(
+                    registry
+                        .archive_sites()
+                        .iter()
+                        .map(compaction_function_name),
+                )
+                .collect(),
             64,
         ),
         (
@@ -878,29 +889,12 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
             spec.component.name,
             spec.component.version
         ));
-        w.open("resource", &["aws_cloudwatch_log_group", &l]);
-        w.attr("name", t(&format!("/aws/lambda/${{var.prefix}}{fname}")));
-        w.attr("retention_in_days", "var.log_retention_days");
-        w.attr("kms_key_id", "aws_kms_key.usher.arn");
-        w.close().blank();
-
-        w.open("resource", &["aws_iam_role", &l]);
-        w.attr("name", t(&format!("${{var.prefix}}{fname}")));
-        w.attr(
-            "assume_role_policy",
-            "data.aws_iam_policy_document.lambda_assume.json",
-        );
-        w.close().blank();
+        log_group_and_role(&mut w, &l, &fname);
 
         // The grants, each kind resolved against the registry (a `*` grant
         // names what it matches, nothing more).
         w.open("data", &["aws_iam_policy_document", &l]);
-        statement(
-            &mut w,
-            "OwnLogs",
-            &["logs:CreateLogStream", "logs:PutLogEvents"],
-            vec![t(&format!("${{aws_cloudwatch_log_group.{l}.arn}}:*"))],
-        );
+        own_logs(&mut w, &l);
         let store = label(COMPONENT_STORE);
         statement(
             &mut w,
@@ -926,12 +920,7 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
             &["s3:ListBucket"],
             vec![format!("aws_s3_bucket.{store}.arn")],
         );
-        statement(
-            &mut w,
-            "DataKey",
-            &["kms:Decrypt", "kms:GenerateDataKey"],
-            vec!["aws_kms_key.usher.arn".into()],
-        );
+        data_key(&mut w);
         let tables = granted(spec, Capability::Table, r.tables.keys());
         if !tables.is_empty() {
             statement(
@@ -1030,25 +1019,12 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
         }
         let buckets = granted(spec, Capability::Objects, r.buckets.iter());
         if !buckets.is_empty() {
-            statement(
+            bucket_objects(
                 &mut w,
-                "BucketObjects",
-                &[
-                    "s3:AbortMultipartUpload",
-                    "s3:DeleteObject",
-                    "s3:GetObject",
-                    "s3:ListMultipartUploadParts",
-                    "s3:PutObject",
-                ],
                 buckets
                     .iter()
                     .map(|n| t(&format!("${{aws_s3_bucket.{}.arn}}/*", label(n))))
                     .collect(),
-            );
-            statement(
-                &mut w,
-                "BucketListing",
-                &["s3:ListBucket"],
                 buckets
                     .iter()
                     .map(|n| format!("aws_s3_bucket.{}.arn", label(n)))
@@ -1076,39 +1052,203 @@ fn workers_tf(ctx: &Ctx) -> Result<String, TerraformError> {
             );
         }
         w.close().blank();
-
-        w.open("resource", &["aws_iam_role_policy", &l]);
-        w.str("name", "grants");
-        w.attr("role", format!("aws_iam_role.{l}.id"));
-        w.attr("policy", format!("data.aws_iam_policy_document.{l}.json"));
-        w.close().blank();
-        w.open(
-            "resource",
-            &["aws_iam_role_policy_attachment", &format!("{l}__xray")],
-        );
-        w.attr("role", format!("aws_iam_role.{l}.name"));
-        w.attr(
-            "policy_arn",
-            t("arn:${data.aws_partition.current.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"),
-        );
-        w.close().blank();
+        role_policy(&mut w, &l);
 
         function(&mut w, ctx, spec, &l, &fname, &send, &topics)?;
         trigger(&mut w, ctx, spec, &l)?;
     }
-    if !ctx.scheduled_workers.is_empty() {
+    for site in ctx.registry.archive_sites() {
+        archive_compaction(&mut w, ctx, &site)?;
+    }
+    let mut scheduled: Vec<String> = ctx
+        .scheduled_workers
+        .iter()
+        .map(|s| format!("aws_lambda_function.{}.arn", label(&s.name)))
+        .collect();
+    scheduled.extend(
+        ctx.registry
+            .archive_sites()
+            .iter()
+            .map(|s| format!("aws_lambda_function.{}.arn", compaction_label(s))),
+    );
+    if !scheduled.is_empty() {
         scheduler_role(
             &mut w,
             "scheduler_workers",
             "workers",
             "lambda:InvokeFunction",
-            ctx.scheduled_workers
-                .iter()
-                .map(|s| format!("aws_lambda_function.{}.arn", label(&s.name)))
-                .collect(),
+            scheduled,
         );
     }
     Ok(trim_end(w.finish()))
+}
+
+/// A function's log group and IAM role (its policy document follows).
+fn log_group_and_role(w: &mut Writer, l: &str, fname: &str) {
+    w.open("resource", &["aws_cloudwatch_log_group", l]);
+    w.attr("name", t(&format!("/aws/lambda/${{var.prefix}}{fname}")));
+    w.attr("retention_in_days", "var.log_retention_days");
+    w.attr("kms_key_id", "aws_kms_key.usher.arn");
+    w.close().blank();
+
+    w.open("resource", &["aws_iam_role", l]);
+    w.attr("name", t(&format!("${{var.prefix}}{fname}")));
+    w.attr(
+        "assume_role_policy",
+        "data.aws_iam_policy_document.lambda_assume.json",
+    );
+    w.close().blank();
+}
+
+fn own_logs(w: &mut Writer, l: &str) {
+    statement(
+        w,
+        "OwnLogs",
+        &["logs:CreateLogStream", "logs:PutLogEvents"],
+        vec![t(&format!("${{aws_cloudwatch_log_group.{l}.arn}}:*"))],
+    );
+}
+
+fn data_key(w: &mut Writer) {
+    statement(
+        w,
+        "DataKey",
+        &["kms:Decrypt", "kms:GenerateDataKey"],
+        vec!["aws_kms_key.usher.arn".into()],
+    );
+}
+
+/// Reading, writing and deleting `objects` (ARN patterns), listing
+/// `buckets`.
+fn bucket_objects(w: &mut Writer, objects: Vec<String>, buckets: Vec<String>) {
+    statement(
+        w,
+        "BucketObjects",
+        &[
+            "s3:AbortMultipartUpload",
+            "s3:DeleteObject",
+            "s3:GetObject",
+            "s3:ListMultipartUploadParts",
+            "s3:PutObject",
+        ],
+        objects,
+    );
+    statement(w, "BucketListing", &["s3:ListBucket"], buckets);
+}
+
+/// The role's policy from its document, and X-Ray.
+fn role_policy(w: &mut Writer, l: &str) {
+    w.open("resource", &["aws_iam_role_policy", l]);
+    w.str("name", "grants");
+    w.attr("role", format!("aws_iam_role.{l}.id"));
+    w.attr("policy", format!("data.aws_iam_policy_document.{l}.json"));
+    w.close().blank();
+    xray(w, l);
+}
+
+/// Role `l` may send traces to X-Ray.
+fn xray(w: &mut Writer, l: &str) {
+    w.open(
+        "resource",
+        &["aws_iam_role_policy_attachment", &format!("{l}__xray")],
+    );
+    w.attr("role", format!("aws_iam_role.{l}.name"));
+    w.attr(
+        "policy_arn",
+        t("arn:${data.aws_partition.current.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"),
+    );
+    w.close().blank();
+}
+
+/// When the archives are compacted in AWS: hourly at :30 (`usher up`'s
+/// task runs hourly too); only closed days are merged.
+pub const COMPACTION_SCHEDULE: &str = "cron(30 * * * ? *)";
+
+/// The Terraform label of an archive's compaction function.
+pub fn compaction_label(site: &ArchiveSite) -> String {
+    format!("{}__compact", label(&site.worker))
+}
+
+/// An archive's compaction function name without the prefix.
+fn compaction_function_name(site: &ArchiveSite) -> String {
+    format!("{}-compact", site.worker.replace('/', "-"))
+}
+
+/// An archive's compaction in AWS: `usher lambda` running the
+/// `archive-compact` task (no component) on a schedule, its role allowed
+/// only the archive's objects.
+fn archive_compaction(w: &mut Writer, ctx: &Ctx, site: &ArchiveSite) -> Result<(), TerraformError> {
+    if !ctx.registry.resources.buckets.contains(&site.bucket) {
+        return Err(unsupported(
+            format!("worker {}", site.worker),
+            format!(
+                "its bucket `{}` is not in resources.yaml's buckets",
+                site.bucket
+            ),
+        ));
+    }
+    let l = compaction_label(site);
+    let fname = compaction_function_name(site);
+    let b = label(&site.bucket);
+    w.comment(&format!(
+        "{}'s compaction: a closed day's objects of one record type merged into one, hourly (`usher lambda`, USHER_TASK=archive-compact).",
+        site.worker
+    ));
+    log_group_and_role(w, &l, &fname);
+    w.open("data", &["aws_iam_policy_document", &l]);
+    own_logs(w, &l);
+    data_key(w);
+    let objects = if site.prefix.is_empty() {
+        format!("${{aws_s3_bucket.{b}.arn}}/*")
+    } else {
+        format!("${{aws_s3_bucket.{b}.arn}}/{}/*", site.prefix)
+    };
+    bucket_objects(w, vec![t(&objects)], vec![format!("aws_s3_bucket.{b}.arn")]);
+    w.close().blank();
+    role_policy(w, &l);
+    lambda_function(
+        w,
+        &LambdaDef {
+            label: &l,
+            fname: &fname,
+            description: format!("usher archive compaction of {}", site.worker),
+            memory: "min(10240, max(1024, var.host_memory_mb * 4))".into(),
+            timeout_s: 900,
+            concurrency: Some(1),
+            env: vec![
+                ("USHER_TASK".into(), q("archive-compact")),
+                ("USHER_WORKER".into(), q(&site.worker)),
+                ("USHER_REGISTRY".into(), q("/var/task/workers")),
+                ("USHER_RESOURCE_PREFIX".into(), "var.prefix".into()),
+                ("USHER_LOG_FORMAT".into(), q("json")),
+            ],
+        },
+    );
+    function_schedule(w, &l, &fname, COMPACTION_SCHEDULE);
+    Ok(())
+}
+
+/// An EventBridge Scheduler schedule invoking function `l` (named `fname`
+/// without the prefix) on `expr`, with retries and the scheduler's
+/// dead-letter queue.
+fn function_schedule(w: &mut Writer, l: &str, fname: &str, expr: &str) {
+    w.open("resource", &["aws_scheduler_schedule", l]);
+    w.attr("name", t(&format!("${{var.prefix}}{fname}")));
+    w.str("schedule_expression", expr);
+    w.str("schedule_expression_timezone", "UTC");
+    w.attr("kms_key_arn", "aws_kms_key.usher.arn");
+    w.open("flexible_time_window", &[])
+        .str("mode", "OFF")
+        .close();
+    w.open("target", &[]);
+    w.attr("arn", format!("aws_lambda_function.{l}.arn"));
+    w.attr("role_arn", "aws_iam_role.scheduler_workers.arn");
+    w.open("dead_letter_config", &[]);
+    w.attr("arn", format!("aws_sqs_queue.{}.arn", label(SCHEDULER_DLQ)));
+    w.close();
+    w.open("retry_policy", &[]);
+    w.attr("maximum_retry_attempts", "2");
+    w.close().close().close().blank();
 }
 
 fn describe_trigger(trigger: &Trigger) -> String {
@@ -1134,59 +1274,10 @@ fn function(
     send: &BTreeSet<&String>,
     topics: &[&String],
 ) -> Result<(), TerraformError> {
-    w.open("resource", &["aws_lambda_function", l]);
-    w.skip(
-        "CKV_AWS_117",
-        "the functions reach only AWS APIs (and Kafka over TLS with a client certificate); no VPC resource is in the registry",
-    );
-    w.skip(
-        "CKV_AWS_272",
-        "the zip is the usher host built by `just package-lambda`; the code it runs is the components, each verified against its registry sha256 pin",
-    );
-    w.skip(
-        "CKV_AWS_116",
-        "event-source mappings, Step Functions and the CLI invoke synchronously and handle failures themselves (batch item failures, on-failure destinations, retries); the schedules have their own dead-letter queue",
-    );
     let concurrency = match &spec.trigger {
         Trigger::Queue { .. } => Some(spec.concurrency),
         _ => None,
     };
-    if concurrency.is_none() {
-        w.skip(
-            "CKV_AWS_115",
-            "the registry limits concurrency for queue-workers only; a stream runs one batch per shard, other triggers follow their callers",
-        );
-    }
-    w.attr("function_name", t(&format!("${{var.prefix}}{fname}")));
-    w.str(
-        "description",
-        &format!("usher worker {} ({})", spec.name, spec.world().world_name()),
-    );
-    w.attr("role", format!("aws_iam_role.{l}.arn"));
-    w.str("runtime", "provided.al2023");
-    w.str("handler", "bootstrap");
-    w.attr("architectures", "[var.lambda_architecture]");
-    w.attr("s3_bucket", "aws_s3_object.lambda_zip.bucket");
-    w.attr("s3_key", "aws_s3_object.lambda_zip.key");
-    w.attr("source_code_hash", "filebase64sha256(var.lambda_zip)");
-    w.attr(
-        "memory_size",
-        format!(
-            "min(10240, max(128, {} + var.host_memory_mb))",
-            spec.limits.memory_mb
-        ),
-    );
-    w.attr("timeout", timeout_s(spec).to_string());
-    if let Some(c) = concurrency {
-        w.attr("reserved_concurrent_executions", c.to_string());
-    }
-    w.attr("kms_key_arn", "aws_kms_key.usher.arn");
-    w.open("tracing_config", &[]).str("mode", "Active").close();
-    w.open("logging_config", &[]);
-    w.str("log_format", "JSON");
-    w.attr("log_group", format!("aws_cloudwatch_log_group.{l}.name"));
-    w.close();
-    w.open("environment", &[]);
     let mut env: Vec<(String, String)> = vec![
         ("USHER_WORKER".into(), q(&spec.name)),
         (
@@ -1239,10 +1330,86 @@ fn function(
             format!("var.service_urls[{}]", q(service)),
         ));
     }
+    lambda_function(
+        w,
+        &LambdaDef {
+            label: l,
+            fname,
+            description: format!("usher worker {} ({})", spec.name, spec.world().world_name()),
+            memory: format!(
+                "min(10240, max(128, {} + var.host_memory_mb))",
+                spec.limits.memory_mb
+            ),
+            timeout_s: timeout_s(spec),
+            concurrency,
+            env,
+        },
+    );
+    Ok(())
+}
+
+/// What differs between the functions (all run the usher host zip).
+struct LambdaDef<'a> {
+    label: &'a str,
+    /// The name without the prefix.
+    fname: &'a str,
+    description: String,
+    /// An HCL expression (MB).
+    memory: String,
+    timeout_s: u64,
+    /// Reserved concurrency.
+    concurrency: Option<u32>,
+    /// Environment variables: name → HCL expression.
+    env: Vec<(String, String)>,
+}
+
+fn lambda_function(w: &mut Writer, def: &LambdaDef) {
+    let l = def.label;
+    w.open("resource", &["aws_lambda_function", l]);
+    w.skip(
+        "CKV_AWS_117",
+        "the functions reach only AWS APIs (and Kafka over TLS with a client certificate); no VPC resource is in the registry",
+    );
+    w.skip(
+        "CKV_AWS_272",
+        "the zip is the usher host built by `just package-lambda`; the code it runs is the components, each verified against its registry sha256 pin",
+    );
+    w.skip(
+        "CKV_AWS_116",
+        "event-source mappings, Step Functions and the CLI invoke synchronously and handle failures themselves (batch item failures, on-failure destinations, retries); the schedules have their own dead-letter queue",
+    );
+    if def.concurrency.is_none() {
+        w.skip(
+            "CKV_AWS_115",
+            "the registry limits concurrency for queue-workers only; a stream runs one batch per shard, other triggers follow their callers",
+        );
+    }
+    w.attr("function_name", t(&format!("${{var.prefix}}{}", def.fname)));
+    w.str("description", &def.description);
+    w.attr("role", format!("aws_iam_role.{l}.arn"));
+    w.str("runtime", "provided.al2023");
+    w.str("handler", "bootstrap");
+    w.attr("architectures", "[var.lambda_architecture]");
+    w.attr("s3_bucket", "aws_s3_object.lambda_zip.bucket");
+    w.attr("s3_key", "aws_s3_object.lambda_zip.key");
+    w.attr("source_code_hash", "filebase64sha256(var.lambda_zip)");
+    w.attr("memory_size", &def.memory);
+    w.attr("timeout", def.timeout_s.to_string());
+    if let Some(c) = def.concurrency {
+        w.attr("reserved_concurrent_executions", c.to_string());
+    }
+    w.attr("kms_key_arn", "aws_kms_key.usher.arn");
+    w.open("tracing_config", &[]).str("mode", "Active").close();
+    w.open("logging_config", &[]);
+    w.str("log_format", "JSON");
+    w.attr("log_group", format!("aws_cloudwatch_log_group.{l}.name"));
+    w.close();
+    w.open("environment", &[]);
+    let env = &def.env;
     let width = env.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let pad = "  ".repeat(w.depth() + 1);
     let mut vars = String::from("{\n");
-    for (k, v) in &env {
+    for (k, v) in env {
         vars.push_str(&format!("{pad}  {k:<width$} = {v}\n"));
     }
     vars.push_str(&pad);
@@ -1254,7 +1421,6 @@ fn function(
         format!("[aws_iam_role_policy.{l}, aws_cloudwatch_log_group.{l}]"),
     );
     w.close().blank();
-    Ok(())
 }
 
 fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), TerraformError> {
@@ -1384,26 +1550,7 @@ fn trigger(w: &mut Writer, ctx: &Ctx, spec: &WorkerSpec, l: &str) -> Result<(), 
         Trigger::Schedule { cron } => {
             let expr = cron_to_eventbridge(cron)
                 .map_err(|m| unsupported(format!("worker {}", spec.name), m))?;
-            w.open("resource", &["aws_scheduler_schedule", l]);
-            w.attr(
-                "name",
-                t(&format!("${{var.prefix}}{}", function_name(spec))),
-            );
-            w.str("schedule_expression", &expr);
-            w.str("schedule_expression_timezone", "UTC");
-            w.attr("kms_key_arn", "aws_kms_key.usher.arn");
-            w.open("flexible_time_window", &[])
-                .str("mode", "OFF")
-                .close();
-            w.open("target", &[]);
-            w.attr("arn", format!("aws_lambda_function.{l}.arn"));
-            w.attr("role_arn", "aws_iam_role.scheduler_workers.arn");
-            w.open("dead_letter_config", &[]);
-            w.attr("arn", format!("aws_sqs_queue.{}.arn", label(SCHEDULER_DLQ)));
-            w.close();
-            w.open("retry_policy", &[]);
-            w.attr("maximum_retry_attempts", "2");
-            w.close().close().close().blank();
+            function_schedule(w, l, &function_name(spec), &expr);
         }
         Trigger::Invoke | Trigger::Resolver { .. } => {}
     }
@@ -1554,16 +1701,7 @@ fn workflows_tf(
             format!("data.aws_iam_policy_document.{l}__logs.json"),
         );
         w.close().blank();
-        w.open(
-            "resource",
-            &["aws_iam_role_policy_attachment", &format!("{l}__xray")],
-        );
-        w.attr("role", format!("aws_iam_role.{l}.name"));
-        w.attr(
-            "policy_arn",
-            t("arn:${data.aws_partition.current.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"),
-        );
-        w.close().blank();
+        xray(&mut w, &l);
         w.open("resource", &["aws_sfn_state_machine", &l]);
         w.attr("name", t(&format!("${{var.prefix}}workflow-{name}")));
         w.attr("role_arn", format!("aws_iam_role.{l}.arn"));

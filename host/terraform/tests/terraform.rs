@@ -198,8 +198,15 @@ fn the_hcl_holds_the_registry_and_nothing_else() {
     let r = &registry.resources;
     let res = |t: &str| doc["resource"][t].as_object().cloned().unwrap_or_default();
 
-    // Functions: one per worker, named after it, with its environment.
-    let functions = res("aws_lambda_function");
+    // Functions: one per worker, named after it, with its environment, and
+    // one compaction task per archive (below).
+    let (tasks, functions): (BTreeMap<String, Value>, BTreeMap<String, Value>) =
+        res("aws_lambda_function")
+            .into_iter()
+            .partition(|(_, body)| {
+                !block(body, "environment")["variables"]["USHER_TASK"].is_null()
+            });
+    archive_compaction_functions(&doc, &registry, &tasks);
     let mut by_worker = BTreeMap::new();
     for (l, body) in &functions {
         let env = block(body, "environment");
@@ -581,9 +588,71 @@ fn the_hcl_holds_the_registry_and_nothing_else() {
     let scheduler_roles = roles.iter().filter(|r| r.starts_with("scheduler_")).count();
     assert_eq!(
         roles.len(),
-        registry.workers.len() + workflows.len() + scheduler_roles,
-        "a role per worker and per workflow (and the schedulers'): {roles:?}"
+        registry.workers.len() + workflows.len() + tasks.len() + scheduler_roles,
+        "a role per worker, per workflow and per compaction task (and the schedulers'): {roles:?}"
     );
+}
+
+/// Each archive of the registry is compacted in AWS by `usher lambda`
+/// running the `archive-compact` task: hourly on EventBridge Scheduler,
+/// with a role that reaches only the archive's own objects.
+fn archive_compaction_functions(doc: &Value, registry: &Registry, tasks: &BTreeMap<String, Value>) {
+    let res = |t: &str| doc["resource"][t].as_object().cloned().unwrap_or_default();
+    let sites = registry.archive_sites();
+    assert!(
+        !sites.is_empty(),
+        "the repository's registry has an archive"
+    );
+    assert_eq!(
+        tasks.len(),
+        sites.len(),
+        "one compaction task per archive: {:?}",
+        tasks.keys()
+    );
+    for site in &sites {
+        let l = format!("{}__compact", label(&site.worker));
+        let body = tasks.get(&l).unwrap_or_else(|| panic!("no function {l}"));
+        let env = &block(body, "environment")["variables"];
+        assert_eq!(text(&env["USHER_TASK"]), "archive-compact");
+        assert_eq!(text(&env["USHER_WORKER"]), site.worker);
+        assert!(
+            env["USHER_STORE"].is_null(),
+            "a task runs no component: {env}"
+        );
+        assert_eq!(body["timeout"].as_u64(), Some(900));
+        assert_eq!(body["reserved_concurrent_executions"].as_u64(), Some(1));
+        // Scheduled, through the scheduler role that may invoke it.
+        let schedule = &res("aws_scheduler_schedule")[l.as_str()];
+        assert!(
+            text(&schedule["schedule_expression"]).starts_with("cron("),
+            "{schedule}"
+        );
+        let target = block(schedule, "target");
+        assert!(text(&target["arn"]).contains(&format!("aws_lambda_function.{l}.arn")));
+        assert!(text(&target["role_arn"]).contains("aws_iam_role.scheduler_workers.arn"));
+        let scheduler = references(&doc["data"]["aws_iam_policy_document"]["scheduler_workers"]);
+        assert!(
+            scheduler.contains(&format!("aws_lambda_function.{l}")),
+            "{scheduler:?}"
+        );
+        // Least privilege: its logs, the key, the archive's bucket; objects
+        // under the archive's prefix only.
+        let policy = &doc["data"]["aws_iam_policy_document"][l.as_str()];
+        let want: BTreeSet<String> = [
+            format!("aws_cloudwatch_log_group.{l}"),
+            "aws_kms_key.usher".into(),
+            format!("aws_s3_bucket.{}", label(&site.bucket)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(references(policy), want, "{l}: {policy}");
+        let objects = policy.to_string();
+        assert!(
+            objects.contains(&format!("arn}}/{}/*", site.prefix)),
+            "{l}: objects under `{}/` only: {objects}",
+            site.prefix
+        );
+    }
 }
 
 #[test]

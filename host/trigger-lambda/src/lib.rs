@@ -75,6 +75,24 @@ impl From<LambdaError> for lambda_runtime::Diagnostic {
     }
 }
 
+/// Serves the Lambda Runtime API with a host task instead of a worker
+/// (`usher lambda` with `USHER_TASK`): each event's payload goes to `task`,
+/// whose answer is the invocation's result and whose error its function
+/// error (with the whole chain of causes in the message).
+pub async fn run_task<F, Fut>(task: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(serde_json::Value) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, String>>,
+{
+    let handler = lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let answer = task(event.payload);
+            async move { answer.await.map_err(lambda_runtime::Error::from) }
+        },
+    );
+    lambda_runtime::run(handler).await
+}
+
 /// Serves `host` with `lambda_runtime` until the runtime API stops (the
 /// Lambda request id becomes the correlation id of each invocation).
 pub async fn run(host: Arc<LambdaHost>) -> Result<(), lambda_runtime::Error> {
