@@ -304,5 +304,79 @@ fn main() {
         assert!(bytes > 0);
         report("parquet", &parquet, &raw_parquet_run);
         report("avro", &avro, &raw_avro_run);
+
+        // The host's share: the codec from the records' JSON text (as they
+        // cross the boundary), parsed to values then encoded (today's path),
+        // and Parquet decoded straight from the text by arrow-json's tape
+        // decoder.
+        let texts: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_string()).collect())
+            .collect();
+        let n_records: usize = records.iter().map(Vec::len).sum();
+        let timed = |f: &mut dyn FnMut()| {
+            let (wall0, cpu0) = (Instant::now(), cpu());
+            f();
+            Run {
+                wall: wall0.elapsed(),
+                cpu: cpu() - cpu0,
+                records: n_records,
+            }
+        };
+        let values_parquet = timed(&mut || {
+            for t in &texts {
+                let v: Vec<Value> = t
+                    .iter()
+                    .map(|s| serde_json::from_str(s).expect("json"))
+                    .collect();
+                usher_codec::encode_parquet(&schema, v).expect("parquet");
+            }
+        });
+        let tape_parquet = timed(&mut || {
+            for t in &texts {
+                let mut dec = arrow_json::ReaderBuilder::new(arrow.clone())
+                    .with_batch_size(8192)
+                    .with_strict_mode(false)
+                    .build_decoder()
+                    .expect("decoder");
+                let mut w = parquet::arrow::ArrowWriter::try_new(
+                    Vec::new(),
+                    arrow.clone(),
+                    Some(usher_codec::parquet_properties()),
+                )
+                .expect("w");
+                for s in t {
+                    dec.decode(s.as_bytes()).expect("decode");
+                }
+                if let Some(b) = dec.flush().expect("flush") {
+                    w.write(&b).expect("write");
+                }
+                w.into_inner().expect("finish");
+            }
+        });
+        let values_avro = timed(&mut || {
+            for t in &texts {
+                let v: Vec<Value> = t
+                    .iter()
+                    .map(|s| serde_json::from_str(s).expect("json"))
+                    .collect();
+                usher_codec::encode_avro(&schema, v).expect("avro");
+            }
+        });
+        report(
+            "parquet host codec from text via values",
+            &values_parquet,
+            &raw_parquet_run,
+        );
+        report(
+            "parquet host codec from text via tape",
+            &tape_parquet,
+            &raw_parquet_run,
+        );
+        report(
+            "avro host codec from text via values",
+            &values_avro,
+            &raw_avro_run,
+        );
     });
 }
