@@ -1047,7 +1047,7 @@ async fn backends_bundle_wires_embedded_parts() {
     }
     #[async_trait::async_trait]
     impl CodecBackend for Nothing {
-        async fn encode(&self, _: Format, _: &Value, _: Vec<Value>) -> Result<Vec<u8>, CapError> {
+        async fn encode(&self, _: Format, _: &Value, _: Vec<String>) -> Result<Vec<u8>, CapError> {
             Err(CapError::Unsupported("none".into()))
         }
     }

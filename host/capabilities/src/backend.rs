@@ -443,12 +443,14 @@ pub enum Format {
 /// Native container encoding.
 #[async_trait]
 pub trait CodecBackend: Send + Sync {
-    /// Encodes records following an Avro schema.
+    /// Encodes records following an Avro schema. Each record is the JSON
+    /// text of one object, as it crossed the boundary: a backend may read
+    /// the text itself rather than build values (Parquet does).
     async fn encode(
         &self,
         format: Format,
         schema: &Value,
-        records: Vec<Value>,
+        records: Vec<String>,
     ) -> Result<Vec<u8>, CapError>;
 }
 
@@ -505,7 +507,7 @@ impl CodecBackend for NoCodec {
         &self,
         format: Format,
         _schema: &Value,
-        _records: Vec<Value>,
+        _records: Vec<String>,
     ) -> Result<Vec<u8>, CapError> {
         Err(CapError::Unsupported(format!(
             "{format:?} encoding is not available in this host build"

@@ -84,13 +84,13 @@ impl CodecBackend for HostCodec {
         &self,
         format: Format,
         schema: &Value,
-        records: Vec<Value>,
+        records: Vec<String>,
     ) -> Result<Vec<u8>, CapError> {
         // CPU work: off the async workers.
         let schema = schema.clone();
         let work = move || match format {
-            Format::Parquet => encode_parquet(&schema, records),
-            Format::Avro => encode_avro(&schema, records),
+            Format::Parquet => encode_parquet_json(&schema, &records),
+            Format::Avro => encode_avro(&schema, parse_records(&records)?),
         };
         match tokio_spawn_blocking(work).await {
             Ok(result) => Ok(result?),
@@ -171,6 +171,68 @@ pub fn encode_parquet(schema: &Value, records: Vec<Value>) -> Result<Vec<u8>, Co
             .write(&batch)
             .map_err(|e| CodecError::Encode(e.to_string()))
     })?;
+    writer
+        .into_inner()
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Records given as JSON text, parsed; one that is not a JSON object is
+/// refused naming its index.
+pub fn parse_records(records: &[String]) -> Result<Vec<Value>, CodecError> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, text)| match serde_json::from_str::<Value>(text) {
+            Ok(v) if v.is_object() => Ok(v),
+            Ok(_) => Err(CodecError::Record(format!("record {i}: not a JSON object"))),
+            Err(e) => Err(CodecError::Record(format!("record {i}: not JSON: {e}"))),
+        })
+        .collect()
+}
+
+/// One Parquet file (snappy) of records given as JSON text, one object
+/// each: arrow-json's tape decoder reads the text itself, no `serde_json`
+/// values are built. Anything it cannot take (a record that is not exactly
+/// one object, a value of the wrong type) sends the whole group down the
+/// values path ([`encode_parquet`]), whose errors name the records.
+pub fn encode_parquet_json(schema: &Value, records: &[String]) -> Result<Vec<u8>, CodecError> {
+    match parquet_from_text(schema, records) {
+        Ok(bytes) => Ok(bytes),
+        Err(_) => encode_parquet(schema, parse_records(records)?),
+    }
+}
+
+fn parquet_from_text(schema: &Value, records: &[String]) -> Result<Vec<u8>, CodecError> {
+    let fault = |e: &dyn std::fmt::Display| CodecError::Record(e.to_string());
+    let arrow = arrow_of(schema)?;
+    let mut decoder = ReaderBuilder::new(arrow.clone())
+        .with_batch_size(BATCH_ROWS)
+        .with_strict_mode(false)
+        .build_decoder()
+        .map_err(|e| CodecError::Schema(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), arrow, Some(parquet_properties()))
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    let mut flush = |decoder: &mut arrow_json::reader::Decoder| -> Result<(), CodecError> {
+        if let Some(batch) = decoder.flush().map_err(|e| fault(&e))? {
+            writer
+                .write(&batch)
+                .map_err(|e| CodecError::Encode(e.to_string()))?;
+        }
+        Ok(())
+    };
+    for text in records {
+        if decoder.len() >= BATCH_ROWS {
+            flush(&mut decoder)?;
+        }
+        let before = decoder.len();
+        let bytes = text.as_bytes();
+        let read = decoder.decode(bytes).map_err(|e| fault(&e))?;
+        // Exactly one whole object per record.
+        if read != bytes.len() || decoder.has_partial_record() || decoder.len() != before + 1 {
+            return Err(fault(&"not exactly one JSON object"));
+        }
+    }
+    flush(&mut decoder)?;
     writer
         .into_inner()
         .map_err(|e| CodecError::Encode(e.to_string()))

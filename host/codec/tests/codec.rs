@@ -154,15 +154,54 @@ fn merge_keeps_each_sequence_number_once() {
 async fn the_backend_answers_invalid_for_a_bad_record() {
     let codec = HostCodec;
     let ok = codec
-        .encode(Format::Avro, &schema(), records(2))
+        .encode(Format::Avro, &schema(), texts(&records(2)))
         .await
         .expect("ok");
     assert!(!ok.is_empty());
-    let err = codec
-        .encode(Format::Parquet, &schema(), vec![json!({"PK": 1})])
-        .await
-        .expect_err("bad");
-    assert!(matches!(err, CapError::Invalid(_)), "{err:?}");
+    for format in [Format::Parquet, Format::Avro] {
+        let err = codec
+            .encode(format, &schema(), texts(&[json!({"PK": 1})]))
+            .await
+            .expect_err("bad");
+        assert!(matches!(err, CapError::Invalid(_)), "{err:?}");
+    }
+}
+
+fn texts(records: &[Value]) -> Vec<String> {
+    records.iter().map(Value::to_string).collect()
+}
+
+/// Parquet from the records' JSON text (arrow-json's tape decoder) writes
+/// the very bytes the values path writes, across several batches.
+#[test]
+fn parquet_from_text_is_byte_for_byte_the_values_path() {
+    let n = BATCH_ROWS * 2 + 17;
+    let from_values = encode_parquet(&schema(), records(n)).expect("values");
+    let mut spaced = texts(&records(n));
+    spaced[5] = format!("  {}\n", spaced[5]);
+    let from_text = encode_parquet_json(&schema(), &spaced).expect("text");
+    assert_eq!(from_text, from_values);
+}
+
+/// What the tape decoder cannot take goes down the values path, whose
+/// errors name the record: not an object, two objects in one record, not
+/// JSON, a value of the wrong type.
+#[test]
+fn parquet_from_text_refuses_bad_records_by_index() {
+    let good = texts(&records(3));
+    for (bad, expected) in [
+        ("[1, 2]".to_string(), "record 1: not a JSON object"),
+        (format!("{}{}", good[0], good[2]), "record 1: not JSON"),
+        ("{\"PK\": ".to_string(), "record 1: not JSON"),
+        (
+            "{\"PK\": 7, \"ok\": true, \"sequenceNumber\": \"1\", \"changedAt\": 1}".to_string(),
+            "decoding field 'PK'",
+        ),
+    ] {
+        let records = vec![good[0].clone(), bad.clone(), good[2].clone()];
+        let err = encode_parquet_json(&schema(), &records).expect_err(&bad);
+        assert!(err.to_string().contains(expected), "{bad}: {err}");
+    }
 }
 
 use arrow_schema::{DataType, TimeUnit};

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use usher_sdk::{Change, ChangeKind};
 
@@ -81,7 +82,7 @@ pub trait Sink {
         &mut self,
         format: Format,
         schema: &Value,
-        records: &[Value],
+        records: &[&Record<'_>],
     ) -> Result<Vec<u8>, SinkError>;
     /// Stores an object.
     fn put(
@@ -164,13 +165,76 @@ pub struct Outcome {
 
 /// A change as archived.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Archived {
+pub struct Archived<'a> {
     /// Its record type (an index into the types).
     pub type_index: usize,
     /// Its partition date.
     pub date: String,
     /// The record.
-    pub record: Value,
+    pub record: Record<'a>,
+}
+
+/// An archived record: the type's fields, then the archive's own columns.
+/// Values archived as they are stay borrowed from the change's image, and
+/// the record serializes straight to the JSON text the codec takes: no
+/// `serde_json::Value` tree is built or cloned per record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<'a> {
+    /// Column name → value.
+    pub columns: Vec<(&'a str, Out<'a>)>,
+}
+
+impl Record<'_> {
+    /// A column's value as JSON (tests).
+    pub fn get(&self, name: &str) -> Option<Value> {
+        self.columns
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| serde_json::to_value(v).unwrap_or(Value::Null))
+    }
+}
+
+/// One column's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out<'a> {
+    /// Null (missing, or dropped PII).
+    Null,
+    /// The image's value, unchanged.
+    Same(&'a Value),
+    /// Text made for the archive (scrubbed PII, a `json` field's text).
+    Text(String),
+    /// Text borrowed.
+    Str(&'a str),
+    /// A value changed for the archive.
+    Owned(Value),
+    /// A flag.
+    Bool(bool),
+    /// A number.
+    Number(u64),
+}
+
+impl Serialize for Record<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.columns.len()))?;
+        for (name, value) in &self.columns {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Out<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Out::Null => s.serialize_unit(),
+            Out::Same(v) => v.serialize(s),
+            Out::Owned(v) => v.serialize(s),
+            Out::Text(t) => s.serialize_str(t),
+            Out::Str(t) => s.serialize_str(t),
+            Out::Bool(b) => s.serialize_bool(*b),
+            Out::Number(n) => s.serialize_u64(*n),
+        }
+    }
 }
 
 /// Why a change cannot be archived.
@@ -186,11 +250,11 @@ pub struct Refusal {
 
 /// The archived form of a change, or `None` when it is not of an archived
 /// type.
-pub fn to_record(
-    types: &[RecordType],
-    settings: &Settings,
-    change: &Change,
-) -> Result<Option<Archived>, Refusal> {
+pub fn to_record<'a>(
+    types: &'a [RecordType],
+    settings: &'a Settings,
+    change: &'a Change,
+) -> Result<Option<Archived<'a>>, Refusal> {
     let deleted = change.kind == ChangeKind::Remove;
     let image = if deleted {
         change.old_image.as_ref()
@@ -218,38 +282,39 @@ pub fn to_record(
             return Ok(None);
         }
     }
-    let mut record: Map<String, Value> = t.validate(image).map_err(|message| Refusal {
+    let valid = t.validate(image).map_err(|message| Refusal {
         record_type: t.name.clone(),
         error_type: "ValidationError",
         message,
     })?;
-    pii::scrub(t, &mut record, &settings.pii_salt);
-    let key = |name: &str| {
-        image
-            .get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    record.insert("systemId".into(), json!(settings.system_id));
-    record.insert(
-        "reference".into(),
-        json!(format!(
+    let mut columns = Vec::with_capacity(valid.len() + 6);
+    for (field, value) in t.fields.iter().zip(valid) {
+        columns.push((
+            field.name.as_str(),
+            pii::scrub(field, value, &settings.pii_salt),
+        ));
+    }
+    let key = |name: &str| image.get(name).and_then(Value::as_str).unwrap_or_default();
+    columns.push(("systemId", Out::Str(&settings.system_id)));
+    columns.push((
+        "reference",
+        Out::Text(format!(
             "{}:{}:{}:{}",
             t.name,
             change.table,
             key("PK"),
             key("SK")
         )),
-    );
-    record.insert("changeType".into(), json!(change.kind.event_name()));
-    record.insert("deleted".into(), json!(deleted));
-    record.insert("sequenceNumber".into(), json!(change.sequence_number));
-    record.insert("changedAt".into(), json!(change.timestamp_ms));
+    ));
+    columns.push(("changeType", Out::Str(change.kind.event_name())));
+    columns.push(("deleted", Out::Bool(deleted)));
+    columns.push(("sequenceNumber", Out::Str(&change.sequence_number)));
+    columns.push(("changedAt", Out::Number(change.timestamp_ms)));
+    let record = Record { columns };
     Ok(Some(Archived {
         type_index: index,
         date,
-        record: Value::Object(record),
+        record,
     }))
 }
 
@@ -262,7 +327,7 @@ pub fn process(
 ) -> Outcome {
     let mut out = Outcome::default();
     // (type index, date) → positions and records, in batch order.
-    let mut groups: BTreeMap<(usize, String), Vec<(usize, Value)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(usize, String), Vec<(usize, Record<'_>)>> = BTreeMap::new();
     let mut rejected: Vec<Rejected> = Vec::new();
     for (position, change) in changes.iter().enumerate() {
         match to_record(types, settings, change) {
@@ -284,7 +349,7 @@ pub fn process(
     let mut first_failed: Option<usize> = None;
     for ((t, date), members) in &groups {
         let t = &types[*t];
-        let records: Vec<Value> = members.iter().map(|(_, r)| r.clone()).collect();
+        let records: Vec<&Record<'_>> = members.iter().map(|(_, r)| r).collect();
         let key = object_key(
             &settings.prefix,
             &t.name,

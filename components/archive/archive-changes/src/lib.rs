@@ -47,7 +47,7 @@ pub mod schema;
 use serde_json::Value;
 use usher_sdk::{codec, config, objects, Change, StreamResult, StreamWorker};
 
-pub use archive::{process, Format, Outcome, Settings, Sink, SinkError};
+pub use archive::{process, Format, Out, Outcome, Record, Settings, Sink, SinkError};
 
 /// The settings of the worker's registry entry.
 pub fn settings() -> Result<Settings, String> {
@@ -89,7 +89,7 @@ impl Sink for Capabilities {
         &mut self,
         format: Format,
         schema: &Value,
-        records: &[Value],
+        records: &[&Record<'_>],
     ) -> Result<Vec<u8>, SinkError> {
         let format = match format {
             Format::Avro => codec::Format::Avro,

@@ -5,10 +5,11 @@
 //! `json` field's `pii_keys` scrub those keys of its object the same way
 //! (the field is then archived as its JSON text).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::schema::{FieldType, Pii, RecordType};
+use crate::archive::Out;
+use crate::schema::{Field, FieldType, Pii};
 
 /// The hex SHA-256 of `salt` + `text`.
 pub fn hash(salt: &str, text: &str) -> String {
@@ -51,24 +52,37 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-/// Scrubs a validated record in place and turns `json` fields into their
-/// JSON text.
-pub fn scrub(t: &RecordType, record: &mut Map<String, Value>, salt: &str) {
-    for f in &t.fields {
-        let Some(v) = record.get_mut(&f.name) else {
-            continue;
-        };
-        if let (false, Value::Object(obj)) = (f.pii_keys.is_empty(), &mut *v) {
+/// One validated field's archived value: its PII annotation applied (and
+/// its `pii_keys` for a `json` object's keys), a `json` field as its JSON
+/// text, anything else the image's value itself, borrowed.
+pub fn scrub<'a>(f: &Field, value: Option<&'a Value>, salt: &str) -> Out<'a> {
+    let Some(v) = value else {
+        return Out::Null;
+    };
+    let keyed = match v {
+        Value::Object(obj) if !f.pii_keys.is_empty() => {
+            let mut obj = obj.clone();
             for (key, pii) in &f.pii_keys {
                 if let Some(inner) = obj.get_mut(key) {
                     *inner = apply(*pii, inner, salt);
                 }
             }
+            Some(Value::Object(obj))
         }
-        if let Some(pii) = f.pii {
-            *v = apply(pii, v, salt);
-        } else if f.ty == FieldType::Json && !v.is_null() {
-            *v = Value::String(v.to_string());
-        }
+        _ => None,
+    };
+    let current = keyed.as_ref().unwrap_or(v);
+    if let Some(pii) = f.pii {
+        return match apply(pii, current, salt) {
+            Value::String(text) => Out::Text(text),
+            _ => Out::Null,
+        };
+    }
+    if f.ty == FieldType::Json {
+        return Out::Text(current.to_string());
+    }
+    match keyed {
+        Some(changed) => Out::Owned(changed),
+        None => Out::Same(v),
     }
 }

@@ -6,7 +6,7 @@
 //! what the sources give.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A field's type.
@@ -139,21 +139,22 @@ impl RecordType {
                 .is_none_or(|p| v.starts_with(p))
     }
 
-    /// The item's archived fields, checked against the schema: a required
-    /// field missing (or null), or a value of the wrong type, is an error
-    /// naming the field. Attributes the schema does not name are left out.
-    pub fn validate(&self, item: &Value) -> Result<Map<String, Value>, String> {
+    /// The item's archived fields, checked against the schema, in the
+    /// fields' order (None: missing or null): a required field missing (or
+    /// null), or a value of the wrong type, is an error naming the field.
+    /// Attributes the schema does not name are left out. Nothing is copied.
+    pub fn validate<'a>(&self, item: &'a Value) -> Result<Vec<Option<&'a Value>>, String> {
         let obj = item
             .as_object()
             .ok_or_else(|| "the image is not an object".to_string())?;
-        let mut out = Map::new();
+        let mut out = Vec::with_capacity(self.fields.len());
         for f in &self.fields {
             let v = obj.get(&f.name).filter(|v| !v.is_null());
             let Some(v) = v else {
                 if f.required {
                     return Err(format!("required field {} is missing", f.name));
                 }
-                out.insert(f.name.clone(), Value::Null);
+                out.push(None);
                 continue;
             };
             let ok = match f.ty {
@@ -168,7 +169,7 @@ impl RecordType {
                 text.truncate(60);
                 return Err(format!("field {} must be {:?}, is {text}", f.name, f.ty));
             }
-            out.insert(f.name.clone(), v.clone());
+            out.push(Some(v));
         }
         Ok(out)
     }

@@ -19,8 +19,12 @@ impl Sink for FakeSink {
         &mut self,
         _format: Format,
         schema: &Value,
-        records: &[Value],
+        records: &[&Record<'_>],
     ) -> Result<Vec<u8>, SinkError> {
+        let records: Vec<Value> = records
+            .iter()
+            .map(|r| serde_json::to_value(r).expect("a record serializes"))
+            .collect();
         if self.refuse_encode {
             return Err(SinkError::Invalid("bad record".into()));
         }

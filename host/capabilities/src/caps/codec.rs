@@ -24,11 +24,9 @@ impl codec::Host for CapabilityCtx {
         let work = async {
             check_batch(records.len())?;
             let schema = parse_json(&schema, "schema")?;
-            let parsed = records
-                .iter()
-                .map(|r| parse_json(r, "record"))
-                .collect::<Result<Vec<_>, _>>()?;
-            caller.backends.codec.encode(format, &schema, parsed).await
+            // The records stay JSON text: the backend reads them (and
+            // refuses one that is not an object, naming it).
+            caller.backends.codec.encode(format, &schema, records).await
         };
         let call = Call::new(Capability::Codec, "encode", "");
         let request = || json!({"format": format, "records": count});
