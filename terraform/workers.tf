@@ -957,6 +957,7 @@ resource "aws_scheduler_schedule" "exports_expire-exports" {
   target {
     arn = aws_lambda_function.exports_expire-exports.arn
     role_arn = aws_iam_role.scheduler_workers.arn
+    input = jsonencode({ schedule = "<aws.scheduler.schedule-arn>", scheduledTime = "<aws.scheduler.scheduled-time>" })
     dead_letter_config {
       arn = aws_sqs_queue.scheduler-dlq.arn
     }
@@ -1469,6 +1470,7 @@ resource "aws_scheduler_schedule" "notification_notification-generator" {
   target {
     arn = aws_lambda_function.notification_notification-generator.arn
     role_arn = aws_iam_role.scheduler_workers.arn
+    input = jsonencode({ schedule = "<aws.scheduler.schedule-arn>", scheduledTime = "<aws.scheduler.scheduled-time>" })
     dead_letter_config {
       arn = aws_sqs_queue.scheduler-dlq.arn
     }
@@ -3375,6 +3377,7 @@ resource "aws_scheduler_schedule" "archive_archive-changes__compact" {
   target {
     arn = aws_lambda_function.archive_archive-changes__compact.arn
     role_arn = aws_iam_role.scheduler_workers.arn
+    input = jsonencode({ schedule = "<aws.scheduler.schedule-arn>", scheduledTime = "<aws.scheduler.scheduled-time>" })
     dead_letter_config {
       arn = aws_sqs_queue.scheduler-dlq.arn
     }

@@ -383,8 +383,10 @@ async fn kinesis_records_through_usher_lambda_to_s3() {
         let api = compaction.api.clone();
         async move { api.invoke(event, Duration::from_secs(120)).await }
     };
-    // The scheduler's event: only closed days, and today's is open.
-    let scheduled = invoke(json!({})).await.expect("the scheduled run");
+    // The scheduler's event (the Terraform's tick input): only closed
+    // days, and today's is open.
+    let tick = json!({"schedule": "arn:aws:scheduler:us-east-1:000000000000:schedule/default/archive-compact", "scheduledTime": "2026-12-06T10:30:00Z"});
+    let scheduled = invoke(tick).await.expect("the scheduled run");
     assert_eq!(scheduled["compacted"], json!([]), "{scheduled}");
     let refused = invoke(json!({"day": "yesterday"}))
         .await

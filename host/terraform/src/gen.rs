@@ -1230,7 +1230,9 @@ fn archive_compaction(w: &mut Writer, ctx: &Ctx, site: &ArchiveSite) -> Result<(
 
 /// An EventBridge Scheduler schedule invoking function `l` (named `fname`
 /// without the prefix) on `expr`, with retries and the scheduler's
-/// dead-letter queue.
+/// dead-letter queue. Its input is a schedule tick as `usher lambda` reads
+/// it (`{"schedule", "scheduledTime"}`), filled in by the scheduler's
+/// context attributes; the archive's compaction ignores it.
 fn function_schedule(w: &mut Writer, l: &str, fname: &str, expr: &str) {
     w.open("resource", &["aws_scheduler_schedule", l]);
     w.attr("name", t(&format!("${{var.prefix}}{fname}")));
@@ -1243,6 +1245,10 @@ fn function_schedule(w: &mut Writer, l: &str, fname: &str, expr: &str) {
     w.open("target", &[]);
     w.attr("arn", format!("aws_lambda_function.{l}.arn"));
     w.attr("role_arn", "aws_iam_role.scheduler_workers.arn");
+    w.attr(
+        "input",
+        "jsonencode({ schedule = \"<aws.scheduler.schedule-arn>\", scheduledTime = \"<aws.scheduler.scheduled-time>\" })",
+    );
     w.open("dead_letter_config", &[]);
     w.attr("arn", format!("aws_sqs_queue.{}.arn", label(SCHEDULER_DLQ)));
     w.close();

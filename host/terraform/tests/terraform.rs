@@ -322,10 +322,17 @@ fn the_hcl_holds_the_registry_and_nothing_else() {
                 res("aws_lambda_function_url").contains_key(l.as_str()),
                 "{name}: a URL"
             ),
-            Trigger::Schedule { .. } => assert!(
-                res("aws_scheduler_schedule").contains_key(l.as_str()),
-                "{name}: a schedule"
-            ),
+            Trigger::Schedule { .. } => {
+                let schedule = &res("aws_scheduler_schedule")[l.as_str()];
+                // The tick `usher lambda` reads, from the scheduler's context.
+                let input = text(&block(schedule, "target")["input"]);
+                assert!(
+                    input.contains("<aws.scheduler.scheduled-time>")
+                        && input.contains("scheduledTime")
+                        && input.contains("schedule"),
+                    "{name}: the schedule's input is a tick: {input}"
+                );
+            }
             Trigger::Invoke | Trigger::Resolver { .. } => {}
         }
 
