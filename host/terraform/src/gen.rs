@@ -1229,13 +1229,35 @@ fn archive_compaction(w: &mut Writer, ctx: &Ctx, site: &ArchiveSite) -> Result<(
 }
 
 /// An EventBridge Scheduler schedule invoking function `l` (named `fname`
-/// without the prefix) on `expr`, with retries and the scheduler's
-/// dead-letter queue. Its input is a schedule tick as `usher lambda` reads
-/// it (`{"schedule", "scheduledTime"}`), filled in by the scheduler's
-/// context attributes; the archive's compaction ignores it.
+/// without the prefix) on `expr`. Its input is a schedule tick as `usher
+/// lambda` reads it (`{"schedule", "scheduledTime"}`), filled in by the
+/// scheduler's context attributes; the archive's compaction ignores it.
 fn function_schedule(w: &mut Writer, l: &str, fname: &str, expr: &str) {
+    schedule(
+        w,
+        l,
+        &format!("${{var.prefix}}{fname}"),
+        expr,
+        &format!("aws_lambda_function.{l}.arn"),
+        "aws_iam_role.scheduler_workers.arn",
+        "jsonencode({ schedule = \"<aws.scheduler.schedule-arn>\", scheduledTime = \"<aws.scheduler.scheduled-time>\" })",
+    );
+}
+
+/// An EventBridge Scheduler schedule `l` (physical name `name`, a template)
+/// starting `target` as `role` with `input` (an HCL expression) on `expr`,
+/// with retries and the schedules' dead-letter queue.
+fn schedule(
+    w: &mut Writer,
+    l: &str,
+    name: &str,
+    expr: &str,
+    target: &str,
+    role: &str,
+    input: &str,
+) {
     w.open("resource", &["aws_scheduler_schedule", l]);
-    w.attr("name", t(&format!("${{var.prefix}}{fname}")));
+    w.attr("name", t(name));
     w.str("schedule_expression", expr);
     w.str("schedule_expression_timezone", "UTC");
     w.attr("kms_key_arn", "aws_kms_key.usher.arn");
@@ -1243,12 +1265,9 @@ fn function_schedule(w: &mut Writer, l: &str, fname: &str, expr: &str) {
         .str("mode", "OFF")
         .close();
     w.open("target", &[]);
-    w.attr("arn", format!("aws_lambda_function.{l}.arn"));
-    w.attr("role_arn", "aws_iam_role.scheduler_workers.arn");
-    w.attr(
-        "input",
-        "jsonencode({ schedule = \"<aws.scheduler.schedule-arn>\", scheduledTime = \"<aws.scheduler.scheduled-time>\" })",
-    );
+    w.attr("arn", target);
+    w.attr("role_arn", role);
+    w.attr("input", input);
     w.open("dead_letter_config", &[]);
     w.attr("arn", format!("aws_sqs_queue.{}.arn", label(SCHEDULER_DLQ)));
     w.close();
@@ -1755,27 +1774,17 @@ fn workflows_tf(
         let l = format!("workflow_{}", label(name));
         let expr =
             cron_to_eventbridge(cron).map_err(|m| unsupported(format!("workflow {name}"), m))?;
-        w.open("resource", &["aws_scheduler_schedule", &l]);
-        w.attr("name", t(&format!("${{var.prefix}}workflow-{name}")));
-        w.str("schedule_expression", &expr);
-        w.str("schedule_expression_timezone", "UTC");
-        w.attr("kms_key_arn", "aws_kms_key.usher.arn");
-        w.open("flexible_time_window", &[])
-            .str("mode", "OFF")
-            .close();
-        w.open("target", &[]);
-        w.attr("arn", format!("aws_sfn_state_machine.{l}.arn"));
-        w.attr("role_arn", "aws_iam_role.scheduler_workflows.arn");
-        w.attr(
-            "input",
-            format!("jsonencode({})", json_expr(input, w.depth(), &|_| None)),
+        // The input sits in the target block, two levels deep.
+        let input = format!("jsonencode({})", json_expr(input, w.depth() + 2, &|_| None));
+        schedule(
+            &mut w,
+            &l,
+            &format!("${{var.prefix}}workflow-{name}"),
+            &expr,
+            &format!("aws_sfn_state_machine.{l}.arn"),
+            "aws_iam_role.scheduler_workflows.arn",
+            &input,
         );
-        w.open("dead_letter_config", &[]);
-        w.attr("arn", format!("aws_sqs_queue.{}.arn", label(SCHEDULER_DLQ)));
-        w.close();
-        w.open("retry_policy", &[]);
-        w.attr("maximum_retry_attempts", "2");
-        w.close().close().close().blank();
     }
     if !scheduled.is_empty() {
         scheduler_role(
