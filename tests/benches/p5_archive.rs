@@ -332,41 +332,18 @@ fn main() {
         };
         let values_parquet = timed(&mut || {
             for t in &texts {
-                let v: Vec<Value> = t
-                    .iter()
-                    .map(|s| serde_json::from_str(s).expect("json"))
-                    .collect();
+                let v = usher_codec::parse_records(t).expect("json");
                 usher_codec::encode_parquet(&schema, v).expect("parquet");
             }
         });
         let tape_parquet = timed(&mut || {
             for t in &texts {
-                let mut dec = arrow_json::ReaderBuilder::new(arrow.clone())
-                    .with_batch_size(8192)
-                    .with_strict_mode(false)
-                    .build_decoder()
-                    .expect("decoder");
-                let mut w = parquet::arrow::ArrowWriter::try_new(
-                    Vec::new(),
-                    arrow.clone(),
-                    Some(usher_codec::parquet_properties()),
-                )
-                .expect("w");
-                for s in t {
-                    dec.decode(s.as_bytes()).expect("decode");
-                }
-                if let Some(b) = dec.flush().expect("flush") {
-                    w.write(&b).expect("write");
-                }
-                w.into_inner().expect("finish");
+                usher_codec::encode_parquet_json(&schema, t).expect("parquet");
             }
         });
         let values_avro = timed(&mut || {
             for t in &texts {
-                let v: Vec<Value> = t
-                    .iter()
-                    .map(|s| serde_json::from_str(s).expect("json"))
-                    .collect();
+                let v = usher_codec::parse_records(t).expect("json");
                 usher_codec::encode_avro(&schema, v).expect("avro");
             }
         });

@@ -417,50 +417,45 @@ async fn kinesis_records_through_usher_lambda_to_s3() {
     assert_eq!(summary["files"], json!(2), "one object per type: {summary}");
 }
 
-/// The keys under `prefix` in `bucket`.
+/// The keys under `prefix` in `bucket`, every page.
 async fn walk_s3(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
-    let page = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .send()
-        .await
-        .expect("list the archive bucket");
-    page.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect()
-}
-
-/// Mirrors a bucket into a folder (keys as paths), replacing what was there.
-async fn download(s3: &aws_sdk_s3::Client, bucket: &str, dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
+    let mut keys = Vec::new();
     let mut token = None;
     loop {
         let page = s3
             .list_objects_v2()
             .bucket(bucket)
+            .prefix(prefix)
             .set_continuation_token(token)
             .send()
             .await
             .expect("list the archive bucket");
-        for o in page.contents() {
-            let key = o.key().unwrap_or_default();
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .expect("get");
-            let bytes = body.body.collect().await.expect("body").into_bytes();
-            let path = dir.join(key);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(&path, &bytes).expect("write");
-        }
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         token = page.next_continuation_token;
         if token.is_none() {
-            return;
+            return keys;
         }
+    }
+}
+
+/// Mirrors a bucket into a folder (keys as paths), replacing what was there.
+async fn download(s3: &aws_sdk_s3::Client, bucket: &str, dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    for key in walk_s3(s3, bucket, "").await {
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("get");
+        let bytes = body.body.collect().await.expect("body").into_bytes();
+        let path = dir.join(&key);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &bytes).expect("write");
     }
 }
