@@ -11,8 +11,12 @@ cache := env("USHER_CACHE", home_directory() / ".cache/usher")
 # do not fight over one cargo lock).
 components_target := cache / "components-target"
 
-# Paths in the guest binaries do not depend on where the repo is cloned.
-wasm_rustflags := "--remap-path-prefix=" + root + "=/usher --remap-path-prefix=" + home_directory() / ".cargo" + "=/cargo"
+# Paths in the guest binaries do not depend on where the repo is cloned:
+# cargo names the workspace's own sources relative to its root, and the
+# registry's under ~/.cargo are remapped. The flags do not name the clone
+# path, so a new clone reuses the cached dependencies (a path in RUSTFLAGS
+# is part of every crate's fingerprint and rebuilt them all).
+wasm_rustflags := "--remap-path-prefix=" + home_directory() / ".cargo" + "=/cargo"
 
 # The host workspace's target dir, outside the clone.
 export CARGO_TARGET_DIR := cache / "target"
