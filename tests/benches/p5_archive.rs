@@ -276,6 +276,18 @@ fn main() {
             .expect("avsc");
     let arrow = Arc::new(usher_codec::columns::arrow_schema(&schema).expect("arrow schema"));
     rt.block_on(async {
+        if let Ok(format) = std::env::var("P5_PROFILE") {
+            // Only the component, for a profiler: `P5_PROFILE=parquet perf record …`.
+            let h = host(&format);
+            through_component(&h, &batches[..1]).await;
+            let run = through_component(&h, &batches).await;
+            println!(
+                "P5 profile {format}: {:.0} records/s/core (cpu {:.2} s)",
+                run.per_core(),
+                run.cpu.as_secs_f64()
+            );
+            return;
+        }
         // Avro first: its objects give the archived records back, for the
         // raw writers to write exactly the same values.
         let avro_host = host("avro");

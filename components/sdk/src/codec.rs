@@ -49,3 +49,11 @@ mod sys {
         Err(Error::native("codec::encode"))
     }
 }
+
+/// [`encode`] for records that are JSON text already (one object each), as
+/// a worker that writes its records' text itself has them: nothing is
+/// serialized again.
+pub fn encode_json(format: Format, schema: &Value, records: &[String]) -> Result<Vec<u8>> {
+    let schema = json::to_string(schema)?;
+    sys::encode(format, &schema, records)
+}

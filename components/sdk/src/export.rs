@@ -131,3 +131,31 @@ pub fn handle_http<W: HttpWorker>(
         body: response.body,
     }
 }
+
+/// Runs a [`StreamTextWorker`](crate::stream_text::StreamTextWorker): the
+/// changes as the host sent them, nothing parsed.
+pub fn handle_stream_text<W: crate::stream_text::StreamTextWorker>(
+    changes: Vec<crate::bindings::stream::exports::usher::platform::stream_handler::Change>,
+) -> crate::bindings::stream::exports::usher::platform::stream_handler::StreamResult {
+    use crate::bindings::stream::exports::usher::platform::stream_handler as wit;
+    let changes = changes
+        .into_iter()
+        .map(|c| crate::stream_text::ChangeText {
+            table: c.table,
+            kind: match c.kind {
+                wit::ChangeKind::Insert => ChangeKind::Insert,
+                wit::ChangeKind::Modify => ChangeKind::Modify,
+                wit::ChangeKind::Remove => ChangeKind::Remove,
+            },
+            keys: c.keys,
+            new_image: c.new_image,
+            old_image: c.old_image,
+            sequence_number: c.sequence_number,
+            timestamp_ms: c.timestamp_ms,
+        })
+        .collect();
+    let result = W::handle(changes);
+    wit::StreamResult {
+        failures: result.failures,
+    }
+}

@@ -75,6 +75,7 @@ pub mod objects;
 pub mod queue;
 pub mod router;
 pub mod services;
+pub mod stream_text;
 pub mod table;
 pub mod topic;
 mod wire;
@@ -100,6 +101,7 @@ pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::export::{
         handle_batch, handle_http, handle_invoke, handle_scheduled, handle_stream,
+        handle_stream_text,
     };
 }
 
@@ -248,6 +250,40 @@ macro_rules! export_http_worker {
                 }
             }
             $crate::__export_http_worker_impl!(__UsherHttpWorker with_types_in $crate::__private::http);
+        };
+    };
+}
+
+/// Exports a [`StreamTextWorker`](crate::stream_text::StreamTextWorker) as
+/// this component's `stream-worker` world: its changes' keys and images
+/// arrive as the host's JSON text, unparsed.
+///
+/// ```ignore
+/// usher_sdk::export_stream_text_worker!(MyWorker);
+/// ```
+#[macro_export]
+macro_rules! export_stream_text_worker {
+    ($worker:ty) => {
+        const _: fn(
+            ::std::vec::Vec<$crate::stream_text::ChangeText>,
+        ) -> $crate::StreamResult = <$worker as $crate::stream_text::StreamTextWorker>::handle;
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __UsherStreamWorker;
+            impl $crate::__private::stream::exports::usher::platform::stream_handler::Guest
+                for __UsherStreamWorker
+            {
+                fn handle(
+                    changes: ::std::vec::Vec<
+                        $crate::__private::stream::exports::usher::platform::stream_handler::Change,
+                    >,
+                ) -> $crate::__private::stream::exports::usher::platform::stream_handler::StreamResult
+                {
+                    $crate::__private::handle_stream_text::<$worker>(changes)
+                }
+            }
+            $crate::__export_stream_worker_impl!(__UsherStreamWorker with_types_in $crate::__private::stream);
         };
     };
 }

@@ -53,9 +53,12 @@ impl Default for EngineOptions {
 }
 
 /// The default of [`EngineOptions::keep_resident_bytes`]: a fresh instance of
-/// the replication workers touches about 1 MiB of its linear memory; the
-/// bench (`just bench`) measures the difference against 0.
-pub const DEFAULT_KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// the replication workers touches about 1 MiB of its linear memory, the
+/// archive's a few MiB per batch of 1,000 changes (2 MiB left it faulting
+/// in and zeroing the rest on every batch: P5 in BENCHMARKS.md). Only the
+/// pages an instance touched are kept and reset. The bench (`just bench`)
+/// measures the difference against 0.
+pub const DEFAULT_KEEP_RESIDENT_BYTES: usize = 16 << 20;
 
 /// The limits of one invocation.
 #[derive(Debug, Clone, Copy)]
@@ -543,6 +546,12 @@ fn classify(
     }
 }
 
+/// A value's compact JSON text: serde_json's writer straight into the
+/// buffer, not `Display`'s formatter.
+fn json_text(v: &serde_json::Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
+}
+
 async fn call(
     store: &mut Store<InvocationState>,
     worker: &PreparedWorker,
@@ -597,9 +606,9 @@ async fn call(
                         ChangeKind::Modify => stream_handler::ChangeKind::Modify,
                         ChangeKind::Remove => stream_handler::ChangeKind::Remove,
                     },
-                    keys: c.keys.to_string(),
-                    new_image: c.new_image.as_ref().map(ToString::to_string),
-                    old_image: c.old_image.as_ref().map(ToString::to_string),
+                    keys: json_text(&c.keys),
+                    new_image: c.new_image.as_ref().map(json_text),
+                    old_image: c.old_image.as_ref().map(json_text),
                     sequence_number: c.sequence_number.clone(),
                     timestamp_ms: c.timestamp_ms,
                 })

@@ -3,13 +3,15 @@
 //! natively in the unit tests.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use usher_sdk::{Change, ChangeKind};
+use usher_sdk::stream_text::ChangeText;
+use usher_sdk::ChangeKind;
 
-use crate::pii;
+use crate::image::Image;
+use crate::pii::{self, push_json_str};
 use crate::schema::RecordType;
 
 /// The container format of a deployment.
@@ -77,12 +79,12 @@ pub enum SinkError {
 
 /// The capabilities the archive uses.
 pub trait Sink {
-    /// Encodes records into a container.
+    /// Encodes records (each one JSON object's text) into a container.
     fn encode(
         &mut self,
         format: Format,
         schema: &Value,
-        records: &[&Record<'_>],
+        records: &[String],
     ) -> Result<Vec<u8>, SinkError>;
     /// Stores an object.
     fn put(
@@ -119,7 +121,7 @@ pub fn object_key<'a>(
     prefix: &str,
     record_type: &str,
     date: &str,
-    members: impl IntoIterator<Item = &'a Change>,
+    members: impl IntoIterator<Item = &'a ChangeText>,
     ext: &str,
 ) -> String {
     let prefix = prefix.trim_end_matches('/');
@@ -136,7 +138,7 @@ pub fn object_key<'a>(
         last = &change.sequence_number;
         digest.update(change.sequence_number.as_bytes());
         digest.update([0]);
-        digest.update(change.keys.to_string().as_bytes());
+        digest.update(change.keys.as_bytes());
         digest.update([0]);
     }
     let first = first.unwrap_or_default();
@@ -165,76 +167,16 @@ pub struct Outcome {
 
 /// A change as archived.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Archived<'a> {
+pub struct Archived {
     /// Its record type (an index into the types).
     pub type_index: usize,
-    /// Its partition date.
-    pub date: String,
-    /// The record.
-    pub record: Record<'a>,
-}
-
-/// An archived record: the type's fields, then the archive's own columns.
-/// Values archived as they are stay borrowed from the change's image, and
-/// the record serializes straight to the JSON text the codec takes: no
-/// `serde_json::Value` tree is built or cloned per record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record<'a> {
-    /// Column name → value.
-    pub columns: Vec<(&'a str, Out<'a>)>,
-}
-
-impl Record<'_> {
-    /// A column's value as JSON (tests).
-    pub fn get(&self, name: &str) -> Option<Value> {
-        self.columns
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| serde_json::to_value(v).unwrap_or(Value::Null))
-    }
-}
-
-/// One column's value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Out<'a> {
-    /// Null (missing, or dropped PII).
-    Null,
-    /// The image's value, unchanged.
-    Same(&'a Value),
-    /// Text made for the archive (scrubbed PII, a `json` field's text).
-    Text(String),
-    /// Text borrowed.
-    Str(&'a str),
-    /// A value changed for the archive.
-    Owned(Value),
-    /// A flag.
-    Bool(bool),
-    /// A number.
-    Number(u64),
-}
-
-impl Serialize for Record<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.columns.len()))?;
-        for (name, value) in &self.columns {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
-
-impl Serialize for Out<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Out::Null => s.serialize_unit(),
-            Out::Same(v) => v.serialize(s),
-            Out::Owned(v) => v.serialize(s),
-            Out::Text(t) => s.serialize_str(t),
-            Out::Str(t) => s.serialize_str(t),
-            Out::Bool(b) => s.serialize_bool(*b),
-            Out::Number(n) => s.serialize_u64(*n),
-        }
-    }
+    /// Its partition day (days since the Unix epoch, UTC).
+    pub day: u64,
+    /// The record: the type's fields, then the archive's own columns, as the
+    /// JSON object text the codec takes. Values archived as they are are
+    /// copied from the image's text as they are: no value is parsed or
+    /// serialized again.
+    pub record: String,
 }
 
 /// Why a change cannot be archived.
@@ -248,32 +190,66 @@ pub struct Refusal {
     pub message: String,
 }
 
+const DAY_MS: u64 = 86_400_000;
+
+/// A record's JSON object text, written a column at a time.
+struct RecordText {
+    text: String,
+}
+
+impl RecordText {
+    fn with_capacity(n: usize) -> Self {
+        let mut text = String::with_capacity(n);
+        text.push('{');
+        RecordText { text }
+    }
+
+    /// Starts a column (`key` is its name as JSON with the colon,
+    /// `"name":`); its value is then appended to `text`.
+    fn column(&mut self, key: &str) -> &mut String {
+        if self.text.len() > 1 {
+            self.text.push(',');
+        }
+        self.text.push_str(key);
+        &mut self.text
+    }
+
+    fn finish(mut self) -> String {
+        self.text.push('}');
+        self.text
+    }
+}
+
 /// The archived form of a change, or `None` when it is not of an archived
 /// type.
-pub fn to_record<'a>(
-    types: &'a [RecordType],
-    settings: &'a Settings,
-    change: &'a Change,
-) -> Result<Option<Archived<'a>>, Refusal> {
+pub fn to_record(
+    types: &[RecordType],
+    settings: &Settings,
+    change: &ChangeText,
+) -> Result<Option<Archived>, Refusal> {
     let deleted = change.kind == ChangeKind::Remove;
-    let image = if deleted {
-        change.old_image.as_ref()
+    let which = if deleted { "old" } else { "new" };
+    let text = if deleted {
+        change.old_image.as_deref()
     } else {
-        change.new_image.as_ref()
+        change.new_image.as_deref()
     };
-    let date = date_of(change.timestamp_ms);
-    let Some(image) = image else {
+    let Some(text) = text else {
         return Err(Refusal {
             record_type: "unknown".into(),
             error_type: "MissingImage",
             message: format!(
-                "a {} change without its {} image",
-                change.kind.event_name(),
-                if deleted { "old" } else { "new" }
+                "a {} change without its {which} image",
+                change.kind.event_name()
             ),
         });
     };
-    let Some(index) = types.iter().position(|t| t.matches(image)) else {
+    let image = Image::parse(text).map_err(|e| Refusal {
+        record_type: "unknown".into(),
+        error_type: "ValidationError",
+        message: format!("the {which} image is not a JSON object: {e}"),
+    })?;
+    let Some(index) = types.iter().position(|t| t.matches(&image)) else {
         return Ok(None);
     };
     let t = &types[index];
@@ -282,39 +258,34 @@ pub fn to_record<'a>(
             return Ok(None);
         }
     }
-    let valid = t.validate(image).map_err(|message| Refusal {
+    let valid = t.validate(&image).map_err(|message| Refusal {
         record_type: t.name.clone(),
         error_type: "ValidationError",
         message,
     })?;
-    let mut columns = Vec::with_capacity(valid.len() + 6);
+    let mut record = RecordText::with_capacity(text.len() + 256);
     for (field, value) in t.fields.iter().zip(valid) {
-        columns.push((
-            field.name.as_str(),
-            pii::scrub(field, value, &settings.pii_salt),
-        ));
+        pii::push_field(record.column(&field.key), field, value, &settings.pii_salt);
     }
-    let key = |name: &str| image.get(name).and_then(Value::as_str).unwrap_or_default();
-    columns.push(("systemId", Out::Str(&settings.system_id)));
-    columns.push((
-        "reference",
-        Out::Text(format!(
-            "{}:{}:{}:{}",
-            t.name,
-            change.table,
-            key("PK"),
-            key("SK")
-        )),
-    ));
-    columns.push(("changeType", Out::Str(change.kind.event_name())));
-    columns.push(("deleted", Out::Bool(deleted)));
-    columns.push(("sequenceNumber", Out::Str(&change.sequence_number)));
-    columns.push(("changedAt", Out::Number(change.timestamp_ms)));
-    let record = Record { columns };
+    push_json_str(record.column(r#""systemId":"#), &settings.system_id);
+    let key = |name: &str| image.get_str(name).unwrap_or_default();
+    push_json_str(
+        record.column(r#""reference":"#),
+        &format!("{}:{}:{}:{}", t.name, change.table, key("PK"), key("SK")),
+    );
+    push_json_str(record.column(r#""changeType":"#), change.kind.event_name());
+    record
+        .column(r#""deleted":"#)
+        .push_str(if deleted { "true" } else { "false" });
+    push_json_str(
+        record.column(r#""sequenceNumber":"#),
+        &change.sequence_number,
+    );
+    let _ = write!(record.column(r#""changedAt":"#), "{}", change.timestamp_ms);
     Ok(Some(Archived {
         type_index: index,
-        date,
-        record,
+        day: change.timestamp_ms / DAY_MS,
+        record: record.finish(),
     }))
 }
 
@@ -322,20 +293,21 @@ pub fn to_record<'a>(
 pub fn process(
     types: &[RecordType],
     settings: &Settings,
-    changes: &[Change],
+    changes: &[ChangeText],
     sink: &mut dyn Sink,
 ) -> Outcome {
     let mut out = Outcome::default();
-    // (type index, date) → positions and records, in batch order.
-    let mut groups: BTreeMap<(usize, String), Vec<(usize, Record<'_>)>> = BTreeMap::new();
+    // (type index, day) → positions and records, in batch order.
+    let mut groups: BTreeMap<(usize, u64), (Vec<usize>, Vec<String>)> = BTreeMap::new();
     let mut rejected: Vec<Rejected> = Vec::new();
     for (position, change) in changes.iter().enumerate() {
         match to_record(types, settings, change) {
             Ok(None) => out.skipped += 1,
-            Ok(Some(a)) => groups
-                .entry((a.type_index, a.date))
-                .or_default()
-                .push((position, a.record)),
+            Ok(Some(a)) => {
+                let (positions, records) = groups.entry((a.type_index, a.day)).or_default();
+                positions.push(position);
+                records.push(a.record);
+            }
             Err(r) => rejected.push(Rejected {
                 position,
                 record_type: r.record_type,
@@ -347,18 +319,18 @@ pub fn process(
     }
     // The first position that could not be written (reported failed from there on).
     let mut first_failed: Option<usize> = None;
-    for ((t, date), members) in &groups {
+    for ((t, day), (members, records)) in &groups {
         let t = &types[*t];
-        let records: Vec<&Record<'_>> = members.iter().map(|(_, r)| r).collect();
+        let date = date_of(day * DAY_MS);
         let key = object_key(
             &settings.prefix,
             &t.name,
-            date,
-            members.iter().map(|(p, _)| &changes[*p]),
+            &date,
+            members.iter().map(|p| &changes[*p]),
             settings.format.extension(),
         );
         let written = sink
-            .encode(settings.format, &t.avro, &records)
+            .encode(settings.format, &t.avro, records)
             .and_then(|body| {
                 sink.put(
                     &settings.bucket,
@@ -374,7 +346,7 @@ pub fn process(
             }
             Err(SinkError::Invalid(message)) => {
                 usher_sdk::warn!(key = key, error = message; "the codec refused a group: its records go to the errors prefix");
-                for (position, _) in members {
+                for position in members {
                     rejected.push(Rejected {
                         position: *position,
                         record_type: t.name.clone(),
@@ -386,7 +358,7 @@ pub fn process(
             }
             Err(SinkError::Other(message)) => {
                 usher_sdk::warn!(key = key, error = message; "writing a group failed: its records will be retried");
-                fail_at(members[0].0, &mut first_failed);
+                fail_at(members[0], &mut first_failed);
             }
         }
     }
@@ -452,14 +424,18 @@ fn fail_at(p: usize, first: &mut Option<usize>) {
     *first = Some(first.map_or(p, |f| f.min(p)));
 }
 
-/// The original change as JSON (what an errors object keeps).
-fn change_json(change: &Change) -> Value {
+/// The original change as JSON (what an errors object keeps): its keys
+/// and images as JSON, or as the text that was sent when it is not JSON.
+fn change_json(change: &ChangeText) -> Value {
+    let parsed = |text: &str| {
+        serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_string()))
+    };
     json!({
         "table": change.table,
         "eventName": change.kind.event_name(),
-        "keys": change.keys,
-        "newImage": change.new_image,
-        "oldImage": change.old_image,
+        "keys": parsed(&change.keys),
+        "newImage": change.new_image.as_deref().map(parsed),
+        "oldImage": change.old_image.as_deref().map(parsed),
         "sequenceNumber": change.sequence_number,
         "timestampMs": change.timestamp_ms,
     })

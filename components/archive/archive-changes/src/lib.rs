@@ -3,7 +3,8 @@
 //!
 //! For each change of a batch:
 //! 1. the image: the new one, or the old one of a REMOVE (a change without
-//!    it is rejected, `MissingImage`);
+//!    it is rejected, `MissingImage`; an image that is not a JSON object,
+//!    `ValidationError`);
 //! 2. its record type: the first of `schemas/archive/*.json` whose `match`
 //!    the image meets (an item of no type, or of a type not in the setting
 //!    `types`, is skipped: success, nothing written);
@@ -41,13 +42,15 @@
 //! `pii_salt` (default empty), `types` (a list; default every type).
 
 pub mod archive;
+pub mod image;
 pub mod pii;
 pub mod schema;
 
 use serde_json::Value;
-use usher_sdk::{codec, config, objects, Change, StreamResult, StreamWorker};
+use usher_sdk::stream_text::{ChangeText, StreamTextWorker};
+use usher_sdk::{codec, config, objects, StreamResult};
 
-pub use archive::{process, Format, Out, Outcome, Record, Settings, Sink, SinkError};
+pub use archive::{process, Format, Outcome, Settings, Sink, SinkError};
 
 /// The settings of the worker's registry entry.
 pub fn settings() -> Result<Settings, String> {
@@ -89,13 +92,13 @@ impl Sink for Capabilities {
         &mut self,
         format: Format,
         schema: &Value,
-        records: &[&Record<'_>],
+        records: &[String],
     ) -> Result<Vec<u8>, SinkError> {
         let format = match format {
             Format::Avro => codec::Format::Avro,
             Format::Parquet => codec::Format::Parquet,
         };
-        codec::encode(format, schema, records).map_err(sink_error)
+        codec::encode_json(format, schema, records).map_err(sink_error)
     }
 
     fn put(
@@ -120,11 +123,13 @@ impl Sink for Capabilities {
     }
 }
 
-/// The worker.
+/// The worker. It reads the changes' JSON text itself ([`image`]): each
+/// record is written from the image's text without a `serde_json::Value`
+/// tree (P5 in BENCHMARKS.md).
 pub struct ArchiveChanges;
 
-impl StreamWorker for ArchiveChanges {
-    fn handle(changes: Vec<Change>) -> StreamResult {
+impl StreamTextWorker for ArchiveChanges {
+    fn handle(changes: Vec<ChangeText>) -> StreamResult {
         let all = || StreamResult::from_failures(changes.iter().map(|c| c.sequence_number.clone()));
         let settings = match settings() {
             Ok(s) => s,
@@ -148,7 +153,7 @@ impl StreamWorker for ArchiveChanges {
     }
 }
 
-usher_sdk::export_stream_worker!(ArchiveChanges);
+usher_sdk::export_stream_text_worker!(ArchiveChanges);
 
 #[cfg(test)]
 mod tests;

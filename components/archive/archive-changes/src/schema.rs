@@ -6,8 +6,11 @@
 //! what the sources give.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+use crate::image::{kind, Image, Kind};
 
 /// A field's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -54,6 +57,9 @@ pub struct Field {
     /// Annotations of a `json` object's keys.
     #[serde(default)]
     pub pii_keys: BTreeMap<String, Pii>,
+    /// The name as a record's JSON key, `"name":` (not in the source file).
+    #[serde(skip)]
+    pub key: String,
 }
 
 /// Which items are of the type.
@@ -117,6 +123,12 @@ pub fn record_types() -> Result<Vec<RecordType>, String> {
             let mut t: RecordType =
                 serde_json::from_str(source).map_err(|e| format!("source {name}: {e}"))?;
             t.avro = serde_json::from_str(avsc).map_err(|e| format!("avsc {name}: {e}"))?;
+            for f in &mut t.fields {
+                f.key = format!(
+                    "{}:",
+                    serde_json::to_string(&f.name).map_err(|e| format!("source {name}: {e}"))?
+                );
+            }
             if t.name != *name {
                 return Err(format!("source {name} says type {}", t.name));
             }
@@ -127,8 +139,8 @@ pub fn record_types() -> Result<Vec<RecordType>, String> {
 
 impl RecordType {
     /// Whether an item is of this type.
-    pub fn matches(&self, item: &Value) -> bool {
-        let Some(v) = item.get(&self.matcher.attribute).and_then(Value::as_str) else {
+    pub fn matches(&self, item: &Image<'_>) -> bool {
+        let Some(v) = item.get_str(&self.matcher.attribute) else {
             return false;
         };
         self.matcher.equals.as_deref().is_none_or(|e| v == e)
@@ -142,14 +154,12 @@ impl RecordType {
     /// The item's archived fields, checked against the schema, in the
     /// fields' order (None: missing or null): a required field missing (or
     /// null), or a value of the wrong type, is an error naming the field.
-    /// Attributes the schema does not name are left out. Nothing is copied.
-    pub fn validate<'a>(&self, item: &'a Value) -> Result<Vec<Option<&'a Value>>, String> {
-        let obj = item
-            .as_object()
-            .ok_or_else(|| "the image is not an object".to_string())?;
+    /// Attributes the schema does not name are left out. Nothing is copied:
+    /// each value is the image's own raw text.
+    pub fn validate<'a>(&self, item: &Image<'a>) -> Result<Vec<Option<&'a RawValue>>, String> {
         let mut out = Vec::with_capacity(self.fields.len());
         for f in &self.fields {
-            let v = obj.get(&f.name).filter(|v| !v.is_null());
+            let v = item.get(&f.name).filter(|v| kind(v) != Kind::Null);
             let Some(v) = v else {
                 if f.required {
                     return Err(format!("required field {} is missing", f.name));
@@ -158,15 +168,15 @@ impl RecordType {
                 continue;
             };
             let ok = match f.ty {
-                FieldType::String => v.is_string(),
-                FieldType::Long => v.is_i64() || v.is_u64() && v.as_i64().is_some(),
-                FieldType::Double => v.is_number(),
-                FieldType::Boolean => v.is_boolean(),
+                FieldType::String => kind(v) == Kind::String,
+                // An integer that fits 64 bits (`1.0`, `1e3` are not).
+                FieldType::Long => kind(v) == Kind::Number && v.get().trim().parse::<i64>().is_ok(),
+                FieldType::Double => kind(v) == Kind::Number,
+                FieldType::Boolean => kind(v) == Kind::Bool,
                 FieldType::Json => true,
             };
             if !ok {
-                let mut text = v.to_string();
-                text.truncate(60);
+                let text: String = v.get().trim().chars().take(60).collect();
                 return Err(format!("field {} must be {:?}, is {text}", f.name, f.ty));
             }
             out.push(Some(v));

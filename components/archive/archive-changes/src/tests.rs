@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+use usher_sdk::stream_text::ChangeText;
 use usher_sdk::Change;
 
 use super::*;
@@ -19,11 +20,11 @@ impl Sink for FakeSink {
         &mut self,
         _format: Format,
         schema: &Value,
-        records: &[&Record<'_>],
+        records: &[String],
     ) -> Result<Vec<u8>, SinkError> {
         let records: Vec<Value> = records
             .iter()
-            .map(|r| serde_json::to_value(r).expect("a record serializes"))
+            .map(|r| serde_json::from_str(r).expect("a record is JSON"))
             .collect();
         if self.refuse_encode {
             return Err(SinkError::Invalid("bad record".into()));
@@ -115,13 +116,14 @@ fn entry(i: u32) -> Value {
     })
 }
 
-fn change(kind: &str, seq: u64, ts: u64, new: Option<Value>, old: Option<Value>) -> Change {
-    serde_json::from_value(json!({
+fn change(kind: &str, seq: u64, ts: u64, new: Option<Value>, old: Option<Value>) -> ChangeText {
+    let change: Change = serde_json::from_value(json!({
         "table": "demand-table", "eventName": kind, "keys": {},
         "newImage": new, "oldImage": old,
         "sequenceNumber": format!("{seq:021}"), "timestampMs": ts,
     }))
-    .expect("change")
+    .expect("change");
+    ChangeText::from(&change)
 }
 
 #[test]
@@ -228,7 +230,7 @@ fn batches_of_two_shards_with_the_same_sequence_numbers_get_their_own_objects() 
     let types = record_types().expect("types");
     let shard = |n: u32| {
         let mut c = change("INSERT", 7, DAY1, Some(entry(n)), None);
-        c.keys = json!({"PK": format!("ENTRY#c1#fan-{n}"), "SK": "ENTRY"});
+        c.keys = json!({"PK": format!("ENTRY#c1#fan-{n}"), "SK": "ENTRY"}).to_string();
         vec![c]
     };
     let mut sink = FakeSink::default();
@@ -332,4 +334,81 @@ fn the_types_setting_filters_and_dates_are_utc() {
         pii::hash("", "abc"),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+}
+
+#[test]
+fn records_are_written_from_the_image_text_with_escapes_and_unicode_kept() {
+    let types = record_types().expect("types");
+    let mut e = entry(5);
+    e["entry"] = json!({"firstName": "Zoë \"Z\"", "lastName": "Ng", "email": "a\\b@x", "phone": 1, "zip": "0\n1"});
+    e["marketId"] = json!("m\u{1}\t\"é\"");
+    e["version"] = json!(-7);
+    let changes = vec![change("MODIFY", 1, DAY1, Some(e), Some(entry(5)))];
+    let mut sink = FakeSink::default();
+    let out = process(&types, &settings(Format::Parquet), &changes, &mut sink);
+    assert_eq!((out.archived, out.rejected), (1, 0), "{out:?}");
+    let r = &sink
+        .lines("cdc/demand/dt=2025-12-06/000000000000000000001-000000000000000000001.parquet")[0];
+    assert_eq!(r["marketId"], "m\u{1}\t\"é\"");
+    assert_eq!(r["version"], -7);
+    assert_eq!(r["changeType"], "MODIFY");
+    let inner: Value = serde_json::from_str(r["entry"].as_str().expect("text")).expect("entry");
+    assert_eq!(
+        inner,
+        json!({"firstName": "Z******", "lastName": "N*", "email": pii::hash("salt", "a\\b@x"), "phone": null, "zip": "0\n1"})
+    );
+    for text in [
+        "",
+        "plain",
+        "q\"b\\s/",
+        "\u{0}\u{1f}\u{7f}\n\r\t\u{8}\u{c}",
+        "é😀",
+    ] {
+        let mut out = String::new();
+        pii::push_json_str(&mut out, text);
+        assert_eq!(out, serde_json::to_string(text).expect("json"), "{text:?}");
+    }
+}
+
+#[test]
+fn an_image_that_is_not_json_and_wrong_numbers_are_rejected_with_reasons() {
+    let types = record_types().expect("types");
+    let mut not_json = change("INSERT", 1, DAY1, Some(entry(1)), None);
+    not_json.new_image = Some("{\"PK\": ".into());
+    let mut long_text = entry(2);
+    long_text["version"] = json!("é".repeat(40));
+    let mut float = entry(3);
+    float["version"] = json!(1.0);
+    let mut huge = entry(4);
+    huge["version"] = json!(12_345_678_901_234_567_890u64);
+    let changes = vec![
+        not_json,
+        change("INSERT", 2, DAY1, Some(long_text), None),
+        change("INSERT", 3, DAY1, Some(float), None),
+        change("INSERT", 4, DAY1, Some(huge), None),
+        change("INSERT", 5, DAY1, Some(entry(5)), None),
+    ];
+    let mut sink = FakeSink::default();
+    let out = process(&types, &settings(Format::Avro), &changes, &mut sink);
+    assert_eq!((out.archived, out.rejected), (1, 4), "{out:?}");
+    let unknown = sink
+        .lines("cdc/errors/unknown/dt=2025-12-06/000000000000000000001-000000000000000000001.json");
+    assert_eq!(unknown[0]["errorType"], "ValidationError");
+    assert!(unknown[0]["message"]
+        .as_str()
+        .expect("message")
+        .contains("not a JSON object"));
+    assert_eq!(unknown[0]["change"]["newImage"], "{\"PK\": ");
+    let demand = sink
+        .lines("cdc/errors/demand/dt=2025-12-06/000000000000000000002-000000000000000000004.json");
+    assert_eq!(demand.len(), 3);
+    for d in &demand {
+        assert!(
+            d["message"]
+                .as_str()
+                .expect("message")
+                .contains("field version must be Long"),
+            "{d}"
+        );
+    }
 }
