@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use common::{copy_registry, pin_built, usher_at};
 use serde_json::Value;

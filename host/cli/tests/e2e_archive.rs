@@ -19,8 +19,8 @@
 //! The Python clients are installed on first use (PyPI); when that fails
 //! the tests say so and pass, unless USHER_REQUIRE_SERVERS=1.
 
-mod aws;
-mod common;
+use crate::aws;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -17,8 +17,8 @@
 //! is pushed and promoted on S3, and both running instances swap to it
 //! between invocations, without a restart.
 
-mod aws;
-mod common;
+use crate::aws;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -35,8 +35,8 @@
 //! conditional writes), and `registration/upsert-users` fed from moto's
 //! user-info queue.
 
-mod aws;
-mod common;
+use crate::aws;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -17,7 +17,7 @@
 //! makes a missing server a failure):
 //! `USHER_SERVERS="kafka-tls" scripts/servers start DIR && source DIR/servers.env`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

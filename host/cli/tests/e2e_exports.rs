@@ -6,7 +6,7 @@
 //! JWT check: 401 without or with a bad token, `/heartbeat` open,
 //! `/dev/token` only with `--dev-tokens`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};

@@ -6,7 +6,7 @@
 //! the visibility timeout; everything converges: nothing lost, nothing
 //! duplicated, nothing in a dead-letter queue.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! 3,000 e-mails take 30 s), every job is triggered and holds one trigger
 //! record.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! the cause is fixed (the limit raised, `usher up` restarted) and
 //! `usher dlq replay` re-drives the message: the entry replicates.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,7 @@
 //!   record and the reservations; nothing is lost, no code goes twice, no
 //!   winner is without a code.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

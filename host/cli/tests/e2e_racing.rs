@@ -4,7 +4,7 @@
 //! version read), removals followed by re-inserts — and the Entry Service
 //! converges to exactly the table's state, every flag cleared.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

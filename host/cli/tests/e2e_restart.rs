@@ -4,7 +4,7 @@
 //! restarted host picks up where the killed one was: everything converges,
 //! nothing is lost (delivery is at least once; the workers are idempotent).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

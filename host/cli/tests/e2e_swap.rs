@@ -8,7 +8,7 @@
 //! it is a different component (another digest, compiled anew), with the
 //! same behaviour.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! holding an invalid user fails alone and, after `max_receive_count` (2)
 //! receives, lands in `user-info-dlq` while every other user is stored.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

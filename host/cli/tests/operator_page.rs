@@ -11,7 +11,7 @@
 //! With USHER_OPS_SCREENSHOT set, the screenshot goes there (the README's
 //! docs/operator-page.png).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

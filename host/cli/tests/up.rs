@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::{copy_registry, free_port, pin_built, usher_at, Up};
 use serde_json::{json, Value};

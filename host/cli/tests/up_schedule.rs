@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::{free_port, pin_built, usher_at, Up};
 use serde_json::{json, Value};

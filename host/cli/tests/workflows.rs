@@ -5,7 +5,7 @@
 //! kill -9 resume runs in e2e_presale, the interpreter's own tests in
 //! host/workflows.)
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
