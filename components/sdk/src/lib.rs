@@ -147,23 +147,7 @@ macro_rules! export_stream_worker {
         const _: fn(::std::vec::Vec<$crate::Change>) -> $crate::StreamResult =
             <$worker as $crate::StreamWorker>::handle;
 
-        #[cfg(target_arch = "wasm32")]
-        const _: () = {
-            struct __UsherStreamWorker;
-            impl $crate::__private::stream::exports::usher::platform::stream_handler::Guest
-                for __UsherStreamWorker
-            {
-                fn handle(
-                    changes: ::std::vec::Vec<
-                        $crate::__private::stream::exports::usher::platform::stream_handler::Change,
-                    >,
-                ) -> $crate::__private::stream::exports::usher::platform::stream_handler::StreamResult
-                {
-                    $crate::__private::handle_stream::<$worker>(changes)
-                }
-            }
-            $crate::__export_stream_worker_impl!(__UsherStreamWorker with_types_in $crate::__private::stream);
-        };
+        $crate::__export_stream_handler!($worker, handle_stream);
     };
 }
 
@@ -264,10 +248,19 @@ macro_rules! export_http_worker {
 #[macro_export]
 macro_rules! export_stream_text_worker {
     ($worker:ty) => {
-        const _: fn(
-            ::std::vec::Vec<$crate::stream_text::ChangeText>,
-        ) -> $crate::StreamResult = <$worker as $crate::stream_text::StreamTextWorker>::handle;
+        const _: fn(::std::vec::Vec<$crate::stream_text::ChangeText>) -> $crate::StreamResult =
+            <$worker as $crate::stream_text::StreamTextWorker>::handle;
 
+        $crate::__export_stream_handler!($worker, handle_stream_text);
+    };
+}
+
+/// The `stream-handler` export both stream macros make: `$adapter` (an
+/// adapter of `export.rs`) runs `$worker`. Not a public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_stream_handler {
+    ($worker:ty, $adapter:ident) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __UsherStreamWorker;
@@ -280,7 +273,7 @@ macro_rules! export_stream_text_worker {
                     >,
                 ) -> $crate::__private::stream::exports::usher::platform::stream_handler::StreamResult
                 {
-                    $crate::__private::handle_stream_text::<$worker>(changes)
+                    $crate::__private::$adapter::<$worker>(changes)
                 }
             }
             $crate::__export_stream_worker_impl!(__UsherStreamWorker with_types_in $crate::__private::stream);
