@@ -3,11 +3,12 @@
 //! [`crate::change_log`]). Keys are checked by the shared
 //! [`usher_capabilities::KeySchema`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Number, Value};
@@ -125,22 +126,27 @@ pub(crate) struct Stamp {
     ms: u64,
     /// The W3C `traceparent` of the writer's span (traces on), else `None`.
     traceparent: Option<String>,
+    /// Whether the table's changes go to the change log (see
+    /// [`EmbeddedTables::log_changes_only_of`]).
+    log: bool,
 }
 
 impl Stamp {
     /// Now, under the current span's trace context (taken on the caller's
     /// task, before the write moves to the blocking pool).
-    fn now_under(traceparent: Option<String>) -> Stamp {
+    fn now_under(traceparent: Option<String>, log: bool) -> Stamp {
         Stamp {
             ms: now_ms(),
             traceparent,
+            log,
         }
     }
 }
 
 /// Stores `new` (or deletes the item when `None`) and appends the change to
-/// the log. Returns the change's sequence number, or `None` when the write
-/// changes nothing (and so neither writes nor logs).
+/// the log (when the table's changes are logged). Returns the change's
+/// sequence number, or `None` when the write changes nothing (and so neither
+/// writes nor logs) or is not logged.
 fn write_item(
     conn: &Connection,
     table: &str,
@@ -157,23 +163,14 @@ fn write_item(
         (Some(_), None) => ChangeKind::Remove,
     };
     let new_text = new.map(to_text).transpose()?;
-    let old_text = old.map(to_text).transpose()?;
-    match &new_text {
-        Some(text) => {
-            let mut st = conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql)?;
-            st.execute(params![table, key.pk, key.sk, text])
-                .map_err(sql)?;
-        }
-        None => {
-            let mut st = conn
-                .prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
-                .map_err(sql)?;
-            st.execute(params![table, key.pk, key.sk]).map_err(sql)?;
-        }
+    let old_text = if now.log {
+        old.map(to_text).transpose()?
+    } else {
+        None
+    };
+    store_item(conn, table, key, new_text.as_deref())?;
+    if !now.log {
+        return Ok(None);
     }
     let keys = to_text(&key.json)?;
     let mut st = conn
@@ -193,6 +190,33 @@ fn write_item(
     ])
     .map_err(sql)?;
     Ok(Some(to_u64(conn.last_insert_rowid())))
+}
+
+/// Stores the item's text (or deletes the item when `None`), nothing else.
+fn store_item(
+    conn: &Connection,
+    table: &str,
+    key: &Key,
+    new_text: Option<&str>,
+) -> Result<(), CapError> {
+    match new_text {
+        Some(text) => {
+            let mut st = conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            st.execute(params![table, key.pk, key.sk, text])
+                .map_err(sql)?;
+        }
+        None => {
+            let mut st = conn
+                .prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+                .map_err(sql)?;
+            st.execute(params![table, key.pk, key.sk]).map_err(sql)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_condition(
@@ -230,6 +254,8 @@ pub struct EmbeddedTables {
     db: Db,
     schemas: Schemas,
     latest: Arc<watch::Sender<u64>>,
+    /// The tables whose changes are logged; `None`: every table.
+    logged: Arc<RwLock<Option<BTreeSet<String>>>>,
 }
 
 impl EmbeddedTables {
@@ -255,7 +281,30 @@ impl EmbeddedTables {
             db,
             schemas: Schemas(Arc::new(tables.clone())),
             latest: Arc::new(watch::channel(latest).0),
+            logged: Arc::new(RwLock::new(None)),
         })
+    }
+
+    /// From now on, only the changes of `tables` go to the change log (the
+    /// tables some stream follows), as in AWS, where only a table followed
+    /// by stream-workers has a stream: the writes to the other tables skip
+    /// the log row with its images (and a batch write to them no longer
+    /// reads the item it replaces). By default every table's changes are
+    /// logged. A follower of a table not logged reads nothing.
+    pub fn log_changes_only_of<I, S>(&self, tables: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        *self.logged.write() = Some(tables.into_iter().map(Into::into).collect());
+    }
+
+    /// Whether `table`'s changes go to the change log.
+    pub fn logs_changes_of(&self, table: &str) -> bool {
+        self.logged
+            .read()
+            .as_ref()
+            .is_none_or(|tables| tables.contains(table))
     }
 
     /// The reader of this store's change log and checkpoints.
@@ -274,6 +323,7 @@ impl EmbeddedTables {
             + 'static,
     {
         let def = self.schemas.get(table)?.clone();
+        let log = self.logs_changes_of(table);
         let table = table.to_string();
         let traceparent = usher_telemetry::propagation::current_traceparent();
         let (value, seq) = self
@@ -282,7 +332,7 @@ impl EmbeddedTables {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql)?;
-                let out = f(&tx, &table, &def, &Stamp::now_under(traceparent))?;
+                let out = f(&tx, &table, &def, &Stamp::now_under(traceparent, log))?;
                 tx.commit().map_err(sql)?;
                 Ok(out)
             })
@@ -305,6 +355,7 @@ impl EmbeddedTables {
         R: Send + 'static,
         F: Fn(&Connection, &str, P, &Stamp) -> Result<(R, Option<u64>), CapError> + Send + 'static,
     {
+        let log = self.logs_changes_of(table);
         let table = table.to_string();
         let traceparent = usher_telemetry::propagation::current_traceparent();
         let (results, seq) = self
@@ -313,7 +364,7 @@ impl EmbeddedTables {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql)?;
-                let now = &Stamp::now_under(traceparent);
+                let now = &Stamp::now_under(traceparent, log);
                 let mut last = None;
                 let mut results = Vec::with_capacity(prepared.len());
                 for p in prepared {
@@ -615,6 +666,12 @@ impl TableBackend for EmbeddedTables {
             })
             .collect();
         self.many(table, prepared, |conn, table, (key, new), now| {
+            if !now.log {
+                // Nothing to compare with or to log: the item as it is.
+                let text = new.as_ref().map(to_text).transpose()?;
+                store_item(conn, table, &key, text.as_deref())?;
+                return Ok(((), None));
+            }
             let old = load(conn, table, &key)?;
             let seq = write_item(conn, table, &key, new.as_ref(), old.as_ref(), now)?;
             Ok(((), seq))
