@@ -115,6 +115,40 @@ fn load(conn: &Connection, table: &str, key: &Key) -> Result<Option<Value>, CapE
         .transpose()
 }
 
+/// The stored text of an item, unparsed.
+fn load_text(conn: &Connection, table: &str, key: &Key) -> Result<Option<String>, CapError> {
+    let mut st = conn
+        .prepare_cached("SELECT item FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(sql)?;
+    st.query_row(params![table, key.pk, key.sk], |r| r.get(0))
+        .optional()
+        .map_err(sql)
+}
+
+/// An item as stored: parsed, and its text.
+struct Stored {
+    value: Value,
+    text: String,
+}
+
+/// [`load`], keeping the stored text (the change log's old image, and what
+/// a new item's text is compared with, without serializing the item again).
+fn load_stored(conn: &Connection, table: &str, key: &Key) -> Result<Option<Stored>, CapError> {
+    let mut st = conn
+        .prepare_cached("SELECT item FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(sql)?;
+    let text: Option<String> = st
+        .query_row(params![table, key.pk, key.sk], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map(|value| Stored { value, text })
+            .map_err(|e| corrupt("item", e))
+    })
+    .transpose()
+}
+
 fn to_text(v: &Value) -> Result<String, CapError> {
     serde_json::to_string(v).map_err(|e| CapError::Invalid(format!("item does not serialize: {e}")))
 }
@@ -143,30 +177,27 @@ impl Stamp {
     }
 }
 
-/// Stores `new` (or deletes the item when `None`) and appends the change to
-/// the log (when the table's changes are logged). Returns the change's
-/// sequence number, or `None` when the write changes nothing (and so neither
-/// writes nor logs) or is not logged.
+/// Stores `new` (an item's text, or deletes the item when `None`) in place
+/// of `old` (the stored text, `None` when there is no item) and appends the
+/// change to the log (when the table's changes are logged). Returns the
+/// change's sequence number, or `None` when the write changes nothing (and
+/// so neither writes nor logs) or is not logged. Items are stored as
+/// serde_json writes them (maps in key order), so equal items have equal
+/// texts.
 fn write_item(
     conn: &Connection,
     table: &str,
     key: &Key,
-    new: Option<&Value>,
-    old: Option<&Value>,
+    new_text: Option<String>,
+    old_text: Option<String>,
     now: &Stamp,
 ) -> Result<Option<u64>, CapError> {
-    let kind = match (old, new) {
+    let kind = match (&old_text, &new_text) {
         (None, None) => return Ok(None),
         (Some(o), Some(n)) if o == n => return Ok(None),
         (None, Some(_)) => ChangeKind::Insert,
         (Some(_), Some(_)) => ChangeKind::Modify,
         (Some(_), None) => ChangeKind::Remove,
-    };
-    let new_text = new.map(to_text).transpose()?;
-    let old_text = if now.log {
-        old.map(to_text).transpose()?
-    } else {
-        None
     };
     store_item(conn, table, key, new_text.as_deref())?;
     if !now.log {
@@ -397,9 +428,16 @@ fn put_in(
     condition: Option<&Condition>,
     now: &Stamp,
 ) -> Result<Option<u64>, CapError> {
-    let old = load(conn, table, key)?;
-    check_condition(table, key, condition, old.as_ref())?;
-    write_item(conn, table, key, Some(item), old.as_ref(), now)
+    let old = load_stored(conn, table, key)?;
+    check_condition(table, key, condition, old.as_ref().map(|o| &o.value))?;
+    write_item(
+        conn,
+        table,
+        key,
+        Some(to_text(item)?),
+        old.map(|o| o.text),
+        now,
+    )
 }
 
 /// Checks the condition and applies the update; the item after it and the
@@ -413,14 +451,18 @@ fn update_in(
     condition: Option<&Condition>,
     now: &Stamp,
 ) -> Result<(Value, Option<u64>), CapError> {
-    let old = load(conn, table, key)?;
-    check_condition(table, key, condition, old.as_ref())?;
-    let mut item = match &old {
-        Some(Value::Object(obj)) => obj.clone(),
+    let old = load_stored(conn, table, key)?;
+    check_condition(table, key, condition, old.as_ref().map(|o| &o.value))?;
+    let (old_value, old_text) = match old {
+        Some(Stored { value, text }) => (Some(value), Some(text)),
+        None => (None, None),
+    };
+    let mut item = match old_value {
+        Some(Value::Object(obj)) => obj,
         Some(other) => {
             return Err(CapError::Fault(format!(
                 "embedded storage holds {} as an item of table `{table}`",
-                json_kind(other)
+                json_kind(&other)
             )))
         }
         None => match &key.json {
@@ -435,7 +477,7 @@ fn update_in(
         item.remove(name);
     }
     let item = Value::Object(item);
-    let seq = write_item(conn, table, key, Some(&item), old.as_ref(), now)?;
+    let seq = write_item(conn, table, key, Some(to_text(&item)?), old_text, now)?;
     Ok((item, seq))
 }
 
@@ -556,9 +598,9 @@ impl TableBackend for EmbeddedTables {
     ) -> Result<(), CapError> {
         let key = parse_key(&self.schemas.schema(table)?, key)?;
         self.write(table, move |conn, table, _def, now| {
-            let old = load(conn, table, &key)?;
-            check_condition(table, &key, condition.as_ref(), old.as_ref())?;
-            let seq = write_item(conn, table, &key, None, old.as_ref(), now)?;
+            let old = load_stored(conn, table, &key)?;
+            check_condition(table, &key, condition.as_ref(), old.as_ref().map(|o| &o.value))?;
+            let seq = write_item(conn, table, &key, None, old.map(|o| o.text), now)?;
             Ok((Value::Null, seq))
         })
         .await
@@ -672,8 +714,9 @@ impl TableBackend for EmbeddedTables {
                 store_item(conn, table, &key, text.as_deref())?;
                 return Ok(((), None));
             }
-            let old = load(conn, table, &key)?;
-            let seq = write_item(conn, table, &key, new.as_ref(), old.as_ref(), now)?;
+            let old = load_text(conn, table, &key)?;
+            let new_text = new.as_ref().map(to_text).transpose()?;
+            let seq = write_item(conn, table, &key, new_text, old, now)?;
             Ok(((), seq))
         })
         .await
