@@ -262,11 +262,11 @@ impl ChangeLog {
         self.db
             .call(move |conn| {
                 // The window: the next `scan` changes of the table.
-                let window = "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent
+                let window =
+                    "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent
                               FROM changes WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
-                let text = format!(
-                    "SELECT * FROM ({window}) WHERE {condition} ORDER BY seq LIMIT ?4"
-                );
+                let text =
+                    format!("SELECT * FROM ({window}) WHERE {condition} ORDER BY seq LIMIT ?4");
                 let mut params: Vec<rusqlite::types::Value> = vec![
                     table.clone().into(),
                     to_i64(after_seq).into(),

@@ -599,7 +599,12 @@ impl TableBackend for EmbeddedTables {
         let key = parse_key(&self.schemas.schema(table)?, key)?;
         self.write(table, move |conn, table, _def, now| {
             let old = load_stored(conn, table, &key)?;
-            check_condition(table, &key, condition.as_ref(), old.as_ref().map(|o| &o.value))?;
+            check_condition(
+                table,
+                &key,
+                condition.as_ref(),
+                old.as_ref().map(|o| &o.value),
+            )?;
             let seq = write_item(conn, table, &key, None, old.map(|o| o.text), now)?;
             Ok((Value::Null, seq))
         })

@@ -1338,16 +1338,17 @@ async fn read_filtered_passes_exactly_what_the_filter_passes() {
         .unwrap();
     let all = log.read("entries", 0, 100).await.unwrap();
     assert_eq!(all.len(), 9);
-    let rule = |attribute: &str, equals: &[&str], prefix: &[&str], is: Option<bool>, events: &[&str]| {
-        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        StreamFilterRule {
-            attribute: attribute.to_string(),
-            equals: strings(equals),
-            prefix: strings(prefix),
-            is,
-            events: strings(events),
-        }
-    };
+    let rule =
+        |attribute: &str, equals: &[&str], prefix: &[&str], is: Option<bool>, events: &[&str]| {
+            let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            StreamFilterRule {
+                attribute: attribute.to_string(),
+                equals: strings(equals),
+                prefix: strings(prefix),
+                is,
+                events: strings(events),
+            }
+        };
     let filters: Vec<Vec<StreamFilterRule>> = vec![
         vec![rule("verdict", &["WINNER"], &[], None, &[])],
         vec![rule("verdict", &[], &["WIN", "LO"], None, &[])],
@@ -1361,23 +1362,37 @@ async fn read_filtered_passes_exactly_what_the_filter_passes() {
             rule("flag", &[], &[], Some(true), &[]),
             rule("", &[], &[], None, &["REMOVE"]),
         ],
-        vec![rule("verdict", &["LOSER"], &[], None, &["INSERT", "REMOVE"])],
+        vec![rule(
+            "verdict",
+            &["LOSER"],
+            &[],
+            None,
+            &["INSERT", "REMOVE"],
+        )],
         vec![rule("we\"ird", &["WINNER"], &[], None, &[])],
         vec![rule("absent", &["x"], &[], None, &[])],
     ];
     for filter in &filters {
         let want: Vec<u64> = all
             .iter()
-            .filter(|r| StreamFilterRule::passes(filter, r.new_image.as_ref(), r.old_image.as_ref()))
+            .filter(|r| {
+                StreamFilterRule::passes(filter, r.new_image.as_ref(), r.old_image.as_ref())
+            })
             .map(|r| r.seq)
             .collect();
-        let (rows, through) = log.read_filtered("entries", 0, 100, 100, filter).await.unwrap();
+        let (rows, through) = log
+            .read_filtered("entries", 0, 100, 100, filter)
+            .await
+            .unwrap();
         let got: Vec<u64> = rows.iter().map(|r| r.seq).collect();
         assert_eq!(got, want, "{filter:?}");
         assert_eq!(through, all.last().map(|r| r.seq), "{filter:?}");
         assert!(rows.iter().all(|r| all.contains(r)));
         // A page of one: through the first passing change.
-        let (one, through) = log.read_filtered("entries", 0, 1, 100, filter).await.unwrap();
+        let (one, through) = log
+            .read_filtered("entries", 0, 1, 100, filter)
+            .await
+            .unwrap();
         match want.first() {
             Some(&first) => {
                 assert_eq!(one.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![first]);
@@ -1386,7 +1401,10 @@ async fn read_filtered_passes_exactly_what_the_filter_passes() {
             None => assert_eq!(through, all.last().map(|r| r.seq)),
         }
         // A scan of two: through the second change at most.
-        let (two, through) = log.read_filtered("entries", 0, 100, 2, filter).await.unwrap();
+        let (two, through) = log
+            .read_filtered("entries", 0, 100, 2, filter)
+            .await
+            .unwrap();
         assert!(two.iter().all(|r| r.seq <= all[1].seq));
         assert_eq!(through, Some(all[1].seq));
     }

@@ -1341,9 +1341,21 @@ fn stream_filters_on_booleans_and_events() {
     let cleared = serde_json::json!({"PK": "ENTRY#c#f", "needsReplication": false});
     let text = serde_json::json!({"PK": "ENTRY#c#f", "needsReplication": "true"});
     assert!(StreamFilterRule::passes(filter, Some(&flagged), None));
-    assert!(StreamFilterRule::passes(filter, Some(&flagged), Some(&cleared)));
-    assert!(StreamFilterRule::passes(filter, Some(&cleared), Some(&flagged)));
-    assert!(!StreamFilterRule::passes(filter, Some(&cleared), Some(&cleared)));
+    assert!(StreamFilterRule::passes(
+        filter,
+        Some(&flagged),
+        Some(&cleared)
+    ));
+    assert!(StreamFilterRule::passes(
+        filter,
+        Some(&cleared),
+        Some(&flagged)
+    ));
+    assert!(!StreamFilterRule::passes(
+        filter,
+        Some(&cleared),
+        Some(&cleared)
+    ));
     assert!(!StreamFilterRule::passes(filter, Some(&text), None));
     // Every removal passes, whatever its old image.
     assert!(StreamFilterRule::passes(filter, None, Some(&cleared)));
@@ -1368,7 +1380,9 @@ fn stream_filters_on_booleans_and_events() {
     };
     assert_eq!(
         StreamFilterRule::lambda_patterns(std::slice::from_ref(&removed), true),
-        vec![serde_json::json!({"data": {"eventName": ["REMOVE"], "dynamodb": {"OldImage": {"SK": {"S": ["ENTRY"]}}}}})]
+        vec![
+            serde_json::json!({"data": {"eventName": ["REMOVE"], "dynamodb": {"OldImage": {"SK": {"S": ["ENTRY"]}}}}})
+        ]
     );
     let entry = serde_json::json!({"SK": "ENTRY"});
     assert!(removed.passes_rule(None, Some(&entry)));

@@ -462,4 +462,3 @@ fn take_record(row: &mut ChangeRow) -> ChangeRecord {
         timestamp_ms: row.timestamp_ms,
     }
 }
-
