@@ -1402,10 +1402,7 @@ async fn read_filtered_passes_exactly_what_the_filter_passes() {
         }
         // A scan of two (a scan is never shorter than the page): through
         // the second change.
-        let (two, through) = log
-            .read_filtered("entries", 0, 2, 2, filter)
-            .await
-            .unwrap();
+        let (two, through) = log.read_filtered("entries", 0, 2, 2, filter).await.unwrap();
         assert!(two.iter().all(|r| r.seq <= all[1].seq));
         assert_eq!(through, Some(all[1].seq));
     }
