@@ -2068,6 +2068,47 @@ resource "aws_lambda_event_source_mapping" "replication_enqueue-entries" {
       destination_arn = aws_sqs_queue.enqueue-entries-failures.arn
     }
   }
+  filter_criteria {
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "dynamodb" = {
+            "NewImage" = {
+              "needsReplication" = {
+                "BOOL" = [
+                  true,
+                ]
+              }
+            }
+          }
+        }
+      })
+    }
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "dynamodb" = {
+            "OldImage" = {
+              "needsReplication" = {
+                "BOOL" = [
+                  true,
+                ]
+              }
+            }
+          }
+        }
+      })
+    }
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "eventName" = [
+            "REMOVE",
+          ]
+        }
+      })
+    }
+  }
   depends_on = [aws_dynamodb_kinesis_streaming_destination.demand-table]
 }
 
@@ -2486,6 +2527,38 @@ resource "aws_lambda_event_source_mapping" "selection_mark-assigned-codes" {
   destination_config {
     on_failure {
       destination_arn = aws_sqs_queue.mark-assigned-codes-failures.arn
+    }
+  }
+  filter_criteria {
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "dynamodb" = {
+            "NewImage" = {
+              "verdict" = {
+                "S" = [
+                  "WINNER",
+                ]
+              }
+            }
+          }
+        }
+      })
+    }
+    filter {
+      pattern = jsonencode({
+        "data" = {
+          "dynamodb" = {
+            "OldImage" = {
+              "verdict" = {
+                "S" = [
+                  "WINNER",
+                ]
+              }
+            }
+          }
+        }
+      })
     }
   }
   depends_on = [aws_dynamodb_kinesis_streaming_destination.demand-table]

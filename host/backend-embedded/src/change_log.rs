@@ -13,6 +13,7 @@ use usher_capabilities::CapError;
 
 use crate::db::{corrupt, sql, to_i64, to_u64, Db};
 use crate::table::Schemas;
+use usher_registry::StreamFilterRule;
 
 pub use usher_capabilities::ChangeKind;
 
@@ -80,6 +81,106 @@ pub(crate) fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Parses the rows of a `SELECT seq, event_name, keys, new_image,
+/// old_image, ts_ms, traceparent`.
+fn collect_rows(table: &str, mut rows: rusqlite::Rows<'_>) -> Result<Vec<ChangeRow>, CapError> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        let seq: i64 = row.get(0).map_err(sql)?;
+        let kind: String = row.get(1).map_err(sql)?;
+        let keys: String = row.get(2).map_err(sql)?;
+        let new_image: Option<String> = row.get(3).map_err(sql)?;
+        let old_image: Option<String> = row.get(4).map_err(sql)?;
+        let ts: i64 = row.get(5).map_err(sql)?;
+        let traceparent: Option<String> = row.get(6).map_err(sql)?;
+        let parse =
+            |t: &str| serde_json::from_str::<Value>(t).map_err(|e| corrupt("change record", e));
+        out.push(ChangeRow {
+            table: table.to_string(),
+            seq: to_u64(seq),
+            event_name: parse_kind(&kind)?,
+            keys: parse(&keys)?,
+            new_image: new_image.as_deref().map(parse).transpose()?,
+            old_image: old_image.as_deref().map(parse).transpose()?,
+            timestamp_ms: to_u64(ts),
+            traceparent,
+        });
+    }
+    Ok(out)
+}
+
+/// A stream filter as an SQL condition on the `changes` columns, exactly
+/// [`StreamFilterRule::passes`]: some rule passes the change's kind (the
+/// log's `event_name`: INSERT has a new image only, MODIFY both, REMOVE the
+/// old one only) and its attribute, in the new or the old image, is a JSON
+/// string equal to one of its values or starting with one of its prefixes,
+/// or the boolean it names. Numbered parameters from `?5` on, given in
+/// order.
+fn filter_sql(filter: &[StreamFilterRule]) -> (String, Vec<String>) {
+    let mut args: Vec<String> = Vec::new();
+    let mut next = |value: String| {
+        args.push(value);
+        format!("?{}", args.len() + 4)
+    };
+    let mut rules = Vec::new();
+    for rule in filter {
+        let mut parts = Vec::new();
+        if !rule.events.is_empty() {
+            let events: Vec<String> = rule.events.iter().map(|e| next(e.clone())).collect();
+            parts.push(format!("event_name IN ({})", events.join(", ")));
+        }
+        if rule.has_attribute() {
+            // `$."name"`: the attribute as one path step, whatever it holds.
+            let path = next(format!(
+                "$.\"{}\"",
+                rule.attribute.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
+            // json_type 'text': a JSON string (json_extract gives objects
+            // and arrays as text too); 'true' / 'false': that boolean.
+            let mut tests = Vec::new();
+            for value in &rule.equals {
+                tests.push(format!("v = {}", next(value.clone())));
+            }
+            for prefix in &rule.prefix {
+                let p = next(prefix.clone());
+                tests.push(format!("substr(v, 1, length({p})) = {p}"));
+            }
+            let mut images = Vec::new();
+            for image in ["new_image", "old_image"] {
+                let mut accepted = Vec::new();
+                if !tests.is_empty() {
+                    accepted.push(format!(
+                        "(json_type({image}, {path}) = 'text' AND \
+                         (SELECT {} FROM (SELECT json_extract({image}, {path}) AS v)))",
+                        tests.join(" OR ")
+                    ));
+                }
+                if let Some(b) = rule.is {
+                    accepted.push(format!("json_type({image}, {path}) = '{b}'"));
+                }
+                if accepted.is_empty() {
+                    accepted.push("0".to_string());
+                }
+                images.push(format!(
+                    "({image} IS NOT NULL AND ({}))",
+                    accepted.join(" OR ")
+                ));
+            }
+            parts.push(format!("({})", images.join(" OR ")));
+        }
+        if parts.is_empty() {
+            // Nothing to compare: passes every change, as `passes` does.
+            parts.push("1".to_string());
+        }
+        rules.push(format!("({})", parts.join(" AND ")));
+    }
+    if rules.is_empty() {
+        ("0".to_string(), args)
+    } else {
+        (rules.join(" OR "), args)
+    }
+}
+
 impl ChangeRow {
     /// The sequence number as the worker sees it: a decimal string.
     pub fn sequence_number(&self) -> String {
@@ -123,33 +224,77 @@ impl ChangeLog {
                          WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
                     )
                     .map_err(sql)?;
-                let mut rows = st
+                let rows = st
                     .query(params![table, to_i64(after_seq), i64::from(limit)])
                     .map_err(sql)?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().map_err(sql)? {
-                    let seq: i64 = row.get(0).map_err(sql)?;
-                    let kind: String = row.get(1).map_err(sql)?;
-                    let keys: String = row.get(2).map_err(sql)?;
-                    let new_image: Option<String> = row.get(3).map_err(sql)?;
-                    let old_image: Option<String> = row.get(4).map_err(sql)?;
-                    let ts: i64 = row.get(5).map_err(sql)?;
-                    let traceparent: Option<String> = row.get(6).map_err(sql)?;
-                    let parse = |t: &str| {
-                        serde_json::from_str::<Value>(t).map_err(|e| corrupt("change record", e))
-                    };
-                    out.push(ChangeRow {
-                        table: table.clone(),
-                        seq: to_u64(seq),
-                        event_name: parse_kind(&kind)?,
-                        keys: parse(&keys)?,
-                        new_image: new_image.as_deref().map(parse).transpose()?,
-                        old_image: old_image.as_deref().map(parse).transpose()?,
-                        timestamp_ms: to_u64(ts),
-                        traceparent,
-                    });
-                }
-                Ok(out)
+                collect_rows(&table, rows)
+            })
+            .await
+    }
+
+    /// Like [`ChangeLog::read`], but only the changes that pass `filter`
+    /// (a stream trigger's filter, [`StreamFilterRule::passes`]), decided
+    /// by SQLite on the stored images so that the changes it drops are
+    /// neither copied out nor parsed. At most `scan` changes after
+    /// `after_seq` are looked at; returns up to `limit` passing changes and
+    /// the sequence number up to which the log was looked at (the last
+    /// passing change when `limit` were found, else the last change
+    /// scanned; `None` when there was none): a follower's checkpoint may
+    /// move there, every change up to it that is not returned having been
+    /// dropped by the filter.
+    pub async fn read_filtered(
+        &self,
+        table: &str,
+        after_seq: u64,
+        limit: u32,
+        scan: u32,
+        filter: &[StreamFilterRule],
+    ) -> Result<(Vec<ChangeRow>, Option<u64>), CapError> {
+        if filter.is_empty() {
+            let rows = self.read(table, after_seq, limit).await?;
+            let last = rows.last().map(|r| r.seq);
+            return Ok((rows, last));
+        }
+        self.schemas.get(table)?;
+        let table = table.to_string();
+        let (condition, args) = filter_sql(filter);
+        let scan = scan.max(limit).max(1);
+        self.db
+            .call(move |conn| {
+                // The window: the next `scan` changes of the table.
+                let window =
+                    "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent
+                              FROM changes WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+                let text =
+                    format!("SELECT * FROM ({window}) WHERE {condition} ORDER BY seq LIMIT ?4");
+                let mut params: Vec<rusqlite::types::Value> = vec![
+                    table.clone().into(),
+                    to_i64(after_seq).into(),
+                    i64::from(scan).into(),
+                    i64::from(limit).into(),
+                ];
+                params.extend(args.iter().cloned().map(rusqlite::types::Value::from));
+                let mut st = conn.prepare_cached(&text).map_err(sql)?;
+                let rows = st
+                    .query(rusqlite::params_from_iter(params.iter()))
+                    .map_err(sql)?;
+                let rows = collect_rows(&table, rows)?;
+                let through = if rows.len() == limit as usize {
+                    rows.last().map(|r| r.seq)
+                } else {
+                    let last: Option<i64> = conn
+                        .prepare_cached(
+                            "SELECT MAX(seq) FROM (SELECT seq FROM changes
+                             WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)",
+                        )
+                        .map_err(sql)?
+                        .query_row(params![table, to_i64(after_seq), i64::from(scan)], |r| {
+                            r.get(0)
+                        })
+                        .map_err(sql)?;
+                    last.map(to_u64)
+                };
+                Ok((rows, through))
             })
             .await
     }

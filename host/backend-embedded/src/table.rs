@@ -3,11 +3,12 @@
 //! [`crate::change_log`]). Keys are checked by the shared
 //! [`usher_capabilities::KeySchema`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Number, Value};
@@ -114,6 +115,40 @@ fn load(conn: &Connection, table: &str, key: &Key) -> Result<Option<Value>, CapE
         .transpose()
 }
 
+/// The stored text of an item, unparsed.
+fn load_text(conn: &Connection, table: &str, key: &Key) -> Result<Option<String>, CapError> {
+    let mut st = conn
+        .prepare_cached("SELECT item FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(sql)?;
+    st.query_row(params![table, key.pk, key.sk], |r| r.get(0))
+        .optional()
+        .map_err(sql)
+}
+
+/// An item as stored: parsed, and its text.
+struct Stored {
+    value: Value,
+    text: String,
+}
+
+/// [`load`], keeping the stored text (the change log's old image, and what
+/// a new item's text is compared with, without serializing the item again).
+fn load_stored(conn: &Connection, table: &str, key: &Key) -> Result<Option<Stored>, CapError> {
+    let mut st = conn
+        .prepare_cached("SELECT item FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(sql)?;
+    let text: Option<String> = st
+        .query_row(params![table, key.pk, key.sk], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map(|value| Stored { value, text })
+            .map_err(|e| corrupt("item", e))
+    })
+    .transpose()
+}
+
 fn to_text(v: &Value) -> Result<String, CapError> {
     serde_json::to_string(v).map_err(|e| CapError::Invalid(format!("item does not serialize: {e}")))
 }
@@ -125,55 +160,48 @@ pub(crate) struct Stamp {
     ms: u64,
     /// The W3C `traceparent` of the writer's span (traces on), else `None`.
     traceparent: Option<String>,
+    /// Whether the table's changes go to the change log (see
+    /// [`EmbeddedTables::log_changes_only_of`]).
+    log: bool,
 }
 
 impl Stamp {
     /// Now, under the current span's trace context (taken on the caller's
     /// task, before the write moves to the blocking pool).
-    fn now_under(traceparent: Option<String>) -> Stamp {
+    fn now_under(traceparent: Option<String>, log: bool) -> Stamp {
         Stamp {
             ms: now_ms(),
             traceparent,
+            log,
         }
     }
 }
 
-/// Stores `new` (or deletes the item when `None`) and appends the change to
-/// the log. Returns the change's sequence number, or `None` when the write
-/// changes nothing (and so neither writes nor logs).
+/// Stores `new` (an item's text, or deletes the item when `None`) in place
+/// of `old` (the stored text, `None` when there is no item) and appends the
+/// change to the log (when the table's changes are logged). Returns the
+/// change's sequence number, or `None` when the write changes nothing (and
+/// so neither writes nor logs) or is not logged. Items are stored as
+/// serde_json writes them (maps in key order), so equal items have equal
+/// texts.
 fn write_item(
     conn: &Connection,
     table: &str,
     key: &Key,
-    new: Option<&Value>,
-    old: Option<&Value>,
+    new_text: Option<String>,
+    old_text: Option<String>,
     now: &Stamp,
 ) -> Result<Option<u64>, CapError> {
-    let kind = match (old, new) {
+    let kind = match (&old_text, &new_text) {
         (None, None) => return Ok(None),
         (Some(o), Some(n)) if o == n => return Ok(None),
         (None, Some(_)) => ChangeKind::Insert,
         (Some(_), Some(_)) => ChangeKind::Modify,
         (Some(_), None) => ChangeKind::Remove,
     };
-    let new_text = new.map(to_text).transpose()?;
-    let old_text = old.map(to_text).transpose()?;
-    match &new_text {
-        Some(text) => {
-            let mut st = conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql)?;
-            st.execute(params![table, key.pk, key.sk, text])
-                .map_err(sql)?;
-        }
-        None => {
-            let mut st = conn
-                .prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
-                .map_err(sql)?;
-            st.execute(params![table, key.pk, key.sk]).map_err(sql)?;
-        }
+    store_item(conn, table, key, new_text.as_deref())?;
+    if !now.log {
+        return Ok(None);
     }
     let keys = to_text(&key.json)?;
     let mut st = conn
@@ -193,6 +221,33 @@ fn write_item(
     ])
     .map_err(sql)?;
     Ok(Some(to_u64(conn.last_insert_rowid())))
+}
+
+/// Stores the item's text (or deletes the item when `None`), nothing else.
+fn store_item(
+    conn: &Connection,
+    table: &str,
+    key: &Key,
+    new_text: Option<&str>,
+) -> Result<(), CapError> {
+    match new_text {
+        Some(text) => {
+            let mut st = conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            st.execute(params![table, key.pk, key.sk, text])
+                .map_err(sql)?;
+        }
+        None => {
+            let mut st = conn
+                .prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+                .map_err(sql)?;
+            st.execute(params![table, key.pk, key.sk]).map_err(sql)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_condition(
@@ -230,6 +285,8 @@ pub struct EmbeddedTables {
     db: Db,
     schemas: Schemas,
     latest: Arc<watch::Sender<u64>>,
+    /// The tables whose changes are logged; `None`: every table.
+    logged: Arc<RwLock<Option<BTreeSet<String>>>>,
 }
 
 impl EmbeddedTables {
@@ -255,7 +312,30 @@ impl EmbeddedTables {
             db,
             schemas: Schemas(Arc::new(tables.clone())),
             latest: Arc::new(watch::channel(latest).0),
+            logged: Arc::new(RwLock::new(None)),
         })
+    }
+
+    /// From now on, only the changes of `tables` go to the change log (the
+    /// tables some stream follows), as in AWS, where only a table followed
+    /// by stream-workers has a stream: the writes to the other tables skip
+    /// the log row with its images (and a batch write to them no longer
+    /// reads the item it replaces). By default every table's changes are
+    /// logged. A follower of a table not logged reads nothing.
+    pub fn log_changes_only_of<I, S>(&self, tables: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        *self.logged.write() = Some(tables.into_iter().map(Into::into).collect());
+    }
+
+    /// Whether `table`'s changes go to the change log.
+    pub fn logs_changes_of(&self, table: &str) -> bool {
+        self.logged
+            .read()
+            .as_ref()
+            .is_none_or(|tables| tables.contains(table))
     }
 
     /// The reader of this store's change log and checkpoints.
@@ -274,6 +354,7 @@ impl EmbeddedTables {
             + 'static,
     {
         let def = self.schemas.get(table)?.clone();
+        let log = self.logs_changes_of(table);
         let table = table.to_string();
         let traceparent = usher_telemetry::propagation::current_traceparent();
         let (value, seq) = self
@@ -282,7 +363,7 @@ impl EmbeddedTables {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql)?;
-                let out = f(&tx, &table, &def, &Stamp::now_under(traceparent))?;
+                let out = f(&tx, &table, &def, &Stamp::now_under(traceparent, log))?;
                 tx.commit().map_err(sql)?;
                 Ok(out)
             })
@@ -305,6 +386,7 @@ impl EmbeddedTables {
         R: Send + 'static,
         F: Fn(&Connection, &str, P, &Stamp) -> Result<(R, Option<u64>), CapError> + Send + 'static,
     {
+        let log = self.logs_changes_of(table);
         let table = table.to_string();
         let traceparent = usher_telemetry::propagation::current_traceparent();
         let (results, seq) = self
@@ -313,7 +395,7 @@ impl EmbeddedTables {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql)?;
-                let now = &Stamp::now_under(traceparent);
+                let now = &Stamp::now_under(traceparent, log);
                 let mut last = None;
                 let mut results = Vec::with_capacity(prepared.len());
                 for p in prepared {
@@ -346,9 +428,16 @@ fn put_in(
     condition: Option<&Condition>,
     now: &Stamp,
 ) -> Result<Option<u64>, CapError> {
-    let old = load(conn, table, key)?;
-    check_condition(table, key, condition, old.as_ref())?;
-    write_item(conn, table, key, Some(item), old.as_ref(), now)
+    let old = load_stored(conn, table, key)?;
+    check_condition(table, key, condition, old.as_ref().map(|o| &o.value))?;
+    write_item(
+        conn,
+        table,
+        key,
+        Some(to_text(item)?),
+        old.map(|o| o.text),
+        now,
+    )
 }
 
 /// Checks the condition and applies the update; the item after it and the
@@ -362,14 +451,18 @@ fn update_in(
     condition: Option<&Condition>,
     now: &Stamp,
 ) -> Result<(Value, Option<u64>), CapError> {
-    let old = load(conn, table, key)?;
-    check_condition(table, key, condition, old.as_ref())?;
-    let mut item = match &old {
-        Some(Value::Object(obj)) => obj.clone(),
+    let old = load_stored(conn, table, key)?;
+    check_condition(table, key, condition, old.as_ref().map(|o| &o.value))?;
+    let (old_value, old_text) = match old {
+        Some(Stored { value, text }) => (Some(value), Some(text)),
+        None => (None, None),
+    };
+    let mut item = match old_value {
+        Some(Value::Object(obj)) => obj,
         Some(other) => {
             return Err(CapError::Fault(format!(
                 "embedded storage holds {} as an item of table `{table}`",
-                json_kind(other)
+                json_kind(&other)
             )))
         }
         None => match &key.json {
@@ -384,7 +477,7 @@ fn update_in(
         item.remove(name);
     }
     let item = Value::Object(item);
-    let seq = write_item(conn, table, key, Some(&item), old.as_ref(), now)?;
+    let seq = write_item(conn, table, key, Some(to_text(&item)?), old_text, now)?;
     Ok((item, seq))
 }
 
@@ -505,9 +598,14 @@ impl TableBackend for EmbeddedTables {
     ) -> Result<(), CapError> {
         let key = parse_key(&self.schemas.schema(table)?, key)?;
         self.write(table, move |conn, table, _def, now| {
-            let old = load(conn, table, &key)?;
-            check_condition(table, &key, condition.as_ref(), old.as_ref())?;
-            let seq = write_item(conn, table, &key, None, old.as_ref(), now)?;
+            let old = load_stored(conn, table, &key)?;
+            check_condition(
+                table,
+                &key,
+                condition.as_ref(),
+                old.as_ref().map(|o| &o.value),
+            )?;
+            let seq = write_item(conn, table, &key, None, old.map(|o| o.text), now)?;
             Ok((Value::Null, seq))
         })
         .await
@@ -615,8 +713,15 @@ impl TableBackend for EmbeddedTables {
             })
             .collect();
         self.many(table, prepared, |conn, table, (key, new), now| {
-            let old = load(conn, table, &key)?;
-            let seq = write_item(conn, table, &key, new.as_ref(), old.as_ref(), now)?;
+            if !now.log {
+                // Nothing to compare with or to log: the item as it is.
+                let text = new.as_ref().map(to_text).transpose()?;
+                store_item(conn, table, &key, text.as_deref())?;
+                return Ok(((), None));
+            }
+            let old = load_text(conn, table, &key)?;
+            let new_text = new.as_ref().map(to_text).transpose()?;
+            let seq = write_item(conn, table, &key, new_text, old, now)?;
             Ok(((), seq))
         })
         .await

@@ -1308,3 +1308,157 @@ async fn put_many_and_update_many_apply_each_condition_alone_in_one_transaction(
     // An unknown table fails the call.
     assert!(t.put_many("nope", vec![]).await.is_err());
 }
+
+/// The filter the change log applies in SQLite passes exactly the changes
+/// `StreamFilterRule::passes` passes, and the scanned-through sequence
+/// number lets a follower skip the rest.
+#[tokio::test]
+async fn read_filtered_passes_exactly_what_the_filter_passes() {
+    use usher_registry::StreamFilterRule;
+    let e = Embedded::in_memory(&resources()).unwrap();
+    let t = e.tables();
+    let log = e.change_log();
+    let items = [
+        json!({"pk": "a", "sk": "ENTRY", "verdict": "WINNER", "flag": true}),
+        json!({"pk": "a", "sk": "ENTRY", "verdict": "LOSER", "flag": false}),
+        json!({"pk": "b", "sk": "ENTRY", "verdict": "LOSER"}),
+        json!({"pk": "b", "sk": "ENTRY", "verdict": {"nested": "WINNER"}, "flag": "true"}),
+        json!({"pk": "c", "sk": "SALE#1", "verdict": 7, "flag": 1}),
+        json!({"pk": "c", "sk": "SALE#1", "verdict": "WIN", "flag": true}),
+        json!({"pk": "d\"q", "sk": "x", "we\"ird": "WINNER"}),
+    ];
+    for item in &items {
+        t.put("entries", item.clone(), None).await.unwrap();
+    }
+    t.delete("entries", &json!({"pk": "a", "sk": "ENTRY"}), None)
+        .await
+        .unwrap();
+    t.delete("entries", &json!({"pk": "b", "sk": "ENTRY"}), None)
+        .await
+        .unwrap();
+    let all = log.read("entries", 0, 100).await.unwrap();
+    assert_eq!(all.len(), 9);
+    let rule =
+        |attribute: &str, equals: &[&str], prefix: &[&str], is: Option<bool>, events: &[&str]| {
+            let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            StreamFilterRule {
+                attribute: attribute.to_string(),
+                equals: strings(equals),
+                prefix: strings(prefix),
+                is,
+                events: strings(events),
+            }
+        };
+    let filters: Vec<Vec<StreamFilterRule>> = vec![
+        vec![rule("verdict", &["WINNER"], &[], None, &[])],
+        vec![rule("verdict", &[], &["WIN", "LO"], None, &[])],
+        vec![
+            rule("sk", &[], &["SALE#"], None, &[]),
+            rule("flag", &[], &[], Some(true), &[]),
+        ],
+        vec![rule("flag", &[], &[], Some(false), &[])],
+        vec![rule("", &[], &[], None, &["REMOVE"])],
+        vec![
+            rule("flag", &[], &[], Some(true), &[]),
+            rule("", &[], &[], None, &["REMOVE"]),
+        ],
+        vec![rule(
+            "verdict",
+            &["LOSER"],
+            &[],
+            None,
+            &["INSERT", "REMOVE"],
+        )],
+        vec![rule("we\"ird", &["WINNER"], &[], None, &[])],
+        vec![rule("absent", &["x"], &[], None, &[])],
+    ];
+    for filter in &filters {
+        let want: Vec<u64> = all
+            .iter()
+            .filter(|r| {
+                StreamFilterRule::passes(filter, r.new_image.as_ref(), r.old_image.as_ref())
+            })
+            .map(|r| r.seq)
+            .collect();
+        let (rows, through) = log
+            .read_filtered("entries", 0, 100, 100, filter)
+            .await
+            .unwrap();
+        let got: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+        assert_eq!(got, want, "{filter:?}");
+        assert_eq!(through, all.last().map(|r| r.seq), "{filter:?}");
+        assert!(rows.iter().all(|r| all.contains(r)));
+        // A page of one: through the first passing change.
+        let (one, through) = log
+            .read_filtered("entries", 0, 1, 100, filter)
+            .await
+            .unwrap();
+        match want.first() {
+            Some(&first) => {
+                assert_eq!(one.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![first]);
+                assert_eq!(through, Some(first));
+            }
+            None => assert_eq!(through, all.last().map(|r| r.seq)),
+        }
+        // A scan of two (a scan is never shorter than the page): through
+        // the second change.
+        let (two, through) = log.read_filtered("entries", 0, 2, 2, filter).await.unwrap();
+        assert!(two.iter().all(|r| r.seq <= all[1].seq));
+        assert_eq!(through, Some(all[1].seq));
+    }
+    // Nothing after the newest.
+    let newest = all.last().unwrap().seq;
+    let (rows, through) = log
+        .read_filtered("entries", newest, 10, 10, &filters[0])
+        .await
+        .unwrap();
+    assert!(rows.is_empty());
+    assert_eq!(through, None);
+}
+
+/// Under `log_changes_only_of`, the other tables' writes leave no change
+/// (their batch writes still write and delete).
+#[tokio::test]
+async fn only_the_streamed_tables_log_changes() {
+    let e = Embedded::in_memory(&resources()).unwrap();
+    let t = e.tables();
+    let log = e.change_log();
+    assert!(t.logs_changes_of("users"));
+    t.log_changes_only_of(["entries"]);
+    assert!(!t.logs_changes_of("users"));
+    assert!(t.logs_changes_of("entries"));
+    t.put("users", json!({"id": "a", "v": 1}), None)
+        .await
+        .unwrap();
+    t.update(
+        "users",
+        &json!({"id": "a"}),
+        obj(json!({"v": 2})),
+        &[],
+        Some(Condition::Exists),
+    )
+    .await
+    .unwrap();
+    let results = t
+        .batch_write(
+            "users",
+            vec![
+                WriteOp::Put(json!({"id": "b", "v": 1})),
+                WriteOp::Delete(json!({"id": "a"})),
+                WriteOp::Put(json!({"nope": "c"})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok() && results[2].is_err());
+    assert_eq!(t.get("users", &json!({"id": "a"})).await.unwrap(), None);
+    assert_eq!(
+        t.get("users", &json!({"id": "b"})).await.unwrap(),
+        Some(json!({"id": "b", "v": 1}))
+    );
+    assert_eq!(log.count("users").await.unwrap(), 0);
+    t.put("entries", json!({"pk": "p", "sk": "s"}), None)
+        .await
+        .unwrap();
+    assert_eq!(log.count("entries").await.unwrap(), 1);
+}

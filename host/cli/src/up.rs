@@ -112,6 +112,14 @@ pub async fn start_with(
     let registry = Arc::new(registry);
     let embedded = Embedded::open(data, &registry.resources)
         .with_context(|| format!("opening the embedded backends in {}", data.display()))?;
+    // Only the tables some stream-worker follows keep a change log, as only
+    // they have a stream in AWS (terraform's `stream_enabled`).
+    embedded
+        .tables()
+        .log_changes_only_of(registry.workers.values().filter_map(|w| match &w.trigger {
+            Trigger::Stream { table, .. } => Some(table.clone()),
+            _ => None,
+        }));
     let services = crate::services::http_services(&registry)?;
     let invoker = Arc::new(LocalInvoker::new());
     let mut backends =

@@ -563,7 +563,8 @@ fn parse_sha256(value: &serde_yaml::Value) -> Result<String, String> {
 }
 
 /// A stream filter has at most [`StreamFilterRule::MAX_RULES`] rules, each
-/// naming an attribute and at least one accepted value or prefix.
+/// naming an attribute and at least one accepted value or prefix, or a
+/// boolean (`is`), or only `events`.
 fn check_stream_filter(filter: &[StreamFilterRule]) -> Result<(), String> {
     if filter.len() > StreamFilterRule::MAX_RULES {
         return Err(format!(
@@ -573,12 +574,40 @@ fn check_stream_filter(filter: &[StreamFilterRule]) -> Result<(), String> {
         ));
     }
     for rule in filter {
+        if let Some(e) = rule
+            .events
+            .iter()
+            .find(|e| !StreamFilterRule::EVENTS.contains(&e.as_str()))
+        {
+            return Err(format!(
+                "stream.filter: unknown event `{e}`; events are {:?}",
+                StreamFilterRule::EVENTS
+            ));
+        }
+        let strings = !(rule.equals.is_empty() && rule.prefix.is_empty());
+        if !rule.has_attribute() {
+            if rule.events.is_empty() {
+                return Err("stream.filter: a rule needs an attribute (or events)".into());
+            }
+            if strings || rule.is.is_some() {
+                return Err(
+                    "stream.filter: equals, prefix and is compare an attribute; name it".into(),
+                );
+            }
+            continue;
+        }
         if rule.attribute.trim().is_empty() {
             return Err("stream.filter: a rule needs an attribute".into());
         }
-        if rule.equals.is_empty() && rule.prefix.is_empty() {
+        if strings && rule.is.is_some() {
             return Err(format!(
-                "stream.filter: the rule on `{}` accepts nothing; give equals: [...] or prefix: [...]",
+                "stream.filter: the rule on `{}` gives both strings (equals, prefix) and a boolean (is); one rule compares one type",
+                rule.attribute
+            ));
+        }
+        if !strings && rule.is.is_none() {
+            return Err(format!(
+                "stream.filter: the rule on `{}` accepts nothing; give equals: [...], prefix: [...] or is: true|false",
                 rule.attribute
             ));
         }

@@ -116,15 +116,20 @@ pub enum StartingPosition {
 
 /// One rule of a stream trigger's `filter`: a change passes when its new
 /// image or its old image has `attribute` as a string equal to one of
-/// `equals` or starting with one of `prefix`. A change passes the filter
-/// when it passes any rule (an empty filter passes everything). In AWS each
-/// rule becomes two of the event-source mapping's filter criteria (new
-/// image, old image), which is why a filter has at most two rules (Lambda
+/// `equals` or starting with one of `prefix`, or (`is`) as that boolean;
+/// with `events`, only a change of one of those kinds (`INSERT`, `MODIFY`,
+/// `REMOVE`) passes, and a rule of `events` alone (no attribute) passes
+/// every change of those kinds. A change passes the filter when it passes
+/// any rule (an empty filter passes everything). In AWS each rule becomes
+/// the event-source mapping's filter criteria (one per image it can have,
+/// and `eventName`), which is why a filter has at most two rules (Lambda
 /// takes five filters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamFilterRule {
-    /// The item attribute compared (a string attribute, e.g. `SK`).
+    /// The item attribute compared (e.g. `SK`); empty in a rule of
+    /// `events` alone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub attribute: String,
     /// Accepted values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -132,18 +137,71 @@ pub struct StreamFilterRule {
     /// Accepted prefixes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefix: Vec<String>,
+    /// The accepted boolean (instead of `equals` / `prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is: Option<bool>,
+    /// The kinds of change the rule passes (`INSERT`, `MODIFY`, `REMOVE`);
+    /// empty: every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 impl StreamFilterRule {
-    /// At most this many rules: each is two Lambda filters, Lambda takes five.
+    /// At most this many rules: each is up to two Lambda filters, Lambda
+    /// takes five.
     pub const MAX_RULES: usize = 2;
 
-    /// Whether `image` (an item as plain JSON) passes this rule.
+    /// The kinds of change `events` may name.
+    pub const EVENTS: [&'static str; 3] = ["INSERT", "MODIFY", "REMOVE"];
+
+    /// Whether the rule compares an attribute (else it has `events` only).
+    pub fn has_attribute(&self) -> bool {
+        !self.attribute.is_empty()
+    }
+
+    /// Whether `image` (an item as plain JSON) passes this rule's attribute
+    /// test (a rule of `events` alone: any image).
     pub fn matches(&self, image: &serde_json::Value) -> bool {
-        let Some(value) = image.get(&self.attribute).and_then(|v| v.as_str()) else {
+        if !self.has_attribute() {
+            return true;
+        }
+        match image.get(&self.attribute) {
+            Some(serde_json::Value::String(value)) => {
+                self.equals.iter().any(|e| e == value)
+                    || self.prefix.iter().any(|p| value.starts_with(p))
+            }
+            Some(serde_json::Value::Bool(b)) => self.is == Some(*b),
+            _ => false,
+        }
+    }
+
+    /// The kind of change with these images: INSERT (new only), MODIFY
+    /// (both), REMOVE (old only).
+    fn kind(
+        new_image: Option<&serde_json::Value>,
+        old_image: Option<&serde_json::Value>,
+    ) -> Option<&'static str> {
+        match (new_image.is_some(), old_image.is_some()) {
+            (true, false) => Some("INSERT"),
+            (true, true) => Some("MODIFY"),
+            (false, true) => Some("REMOVE"),
+            (false, false) => None,
+        }
+    }
+
+    /// Whether a change with these images passes this rule.
+    pub fn passes_rule(
+        &self,
+        new_image: Option<&serde_json::Value>,
+        old_image: Option<&serde_json::Value>,
+    ) -> bool {
+        let Some(kind) = Self::kind(new_image, old_image) else {
             return false;
         };
-        self.equals.iter().any(|e| e == value) || self.prefix.iter().any(|p| value.starts_with(p))
+        if !self.events.is_empty() && !self.events.iter().any(|e| e == kind) {
+            return false;
+        }
+        new_image.is_some_and(|i| self.matches(i)) || old_image.is_some_and(|i| self.matches(i))
     }
 
     /// Whether a change with these images passes `filter` (any rule, either
@@ -154,37 +212,64 @@ impl StreamFilterRule {
         old_image: Option<&serde_json::Value>,
     ) -> bool {
         filter.is_empty()
-            || filter.iter().any(|rule| {
-                new_image.is_some_and(|i| rule.matches(i))
-                    || old_image.is_some_and(|i| rule.matches(i))
-            })
+            || filter
+                .iter()
+                .any(|rule| rule.passes_rule(new_image, old_image))
     }
 
-    /// The Lambda filter patterns of `filter` (two per rule: the new image,
-    /// the old image), for a DynamoDB stream or, with `kinesis`, for
-    /// DynamoDB records carried by a Kinesis stream (under `data`).
+    /// The Lambda filter patterns of `filter` (per rule: one per image the
+    /// changes it passes can have, new then old, with `eventName` when it
+    /// names events; a rule of `events` alone is one pattern on
+    /// `eventName`), for a DynamoDB stream or, with `kinesis`, for DynamoDB
+    /// records carried by a Kinesis stream (under `data`).
     pub fn lambda_patterns(filter: &[StreamFilterRule], kinesis: bool) -> Vec<serde_json::Value> {
         let mut patterns = Vec::new();
+        let wrap = |record: serde_json::Value| {
+            if kinesis {
+                serde_json::json!({ "data": record })
+            } else {
+                record
+            }
+        };
         for rule in filter {
-            let accepted: Vec<serde_json::Value> = rule
-                .equals
-                .iter()
-                .map(|e| serde_json::json!(e))
-                .chain(
-                    rule.prefix
+            let events = (!rule.events.is_empty()).then(|| serde_json::json!(rule.events));
+            if !rule.has_attribute() {
+                patterns.push(wrap(serde_json::json!({ "eventName": events })));
+                continue;
+            }
+            let test = match rule.is {
+                Some(b) => serde_json::json!({ "BOOL": [b] }),
+                None => {
+                    let accepted: Vec<serde_json::Value> = rule
+                        .equals
                         .iter()
-                        .map(|p| serde_json::json!({ "prefix": p })),
-                )
-                .collect();
-            for image in ["NewImage", "OldImage"] {
-                let dynamodb = serde_json::json!({
-                    "dynamodb": { image: { rule.attribute.clone(): { "S": accepted.clone() } } }
+                        .map(|e| serde_json::json!(e))
+                        .chain(
+                            rule.prefix
+                                .iter()
+                                .map(|p| serde_json::json!({ "prefix": p })),
+                        )
+                        .collect();
+                    serde_json::json!({ "S": accepted })
+                }
+            };
+            let can = |kinds: [&str; 2]| {
+                rule.events.is_empty() || rule.events.iter().any(|e| kinds.contains(&e.as_str()))
+            };
+            for (image, possible) in [
+                ("NewImage", can(["INSERT", "MODIFY"])),
+                ("OldImage", can(["MODIFY", "REMOVE"])),
+            ] {
+                if !possible {
+                    continue;
+                }
+                let mut record = serde_json::json!({
+                    "dynamodb": { image: { rule.attribute.clone(): test.clone() } }
                 });
-                patterns.push(if kinesis {
-                    serde_json::json!({ "data": dynamodb })
-                } else {
-                    dynamodb
-                });
+                if let Some(events) = &events {
+                    record["eventName"] = events.clone();
+                }
+                patterns.push(wrap(record));
             }
         }
         patterns

@@ -1298,4 +1298,93 @@ fn stream_filters_load_check_and_match() {
         empty,
     );
     assert!(msg.contains("accepts nothing"), "{msg}");
+    for (bad, needle) in [
+        ("{ events: [UPSERT] }", "unknown event"),
+        ("{ equals: [a] }", "needs an attribute"),
+        ("{ events: [REMOVE], equals: [a] }", "name it"),
+        ("{ attribute: F, is: true, equals: [a] }", "one type"),
+    ] {
+        let text = format!("stream: {{ table: demand-table, filter: [ {bad} ] }}");
+        let msg = error_with(
+            "replication.yaml",
+            "stream: { table: demand-table, on_failure: failures }",
+            &text,
+        );
+        assert!(msg.contains(needle), "{bad}: {msg}");
+    }
+}
+
+/// A boolean rule and a rule of events alone (replication/enqueue-entries:
+/// `needsReplication` true, or a removal): what passes, and the Lambda
+/// filter patterns.
+#[test]
+fn stream_filters_on_booleans_and_events() {
+    let good = "stream: { table: demand-table, on_failure: failures, filter: [ { attribute: needsReplication, is: true }, { events: [REMOVE] } ] }";
+    let (resources, reports) = (RESOURCES.to_string(), REPORTS.to_string());
+    let replication = REPLICATION.replacen(
+        "stream: { table: demand-table, on_failure: failures }",
+        good,
+        1,
+    );
+    let reg = load(&[
+        ("resources.yaml", &resources),
+        ("replication.yaml", &replication),
+        ("reports.yaml", &reports),
+    ])
+    .unwrap();
+    let Trigger::Stream { filter, .. } =
+        &reg.worker("replication/enqueue-entries").unwrap().trigger
+    else {
+        panic!("a stream trigger")
+    };
+    let flagged = serde_json::json!({"PK": "ENTRY#c#f", "needsReplication": true});
+    let cleared = serde_json::json!({"PK": "ENTRY#c#f", "needsReplication": false});
+    let text = serde_json::json!({"PK": "ENTRY#c#f", "needsReplication": "true"});
+    assert!(StreamFilterRule::passes(filter, Some(&flagged), None));
+    assert!(StreamFilterRule::passes(
+        filter,
+        Some(&flagged),
+        Some(&cleared)
+    ));
+    assert!(StreamFilterRule::passes(
+        filter,
+        Some(&cleared),
+        Some(&flagged)
+    ));
+    assert!(!StreamFilterRule::passes(
+        filter,
+        Some(&cleared),
+        Some(&cleared)
+    ));
+    assert!(!StreamFilterRule::passes(filter, Some(&text), None));
+    // Every removal passes, whatever its old image.
+    assert!(StreamFilterRule::passes(filter, None, Some(&cleared)));
+    assert!(StreamFilterRule::passes(filter, None, Some(&text)));
+    assert!(!StreamFilterRule::passes(filter, None, None));
+    let patterns = StreamFilterRule::lambda_patterns(filter, false);
+    assert_eq!(
+        patterns,
+        vec![
+            serde_json::json!({"dynamodb": {"NewImage": {"needsReplication": {"BOOL": [true]}}}}),
+            serde_json::json!({"dynamodb": {"OldImage": {"needsReplication": {"BOOL": [true]}}}}),
+            serde_json::json!({"eventName": ["REMOVE"]}),
+        ]
+    );
+    // A rule on removals only has no new-image pattern.
+    let removed = StreamFilterRule {
+        attribute: "SK".into(),
+        equals: vec!["ENTRY".into()],
+        prefix: Vec::new(),
+        is: None,
+        events: vec!["REMOVE".into()],
+    };
+    assert_eq!(
+        StreamFilterRule::lambda_patterns(std::slice::from_ref(&removed), true),
+        vec![
+            serde_json::json!({"data": {"eventName": ["REMOVE"], "dynamodb": {"OldImage": {"SK": {"S": ["ENTRY"]}}}}})
+        ]
+    );
+    let entry = serde_json::json!({"SK": "ENTRY"});
+    assert!(removed.passes_rule(None, Some(&entry)));
+    assert!(!removed.passes_rule(Some(&entry), Some(&entry)));
 }

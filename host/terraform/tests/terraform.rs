@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use usher_registry::{Capability, Registry, Trigger};
+use usher_registry::{Capability, Registry, StreamFilterRule, Trigger};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -295,7 +295,8 @@ fn the_hcl_holds_the_registry_and_nothing_else() {
                         "{name}: {dest}"
                     );
                 }
-                // The registry's filter: two Lambda filters per rule (new image, old image).
+                // The registry's filter: each rule's Lambda patterns (one
+                // per image its changes can have, or one on eventName), in order.
                 let criteria = block(m, "filter_criteria");
                 if filter.is_empty() {
                     assert!(criteria.is_null(), "{name}: no filter in the registry");
@@ -304,17 +305,31 @@ fn the_hcl_holds_the_registry_and_nothing_else() {
                         Value::Array(items) => items.iter().map(|f| text(&f["pattern"])).collect(),
                         other => vec![text(&other["pattern"])],
                     };
-                    assert_eq!(filters.len(), 2 * filter.len(), "{name}: {filters:?}");
-                    for (rule, pair) in filter.iter().zip(filters.chunks(2)) {
-                        for (image, pattern) in ["NewImage", "OldImage"].iter().zip(pair) {
-                            assert!(
-                                pattern.contains(image) && pattern.contains(&rule.attribute),
-                                "{name}: {pattern}"
-                            );
-                            for v in rule.equals.iter().chain(&rule.prefix) {
+                    let kinesis = source.contains("aws_kinesis_stream");
+                    let per_rule: Vec<usize> = filter
+                        .iter()
+                        .map(|r| {
+                            StreamFilterRule::lambda_patterns(std::slice::from_ref(r), kinesis)
+                                .len()
+                        })
+                        .collect();
+                    assert_eq!(
+                        filters.len(),
+                        per_rule.iter().sum::<usize>(),
+                        "{name}: {filters:?}"
+                    );
+                    let mut at = 0;
+                    for (rule, n) in filter.iter().zip(per_rule) {
+                        for pattern in &filters[at..at + n] {
+                            assert!(pattern.contains(&rule.attribute), "{name}: {pattern}");
+                            for v in rule.equals.iter().chain(&rule.prefix).chain(&rule.events) {
                                 assert!(pattern.contains(v.as_str()), "{name}: {pattern}");
                             }
+                            if rule.is.is_some() {
+                                assert!(pattern.contains("BOOL"), "{name}: {pattern}");
+                            }
                         }
+                        at += n;
                     }
                 }
             }

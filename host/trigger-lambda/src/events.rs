@@ -786,6 +786,8 @@ mod tests {
                 attribute: "SK".into(),
                 equals: vec!["ENTRY".into()],
                 prefix: vec![],
+                is: None,
+                events: vec![],
             }],
         };
         let record = |seq: &str, name: &str, image: &str, sk: &str| {

@@ -14,6 +14,10 @@ use usher_registry::{StartingPosition, StreamFilterRule, Trigger};
 
 use crate::{pause, stopping, wait, TriggerError, TriggerOptions, WorkerCounters};
 
+/// A filtered follower looks at up to this many times its batch length of
+/// changes per step (the changes its filter drops cost no invocation).
+const FILTER_SCAN_FACTOR: u32 = 20;
+
 /// What one [`StreamFollower::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -224,28 +228,22 @@ impl StreamFollower {
     ///   moves and the next round tries again.
     pub async fn step(&mut self) -> Result<StepOutcome, TriggerError> {
         let after = self.position().await?;
-        let rows = self
+        // The trigger's filter: changes it does not pass are skipped (in AWS
+        // the event-source mapping's filter criteria drop them the same way),
+        // decided in the change log's database without reading them out.
+        let (rows, last) = self
             .log
-            .read(&self.table, after, self.window)
+            .read_filtered(
+                &self.table,
+                after,
+                self.window,
+                self.window.saturating_mul(FILTER_SCAN_FACTOR),
+                &self.filter,
+            )
             .await
             .map_err(|e| self.backend("read the change log", e))?;
-        let Some(last) = rows.last().map(|r| r.seq) else {
+        let Some(last) = last else {
             return Ok(StepOutcome::Idle);
-        };
-        // The trigger's filter: changes it does not pass are skipped (in AWS
-        // the event-source mapping's filter criteria drop them the same way).
-        let rows: Vec<ChangeRow> = if self.filter.is_empty() {
-            rows
-        } else {
-            rows.into_iter()
-                .filter(|r| {
-                    StreamFilterRule::passes(
-                        &self.filter,
-                        r.new_image.as_ref(),
-                        r.old_image.as_ref(),
-                    )
-                })
-                .collect()
         };
         if rows.is_empty() {
             self.checkpoint(last).await?;
@@ -254,7 +252,10 @@ impl StreamFollower {
                 checkpoint: last,
             });
         }
-        let records: Vec<ChangeRecord> = rows.iter().map(to_record).collect();
+        // The images move to the records (the rows keep their sequence
+        // numbers and trace contexts).
+        let mut rows = rows;
+        let records: Vec<ChangeRecord> = rows.iter_mut().map(take_record).collect();
         let input = Input::Stream(records);
         let (failed, reason) = {
             let _in_flight = self.counters.start(rows.len());
@@ -293,8 +294,16 @@ impl StreamFollower {
         };
         self.retry = Some((lowest, attempt));
         if attempt > self.max_retries {
-            let given_up: Vec<&ChangeRow> =
-                rows.iter().filter(|r| failed.contains(&r.seq)).collect();
+            let records = match &input {
+                Input::Stream(records) => records.as_slice(),
+                _ => &[],
+            };
+            let given_up: Vec<&ChangeRecord> = rows
+                .iter()
+                .zip(records)
+                .filter(|(r, _)| failed.contains(&r.seq))
+                .map(|(_, record)| record)
+                .collect();
             self.give_up(&given_up, attempt, &reason).await?;
             self.counters.gave_up(given_up.len());
             self.checkpoint(last).await?;
@@ -357,7 +366,7 @@ impl StreamFollower {
 
     async fn give_up(
         &self,
-        rows: &[&ChangeRow],
+        rows: &[&ChangeRecord],
         attempts: u32,
         reason: &str,
     ) -> Result<(), TriggerError> {
@@ -365,7 +374,7 @@ impl StreamFollower {
             return Ok(());
         };
         let Some(queue) = &self.on_failure else {
-            tracing::error!(worker = %self.worker, table = %self.table, records = rows.len(), first_seq = first.seq, last_seq = last.seq, reason, "giving up on stream records; no on_failure queue, so they are dropped");
+            tracing::error!(worker = %self.worker, table = %self.table, records = rows.len(), first_seq = %first.sequence_number, last_seq = %last.sequence_number, reason, "giving up on stream records; no on_failure queue, so they are dropped");
             return Ok(());
         };
         let mut message = FailureMessage {
@@ -373,10 +382,10 @@ impl StreamFollower {
             table: self.table.clone(),
             reason: reason.to_string(),
             attempts,
-            first_sequence_number: first.sequence_number(),
-            last_sequence_number: last.sequence_number(),
+            first_sequence_number: first.sequence_number.clone(),
+            last_sequence_number: last.sequence_number.clone(),
             truncated: false,
-            records: rows.iter().map(|r| to_record(r)).collect(),
+            records: rows.iter().map(|r| (*r).clone()).collect(),
         };
         let mut body = self.encode(&message)?;
         if body.len() > MAX_BODY_BYTES {
@@ -407,7 +416,7 @@ impl StreamFollower {
         for result in sent {
             result.map_err(|e| self.backend("send to the on_failure queue", e))?;
         }
-        tracing::error!(worker = %self.worker, table = %self.table, on_failure = %queue, records = rows.len(), first_seq = first.seq, last_seq = last.seq, attempts, reason, "gave up on stream records; sent to the on_failure queue");
+        tracing::error!(worker = %self.worker, table = %self.table, on_failure = %queue, records = rows.len(), first_seq = %first.sequence_number, last_seq = %last.sequence_number, attempts, reason, "gave up on stream records; sent to the on_failure queue");
         Ok(())
     }
 
@@ -440,14 +449,15 @@ impl StreamFollower {
     }
 }
 
-/// A change-log row as a stream-worker receives it.
-pub(crate) fn to_record(row: &ChangeRow) -> ChangeRecord {
+/// A change-log row as a stream-worker receives it, its keys and images
+/// moved out of the row.
+fn take_record(row: &mut ChangeRow) -> ChangeRecord {
     ChangeRecord {
         table: row.table.clone(),
         event_name: row.event_name,
-        keys: row.keys.clone(),
-        new_image: row.new_image.clone(),
-        old_image: row.old_image.clone(),
+        keys: row.keys.take(),
+        new_image: row.new_image.take(),
+        old_image: row.old_image.take(),
         sequence_number: row.sequence_number(),
         timestamp_ms: row.timestamp_ms,
     }
