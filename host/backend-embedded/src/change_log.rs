@@ -261,6 +261,13 @@ impl ChangeLog {
         let scan = scan.max(limit).max(1);
         self.db
             .call(move |conn| {
+                // One read transaction, so the passing changes and the end of
+                // the window scanned come from one snapshot: another
+                // connection (the tables of another process on the same
+                // file) may commit between two statements, and a change
+                // committed in between would be inside the window scanned
+                // without having been filtered: the checkpoint would skip it.
+                let tx = conn.transaction().map_err(sql)?;
                 // The window: the next `scan` changes of the table.
                 let window =
                     "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent
@@ -274,15 +281,17 @@ impl ChangeLog {
                     i64::from(limit).into(),
                 ];
                 params.extend(args.iter().cloned().map(rusqlite::types::Value::from));
-                let mut st = conn.prepare_cached(&text).map_err(sql)?;
-                let rows = st
-                    .query(rusqlite::params_from_iter(params.iter()))
-                    .map_err(sql)?;
-                let rows = collect_rows(&table, rows)?;
+                let rows = {
+                    let mut st = tx.prepare_cached(&text).map_err(sql)?;
+                    let rows = st
+                        .query(rusqlite::params_from_iter(params.iter()))
+                        .map_err(sql)?;
+                    collect_rows(&table, rows)?
+                };
                 let through = if rows.len() == limit as usize {
                     rows.last().map(|r| r.seq)
                 } else {
-                    let last: Option<i64> = conn
+                    let last: Option<i64> = tx
                         .prepare_cached(
                             "SELECT MAX(seq) FROM (SELECT seq FROM changes
                              WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)",
@@ -294,6 +303,7 @@ impl ChangeLog {
                         .map_err(sql)?;
                     last.map(to_u64)
                 };
+                tx.commit().map_err(sql)?;
                 Ok((rows, through))
             })
             .await
