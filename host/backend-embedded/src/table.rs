@@ -104,14 +104,8 @@ fn item_key(schema: &KeySchema<'_>, item: &Value) -> Result<Key, CapError> {
 }
 
 fn load(conn: &Connection, table: &str, key: &Key) -> Result<Option<Value>, CapError> {
-    let mut st = conn
-        .prepare_cached("SELECT item FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
-        .map_err(sql)?;
-    let text: Option<String> = st
-        .query_row(params![table, key.pk, key.sk], |r| r.get(0))
-        .optional()
-        .map_err(sql)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("item", e)))
+    load_text(conn, table, key)?
+        .map(|t| serde_json::from_str(&t).map_err(|e| corrupt("item", e)))
         .transpose()
 }
 
@@ -134,19 +128,13 @@ struct Stored {
 /// [`load`], keeping the stored text (the change log's old image, and what
 /// a new item's text is compared with, without serializing the item again).
 fn load_stored(conn: &Connection, table: &str, key: &Key) -> Result<Option<Stored>, CapError> {
-    let mut st = conn
-        .prepare_cached("SELECT item FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
-        .map_err(sql)?;
-    let text: Option<String> = st
-        .query_row(params![table, key.pk, key.sk], |r| r.get(0))
-        .optional()
-        .map_err(sql)?;
-    text.map(|text| {
-        serde_json::from_str(&text)
-            .map(|value| Stored { value, text })
-            .map_err(|e| corrupt("item", e))
-    })
-    .transpose()
+    load_text(conn, table, key)?
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map(|value| Stored { value, text })
+                .map_err(|e| corrupt("item", e))
+        })
+        .transpose()
 }
 
 fn to_text(v: &Value) -> Result<String, CapError> {
