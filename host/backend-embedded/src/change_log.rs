@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::watch;
-use usher_capabilities::CapError;
+use usher_capabilities::{CapError, JsonText};
 
-use crate::db::{corrupt, sql, to_i64, to_u64, Db};
+use crate::db::{sql, to_i64, to_u64, Db};
 use crate::table::Schemas;
 use usher_registry::StreamFilterRule;
 
@@ -55,11 +54,11 @@ pub struct ChangeRow {
     /// What the write did.
     pub event_name: ChangeKind,
     /// The item's key attributes.
-    pub keys: Value,
+    pub keys: JsonText,
     /// The item after the write (absent for a removal).
-    pub new_image: Option<Value>,
+    pub new_image: Option<JsonText>,
     /// The item before the write (absent for an insert).
-    pub old_image: Option<Value>,
+    pub old_image: Option<JsonText>,
     /// When the write happened, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     /// The W3C `traceparent` of the write's span, when traces were on: the
@@ -93,15 +92,15 @@ fn collect_rows(table: &str, mut rows: rusqlite::Rows<'_>) -> Result<Vec<ChangeR
         let old_image: Option<String> = row.get(4).map_err(sql)?;
         let ts: i64 = row.get(5).map_err(sql)?;
         let traceparent: Option<String> = row.get(6).map_err(sql)?;
-        let parse =
-            |t: &str| serde_json::from_str::<Value>(t).map_err(|e| corrupt("change record", e));
+        // The log holds what serde_json wrote (the table's own writes): the
+        // texts go on as they are, unparsed (a worker gets them as text).
         out.push(ChangeRow {
             table: table.to_string(),
             seq: to_u64(seq),
             event_name: parse_kind(&kind)?,
-            keys: parse(&keys)?,
-            new_image: new_image.as_deref().map(parse).transpose()?,
-            old_image: old_image.as_deref().map(parse).transpose()?,
+            keys: JsonText::trusted(keys),
+            new_image: new_image.map(JsonText::trusted),
+            old_image: old_image.map(JsonText::trusted),
             timestamp_ms: to_u64(ts),
             traceparent,
         });

@@ -311,8 +311,8 @@ async fn change_log_is_written_with_each_write() {
     assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(rows[0].keys, json!({"id": "a"}));
     assert_eq!(rows[0].old_image, None);
-    assert_eq!(rows[1].old_image, Some(json!({"id": "a", "v": 1})));
-    assert_eq!(rows[1].new_image, Some(json!({"id": "a", "v": 2})));
+    assert_eq!(rows[1].old_image, Some(json!({"id": "a", "v": 1}).into()));
+    assert_eq!(rows[1].new_image, Some(json!({"id": "a", "v": 2}).into()));
     assert_eq!(rows[2].new_image, None);
     assert!(rows[0].timestamp_ms > 0);
     assert_eq!(rows[1].sequence_number(), rows[1].seq.to_string());
@@ -1376,7 +1376,11 @@ async fn read_filtered_passes_exactly_what_the_filter_passes() {
         let want: Vec<u64> = all
             .iter()
             .filter(|r| {
-                StreamFilterRule::passes(filter, r.new_image.as_ref(), r.old_image.as_ref())
+                let value = |i: &Option<usher_capabilities::JsonText>| {
+                    i.as_ref().map(|i| i.value().expect("JSON"))
+                };
+                let (new, old) = (value(&r.new_image), value(&r.old_image));
+                StreamFilterRule::passes(filter, new.as_ref(), old.as_ref())
             })
             .map(|r| r.seq)
             .collect();

@@ -548,10 +548,6 @@ fn classify(
 
 /// A value's compact JSON text: serde_json's writer straight into the
 /// buffer, not `Display`'s formatter.
-fn json_text(v: &serde_json::Value) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
-}
-
 async fn call(
     store: &mut Store<InvocationState>,
     worker: &PreparedWorker,
@@ -606,9 +602,9 @@ async fn call(
                         ChangeKind::Modify => stream_handler::ChangeKind::Modify,
                         ChangeKind::Remove => stream_handler::ChangeKind::Remove,
                     },
-                    keys: json_text(&c.keys),
-                    new_image: c.new_image.as_ref().map(json_text),
-                    old_image: c.old_image.as_ref().map(json_text),
+                    keys: c.keys.as_str().to_owned(),
+                    new_image: c.new_image.as_ref().map(|i| i.as_str().to_owned()),
+                    old_image: c.old_image.as_ref().map(|i| i.as_str().to_owned()),
                     sequence_number: c.sequence_number.clone(),
                     timestamp_ms: c.timestamp_ms,
                 })

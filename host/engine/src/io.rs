@@ -67,7 +67,7 @@ pub struct BatchOutcome {
     pub count: Counts,
 }
 
-pub use usher_capabilities::ChangeKind;
+pub use usher_capabilities::{ChangeKind, JsonText};
 
 /// One table change handed to a stream-worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,14 +77,15 @@ pub struct ChangeRecord {
     pub table: String,
     /// INSERT, MODIFY or REMOVE.
     pub event_name: ChangeKind,
-    /// Key attributes.
-    pub keys: Value,
-    /// Item after the change.
+    /// Key attributes (a JSON object, kept as text: it goes to the worker
+    /// as text).
+    pub keys: JsonText,
+    /// Item after the change (a JSON object, as text).
     #[serde(default)]
-    pub new_image: Option<Value>,
-    /// Item before the change.
+    pub new_image: Option<JsonText>,
+    /// Item before the change (a JSON object, as text).
     #[serde(default)]
-    pub old_image: Option<Value>,
+    pub old_image: Option<JsonText>,
     /// Sequence number.
     pub sequence_number: String,
     /// Milliseconds since the Unix epoch.
@@ -368,7 +369,7 @@ mod tests {
         let stream = Input::Stream(vec![ChangeRecord {
             table: "t".into(),
             event_name: ChangeKind::Insert,
-            keys: serde_json::json!({"PK": "a"}),
+            keys: serde_json::json!({"PK": "a"}).into(),
             new_image: None,
             old_image: None,
             sequence_number: "7".into(),

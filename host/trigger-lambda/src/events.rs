@@ -48,7 +48,7 @@ use aws_lambda_events::event::kinesis::KinesisEventRecord;
 use aws_lambda_events::event::sqs::SqsMessage;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
-use usher_engine::{BatchMessage, ChangeKind, ChangeRecord, Input, Output, Tick};
+use usher_engine::{BatchMessage, ChangeKind, ChangeRecord, Input, JsonText, Output, Tick};
 use usher_registry::{StreamFilterRule, Trigger};
 
 use crate::LambdaError;
@@ -517,9 +517,14 @@ fn sqs_message(i: usize, raw: Value) -> Record<BatchMessage> {
 fn stream(table: &str, filter: &[StreamFilterRule], event: Value) -> Result<Parsed, String> {
     let mut parsed = stream_records(table, event)?;
     if let Input::Stream(changes) = &mut parsed.input {
-        changes.retain(|c| {
-            StreamFilterRule::passes(filter, c.new_image.as_ref(), c.old_image.as_ref())
-        });
+        if !filter.is_empty() {
+            // The images are text by now; a filter looks inside them.
+            let value = |i: &Option<JsonText>| i.as_ref().and_then(|i| i.value().ok());
+            changes.retain(|c| {
+                let (new, old) = (value(&c.new_image), value(&c.old_image));
+                StreamFilterRule::passes(filter, new.as_ref(), old.as_ref())
+            });
+        }
     }
     Ok(parsed)
 }
@@ -605,12 +610,12 @@ fn change(
             record.event_name
         )
     })?;
-    let image = |item: serde_dynamo::Item, what: &str| -> Result<Option<Value>, String> {
+    let image = |item: serde_dynamo::Item, what: &str| -> Result<Option<JsonText>, String> {
         if item.is_empty() {
             return Ok(None);
         }
-        serde_dynamo::from_item(binary_as_base64(item))
-            .map(Some)
+        serde_dynamo::from_item::<_, Value>(binary_as_base64(item))
+            .map(|v| Some(JsonText::from_value(&v)))
             .map_err(|e| format!("{what} is not a DynamoDB item: {e}"))
     };
     let keys = image(record.change.keys, "Keys")?
@@ -880,8 +885,8 @@ mod tests {
         let expected = Input::Stream(vec![ChangeRecord {
             table: "demand-table".into(),
             event_name: ChangeKind::Insert,
-            keys: json!({"PK": "a"}),
-            new_image: Some(json!({"PK": "a", "n": 1})),
+            keys: json!({"PK": "a"}).into(),
+            new_image: Some(json!({"PK": "a", "n": 1}).into()),
             old_image: None,
             sequence_number: "7".into(),
             timestamp_ms: 1000,

@@ -32,7 +32,11 @@ async fn last_write_trace(run: &common::Running) -> Option<String> {
         .expect("the change log");
     let last = rows.last().expect("a change");
     assert_eq!(
-        last.new_image.as_ref().expect("an image")["needsReplication"],
+        last.new_image
+            .as_ref()
+            .expect("an image")
+            .value()
+            .expect("JSON")["needsReplication"],
         json!(false)
     );
     last.traceparent

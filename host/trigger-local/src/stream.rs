@@ -455,7 +455,7 @@ fn take_record(row: &mut ChangeRow) -> ChangeRecord {
     ChangeRecord {
         table: row.table.clone(),
         event_name: row.event_name,
-        keys: row.keys.take(),
+        keys: std::mem::take(&mut row.keys),
         new_image: row.new_image.take(),
         old_image: row.old_image.take(),
         sequence_number: row.sequence_number(),
