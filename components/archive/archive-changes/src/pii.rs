@@ -15,16 +15,25 @@ use crate::schema::{Field, FieldType, Pii};
 
 /// The hex SHA-256 of `salt` + `text`.
 pub fn hash(salt: &str, text: &str) -> String {
+    let mut out = String::with_capacity(64);
+    push_hash(&mut out, salt, text);
+    out
+}
+
+/// Appends the hex SHA-256 of `salt` + `text` to `out`.
+fn push_hash(out: &mut String, salt: &str, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::new()
         .chain_update(salt.as_bytes())
         .chain_update(text.as_bytes())
         .finalize();
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+    let mut hex = [0u8; 64];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
     }
-    out
+    // Hex digits are ASCII.
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 
 /// The first character, then a `*` for each other one.
@@ -42,29 +51,24 @@ pub fn mask(text: &str) -> String {
 pub fn push_json_str(out: &mut String, text: &str) {
     out.push('"');
     // Bytes, not chars: no byte of a multi-byte UTF-8 sequence is below
-    // 0x80, so every byte that needs an escape is a whole character.
+    // 0x80, so every byte that needs an escape is a whole character. One
+    // table load and test per byte.
     let bytes = text.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
+        let code = ESCAPE[usize::from(b)];
+        if code == 0 {
+            continue;
+        }
         out.push_str(&text[start..i]);
-        if escape.is_empty() {
+        if code == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push_str("\\u00");
             out.push(char::from(HEX[usize::from(b >> 4)]));
             out.push(char::from(HEX[usize::from(b & 15)]));
         } else {
-            out.push_str(escape);
+            out.push('\\');
+            out.push(char::from(code));
         }
         start = i + 1;
     }
@@ -72,11 +76,35 @@ pub fn push_json_str(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Per byte: 0 when it is written as it is, else the character after the
+/// backslash of its escape (`u` for `\u00XX`).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
 /// A value's text with an annotation, appended as JSON (a string, or null).
 fn push_scrubbed(out: &mut String, pii: Pii, text: &str, salt: &str) {
     match pii {
         Pii::Drop => out.push_str("null"),
-        Pii::Hash => push_json_str(out, &hash(salt, text)),
+        Pii::Hash => {
+            // Hex needs no escapes.
+            out.push('"');
+            push_hash(out, salt, text);
+            out.push('"');
+        }
         Pii::Mask => push_json_str(out, &mask(text)),
     }
 }
