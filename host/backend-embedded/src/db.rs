@@ -20,7 +20,7 @@ use crate::EmbeddedError;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The page cache of a connection, in KiB.
-const CACHE_KIB: i64 = 256 * 1024;
+const CACHE_KIB: i64 = 32 * 1024;
 /// How much of a database file a connection maps into memory.
 const MMAP_BYTES: i64 = 4 << 30;
 /// WAL pages (4 KiB) after which a commit checkpoints.
@@ -59,10 +59,12 @@ impl Db {
             .map_err(wrap)?;
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(wrap)?;
-        // A negative size is in KiB: 256 MiB of page cache at most (a
-        // market of 1,000,000 entries makes a tables.db of ~3 GB, whose
-        // hot pages outgrow the former 32 MB and came back with a pread
-        // each).
+        // A negative size is in KiB: 32 MiB of page cache. Reads of a
+        // larger database come from the mapped file below, not a pread
+        // each. A larger cache is not free: at 256 MiB, SQLite's page-cache
+        // truncation (`pcache1TruncateUnsafe`, which walks the cache's hash
+        // table) took 3.8% of P8's drain, and nothing at 32 MiB
+        // (BENCHMARKS.md, 2026-12-07).
         conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(wrap)?;
         if path.is_some() {
