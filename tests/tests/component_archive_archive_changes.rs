@@ -192,7 +192,14 @@ async fn parquet_objects_hold_the_scrubbed_records_by_type_and_day() {
     let day1 = parquet_rows(get(&host, &archived[0]).await);
     assert_eq!(day1.len(), 20);
     let r = &day1[3];
-    assert_eq!(r["PK"], "ENTRY#c1#fan-3");
+    // The PK holds the user id: hashed, in the reference too.
+    assert_eq!(r["PK"], json!(hash("ENTRY#c1#fan-3")));
+    assert_eq!(
+        r["reference"],
+        json!(format!("demand:demand-table:{}:ENTRY", hash("ENTRY#c1#fan-3")))
+    );
+    let text = serde_json::to_string(r).expect("json");
+    assert!(!text.contains("fan-3"), "{text}");
     assert_eq!(r["email"], json!(hash("fan3@example.com")));
     assert_eq!(r["globalUserId"], json!(hash("fan-3")));
     assert_eq!(r["accessCode"], Value::Null);

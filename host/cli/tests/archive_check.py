@@ -42,15 +42,17 @@ def mask(text):
 
 
 def expected_rows(salt, items):
-    """The scrubbed projection of each table item, by PK."""
+    """The scrubbed projection of each table item, by (hashed) PK."""
     out = {}
     for item in items:
         entry = dict(item.get("entry") or {})
         for key, how in (("firstName", "mask"), ("lastName", "mask"), ("phone", "drop"), ("email", "hash")):
             if key in entry and entry[key] is not None:
                 entry[key] = {"mask": mask, "drop": lambda _v: None, "hash": lambda v: sha(salt, v)}[how](entry[key])
-        out[item["PK"]] = {
-            "PK": item["PK"],
+        # The PK holds the user id: archived hashed.
+        pk = sha(salt, item["PK"])
+        out[pk] = {
+            "PK": pk,
             "campaignId": item.get("campaignId"),
             "globalUserId": sha(salt, item["globalUserId"]),
             "email": sha(salt, item["email"]) if item.get("email") is not None else None,

@@ -1,6 +1,6 @@
 -- Derived from schemas/archive/demand.json by `usher archive schemas`: do not edit.
 CREATE EXTERNAL TABLE IF NOT EXISTS `usher_archive`.`demand` (
-  `PK` string COMMENT 'ENTRY#campaignId#globalUserId',
+  `PK` string COMMENT 'ENTRY#campaignId#globalUserId, hashed (it holds the user id)',
   `SK` string COMMENT 'ENTRY',
   `campaignId` string COMMENT 'The campaign',
   `globalUserId` string COMMENT 'The fan, hashed',

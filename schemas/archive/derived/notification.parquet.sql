@@ -1,6 +1,6 @@
 -- Derived from schemas/archive/notification.json by `usher archive schemas`: do not edit.
 CREATE EXTERNAL TABLE IF NOT EXISTS `usher_archive`.`notification` (
-  `PK` string COMMENT 'NOTIFICATION#campaignId#globalUserId',
+  `PK` string COMMENT 'NOTIFICATION#campaignId#globalUserId, hashed (it holds the user id)',
   `SK` string COMMENT 'The notification kind and time',
   `campaignId` string COMMENT 'The campaign',
   `globalUserId` string COMMENT 'The fan, hashed',

@@ -268,7 +268,15 @@ pub fn to_record(
         pii::push_field(record.column(&field.key), field, value, &settings.pii_salt);
     }
     push_json_str(record.column(r#""systemId":"#), &settings.system_id);
-    let key = |name: &str| image.get_str(name).unwrap_or_default();
+    // The key as archived: a key attribute with a PII annotation (the
+    // user id inside a `PK`) is scrubbed in the reference too.
+    let key = |name: &str| {
+        let text = image.get_str(name).unwrap_or_default();
+        match t.fields.iter().find(|f| f.name == name).and_then(|f| f.pii) {
+            Some(p) => pii::scrubbed(p, &text, &settings.pii_salt),
+            None => text.into_owned(),
+        }
+    };
     push_json_str(
         record.column(r#""reference":"#),
         &format!("{}:{}:{}:{}", t.name, change.table, key("PK"), key("SK")),

@@ -13,7 +13,8 @@
 //!    does not name are left out;
 //! 4. PII scrubbed by the schema's annotations ([`pii`]), nothing else;
 //! 5. enriched: `systemId` (setting `system_id`), `reference`
-//!    (`type:table:PK:SK`), `changeType`, `deleted` (true for a REMOVE),
+//!    (`type:table:PK:SK`, the keys as archived: a `PK` annotated `hash`
+//!    because it holds the user id is hashed here too), `changeType`, `deleted` (true for a REMOVE),
 //!    `sequenceNumber`, `changedAt` (the change's approximate creation time).
 //!
 //! The records are grouped by type and partition date (`dt`, the UTC date

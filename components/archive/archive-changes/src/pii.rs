@@ -95,6 +95,15 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
+/// A value's text with an annotation applied, as text (`drop`: empty).
+pub fn scrubbed(pii: Pii, text: &str, salt: &str) -> String {
+    match pii {
+        Pii::Drop => String::new(),
+        Pii::Hash => hash(salt, text),
+        Pii::Mask => mask(text),
+    }
+}
+
 /// A value's text with an annotation, appended as JSON (a string, or null).
 fn push_scrubbed(out: &mut String, pii: Pii, text: &str, salt: &str) {
     match pii {

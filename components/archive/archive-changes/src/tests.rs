@@ -200,7 +200,12 @@ fn a_batch_is_grouped_by_type_and_day_scrubbed_and_enriched() {
         json!({"firstName": "A****", "zip": "10001", "phone": null})
     );
     assert_eq!(r["systemId"], "usher-test");
-    assert_eq!(r["reference"], "demand:demand-table:ENTRY#c1#fan-1:ENTRY");
+    // The PK holds the user id: hashed, in the reference too; the user id
+    // is nowhere in the record in clear.
+    let pk = pii::hash("salt", "ENTRY#c1#fan-1");
+    assert_eq!(r["PK"], json!(pk));
+    assert_eq!(r["reference"], format!("demand:demand-table:{pk}:ENTRY"));
+    assert!(!r.to_string().contains("fan-1"), "{r}");
     assert_eq!(
         (r["changeType"].clone(), r["deleted"].clone()),
         (json!("INSERT"), json!(false))
