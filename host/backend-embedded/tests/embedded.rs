@@ -956,6 +956,56 @@ async fn cache_ttl_expiry() {
 
 // ---------------------------------------------------------------- durability
 
+/// A data folder's reads go through a second, read-only connection: every
+/// write is seen by the next read (get, batch_get, query, the change log),
+/// also while other tasks keep writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_on_a_data_folder_see_every_committed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Embedded::open(dir.path(), &resources()).unwrap();
+    let t = e.tables();
+    let writer = {
+        let t = e.tables();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                t.put(
+                    "entries",
+                    json!({"pk": "noise", "sk": format!("{i:04}")}),
+                    None,
+                )
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let log = e.change_log();
+    for i in 0..200u64 {
+        let sk = format!("{i:04}");
+        t.put("entries", json!({"pk": "p", "sk": sk, "n": i}), None)
+            .await
+            .unwrap();
+        let key = json!({"pk": "p", "sk": sk});
+        assert_eq!(
+            t.get("entries", &key).await.unwrap(),
+            Some(json!({"pk": "p", "sk": sk, "n": i}))
+        );
+        let got = t.batch_get("entries", &[key]).await.unwrap();
+        assert_eq!(got[0].as_ref().map(|v| v["n"].clone()), Some(json!(i)));
+        let page = t
+            .query("entries", &json!({"pk": "p"}), None, 1000, None)
+            .await
+            .unwrap();
+        assert_eq!(page.items.len() as u64, i + 1);
+        let latest = log.latest_seq("entries").await.unwrap();
+        let rows = log.read("entries", latest - 1, 10).await.unwrap();
+        assert!(
+            rows.iter().any(|r| r.seq == latest),
+            "the change log ends at {latest}"
+        );
+    }
+    writer.await.unwrap();
+}
+
 #[tokio::test]
 async fn state_survives_reopening_the_data_folder() {
     let dir = tempfile::tempdir().unwrap();
