@@ -216,7 +216,7 @@ impl ChangeLog {
         self.schemas.get(table)?;
         let table = table.to_string();
         self.db
-            .read(move |conn| {
+            .call(move |conn| {
                 let mut st = conn
                     .prepare_cached(
                         "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent FROM changes
@@ -259,7 +259,7 @@ impl ChangeLog {
         let (condition, args) = filter_sql(filter);
         let scan = scan.max(limit).max(1);
         self.db
-            .read(move |conn| {
+            .call(move |conn| {
                 // One read transaction, so the passing changes and the end of
                 // the window scanned come from one snapshot: another
                 // connection (the tables of another process on the same

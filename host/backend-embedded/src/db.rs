@@ -26,14 +26,10 @@ const MMAP_BYTES: i64 = 4 << 30;
 /// WAL pages (4 KiB) after which a commit checkpoints.
 const WAL_CHECKPOINT_PAGES: i64 = 8192;
 
-/// A SQLite connection shared by one store, and for a database file a
-/// second, read-only one: with WAL, reads on it run beside the writer's
-/// transactions instead of waiting for them (each read sees what was
-/// committed when it started).
+/// A SQLite connection shared by one store.
 #[derive(Clone)]
 pub(crate) struct Db {
     conn: Arc<Mutex<Connection>>,
-    reader: Option<Arc<Mutex<Connection>>>,
 }
 
 impl Db {
@@ -84,24 +80,8 @@ impl Db {
                 .map_err(wrap)?;
         }
         conn.execute_batch(schema).map_err(wrap)?;
-        let reader = match path {
-            Some(p) => {
-                let r = Connection::open(p).map_err(wrap)?;
-                r.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
-                r.pragma_update(None, "query_only", true).map_err(wrap)?;
-                r.pragma_update(None, "temp_store", "MEMORY")
-                    .map_err(wrap)?;
-                r.pragma_update(None, "cache_size", -CACHE_KIB)
-                    .map_err(wrap)?;
-                r.pragma_update(None, "mmap_size", MMAP_BYTES)
-                    .map_err(wrap)?;
-                Some(Arc::new(Mutex::new(r)))
-            }
-            None => None,
-        };
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
-            reader,
         })
     }
 
@@ -122,25 +102,7 @@ impl Db {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, CapError> + Send + 'static,
     {
-        Self::run(Arc::clone(&self.conn), f).await
-    }
-
-    /// Runs `f`, which only reads, on the read-only connection when there
-    /// is one (a file), else as [`Db::call`]. A read that must see its own
-    /// transaction's writes goes through `call`.
-    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, CapError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, CapError> + Send + 'static,
-    {
-        Self::run(Arc::clone(self.reader.as_ref().unwrap_or(&self.conn)), f).await
-    }
-
-    async fn run<R, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<R, CapError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, CapError> + Send + 'static,
-    {
+        let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock();
             f(&mut guard)

@@ -474,7 +474,7 @@ impl TableBackend for EmbeddedTables {
     async fn get(&self, table: &str, key: &Value) -> Result<Option<Value>, CapError> {
         let key = parse_key(&self.schemas.schema(table)?, key)?;
         let table = table.to_string();
-        self.db.read(move |conn| load(conn, &table, &key)).await
+        self.db.call(move |conn| load(conn, &table, &key)).await
     }
 
     async fn batch_get(&self, table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, CapError> {
@@ -485,7 +485,7 @@ impl TableBackend for EmbeddedTables {
             .collect::<Result<Vec<_>, _>>()?;
         let table = table.to_string();
         self.db
-            .read(move |conn| {
+            .call(move |conn| {
                 let tx = conn.transaction().map_err(sql)?;
                 let items = keys
                     .iter()
@@ -621,7 +621,7 @@ impl TableBackend for EmbeddedTables {
         let limit = limit.max(1) as usize;
         let table = table.to_string();
         self.db
-            .read(move |conn| {
+            .call(move |conn| {
                 let mut sql_text =
                     String::from("SELECT sk, item FROM items WHERE tbl = ?1 AND pk = ?2");
                 let mut args: Vec<Sql> = vec![Sql::Text(table.clone()), pk];

@@ -956,9 +956,12 @@ async fn cache_ttl_expiry() {
 
 // ---------------------------------------------------------------- durability
 
-/// A data folder's reads go through a second, read-only connection: every
-/// write is seen by the next read (get, batch_get, query, the change log),
-/// also while other tasks keep writing.
+/// On a data folder (a file, WAL) every write is seen by the next read
+/// (get, batch_get, query, the change log), also while other tasks keep
+/// writing. (A second, read-only connection for the reads was tried on
+/// 2026-12-07: P8 on 100,000 entries went from 16.5–17.1 s to 14.0–14.2 s,
+/// but on 1,000,000 from 197.66 s to 224.25 s, with 100 s more CPU; it was
+/// taken out. This test stays for whoever tries again.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_on_a_data_folder_see_every_committed_write() {
     let dir = tempfile::tempdir().unwrap();
