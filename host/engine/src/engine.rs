@@ -546,8 +546,6 @@ fn classify(
     }
 }
 
-/// A value's compact JSON text: serde_json's writer straight into the
-/// buffer, not `Display`'s formatter.
 async fn call(
     store: &mut Store<InvocationState>,
     worker: &PreparedWorker,
