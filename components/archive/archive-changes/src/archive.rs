@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use usher_sdk::stream_text::ChangeText;
 use usher_sdk::ChangeKind;
 
-use crate::image::Image;
+use crate::image::{kind, text_of, Image, Kind};
 use crate::pii::{self, push_json_str};
-use crate::schema::RecordType;
+use crate::schema::{Pii, RecordType};
 
 /// The container format of a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,22 +264,44 @@ pub fn to_record(
         message,
     })?;
     let mut record = RecordText::with_capacity(text.len() + 256);
+    // The key attributes as archived, for the reference: a key with a PII
+    // annotation (the user id inside a `PK`) is scrubbed once, for its
+    // column and the reference alike.
+    let mut archived_keys: [Option<String>; 2] = [None, None];
     for (field, value) in t.fields.iter().zip(valid) {
-        pii::push_field(record.column(&field.key), field, value, &settings.pii_salt);
+        let slot = match field.name.as_str() {
+            "PK" => Some(0),
+            "SK" => Some(1),
+            _ => None,
+        };
+        match (slot, field.pii, value) {
+            (Some(i), Some(p), Some(v)) if kind(v) == Kind::String => {
+                let scrubbed = pii::scrubbed(p, &text_of(v), &settings.pii_salt);
+                let out = record.column(&field.key);
+                if p == Pii::Drop {
+                    out.push_str("null");
+                } else {
+                    push_json_str(out, &scrubbed);
+                }
+                archived_keys[i] = Some(scrubbed);
+            }
+            _ => pii::push_field(record.column(&field.key), field, value, &settings.pii_salt),
+        }
     }
     push_json_str(record.column(r#""systemId":"#), &settings.system_id);
-    // The key as archived: a key attribute with a PII annotation (the
-    // user id inside a `PK`) is scrubbed in the reference too.
-    let key = |name: &str| {
-        let text = image.get_str(name).unwrap_or_default();
-        match t.fields.iter().find(|f| f.name == name).and_then(|f| f.pii) {
-            Some(p) => pii::scrubbed(p, &text, &settings.pii_salt),
-            None => text.into_owned(),
-        }
+    let [pk, sk] = archived_keys;
+    let key = |archived: Option<String>, name: &str| {
+        archived.unwrap_or_else(|| image.get_str(name).unwrap_or_default().into_owned())
     };
     push_json_str(
         record.column(r#""reference":"#),
-        &format!("{}:{}:{}:{}", t.name, change.table, key("PK"), key("SK")),
+        &format!(
+            "{}:{}:{}:{}",
+            t.name,
+            change.table,
+            key(pk, "PK"),
+            key(sk, "SK")
+        ),
     );
     push_json_str(record.column(r#""changeType":"#), change.kind.event_name());
     record
