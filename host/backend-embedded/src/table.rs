@@ -104,9 +104,7 @@ fn item_key(schema: &KeySchema<'_>, item: &Value) -> Result<Key, CapError> {
 }
 
 fn load(conn: &Connection, table: &str, key: &Key) -> Result<Option<Value>, CapError> {
-    load_text(conn, table, key)?
-        .map(|t| serde_json::from_str(&t).map_err(|e| corrupt("item", e)))
-        .transpose()
+    Ok(load_stored(conn, table, key)?.map(|s| s.value))
 }
 
 /// The stored text of an item, unparsed.

@@ -1231,19 +1231,18 @@ workers:
     }
 }
 
-#[test]
-fn stream_filters_load_check_and_match() {
-    let good = "stream: { table: demand-table, on_failure: failures, filter: [ { attribute: SK, equals: [ENTRY] }, { attribute: PK, prefix: [\"SALE#\", \"EVENT#\"] } ] }";
-    let (resources, reports) = (RESOURCES.to_string(), REPORTS.to_string());
+/// The filter of replication/enqueue-entries after its stream trigger is
+/// replaced by `trigger` (the registry loaded with it).
+fn enqueue_entries_filter(trigger: &str) -> Vec<StreamFilterRule> {
     let replication = REPLICATION.replacen(
         "stream: { table: demand-table, on_failure: failures }",
-        good,
+        trigger,
         1,
     );
     let reg = load(&[
-        ("resources.yaml", &resources),
+        ("resources.yaml", RESOURCES),
         ("replication.yaml", &replication),
-        ("reports.yaml", &reports),
+        ("reports.yaml", REPORTS),
     ])
     .unwrap();
     let Trigger::Stream { filter, .. } =
@@ -1251,6 +1250,12 @@ fn stream_filters_load_check_and_match() {
     else {
         panic!("a stream trigger")
     };
+    filter.clone()
+}
+
+#[test]
+fn stream_filters_load_check_and_match() {
+    let filter = &enqueue_entries_filter( "stream: { table: demand-table, on_failure: failures, filter: [ { attribute: SK, equals: [ENTRY] }, { attribute: PK, prefix: [\"SALE#\", \"EVENT#\"] } ] }");
     assert_eq!(filter.len(), 2);
     let entry = serde_json::json!({"PK": "ENTRY#c1#f1", "SK": "ENTRY"});
     let sale = serde_json::json!({"PK": "SALE#s1", "SK": "SALE"});
@@ -1319,24 +1324,7 @@ fn stream_filters_load_check_and_match() {
 /// filter patterns.
 #[test]
 fn stream_filters_on_booleans_and_events() {
-    let good = "stream: { table: demand-table, on_failure: failures, filter: [ { attribute: needsReplication, is: true }, { events: [REMOVE] } ] }";
-    let (resources, reports) = (RESOURCES.to_string(), REPORTS.to_string());
-    let replication = REPLICATION.replacen(
-        "stream: { table: demand-table, on_failure: failures }",
-        good,
-        1,
-    );
-    let reg = load(&[
-        ("resources.yaml", &resources),
-        ("replication.yaml", &replication),
-        ("reports.yaml", &reports),
-    ])
-    .unwrap();
-    let Trigger::Stream { filter, .. } =
-        &reg.worker("replication/enqueue-entries").unwrap().trigger
-    else {
-        panic!("a stream trigger")
-    };
+    let filter = &enqueue_entries_filter( "stream: { table: demand-table, on_failure: failures, filter: [ { attribute: needsReplication, is: true }, { events: [REMOVE] } ] }");
     let flagged = serde_json::json!({"PK": "ENTRY#c#f", "needsReplication": true});
     let cleared = serde_json::json!({"PK": "ENTRY#c#f", "needsReplication": false});
     let text = serde_json::json!({"PK": "ENTRY#c#f", "needsReplication": "true"});
