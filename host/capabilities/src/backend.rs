@@ -440,6 +440,72 @@ pub enum Format {
     Parquet,
 }
 
+/// Records as columns (`codec.encode-columns`): each schema field's values
+/// for every row, in Arrow's layout.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Columns {
+    /// How many records.
+    pub rows: usize,
+    /// The fields' columns (a schema field without one is null throughout).
+    pub columns: Vec<Column>,
+}
+
+/// One field's values for every row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// The field's name in the schema.
+    pub name: String,
+    /// Which rows have a value: one flag per row, or empty when all do.
+    pub present: Vec<bool>,
+    /// The values, one per row (a row without a value holds any value).
+    pub values: ColumnValues,
+}
+
+/// A column's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnValues {
+    /// Text: every row's string in `text`, row i's ending at byte `ends[i]`.
+    Strings {
+        /// The rows' strings one after another.
+        text: String,
+        /// Where each row's string ends.
+        ends: Vec<u32>,
+    },
+    /// 64-bit integers (Avro `long`, `int` and their logical types).
+    Longs(Vec<i64>),
+    /// Floats (Avro `double`, `float`).
+    Doubles(Vec<f64>),
+    /// Booleans.
+    Booleans(Vec<bool>),
+}
+
+impl ColumnValues {
+    /// How many values the column holds.
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnValues::Strings { ends, .. } => ends.len(),
+            ColumnValues::Longs(v) => v.len(),
+            ColumnValues::Doubles(v) => v.len(),
+            ColumnValues::Booleans(v) => v.len(),
+        }
+    }
+
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its kind, as errors name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ColumnValues::Strings { .. } => "strings",
+            ColumnValues::Longs(_) => "longs",
+            ColumnValues::Doubles(_) => "doubles",
+            ColumnValues::Booleans(_) => "booleans",
+        }
+    }
+}
+
 /// Native container encoding.
 #[async_trait]
 pub trait CodecBackend: Send + Sync {
@@ -452,6 +518,20 @@ pub trait CodecBackend: Send + Sync {
         schema: &Value,
         records: Vec<String>,
     ) -> Result<Vec<u8>, CapError>;
+
+    /// Encodes records given as columns following an Avro schema (a flat
+    /// record). The default refuses: a backend without it is one whose
+    /// host predates `usher:platform@0.1.2`.
+    async fn encode_columns(
+        &self,
+        format: Format,
+        _schema: &Value,
+        _columns: Columns,
+    ) -> Result<Vec<u8>, CapError> {
+        Err(CapError::Unsupported(format!(
+            "{format:?} encoding from columns is not available in this host build"
+        )))
+    }
 }
 
 /// Direct invocation of other workers.
