@@ -5,14 +5,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use usher_sdk::codec::Column;
 use usher_sdk::stream_text::ChangeText;
 use usher_sdk::ChangeKind;
 
-use crate::image::{kind, text_of, Image, Kind};
-use crate::pii::{self, push_json_str};
-use crate::schema::{Pii, RecordType};
+use crate::image::Image;
+use crate::pii;
+use crate::schema::{FieldType, Pii, RecordType};
 
 /// The container format of a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +81,13 @@ pub enum SinkError {
 
 /// The capabilities the archive uses.
 pub trait Sink {
-    /// Encodes records (each one JSON object's text) into a container.
+    /// Encodes a group's records, given as columns (the type's fields,
+    /// then the archive's own), into a container.
     fn encode(
         &mut self,
         format: Format,
         schema: &Value,
-        records: &[String],
+        columns: Vec<Column>,
     ) -> Result<Vec<u8>, SinkError>;
     /// Stores an object.
     fn put(
@@ -165,20 +168,6 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
-/// A change as archived.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Archived {
-    /// Its record type (an index into the types).
-    pub type_index: usize,
-    /// Its partition day (days since the Unix epoch, UTC).
-    pub day: u64,
-    /// The record: the type's fields, then the archive's own columns, as the
-    /// JSON object text the codec takes. Values archived as they are are
-    /// copied from the image's text as they are: no value is parsed or
-    /// serialized again.
-    pub record: String,
-}
-
 /// Why a change cannot be archived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -192,41 +181,107 @@ pub struct Refusal {
 
 const DAY_MS: u64 = 86_400_000;
 
-/// A record's JSON object text, written a column at a time.
-struct RecordText {
-    text: String,
+/// The archive's own columns, after the type's fields (the derived
+/// schemas' last fields, in this order).
+pub const OWN_COLUMNS: [&str; 6] = [
+    "systemId",
+    "reference",
+    "changeType",
+    "deleted",
+    "sequenceNumber",
+    "changedAt",
+];
+
+/// The records of one group (a type and a day), as the codec's columns.
+pub struct Group {
+    /// The batch positions of its changes, in batch order.
+    pub positions: Vec<usize>,
+    /// Its columns: the type's fields, then [`OWN_COLUMNS`].
+    pub columns: Vec<Column>,
+    /// The `PK` and `SK` fields' columns, when the type has them (the
+    /// reference is built from the archived keys).
+    keys: [Option<usize>; 2],
 }
 
-impl RecordText {
-    fn with_capacity(n: usize) -> Self {
-        let mut text = String::with_capacity(n);
-        text.push('{');
-        RecordText { text }
-    }
-
-    /// Starts a column (`key` is its name as JSON with the colon,
-    /// `"name":`); its value is then appended to `text`.
-    fn column(&mut self, key: &str) -> &mut String {
-        if self.text.len() > 1 {
-            self.text.push(',');
+impl Group {
+    /// An empty group of a type.
+    pub fn new(t: &RecordType) -> Group {
+        let mut columns: Vec<Column> = t
+            .fields
+            .iter()
+            .map(|f| match (f.ty, f.pii) {
+                (_, Some(Pii::Hash | Pii::Mask)) | (FieldType::String | FieldType::Json, _) => {
+                    Column::strings(&f.name)
+                }
+                (FieldType::Long, _) => Column::longs(&f.name),
+                (FieldType::Double, _) => Column::doubles(&f.name),
+                (FieldType::Boolean, _) => Column::booleans(&f.name),
+            })
+            .collect();
+        let [system, reference, change_type, deleted, sequence, changed] = OWN_COLUMNS;
+        columns.extend([
+            Column::strings(system),
+            Column::strings(reference),
+            Column::strings(change_type),
+            Column::booleans(deleted),
+            Column::strings(sequence),
+            Column::longs(changed),
+        ]);
+        let key = |name: &str| t.fields.iter().position(|f| f.name == name);
+        Group {
+            positions: Vec::new(),
+            columns,
+            keys: [key("PK"), key("SK")],
         }
-        self.text.push_str(key);
-        &mut self.text
     }
 
-    fn finish(mut self) -> String {
-        self.text.push('}');
-        self.text
+    /// Appends one validated change (see the crate docs): its fields as
+    /// archived, then the archive's own columns.
+    fn push(
+        &mut self,
+        t: &RecordType,
+        settings: &Settings,
+        change: &ChangeText,
+        image: &Image<'_>,
+        valid: &[Option<&RawValue>],
+    ) {
+        let row = self.columns[0].len();
+        for ((field, value), column) in t.fields.iter().zip(valid).zip(&mut self.columns) {
+            pii::push_cell(column, field, *value, &settings.pii_salt);
+        }
+        let n = t.fields.len();
+        self.columns[n].push_str(&settings.system_id);
+        // The reference holds the keys as archived: a key with a PII
+        // annotation (the user id inside a `PK`) is scrubbed once, for its
+        // column and the reference alike.
+        let key = |slot: Option<usize>, name: &str| -> String {
+            match slot {
+                Some(i) => self.columns[i].text(row).unwrap_or_default().to_string(),
+                None => image.get_str(name).unwrap_or_default().into_owned(),
+            }
+        };
+        let (pk, sk) = (key(self.keys[0], "PK"), key(self.keys[1], "SK"));
+        self.columns[n + 1].push_text_with(|out| {
+            let _ = write!(out, "{}:{}:{pk}:{sk}", t.name, change.table);
+        });
+        self.columns[n + 2].push_str(change.kind.event_name());
+        self.columns[n + 3].push_bool(change.kind == ChangeKind::Remove);
+        self.columns[n + 4].push_str(&change.sequence_number);
+        self.columns[n + 5].push_long(i64::try_from(change.timestamp_ms).unwrap_or(i64::MAX));
     }
 }
 
-/// The archived form of a change, or `None` when it is not of an archived
-/// type.
-pub fn to_record(
+/// What a change is to the archive: of no archived type (None), or its
+/// type's index, its image and its validated values.
+type Classified<'a> = Option<(usize, Image<'a>, Vec<Option<&'a RawValue>>)>;
+
+/// A change's record type and validated values (see the crate docs), or
+/// why it cannot be archived.
+pub fn classify<'a>(
     types: &[RecordType],
     settings: &Settings,
-    change: &ChangeText,
-) -> Result<Option<Archived>, Refusal> {
+    change: &'a ChangeText,
+) -> Result<Classified<'a>, Refusal> {
     let deleted = change.kind == ChangeKind::Remove;
     let which = if deleted { "old" } else { "new" };
     let text = if deleted {
@@ -263,60 +318,7 @@ pub fn to_record(
         error_type: "ValidationError",
         message,
     })?;
-    let mut record = RecordText::with_capacity(text.len() + 256);
-    // The key attributes as archived, for the reference: a key with a PII
-    // annotation (the user id inside a `PK`) is scrubbed once, for its
-    // column and the reference alike.
-    let mut archived_keys: [Option<String>; 2] = [None, None];
-    for (field, value) in t.fields.iter().zip(valid) {
-        let slot = match field.name.as_str() {
-            "PK" => Some(0),
-            "SK" => Some(1),
-            _ => None,
-        };
-        match (slot, field.pii, value) {
-            (Some(i), Some(p), Some(v)) if kind(v) == Kind::String => {
-                let scrubbed = pii::scrubbed(p, &text_of(v), &settings.pii_salt);
-                let out = record.column(&field.key);
-                if p == Pii::Drop {
-                    out.push_str("null");
-                } else {
-                    push_json_str(out, &scrubbed);
-                }
-                archived_keys[i] = Some(scrubbed);
-            }
-            _ => pii::push_field(record.column(&field.key), field, value, &settings.pii_salt),
-        }
-    }
-    push_json_str(record.column(r#""systemId":"#), &settings.system_id);
-    let [pk, sk] = archived_keys;
-    let key = |archived: Option<String>, name: &str| {
-        archived.unwrap_or_else(|| image.get_str(name).unwrap_or_default().into_owned())
-    };
-    push_json_str(
-        record.column(r#""reference":"#),
-        &format!(
-            "{}:{}:{}:{}",
-            t.name,
-            change.table,
-            key(pk, "PK"),
-            key(sk, "SK")
-        ),
-    );
-    push_json_str(record.column(r#""changeType":"#), change.kind.event_name());
-    record
-        .column(r#""deleted":"#)
-        .push_str(if deleted { "true" } else { "false" });
-    push_json_str(
-        record.column(r#""sequenceNumber":"#),
-        &change.sequence_number,
-    );
-    let _ = write!(record.column(r#""changedAt":"#), "{}", change.timestamp_ms);
-    Ok(Some(Archived {
-        type_index: index,
-        day: change.timestamp_ms / DAY_MS,
-        record: record.finish(),
-    }))
+    Ok(Some((index, image, valid)))
 }
 
 /// Archives a batch (see the crate docs).
@@ -327,16 +329,19 @@ pub fn process(
     sink: &mut dyn Sink,
 ) -> Outcome {
     let mut out = Outcome::default();
-    // (type index, day) → positions and records, in batch order.
-    let mut groups: BTreeMap<(usize, u64), (Vec<usize>, Vec<String>)> = BTreeMap::new();
+    // (type index, day) → the group's records, in batch order.
+    let mut groups: BTreeMap<(usize, u64), Group> = BTreeMap::new();
     let mut rejected: Vec<Rejected> = Vec::new();
     for (position, change) in changes.iter().enumerate() {
-        match to_record(types, settings, change) {
+        match classify(types, settings, change) {
             Ok(None) => out.skipped += 1,
-            Ok(Some(a)) => {
-                let (positions, records) = groups.entry((a.type_index, a.day)).or_default();
-                positions.push(position);
-                records.push(a.record);
+            Ok(Some((index, image, valid))) => {
+                let t = &types[index];
+                let group = groups
+                    .entry((index, change.timestamp_ms / DAY_MS))
+                    .or_insert_with(|| Group::new(t));
+                group.positions.push(position);
+                group.push(t, settings, change, &image, &valid);
             }
             Err(r) => rejected.push(Rejected {
                 position,
@@ -349,8 +354,9 @@ pub fn process(
     }
     // The first position that could not be written (reported failed from there on).
     let mut first_failed: Option<usize> = None;
-    for ((t, day), (members, records)) in &groups {
-        let t = &types[*t];
+    for ((t, day), group) in groups {
+        let t = &types[t];
+        let members = &group.positions;
         let date = date_of(day * DAY_MS);
         let key = object_key(
             &settings.prefix,
@@ -360,7 +366,7 @@ pub fn process(
             settings.format.extension(),
         );
         let written = sink
-            .encode(settings.format, &t.avro, records)
+            .encode(settings.format, &t.avro, group.columns)
             .and_then(|body| {
                 sink.put(
                     &settings.bucket,

@@ -18,7 +18,8 @@
 //!    `sequenceNumber`, `changedAt` (the change's approximate creation time).
 //!
 //! The records are grouped by type and partition date (`dt`, the UTC date
-//! of `changedAt`), each group encoded through the `codec` capability with
+//! of `changedAt`), built as columns as they are read, each group encoded
+//! through the `codec` capability (`encode-columns`) with
 //! the type's derived Avro schema and written with `objects` to
 //! `<prefix>/<type>/dt=YYYY-MM-DD/<firstSeq>-<lastSeq>-<digest>.<avro|parquet>`:
 //! named by the group's first and last sequence numbers and a digest of
@@ -93,13 +94,13 @@ impl Sink for Capabilities {
         &mut self,
         format: Format,
         schema: &Value,
-        records: &[String],
+        columns: Vec<codec::Column>,
     ) -> Result<Vec<u8>, SinkError> {
         let format = match format {
             Format::Avro => codec::Format::Avro,
             Format::Parquet => codec::Format::Parquet,
         };
-        codec::encode_json(format, schema, records).map_err(sink_error)
+        codec::encode_columns(format, schema, columns).map_err(sink_error)
     }
 
     fn put(
@@ -124,9 +125,10 @@ impl Sink for Capabilities {
     }
 }
 
-/// The worker. It reads the changes' JSON text itself ([`image`]): each
-/// record is written from the image's text without a `serde_json::Value`
-/// tree (P5 in BENCHMARKS.md).
+/// The worker. It reads the changes' JSON text itself ([`image`]) and
+/// hands the codec each group's records as columns (`codec.encode-columns`,
+/// `usher:platform@0.1.2`): no `serde_json::Value` tree, and no JSON
+/// between the worker and the encoder (P5 in BENCHMARKS.md).
 pub struct ArchiveChanges;
 
 impl StreamTextWorker for ArchiveChanges {

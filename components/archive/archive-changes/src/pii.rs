@@ -10,7 +10,9 @@
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::image::{kind, text_of, Image, Kind};
+use usher_sdk::codec::Column;
+
+use crate::image::{kind, str_of, text_of, Image, Kind};
 use crate::schema::{Field, FieldType, Pii};
 
 /// The hex SHA-256 of `salt` + `text`.
@@ -95,15 +97,6 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
-/// A value's text with an annotation applied, as text (`drop`: empty).
-pub fn scrubbed(pii: Pii, text: &str, salt: &str) -> String {
-    match pii {
-        Pii::Drop => String::new(),
-        Pii::Hash => hash(salt, text),
-        Pii::Mask => mask(text),
-    }
-}
-
 /// A value's text with an annotation, appended as JSON (a string, or null).
 fn push_scrubbed(out: &mut String, pii: Pii, text: &str, salt: &str) {
     match pii {
@@ -115,6 +108,30 @@ fn push_scrubbed(out: &mut String, pii: Pii, text: &str, salt: &str) {
             out.push('"');
         }
         Pii::Mask => push_json_str(out, &mask(text)),
+    }
+}
+
+/// A value's text with an annotation, appended to its column (`drop`:
+/// null; a hash is written as hex straight into the column's text).
+fn push_scrubbed_cell(column: &mut Column, pii: Pii, text: &str, salt: &str) {
+    match pii {
+        Pii::Drop => column.push_null(),
+        Pii::Hash => column.push_text_with(|out| push_hash(out, salt, text)),
+        Pii::Mask => column.push_str(&mask(text)),
+    }
+}
+
+/// Appends a string value's own text (its JSON text unescaped) to `out`:
+/// copied as it is when it has no escape.
+fn push_unescaped(out: &mut String, raw: &RawValue) {
+    let text = raw.get().trim();
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => out.push_str(inner),
+        _ => {
+            if let Some(s) = str_of(raw) {
+                out.push_str(&s);
+            }
+        }
     }
 }
 
@@ -141,13 +158,14 @@ fn keyed(f: &Field, object: &RawValue, salt: &str) -> Option<String> {
     Some(out)
 }
 
-/// Appends one validated field's archived value to a record's JSON text:
-/// its PII annotation applied (and its `pii_keys` for a `json` object's
-/// keys), a `json` field as its JSON text, anything else the image's own
-/// text.
-pub fn push_field(out: &mut String, f: &Field, value: Option<&RawValue>, salt: &str) {
+/// Appends one validated field's archived value to its column: its PII
+/// annotation applied (and its `pii_keys` for a `json` object's keys), a
+/// `json` field as its JSON text, a string as its own text, a number or a
+/// boolean as itself. The value is validated against the field's type
+/// ([`crate::schema::RecordType::validate`]), so it parses.
+pub fn push_cell(column: &mut Column, f: &Field, value: Option<&RawValue>, salt: &str) {
     let Some(v) = value else {
-        out.push_str("null");
+        column.push_null();
         return;
     };
     let keyed = if !f.pii_keys.is_empty() && kind(v) == Kind::Object {
@@ -160,12 +178,23 @@ pub fn push_field(out: &mut String, f: &Field, value: Option<&RawValue>, salt: &
             Some(k) => k.as_str().into(),
             None => text_of(v),
         };
-        return push_scrubbed(out, pii, &text, salt);
+        return push_scrubbed_cell(column, pii, &text, salt);
     }
-    match (keyed, f.ty) {
-        (Some(k), FieldType::Json) => push_json_str(out, &k),
-        (None, FieldType::Json) => push_json_str(out, v.get().trim()),
-        (Some(k), _) => out.push_str(&k),
-        (None, _) => out.push_str(v.get().trim()),
+    if let Some(k) = keyed {
+        return column.push_str(&k);
+    }
+    let raw = v.get().trim();
+    match f.ty {
+        FieldType::Json => column.push_str(raw),
+        FieldType::String => column.push_text_with(|out| push_unescaped(out, v)),
+        FieldType::Long => match raw.parse::<i64>() {
+            Ok(n) => column.push_long(n),
+            Err(_) => column.push_null(),
+        },
+        FieldType::Double => match raw.parse::<f64>() {
+            Ok(n) => column.push_double(n),
+            Err(_) => column.push_null(),
+        },
+        FieldType::Boolean => column.push_bool(raw == "true"),
     }
 }

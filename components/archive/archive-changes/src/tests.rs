@@ -15,35 +15,50 @@ struct FakeSink {
     refuse_encode: bool,
 }
 
+/// A group's columns as JSON rows: each column's value for the row (a
+/// text column's string, a number, a boolean, or null).
+fn rows_of(columns: &[usher_sdk::codec::Column]) -> Vec<Value> {
+    use usher_sdk::codec::Values;
+    let rows = columns.first().map_or(0, |c| c.len());
+    (0..rows)
+        .map(|r| {
+            let mut row = serde_json::Map::new();
+            for c in columns {
+                assert_eq!(c.len(), rows, "column {} rows", c.name());
+                assert_eq!(c.mismatch(), None, "column {}", c.name());
+                let v = match c.values() {
+                    _ if !c.is_present(r) => Value::Null,
+                    Values::Strings { .. } => json!(c.text(r)),
+                    Values::Longs(v) => json!(v[r]),
+                    Values::Doubles(v) => json!(v[r]),
+                    Values::Booleans(v) => json!(v[r]),
+                };
+                row.insert(c.name().to_string(), v);
+            }
+            Value::Object(row)
+        })
+        .collect()
+}
+
 impl Sink for FakeSink {
     fn encode(
         &mut self,
         _format: Format,
         schema: &Value,
-        records: &[String],
+        columns: Vec<usher_sdk::codec::Column>,
     ) -> Result<Vec<u8>, SinkError> {
-        let records: Vec<Value> = records
-            .iter()
-            .map(|r| serde_json::from_str(r).expect("a record is JSON"))
-            .collect();
         if self.refuse_encode {
             return Err(SinkError::Invalid("bad record".into()));
         }
-        // Every record carries exactly the schema's fields.
+        // Exactly the schema's fields, in its order.
         let names: Vec<&str> = schema["fields"]
             .as_array()
             .map(|f| f.iter().filter_map(|f| f["name"].as_str()).collect())
             .unwrap_or_default();
+        let got: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+        assert_eq!(got, names, "columns vs schema fields");
         let mut out = Vec::new();
-        for r in records {
-            let mut keys: Vec<&str> = r
-                .as_object()
-                .map(|o| o.keys().map(String::as_str).collect())
-                .unwrap_or_default();
-            keys.sort_unstable();
-            let mut want = names.clone();
-            want.sort_unstable();
-            assert_eq!(keys, want, "record fields vs schema");
+        for r in rows_of(&columns) {
             out.extend_from_slice(r.to_string().as_bytes());
             out.push(b'\n');
         }
