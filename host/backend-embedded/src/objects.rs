@@ -189,23 +189,49 @@ fn place(temp: &Path, dest: &Path, key: &str) -> Result<(), CapError> {
             "object key `{key}` conflicts with another key (a key cannot be both an object and a prefix of other keys ending in `/`)"
         ))
     };
-    if let Some(parent) = dest.parent() {
-        if let Err(e) = fs::create_dir_all(parent) {
+    // A delete removes the folders it empties (see `delete`): one racing
+    // this put can remove `parent` (or a folder above it) while it is made
+    // or before the rename, which then finds no folder. The folders are
+    // made again and the rename retried; only folders that keep vanishing
+    // fail the put.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        if let Some(parent) = dest.parent() {
+            match fs::create_dir_all(parent) {
+                Ok(()) => {}
+                // A folder above it vanished while it was being made (seen
+                // as "not found", or as "already exists" for a folder that
+                // was there and is gone by the time it is looked at).
+                Err(e)
+                    if attempts < 100
+                        && (e.kind() == ErrorKind::NotFound
+                            || (e.kind() == ErrorKind::AlreadyExists && !parent.exists())) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(temp);
+                    return Err(match e.kind() {
+                        ErrorKind::AlreadyExists | ErrorKind::NotADirectory => conflict(),
+                        _ => io_error(parent, &e),
+                    });
+                }
+            }
+        }
+        if dest.is_dir() {
             let _ = fs::remove_file(temp);
-            return Err(match e.kind() {
-                ErrorKind::AlreadyExists | ErrorKind::NotADirectory => conflict(),
-                _ => io_error(parent, &e),
-            });
+            return Err(conflict());
+        }
+        match fs::rename(temp, dest) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 100 && temp.exists() => {}
+            Err(e) => {
+                let _ = fs::remove_file(temp);
+                return Err(io_error(dest, &e));
+            }
         }
     }
-    if dest.is_dir() {
-        let _ = fs::remove_file(temp);
-        return Err(conflict());
-    }
-    fs::rename(temp, dest).map_err(|e| {
-        let _ = fs::remove_file(temp);
-        io_error(dest, &e)
-    })
 }
 
 async fn blocking<R: Send + 'static>(

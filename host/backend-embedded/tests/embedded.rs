@@ -1519,3 +1519,29 @@ async fn only_the_streamed_tables_log_changes() {
         .unwrap();
     assert_eq!(log.count("entries").await.unwrap(), 1);
 }
+
+/// A delete removes its emptied folder; a put into that folder at the same
+/// moment must still land (the folder is made again), never fail with "no
+/// such file or directory" (seen in the archive under `usher up`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn puts_and_deletes_racing_in_one_folder_never_fail_a_put() {
+    let e = Embedded::in_memory(&resources()).unwrap();
+    let o = std::sync::Arc::new(e.objects());
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let o = o.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..300 {
+                let key = format!("race/dt=1/{t}-{i}.bin");
+                o.put("exports", &key, vec![1u8; 16], None)
+                    .await
+                    .unwrap_or_else(|e| panic!("put {key}: {e}"));
+                o.delete("exports", &key).await.expect("delete");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert!(o.list("exports", "race/", 10).await.unwrap().is_empty());
+}

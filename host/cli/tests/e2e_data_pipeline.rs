@@ -389,7 +389,12 @@ async fn every_record_reaches_its_kafka_topic_through_mtls() {
         if pd.is_some_and(|(failed, _)| failed >= 2) {
             for (worker, (failed, _)) in &failures {
                 if worker != "data-pipeline/process-data" {
-                    assert_eq!(*failed, 0, "{worker}: {failures:?}");
+                    assert_eq!(
+                        *failed,
+                        0,
+                        "{worker}: {failures:?}\nusher up:\n{}",
+                        common::tail(&p.log(), 80)
+                    );
                 }
             }
             break;
