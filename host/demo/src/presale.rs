@@ -942,25 +942,38 @@ impl Presale {
             .collect();
         let total_winners: u64 = expected_winners.values().sum();
 
-        // Codes assigned and marked through the stream.
-        self.wait("assigning codes", total_winners, || async {
-            let mut marked = 0u64;
-            let mut all = true;
-            for m in &self.markets {
-                let pool = self
-                    .ok(
-                        reqwest::Method::GET,
-                        &format!("/services/codes/pools/{}/{}", self.campaign, m.id),
-                        None,
-                    )
-                    .await?;
-                let n = pool["marked"].as_u64().unwrap_or(0);
-                marked += n;
-                all &= n == expected_winners[m.id.as_str()];
-            }
-            Ok((marked, all.then_some(())))
-        })
-        .await?;
+        // Codes assigned and marked through the stream. The pools last read
+        // go into the error when the stage times out (what to look at when
+        // codes were given but not marked).
+        let pools_seen = std::sync::Mutex::new(String::new());
+        let assigned = self
+            .wait("assigning codes", total_winners, || async {
+                let mut marked = 0u64;
+                let mut all = true;
+                let mut seen = Vec::new();
+                for m in &self.markets {
+                    let pool = self
+                        .ok(
+                            reqwest::Method::GET,
+                            &format!("/services/codes/pools/{}/{}", self.campaign, m.id),
+                            None,
+                        )
+                        .await?;
+                    let n = pool["marked"].as_u64().unwrap_or(0);
+                    marked += n;
+                    all &= n == expected_winners[m.id.as_str()];
+                    seen.push(format!("{}: {pool}", m.id));
+                }
+                if let Ok(mut last) = pools_seen.lock() {
+                    *last = seen.join("; ");
+                }
+                Ok((marked, all.then_some(())))
+            })
+            .await;
+        if let Err(e) = assigned {
+            let pools = pools_seen.lock().map(|p| p.clone()).unwrap_or_default();
+            return Err(failed(format!("{e}; the code pools last read: {pools}")));
+        }
         // The verdict counts reach the Campaign Service's market stats
         // (save-selections → verdict-reporter → report-verdicts): FINISHED,
         // and every batch's report counted once.
