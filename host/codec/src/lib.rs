@@ -98,10 +98,7 @@ impl CodecBackend for HostCodec {
             Format::Parquet => encode_parquet_json(&schema, &records),
             Format::Avro => encode_avro(&schema, parse_records(&records)?),
         };
-        match tokio_spawn_blocking(work).await {
-            Ok(result) => Ok(result?),
-            Err(e) => Err(CapError::Fault(format!("codec task: {e}"))),
-        }
+        off_the_runtime(work).await
     }
 
     async fn encode_columns(
@@ -112,22 +109,24 @@ impl CodecBackend for HostCodec {
     ) -> Result<Vec<u8>, CapError> {
         let schema = schema.clone();
         let work = move || encode_columns(format, &schema, columns);
-        match tokio_spawn_blocking(work).await {
-            Ok(result) => Ok(result?),
-            Err(e) => Err(CapError::Fault(format!("codec task: {e}"))),
-        }
+        off_the_runtime(work).await
     }
 }
 
-async fn tokio_spawn_blocking<F, T>(f: F) -> Result<T, String>
+/// Runs codec work off the async workers (CPU-bound), when there is a
+/// runtime; its error as the guest sees it.
+async fn off_the_runtime<F>(f: F) -> Result<Vec<u8>, CapError>
 where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
+    F: FnOnce() -> Result<Vec<u8>, CodecError> + Send + 'static,
 {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle.spawn_blocking(f).await.map_err(|e| e.to_string()),
-        Err(_) => Ok(f()),
-    }
+    let result = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| CapError::Fault(format!("codec task: {e}")))?,
+        Err(_) => f(),
+    };
+    Ok(result?)
 }
 
 /// The Parquet writer's settings: snappy pages.

@@ -610,6 +610,16 @@ impl Presale {
     }
 
     /// Waits until `done` says the stage is complete (polled every 250 ms).
+    /// A market's code pool as the Code Service reports it (its counts).
+    async fn code_pool(&self, market: &str) -> Result<Value, DemoError> {
+        self.ok(
+            reqwest::Method::GET,
+            &format!("/services/codes/pools/{}/{market}", self.campaign),
+            None,
+        )
+        .await
+    }
+
     async fn wait<T, Fut>(
         &self,
         stage: &str,
@@ -952,13 +962,7 @@ impl Presale {
                 let mut all = true;
                 let mut seen = Vec::new();
                 for m in &self.markets {
-                    let pool = self
-                        .ok(
-                            reqwest::Method::GET,
-                            &format!("/services/codes/pools/{}/{}", self.campaign, m.id),
-                            None,
-                        )
-                        .await?;
+                    let pool = self.code_pool(&m.id).await?;
                     let n = pool["marked"].as_u64().unwrap_or(0);
                     marked += n;
                     all &= n == expected_winners[m.id.as_str()];
@@ -1043,13 +1047,7 @@ impl Presale {
                     expected_winners[m.id.as_str()]
                 )));
             }
-            let pool = self
-                .ok(
-                    reqwest::Method::GET,
-                    &format!("/services/codes/pools/{}/{}", self.campaign, m.id),
-                    None,
-                )
-                .await?;
+            let pool = self.code_pool(&m.id).await?;
             if pool["assigned"] != pool["marked"] || pool["marked"].as_u64() != Some(winners) {
                 return Err(failed(format!(
                     "market {}: the Code Service has {} assigned and {} marked, {winners} winners",
