@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 use crate::native::{self, Backend, Installed};
 use crate::queue::Outgoing;
 use crate::services::{Request, Response};
-use crate::table::{Condition, Page, PutItem, UpdateItem, Write};
+use crate::table::{Condition, Page, PutItem, TransactItem, UpdateItem, Write};
 use crate::{Error, Result};
 
 /// One capability call as the worker made it (the `…_many` and batch calls
@@ -129,6 +129,13 @@ pub enum Call {
         /// The updates.
         updates: Vec<UpdateItem>,
     },
+    /// `table::transact_write`.
+    TransactWrite {
+        /// The table.
+        table: String,
+        /// The items.
+        items: Vec<TransactItem>,
+    },
     /// `queue::send_batch`.
     Send {
         /// The queue.
@@ -144,7 +151,7 @@ pub enum Call {
 
 impl Call {
     /// The SDK function's name: `get`, `batch_get`, `put`, `update`,
-    /// `delete`, `query`, `batch_write`, `put_many`, `update_many`,
+    /// `delete`, `query`, `batch_write`, `put_many`, `update_many`, `transact_write`,
     /// `send_batch`, `call`, `call_many`, `config`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -158,6 +165,7 @@ impl Call {
             Call::BatchWrite { .. } => "batch_write",
             Call::PutMany { .. } => "put_many",
             Call::UpdateMany { .. } => "update_many",
+            Call::TransactWrite { .. } => "transact_write",
             Call::Send { .. } => "send_batch",
             Call::Service(_) => "call",
             Call::ServiceMany(_) => "call_many",
@@ -309,6 +317,65 @@ impl Tables {
             }
         }
         Ok(item.clone())
+    }
+
+    /// A transaction: every condition checked first, then every write.
+    fn transact(
+        &mut self,
+        table: &str,
+        items: &[TransactItem],
+    ) -> Result<std::result::Result<(), Vec<u32>>> {
+        if items.is_empty() || items.len() > crate::table::MAX_TRANSACT_ITEMS {
+            return Err(Error::Invalid(format!(
+                "a transaction carries 1 to {} items, got {}",
+                crate::table::MAX_TRANSACT_ITEMS,
+                items.len()
+            )));
+        }
+        let mut keys = Vec::with_capacity(items.len());
+        let mut failed = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let (key, condition) = match item {
+                TransactItem::Put(p) => (self.key(table, &p.item)?, p.condition.as_ref()),
+                TransactItem::Update(u) => (self.key(table, &u.key)?, u.condition.as_ref()),
+                TransactItem::Delete { key, condition } => {
+                    (self.key(table, key)?, condition.as_ref())
+                }
+                TransactItem::Check { key, condition } => (self.key(table, key)?, Some(condition)),
+            };
+            if keys.contains(&key) {
+                return Err(Error::Invalid(format!(
+                    "items[{i}] writes an item an earlier item writes"
+                )));
+            }
+            if self.check(table, &key, condition).is_err() {
+                failed.push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+            keys.push(key);
+        }
+        if !failed.is_empty() {
+            return Ok(Err(failed));
+        }
+        for item in items {
+            match item {
+                TransactItem::Put(p) => self.put(table, &p.item, None)?,
+                TransactItem::Update(u) => {
+                    let after = self.update(table, &u.key, &u.set, &u.remove, None)?;
+                    let mut after = after.as_object().cloned().unwrap_or_default();
+                    for (name, delta) in u.add.as_object().into_iter().flatten() {
+                        let current = after.get(name).and_then(Value::as_i64).unwrap_or(0);
+                        let delta = delta.as_i64().ok_or_else(|| {
+                            Error::Invalid(format!("add `{name}` must be an integer here"))
+                        })?;
+                        after.insert(name.clone(), Value::from(current + delta));
+                    }
+                    self.put(table, &Value::Object(after), None)?;
+                }
+                TransactItem::Delete { key, .. } => self.delete(table, key, None)?,
+                TransactItem::Check { .. } => {}
+            }
+        }
+        Ok(Ok(()))
     }
 
     fn delete(&mut self, table: &str, key: &Value, condition: Option<&Condition>) -> Result<()> {
@@ -755,6 +822,20 @@ impl Backend for Fakes {
             .iter()
             .map(|u| s.update(table, &u.key, &u.set, &u.remove, u.condition.as_ref()))
             .collect())
+    }
+
+    fn table_transact_write(
+        &mut self,
+        table: &str,
+        items: &[TransactItem],
+    ) -> Result<std::result::Result<(), Vec<u32>>> {
+        let call = Call::TransactWrite {
+            table: table.into(),
+            items: items.to_vec(),
+        };
+        let mut s = self.record(call.clone());
+        s.intercept(&call)?;
+        s.tables.transact(table, items)
     }
 
     fn queue_send_batch(

@@ -38,7 +38,7 @@ use serde_json::Value;
 
 use crate::queue::Outgoing;
 use crate::services::{Request, Response};
-use crate::table::{Condition, Page, PutItem, UpdateItem, Write};
+use crate::table::{Condition, Page, PutItem, TransactItem, UpdateItem, Write};
 use crate::{Error, Result};
 
 /// What a native build's capability calls reach. Every method has a
@@ -125,6 +125,15 @@ pub trait Backend {
             .iter()
             .map(|u| self.table_update(table, &u.key, &u.set, &u.remove, u.condition.as_ref()))
             .collect())
+    }
+    /// `table::transact_write`: `Err` of the inner result with the
+    /// indexes of the items whose conditions were false.
+    fn table_transact_write(
+        &mut self,
+        table: &str,
+        items: &[TransactItem],
+    ) -> Result<std::result::Result<(), Vec<u32>>> {
+        Err(Error::native("table::transact_write"))
     }
     /// `queue::send_batch`: one message id or error per message.
     fn queue_send_batch(

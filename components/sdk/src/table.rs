@@ -195,6 +195,98 @@ pub fn update_many<T: DeserializeOwned>(
         .collect())
 }
 
+/// An update of a [`transact_write`]: [`UpdateItem`]'s `set` and
+/// `remove`, and `add`, a JSON object of numbers added to the item's
+/// numeric attributes (an absent attribute counts as 0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactUpdate {
+    /// The item's key.
+    pub key: Value,
+    /// The attributes to set (a JSON object).
+    pub set: Value,
+    /// The numbers to add (a JSON object of numbers).
+    pub add: Value,
+    /// The attributes to remove.
+    pub remove: Vec<String>,
+    /// The condition it is applied under.
+    pub condition: Option<Condition>,
+}
+
+/// One write of a [`transact_write`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransactItem {
+    /// Create or replace an item, under the condition.
+    Put(PutItem),
+    /// Update an item, under the condition.
+    Update(TransactUpdate),
+    /// Delete the item with this key, under the condition.
+    Delete {
+        /// The item's key.
+        key: Value,
+        /// The condition.
+        condition: Option<Condition>,
+    },
+    /// The condition must hold on the item with this key; nothing is written.
+    Check {
+        /// The item's key.
+        key: Value,
+        /// The condition.
+        condition: Condition,
+    },
+}
+
+/// A [`transact_write`] that wrote nothing because these items' conditions
+/// were false.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    /// The items' indexes in the call, ascending.
+    pub items: Vec<u32>,
+}
+
+/// One item of a transaction, its documents encoded for the capability.
+enum TransactArgs {
+    Put(Wire, Option<Condition>),
+    Update(Wire, Wire, Wire, Vec<String>, Option<Condition>),
+    Delete(Wire, Option<Condition>),
+    Check(Wire, Condition),
+}
+
+/// The most items one [`transact_write`] carries.
+pub const MAX_TRANSACT_ITEMS: usize = 100;
+
+/// Up to [`MAX_TRANSACT_ITEMS`] writes to distinct items of one table, all
+/// or none (DynamoDB's `TransactWriteItems`): `Ok(Ok(()))` when every
+/// condition held and every write was made, `Ok(Err(Cancelled))` when
+/// some conditions were false and nothing was written; `Err` when the call
+/// failed as a whole (nothing was written either).
+pub fn transact_write(
+    table: &str,
+    items: Vec<TransactItem>,
+) -> Result<std::result::Result<(), Cancelled>> {
+    let items = items
+        .into_iter()
+        .map(|item| {
+            Ok(match item {
+                TransactItem::Put(p) => TransactArgs::Put(wire::encode(&p.item)?, p.condition),
+                TransactItem::Update(u) => TransactArgs::Update(
+                    wire::encode(&u.key)?,
+                    wire::encode(&u.set)?,
+                    wire::encode(&u.add)?,
+                    u.remove,
+                    u.condition,
+                ),
+                TransactItem::Delete { key, condition } => {
+                    TransactArgs::Delete(wire::encode(&key)?, condition)
+                }
+                TransactItem::Check { key, condition } => {
+                    TransactArgs::Check(wire::encode(&key)?, condition)
+                }
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(sys::transact_write(table, items)?.map_err(|items| Cancelled { items }))
+}
+
 #[cfg(target_arch = "wasm32")]
 mod sys {
     use super::Condition;
@@ -316,6 +408,50 @@ mod sys {
             .map(|r| r.map_err(Error::from))
             .collect())
     }
+
+    pub(super) fn transact_write(
+        table: &str,
+        items: Vec<super::TransactArgs>,
+    ) -> Result<std::result::Result<(), Vec<u32>>> {
+        use super::TransactArgs;
+        let items = items
+            .into_iter()
+            .map(|item| {
+                Ok(match item {
+                    TransactArgs::Put(item, c) => wit::TransactItem::Put(wit::PutItem {
+                        item,
+                        condition: condition(c)?,
+                    }),
+                    TransactArgs::Update(key, set, add, remove, c) => {
+                        wit::TransactItem::Update(wit::TransactUpdate {
+                            key,
+                            set,
+                            add,
+                            remove,
+                            condition: condition(c)?,
+                        })
+                    }
+                    TransactArgs::Delete(key, c) => {
+                        wit::TransactItem::Delete(wit::TransactDelete {
+                            key,
+                            condition: condition(c)?,
+                        })
+                    }
+                    TransactArgs::Check(key, c) => {
+                        let Some(condition) = condition(Some(c))? else {
+                            return Err(Error::Invalid("a check needs a condition".into()));
+                        };
+                        wit::TransactItem::Check(wit::TransactCheck { key, condition })
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match wit::transact_write(table, &items) {
+            Ok(()) => Ok(Ok(())),
+            Err(wit::TransactError::Cancelled(failed)) => Ok(Err(failed)),
+            Err(wit::TransactError::Failed(e)) => Err(Error::from(e)),
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -410,6 +546,35 @@ mod sys {
             .collect();
         native::with("table::update_many", |b| {
             b.table_update_many(table, &updates)
+        })
+    }
+
+    pub(super) fn transact_write(
+        table: &str,
+        items: Vec<super::TransactArgs>,
+    ) -> Result<std::result::Result<(), Vec<u32>>> {
+        use super::{TransactArgs, TransactItem, TransactUpdate};
+        let items: Vec<TransactItem> = items
+            .into_iter()
+            .map(|a| match a {
+                TransactArgs::Put(item, condition) => {
+                    TransactItem::Put(PutItem { item, condition })
+                }
+                TransactArgs::Update(key, set, add, remove, condition) => {
+                    TransactItem::Update(TransactUpdate {
+                        key,
+                        set,
+                        add,
+                        remove,
+                        condition,
+                    })
+                }
+                TransactArgs::Delete(key, condition) => TransactItem::Delete { key, condition },
+                TransactArgs::Check(key, condition) => TransactItem::Check { key, condition },
+            })
+            .collect();
+        native::with("table::transact_write", |b| {
+            b.table_transact_write(table, &items)
         })
     }
 }

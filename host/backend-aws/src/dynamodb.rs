@@ -6,15 +6,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+    AttributeValue, ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest,
+    ReturnValue, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Number, Value};
 use usher_capabilities::key_schema::condition_failed;
 use usher_capabilities::{
-    CapError, Condition, KeyCodec, KeySchema, Page, PutItem, TableBackend, TableKey, UpdateItem,
-    WriteOp,
+    CapError, Condition, KeyCodec, KeySchema, Page, PutItem, TableBackend, TableKey, TransactError,
+    TransactItem, UpdateItem, WriteOp,
 };
 use usher_registry::TableDef;
 
@@ -175,6 +177,47 @@ impl Expr {
                 format!("{n} = {v}")
             }
         })
+    }
+
+    /// The update expression of `set`, `add` and `remove` (`None` when
+    /// it changes nothing).
+    fn update(
+        &mut self,
+        set: &Map<String, Value>,
+        add: &Map<String, Value>,
+        remove: &[String],
+    ) -> Result<Option<String>, CapError> {
+        let mut sets = Vec::with_capacity(set.len());
+        for (i, (name, v)) in set.iter().enumerate() {
+            let n = self.name(format!("#set{i}"), name);
+            let v = self.value(format!(":set{i}"), to_av(v)?);
+            sets.push(format!("{n} = {v}"));
+        }
+        let mut adds = Vec::with_capacity(add.len());
+        for (i, (name, v)) in add.iter().enumerate() {
+            let Value::Number(n) = v else {
+                return Err(CapError::Invalid(format!("add `{name}` must be a number")));
+            };
+            let name = self.name(format!("#add{i}"), name);
+            let v = self.value(format!(":add{i}"), AttributeValue::N(n.to_string()));
+            adds.push(format!("{name} {v}"));
+        }
+        let removes: Vec<String> = remove
+            .iter()
+            .enumerate()
+            .map(|(i, name)| self.name(format!("#remove{i}"), name))
+            .collect();
+        let mut update = Vec::new();
+        if !sets.is_empty() {
+            update.push(format!("SET {}", sets.join(", ")));
+        }
+        if !adds.is_empty() {
+            update.push(format!("ADD {}", adds.join(", ")));
+        }
+        if !removes.is_empty() {
+            update.push(format!("REMOVE {}", removes.join(", ")));
+        }
+        Ok((!update.is_empty()).then(|| update.join(" ")))
     }
 
     fn names(&self) -> Option<HashMap<String, String>> {
@@ -412,24 +455,7 @@ impl TableBackend for DynamoTables {
         let t = self.table(table)?;
         let key = t.key(t.schema.update_key::<AvKeys>(key, &set, remove)?);
         let mut expr = Expr::default();
-        let mut sets = Vec::with_capacity(set.len());
-        for (i, (name, v)) in set.iter().enumerate() {
-            let n = expr.name(format!("#set{i}"), name);
-            let v = expr.value(format!(":set{i}"), to_av(v)?);
-            sets.push(format!("{n} = {v}"));
-        }
-        let removes: Vec<String> = remove
-            .iter()
-            .enumerate()
-            .map(|(i, name)| expr.name(format!("#remove{i}"), name))
-            .collect();
-        let mut update = Vec::new();
-        if !sets.is_empty() {
-            update.push(format!("SET {}", sets.join(", ")));
-        }
-        if !removes.is_empty() {
-            update.push(format!("REMOVE {}", removes.join(", ")));
-        }
+        let update = expr.update(&set, &Map::new(), remove)?;
         let cond = condition
             .as_ref()
             .map(|c| expr.condition(&t, c))
@@ -439,7 +465,7 @@ impl TableBackend for DynamoTables {
             .update_item()
             .table_name(&t.physical)
             .set_key(Some(key.attrs.clone()))
-            .set_update_expression((!update.is_empty()).then(|| update.join(" ")))
+            .set_update_expression(update)
             .set_condition_expression(cond)
             .set_expression_attribute_names(expr.names())
             .set_expression_attribute_values(expr.values())
@@ -625,6 +651,158 @@ impl TableBackend for DynamoTables {
                 .await
         })
         .await
+    }
+
+    /// One `TransactWriteItems`. A cancellation by conditions answers
+    /// their indexes; one by a conflicting transaction is sent again
+    /// after a backoff, then answered `unavailable`.
+    async fn transact_write(
+        &self,
+        table: &str,
+        items: Vec<TransactItem>,
+    ) -> Result<(), TransactError> {
+        let t = self.table(table)?;
+        let keys = t.schema.transact_keys::<AvKeys>(&items)?;
+        let requests = keys
+            .into_iter()
+            .zip(items)
+            .map(|(k, item)| self.transact_item(&t, t.key(k), item))
+            .collect::<Result<Vec<_>, CapError>>()?;
+        let what = t.what("TransactWriteItems");
+        let mut backoff = Unprocessed::new();
+        loop {
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(requests.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let reasons: Vec<Option<String>> = match &err {
+                aws_sdk_dynamodb::error::SdkError::ServiceError(service) => match service.err() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            let failed: Vec<u32> = reasons
+                .iter()
+                .enumerate()
+                .filter(|(_, code)| code.as_deref() == Some("ConditionalCheckFailed"))
+                .map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect();
+            if !failed.is_empty() {
+                return Err(TransactError::Cancelled(failed));
+            }
+            let conflict = reasons
+                .iter()
+                .any(|code| code.as_deref() == Some("TransactionConflict"));
+            if conflict && backoff.wait().await {
+                continue;
+            }
+            let reasons = reasons
+                .iter()
+                .flatten()
+                .filter(|c| c.as_str() != "None")
+                .cloned()
+                .collect::<Vec<_>>();
+            return Err(TransactError::Failed(match sdk(&what, err) {
+                CapError::Invalid(m)
+                    if reasons
+                        .iter()
+                        .any(|r| r.contains("Throughput") || r.contains("Throttl")) =>
+                {
+                    CapError::Throttled(m)
+                }
+                CapError::Invalid(m) if conflict => CapError::Unavailable(m),
+                other => other,
+            }));
+        }
+    }
+}
+
+impl DynamoTables {
+    /// One `TransactWriteItems` item.
+    fn transact_item(
+        &self,
+        t: &Table<'_>,
+        key: Key,
+        item: TransactItem,
+    ) -> Result<TransactWriteItem, CapError> {
+        let mut expr = Expr::default();
+        let cond = item.condition().map(|c| expr.condition(t, c)).transpose()?;
+        let built = |e: aws_sdk_dynamodb::error::BuildError| {
+            CapError::Fault(format!("TransactWriteItems item: {e}"))
+        };
+        let out = TransactWriteItem::builder();
+        Ok(match item {
+            TransactItem::Put(p) => out
+                .put(
+                    Put::builder()
+                        .table_name(&t.physical)
+                        .set_item(Some(to_item(t.name, &p.item)?))
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(expr.names())
+                        .set_expression_attribute_values(expr.values())
+                        .build()
+                        .map_err(built)?,
+                )
+                .build(),
+            TransactItem::Update(u) => {
+                // An update must change something: one that only sets what
+                // it creates is `SET` of the partition key's own value.
+                let update = match expr.update(&u.set, &u.add, &u.remove)? {
+                    Some(update) => update,
+                    None => {
+                        let n = expr.name("#noop".into(), &t.def.partition_key);
+                        format!("SET {n} = {n}")
+                    }
+                };
+                out.update(
+                    Update::builder()
+                        .table_name(&t.physical)
+                        .set_key(Some(key.attrs))
+                        .update_expression(update)
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(expr.names())
+                        .set_expression_attribute_values(expr.values())
+                        .build()
+                        .map_err(built)?,
+                )
+                .build()
+            }
+            TransactItem::Delete { .. } => out
+                .delete(
+                    Delete::builder()
+                        .table_name(&t.physical)
+                        .set_key(Some(key.attrs))
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(expr.names())
+                        .set_expression_attribute_values(expr.values())
+                        .build()
+                        .map_err(built)?,
+                )
+                .build(),
+            TransactItem::Check { .. } => out
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&t.physical)
+                        .set_key(Some(key.attrs))
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(expr.names())
+                        .set_expression_attribute_values(expr.values())
+                        .build()
+                        .map_err(built)?,
+                )
+                .build(),
+        })
     }
 }
 

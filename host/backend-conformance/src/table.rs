@@ -9,7 +9,10 @@
 //! suite can run again on the same tables.
 
 use serde_json::{json, Map, Value};
-use usher_capabilities::{CapError, Condition, PutItem, TableBackend, UpdateItem, WriteOp};
+use usher_capabilities::{
+    CapError, Condition, PutItem, TableBackend, TransactError, TransactItem, TransactUpdate,
+    UpdateItem, WriteOp,
+};
 
 use crate::{expect_err, unique_name};
 
@@ -36,6 +39,8 @@ pub async fn all(t: &dyn TableBackend, sorted: &str, simple: &str) {
     batch_write(t, sorted, simple).await;
     eprintln!("table: put_many_and_update_many");
     put_many_and_update_many(t, simple).await;
+    eprintln!("table: transact_write");
+    transact_write(t, sorted, simple).await;
     eprintln!("table: query");
     query(t, sorted, simple).await;
     eprintln!("table: invalid_requests");
@@ -146,6 +151,170 @@ pub async fn put_many_and_update_many(t: &dyn TableBackend, simple: &str) {
     for (key, item) in keys.iter().zip(stored) {
         assert_eq!(item, Some(json!({ SIMPLE_KEY: key, "v": 1 })), "{key}");
     }
+}
+
+/// `transact_write`: all or none. Every kind of item, `add` on present and
+/// absent attributes; a false condition cancels the whole transaction
+/// (nothing written, the false items' indexes answered); two items on
+/// one key and malformed items are refused as invalid.
+pub async fn transact_write(t: &dyn TableBackend, sorted: &str, simple: &str) {
+    let p = unique_name("tx");
+    let (a, b, c, d) = (
+        sorted_key(&p, "a"),
+        sorted_key(&p, "b"),
+        sorted_key(&p, "c"),
+        sorted_key(&p, "d"),
+    );
+    t.put(sorted, with(a.clone(), json!({"n": 5, "s": "x"})), None)
+        .await
+        .expect("put a");
+    t.put(sorted, with(c.clone(), json!({"v": 1})), None)
+        .await
+        .expect("put c");
+    t.put(sorted, with(d.clone(), json!({"v": 1})), None)
+        .await
+        .expect("put d");
+    let update = |key: &Value, set: Value, add: Value, condition: Option<Condition>| {
+        TransactItem::Update(TransactUpdate {
+            key: key.clone(),
+            set: set.as_object().cloned().unwrap_or_default(),
+            add: add.as_object().cloned().unwrap_or_default(),
+            remove: Vec::new(),
+            condition,
+        })
+    };
+    // Everything holds: every write is made.
+    t.transact_write(
+        sorted,
+        vec![
+            update(
+                &a,
+                json!({"s": "y"}),
+                json!({"n": -2, "m": 3}),
+                Some(Condition::AttributeEquals("s".into(), json!("x"))),
+            ),
+            TransactItem::Put(PutItem {
+                item: with(b.clone(), json!({"v": 7})),
+                condition: Some(Condition::NotExists),
+            }),
+            TransactItem::Delete {
+                key: c.clone(),
+                condition: Some(Condition::Exists),
+            },
+            TransactItem::Check {
+                key: d.clone(),
+                condition: Condition::AttributeEquals("v".into(), json!(1)),
+            },
+        ],
+    )
+    .await
+    .expect("a transaction whose conditions hold");
+    assert_eq!(
+        t.get(sorted, &a).await.expect("get a"),
+        Some(with(a.clone(), json!({"n": 3, "m": 3, "s": "y"})))
+    );
+    assert_eq!(
+        t.get(sorted, &b).await.expect("get b"),
+        Some(with(b.clone(), json!({"v": 7})))
+    );
+    assert_eq!(t.get(sorted, &c).await.expect("get c"), None);
+    assert_eq!(
+        t.get(sorted, &d).await.expect("get d"),
+        Some(with(d.clone(), json!({"v": 1})))
+    );
+
+    // Two false conditions (items 1 and 3): nothing at all is written.
+    let e = sorted_key(&p, "e");
+    let cancelled = t
+        .transact_write(
+            sorted,
+            vec![
+                update(&a, json!({}), json!({"n": 100}), None),
+                TransactItem::Put(PutItem {
+                    item: with(b.clone(), json!({"v": 8})),
+                    condition: Some(Condition::NotExists),
+                }),
+                TransactItem::Put(PutItem {
+                    item: with(e.clone(), json!({"v": 1})),
+                    condition: Some(Condition::NotExists),
+                }),
+                TransactItem::Check {
+                    key: d.clone(),
+                    condition: Condition::AttributeEquals("v".into(), json!(2)),
+                },
+            ],
+        )
+        .await;
+    assert_eq!(cancelled, Err(TransactError::Cancelled(vec![1, 3])));
+    assert_eq!(
+        t.get(sorted, &a).await.expect("get a"),
+        Some(with(a.clone(), json!({"n": 3, "m": 3, "s": "y"}))),
+        "a cancelled transaction wrote its first item"
+    );
+    assert_eq!(t.get(sorted, &e).await.expect("get e"), None);
+
+    // An update of an absent item creates it, its additions from 0.
+    let f = simple_key(&unique_name("tx-f"));
+    t.transact_write(
+        simple,
+        vec![update(&f, json!({"k": "v"}), json!({"count": 2}), None)],
+    )
+    .await
+    .expect("an update creating its item");
+    assert_eq!(
+        t.get(simple, &f).await.expect("get f"),
+        Some(with(f.clone(), json!({"k": "v", "count": 2})))
+    );
+
+    // Refused as a whole, nothing written: two items on one key, a
+    // malformed key, an addition to a key attribute or to a set attribute.
+    let invalid = |r: Result<(), TransactError>, what: &str| match r {
+        Err(TransactError::Failed(CapError::Invalid(_))) => {}
+        other => panic!("{what}: expected invalid, got {other:?}"),
+    };
+    invalid(
+        t.transact_write(
+            simple,
+            vec![
+                update(&f, json!({}), json!({"count": 1}), None),
+                update(&f, json!({}), json!({"count": 1}), None),
+            ],
+        )
+        .await,
+        "one key twice",
+    );
+    invalid(
+        t.transact_write(
+            simple,
+            vec![TransactItem::Delete {
+                key: json!({"nope": 1}),
+                condition: None,
+            }],
+        )
+        .await,
+        "a malformed key",
+    );
+    invalid(
+        t.transact_write(
+            simple,
+            vec![update(&f, json!({"count": 1}), json!({"count": 1}), None)],
+        )
+        .await,
+        "set and add one attribute",
+    );
+    invalid(
+        t.transact_write(
+            simple,
+            vec![update(&f, json!({}), json!({ SIMPLE_KEY: 1 }), None)],
+        )
+        .await,
+        "add to the key",
+    );
+    assert_eq!(
+        t.get(simple, &f).await.expect("get f"),
+        Some(with(f.clone(), json!({"k": "v", "count": 2}))),
+        "a refused transaction wrote"
+    );
 }
 
 fn sorted_key(pk: &str, sk: &str) -> Value {

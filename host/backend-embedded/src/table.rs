@@ -13,10 +13,10 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Number, Value};
 use tokio::sync::watch;
-use usher_capabilities::key_schema::condition_failed;
+use usher_capabilities::key_schema::{add_number, condition_failed};
 use usher_capabilities::{
     json_kind, CapError, Condition, KeyCodec, KeySchema, Page, PutItem, TableBackend, TableKey,
-    UpdateItem, WriteOp,
+    TransactError, TransactItem, UpdateItem, WriteOp,
 };
 use usher_registry::TableDef;
 
@@ -437,6 +437,22 @@ fn update_in(
     condition: Option<&Condition>,
     now: &Stamp,
 ) -> Result<(Value, Option<u64>), CapError> {
+    update_adding_in(conn, table, key, set, &Map::new(), remove, condition, now)
+}
+
+/// [`update_in`], also adding `add`'s numbers to the item's (a
+/// transaction's update).
+#[allow(clippy::too_many_arguments)]
+fn update_adding_in(
+    conn: &Connection,
+    table: &str,
+    key: &Key,
+    set: Map<String, Value>,
+    add: &Map<String, Value>,
+    remove: &[String],
+    condition: Option<&Condition>,
+    now: &Stamp,
+) -> Result<(Value, Option<u64>), CapError> {
     let old = load_stored(conn, table, key)?;
     check_condition(table, key, condition, old.as_ref().map(|o| &o.value))?;
     let (old_value, old_text) = match old {
@@ -458,6 +474,16 @@ fn update_in(
     };
     for (name, value) in set {
         item.insert(name, value);
+    }
+    for (name, delta) in add {
+        let Value::Number(delta) = delta else {
+            return Err(CapError::Invalid(format!(
+                "table `{table}`: add `{name}` must be a number, got {}",
+                json_kind(delta)
+            )));
+        };
+        let sum = add_number(table, name, item.get(name), delta)?;
+        item.insert(name.clone(), sum);
     }
     for name in remove {
         item.remove(name);
@@ -712,6 +738,76 @@ impl TableBackend for EmbeddedTables {
         })
         .await
     }
+
+    /// One SQLite transaction: every condition is checked first; when one
+    /// is false the transaction is rolled back before anything is written.
+    async fn transact_write(
+        &self,
+        table: &str,
+        items: Vec<TransactItem>,
+    ) -> Result<(), TransactError> {
+        let schema = self.schemas.schema(table)?;
+        let keys = schema.transact_keys::<SqlKeys>(&items)?;
+        let writes: Vec<(Key, TransactItem)> = keys.into_iter().map(Key::from).zip(items).collect();
+        let log = self.logs_changes_of(table);
+        let table = table.to_string();
+        let traceparent = usher_telemetry::propagation::current_traceparent();
+        let (outcome, seq) = self
+            .db
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let now = Stamp::now_under(traceparent, log);
+                let (outcome, seq) = transact_in(&tx, &table, writes, &now)?;
+                if outcome.is_ok() {
+                    tx.commit().map_err(sql)?;
+                }
+                // Otherwise dropping `tx` rolls it back (nothing was written).
+                Ok((outcome, seq))
+            })
+            .await?;
+        announce(&self.latest, seq);
+        outcome.map_err(TransactError::Cancelled)
+    }
+}
+
+/// Writes a transaction's items in `conn`'s transaction once every
+/// condition held; the indexes of the false ones otherwise (nothing written).
+fn transact_in(
+    conn: &Connection,
+    table: &str,
+    writes: Vec<(Key, TransactItem)>,
+    now: &Stamp,
+) -> Result<(Result<(), Vec<u32>>, Option<u64>), CapError> {
+    let mut failed = Vec::new();
+    for (i, (key, item)) in writes.iter().enumerate() {
+        if let Some(c) = item.condition() {
+            let current = load(conn, table, key)?;
+            if !c.holds(current.as_ref()) {
+                failed.push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        return Ok((Err(failed), None));
+    }
+    let mut last = None;
+    for (key, item) in writes {
+        let seq = match item {
+            TransactItem::Put(p) => put_in(conn, table, &key, &p.item, None, now)?,
+            TransactItem::Update(u) => {
+                update_adding_in(conn, table, &key, u.set, &u.add, &u.remove, None, now)?.1
+            }
+            TransactItem::Delete { .. } => {
+                let old = load_text(conn, table, &key)?;
+                write_item(conn, table, &key, None, old, now)?
+            }
+            TransactItem::Check { .. } => None,
+        };
+        last = seq.or(last);
+    }
+    Ok((Ok(()), last))
 }
 
 impl EmbeddedTables {

@@ -128,6 +128,74 @@ pub struct UpdateItem {
     pub condition: Option<Condition>,
 }
 
+/// One write of a [`TableBackend::transact_write`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactItem {
+    /// Create or replace the item, under the condition.
+    Put(PutItem),
+    /// Set, add to and remove attributes, under the condition.
+    Update(TransactUpdate),
+    /// Delete the item with this key, under the condition.
+    Delete {
+        /// The item's key.
+        key: Value,
+        /// The condition.
+        condition: Option<Condition>,
+    },
+    /// The condition must hold on the item with this key; nothing is written.
+    Check {
+        /// The item's key.
+        key: Value,
+        /// The condition.
+        condition: Condition,
+    },
+}
+
+impl TransactItem {
+    /// The condition this write is made under.
+    pub fn condition(&self) -> Option<&Condition> {
+        match self {
+            TransactItem::Put(p) => p.condition.as_ref(),
+            TransactItem::Update(u) => u.condition.as_ref(),
+            TransactItem::Delete { condition, .. } => condition.as_ref(),
+            TransactItem::Check { condition, .. } => Some(condition),
+        }
+    }
+}
+
+/// An update of a [`TableBackend::transact_write`]: [`UpdateItem`]'s set
+/// and remove, and numbers added to numeric attributes (an absent
+/// attribute counts as 0, as DynamoDB's `ADD`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactUpdate {
+    /// The item's key.
+    pub key: Value,
+    /// Attributes to set.
+    pub set: Map<String, Value>,
+    /// Numbers to add, by attribute.
+    pub add: Map<String, Value>,
+    /// Attributes to remove.
+    pub remove: Vec<String>,
+    /// The condition it is applied under.
+    pub condition: Option<Condition>,
+}
+
+/// The most writes one [`TableBackend::transact_write`] carries (DynamoDB's
+/// `TransactWriteItems` limit).
+pub const MAX_TRANSACT_ITEMS: usize = 100;
+
+/// Why a [`TableBackend::transact_write`] wrote nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactError {
+    /// The conditions of these writes (indexes, ascending) were false.
+    #[error("transaction cancelled: the conditions of items {0:?} were false")]
+    Cancelled(Vec<u32>),
+    /// The call failed as a whole.
+    #[error("{0}")]
+    Failed(#[from] CapError),
+}
+
 /// One page of a query.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Page {
@@ -221,6 +289,19 @@ pub trait TableBackend: Send + Sync {
             );
         }
         Ok(out)
+    }
+    /// Up to [`MAX_TRANSACT_ITEMS`] writes to distinct items of one table,
+    /// all or none: every condition holds and every write is made, or
+    /// nothing is written and the error names the writes whose conditions
+    /// were false. The default refuses: a backend without transactions.
+    async fn transact_write(
+        &self,
+        table: &str,
+        _items: Vec<TransactItem>,
+    ) -> Result<(), TransactError> {
+        Err(TransactError::Failed(CapError::Unsupported(format!(
+            "table `{table}`: this backend has no transactions"
+        ))))
     }
 }
 

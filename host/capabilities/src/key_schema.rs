@@ -8,7 +8,7 @@
 use serde_json::{Map, Number, Value};
 use usher_registry::TableDef;
 
-use crate::backend::{json_kind, Condition};
+use crate::backend::{json_kind, Condition, TransactItem};
 use crate::CapError;
 
 /// How a backend stores a key attribute's value.
@@ -249,6 +249,51 @@ impl<'a> KeySchema<'a> {
         self.key_part::<C>(sk, value).map(Some)
     }
 
+    /// The keys of a transaction's writes, each checked as its single-item
+    /// call checks it (an update's `add` also may not name a key attribute
+    /// or an attribute it sets or removes), refusing two writes to one item.
+    pub fn transact_keys<C: KeyCodec>(
+        &self,
+        items: &[TransactItem],
+    ) -> Result<Vec<TableKey<C::Part>>, CapError> {
+        let table = self.table;
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut keys = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let at = |e: CapError| match e {
+                CapError::Invalid(m) => CapError::Invalid(format!("items[{i}]: {m}")),
+                other => other,
+            };
+            let key = match item {
+                TransactItem::Put(p) => self.item_key::<C>(&p.item),
+                TransactItem::Update(u) => {
+                    if let Some(name) = u.add.keys().find(|n| {
+                        self.is_key_attr(n)
+                            || u.set.contains_key(n.as_str())
+                            || u.remove.iter().any(|r| r == *n)
+                    }) {
+                        return Err(at(CapError::Invalid(format!(
+                            "table `{table}`: an update cannot add to `{name}`, a key attribute or one it also sets or removes"
+                        ))));
+                    }
+                    self.update_key::<C>(&u.key, &u.set, &u.remove)
+                }
+                TransactItem::Delete { key, .. } | TransactItem::Check { key, .. } => {
+                    self.parse_key::<C>(key)
+                }
+            }
+            .map_err(at)?;
+            if let Some(j) = seen.insert(key.json.to_string(), i) {
+                return Err(CapError::Invalid(format!(
+                    "table `{table}`: items[{j}] and items[{i}] both write {}; a transaction writes an item once",
+                    key.json
+                )));
+            }
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
     /// The key attributes of an item (the `next` of a query page).
     pub fn key_of(&self, item: &Value) -> Value {
         let mut key = Map::new();
@@ -259,6 +304,37 @@ impl<'a> KeySchema<'a> {
         }
         Value::Object(key)
     }
+}
+
+/// `current + delta` for a transaction's `add`: an absent attribute
+/// counts as 0; integers stay integers while they fit.
+pub fn add_number(
+    table: &str,
+    name: &str,
+    current: Option<&Value>,
+    delta: &Number,
+) -> Result<Value, CapError> {
+    let current = match current {
+        None | Some(Value::Null) => return Ok(Value::Number(delta.clone())),
+        Some(Value::Number(n)) => n,
+        Some(other) => {
+            return Err(CapError::Invalid(format!(
+                "table `{table}`: cannot add to `{name}`, which holds {}",
+                json_kind(other)
+            )))
+        }
+    };
+    if let (Some(a), Some(b)) = (current.as_i64(), delta.as_i64()) {
+        if let Some(sum) = a.checked_add(b) {
+            return Ok(Value::from(sum));
+        }
+    }
+    let sum = current.as_f64().unwrap_or(0.0) + delta.as_f64().unwrap_or(0.0);
+    Number::from_f64(sum).map(Value::Number).ok_or_else(|| {
+        CapError::Invalid(format!(
+            "table `{table}`: adding to `{name}` gives {sum}, not a JSON number"
+        ))
+    })
 }
 
 /// The error of a write to `table` whose condition was false.

@@ -30,10 +30,15 @@
 //!   codes of one market (a move that then loses its race deletes the fan's
 //!   item again, conditional on it naming that code).
 //! - the counters: `{"PK":"POOL#<c>#<m>","SK":"COUNTS",total,available,reserved,
-//!   assigned,marked,version,epoch,scanAfter,counted}` updated after each batch
-//!   of moves by an optimistic read-modify-write (conditional on `version`):
-//!   exact under concurrency (only moves that succeeded are counted, a
-//!   redelivered request finds its moves done and counts nothing). `scanAfter`
+//!   assigned,marked,version,epoch,scanAfter,counted}`. An assignment's or a
+//!   marking's moves are counted in the same `table::transact_write` as the
+//!   moves themselves (up to 99 code updates and one `add` to the counters):
+//!   a crash can never leave a move made but not counted. Loads and
+//!   reservations update them after their moves by an optimistic
+//!   read-modify-write (conditional on `version`, which every write of the
+//!   counters raises). Exact under concurrency: only moves that succeeded
+//!   are counted, a redelivered request finds its moves done and counts
+//!   nothing. `scanAfter`
 //!   is where a reservation starts scanning: every code before it is known not
 //!   to be available; it is raised by a reservation only when no code became
 //!   available since the reservation read the counters (`epoch`), and reset
@@ -67,9 +72,9 @@
 //! from `scanAfter` (query pages of 1000) and taken with conditional updates
 //! in calls of 5000 — 20,000 codes take four `update-many` calls.
 //!
-//! Known limit: the counters are updated after the moves, so a crash between
-//! a batch of moves and its counting (not a redelivery: a crash of the host)
-//! leaves them off by that batch.
+//! Known limit: a load's counters are updated after its writes, so a crash
+//! of the host between the two leaves them off by that load (a reservation
+//! is counted when it completes, and counted once when it is retried).
 
 mod logic;
 

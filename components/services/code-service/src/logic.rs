@@ -8,7 +8,9 @@ use serde::de::IgnoredAny;
 use usher_domain::selection::MAX_RESERVATION;
 use usher_sdk::json::json;
 use usher_sdk::router::{HttpError, Router};
-use usher_sdk::table::{self, Condition, PutItem, UpdateItem, Write};
+use usher_sdk::table::{
+    self, Condition, PutItem, TransactItem, TransactUpdate, UpdateItem, Write, MAX_TRANSACT_ITEMS,
+};
 use usher_sdk::{HttpRequest, HttpResponse, Value};
 
 /// A request that cannot be served: `{"error": message}` with its status.
@@ -212,10 +214,6 @@ impl Counts {
         self.reserved += d.reserved;
         self.assigned += d.assigned;
         self.marked += d.marked;
-    }
-
-    fn is_zero(&self) -> bool {
-        *self == Counts::default()
     }
 }
 
@@ -509,6 +507,83 @@ fn update_many(
         out.extend(results.into_iter().map(|r| r.map(|_| ())));
     }
     Ok(out)
+}
+
+/// A code's move (one conditional update of its item) and what it
+/// changes in the pool's counters.
+struct Move {
+    update: UpdateItem,
+    delta: Counts,
+}
+
+/// Applies moves together with their counting: each transaction holds up
+/// to 99 moves and one update adding their deltas to the pool's counters,
+/// so a move is never made without being counted, nor counted without
+/// being made, whatever crashes between two calls. A move whose condition
+/// is false is left out (nothing of it written) and the rest are sent
+/// again. One flag per move: whether it was made.
+fn counted_moves(
+    table: &str,
+    pool: &Pool,
+    moves: Vec<Move>,
+    what: &str,
+) -> Result<Vec<bool>, Failure> {
+    let mut made = vec![false; moves.len()];
+    let indexed: Vec<(usize, Move)> = moves.into_iter().enumerate().collect();
+    for chunk in indexed.chunks(MAX_TRANSACT_ITEMS - 1) {
+        let mut pending: Vec<&(usize, Move)> = chunk.iter().collect();
+        while !pending.is_empty() {
+            let mut delta = Counts::default();
+            let mut items: Vec<TransactItem> = Vec::with_capacity(pending.len() + 1);
+            for (_, m) in &pending {
+                delta.add(&m.delta);
+                items.push(TransactItem::Update(TransactUpdate {
+                    key: m.update.key.clone(),
+                    set: m.update.set.clone(),
+                    add: json!({}),
+                    remove: m.update.remove.clone(),
+                    condition: m.update.condition.clone(),
+                }));
+            }
+            items.push(TransactItem::Update(TransactUpdate {
+                key: pool.counts_key(),
+                set: json!({"campaignId": pool.campaign_id, "marketId": pool.market_id}),
+                add: json!({
+                    "reserved": delta.reserved, "assigned": delta.assigned,
+                    "marked": delta.marked, "available": delta.available,
+                    "total": delta.total, "version": 1,
+                }),
+                remove: Vec::new(),
+                condition: None,
+            }));
+            match table::transact_write(table, items) {
+                Ok(Ok(())) => {
+                    for (i, _) in &pending {
+                        made[*i] = true;
+                    }
+                    pending.clear();
+                }
+                Ok(Err(cancelled)) => {
+                    let counters = u32::try_from(pending.len()).unwrap_or(u32::MAX);
+                    if cancelled.items.iter().any(|&f| f >= counters) {
+                        return Err(Failure::new(
+                            500,
+                            format!("{what}: the counters' update was refused"),
+                        ));
+                    }
+                    let refused: HashSet<u32> = cancelled.items.into_iter().collect();
+                    pending = pending
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(n, _)| !refused.contains(&u32::try_from(*n).unwrap_or(u32::MAX)))
+                        .map(|(_, m)| m)
+                        .collect();
+                }
+                Err(e) => return Err(Failure::from_table(what, &e)),
+            }
+        }
+    }
+    Ok(made)
 }
 
 fn batch_write(table: &str, writes: Vec<Write>, what: &str) -> Result<(), Failure> {
@@ -1494,8 +1569,7 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
     }
     from_reserved.retain(|(i, _)| !lost_fan.contains(i));
 
-    let mut delta = Counts::default();
-    let updates: Vec<UpdateItem> = from_reserved
+    let moves: Vec<Move> = from_reserved
         .iter()
         .map(|(i, status)| {
             let a = &list[*i];
@@ -1504,28 +1578,29 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
             } else {
                 assigned_status(&a.fan)
             };
-            UpdateItem {
-                key: pool.code_key(&a.code),
-                set: json!({"status": to, "globalUserId": a.fan}),
-                remove: Vec::new(),
-                condition: Some(Condition::AttributeEquals("status".into(), json!(status))),
+            Move {
+                update: UpdateItem {
+                    key: pool.code_key(&a.code),
+                    set: json!({"status": to, "globalUserId": a.fan}),
+                    remove: Vec::new(),
+                    condition: Some(Condition::AttributeEquals("status".into(), json!(status))),
+                },
+                delta: Counts {
+                    reserved: -1,
+                    assigned: 1,
+                    marked: i64::from(mark),
+                    ..Counts::default()
+                },
             }
         })
         .collect();
-    let results = update_many(table, updates, "assigning codes")?;
+    let made = counted_moves(table, &pool, moves, "assigning codes")?;
     let mut undo: Vec<usize> = Vec::new();
-    for ((i, _), r) in from_reserved.iter().zip(results) {
+    for ((i, _), made) in from_reserved.iter().zip(made) {
         let i = *i;
-        match r {
-            Ok(()) => {
-                delta.reserved -= 1;
-                delta.assigned += 1;
-                if mark {
-                    delta.marked += 1;
-                }
-                outcomes[i] = Some(Outcome::Done);
-            }
-            Err(e) if e.is_condition_failed() => {
+        match made {
+            true => outcomes[i] = Some(Outcome::Done),
+            false => {
                 // The code moved meanwhile: decide again on what it is now.
                 let code: Option<Value> = table::get(table, &pool.code_key(&list[i].code))
                     .map_err(|e| Failure::from_table("reading a code", &e))?;
@@ -1551,7 +1626,6 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
                     }
                 }
             }
-            Err(e) => return Err(Failure::from_table("assigning a code", &e)),
         }
     }
     // A fan whose code went elsewhere does not keep holding it.
@@ -1571,39 +1645,37 @@ pub fn assign(table: &str, body: &Value, mark: bool) -> Result<Value, Failure> {
     }
 
     if !to_mark.is_empty() {
-        let updates = to_mark
+        let moves = to_mark
             .iter()
-            .map(|&i| UpdateItem {
-                key: pool.code_key(&list[i].code),
-                set: json!({"status": marked_status(&list[i].fan)}),
-                remove: Vec::new(),
-                condition: Some(Condition::AttributeEquals(
-                    "status".into(),
-                    json!(assigned_status(&list[i].fan)),
-                )),
+            .map(|&i| Move {
+                update: UpdateItem {
+                    key: pool.code_key(&list[i].code),
+                    set: json!({"status": marked_status(&list[i].fan)}),
+                    remove: Vec::new(),
+                    condition: Some(Condition::AttributeEquals(
+                        "status".into(),
+                        json!(assigned_status(&list[i].fan)),
+                    )),
+                },
+                delta: Counts {
+                    marked: 1,
+                    ..Counts::default()
+                },
             })
             .collect();
-        for (&i, r) in to_mark
+        for (&i, made) in to_mark
             .iter()
-            .zip(update_many(table, updates, "marking codes")?)
+            .zip(counted_moves(table, &pool, moves, "marking codes")?)
         {
-            match r {
-                Ok(()) => {
-                    delta.marked += 1;
-                    outcomes[i] = Some(Outcome::Done);
-                }
-                // Marked meanwhile by a concurrent request, or reassigned
-                // (which cannot happen: an assigned code stays its fan's).
-                Err(e) if e.is_condition_failed() => {
-                    outcomes[i] = Some(Outcome::Already);
-                }
-                Err(e) => return Err(Failure::from_table("marking a code", &e)),
-            }
+            // Not made: marked meanwhile by a concurrent request, or
+            // reassigned (which cannot happen: an assigned code stays its
+            // fan's).
+            outcomes[i] = Some(if made {
+                Outcome::Done
+            } else {
+                Outcome::Already
+            });
         }
-    }
-
-    if !delta.is_zero() {
-        bump(table, &pool, &delta, &Hint::Keep, None)?;
     }
 
     for (i, j) in repeats {

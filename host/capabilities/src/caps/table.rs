@@ -4,7 +4,10 @@ use serde_json::{json, Value};
 use usher_registry::Capability;
 use usher_world::{table, types};
 
-use crate::backend::{Condition, Page, PutItem, UpdateItem, WriteOp};
+use crate::backend::{
+    Condition, Page, PutItem, TransactError, TransactItem, TransactUpdate, UpdateItem, WriteOp,
+    MAX_TRANSACT_ITEMS,
+};
 use crate::call::{
     check_batch, parse_json, parse_object, to_string, Call, HostResult, PerRecord, Plain, Records,
 };
@@ -257,5 +260,84 @@ impl table::Host for CapabilityCtx {
         caller
             .call(call("update-many", &table), request, answer, work)
             .await
+    }
+
+    async fn transact_write(
+        &mut self,
+        table: String,
+        items: Vec<table::TransactItem>,
+    ) -> wasmtime::Result<Result<(), table::TransactError>> {
+        let caller = &self.caller;
+        let count = items.len();
+        let work = async {
+            if items.is_empty() || items.len() > MAX_TRANSACT_ITEMS {
+                return Err(CapError::Invalid(format!(
+                    "a transaction carries 1 to {MAX_TRANSACT_ITEMS} items, got {}",
+                    items.len()
+                )));
+            }
+            let items = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| transact_item(item).map_err(|e| at_item(i, e)))
+                .collect::<Result<Vec<_>, CapError>>()?;
+            // The cancellation is an answer, not an error of the call.
+            match caller.backends.table.transact_write(&table, items).await {
+                Ok(()) => Ok(Ok(())),
+                Err(TransactError::Cancelled(failed)) => Ok(Err(failed)),
+                Err(TransactError::Failed(e)) => Err(e),
+            }
+        };
+        let request = || json!({"items": count});
+        let outcome = caller
+            .call(call("transact-write", &table), request, Plain, work)
+            .await?;
+        Ok(match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failed)) => Err(table::TransactError::Cancelled(failed)),
+            Err(e) => Err(table::TransactError::Failed(e)),
+        })
+    }
+}
+
+/// One write of a transaction as the backends take it.
+fn transact_item(item: table::TransactItem) -> Result<TransactItem, CapError> {
+    Ok(match item {
+        table::TransactItem::Put(p) => TransactItem::Put(PutItem {
+            item: Value::Object(parse_object(&p.item, "item")?),
+            condition: opt_condition(p.condition)?,
+        }),
+        table::TransactItem::Update(u) => {
+            let add = parse_object(&u.add, "add")?;
+            if let Some((name, v)) = add.iter().find(|(_, v)| !v.is_number()) {
+                return Err(CapError::Invalid(format!(
+                    "add: `{name}` must be a number, got {}",
+                    crate::backend::json_kind(v)
+                )));
+            }
+            TransactItem::Update(TransactUpdate {
+                key: parse_json(&u.key, "key")?,
+                set: parse_object(&u.set, "set")?,
+                add,
+                remove: u.remove,
+                condition: opt_condition(u.condition)?,
+            })
+        }
+        table::TransactItem::Delete(d) => TransactItem::Delete {
+            key: parse_json(&d.key, "key")?,
+            condition: opt_condition(d.condition)?,
+        },
+        table::TransactItem::Check(c) => TransactItem::Check {
+            key: parse_json(&c.key, "key")?,
+            condition: condition(c.condition)?,
+        },
+    })
+}
+
+/// An invalid item's error, naming the item.
+fn at_item(i: usize, e: CapError) -> CapError {
+    match e {
+        CapError::Invalid(m) => CapError::Invalid(format!("items[{i}]: {m}")),
+        other => other,
     }
 }
