@@ -13,13 +13,15 @@ use usher_capabilities::CapabilityCtx;
 use usher_registry::{Capability, WorkerSpec, WorldKind};
 use usher_world::{batch_handler, http_handler, invoke_handler, scheduled_handler, stream_handler};
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentType, InstancePre, Linker, Lower, ResourceTable,
+};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::io::{
-    len_u32, BatchOutcome, ChangeKind, Counts, HttpResponse, Input, InvokeFailure, Output,
-    StreamOutcome,
+    len_u32, BatchOutcome, ChangeKind, Counts, HttpResponse, Input, InvokeFailure, JsonText,
+    Output, StreamOutcome,
 };
 use crate::output::GuestOutput;
 use crate::{EngineError, InvokeError};
@@ -138,7 +140,8 @@ pub struct PreparedWorker {
 
 enum Exports {
     Batch(batch_handler::GuestIndices),
-    Stream(stream_handler::GuestIndices),
+    /// The stream handler's `handle` function, called with [`ChangeArg`]s.
+    Stream(ComponentExportIndex),
     Invoke(invoke_handler::GuestIndices),
     Scheduled(scheduled_handler::GuestIndices),
     Http(http_handler::GuestIndices),
@@ -362,7 +365,18 @@ impl UsherEngine {
                 Exports::Batch(batch_handler::GuestIndices::new(&pre).map_err(missing)?)
             }
             WorldKind::Stream => {
-                Exports::Stream(stream_handler::GuestIndices::new(&pre).map_err(missing)?)
+                // Checks the export's shape as the bindings would.
+                stream_handler::GuestIndices::new(&pre).map_err(missing)?;
+                let interface = format!(
+                    "{}@{}",
+                    WorldKind::Stream.export_interface(),
+                    usher_world::PLATFORM_VERSION
+                );
+                let handle = component
+                    .get_export_index(None, &interface)
+                    .and_then(|i| component.get_export_index(Some(&i), "handle"))
+                    .ok_or_else(|| missing(wasmtime::format_err!("no `{interface}.handle`")))?;
+                Exports::Stream(handle)
             }
             WorldKind::Invoke => {
                 Exports::Invoke(invoke_handler::GuestIndices::new(&pre).map_err(missing)?)
@@ -511,6 +525,25 @@ impl UsherEngine {
     }
 }
 
+/// The stream handler's `change` record, lowered straight from the host's
+/// [`ChangeRecord`]s' strings (the bindings' own record owns its strings,
+/// which cost a copy of every image before the copy into the guest).
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct ChangeArg<'a> {
+    table: &'a str,
+    kind: stream_handler::ChangeKind,
+    keys: &'a str,
+    #[component(name = "new-image")]
+    new_image: Option<&'a str>,
+    #[component(name = "old-image")]
+    old_image: Option<&'a str>,
+    #[component(name = "sequence-number")]
+    sequence_number: &'a str,
+    #[component(name = "timestamp-ms")]
+    timestamp_ms: u64,
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -589,25 +622,29 @@ async fn call(
                 }
             }
         }
-        (Exports::Stream(idx), Input::Stream(changes)) => {
-            let guest = idx.load(&mut *store, &instance)?;
-            let arg: Vec<stream_handler::Change> = changes
+        (Exports::Stream(handle), Input::Stream(changes)) => {
+            let handle = instance
+                .get_typed_func::<(&[ChangeArg<'_>],), (stream_handler::StreamResult,)>(
+                    &mut *store,
+                    handle,
+                )?;
+            let arg: Vec<ChangeArg<'_>> = changes
                 .iter()
-                .map(|c| stream_handler::Change {
-                    table: c.table.clone(),
+                .map(|c| ChangeArg {
+                    table: &c.table,
                     kind: match c.event_name {
                         ChangeKind::Insert => stream_handler::ChangeKind::Insert,
                         ChangeKind::Modify => stream_handler::ChangeKind::Modify,
                         ChangeKind::Remove => stream_handler::ChangeKind::Remove,
                     },
-                    keys: c.keys.as_str().to_owned(),
-                    new_image: c.new_image.as_ref().map(|i| i.as_str().to_owned()),
-                    old_image: c.old_image.as_ref().map(|i| i.as_str().to_owned()),
-                    sequence_number: c.sequence_number.clone(),
+                    keys: c.keys.as_str(),
+                    new_image: c.new_image.as_ref().map(JsonText::as_str),
+                    old_image: c.old_image.as_ref().map(JsonText::as_str),
+                    sequence_number: &c.sequence_number,
                     timestamp_ms: c.timestamp_ms,
                 })
                 .collect();
-            let r = guest.call_handle(&mut *store, &arg).await?;
+            let (r,) = handle.call_async(&mut *store, (&arg,)).await?;
             // Only sequence numbers of this batch can fail (an unknown one
             // fails the whole batch).
             match input.known_failures(r.failures) {
