@@ -12,7 +12,9 @@
 //!
 //! `cargo bench --workspace --bench p5_archive` (after
 //! `just build-components pin`); `P5_RECORDS` (default 100,000) and
-//! `P5_BATCH` (default 1,000, the registry's batch size) change the size.
+//! `P5_BATCH` (default 1,000, the registry's batch size) change the size;
+//! `P5_ROUNDS` (default 3) how many times each format's component and raw
+//! writer run back to back (the median round's ratio is the figure).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -293,36 +295,62 @@ fn main() {
         let avro_host = host("avro");
         // Warm-up (compilation, first instance) outside the measure.
         through_component(&avro_host, &batches[..1]).await;
-        let avro = through_component(&avro_host, &batches).await;
+        let first_avro = through_component(&avro_host, &batches).await;
         let records = archived(&avro_host, batches.len()).await;
-        let (wall0, cpu0) = (Instant::now(), cpu());
-        let mut bytes = 0usize;
-        for r in &records {
-            bytes += raw_avro(&schema, r).len();
-        }
-        let raw_avro_run = Run {
-            wall: wall0.elapsed(),
-            cpu: cpu() - cpu0,
-            records: records.iter().map(Vec::len).sum(),
-        };
-        assert!(bytes > 0);
-
         let parquet_host = host("parquet");
         through_component(&parquet_host, &batches[..1]).await;
-        let parquet = through_component(&parquet_host, &batches).await;
-        let (wall0, cpu0) = (Instant::now(), cpu());
-        let mut bytes = 0usize;
-        for r in &records {
-            bytes += raw_parquet(&schema, &arrow, r).len();
-        }
-        let raw_parquet_run = Run {
-            wall: wall0.elapsed(),
-            cpu: cpu() - cpu0,
-            records: records.iter().map(Vec::len).sum(),
+        let raw_run = |write: &dyn Fn(&[Value]) -> usize| {
+            let (wall0, cpu0) = (Instant::now(), cpu());
+            let mut bytes = 0usize;
+            for r in &records {
+                bytes += write(r);
+            }
+            assert!(bytes > 0);
+            Run {
+                wall: wall0.elapsed(),
+                cpu: cpu() - cpu0,
+                records: records.iter().map(Vec::len).sum(),
+            }
         };
-        assert!(bytes > 0);
-        report("parquet", &parquet, &raw_parquet_run);
-        report("avro", &avro, &raw_avro_run);
+        let raw_avro = |r: &[Value]| raw_avro(&schema, r).len();
+        let raw_parquet = |r: &[Value]| raw_parquet(&schema, &arrow, r).len();
+        // Rounds of each format's component run and its raw writer's, one
+        // right after the other: on a noisy machine only runs made back to
+        // back compare, and the median round is the figure.
+        let rounds = env_or("P5_ROUNDS", 3).max(1);
+        let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut last = None;
+        let mut first_avro = Some(first_avro);
+        for round in 1..=rounds {
+            let parquet = through_component(&parquet_host, &batches).await;
+            let raw_parquet_run = raw_run(&raw_parquet);
+            let avro = match first_avro.take() {
+                Some(run) => run,
+                None => through_component(&avro_host, &batches).await,
+            };
+            let raw_avro_run = raw_run(&raw_avro);
+            report(
+                &format!("parquet round {round}"),
+                &parquet,
+                &raw_parquet_run,
+            );
+            report(&format!("avro round {round}"), &avro, &raw_avro_run);
+            ratios[0].push(parquet.per_core() / raw_parquet_run.per_core());
+            ratios[1].push(avro.per_core() / raw_avro_run.per_core());
+            last = Some((raw_parquet_run, raw_avro_run));
+        }
+        for (what, mut r) in ["parquet", "avro"].into_iter().zip(ratios) {
+            r.sort_by(f64::total_cmp);
+            let listed: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
+            println!(
+                "P5 {what}: median ratio {:.2}x of {rounds} round(s) [{}] (target >= 0.5x)",
+                r[r.len() / 2],
+                listed.join(", ")
+            );
+        }
+        let Some((raw_parquet_run, raw_avro_run)) = last else {
+            return;
+        };
 
         // The host's share: the codec from the records' JSON text (as they
         // cross the boundary), parsed to values then encoded (today's path),

@@ -756,15 +756,10 @@ impl DynamoTables {
                 )
                 .build(),
             TransactItem::Update(u) => {
-                // An update must change something: one that only sets what
-                // it creates is `SET` of the partition key's own value.
-                let update = match expr.update(&u.set, &u.add, &u.remove)? {
-                    Some(update) => update,
-                    None => {
-                        let n = expr.name("#noop".into(), &t.def.partition_key);
-                        format!("SET {n} = {n}")
-                    }
-                };
+                // `KeySchema::transact_keys` refused an update changing nothing.
+                let update = expr.update(&u.set, &u.add, &u.remove)?.ok_or_else(|| {
+                    CapError::Invalid("an update in a transaction must change something".into())
+                })?;
                 out.update(
                     Update::builder()
                         .table_name(&t.physical)

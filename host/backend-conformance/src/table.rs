@@ -310,6 +310,11 @@ pub async fn transact_write(t: &dyn TableBackend, sorted: &str, simple: &str) {
         .await,
         "add to the key",
     );
+    invalid(
+        t.transact_write(simple, vec![update(&f, json!({}), json!({}), None)])
+            .await,
+        "an update changing nothing",
+    );
     assert_eq!(
         t.get(simple, &f).await.expect("get f"),
         Some(with(f.clone(), json!({"k": "v", "count": 2}))),

@@ -24,6 +24,9 @@ pub const MAX_KEY_BYTES: usize = 1024;
 
 const TMP_DIR: &str = ".tmp";
 
+/// A temporary file untouched for this long is a crashed write's leftover.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Entity tags by file, valid while the file's modification time and size
 /// are unchanged.
 #[derive(Default)]
@@ -142,10 +145,21 @@ impl EmbeddedObjects {
         {
             fs::create_dir_all(&dir).map_err(|source| EmbeddedError::Io { path: dir, source })?;
         }
-        // Leftovers of writes a crash interrupted.
+        // Leftovers of writes a crash interrupted. Only old ones: another
+        // process may have this data folder open and be writing now (`usher
+        // status` and the CLI's readers open it beside a running `usher up`),
+        // and its temporary files are touched by every write.
         if let Ok(entries) = fs::read_dir(root.join(TMP_DIR)) {
             for entry in entries.flatten() {
-                let _ = fs::remove_file(entry.path());
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= STALE_TEMP);
+                if stale {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
         }
         Ok(EmbeddedObjects {

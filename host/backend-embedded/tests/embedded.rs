@@ -1545,3 +1545,31 @@ async fn puts_and_deletes_racing_in_one_folder_never_fail_a_put() {
     }
     assert!(o.list("exports", "race/", 10).await.unwrap().is_empty());
 }
+
+/// Opening a data folder (as `usher status` does beside a running `usher
+/// up`) must not remove the temporary files of writes in flight: it did,
+/// and the archive's put failed with "No such file or directory" (seen in
+/// `e2e_data_pipeline`). Only old leftovers of crashed writes go.
+#[tokio::test]
+async fn opening_a_data_folder_keeps_the_writes_in_flight_and_clears_old_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Embedded::open(dir.path(), &resources()).unwrap();
+    let o = e.objects();
+    let tmp = o.root().join(".tmp");
+    let old = tmp.join("crashed-long-ago");
+    let file = std::fs::File::create(&old).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    drop(file);
+    let mut w = o.open_writer("exports", "live.csv", None).await.unwrap();
+    w.write(b"in flight").await.unwrap();
+
+    let other = Embedded::open(dir.path(), &resources()).unwrap();
+    assert!(!old.exists(), "an old leftover stays");
+    let info = w.finish().await.expect("the write in flight lands");
+    assert_eq!(info.size, 9);
+    assert_eq!(
+        other.objects().get("exports", "live.csv").await.unwrap(),
+        Some(b"in flight".to_vec())
+    );
+}

@@ -267,6 +267,13 @@ impl<'a> KeySchema<'a> {
             let key = match item {
                 TransactItem::Put(p) => self.item_key::<C>(&p.item),
                 TransactItem::Update(u) => {
+                    if u.set.is_empty() && u.add.is_empty() && u.remove.is_empty() {
+                        // DynamoDB's transactions take no update without an
+                        // update expression.
+                        return Err(at(CapError::Invalid(format!(
+                            "table `{table}`: an update in a transaction must set, add or remove an attribute"
+                        ))));
+                    }
                     if let Some(name) = u.add.keys().find(|n| {
                         self.is_key_attr(n)
                             || u.set.contains_key(n.as_str())
