@@ -772,6 +772,10 @@ impl TableBackend for EmbeddedTables {
     }
 }
 
+/// What a transaction did: written, or the indexes of its false conditions
+/// (nothing written); and the last sequence number it logged.
+type Transacted = (Result<(), Vec<u32>>, Option<u64>);
+
 /// Writes a transaction's items in `conn`'s transaction once every
 /// condition held; the indexes of the false ones otherwise (nothing written).
 fn transact_in(
@@ -779,7 +783,7 @@ fn transact_in(
     table: &str,
     writes: Vec<(Key, TransactItem)>,
     now: &Stamp,
-) -> Result<(Result<(), Vec<u32>>, Option<u64>), CapError> {
+) -> Result<Transacted, CapError> {
     let mut failed = Vec::new();
     for (i, (key, item)) in writes.iter().enumerate() {
         if let Some(c) = item.condition() {
