@@ -741,61 +741,41 @@ impl DynamoTables {
         let built = |e: aws_sdk_dynamodb::error::BuildError| {
             CapError::Fault(format!("TransactWriteItems item: {e}"))
         };
+        // Every kind of item takes its table, condition and expression
+        // attributes alike.
+        macro_rules! finish {
+            ($builder:expr) => {
+                $builder
+                    .table_name(&t.physical)
+                    .set_condition_expression(cond)
+                    .set_expression_attribute_names(expr.names())
+                    .set_expression_attribute_values(expr.values())
+                    .build()
+                    .map_err(built)?
+            };
+        }
         let out = TransactWriteItem::builder();
         Ok(match item {
             TransactItem::Put(p) => out
-                .put(
-                    Put::builder()
-                        .table_name(&t.physical)
-                        .set_item(Some(to_item(t.name, &p.item)?))
-                        .set_condition_expression(cond)
-                        .set_expression_attribute_names(expr.names())
-                        .set_expression_attribute_values(expr.values())
-                        .build()
-                        .map_err(built)?,
-                )
+                .put(finish!(
+                    Put::builder().set_item(Some(to_item(t.name, &p.item)?))
+                ))
                 .build(),
             TransactItem::Update(u) => {
                 // `KeySchema::transact_keys` refused an update changing nothing.
                 let update = expr.update(&u.set, &u.add, &u.remove)?.ok_or_else(|| {
                     CapError::Invalid("an update in a transaction must change something".into())
                 })?;
-                out.update(
-                    Update::builder()
-                        .table_name(&t.physical)
-                        .set_key(Some(key.attrs))
-                        .update_expression(update)
-                        .set_condition_expression(cond)
-                        .set_expression_attribute_names(expr.names())
-                        .set_expression_attribute_values(expr.values())
-                        .build()
-                        .map_err(built)?,
-                )
-                .build()
+                out.update(finish!(Update::builder()
+                    .set_key(Some(key.attrs))
+                    .update_expression(update)))
+                    .build()
             }
             TransactItem::Delete { .. } => out
-                .delete(
-                    Delete::builder()
-                        .table_name(&t.physical)
-                        .set_key(Some(key.attrs))
-                        .set_condition_expression(cond)
-                        .set_expression_attribute_names(expr.names())
-                        .set_expression_attribute_values(expr.values())
-                        .build()
-                        .map_err(built)?,
-                )
+                .delete(finish!(Delete::builder().set_key(Some(key.attrs))))
                 .build(),
             TransactItem::Check { .. } => out
-                .condition_check(
-                    ConditionCheck::builder()
-                        .table_name(&t.physical)
-                        .set_key(Some(key.attrs))
-                        .set_condition_expression(cond)
-                        .set_expression_attribute_names(expr.names())
-                        .set_expression_attribute_values(expr.values())
-                        .build()
-                        .map_err(built)?,
-                )
+                .condition_check(finish!(ConditionCheck::builder().set_key(Some(key.attrs))))
                 .build(),
         })
     }

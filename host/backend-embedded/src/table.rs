@@ -333,9 +333,10 @@ impl EmbeddedTables {
         )
     }
 
-    async fn write<F>(&self, table: &str, f: F) -> Result<Value, CapError>
+    async fn write<R, F>(&self, table: &str, f: F) -> Result<R, CapError>
     where
-        F: FnOnce(&Connection, &str, &TableDef, &Stamp) -> Result<(Value, Option<u64>), CapError>
+        R: Send + 'static,
+        F: FnOnce(&Connection, &str, &TableDef, &Stamp) -> Result<(R, Option<u64>), CapError>
             + Send
             + 'static,
     {
@@ -740,35 +741,22 @@ impl TableBackend for EmbeddedTables {
     }
 
     /// One SQLite transaction: every condition is checked first; when one
-    /// is false the transaction is rolled back before anything is written.
+    /// is false nothing is written (the empty transaction commits).
     async fn transact_write(
         &self,
         table: &str,
         items: Vec<TransactItem>,
     ) -> Result<(), TransactError> {
-        let schema = self.schemas.schema(table)?;
-        let keys = schema.transact_keys::<SqlKeys>(&items)?;
+        let keys = self
+            .schemas
+            .schema(table)?
+            .transact_keys::<SqlKeys>(&items)?;
         let writes: Vec<(Key, TransactItem)> = keys.into_iter().map(Key::from).zip(items).collect();
-        let log = self.logs_changes_of(table);
-        let table = table.to_string();
-        let traceparent = usher_telemetry::propagation::current_traceparent();
-        let (outcome, seq) = self
-            .db
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql)?;
-                let now = Stamp::now_under(traceparent, log);
-                let (outcome, seq) = transact_in(&tx, &table, writes, &now)?;
-                if outcome.is_ok() {
-                    tx.commit().map_err(sql)?;
-                }
-                // Otherwise dropping `tx` rolls it back (nothing was written).
-                Ok((outcome, seq))
-            })
-            .await?;
-        announce(&self.latest, seq);
-        outcome.map_err(TransactError::Cancelled)
+        self.write(table, move |conn, table, _def, now| {
+            transact_in(conn, table, writes, now)
+        })
+        .await?
+        .map_err(TransactError::Cancelled)
     }
 }
 

@@ -260,10 +260,7 @@ impl<'a> KeySchema<'a> {
         let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let mut keys = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let at = |e: CapError| match e {
-                CapError::Invalid(m) => CapError::Invalid(format!("items[{i}]: {m}")),
-                other => other,
-            };
+            let at = |e| at_item(i, e);
             let key = match item {
                 TransactItem::Put(p) => self.item_key::<C>(&p.item),
                 TransactItem::Update(u) => {
@@ -272,6 +269,12 @@ impl<'a> KeySchema<'a> {
                         // update expression.
                         return Err(at(CapError::Invalid(format!(
                             "table `{table}`: an update in a transaction must set, add or remove an attribute"
+                        ))));
+                    }
+                    if let Some((name, v)) = u.add.iter().find(|(_, v)| !v.is_number()) {
+                        return Err(at(CapError::Invalid(format!(
+                            "add: `{name}` must be a number, got {}",
+                            json_kind(v)
                         ))));
                     }
                     if let Some(name) = u.add.keys().find(|n| {
@@ -310,6 +313,14 @@ impl<'a> KeySchema<'a> {
             }
         }
         Value::Object(key)
+    }
+}
+
+/// An invalid item's error, naming the item (`items[i]: …`).
+pub fn at_item(i: usize, e: CapError) -> CapError {
+    match e {
+        CapError::Invalid(m) => CapError::Invalid(format!("items[{i}]: {m}")),
+        other => other,
     }
 }
 

@@ -11,6 +11,7 @@ use crate::backend::{
 use crate::call::{
     check_batch, parse_json, parse_object, to_string, Call, HostResult, PerRecord, Plain, Records,
 };
+use crate::key_schema::at_item;
 use crate::limits::MAX_PAGE;
 use crate::{CapError, CapabilityCtx};
 
@@ -308,17 +309,11 @@ fn transact_item(item: table::TransactItem) -> Result<TransactItem, CapError> {
             condition: opt_condition(p.condition)?,
         }),
         table::TransactItem::Update(u) => {
-            let add = parse_object(&u.add, "add")?;
-            if let Some((name, v)) = add.iter().find(|(_, v)| !v.is_number()) {
-                return Err(CapError::Invalid(format!(
-                    "add: `{name}` must be a number, got {}",
-                    crate::backend::json_kind(v)
-                )));
-            }
+            // The backends check the item (`KeySchema::transact_keys`).
             TransactItem::Update(TransactUpdate {
                 key: parse_json(&u.key, "key")?,
                 set: parse_object(&u.set, "set")?,
-                add,
+                add: parse_object(&u.add, "add")?,
                 remove: u.remove,
                 condition: opt_condition(u.condition)?,
             })
@@ -332,12 +327,4 @@ fn transact_item(item: table::TransactItem) -> Result<TransactItem, CapError> {
             condition: condition(c.condition)?,
         },
     })
-}
-
-/// An invalid item's error, naming the item.
-fn at_item(i: usize, e: CapError) -> CapError {
-    match e {
-        CapError::Invalid(m) => CapError::Invalid(format!("items[{i}]: {m}")),
-        other => other,
-    }
 }
