@@ -280,9 +280,15 @@ fn main() {
     rt.block_on(async {
         if let Ok(format) = std::env::var("P5_PROFILE") {
             // Only the component, for a profiler: `P5_PROFILE=parquet perf record …`.
+            // `P5_PROFILE_RUNS` (default 1) runs of every batch: the
+            // difference between two counts of a run under valgrind is one
+            // run's work, without the setup and the compilation.
             let h = host(&format);
             through_component(&h, &batches[..1]).await;
-            let run = through_component(&h, &batches).await;
+            let mut run = through_component(&h, &batches).await;
+            for _ in 1..env_or("P5_PROFILE_RUNS", 1) {
+                run = through_component(&h, &batches).await;
+            }
             println!(
                 "P5 profile {format}: {:.0} records/s/core (cpu {:.2} s)",
                 run.per_core(),

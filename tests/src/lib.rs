@@ -146,14 +146,19 @@ impl ServiceBackend for FakeServices {
     }
 }
 
-/// The engine shared by every test host of a test process.
+/// The engine shared by every test host of a test process: 128 instance
+/// slots, or `USHER_TEST_MAX_INSTANCES` (fewer slots reserve less address
+/// space, which a run under valgrind needs: BENCHMARKS.md, P5).
 pub fn shared_engine() -> Arc<UsherEngine> {
     static ENGINE: OnceLock<Arc<UsherEngine>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
             Arc::new(
                 UsherEngine::new(EngineOptions {
-                    max_instances: 128,
+                    max_instances: std::env::var("USHER_TEST_MAX_INSTANCES")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(128),
                     ..EngineOptions::default()
                 })
                 .expect("the test engine starts"),

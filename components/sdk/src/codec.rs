@@ -70,6 +70,13 @@ mod sys {
             &columns,
         )?)
     }
+
+    pub(super) fn salted_sha256_hex(salt: &str, text: String, ends: Vec<u32>) -> Result<String> {
+        Ok(wit::salted_sha256_hex(
+            salt,
+            &wit::TextColumn { text, ends },
+        )?)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -88,6 +95,10 @@ mod sys {
         _columns: Vec<Column>,
     ) -> Result<Vec<u8>> {
         Err(Error::native("codec::encode_columns"))
+    }
+
+    pub(super) fn salted_sha256_hex(_salt: &str, _text: String, _ends: Vec<u32>) -> Result<String> {
+        Err(Error::native("codec::salted_sha256_hex"))
     }
 }
 
@@ -269,6 +280,50 @@ impl Column {
         }
     }
 
+    /// Overwrites parts of the column's text: each patch `(at, with)`
+    /// writes `with` over the bytes from byte `at` of all rows' text. For
+    /// values written as placeholders and filled in later, such as hashes
+    /// the host computes ([`salted_sha256_hex`]). Both the bytes replaced
+    /// and `with` must be ASCII (so the text stays UTF-8): the first patch
+    /// that is not, or that reaches past the text, is refused with its
+    /// index, and the patches before it stay applied. A column of another
+    /// kind refuses the first patch.
+    pub fn patch_text<'a>(
+        &mut self,
+        patches: impl IntoIterator<Item = (usize, &'a str)>,
+    ) -> std::result::Result<(), usize> {
+        let Values::Strings { text, .. } = &mut self.values else {
+            return Err(0);
+        };
+        let mut bytes = std::mem::take(text).into_bytes();
+        let mut refused = None;
+        for (i, (at, with)) in patches.into_iter().enumerate() {
+            let end = at.saturating_add(with.len());
+            match bytes.get_mut(at..end) {
+                Some(old) if old.is_ascii() && with.is_ascii() => {
+                    old.copy_from_slice(with.as_bytes())
+                }
+                _ => {
+                    refused = Some(i);
+                    break;
+                }
+            }
+        }
+        // ASCII written over ASCII: still UTF-8.
+        *text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// The text of every row so far (a text column's), for the byte
+    /// offsets [`Column::patch_text`] takes.
+    pub fn text_len(&self) -> usize {
+        match &self.values {
+            Values::Strings { text, .. } => text.len(),
+            _ => 0,
+        }
+    }
+
     /// The kind of value pushed to a column of another kind, if any.
     pub fn mismatch(&self) -> Option<&'static str> {
         self.mismatch
@@ -303,9 +358,48 @@ pub fn encode_columns(format: Format, schema: &Value, columns: Vec<Column>) -> R
     sys::encode_columns(format, &schema, rows, columns)
 }
 
+/// The hex SHA-256 of `salt` followed by each value's text, 64 lowercase
+/// hex digits a value, one after another (`usher:platform@0.1.4`): PII
+/// hashed by the host, with the CPU's SHA instructions, instead of by
+/// software SHA-256 in wasm. The values are a text column's layout: every
+/// value's text one after another in `text`, value i's ending at byte
+/// `ends[i]`. At most 100,000 values a call.
+pub fn salted_sha256_hex(salt: &str, text: String, ends: Vec<u32>) -> Result<String> {
+    sys::salted_sha256_hex(salt, text, ends)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_patched_in_place_with_ascii_only() {
+        let mut s = Column::strings("s");
+        s.push_str("é");
+        let at = s.text_len();
+        s.push_text_with(|t| t.push_str("x:0000-00"));
+        assert_eq!(s.patch_text([(at + 2, "abcd"), (at + 7, "ef")]), Ok(()));
+        assert_eq!(s.text(1), Some("x:abcd-ef"));
+        assert_eq!(
+            s.patch_text([(at, "y"), (at + 8, "abc")]),
+            Err(1),
+            "past the text"
+        );
+        assert_eq!(s.text(1), Some("y:abcd-ef"), "the patches before it stay");
+        assert_eq!(
+            s.patch_text([(0, "ab")]),
+            Err(0),
+            "over a non-ASCII character"
+        );
+        assert_eq!(
+            s.patch_text([(at, "é")]),
+            Err(0),
+            "with a non-ASCII character"
+        );
+        assert_eq!(Column::longs("l").patch_text([(0, "")]), Err(0));
+        assert_eq!(s.text(0), Some("é"));
+        assert_eq!(s.text(1), Some("y:abcd-ef"));
+    }
 
     #[test]
     fn columns_are_built_a_row_at_a_time() {

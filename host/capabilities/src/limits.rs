@@ -7,6 +7,9 @@
 /// events, codec records, keys of a `batch-get`).
 pub const MAX_BATCH: usize = 10_000;
 
+/// The most values one `codec.salted-sha256-hex` may hash.
+pub const MAX_HASH_VALUES: usize = 100_000;
+
 /// The largest page of a table query or object listing; a guest asking for
 /// more (or for nothing) gets this many.
 pub const MAX_PAGE: u32 = 1000;

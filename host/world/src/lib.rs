@@ -26,7 +26,7 @@ pub use bindings::usher::platform::{
 pub use bindings::PlatformHost;
 
 /// The version of the `usher:platform` package this host implements.
-pub const PLATFORM_VERSION: &str = "0.1.3";
+pub const PLATFORM_VERSION: &str = "0.1.4";
 
 /// The package prefix of every capability and handler interface.
 pub const PLATFORM_PACKAGE: &str = "usher:platform";

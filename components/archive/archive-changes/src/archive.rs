@@ -3,17 +3,14 @@
 //! natively in the unit tests.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use usher_sdk::codec::Column;
 use usher_sdk::stream_text::ChangeText;
 use usher_sdk::ChangeKind;
 
-use crate::image::Image;
-use crate::pii;
+use crate::image::{Image, Raw};
+use crate::pii::{self, Hashes, Site};
 use crate::schema::{FieldType, Pii, RecordType};
 
 /// The container format of a deployment.
@@ -89,6 +86,14 @@ pub trait Sink {
         schema: &Value,
         columns: Vec<Column>,
     ) -> Result<Vec<u8>, SinkError>;
+    /// The hex SHA-256 of `salt` followed by each value (a text column's
+    /// text and ends), 64 digits a value (`codec.salted-sha256-hex`).
+    fn salted_sha256_hex(
+        &mut self,
+        salt: &str,
+        text: String,
+        ends: Vec<u32>,
+    ) -> Result<String, SinkError>;
     /// Stores an object.
     fn put(
         &mut self,
@@ -117,39 +122,43 @@ pub fn date_of(millis: u64) -> String {
 
 /// `<prefix>/<type>/dt=<date>/<first>-<last>-<digest>.<ext>`: named by the
 /// group's first and last sequence numbers and a digest of every member's
-/// sequence number and keys, so a retried batch overwrites the same object
+/// sequence number and keys (the first 12 hex digits of their SHA-256,
+/// computed by the host), so a retried batch overwrites the same object
 /// while two shards' batches (whose sequence numbers may coincide: the
 /// shard id does not reach a worker) never share a name.
 pub fn object_key<'a>(
+    sink: &mut dyn Sink,
     prefix: &str,
     record_type: &str,
     date: &str,
     members: impl IntoIterator<Item = &'a ChangeText>,
     ext: &str,
-) -> String {
+) -> Result<String, SinkError> {
     let prefix = prefix.trim_end_matches('/');
     let lead = if prefix.is_empty() {
         String::new()
     } else {
         format!("{prefix}/")
     };
-    let mut digest = Sha256::new();
+    let mut digested = String::new();
     let mut first: Option<&str> = None;
     let mut last = "";
     for change in members {
         first.get_or_insert(&change.sequence_number);
         last = &change.sequence_number;
-        digest.update(change.sequence_number.as_bytes());
-        digest.update([0]);
-        digest.update(change.keys.as_bytes());
-        digest.update([0]);
+        digested.push_str(&change.sequence_number);
+        digested.push('\0');
+        digested.push_str(&change.keys);
+        digested.push('\0');
     }
     let first = first.unwrap_or_default();
-    let digest: String = digest.finalize()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{lead}{record_type}/dt={date}/{first}-{last}-{digest}.{ext}")
+    let end = u32::try_from(digested.len())
+        .map_err(|_| SinkError::Other("a group's keys pass 4 GiB".into()))?;
+    let hex = sink.salted_sha256_hex("", digested, vec![end])?;
+    let digest = hex.get(..12).unwrap_or_default();
+    Ok(format!(
+        "{lead}{record_type}/dt={date}/{first}-{last}-{digest}.{ext}"
+    ))
 }
 
 /// What a batch did.
@@ -201,6 +210,10 @@ pub struct Group {
     /// The `PK` and `SK` fields' columns, when the type has them (the
     /// reference is built from the archived keys).
     keys: [Option<usize>; 2],
+    /// A reused buffer for the reference's text.
+    reference: String,
+    /// Where the batch's hashes go in its columns.
+    pub sites: Vec<Site>,
 }
 
 impl Group {
@@ -232,38 +245,74 @@ impl Group {
             positions: Vec::new(),
             columns,
             keys: [key("PK"), key("SK")],
+            reference: String::new(),
+            sites: Vec::new(),
         }
     }
 
     /// Appends one validated change (see the crate docs): its fields as
-    /// archived, then the archive's own columns.
+    /// archived, then the archive's own columns. Hashed values are added
+    /// to `hashes` and written as placeholders ([`pii`]).
     fn push(
         &mut self,
         t: &RecordType,
         settings: &Settings,
         change: &ChangeText,
         image: &Image<'_>,
-        valid: &[Option<&RawValue>],
+        valid: &[Option<Raw<'_>>],
+        hashes: &mut Hashes,
     ) {
         let row = self.columns[0].len();
-        for ((field, value), column) in t.fields.iter().zip(valid).zip(&mut self.columns) {
-            pii::push_cell(column, field, *value, &settings.pii_salt);
+        let row_sites = self.sites.len();
+        for (column, ((field, value), cells)) in t
+            .fields
+            .iter()
+            .zip(valid)
+            .zip(&mut self.columns)
+            .enumerate()
+        {
+            let mut deferred = pii::Deferred {
+                column,
+                hashes,
+                sites: &mut self.sites,
+            };
+            pii::push_cell(cells, field, *value, &settings.pii_salt, &mut deferred);
         }
         let n = t.fields.len();
         self.columns[n].push_str(&settings.system_id);
         // The reference holds the keys as archived: a key with a PII
         // annotation (the user id inside a `PK`) is scrubbed once, for its
-        // column and the reference alike.
-        let key = |slot: Option<usize>, name: &str| -> String {
+        // column and the reference alike (its hash's site is copied).
+        let mut reference = std::mem::take(&mut self.reference);
+        reference.clear();
+        reference.push_str(&t.name);
+        reference.push(':');
+        reference.push_str(&change.table);
+        let base = self.columns[n + 1].text_len();
+        for (slot, name) in self.keys.iter().zip(["PK", "SK"]) {
+            reference.push(':');
             match slot {
-                Some(i) => self.columns[i].text(row).unwrap_or_default().to_string(),
-                None => image.get_str(name).unwrap_or_default().into_owned(),
+                Some(i) => {
+                    let text = self.columns[*i].text(row).unwrap_or_default();
+                    let cell = self.columns[*i].text_len() - text.len();
+                    let at = base + reference.len();
+                    for k in row_sites..self.sites.len() {
+                        let site = self.sites[k];
+                        if site.column == *i {
+                            self.sites.push(Site {
+                                column: n + 1,
+                                at: at + (site.at - cell),
+                                value: site.value,
+                            });
+                        }
+                    }
+                    reference.push_str(text);
+                }
+                None => reference.push_str(&image.get_str(name).unwrap_or_default()),
             }
-        };
-        let (pk, sk) = (key(self.keys[0], "PK"), key(self.keys[1], "SK"));
-        self.columns[n + 1].push_text_with(|out| {
-            let _ = write!(out, "{}:{}:{pk}:{sk}", t.name, change.table);
-        });
+        }
+        self.columns[n + 1].push_str(&reference);
+        self.reference = reference;
         self.columns[n + 2].push_str(change.kind.event_name());
         self.columns[n + 3].push_bool(change.kind == ChangeKind::Remove);
         self.columns[n + 4].push_str(&change.sequence_number);
@@ -273,7 +322,7 @@ impl Group {
 
 /// What a change is to the archive: of no archived type (None), or its
 /// type's index, its image and its validated values.
-type Classified<'a> = Option<(usize, Image<'a>, Vec<Option<&'a RawValue>>)>;
+type Classified<'a> = Option<(usize, Image<'a>, Vec<Option<Raw<'a>>>)>;
 
 /// A change's record type and validated values (see the crate docs), or
 /// why it cannot be archived.
@@ -332,6 +381,7 @@ pub fn process(
     // (type index, day) → the group's records, in batch order.
     let mut groups: BTreeMap<(usize, u64), Group> = BTreeMap::new();
     let mut rejected: Vec<Rejected> = Vec::new();
+    let mut hashes = Hashes::default();
     for (position, change) in changes.iter().enumerate() {
         match classify(types, settings, change) {
             Ok(None) => out.skipped += 1,
@@ -341,7 +391,7 @@ pub fn process(
                     .entry((index, change.timestamp_ms / DAY_MS))
                     .or_insert_with(|| Group::new(t));
                 group.positions.push(position);
-                group.push(t, settings, change, &image, &valid);
+                group.push(t, settings, change, &image, &valid, &mut hashes);
             }
             Err(r) => rejected.push(Rejected {
                 position,
@@ -354,17 +404,43 @@ pub fn process(
     }
     // The first position that could not be written (reported failed from there on).
     let mut first_failed: Option<usize> = None;
-    for ((t, day), group) in groups {
+    // Every hash of the batch in one host call (or a few, of at most
+    // MAX_HASH_VALUES); when hashing fails, no group can be written.
+    let digits = match hash_all(sink, &settings.pii_salt, &hashes) {
+        Ok(d) => d,
+        Err(SinkError::Invalid(m) | SinkError::Other(m)) => {
+            usher_sdk::warn!(values = hashes.len(), error = m; "hashing the batch's PII failed: its records will be retried");
+            for group in groups.values() {
+                fail_at(group.positions[0], &mut first_failed);
+            }
+            groups.clear();
+            String::new()
+        }
+    };
+    for ((t, day), mut group) in groups {
         let t = &types[t];
-        let members = &group.positions;
+        let members = std::mem::take(&mut group.positions);
         let date = date_of(day * DAY_MS);
-        let key = object_key(
+        let key = match object_key(
+            sink,
             &settings.prefix,
             &t.name,
             &date,
             members.iter().map(|p| &changes[*p]),
             settings.format.extension(),
-        );
+        ) {
+            Ok(key) => key,
+            Err(SinkError::Invalid(m) | SinkError::Other(m)) => {
+                usher_sdk::warn!(error = m; "naming a group's object failed: its records will be retried");
+                fail_at(members[0], &mut first_failed);
+                continue;
+            }
+        };
+        if let Err(site) = patch(&mut group, &digits) {
+            usher_sdk::error!(key = key, column = site.column, at = site.at; "a hash's placeholder is not where it was written: the group's records will be retried");
+            fail_at(members[0], &mut first_failed);
+            continue;
+        }
         let written = sink
             .encode(settings.format, &t.avro, group.columns)
             .and_then(|body| {
@@ -382,7 +458,7 @@ pub fn process(
             }
             Err(SinkError::Invalid(message)) => {
                 usher_sdk::warn!(key = key, error = message; "the codec refused a group: its records go to the errors prefix");
-                for position in members {
+                for position in &members {
                     rejected.push(Rejected {
                         position: *position,
                         record_type: t.name.clone(),
@@ -423,13 +499,21 @@ pub fn process(
             body.push('\n');
         }
         let prefix = format!("{}/errors", settings.prefix.trim_end_matches('/'));
-        let key = object_key(
+        let key = match object_key(
+            sink,
             &prefix,
             &record_type,
             &date,
             members.iter().map(|r| &changes[r.position]),
             "json",
-        );
+        ) {
+            Ok(key) => key,
+            Err(SinkError::Invalid(m) | SinkError::Other(m)) => {
+                usher_sdk::warn!(error = m; "naming an errors object failed: its records will be retried");
+                fail_at(members[0].position, &mut first_failed);
+                continue;
+            }
+        };
         match sink.put(
             &settings.bucket,
             &key,
@@ -453,6 +537,60 @@ pub fn process(
             .collect();
     }
     out
+}
+
+/// The most values one `codec.salted-sha256-hex` call hashes.
+pub const MAX_HASH_VALUES: usize = 100_000;
+
+/// The digits of every value of `hashes` (64 each, in order), hashed by the
+/// host in calls of at most [`MAX_HASH_VALUES`].
+pub(crate) fn hash_all(
+    sink: &mut dyn Sink,
+    salt: &str,
+    hashes: &Hashes,
+) -> Result<String, SinkError> {
+    let mut digits = String::with_capacity(hashes.len() * 64);
+    let mut start = 0;
+    while start < hashes.len() {
+        let end = hashes.len().min(start + MAX_HASH_VALUES);
+        let (text, ends) = hashes.slice(start..end);
+        let part = sink.salted_sha256_hex(salt, text, ends)?;
+        if part.len() != (end - start) * 64 {
+            return Err(SinkError::Other(format!(
+                "{} hex digits for {} values",
+                part.len(),
+                end - start
+            )));
+        }
+        digits.push_str(&part);
+        start = end;
+    }
+    Ok(digits)
+}
+
+/// Writes each of a group's hashes over its placeholder, a column at a
+/// time; the first site that cannot be patched.
+fn patch(group: &mut Group, digits: &str) -> Result<(), Site> {
+    for (c, column) in group.columns.iter_mut().enumerate() {
+        let sites: Vec<Site> = group
+            .sites
+            .iter()
+            .filter(|s| s.column == c)
+            .copied()
+            .collect();
+        if sites.is_empty() {
+            continue;
+        }
+        let mut patches = Vec::with_capacity(sites.len());
+        for site in &sites {
+            let hex = digits
+                .get(site.value * 64..(site.value + 1) * 64)
+                .ok_or(*site)?;
+            patches.push((site.at, hex));
+        }
+        column.patch_text(patches).map_err(|i| sites[i])?;
+    }
+    Ok(())
 }
 
 /// Records `p` as failed when it is before the first failure so far.

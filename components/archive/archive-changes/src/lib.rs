@@ -103,6 +103,15 @@ impl Sink for Capabilities {
         codec::encode_columns(format, schema, columns).map_err(sink_error)
     }
 
+    fn salted_sha256_hex(
+        &mut self,
+        salt: &str,
+        text: String,
+        ends: Vec<u32>,
+    ) -> Result<String, SinkError> {
+        codec::salted_sha256_hex(salt, text, ends).map_err(|e| SinkError::Other(e.to_string()))
+    }
+
     fn put(
         &mut self,
         bucket: &str,

@@ -6,16 +6,108 @@
 //! (the field is then archived as its JSON text).
 //!
 //! A value's text is a string's own text, or any other value's JSON text.
+//!
+//! Hashes are computed by the host (`codec.salted-sha256-hex`, with the
+//! CPU's SHA instructions; software SHA-256 in wasm was a quarter of the
+//! worker's time, P5 in BENCHMARKS.md): a hashed value is written as 64
+//! placeholder digits, its text is added to the batch's [`Hashes`] and its
+//! place recorded as a [`Site`]; once the batch is read, one host call
+//! hashes them all and the sites are patched. Only a field that is hashed
+//! as a whole and also has `pii_keys` (none of the schemas has one) hashes
+//! its keys in the guest, as its text must be final before it is hashed.
 
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use usher_sdk::codec::Column;
 
-use crate::image::{kind, str_of, text_of, Image, Kind};
+use crate::image::{kind, str_of, text_of, Image, Kind, Raw};
 use crate::schema::{Field, FieldType, Pii};
 
-/// The hex SHA-256 of `salt` + `text`.
+/// The texts of a batch's hashed values, in a text column's layout, for
+/// one `codec.salted-sha256-hex` call.
+#[derive(Debug, Default)]
+pub struct Hashes {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Hashes {
+    /// Adds a value's text; its index.
+    fn add(&mut self, value: &str) -> usize {
+        self.text.push_str(value);
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        self.ends.len() - 1
+    }
+
+    /// How many values.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Values `range`, as a text column's text and ends.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> (String, Vec<u32>) {
+        let start = match range.start {
+            0 => 0,
+            i => self.ends[i - 1],
+        };
+        let end = match range.end {
+            0 => 0,
+            i => self.ends[i - 1],
+        };
+        let text = self.text[start as usize..end as usize].to_string();
+        let ends = self.ends[range].iter().map(|e| e - start).collect();
+        (text, ends)
+    }
+}
+
+/// Where a hash goes: the column, the byte offset of its 64 digits in the
+/// column's text, and the value's index in the batch's [`Hashes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Site {
+    /// The column's index in its group.
+    pub column: usize,
+    /// The byte offset in the column's text.
+    pub at: usize,
+    /// The value's index in [`Hashes`].
+    pub value: usize,
+}
+
+/// What a hash is written as until the host's digits replace it.
+pub const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Where one cell's hashes are deferred to: its column's index, the
+/// batch's values and the group's sites.
+pub struct Deferred<'a> {
+    /// The cell's column.
+    pub column: usize,
+    /// The batch's values to hash.
+    pub hashes: &'a mut Hashes,
+    /// The group's sites.
+    pub sites: &'a mut Vec<Site>,
+}
+
+impl Deferred<'_> {
+    /// Appends the placeholder of `text`'s hash to `out`, the column's
+    /// whole text (so its length is the site's offset).
+    fn hash_into(&mut self, out: &mut String, text: &str) {
+        let value = self.hashes.add(text);
+        self.sites.push(Site {
+            column: self.column,
+            at: out.len(),
+            value,
+        });
+        out.push_str(PLACEHOLDER);
+    }
+}
+
+/// The hex SHA-256 of `salt` + `text`, computed in the guest (the host's
+/// `codec.salted-sha256-hex` gives the same digits).
 pub fn hash(salt: &str, text: &str) -> String {
     let mut out = String::with_capacity(64);
     push_hash(&mut out, salt, text);
@@ -112,78 +204,105 @@ fn push_scrubbed(out: &mut String, pii: Pii, text: &str, salt: &str) {
 }
 
 /// A value's text with an annotation, appended to its column (`drop`:
-/// null; a hash is written as hex straight into the column's text).
-fn push_scrubbed_cell(column: &mut Column, pii: Pii, text: &str, salt: &str) {
+/// null; a hash deferred to the host, its placeholder in the column).
+fn push_scrubbed_cell(column: &mut Column, pii: Pii, text: &str, deferred: &mut Deferred<'_>) {
     match pii {
         Pii::Drop => column.push_null(),
-        Pii::Hash => column.push_text_with(|out| push_hash(out, salt, text)),
+        Pii::Hash => column.push_text_with(|out| deferred.hash_into(out, text)),
         Pii::Mask => column.push_str(&mask(text)),
     }
 }
 
 /// Appends a string value's own text (its JSON text unescaped) to `out`:
 /// copied as it is when it has no escape.
-fn push_unescaped(out: &mut String, raw: &RawValue) {
-    let text = raw.get().trim();
-    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) if !inner.contains('\\') => out.push_str(inner),
-        _ => {
-            if let Some(s) = str_of(raw) {
-                out.push_str(&s);
-            }
-        }
+fn push_unescaped(out: &mut String, raw: Raw<'_>) {
+    if let Some(s) = str_of(raw) {
+        out.push_str(&s);
     }
 }
 
 /// A `json` object with its `pii_keys` scrubbed, as JSON text (the other
-/// keys' values as they were).
-fn keyed(f: &Field, object: &RawValue, salt: &str) -> Option<String> {
+/// keys' values as they were), hashes computed in the guest: for a field
+/// that is then hashed as a whole.
+fn keyed(f: &Field, object: Raw<'_>, salt: &str) -> Option<String> {
     let image = Image::parse(object.get()).ok()?;
     let mut out = String::with_capacity(object.get().len() + 64);
+    write_keyed(&mut out, f, &image, |out, pii, text| {
+        push_scrubbed(out, pii, text, salt)
+    });
+    Some(out)
+}
+
+/// Writes an object's attributes to `out` as JSON, its `pii_keys`
+/// scrubbed by `scrub` (the other keys' values as they were).
+fn write_keyed(
+    out: &mut String,
+    f: &Field,
+    image: &Image<'_>,
+    mut scrub: impl FnMut(&mut String, Pii, &str),
+) {
     out.push('{');
     for (i, (name, value)) in image.attrs().iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_json_str(&mut out, name);
+        push_json_str(out, name);
         out.push(':');
         match f.pii_keys.get(name.as_ref()) {
-            Some(pii) if kind(value) != Kind::Null => {
-                push_scrubbed(&mut out, *pii, &text_of(value), salt)
-            }
-            _ => out.push_str(value.get().trim()),
+            Some(pii) if kind(*value) != Kind::Null => scrub(out, *pii, &text_of(*value)),
+            _ => out.push_str(value.get()),
         }
     }
     out.push('}');
-    Some(out)
 }
 
 /// Appends one validated field's archived value to its column: its PII
 /// annotation applied (and its `pii_keys` for a `json` object's keys), a
 /// `json` field as its JSON text, a string as its own text, a number or a
 /// boolean as itself. The value is validated against the field's type
-/// ([`crate::schema::RecordType::validate`]), so it parses.
-pub fn push_cell(column: &mut Column, f: &Field, value: Option<&RawValue>, salt: &str) {
+/// ([`crate::schema::RecordType::validate`]), so it parses. Hashes are
+/// deferred (see the module's docs).
+pub fn push_cell(
+    column: &mut Column,
+    f: &Field,
+    value: Option<Raw<'_>>,
+    salt: &str,
+    deferred: &mut Deferred<'_>,
+) {
     let Some(v) = value else {
         column.push_null();
         return;
     };
-    let keyed = if !f.pii_keys.is_empty() && kind(v) == Kind::Object {
-        keyed(f, v, salt)
-    } else {
-        None
-    };
+    let keyed_object = !f.pii_keys.is_empty() && kind(v) == Kind::Object;
     if let Some(pii) = f.pii {
+        let keyed = if keyed_object {
+            keyed(f, v, salt)
+        } else {
+            None
+        };
         let text = match &keyed {
             Some(k) => k.as_str().into(),
             None => text_of(v),
         };
-        return push_scrubbed_cell(column, pii, &text, salt);
+        return push_scrubbed_cell(column, pii, &text, deferred);
     }
-    if let Some(k) = keyed {
-        return column.push_str(&k);
+    let raw = v.get();
+    if keyed_object {
+        if let Ok(image) = Image::parse(raw) {
+            return column.push_text_with(|out| {
+                write_keyed(out, f, &image, |out, pii, text| match pii {
+                    Pii::Drop => out.push_str("null"),
+                    Pii::Hash => {
+                        // Hex needs no escapes.
+                        out.push('"');
+                        deferred.hash_into(out, text);
+                        out.push('"');
+                    }
+                    Pii::Mask => push_json_str(out, &mask(text)),
+                })
+            });
+        }
     }
-    let raw = v.get().trim();
     match f.ty {
         FieldType::Json => column.push_str(raw),
         FieldType::String => column.push_text_with(|out| push_unescaped(out, v)),

@@ -6,11 +6,11 @@
 //! what the sources give.
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::image::{kind, Image, Kind};
+use crate::image::{kind, Image, Kind, Raw};
 
 /// A field's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -57,9 +57,6 @@ pub struct Field {
     /// Annotations of a `json` object's keys.
     #[serde(default)]
     pub pii_keys: BTreeMap<String, Pii>,
-    /// The name as a record's JSON key, `"name":` (not in the source file).
-    #[serde(skip)]
-    pub key: String,
 }
 
 /// Which items are of the type.
@@ -89,6 +86,27 @@ pub struct RecordType {
     /// The derived Avro schema (not in the source file).
     #[serde(skip)]
     pub avro: Value,
+    /// The fields' indexes ordered by name (its length first), to find an
+    /// attribute's field with a binary search (not in the source file).
+    #[serde(skip)]
+    by_name: Vec<usize>,
+    /// What the attribute at each position of the last image validated
+    /// was: images of one table list their attributes in the same order,
+    /// so one comparison usually finds an attribute's field.
+    #[serde(skip)]
+    hints: RefCell<Vec<Hint>>,
+}
+
+/// What the attribute at a position of an image was.
+#[derive(Debug, Clone, Default)]
+enum Hint {
+    /// Nothing seen at this position yet.
+    #[default]
+    Unknown,
+    /// The field of this index.
+    Field(usize),
+    /// An attribute of this name, not a field.
+    Other(String),
 }
 
 /// The embedded sources and derived Avro schemas, by type.
@@ -123,12 +141,9 @@ pub fn record_types() -> Result<Vec<RecordType>, String> {
             let mut t: RecordType =
                 serde_json::from_str(source).map_err(|e| format!("source {name}: {e}"))?;
             t.avro = serde_json::from_str(avsc).map_err(|e| format!("avsc {name}: {e}"))?;
-            for f in &mut t.fields {
-                f.key = format!(
-                    "{}:",
-                    serde_json::to_string(&f.name).map_err(|e| format!("source {name}: {e}"))?
-                );
-            }
+            t.by_name = (0..t.fields.len()).collect();
+            t.by_name
+                .sort_by(|a, b| by_length_then_text(&t.fields[*a].name, &t.fields[*b].name));
             if t.name != *name {
                 return Err(format!("source {name} says type {}", t.name));
             }
@@ -137,7 +152,21 @@ pub fn record_types() -> Result<Vec<RecordType>, String> {
         .collect()
 }
 
+/// Names ordered by length, then text: most names differ in length, so
+/// most comparisons look at no byte.
+fn by_length_then_text(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
 impl RecordType {
+    /// The index of the field named `name`.
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.by_name
+            .binary_search_by(|i| by_length_then_text(&self.fields[*i].name, name))
+            .ok()
+            .map(|at| self.by_name[at])
+    }
+
     /// Whether an item is of this type.
     pub fn matches(&self, item: &Image<'_>) -> bool {
         let Some(v) = item.get_str(&self.matcher.attribute) else {
@@ -156,30 +185,51 @@ impl RecordType {
     /// null), or a value of the wrong type, is an error naming the field.
     /// Attributes the schema does not name are left out. Nothing is copied:
     /// each value is the image's own raw text.
-    pub fn validate<'a>(&self, item: &Image<'a>) -> Result<Vec<Option<&'a RawValue>>, String> {
-        let mut out = Vec::with_capacity(self.fields.len());
-        for f in &self.fields {
-            let v = item.get(&f.name).filter(|v| kind(v) != Kind::Null);
-            let Some(v) = v else {
+    pub fn validate<'a>(&self, item: &Image<'a>) -> Result<Vec<Option<Raw<'a>>>, String> {
+        // One pass over the attributes; a later one of the same name
+        // replaces an earlier one, as a parser into a map would keep.
+        let mut out: Vec<Option<Raw<'a>>> = vec![None; self.fields.len()];
+        let mut hints = self.hints.borrow_mut();
+        if hints.len() < item.attrs().len() {
+            hints.resize(item.attrs().len(), Hint::Unknown);
+        }
+        for ((name, v), hint) in item.attrs().iter().zip(hints.iter_mut()) {
+            let field = match hint {
+                Hint::Field(i) if self.fields[*i].name == *name => Some(*i),
+                Hint::Other(other) if other == name => None,
+                _ => {
+                    let found = self.field_index(name);
+                    *hint = match found {
+                        Some(i) => Hint::Field(i),
+                        None => Hint::Other(name.to_string()),
+                    };
+                    found
+                }
+            };
+            if let Some(i) = field {
+                out[i] = Some(*v);
+            }
+        }
+        for (f, slot) in self.fields.iter().zip(&mut out) {
+            let Some(v) = slot.filter(|v| kind(*v) != Kind::Null) else {
                 if f.required {
                     return Err(format!("required field {} is missing", f.name));
                 }
-                out.push(None);
+                *slot = None;
                 continue;
             };
             let ok = match f.ty {
                 FieldType::String => kind(v) == Kind::String,
                 // An integer that fits 64 bits (`1.0`, `1e3` are not).
-                FieldType::Long => kind(v) == Kind::Number && v.get().trim().parse::<i64>().is_ok(),
+                FieldType::Long => kind(v) == Kind::Number && v.get().parse::<i64>().is_ok(),
                 FieldType::Double => kind(v) == Kind::Number,
                 FieldType::Boolean => kind(v) == Kind::Bool,
                 FieldType::Json => true,
             };
             if !ok {
-                let text: String = v.get().trim().chars().take(60).collect();
+                let text: String = v.get().chars().take(60).collect();
                 return Err(format!("field {} must be {:?}, is {text}", f.name, f.ty));
             }
-            out.push(Some(v));
         }
         Ok(out)
     }

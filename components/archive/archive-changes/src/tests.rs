@@ -13,6 +13,8 @@ struct FakeSink {
     objects: BTreeMap<String, Vec<u8>>,
     fail_put_containing: Option<String>,
     refuse_encode: bool,
+    fail_hashing: bool,
+    hash_calls: usize,
 }
 
 /// A group's columns as JSON rows: each column's value for the row (a
@@ -61,6 +63,25 @@ impl Sink for FakeSink {
         for r in rows_of(&columns) {
             out.extend_from_slice(r.to_string().as_bytes());
             out.push(b'\n');
+        }
+        Ok(out)
+    }
+
+    fn salted_sha256_hex(
+        &mut self,
+        salt: &str,
+        text: String,
+        ends: Vec<u32>,
+    ) -> Result<String, SinkError> {
+        self.hash_calls += 1;
+        if self.fail_hashing {
+            return Err(SinkError::Other("unavailable".into()));
+        }
+        let mut start = 0;
+        let mut out = String::new();
+        for end in ends {
+            out.push_str(&pii::hash(salt, &text[start..end as usize]));
+            start = end as usize;
         }
         Ok(out)
     }
@@ -430,5 +451,117 @@ fn an_image_that_is_not_json_and_wrong_numbers_are_rejected_with_reasons() {
                 .contains("field version must be Long"),
             "{d}"
         );
+    }
+}
+
+#[test]
+fn a_batch_is_hashed_in_one_host_call_and_a_failed_one_fails_every_record() {
+    let types = record_types().expect("types");
+    // Two groups (two days), three hashes each (PK, globalUserId, email),
+    // one of them also inside the `entry` object and in the reference.
+    let mut e = entry(2);
+    e["entry"]["email"] = json!("inner@example.com");
+    let changes = vec![
+        change("INSERT", 1, DAY1, Some(entry(1)), None),
+        change("INSERT", 2, DAY1 + 86_400_000, Some(e), None),
+    ];
+    let mut sink = FakeSink::default();
+    let out = process(&types, &settings(Format::Parquet), &changes, &mut sink);
+    assert_eq!((out.archived, out.rejected), (2, 0), "{out:?}");
+    // One call for the batch's PII, one per object's name.
+    assert_eq!(sink.hash_calls, 3);
+    let r = &sink
+        .lines("cdc/demand/dt=2025-12-07/000000000000000000002-000000000000000000002.parquet")[0];
+    assert_eq!(r["PK"], json!(pii::hash("salt", "ENTRY#c1#fan-2")));
+    assert_eq!(
+        r["reference"],
+        json!(format!(
+            "demand:demand-table:{}:ENTRY",
+            pii::hash("salt", "ENTRY#c1#fan-2")
+        ))
+    );
+    let inner: Value = serde_json::from_str(r["entry"].as_str().expect("text")).expect("entry");
+    assert_eq!(
+        inner["email"],
+        json!(pii::hash("salt", "inner@example.com"))
+    );
+    for line in sink.objects.values() {
+        assert!(
+            !String::from_utf8_lossy(line).contains(pii::PLACEHOLDER),
+            "a placeholder was archived"
+        );
+    }
+
+    // The host's hashing fails: nothing is written, every record is retried.
+    let mut failing = FakeSink {
+        fail_hashing: true,
+        ..FakeSink::default()
+    };
+    let out = process(&types, &settings(Format::Parquet), &changes, &mut failing);
+    assert_eq!(out.archived, 0);
+    assert!(failing.objects.is_empty());
+    assert_eq!(
+        out.failures,
+        vec![format!("{:021}", 1), format!("{:021}", 2)]
+    );
+}
+
+#[test]
+fn more_values_than_one_call_takes_are_hashed_in_several() {
+    let mut hashes = pii::Hashes::default();
+    let mut sink = FakeSink::default();
+    let mut d = pii::Deferred {
+        column: 0,
+        hashes: &mut hashes,
+        sites: &mut Vec::new(),
+    };
+    let mut column = usher_sdk::codec::Column::strings("c");
+    let n = archive::MAX_HASH_VALUES + 2;
+    for i in 0..n {
+        let f: crate::schema::Field =
+            serde_json::from_value(json!({"name": "c", "type": "string", "pii": "hash"}))
+                .expect("field");
+        let text = format!("{{\"c\":\"v{i}\"}}");
+        let image = crate::image::Image::parse(&text).expect("image");
+        pii::push_cell(&mut column, &f, image.get("c"), "salt", &mut d);
+    }
+    assert_eq!(hashes.len(), n);
+    let (text, ends) = hashes.slice(n - 2..n);
+    assert_eq!(text, format!("v{}v{}", n - 2, n - 1));
+    assert_eq!(ends.last().copied(), Some(text.len() as u32));
+    let digits = archive::hash_all(&mut sink, "salt", &hashes).expect("hashed");
+    assert_eq!(sink.hash_calls, 2);
+    assert_eq!(digits.len(), n * 64);
+    assert_eq!(
+        &digits[(n - 1) * 64..],
+        pii::hash("salt", &format!("v{}", n - 1))
+    );
+    assert_eq!(&digits[..64], pii::hash("salt", "v0"));
+}
+
+#[test]
+fn fields_are_found_whatever_the_order_of_the_attributes() {
+    let types = record_types().expect("types");
+    let t = types.iter().find(|t| t.name == "demand").expect("demand");
+    let pk = t.field_index("PK").expect("PK");
+    let verdict = t.field_index("verdict").expect("verdict");
+    let texts = [
+        r#"{"PK":"a","SK":"ENTRY","campaignId":"c","globalUserId":"u","verdict":"W"}"#,
+        // Another order, an unknown attribute where a field was, a name twice.
+        r#"{"x":1,"verdict":"L","globalUserId":"v","SK":"ENTRY","PK":"b","campaignId":"c","verdict":"X"}"#,
+        r#"{"PK":"a","SK":"ENTRY","campaignId":"c","globalUserId":"u","verdict":"W"}"#,
+        r#"{"PK":"a","x":1,"campaignId":"c","globalUserId":"u","SK":"ENTRY"}"#,
+    ];
+    let want = [
+        ("\"a\"", Some("\"W\"")),
+        ("\"b\"", Some("\"X\"")),
+        ("\"a\"", Some("\"W\"")),
+        ("\"a\"", None),
+    ];
+    for (text, (want_pk, want_verdict)) in texts.iter().zip(want) {
+        let image = crate::image::Image::parse(text).expect("image");
+        let valid = t.validate(&image).expect("valid");
+        assert_eq!(valid[pk].map(|v| v.get()), Some(want_pk), "{text}");
+        assert_eq!(valid[verdict].map(|v| v.get()), want_verdict, "{text}");
     }
 }
