@@ -571,24 +571,23 @@ pub(crate) fn hash_all(
 /// Writes each of a group's hashes over its placeholder, a column at a
 /// time; the first site that cannot be patched.
 fn patch(group: &mut Group, digits: &str) -> Result<(), Site> {
-    for (c, column) in group.columns.iter_mut().enumerate() {
-        let sites: Vec<Site> = group
-            .sites
-            .iter()
-            .filter(|s| s.column == c)
-            .copied()
-            .collect();
-        if sites.is_empty() {
-            continue;
+    // The sites by column, in one pass.
+    let mut by_column: Vec<Vec<(Site, &str)>> = vec![Vec::new(); group.columns.len()];
+    for site in &group.sites {
+        let hex = digits
+            .get(site.value * 64..(site.value + 1) * 64)
+            .ok_or(*site)?;
+        by_column
+            .get_mut(site.column)
+            .ok_or(*site)?
+            .push((*site, hex));
+    }
+    for (column, sites) in group.columns.iter_mut().zip(&by_column) {
+        if !sites.is_empty() {
+            column
+                .patch_text(sites.iter().map(|(site, hex)| (site.at, *hex)))
+                .map_err(|i| sites[i].0)?;
         }
-        let mut patches = Vec::with_capacity(sites.len());
-        for site in &sites {
-            let hex = digits
-                .get(site.value * 64..(site.value + 1) * 64)
-                .ok_or(*site)?;
-            patches.push((site.at, hex));
-        }
-        column.patch_text(patches).map_err(|i| sites[i])?;
     }
     Ok(())
 }
