@@ -4,7 +4,7 @@
 # an event-source mapping (queue, stream), a function URL (http) or a
 # schedule.
 
-# archive/archive-changes: stream-worker on the stream of table demand-table (component archive/archive-changes 0.1.15-dev.bb502887c508)
+# archive/archive-changes: stream-worker on the stream of table demand-table (component archive/archive-changes 0.1.16)
 resource "aws_cloudwatch_log_group" "archive_archive-changes" {
   name = "/aws/lambda/${var.prefix}archive-archive-changes"
   retention_in_days = var.log_retention_days
@@ -204,7 +204,7 @@ resource "aws_lambda_event_source_mapping" "archive_archive-changes" {
   depends_on = [aws_dynamodb_kinesis_streaming_destination.demand-table]
 }
 
-# data-pipeline/process-data: batch-worker on queue data-queue (component data-pipeline/process-data 0.1.9)
+# data-pipeline/process-data: batch-worker on queue data-queue (component data-pipeline/process-data 0.1.10)
 resource "aws_cloudwatch_log_group" "data-pipeline_process-data" {
   name = "/aws/lambda/${var.prefix}data-pipeline-process-data"
   retention_in_days = var.log_retention_days
@@ -306,7 +306,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_process-data" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-campaigns: batch-worker on queue campaign-queue (component data-pipeline/send-data 0.1.9)
+# data-pipeline/send-campaigns: batch-worker on queue campaign-queue (component data-pipeline/send-data 0.1.10)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-campaigns" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-campaigns"
   retention_in_days = var.log_retention_days
@@ -415,7 +415,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-campaigns" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-event-mappings: batch-worker on queue evt-mapping-queue (component data-pipeline/send-data 0.1.9)
+# data-pipeline/send-event-mappings: batch-worker on queue evt-mapping-queue (component data-pipeline/send-data 0.1.10)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-event-mappings" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-event-mappings"
   retention_in_days = var.log_retention_days
@@ -524,7 +524,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-event-mappings" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-markets: batch-worker on queue market-queue (component data-pipeline/send-data 0.1.9)
+# data-pipeline/send-markets: batch-worker on queue market-queue (component data-pipeline/send-data 0.1.10)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-markets" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-markets"
   retention_in_days = var.log_retention_days
@@ -633,7 +633,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-markets" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-registered-markets: batch-worker on queue reg-markets-queue (component data-pipeline/send-data 0.1.9)
+# data-pipeline/send-registered-markets: batch-worker on queue reg-markets-queue (component data-pipeline/send-data 0.1.10)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-registered-markets" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-registered-markets"
   retention_in_days = var.log_retention_days
@@ -742,7 +742,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-registered-market
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# data-pipeline/send-registrations: batch-worker on queue registration-queue (component data-pipeline/send-data 0.1.9)
+# data-pipeline/send-registrations: batch-worker on queue registration-queue (component data-pipeline/send-data 0.1.10)
 resource "aws_cloudwatch_log_group" "data-pipeline_send-registrations" {
   name = "/aws/lambda/${var.prefix}data-pipeline-send-registrations"
   retention_in_days = var.log_retention_days
@@ -851,7 +851,7 @@ resource "aws_lambda_event_source_mapping" "data-pipeline_send-registrations" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# exports/expire-exports: scheduled-worker on schedule 0 * * * * * (component exports/expire-exports 0.1.9)
+# exports/expire-exports: scheduled-worker on schedule 0 * * * * * (component exports/expire-exports 0.1.10)
 resource "aws_cloudwatch_log_group" "exports_expire-exports" {
   name = "/aws/lambda/${var.prefix}exports-expire-exports"
   retention_in_days = var.log_retention_days
@@ -967,7 +967,7 @@ resource "aws_scheduler_schedule" "exports_expire-exports" {
   }
 }
 
-# exports/export-api: http-worker on http /campaigns (component exports/export-api 0.1.9)
+# exports/export-api: http-worker on http /campaigns (component exports/export-api 0.1.10)
 resource "aws_cloudwatch_log_group" "exports_export-api" {
   name = "/aws/lambda/${var.prefix}exports-export-api"
   retention_in_days = var.log_retention_days
@@ -1070,7 +1070,7 @@ resource "aws_lambda_function_url" "exports_export-api" {
   authorization_type = "NONE"
 }
 
-# exports/run-export: batch-worker on queue run-export (component exports/run-export 0.1.9)
+# exports/run-export: batch-worker on queue run-export (component exports/run-export 0.1.10)
 resource "aws_cloudwatch_log_group" "exports_run-export" {
   name = "/aws/lambda/${var.prefix}exports-run-export"
   retention_in_days = var.log_retention_days
@@ -1188,7 +1188,7 @@ resource "aws_lambda_event_source_mapping" "exports_run-export" {
   }
 }
 
-# notification/generate-notifications: invoke-worker on direct invocation (component notification/generate-notifications 0.1.9)
+# notification/generate-notifications: invoke-worker on direct invocation (component notification/generate-notifications 0.1.10)
 resource "aws_cloudwatch_log_group" "notification_generate-notifications" {
   name = "/aws/lambda/${var.prefix}notification-generate-notifications"
   retention_in_days = var.log_retention_days
@@ -1279,7 +1279,7 @@ resource "aws_lambda_function" "notification_generate-notifications" {
   depends_on = [aws_iam_role_policy.notification_generate-notifications, aws_cloudwatch_log_group.notification_generate-notifications]
 }
 
-# notification/get-markets-to-notify: invoke-worker on direct invocation (component notification/get-markets-to-notify 0.1.9)
+# notification/get-markets-to-notify: invoke-worker on direct invocation (component notification/get-markets-to-notify 0.1.10)
 resource "aws_cloudwatch_log_group" "notification_get-markets-to-notify" {
   name = "/aws/lambda/${var.prefix}notification-get-markets-to-notify"
   retention_in_days = var.log_retention_days
@@ -1368,7 +1368,7 @@ resource "aws_lambda_function" "notification_get-markets-to-notify" {
   depends_on = [aws_iam_role_policy.notification_get-markets-to-notify, aws_cloudwatch_log_group.notification_get-markets-to-notify]
 }
 
-# notification/notification-generator: scheduled-worker on schedule 0 0 6 * * * (component notification/notification-generator 0.1.9)
+# notification/notification-generator: scheduled-worker on schedule 0 0 6 * * * (component notification/notification-generator 0.1.10)
 resource "aws_cloudwatch_log_group" "notification_notification-generator" {
   name = "/aws/lambda/${var.prefix}notification-notification-generator"
   retention_in_days = var.log_retention_days
@@ -1480,7 +1480,7 @@ resource "aws_scheduler_schedule" "notification_notification-generator" {
   }
 }
 
-# notification/plan-sends: invoke-worker on direct invocation (component notification/plan-sends 0.1.9)
+# notification/plan-sends: invoke-worker on direct invocation (component notification/plan-sends 0.1.10)
 resource "aws_cloudwatch_log_group" "notification_plan-sends" {
   name = "/aws/lambda/${var.prefix}notification-plan-sends"
   retention_in_days = var.log_retention_days
@@ -1576,7 +1576,7 @@ resource "aws_lambda_function" "notification_plan-sends" {
   depends_on = [aws_iam_role_policy.notification_plan-sends, aws_cloudwatch_log_group.notification_plan-sends]
 }
 
-# notification/trigger-reminder-email: invoke-worker on direct invocation (component notification/trigger-reminder-email 0.1.9)
+# notification/trigger-reminder-email: invoke-worker on direct invocation (component notification/trigger-reminder-email 0.1.10)
 resource "aws_cloudwatch_log_group" "notification_trigger-reminder-email" {
   name = "/aws/lambda/${var.prefix}notification-trigger-reminder-email"
   retention_in_days = var.log_retention_days
@@ -1671,7 +1671,7 @@ resource "aws_lambda_function" "notification_trigger-reminder-email" {
   depends_on = [aws_iam_role_policy.notification_trigger-reminder-email, aws_cloudwatch_log_group.notification_trigger-reminder-email]
 }
 
-# registration/check-eligibility: invoke-worker on resolver Query.checkEligibility (component registration/check-eligibility 0.1.9)
+# registration/check-eligibility: invoke-worker on resolver Query.checkEligibility (component registration/check-eligibility 0.1.10)
 resource "aws_cloudwatch_log_group" "registration_check-eligibility" {
   name = "/aws/lambda/${var.prefix}registration-check-eligibility"
   retention_in_days = var.log_retention_days
@@ -1763,7 +1763,7 @@ resource "aws_lambda_function" "registration_check-eligibility" {
   depends_on = [aws_iam_role_policy.registration_check-eligibility, aws_cloudwatch_log_group.registration_check-eligibility]
 }
 
-# registration/submit-entry: invoke-worker on resolver Mutation.submitEntry (component registration/submit-entry 0.1.9)
+# registration/submit-entry: invoke-worker on resolver Mutation.submitEntry (component registration/submit-entry 0.1.10)
 resource "aws_cloudwatch_log_group" "registration_submit-entry" {
   name = "/aws/lambda/${var.prefix}registration-submit-entry"
   retention_in_days = var.log_retention_days
@@ -1861,7 +1861,7 @@ resource "aws_lambda_function" "registration_submit-entry" {
   depends_on = [aws_iam_role_policy.registration_submit-entry, aws_cloudwatch_log_group.registration_submit-entry]
 }
 
-# registration/upsert-users: batch-worker on queue user-info (component registration/upsert-users 0.1.9)
+# registration/upsert-users: batch-worker on queue user-info (component registration/upsert-users 0.1.10)
 resource "aws_cloudwatch_log_group" "registration_upsert-users" {
   name = "/aws/lambda/${var.prefix}registration-upsert-users"
   retention_in_days = var.log_retention_days
@@ -1959,7 +1959,7 @@ resource "aws_lambda_event_source_mapping" "registration_upsert-users" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# replication/enqueue-entries: stream-worker on the stream of table demand-table (component replication/enqueue-entries 0.1.9)
+# replication/enqueue-entries: stream-worker on the stream of table demand-table (component replication/enqueue-entries 0.1.10)
 resource "aws_cloudwatch_log_group" "replication_enqueue-entries" {
   name = "/aws/lambda/${var.prefix}replication-enqueue-entries"
   retention_in_days = var.log_retention_days
@@ -2112,7 +2112,7 @@ resource "aws_lambda_event_source_mapping" "replication_enqueue-entries" {
   depends_on = [aws_dynamodb_kinesis_streaming_destination.demand-table]
 }
 
-# replication/retry-score: batch-worker on queue retry-score (component replication/retry-score 0.1.9)
+# replication/retry-score: batch-worker on queue retry-score (component replication/retry-score 0.1.10)
 resource "aws_cloudwatch_log_group" "replication_retry-score" {
   name = "/aws/lambda/${var.prefix}replication-retry-score"
   retention_in_days = var.log_retention_days
@@ -2209,7 +2209,7 @@ resource "aws_lambda_event_source_mapping" "replication_retry-score" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# replication/save-entries: batch-worker on queue save-entries (component replication/save-entries 0.1.9)
+# replication/save-entries: batch-worker on queue save-entries (component replication/save-entries 0.1.10)
 resource "aws_cloudwatch_log_group" "replication_save-entries" {
   name = "/aws/lambda/${var.prefix}replication-save-entries"
   retention_in_days = var.log_retention_days
@@ -2321,7 +2321,7 @@ resource "aws_lambda_event_source_mapping" "replication_save-entries" {
   }
 }
 
-# selection/enqueue-market-selections: invoke-worker on direct invocation (component selection/enqueue-market-selections 0.1.9)
+# selection/enqueue-market-selections: invoke-worker on direct invocation (component selection/enqueue-market-selections 0.1.10)
 resource "aws_cloudwatch_log_group" "selection_enqueue-market-selections" {
   name = "/aws/lambda/${var.prefix}selection-enqueue-market-selections"
   retention_in_days = var.log_retention_days
@@ -2419,7 +2419,7 @@ resource "aws_lambda_function" "selection_enqueue-market-selections" {
   depends_on = [aws_iam_role_policy.selection_enqueue-market-selections, aws_cloudwatch_log_group.selection_enqueue-market-selections]
 }
 
-# selection/mark-assigned-codes: stream-worker on the stream of table demand-table (component selection/mark-assigned-codes 0.1.9)
+# selection/mark-assigned-codes: stream-worker on the stream of table demand-table (component selection/mark-assigned-codes 0.1.10)
 resource "aws_cloudwatch_log_group" "selection_mark-assigned-codes" {
   name = "/aws/lambda/${var.prefix}selection-mark-assigned-codes"
   retention_in_days = var.log_retention_days
@@ -2564,7 +2564,7 @@ resource "aws_lambda_event_source_mapping" "selection_mark-assigned-codes" {
   depends_on = [aws_dynamodb_kinesis_streaming_destination.demand-table]
 }
 
-# selection/refresh-selections: batch-worker on queue refresh-selection (component selection/refresh-selections 0.1.9)
+# selection/refresh-selections: batch-worker on queue refresh-selection (component selection/refresh-selections 0.1.10)
 resource "aws_cloudwatch_log_group" "selection_refresh-selections" {
   name = "/aws/lambda/${var.prefix}selection-refresh-selections"
   retention_in_days = var.log_retention_days
@@ -2666,7 +2666,7 @@ resource "aws_lambda_event_source_mapping" "selection_refresh-selections" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# selection/report-verdicts: batch-worker on queue verdict-reporter (component selection/report-verdicts 0.1.9)
+# selection/report-verdicts: batch-worker on queue verdict-reporter (component selection/report-verdicts 0.1.10)
 resource "aws_cloudwatch_log_group" "selection_report-verdicts" {
   name = "/aws/lambda/${var.prefix}selection-report-verdicts"
   retention_in_days = var.log_retention_days
@@ -2764,7 +2764,7 @@ resource "aws_lambda_event_source_mapping" "selection_report-verdicts" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-# selection/save-selections: batch-worker on queue save-selection (component selection/save-selections 0.1.9)
+# selection/save-selections: batch-worker on queue save-selection (component selection/save-selections 0.1.10)
 resource "aws_cloudwatch_log_group" "selection_save-selections" {
   name = "/aws/lambda/${var.prefix}selection-save-selections"
   retention_in_days = var.log_retention_days
@@ -2876,7 +2876,7 @@ resource "aws_lambda_event_source_mapping" "selection_save-selections" {
   }
 }
 
-# selection/verify-draw: invoke-worker on direct invocation (component selection/verify-draw 0.1.9)
+# selection/verify-draw: invoke-worker on direct invocation (component selection/verify-draw 0.1.10)
 resource "aws_cloudwatch_log_group" "selection_verify-draw" {
   name = "/aws/lambda/${var.prefix}selection-verify-draw"
   retention_in_days = var.log_retention_days
@@ -2967,7 +2967,7 @@ resource "aws_lambda_function" "selection_verify-draw" {
   depends_on = [aws_iam_role_policy.selection_verify-draw, aws_cloudwatch_log_group.selection_verify-draw]
 }
 
-# services/campaign-service: http-worker on http /services/campaigns (component services/campaign-service 0.1.9)
+# services/campaign-service: http-worker on http /services/campaigns (component services/campaign-service 0.1.10)
 resource "aws_cloudwatch_log_group" "services_campaign-service" {
   name = "/aws/lambda/${var.prefix}services-campaign-service"
   retention_in_days = var.log_retention_days
@@ -3069,7 +3069,7 @@ resource "aws_lambda_function_url" "services_campaign-service" {
   authorization_type = "NONE"
 }
 
-# services/code-service: http-worker on http /services/codes (component services/code-service 0.1.9)
+# services/code-service: http-worker on http /services/codes (component services/code-service 0.1.10)
 resource "aws_cloudwatch_log_group" "services_code-service" {
   name = "/aws/lambda/${var.prefix}services-code-service"
   retention_in_days = var.log_retention_days
@@ -3165,7 +3165,7 @@ resource "aws_lambda_function_url" "services_code-service" {
   authorization_type = "NONE"
 }
 
-# services/entry-service: http-worker on http /services/entries (component services/entry-service 0.1.9)
+# services/entry-service: http-worker on http /services/entries (component services/entry-service 0.1.10)
 resource "aws_cloudwatch_log_group" "services_entry-service" {
   name = "/aws/lambda/${var.prefix}services-entry-service"
   retention_in_days = var.log_retention_days
@@ -3261,7 +3261,7 @@ resource "aws_lambda_function_url" "services_entry-service" {
   authorization_type = "NONE"
 }
 
-# services/user-service: http-worker on http /services/users (component services/user-service 0.1.9)
+# services/user-service: http-worker on http /services/users (component services/user-service 0.1.10)
 resource "aws_cloudwatch_log_group" "services_user-service" {
   name = "/aws/lambda/${var.prefix}services-user-service"
   retention_in_days = var.log_retention_days

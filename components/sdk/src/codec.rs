@@ -283,8 +283,9 @@ impl Column {
     /// Overwrites parts of the column's text: each patch `(at, with)`
     /// writes `with` over the bytes from byte `at` of all rows' text. For
     /// values written as placeholders and filled in later, such as hashes
-    /// the host computes ([`salted_sha256_hex`]). Both the bytes replaced
-    /// and `with` must be ASCII (so the text stays UTF-8): the first patch
+    /// the host computes ([`salted_sha256_hex`]). `with` must be ASCII and
+    /// the bytes it replaces whole characters (the range starts and ends on
+    /// character boundaries), so the text stays UTF-8: the first patch
     /// that is not, or that reaches past the text, is refused with its
     /// index, and the patches before it stay applied. A column of another
     /// kind refuses the first patch.
@@ -295,19 +296,19 @@ impl Column {
         let Values::Strings { text, .. } = &mut self.values else {
             return Err(0);
         };
-        // SAFETY: a patch is written only when the bytes it replaces and
-        // its own bytes are all ASCII, byte for byte over the same length:
-        // each replaced byte was a whole character, and so is each new one,
-        // so the text stays UTF-8. (Checking the whole text again after
-        // every batch of patches was 1% of P5's archive.)
-        let bytes = unsafe { text.as_mut_vec() };
         for (i, (at, with)) in patches.into_iter().enumerate() {
             let end = at.saturating_add(with.len());
-            match bytes.get_mut(at..end) {
-                Some(old) if old.is_ascii() && with.is_ascii() => {
-                    old.copy_from_slice(with.as_bytes())
-                }
-                _ => return Err(i),
+            if !(text.is_char_boundary(at) && text.is_char_boundary(end) && is_ascii(with)) {
+                return Err(i);
+            }
+            // SAFETY: the replaced bytes are whole characters (both ends are
+            // character boundaries, checked above, and `end` is within the
+            // text) and every new byte is ASCII, a character of its own: the
+            // text stays UTF-8. (Checking the whole text again after every
+            // batch of patches was 1% of P5's archive.)
+            let bytes = unsafe { text.as_mut_vec() };
+            if let Some(old) = bytes.get_mut(at..end) {
+                old.copy_from_slice(with.as_bytes());
             }
         }
         Ok(())
@@ -356,6 +357,17 @@ pub fn encode_columns(format: Format, schema: &Value, columns: Vec<Column>) -> R
     sys::encode_columns(format, &schema, rows, columns)
 }
 
+/// Whether every byte is ASCII, eight at a time (wasm32's `usize` is four
+/// bytes, which `<[u8]>::is_ascii` steps by).
+fn is_ascii(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut words = bytes.chunks_exact(8);
+    let words_ok = words.by_ref().all(|w| {
+        <[u8; 8]>::try_from(w).is_ok_and(|w| u64::from_le_bytes(w) & 0x8080_8080_8080_8080 == 0)
+    });
+    words_ok && words.remainder().is_ascii()
+}
+
 /// The hex SHA-256 of `salt` followed by each value's text, 64 lowercase
 /// hex digits a value, one after another (`usher:platform@0.1.4`): PII
 /// hashed by the host, with the CPU's SHA instructions, instead of by
@@ -384,19 +396,32 @@ mod tests {
             "past the text"
         );
         assert_eq!(s.text(1), Some("y:abcd-ef"), "the patches before it stay");
+        assert_eq!(s.patch_text([(1, "a")]), Err(0), "inside a character");
         assert_eq!(
-            s.patch_text([(0, "ab")]),
+            s.patch_text([(0, "a")]),
             Err(0),
-            "over a non-ASCII character"
+            "ending inside a character"
         );
         assert_eq!(
             s.patch_text([(at, "é")]),
             Err(0),
             "with a non-ASCII character"
         );
+        assert_eq!(
+            s.patch_text([(at, "0123456789abcdeé")]),
+            Err(0),
+            "after eight bytes"
+        );
         assert_eq!(Column::longs("l").patch_text([(0, "")]), Err(0));
         assert_eq!(s.text(0), Some("é"));
         assert_eq!(s.text(1), Some("y:abcd-ef"));
+        assert_eq!(
+            s.patch_text([(0, "ab")]),
+            Ok(()),
+            "a whole character replaced"
+        );
+        assert_eq!((s.text(0), s.text(1)), (Some("ab"), Some("y:abcd-ef")));
+        assert!(is_ascii("0123456789abcdef0123") && !is_ascii("0123456789abcdef012é"));
     }
 
     #[test]

@@ -21,14 +21,17 @@ pub struct Image<'a> {
 }
 
 /// A value's JSON text as it is in the image (no whitespace before or
-/// after it).
+/// after it), and for a string whether it has escapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Raw<'a>(&'a str);
+pub struct Raw<'a> {
+    text: &'a str,
+    escaped: bool,
+}
 
 impl<'a> Raw<'a> {
     /// The value's JSON text.
     pub fn get(self) -> &'a str {
-        self.0
+        self.text
     }
 }
 
@@ -51,7 +54,7 @@ pub enum Kind {
 
 /// The kind of a raw value (its first character).
 pub fn kind(raw: Raw<'_>) -> Kind {
-    match raw.0.as_bytes().first() {
+    match raw.text.as_bytes().first() {
         Some(b'n') => Kind::Null,
         Some(b't' | b'f') => Kind::Bool,
         Some(b'"') => Kind::String,
@@ -67,17 +70,21 @@ pub fn str_of(raw: Raw<'_>) -> Option<Cow<'_, str>> {
     if kind(raw) != Kind::String {
         return None;
     }
-    let inner = raw.0.get(1..raw.0.len().saturating_sub(1))?;
-    if !inner.contains('\\') {
-        return Some(Cow::Borrowed(inner));
+    if !raw.escaped {
+        return raw
+            .text
+            .get(1..raw.text.len().saturating_sub(1))
+            .map(Cow::Borrowed);
     }
-    serde_json::from_str::<String>(raw.0).ok().map(Cow::Owned)
+    serde_json::from_str::<String>(raw.text)
+        .ok()
+        .map(Cow::Owned)
 }
 
 /// A value's text as PII scrubbing reads it: a string's own text, any
 /// other value's JSON text.
 pub fn text_of(raw: Raw<'_>) -> Cow<'_, str> {
-    str_of(raw).unwrap_or(Cow::Borrowed(raw.0))
+    str_of(raw).unwrap_or(Cow::Borrowed(raw.text))
 }
 
 /// Why a text is not one JSON object.
@@ -126,8 +133,17 @@ impl<'a> Image<'a> {
                     return Err(err("expected ':'", i));
                 }
                 let start = ws(b, i + 1);
-                let end = value_end(b, start, 1)?;
-                attrs.push((name, Raw(&text[start..end])));
+                let (end, escaped) = match b.get(start) {
+                    Some(b'"') => string_end(b, start)?,
+                    _ => (value_end(b, start, 1)?, false),
+                };
+                attrs.push((
+                    name,
+                    Raw {
+                        text: &text[start..end],
+                        escaped,
+                    },
+                ));
                 i = ws(b, end);
                 match b.get(i) {
                     Some(b',') => i = ws(b, i + 1),

@@ -16,6 +16,8 @@
 //! as a whole and also has `pii_keys` (none of the schemas has one) hashes
 //! its keys in the guest, as its text must be final before it is hashed.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use usher_sdk::codec::Column;
@@ -246,7 +248,15 @@ fn write_keyed(
         if i > 0 {
             out.push(',');
         }
-        push_json_str(out, name);
+        match name {
+            // A name read without escapes needs none: its text as it was.
+            Cow::Borrowed(plain) => {
+                out.push('"');
+                out.push_str(plain);
+                out.push('"');
+            }
+            Cow::Owned(decoded) => push_json_str(out, decoded),
+        }
         out.push(':');
         match f.pii_keys.get(name.as_ref()) {
             Some(pii) if kind(*value) != Kind::Null => scrub(out, *pii, &text_of(*value)),

@@ -565,3 +565,27 @@ fn fields_are_found_whatever_the_order_of_the_attributes() {
         assert_eq!(valid[verdict].map(|v| v.get()), want_verdict, "{text}");
     }
 }
+
+#[test]
+fn an_objects_names_are_kept_as_written_or_escaped_again_after_decoding() {
+    let types = record_types().expect("types");
+    let mut e = entry(3);
+    // `la\u0073tName` is `lastName` (masked); a quote in a name is escaped again.
+    let text = serde_json::to_string(&e).expect("json").replace(
+        r#""entry":{"#,
+        r#""entry":{"la\u0073tName":"Zed","q\"k":1,"#,
+    );
+    e = serde_json::from_str(&text).expect("still JSON");
+    let mut c = change("INSERT", 1, DAY1, None, None);
+    c.new_image = Some(text);
+    let mut sink = FakeSink::default();
+    let out = process(&types, &settings(Format::Parquet), &[c], &mut sink);
+    assert_eq!((out.archived, out.rejected), (1, 0), "{out:?}");
+    let r = &sink
+        .lines("cdc/demand/dt=2025-12-06/000000000000000000001-000000000000000000001.parquet")[0];
+    let inner: Value = serde_json::from_str(r["entry"].as_str().expect("text")).expect("entry");
+    assert_eq!(inner["lastName"], "Z**");
+    assert_eq!(inner["firstName"], "A****");
+    assert_eq!(inner["q\"k"], 1);
+    assert_eq!(inner["zip"], e["entry"]["zip"]);
+}
