@@ -229,9 +229,11 @@ fn string_end(b: &[u8], start: usize) -> Result<(usize, bool), ImageError> {
 
 /// The offset of the first byte from `i` on that ends a string's plain
 /// run: a quote, a backslash or a control character (or the end). Eight
-/// bytes at a time while none of them is one (the "has a zero byte" and
-/// "has a byte less than n" tests of Bit Twiddling Hacks, both exact as
-/// yes/no answers), then byte by byte.
+/// bytes at a time (the "has a zero byte" and "has a byte less than n"
+/// tests of Bit Twiddling Hacks: a byte that matches sets its high bit, and
+/// a false one can only follow a true one, as a borrow carries upwards, so
+/// the lowest set bit is the first match), then byte by byte for the last
+/// few.
 fn plain_run_end(b: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -241,11 +243,12 @@ fn plain_run_end(b: &[u8], mut i: usize) -> usize {
         let x = u64::from_le_bytes(word);
         let quote = x ^ (ONES * u64::from(b'"'));
         let slash = x ^ (ONES * u64::from(b'\\'));
-        let found = (quote.wrapping_sub(ONES) & !quote)
+        let found = ((quote.wrapping_sub(ONES) & !quote)
             | (slash.wrapping_sub(ONES) & !slash)
-            | (x.wrapping_sub(ONES * 0x20) & !x);
-        if found & HIGH != 0 {
-            break;
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGH;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
@@ -416,6 +419,28 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_plain_run_ends_where_a_byte_by_byte_scan_says_on_random_bytes() {
+        let alphabet = [
+            b'"', b'\\', 0, 0x1f, 0x20, b'a', 0x7f, 0x80, 0xc3, 0xff, b'!', b'#',
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..50_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let b: Vec<u8> = (0..len)
+                .map(|k| alphabet[((seed >> (k % 60)) as usize + k * 7) % alphabet.len()])
+                .collect();
+            let from = (seed as usize >> 3) % (len + 1);
+            let naive = (from..len)
+                .find(|&k| b[k] == b'"' || b[k] == b'\\' || b[k] < 0x20)
+                .unwrap_or(len);
+            assert_eq!(plain_run_end(&b, from), naive, "{b:?} from {from}");
         }
     }
 
