@@ -334,6 +334,12 @@ impl Column {
 /// crosses the boundary, the host builds the container's columns straight
 /// from these. Every column must have the same number of rows.
 pub fn encode_columns(format: Format, schema: &Value, columns: Vec<Column>) -> Result<Vec<u8>> {
+    encode_columns_text(format, &json::to_string(schema)?, columns)
+}
+
+/// [`encode_columns`] with the schema as JSON text, as a worker that embeds
+/// its schema's file has it: nothing parsed or serialized again per call.
+pub fn encode_columns_text(format: Format, schema: &str, columns: Vec<Column>) -> Result<Vec<u8>> {
     let rows = columns.first().map_or(0, Column::len);
     for c in &columns {
         if let Some(what) = c.mismatch {
@@ -353,8 +359,7 @@ pub fn encode_columns(format: Format, schema: &Value, columns: Vec<Column>) -> R
     }
     let rows = u32::try_from(rows)
         .map_err(|_| crate::Error::Invalid(format!("{rows} rows is too many for one call")))?;
-    let schema = json::to_string(schema)?;
-    sys::encode_columns(format, &schema, rows, columns)
+    sys::encode_columns(format, schema, rows, columns)
 }
 
 /// Whether every byte is ASCII, eight at a time (wasm32's `usize` is four

@@ -9,6 +9,8 @@ use usher_sdk::codec::Column;
 use usher_sdk::stream_text::ChangeText;
 use usher_sdk::ChangeKind;
 
+use std::borrow::Cow;
+
 use crate::image::{Image, Raw};
 use crate::pii::{self, Hashes, Site};
 use crate::schema::{FieldType, Pii, RecordType};
@@ -83,7 +85,7 @@ pub trait Sink {
     fn encode(
         &mut self,
         format: Format,
-        schema: &Value,
+        schema: &str,
         columns: Vec<Column>,
     ) -> Result<Vec<u8>, SinkError>;
     /// The hex SHA-256 of `salt` followed by each value (a text column's
@@ -331,6 +333,31 @@ pub fn classify<'a>(
     settings: &Settings,
     change: &'a ChangeText,
 ) -> Result<Classified<'a>, Refusal> {
+    classify_in(types, settings, change, &mut Scratch::default())
+}
+
+/// The vectors of a batch's last record, reused for the next one.
+#[derive(Default)]
+pub struct Scratch<'a> {
+    attrs: Vec<(Cow<'a, str>, Raw<'a>)>,
+    valid: Vec<Option<Raw<'a>>>,
+}
+
+impl<'a> Scratch<'a> {
+    /// Takes back a record's vectors.
+    fn keep(&mut self, image: Image<'a>, valid: Vec<Option<Raw<'a>>>) {
+        self.attrs = image.into_attrs();
+        self.valid = valid;
+    }
+}
+
+/// [`classify`] with the vectors of `scratch`.
+fn classify_in<'a>(
+    types: &[RecordType],
+    settings: &Settings,
+    change: &'a ChangeText,
+    scratch: &mut Scratch<'a>,
+) -> Result<Classified<'a>, Refusal> {
     let deleted = change.kind == ChangeKind::Remove;
     let which = if deleted { "old" } else { "new" };
     let text = if deleted {
@@ -348,7 +375,7 @@ pub fn classify<'a>(
             ),
         });
     };
-    let image = Image::parse(text).map_err(|e| Refusal {
+    let image = Image::parse_in(text, std::mem::take(&mut scratch.attrs)).map_err(|e| Refusal {
         record_type: "unknown".into(),
         error_type: "ValidationError",
         message: format!("the {which} image is not a JSON object: {e}"),
@@ -362,11 +389,13 @@ pub fn classify<'a>(
             return Ok(None);
         }
     }
-    let valid = t.validate(&image).map_err(|message| Refusal {
-        record_type: t.name.clone(),
-        error_type: "ValidationError",
-        message,
-    })?;
+    let valid = t
+        .validate_in(&image, std::mem::take(&mut scratch.valid))
+        .map_err(|message| Refusal {
+            record_type: t.name.clone(),
+            error_type: "ValidationError",
+            message,
+        })?;
     Ok(Some((index, image, valid)))
 }
 
@@ -382,8 +411,9 @@ pub fn process(
     let mut groups: BTreeMap<(usize, u64), Group> = BTreeMap::new();
     let mut rejected: Vec<Rejected> = Vec::new();
     let mut hashes = Hashes::default();
+    let mut scratch = Scratch::default();
     for (position, change) in changes.iter().enumerate() {
-        match classify(types, settings, change) {
+        match classify_in(types, settings, change, &mut scratch) {
             Ok(None) => out.skipped += 1,
             Ok(Some((index, image, valid))) => {
                 let t = &types[index];
@@ -392,6 +422,7 @@ pub fn process(
                     .or_insert_with(|| Group::new(t));
                 group.positions.push(position);
                 group.push(t, settings, change, &image, &valid, &mut hashes);
+                scratch.keep(image, valid);
             }
             Err(r) => rejected.push(Rejected {
                 position,
@@ -442,7 +473,7 @@ pub fn process(
             continue;
         }
         let written = sink
-            .encode(settings.format, &t.avro, group.columns)
+            .encode(settings.format, t.avro, group.columns)
             .and_then(|body| {
                 sink.put(
                     &settings.bucket,

@@ -105,8 +105,17 @@ impl std::fmt::Display for ImageError {
 impl<'a> Image<'a> {
     /// Reads an image's text: an error unless it is one JSON object.
     pub fn parse(text: &'a str) -> Result<Self, ImageError> {
+        Self::parse_in(text, Vec::with_capacity(16))
+    }
+
+    /// [`Image::parse`] into a vector of an earlier image
+    /// ([`Image::into_attrs`]), so a batch allocates it once.
+    pub fn parse_in(
+        text: &'a str,
+        mut attrs: Vec<(Cow<'a, str>, Raw<'a>)>,
+    ) -> Result<Self, ImageError> {
+        attrs.clear();
         let b = text.as_bytes();
-        let mut attrs = Vec::with_capacity(16);
         let mut i = ws(b, 0);
         if b.get(i) != Some(&b'{') {
             return Err(err("expected an object", i));
@@ -179,6 +188,11 @@ impl<'a> Image<'a> {
     /// The attributes, in the text's order.
     pub fn attrs(&self) -> &[(Cow<'a, str>, Raw<'a>)] {
         &self.attrs
+    }
+
+    /// The attributes' vector, for [`Image::parse_in`].
+    pub fn into_attrs(self) -> Vec<(Cow<'a, str>, Raw<'a>)> {
+        self.attrs
     }
 }
 

@@ -48,7 +48,6 @@ pub mod image;
 pub mod pii;
 pub mod schema;
 
-use serde_json::Value;
 use usher_sdk::stream_text::{ChangeText, StreamTextWorker};
 use usher_sdk::{codec, config, objects, StreamResult};
 
@@ -93,14 +92,14 @@ impl Sink for Capabilities {
     fn encode(
         &mut self,
         format: Format,
-        schema: &Value,
+        schema: &str,
         columns: Vec<codec::Column>,
     ) -> Result<Vec<u8>, SinkError> {
         let format = match format {
             Format::Avro => codec::Format::Avro,
             Format::Parquet => codec::Format::Parquet,
         };
-        codec::encode_columns(format, schema, columns).map_err(sink_error)
+        codec::encode_columns_text(format, schema, columns).map_err(sink_error)
     }
 
     fn salted_sha256_hex(

@@ -6,7 +6,6 @@
 //! what the sources give.
 
 use serde::Deserialize;
-use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -83,9 +82,10 @@ pub struct RecordType {
     pub matcher: Match,
     /// Its fields.
     pub fields: Vec<Field>,
-    /// The derived Avro schema (not in the source file).
+    /// The derived Avro schema's JSON text, as embedded (not in the source
+    /// file): handed to the codec as it is, never parsed here.
     #[serde(skip)]
-    pub avro: Value,
+    pub avro: &'static str,
     /// The fields' indexes ordered by name (its length first), to find an
     /// attribute's field with a binary search (not in the source file).
     #[serde(skip)]
@@ -140,7 +140,7 @@ pub fn record_types() -> Result<Vec<RecordType>, String> {
         .map(|(name, source, avsc)| {
             let mut t: RecordType =
                 serde_json::from_str(source).map_err(|e| format!("source {name}: {e}"))?;
-            t.avro = serde_json::from_str(avsc).map_err(|e| format!("avsc {name}: {e}"))?;
+            t.avro = avsc;
             t.by_name = (0..t.fields.len()).collect();
             t.by_name
                 .sort_by(|a, b| by_length_then_text(&t.fields[*a].name, &t.fields[*b].name));
@@ -186,9 +186,20 @@ impl RecordType {
     /// Attributes the schema does not name are left out. Nothing is copied:
     /// each value is the image's own raw text.
     pub fn validate<'a>(&self, item: &Image<'a>) -> Result<Vec<Option<Raw<'a>>>, String> {
+        self.validate_in(item, Vec::new())
+    }
+
+    /// [`RecordType::validate`] into the vector of an earlier record, so a
+    /// batch allocates it once.
+    pub fn validate_in<'a>(
+        &self,
+        item: &Image<'a>,
+        mut out: Vec<Option<Raw<'a>>>,
+    ) -> Result<Vec<Option<Raw<'a>>>, String> {
         // One pass over the attributes; a later one of the same name
         // replaces an earlier one, as a parser into a map would keep.
-        let mut out: Vec<Option<Raw<'a>>> = vec![None; self.fields.len()];
+        out.clear();
+        out.resize(self.fields.len(), None);
         let mut hints = self.hints.borrow_mut();
         if hints.len() < item.attrs().len() {
             hints.resize(item.attrs().len(), Hint::Unknown);
