@@ -112,7 +112,7 @@ resource "aws_lambda_function" "archive_archive-changes" {
 resource "aws_lambda_event_source_mapping" "archive_archive-changes" {
   event_source_arn = aws_kinesis_stream.demand-table.arn
   function_name = aws_lambda_function.archive_archive-changes.arn
-  batch_size = 1000
+  batch_size = 5000
   starting_position = "TRIM_HORIZON"
   parallelization_factor = 1
   bisect_batch_on_function_error = true

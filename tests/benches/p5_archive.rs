@@ -12,9 +12,12 @@
 //!
 //! `cargo bench --workspace --bench p5_archive` (after
 //! `just build-components pin`); `P5_RECORDS` (default 100,000) and
-//! `P5_BATCH` (default 1,000, the registry's batch size) change the size;
-//! `P5_ROUNDS` (default 3) how many times each format's component and raw
-//! writer run back to back (the median round's ratio is the figure).
+//! `P5_BATCH` (default: archive-changes' `batch_size` in `workers/`) change
+//! the size; `P5_ROUNDS` (default 3) how many times each format's component
+//! and raw writer run back to back (the median round's ratio is the
+//! figure). `P5_PROFILE=parquet|avro` runs only the component
+//! (`P5_PROFILE_RUNS` times), for a profiler; `USHER_TEST_MAX_INSTANCES=2`
+//! lets it run under valgrind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,7 +88,7 @@ fn host(format: &str) -> TestHost {
         .worker(
             &components::ARCHIVE_ARCHIVE_CHANGES,
             &format!(
-                "trigger: {{ stream: {{ table: demand-table }} }}\nbatch_size: 1000\n\
+                "trigger: {{ stream: {{ table: demand-table }} }}\nbatch_size: 10000\n\
                  limits: {{ memory_mb: 256, timeout_ms: 60000 }}\n\
                  grants: {{ buckets: [archive], codec: true }}\n\
                  settings: {{ bucket: archive, prefix: p5, format: {format}, pii_salt: s }}"
@@ -266,7 +269,16 @@ fn report(what: &str, component: &Run, raw: &Run) {
 
 fn main() {
     let n = env_or("P5_RECORDS", 100_000);
-    let batch = env_or("P5_BATCH", 1_000);
+    // The registry's batch size of archive-changes, unless P5_BATCH says.
+    let registry_batch = usher_registry::Registry::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workers"),
+    )
+    .expect("the repository's registry")
+    .worker("archive/archive-changes")
+    .expect("archive/archive-changes")
+    .batch_size as usize;
+    let batch = env_or("P5_BATCH", registry_batch);
+    println!("P5: {batch} changes a batch (the registry's: {registry_batch})");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
