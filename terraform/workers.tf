@@ -4,7 +4,7 @@
 # an event-source mapping (queue, stream), a function URL (http) or a
 # schedule.
 
-# archive/archive-changes: stream-worker on the stream of table demand-table (component archive/archive-changes 0.1.18)
+# archive/archive-changes: stream-worker on the stream of table demand-table (component archive/archive-changes 0.1.19)
 resource "aws_cloudwatch_log_group" "archive_archive-changes" {
   name = "/aws/lambda/${var.prefix}archive-archive-changes"
   retention_in_days = var.log_retention_days

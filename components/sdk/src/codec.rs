@@ -373,12 +373,15 @@ fn is_ascii(text: &str) -> bool {
     words_ok && words.remainder().is_ascii()
 }
 
+/// The most values one [`salted_sha256_hex`] call hashes (the host's limit).
+pub const MAX_HASH_VALUES: usize = 100_000;
+
 /// The hex SHA-256 of `salt` followed by each value's text, 64 lowercase
 /// hex digits a value, one after another (`usher:platform@0.1.4`): PII
 /// hashed by the host, with the CPU's SHA instructions, instead of by
 /// software SHA-256 in wasm. The values are a text column's layout: every
 /// value's text one after another in `text`, value i's ending at byte
-/// `ends[i]`. At most 100,000 values a call.
+/// `ends[i]`. At most [`MAX_HASH_VALUES`] values a call.
 pub fn salted_sha256_hex(salt: &str, text: String, ends: Vec<u32>) -> Result<String> {
     sys::salted_sha256_hex(salt, text, ends)
 }

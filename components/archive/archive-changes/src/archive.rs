@@ -2,14 +2,13 @@
 //! rules). The capability calls go through [`Sink`] so the logic runs
 //! natively in the unit tests.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use usher_sdk::codec::Column;
+use usher_sdk::codec::{Column, MAX_HASH_VALUES};
 use usher_sdk::stream_text::ChangeText;
 use usher_sdk::ChangeKind;
-
-use std::borrow::Cow;
 
 use crate::image::{Image, Raw};
 use crate::pii::{self, Hashes, Site};
@@ -569,9 +568,6 @@ pub fn process(
     }
     out
 }
-
-/// The most values one `codec.salted-sha256-hex` call hashes.
-pub const MAX_HASH_VALUES: usize = 100_000;
 
 /// The digits of every value of `hashes` (64 each, in order), hashed by the
 /// host in calls of at most [`MAX_HASH_VALUES`].

@@ -191,14 +191,14 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
-/// A value's text with an annotation, appended as JSON (a string, or null).
-fn push_scrubbed(out: &mut String, pii: Pii, text: &str, salt: &str) {
+/// A value's text with an annotation, appended as JSON (a string, or null);
+/// a hash written by `hash` (its 64 hex digits need no escapes).
+fn push_scrubbed(out: &mut String, pii: Pii, text: &str, hash: impl FnOnce(&mut String, &str)) {
     match pii {
         Pii::Drop => out.push_str("null"),
         Pii::Hash => {
-            // Hex needs no escapes.
             out.push('"');
-            push_hash(out, salt, text);
+            hash(out, text);
             out.push('"');
         }
         Pii::Mask => push_json_str(out, &mask(text)),
@@ -230,7 +230,7 @@ fn keyed(f: &Field, object: Raw<'_>, salt: &str) -> Option<String> {
     let image = Image::parse(object.get()).ok()?;
     let mut out = String::with_capacity(object.get().len() + 64);
     write_keyed(&mut out, f, &image, |out, pii, text| {
-        push_scrubbed(out, pii, text, salt)
+        push_scrubbed(out, pii, text, |out, t| push_hash(out, salt, t))
     });
     Some(out)
 }
@@ -300,15 +300,8 @@ pub fn push_cell(
     if keyed_object {
         if let Ok(image) = Image::parse(raw) {
             return column.push_text_with(|out| {
-                write_keyed(out, f, &image, |out, pii, text| match pii {
-                    Pii::Drop => out.push_str("null"),
-                    Pii::Hash => {
-                        // Hex needs no escapes.
-                        out.push('"');
-                        deferred.hash_into(out, text);
-                        out.push('"');
-                    }
-                    Pii::Mask => push_json_str(out, &mask(text)),
+                write_keyed(out, f, &image, |out, pii, text| {
+                    push_scrubbed(out, pii, text, |out, t| deferred.hash_into(out, t))
                 })
             });
         }

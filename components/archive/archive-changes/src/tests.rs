@@ -518,7 +518,7 @@ fn more_values_than_one_call_takes_are_hashed_in_several() {
         sites: &mut Vec::new(),
     };
     let mut column = usher_sdk::codec::Column::strings("c");
-    let n = archive::MAX_HASH_VALUES + 2;
+    let n = usher_sdk::codec::MAX_HASH_VALUES + 2;
     for i in 0..n {
         let f: crate::schema::Field =
             serde_json::from_value(json!({"name": "c", "type": "string", "pii": "hash"}))
