@@ -3,20 +3,18 @@
 //! transaction as every write; [`ChangeLog`] reads the log back, trims it
 //! and keeps the checkpoints.
 
-use std::sync::Arc;
-
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use usher_capabilities::{CapError, JsonText};
 
 use crate::db::{sql, to_i64, to_u64, Db};
-use crate::table::Schemas;
+use crate::table::Stores;
 use usher_registry::StreamFilterRule;
 
 pub use usher_capabilities::ChangeKind;
 
-/// The change log's tables, in the tables' database.
+/// The change log, in each table's database.
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS changes (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -29,6 +27,10 @@ CREATE TABLE IF NOT EXISTS changes (
     traceparent TEXT
 );
 CREATE INDEX IF NOT EXISTS changes_by_table ON changes (tbl, seq);
+";
+
+/// The stream followers' checkpoints, in their own database.
+pub(crate) const CHECKPOINTS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS checkpoints (
     consumer TEXT PRIMARY KEY,
     seq      INTEGER NOT NULL
@@ -48,8 +50,9 @@ fn parse_kind(text: &str) -> Result<ChangeKind, CapError> {
 pub struct ChangeRow {
     /// The table.
     pub table: String,
-    /// The sequence number: increasing with every write (across tables, so a
-    /// table's own numbers may have gaps).
+    /// The sequence number: increasing with every write to the table (a
+    /// write that changes nothing takes none; numbers of changes rolled
+    /// back or trimmed are not reused).
     pub seq: u64,
     /// What the write did.
     pub event_name: ChangeKind,
@@ -191,18 +194,21 @@ impl ChangeRow {
 /// checkpoints. Cheap to clone.
 #[derive(Clone)]
 pub struct ChangeLog {
-    db: Db,
-    schemas: Schemas,
-    latest: Arc<watch::Sender<u64>>,
+    stores: Stores,
+    checkpoints: Db,
 }
 
 impl ChangeLog {
-    pub(crate) fn new(db: Db, schemas: Schemas, latest: Arc<watch::Sender<u64>>) -> Self {
+    pub(crate) fn new(stores: Stores, checkpoints: Db) -> Self {
         Self {
-            db,
-            schemas,
-            latest,
+            stores,
+            checkpoints,
         }
+    }
+
+    /// The database of `table`.
+    fn db(&self, table: &str) -> Result<&Db, CapError> {
+        Ok(&self.stores.of(table)?.db)
     }
 
     /// Up to `limit` changes of `table` with a sequence number above
@@ -213,10 +219,9 @@ impl ChangeLog {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<ChangeRow>, CapError> {
-        self.schemas.get(table)?;
+        let db = self.db(table)?;
         let table = table.to_string();
-        self.db
-            .call(move |conn| {
+        db.call(move |conn| {
                 let mut st = conn
                     .prepare_cached(
                         "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent FROM changes
@@ -254,91 +259,86 @@ impl ChangeLog {
             let last = rows.last().map(|r| r.seq);
             return Ok((rows, last));
         }
-        self.schemas.get(table)?;
+        let db = self.db(table)?;
         let table = table.to_string();
         let (condition, args) = filter_sql(filter);
         let scan = scan.max(limit).max(1);
-        self.db
-            .call(move |conn| {
-                // One read transaction, so the passing changes and the end of
-                // the window scanned come from one snapshot: another
-                // connection (the tables of another process on the same
-                // file) may commit between two statements, and a change
-                // committed in between would be inside the window scanned
-                // without having been filtered: the checkpoint would skip it.
-                let tx = conn.transaction().map_err(sql)?;
-                // The window: the next `scan` changes of the table.
-                let window =
-                    "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent
+        db.call(move |conn| {
+            // One read transaction, so the passing changes and the end of
+            // the window scanned come from one snapshot: another
+            // connection (the tables of another process on the same
+            // file) may commit between two statements, and a change
+            // committed in between would be inside the window scanned
+            // without having been filtered: the checkpoint would skip it.
+            let tx = conn.transaction().map_err(sql)?;
+            // The window: the next `scan` changes of the table.
+            let window = "SELECT seq, event_name, keys, new_image, old_image, ts_ms, traceparent
                               FROM changes WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
-                let text =
-                    format!("SELECT * FROM ({window}) WHERE {condition} ORDER BY seq LIMIT ?4");
-                let mut params: Vec<rusqlite::types::Value> = vec![
-                    table.clone().into(),
-                    to_i64(after_seq).into(),
-                    i64::from(scan).into(),
-                    i64::from(limit).into(),
-                ];
-                params.extend(args.iter().cloned().map(rusqlite::types::Value::from));
-                let rows = {
-                    let mut st = tx.prepare_cached(&text).map_err(sql)?;
-                    let rows = st
-                        .query(rusqlite::params_from_iter(params.iter()))
-                        .map_err(sql)?;
-                    collect_rows(&table, rows)?
-                };
-                let through = if rows.len() == limit as usize {
-                    rows.last().map(|r| r.seq)
-                } else {
-                    let last: Option<i64> = tx
-                        .prepare_cached(
-                            "SELECT MAX(seq) FROM (SELECT seq FROM changes
+            let text = format!("SELECT * FROM ({window}) WHERE {condition} ORDER BY seq LIMIT ?4");
+            let mut params: Vec<rusqlite::types::Value> = vec![
+                table.clone().into(),
+                to_i64(after_seq).into(),
+                i64::from(scan).into(),
+                i64::from(limit).into(),
+            ];
+            params.extend(args.iter().cloned().map(rusqlite::types::Value::from));
+            let rows = {
+                let mut st = tx.prepare_cached(&text).map_err(sql)?;
+                let rows = st
+                    .query(rusqlite::params_from_iter(params.iter()))
+                    .map_err(sql)?;
+                collect_rows(&table, rows)?
+            };
+            let through = if rows.len() == limit as usize {
+                rows.last().map(|r| r.seq)
+            } else {
+                let last: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT MAX(seq) FROM (SELECT seq FROM changes
                              WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)",
-                        )
-                        .map_err(sql)?
-                        .query_row(params![table, to_i64(after_seq), i64::from(scan)], |r| {
-                            r.get(0)
-                        })
-                        .map_err(sql)?;
-                    last.map(to_u64)
-                };
-                tx.commit().map_err(sql)?;
-                Ok((rows, through))
-            })
-            .await
+                    )
+                    .map_err(sql)?
+                    .query_row(params![table, to_i64(after_seq), i64::from(scan)], |r| {
+                        r.get(0)
+                    })
+                    .map_err(sql)?;
+                last.map(to_u64)
+            };
+            tx.commit().map_err(sql)?;
+            Ok((rows, through))
+        })
+        .await
     }
 
     /// The sequence number of `table`'s newest change; 0 when it has none.
     pub async fn latest_seq(&self, table: &str) -> Result<u64, CapError> {
-        self.schemas.get(table)?;
+        let db = self.db(table)?;
         let table = table.to_string();
-        self.db
-            .call(move |conn| {
-                let seq: Option<i64> = conn
-                    .prepare_cached("SELECT MAX(seq) FROM changes WHERE tbl = ?1")
-                    .map_err(sql)?
-                    .query_row(params![table], |r| r.get(0))
-                    .map_err(sql)?;
-                Ok(seq.map(to_u64).unwrap_or(0))
-            })
-            .await
+        db.call(move |conn| {
+            let seq: Option<i64> = conn
+                .prepare_cached("SELECT MAX(seq) FROM changes WHERE tbl = ?1")
+                .map_err(sql)?
+                .query_row(params![table], |r| r.get(0))
+                .map_err(sql)?;
+            Ok(seq.map(to_u64).unwrap_or(0))
+        })
+        .await
     }
 
     /// Drops `table`'s changes up to and including `seq` (once every
     /// follower has checkpointed past them). Returns how many were dropped.
     pub async fn trim_through(&self, table: &str, seq: u64) -> Result<u64, CapError> {
-        self.schemas.get(table)?;
+        let db = self.db(table)?;
         let table = table.to_string();
-        self.db
-            .call(move |conn| {
-                let n = conn
-                    .prepare_cached("DELETE FROM changes WHERE tbl = ?1 AND seq <= ?2")
-                    .map_err(sql)?
-                    .execute(params![table, to_i64(seq)])
-                    .map_err(sql)?;
-                Ok(n as u64)
-            })
-            .await
+        db.call(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM changes WHERE tbl = ?1 AND seq <= ?2")
+                .map_err(sql)?
+                .execute(params![table, to_i64(seq)])
+                .map_err(sql)?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     /// Drops up to `limit` of `table`'s changes (oldest first) with a
@@ -353,50 +353,48 @@ impl ChangeLog {
         before_ms: u64,
         limit: u32,
     ) -> Result<u64, CapError> {
-        self.schemas.get(table)?;
+        let db = self.db(table)?;
         let table = table.to_string();
-        self.db
-            .call(move |conn| {
-                let n = conn
-                    .prepare_cached(
-                        "DELETE FROM changes WHERE seq IN (
+        db.call(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "DELETE FROM changes WHERE seq IN (
                              SELECT seq FROM changes
                              WHERE tbl = ?1 AND seq <= ?2 AND ts_ms < ?3
                              ORDER BY seq LIMIT ?4)",
-                    )
-                    .map_err(sql)?
-                    .execute(params![
-                        table,
-                        to_i64(through_seq),
-                        to_i64(before_ms),
-                        i64::from(limit)
-                    ])
-                    .map_err(sql)?;
-                Ok(n as u64)
-            })
-            .await
+                )
+                .map_err(sql)?
+                .execute(params![
+                    table,
+                    to_i64(through_seq),
+                    to_i64(before_ms),
+                    i64::from(limit)
+                ])
+                .map_err(sql)?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     /// How many changes of `table` the log holds.
     pub async fn count(&self, table: &str) -> Result<u64, CapError> {
-        self.schemas.get(table)?;
+        let db = self.db(table)?;
         let table = table.to_string();
-        self.db
-            .call(move |conn| {
-                let n: i64 = conn
-                    .prepare_cached("SELECT COUNT(*) FROM changes WHERE tbl = ?1")
-                    .map_err(sql)?
-                    .query_row(params![table], |r| r.get(0))
-                    .map_err(sql)?;
-                Ok(to_u64(n))
-            })
-            .await
+        db.call(move |conn| {
+            let n: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM changes WHERE tbl = ?1")
+                .map_err(sql)?
+                .query_row(params![table], |r| r.get(0))
+                .map_err(sql)?;
+            Ok(to_u64(n))
+        })
+        .await
     }
 
     /// A consumer's checkpoint: the last sequence number it finished.
     pub async fn checkpoint_get(&self, consumer: &str) -> Result<Option<u64>, CapError> {
         let consumer = consumer.to_string();
-        self.db
+        self.checkpoints
             .call(move |conn| {
                 let seq: Option<i64> = conn
                     .prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1")
@@ -412,7 +410,7 @@ impl ChangeLog {
     /// Stores a consumer's checkpoint.
     pub async fn checkpoint_set(&self, consumer: &str, seq: u64) -> Result<(), CapError> {
         let consumer = consumer.to_string();
-        self.db
+        self.checkpoints
             .call(move |conn| {
                 conn.prepare_cached(
                     "INSERT INTO checkpoints (consumer, seq) VALUES (?1, ?2)
@@ -426,9 +424,9 @@ impl ChangeLog {
             .await
     }
 
-    /// Watches the newest sequence number of any table: a follower waits on
-    /// `changed()` instead of polling.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.latest.subscribe()
+    /// Watches the newest sequence number of `table`'s log: a follower
+    /// waits on `changed()` instead of polling.
+    pub fn subscribe(&self, table: &str) -> Result<watch::Receiver<u64>, CapError> {
+        Ok(self.stores.of(table)?.latest.subscribe())
     }
 }

@@ -4,7 +4,8 @@
 //! [`Embedded::open`] keeps its state in a data folder:
 //!
 //! ```text
-//! <data>/tables.db        items, the change log (the stream), follower checkpoints
+//! <data>/tables/<table>.db  a table's items and its change log (the stream)
+//! <data>/checkpoints.db   the stream followers' checkpoints
 //! <data>/queues.db        queue messages (topics deliver into them)
 //! <data>/events.db        the Kafka stand-in's topic logs
 //! <data>/objects/<bucket>/<key>   objects as files (`objects/.tmp` for writes in progress)
@@ -13,9 +14,12 @@
 //! [`Embedded::in_memory`] keeps everything in memory (objects in a
 //! temporary folder removed on drop), for tests.
 //!
-//! Each SQLite store has one connection (WAL, `synchronous=NORMAL`, busy
+//! Each SQLite database has one connection (WAL, `synchronous=NORMAL`, busy
 //! timeout) used from tokio's blocking pool; every batch call is one
-//! transaction. The cache lives in memory only.
+//! transaction. Each table has its own database, so writes to different
+//! tables run side by side (SQLite has one writer per database); a data
+//! folder of the earlier layout (every table in one `tables.db`) is
+//! migrated when it is opened. The cache lives in memory only.
 
 #![deny(missing_docs)]
 
@@ -104,7 +108,7 @@ impl Embedded {
 
     fn build(dir: Option<&Path>, resources: &Resources) -> Result<Embedded, EmbeddedError> {
         let file = |name: &str| dir.map(|d| d.join(name));
-        let tables = EmbeddedTables::open(file("tables.db").as_deref(), &resources.tables)?;
+        let tables = EmbeddedTables::open(dir, &resources.tables)?;
         let queues = Arc::new(EmbeddedQueues::open(
             file("queues.db").as_deref(),
             &resources.queues,

@@ -342,22 +342,34 @@ impl EmbeddedQueues {
         self.db
             .call(move |conn| {
                 let now = to_i64(now_ms());
-                conn.prepare_cached(
-                    "SELECT
-                       COALESCE(SUM(visible_at_ms <= ?2), 0),
-                       COALESCE(SUM(visible_at_ms > ?2 AND receive_count > 0), 0),
-                       COALESCE(SUM(visible_at_ms > ?2 AND receive_count = 0), 0)
-                     FROM messages WHERE queue = ?1",
-                )
-                .map_err(sql)?
-                .query_row(params![queue, now], |r| {
-                    Ok(QueueDepth {
-                        visible: to_u64(r.get(0)?),
-                        in_flight: to_u64(r.get(1)?),
-                        delayed: to_u64(r.get(2)?),
-                    })
+                // Two reads of one snapshot. The visible messages are counted
+                // in the visibility index alone (a deep queue's bodies are
+                // not read: 40,000 messages took 9 ms as one scan of the
+                // rows, a poller's share of a core); only the messages not
+                // visible yet (in flight or delayed: few) are read for their
+                // receive count.
+                let tx = conn.transaction().map_err(sql)?;
+                let visible: i64 = tx
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2",
+                    )
+                    .map_err(sql)?
+                    .query_row(params![queue, now], |r| r.get(0))
+                    .map_err(sql)?;
+                let (in_flight, delayed): (i64, i64) = tx
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(receive_count > 0), 0), COALESCE(SUM(receive_count = 0), 0)
+                         FROM messages WHERE queue = ?1 AND visible_at_ms > ?2",
+                    )
+                    .map_err(sql)?
+                    .query_row(params![queue, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(sql)?;
+                tx.commit().map_err(sql)?;
+                Ok(QueueDepth {
+                    visible: to_u64(visible),
+                    in_flight: to_u64(in_flight),
+                    delayed: to_u64(delayed),
                 })
-                .map_err(sql)
             })
             .await
     }

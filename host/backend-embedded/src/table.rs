@@ -4,7 +4,7 @@
 //! [`usher_capabilities::KeySchema`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,16 +24,25 @@ use crate::change_log::{self, ChangeKind, ChangeLog};
 use crate::db::{corrupt, now_ms, sql, to_i64, to_u64, Db};
 use crate::EmbeddedError;
 
-/// The items; the change log's tables live in the same database
-/// ([`change_log::SCHEMA`]), written in the same transactions.
+/// The items of a table, in the table's database, with the change log's
+/// table ([`change_log::SCHEMA`]) written in the same transactions.
+///
+/// A rowid table with a unique index on the key, not a `WITHOUT ROWID`
+/// table keyed by it: items are JSON documents of a few hundred bytes to a
+/// few KB, and SQLite keeps a `WITHOUT ROWID` row whole in its key's B-tree,
+/// spilling rows over ~1 KB to overflow pages, with a handful of rows a
+/// leaf. On rows of ~1 KB the rowid layout loaded 4× faster, updated 2×
+/// faster with the change log, in half the file (BENCHMARKS.md, P8,
+/// 2026-12-07 sixth session). A write updates the row in place.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
+    id   INTEGER PRIMARY KEY,
     tbl  TEXT NOT NULL,
     pk   ANY NOT NULL,
     sk   ANY NOT NULL,
-    item TEXT NOT NULL,
-    PRIMARY KEY (tbl, pk, sk)
-) WITHOUT ROWID;
+    item TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS items_by_key ON items (tbl, pk, sk);
 ";
 
 /// A table's key, as stored (`sk` is the empty text for tables without a
@@ -220,7 +229,8 @@ fn store_item(
         Some(text) => {
             let mut st = conn
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tbl, pk, sk) DO UPDATE SET item = excluded.item",
                 )
                 .map_err(sql)?;
             st.execute(params![table, key.pk, key.sk, text])
@@ -268,36 +278,103 @@ fn announce(latest: &watch::Sender<u64>, seq: Option<u64>) {
 /// Every write appends a [`crate::ChangeRow`] to the change log in the same
 /// transaction; [`ChangeLog`] reads it back.
 pub struct EmbeddedTables {
-    db: Db,
+    stores: Stores,
+    checkpoints: Db,
     schemas: Schemas,
-    latest: Arc<watch::Sender<u64>>,
     /// The tables whose changes are logged; `None`: every table.
     logged: Arc<RwLock<Option<BTreeSet<String>>>>,
 }
 
+/// One table's database: its items and its change log, written in the same
+/// transactions, and the newest sequence number of its log.
+#[derive(Clone)]
+pub(crate) struct TableDb {
+    pub(crate) db: Db,
+    pub(crate) latest: Arc<watch::Sender<u64>>,
+}
+
+/// A database per table, so that writes to different tables run side by
+/// side (SQLite has one writer per database).
+#[derive(Clone)]
+pub(crate) struct Stores(Arc<BTreeMap<String, TableDb>>);
+
+impl Stores {
+    pub(crate) fn of(&self, table: &str) -> Result<&TableDb, CapError> {
+        self.0
+            .get(table)
+            .ok_or_else(|| CapError::NotFound(format!("table `{table}` is not defined")))
+    }
+
+    fn all(&self) -> impl Iterator<Item = &TableDb> {
+        self.0.values()
+    }
+}
+
+/// The folder of the tables' databases in a data folder: `<table>.db` each.
+pub(crate) const TABLES_DIR: &str = "tables";
+/// The stream followers' checkpoints, in a data folder.
+pub(crate) const CHECKPOINTS_FILE: &str = "checkpoints.db";
+/// Where every table lived before each got its own database (migrated at
+/// open, then renamed to [`LEGACY_MIGRATED`]).
+const LEGACY_FILE: &str = "tables.db";
+const LEGACY_MIGRATED: &str = "tables.db.migrated";
+
 impl EmbeddedTables {
-    /// Opens the table store in `file`, or in memory when `None`.
+    /// Opens (creating if needed) the tables' databases in the data folder
+    /// `dir` (`tables/<table>.db`, and `checkpoints.db`), or in memory when
+    /// `None`. A data folder of the earlier layout (every table in one
+    /// `tables.db`) is migrated first.
     pub(crate) fn open(
-        file: Option<&Path>,
+        dir: Option<&Path>,
         tables: &BTreeMap<String, TableDef>,
     ) -> Result<EmbeddedTables, EmbeddedError> {
-        let db = Db::open(file, &format!("{SCHEMA}{}", change_log::SCHEMA))?;
-        db.blocking(|conn| change_log::migrate(conn))
-            .map_err(|source| EmbeddedError::Sqlite {
-                database: "tables".into(),
+        let sqlite = |database: &str| {
+            let database = database.to_string();
+            move |source| EmbeddedError::Sqlite {
+                database: database.clone(),
+                source,
+            }
+        };
+        if let Some(dir) = dir {
+            let folder = dir.join(TABLES_DIR);
+            std::fs::create_dir_all(&folder).map_err(|source| EmbeddedError::Io {
+                path: folder,
                 source,
             })?;
-        let latest: Option<i64> = db
-            .blocking(|conn| conn.query_row("SELECT MAX(seq) FROM changes", [], |r| r.get(0)))
-            .map_err(|source| EmbeddedError::Sqlite {
-                database: "tables".into(),
-                source,
-            })?;
-        let latest = latest.map(to_u64).unwrap_or(0);
+        }
+        let checkpoints = Db::open(
+            dir.map(|d| d.join(CHECKPOINTS_FILE)).as_deref(),
+            change_log::CHECKPOINTS_SCHEMA,
+        )?;
+        let mut stores = BTreeMap::new();
+        for name in tables.keys() {
+            let file = dir.map(|d| table_file(d, name)).transpose()?;
+            let db = Db::open(file.as_deref(), &format!("{SCHEMA}{}", change_log::SCHEMA))?;
+            db.blocking(|conn| change_log::migrate(conn))
+                .map_err(sqlite(name))?;
+            stores.insert(name.clone(), db);
+        }
+        if let Some(dir) = dir {
+            migrate_legacy(dir, &stores, &checkpoints)?;
+        }
+        let mut opened = BTreeMap::new();
+        for (name, db) in stores {
+            let latest: Option<i64> = db
+                .blocking(|conn| conn.query_row("SELECT MAX(seq) FROM changes", [], |r| r.get(0)))
+                .map_err(sqlite(&name))?;
+            let latest = latest.map(to_u64).unwrap_or(0);
+            opened.insert(
+                name,
+                TableDb {
+                    db,
+                    latest: Arc::new(watch::channel(latest).0),
+                },
+            );
+        }
         Ok(EmbeddedTables {
-            db,
+            stores: Stores(Arc::new(opened)),
+            checkpoints,
             schemas: Schemas(Arc::new(tables.clone())),
-            latest: Arc::new(watch::channel(latest).0),
             logged: Arc::new(RwLock::new(None)),
         })
     }
@@ -326,11 +403,7 @@ impl EmbeddedTables {
 
     /// The reader of this store's change log and checkpoints.
     pub fn change_log(&self) -> ChangeLog {
-        ChangeLog::new(
-            self.db.clone(),
-            self.schemas.clone(),
-            Arc::clone(&self.latest),
-        )
+        ChangeLog::new(self.stores.clone(), self.checkpoints.clone())
     }
 
     async fn write<R, F>(&self, table: &str, f: F) -> Result<R, CapError>
@@ -341,10 +414,11 @@ impl EmbeddedTables {
             + 'static,
     {
         let def = self.schemas.get(table)?.clone();
+        let store = self.stores.of(table)?;
         let log = self.logs_changes_of(table);
         let table = table.to_string();
         let traceparent = usher_telemetry::propagation::current_traceparent();
-        let (value, seq) = self
+        let (value, seq) = store
             .db
             .call(move |conn| {
                 let tx = conn
@@ -355,7 +429,7 @@ impl EmbeddedTables {
                 Ok(out)
             })
             .await?;
-        announce(&self.latest, seq);
+        announce(&store.latest, seq);
         Ok(value)
     }
 
@@ -373,10 +447,11 @@ impl EmbeddedTables {
         R: Send + 'static,
         F: Fn(&Connection, &str, P, &Stamp) -> Result<(R, Option<u64>), CapError> + Send + 'static,
     {
+        let store = self.stores.of(table)?;
         let log = self.logs_changes_of(table);
         let table = table.to_string();
         let traceparent = usher_telemetry::propagation::current_traceparent();
-        let (results, seq) = self
+        let (results, seq) = store
             .db
             .call(move |conn| {
                 let tx = conn
@@ -401,7 +476,7 @@ impl EmbeddedTables {
                 Ok((results, last))
             })
             .await?;
-        announce(&self.latest, seq);
+        announce(&store.latest, seq);
         Ok(results)
     }
 }
@@ -499,7 +574,11 @@ impl TableBackend for EmbeddedTables {
     async fn get(&self, table: &str, key: &Value) -> Result<Option<Value>, CapError> {
         let key = parse_key(&self.schemas.schema(table)?, key)?;
         let table = table.to_string();
-        self.db.call(move |conn| load(conn, &table, &key)).await
+        self.stores
+            .of(&table)?
+            .db
+            .call(move |conn| load(conn, &table, &key))
+            .await
     }
 
     async fn batch_get(&self, table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, CapError> {
@@ -508,18 +587,18 @@ impl TableBackend for EmbeddedTables {
             .iter()
             .map(|k| parse_key(&schema, k))
             .collect::<Result<Vec<_>, _>>()?;
+        let db = &self.stores.of(table)?.db;
         let table = table.to_string();
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction().map_err(sql)?;
-                let items = keys
-                    .iter()
-                    .map(|k| load(&tx, &table, k))
-                    .collect::<Result<Vec<_>, _>>()?;
-                tx.commit().map_err(sql)?;
-                Ok(items)
-            })
-            .await
+        db.call(move |conn| {
+            let tx = conn.transaction().map_err(sql)?;
+            let items = keys
+                .iter()
+                .map(|k| load(&tx, &table, k))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().map_err(sql)?;
+            Ok(items)
+        })
+        .await
     }
 
     async fn put(
@@ -644,71 +723,71 @@ impl TableBackend for EmbeddedTables {
         let prefix = schema.query_prefix(sort_prefix)?.map(str::to_string);
         let def = self.schemas.get(table)?.clone();
         let limit = limit.max(1) as usize;
+        let db = &self.stores.of(table)?.db;
         let table = table.to_string();
-        self.db
-            .call(move |conn| {
-                let mut sql_text =
-                    String::from("SELECT sk, item FROM items WHERE tbl = ?1 AND pk = ?2");
-                let mut args: Vec<Sql> = vec![Sql::Text(table.clone()), pk];
-                // One lower bound only: given both `sk >= prefix` and
-                // `sk > after`, SQLite may seek to the prefix and filter
-                // every row from there to the cursor, which makes paging
-                // through a partition quadratic (a market of 1,000,000
-                // entries read 5,000 at a time). A cursor at or past the
-                // prefix is the bound; the prefix still ends the match below.
-                // (A number sorts before any text in SQLite: under a text
-                // prefix it is no bound.)
-                let after = match (&prefix, after) {
-                    (Some(p), Some(Sql::Text(a))) if a.as_str() >= p.as_str() => Some(Sql::Text(a)),
-                    (Some(_), _) => None,
-                    (None, a) => a,
-                };
-                match (&prefix, after) {
-                    (_, Some(a)) => {
-                        args.push(a);
-                        sql_text.push_str(&format!(" AND sk > ?{}", args.len()));
-                    }
-                    (Some(p), None) => {
-                        args.push(Sql::Text(p.clone()));
-                        sql_text.push_str(&format!(" AND sk >= ?{}", args.len()));
-                    }
-                    (None, None) => {}
+        db.call(move |conn| {
+            let mut sql_text =
+                String::from("SELECT sk, item FROM items WHERE tbl = ?1 AND pk = ?2");
+            let mut args: Vec<Sql> = vec![Sql::Text(table.clone()), pk];
+            // One lower bound only: given both `sk >= prefix` and
+            // `sk > after`, SQLite may seek to the prefix and filter
+            // every row from there to the cursor, which makes paging
+            // through a partition quadratic (a market of 1,000,000
+            // entries read 5,000 at a time). A cursor at or past the
+            // prefix is the bound; the prefix still ends the match below.
+            // (A number sorts before any text in SQLite: under a text
+            // prefix it is no bound.)
+            let after = match (&prefix, after) {
+                (Some(p), Some(Sql::Text(a))) if a.as_str() >= p.as_str() => Some(Sql::Text(a)),
+                (Some(_), _) => None,
+                (None, a) => a,
+            };
+            match (&prefix, after) {
+                (_, Some(a)) => {
+                    args.push(a);
+                    sql_text.push_str(&format!(" AND sk > ?{}", args.len()));
                 }
-                // One more than a page tells whether another page follows.
-                args.push(Sql::Integer(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
-                sql_text.push_str(&format!(" ORDER BY sk LIMIT ?{}", args.len()));
-                let mut st = conn.prepare_cached(&sql_text).map_err(sql)?;
-                let mut rows = st
-                    .query(rusqlite::params_from_iter(args.iter()))
-                    .map_err(sql)?;
-                let mut items = Vec::new();
-                let mut more = false;
-                while let Some(row) = rows.next().map_err(sql)? {
-                    if let Some(p) = &prefix {
-                        // Sort keys starting with the prefix are contiguous
-                        // from it: the first one that does not ends the match.
-                        let sk: Sql = row.get(0).map_err(sql)?;
-                        match sk {
-                            Sql::Text(s) if s.starts_with(p.as_str()) => {}
-                            _ => break,
-                        }
-                    }
-                    if items.len() == limit {
-                        more = true;
-                        break;
-                    }
-                    let text: String = row.get(1).map_err(sql)?;
-                    items.push(serde_json::from_str(&text).map_err(|e| corrupt("item", e))?);
+                (Some(p), None) => {
+                    args.push(Sql::Text(p.clone()));
+                    sql_text.push_str(&format!(" AND sk >= ?{}", args.len()));
                 }
-                let next = if more {
-                    let schema = KeySchema::new(&table, &def);
-                    items.last().map(|item: &Value| schema.key_of(item))
-                } else {
-                    None
-                };
-                Ok(Page { items, next })
-            })
-            .await
+                (None, None) => {}
+            }
+            // One more than a page tells whether another page follows.
+            args.push(Sql::Integer(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
+            sql_text.push_str(&format!(" ORDER BY sk LIMIT ?{}", args.len()));
+            let mut st = conn.prepare_cached(&sql_text).map_err(sql)?;
+            let mut rows = st
+                .query(rusqlite::params_from_iter(args.iter()))
+                .map_err(sql)?;
+            let mut items = Vec::new();
+            let mut more = false;
+            while let Some(row) = rows.next().map_err(sql)? {
+                if let Some(p) = &prefix {
+                    // Sort keys starting with the prefix are contiguous
+                    // from it: the first one that does not ends the match.
+                    let sk: Sql = row.get(0).map_err(sql)?;
+                    match sk {
+                        Sql::Text(s) if s.starts_with(p.as_str()) => {}
+                        _ => break,
+                    }
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let text: String = row.get(1).map_err(sql)?;
+                items.push(serde_json::from_str(&text).map_err(|e| corrupt("item", e))?);
+            }
+            let next = if more {
+                let schema = KeySchema::new(&table, &def);
+                items.last().map(|item: &Value| schema.key_of(item))
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
     }
 
     async fn batch_write(
@@ -805,6 +884,107 @@ fn transact_in(
 impl EmbeddedTables {
     /// Rows written to this store's database since it was opened.
     pub fn row_writes(&self) -> u64 {
-        self.db.row_writes()
+        self.stores.all().map(|s| s.db.row_writes()).sum::<u64>() + self.checkpoints.row_writes()
     }
+}
+
+/// A table's database file in the data folder `dir`.
+fn table_file(dir: &Path, table: &str) -> Result<PathBuf, EmbeddedError> {
+    // The registry allows letters, digits, `-`, `_` and `.` (not first):
+    // a file name. Checked again, as the name becomes a path.
+    if table.is_empty()
+        || table.starts_with('.')
+        || !table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(EmbeddedError::Config(format!(
+            "table `{table}`: not a name a database file can have"
+        )));
+    }
+    Ok(dir.join(TABLES_DIR).join(format!("{table}.db")))
+}
+
+/// Moves a data folder of the earlier layout (every table's items and
+/// change log, and the checkpoints, in one `tables.db`) into the
+/// databases of [`EmbeddedTables::open`], keeping every sequence number, and
+/// renames the old file to `tables.db.migrated` (kept: it also holds the
+/// rows of tables the registry no longer defines). Copies are `INSERT OR
+/// IGNORE`, so a migration cut short is simply run again.
+fn migrate_legacy(
+    dir: &Path,
+    stores: &BTreeMap<String, Db>,
+    checkpoints: &Db,
+) -> Result<(), EmbeddedError> {
+    let legacy = dir.join(LEGACY_FILE);
+    if !legacy.exists() {
+        return Ok(());
+    }
+    let wrap = |source: rusqlite::Error| EmbeddedError::Sqlite {
+        database: legacy.display().to_string(),
+        source,
+    };
+    // Opening it with the old schema adds what an older file lacks (the
+    // `traceparent` column) and folds its WAL in.
+    {
+        let old = Db::open(Some(&legacy), change_log::CHECKPOINTS_SCHEMA)?;
+        old.blocking(|conn| {
+            change_log::migrate(conn)?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        })
+        .map_err(wrap)?;
+    }
+    let path = legacy.display().to_string();
+    for (table, db) in stores {
+        db.blocking(|conn| -> rusqlite::Result<()> {
+            conn.execute("ATTACH DATABASE ?1 AS legacy", params![path])?;
+            let copied = (|| {
+                let tx = conn.unchecked_transaction()?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO items (tbl, pk, sk, item)
+                     SELECT tbl, pk, sk, item FROM legacy.items WHERE tbl = ?1",
+                    params![table],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO changes
+                       (seq, tbl, event_name, keys, new_image, old_image, ts_ms, traceparent)
+                     SELECT seq, tbl, event_name, keys, new_image, old_image, ts_ms, traceparent
+                     FROM legacy.changes WHERE tbl = ?1",
+                    params![table],
+                )?;
+                tx.commit()
+            })();
+            conn.execute("DETACH DATABASE legacy", [])?;
+            copied
+        })
+        .map_err(wrap)?;
+    }
+    checkpoints
+        .blocking(|conn| -> rusqlite::Result<()> {
+            conn.execute("ATTACH DATABASE ?1 AS legacy", params![path])?;
+            let copied = conn.execute(
+                "INSERT OR IGNORE INTO checkpoints (consumer, seq)
+                 SELECT consumer, seq FROM legacy.checkpoints",
+                [],
+            );
+            conn.execute("DETACH DATABASE legacy", [])?;
+            copied.map(|_| ())
+        })
+        .map_err(wrap)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.join(format!("{LEGACY_FILE}{suffix}"));
+        if side.exists() {
+            std::fs::remove_file(&side).map_err(|source| EmbeddedError::Io {
+                path: side.clone(),
+                source,
+            })?;
+        }
+    }
+    let done = dir.join(LEGACY_MIGRATED);
+    std::fs::rename(&legacy, &done).map_err(|source| EmbeddedError::Io {
+        path: legacy.clone(),
+        source,
+    })?;
+    tracing::info!(from = %legacy.display(), to = %done.display(), "tables migrated to a database per table");
+    Ok(())
 }

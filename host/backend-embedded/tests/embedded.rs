@@ -272,7 +272,7 @@ async fn change_log_is_written_with_each_write() {
     let e = Embedded::in_memory(&resources()).unwrap();
     let t = e.tables();
     let log = e.change_log();
-    let mut watch = log.subscribe();
+    let mut watch = log.subscribe("users").unwrap();
     assert_eq!(log.latest_seq("users").await.unwrap(), 0);
 
     t.put("users", json!({"id": "a", "v": 1}), None)
@@ -325,7 +325,8 @@ async fn change_log_is_written_with_each_write() {
 
     let other = log.read("entries", 0, 100).await.unwrap();
     assert_eq!(other.len(), 1);
-    assert!(other[0].seq > rows[2].seq);
+    // Each table numbers its own changes.
+    assert_eq!(other[0].seq, 1);
     assert!(matches!(
         log.read("nope", 0, 1).await,
         Err(CapError::NotFound(_))
@@ -1058,7 +1059,7 @@ async fn state_survives_reopening_the_data_folder() {
     assert_eq!(log.read("users", 0, 10).await.unwrap().len(), 1);
     assert_eq!(log.checkpoint_get("follower").await.unwrap(), Some(42));
     let latest = log.latest_seq("users").await.unwrap();
-    assert_eq!(*log.subscribe().borrow(), latest);
+    assert_eq!(*log.subscribe("users").unwrap().borrow(), latest);
     // A new write continues the sequence.
     e.tables()
         .put("users", json!({"id": "kept", "v": 2}), None)
@@ -1080,8 +1081,117 @@ async fn state_survives_reopening_the_data_folder() {
         Some(b"1".to_vec())
     );
     assert_eq!(e.events().end_offset("analytics").await.unwrap(), 1);
-    assert!(dir.path().join("tables.db").exists());
+    assert!(dir.path().join("tables/users.db").exists());
+    assert!(dir.path().join("checkpoints.db").exists());
     assert!(dir.path().join("objects/exports/kept.csv").exists());
+}
+
+/// A data folder of the earlier layout: every table's items and change log,
+/// and the checkpoints, in one `tables.db` (the schema as it was, before the
+/// `traceparent` column).
+fn write_legacy_tables_db(dir: &std::path::Path) {
+    let conn = rusqlite::Connection::open(dir.join("tables.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE items (tbl TEXT NOT NULL, pk ANY NOT NULL, sk ANY NOT NULL,
+             item TEXT NOT NULL, PRIMARY KEY (tbl, pk, sk)) WITHOUT ROWID;
+         CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL,
+             event_name TEXT NOT NULL, keys TEXT NOT NULL, new_image TEXT, old_image TEXT,
+             ts_ms INTEGER NOT NULL);
+         CREATE INDEX changes_by_table ON changes (tbl, seq);
+         CREATE TABLE checkpoints (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+         INSERT INTO items VALUES ('users', 'u1', '', '{\"id\":\"u1\",\"v\":2}');
+         INSERT INTO items VALUES ('entries', 'p', 's', '{\"n\":1,\"pk\":\"p\",\"sk\":\"s\"}');
+         INSERT INTO items VALUES ('gone', 'x', '', '{\"id\":\"x\"}');
+         INSERT INTO changes VALUES (3, 'users', 'INSERT', '{\"id\":\"u1\"}', '{\"id\":\"u1\",\"v\":1}', NULL, 1000);
+         INSERT INTO changes VALUES (4, 'entries', 'INSERT', '{\"pk\":\"p\",\"sk\":\"s\"}', '{\"n\":1,\"pk\":\"p\",\"sk\":\"s\"}', NULL, 1001);
+         INSERT INTO changes VALUES (7, 'users', 'MODIFY', '{\"id\":\"u1\"}', '{\"id\":\"u1\",\"v\":2}', '{\"id\":\"u1\",\"v\":1}', 1002);
+         INSERT INTO checkpoints VALUES ('follower', 3);",
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_data_folder_of_one_tables_db_is_migrated_to_a_database_per_table() {
+    let dir = tempfile::tempdir().unwrap();
+    write_legacy_tables_db(dir.path());
+    let r = resources();
+    {
+        let e = Embedded::open(dir.path(), &r).unwrap();
+        let t = e.tables();
+        assert_eq!(
+            t.get("users", &json!({"id": "u1"})).await.unwrap(),
+            Some(json!({"id": "u1", "v": 2}))
+        );
+        assert_eq!(
+            t.get("entries", &json!({"pk": "p", "sk": "s"}))
+                .await
+                .unwrap(),
+            Some(json!({"n": 1, "pk": "p", "sk": "s"}))
+        );
+        // The log keeps its sequence numbers, per table.
+        let log = e.change_log();
+        let users = log.read("users", 0, 10).await.unwrap();
+        assert_eq!(users.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![3, 7]);
+        assert_eq!(
+            users[1].old_image.as_ref().unwrap().as_str(),
+            r#"{"id":"u1","v":1}"#
+        );
+        assert_eq!(users[1].traceparent, None);
+        let entries = log.read("entries", 0, 10).await.unwrap();
+        assert_eq!(entries.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![4]);
+        assert_eq!(log.checkpoint_get("follower").await.unwrap(), Some(3));
+        assert_eq!(*log.subscribe("users").unwrap().borrow(), 7);
+        // A new write continues the table's sequence.
+        t.put("users", json!({"id": "u1", "v": 3}), None)
+            .await
+            .unwrap();
+        assert!(log.latest_seq("users").await.unwrap() > 7);
+    }
+    assert!(!dir.path().join("tables.db").exists());
+    // Kept: it also holds the rows of a table the registry no longer has.
+    let old = rusqlite::Connection::open(dir.path().join("tables.db.migrated")).unwrap();
+    let gone: i64 = old
+        .query_row("SELECT COUNT(*) FROM items WHERE tbl = 'gone'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(gone, 1);
+    // Opened again: nothing to migrate, nothing lost.
+    let e = Embedded::open(dir.path(), &r).unwrap();
+    assert_eq!(
+        e.tables().get("users", &json!({"id": "u1"})).await.unwrap(),
+        Some(json!({"id": "u1", "v": 3}))
+    );
+    assert_eq!(e.change_log().read("users", 0, 10).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn writes_to_different_tables_do_not_share_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Embedded::open(dir.path(), &resources()).unwrap();
+    let t = e.tables();
+    t.put("users", json!({"id": "a"}), None).await.unwrap();
+    t.put("entries", json!({"pk": "p", "sk": "s"}), None)
+        .await
+        .unwrap();
+    // Another connection holds `users`' write lock: `entries` is still
+    // written (a table's writer waits only for its own table).
+    let other = rusqlite::Connection::open(dir.path().join("tables/users.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        t.put("entries", json!({"pk": "p", "sk": "t"}), None),
+    )
+    .await
+    .expect("a write to another table waits for no other table's lock")
+    .unwrap();
+    other.execute_batch("ROLLBACK").unwrap();
+    t.put("users", json!({"id": "b"}), None).await.unwrap();
+    // Sequence numbers are the table's own.
+    let log = e.change_log();
+    assert_eq!(log.latest_seq("users").await.unwrap(), 2);
+    assert_eq!(log.latest_seq("entries").await.unwrap(), 2);
 }
 
 #[tokio::test]

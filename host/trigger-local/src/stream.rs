@@ -429,7 +429,13 @@ impl StreamFollower {
     /// are none, a pause after failures or a backend error. The batch in
     /// flight when `stop` comes is finished (and checkpointed) first.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>, options: TriggerOptions) {
-        let mut wake = self.log.subscribe();
+        let mut wake = match self.log.subscribe(&self.table) {
+            Ok(wake) => wake,
+            Err(e) => {
+                tracing::error!(worker = %self.worker, table = %self.table, error = %e, "stream follower cannot follow its table");
+                return;
+            }
+        };
         loop {
             if stopping(&stop) {
                 break;
