@@ -10,8 +10,8 @@
 
 use serde_json::{json, Map, Value};
 use usher_capabilities::{
-    CapError, Condition, PutItem, TableBackend, TransactError, TransactItem, TransactUpdate,
-    UpdateItem, WriteOp,
+    CapError, Condition, JsonText, PutItem, TableBackend, TransactError, TransactItem,
+    TransactUpdate, UpdateItem, WriteOp,
 };
 
 use crate::{expect_err, unique_name};
@@ -43,6 +43,8 @@ pub async fn all(t: &dyn TableBackend, sorted: &str, simple: &str) {
     transact_write(t, sorted, simple).await;
     eprintln!("table: query");
     query(t, sorted, simple).await;
+    eprintln!("table: text_reads");
+    text_reads(t, sorted, simple).await;
     eprintln!("table: invalid_requests");
     invalid_requests(t, sorted, simple).await;
 }
@@ -1017,5 +1019,150 @@ pub async fn invalid_requests(t: &dyn TableBackend, sorted: &str, simple: &str) 
         "query an unknown table",
         t.query(&unknown, &json!(pk), None, 10, None).await,
         "not_found",
+    );
+}
+
+/// The `*_text` reads answer what the `Value` reads answer, as the compact
+/// text serde_json writes of it (what a guest was always handed): the same
+/// items, misses, pages and continuation keys, and the items after
+/// `update_many_text`'s updates.
+pub async fn text_reads(t: &dyn TableBackend, sorted: &str, simple: &str) {
+    let text = |v: &Value| serde_json::to_string(v).expect("serializes");
+    let texts = |items: &[Option<JsonText>]| -> Vec<Option<String>> {
+        items
+            .iter()
+            .map(|i| i.as_ref().map(|t| t.as_str().to_string()))
+            .collect()
+    };
+    let pk = unique_name("text");
+    let item = |i: usize| {
+        json!({
+            PARTITION_KEY: pk,
+            SORT_KEY: format!("k{i:03}"),
+            "i": i,
+            "half": i as f64 / 2.0,
+            "name": format!("fan \"{i}\" é ✓ \\ \n"),
+            "nested": {"z": [1, "two", null, true, {"b": 1, "a": 2}], "a": {}},
+            "flag": i.is_multiple_of(2),
+        })
+    };
+    for i in 0..12 {
+        t.put(sorted, item(i), None).await.expect("put");
+    }
+    let key = |i: usize| sorted_key(&pk, &format!("k{i:03}"));
+
+    let got = t.get_text(sorted, &key(3)).await.expect("get_text");
+    assert_eq!(
+        got.as_ref().map(JsonText::as_str),
+        Some(text(&item(3)).as_str())
+    );
+    assert_eq!(got.expect("found").value().expect("parses"), item(3));
+    assert!(t
+        .get_text(sorted, &key(99))
+        .await
+        .expect("get_text of a miss")
+        .is_none());
+
+    let keys = vec![key(5), key(99), key(0), key(5)];
+    let values = t.batch_get(sorted, &keys).await.expect("batch_get");
+    let got = t
+        .batch_get_text(sorted, &keys)
+        .await
+        .expect("batch_get_text");
+    assert_eq!(
+        texts(&got),
+        values
+            .iter()
+            .map(|v| v.as_ref().map(text))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(texts(&got)[1], None);
+
+    // Pages of 5, by prefix, continued from each page's key.
+    let mut after: Option<Value> = None;
+    let mut seen = 0;
+    loop {
+        let page = t
+            .query(
+                sorted,
+                &json!({ PARTITION_KEY: pk }),
+                Some("k0"),
+                5,
+                after.as_ref(),
+            )
+            .await
+            .expect("query");
+        let page_text = t
+            .query_text(
+                sorted,
+                &json!({ PARTITION_KEY: pk }),
+                Some("k0"),
+                5,
+                after.as_ref(),
+            )
+            .await
+            .expect("query_text");
+        assert_eq!(
+            page_text
+                .items
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect::<Vec<_>>(),
+            page.items.iter().map(text).collect::<Vec<_>>()
+        );
+        assert_eq!(page_text.next, page.next);
+        seen += page.items.len();
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 12);
+
+    // update_many_text: each item after its update, a failed one alone.
+    let id = unique_name("text-upd");
+    t.put(
+        simple,
+        json!({ SIMPLE_KEY: id, "v": 1, "keep": {"x": "y"} }),
+        None,
+    )
+    .await
+    .expect("put");
+    let set = |v: Value| match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let got = t
+        .update_many_text(
+            simple,
+            vec![
+                UpdateItem {
+                    key: json!({ SIMPLE_KEY: id }),
+                    set: set(json!({"v": 2, "w": "é"})),
+                    remove: vec!["keep".into()],
+                    condition: Some(Condition::Exists),
+                },
+                UpdateItem {
+                    key: json!({ SIMPLE_KEY: unique_name("text-missing") }),
+                    set: set(json!({"v": 1})),
+                    remove: vec![],
+                    condition: Some(Condition::Exists),
+                },
+            ],
+        )
+        .await
+        .expect("update_many_text");
+    assert_eq!(got.len(), 2);
+    let after_update = json!({ SIMPLE_KEY: id, "v": 2, "w": "é" });
+    assert_eq!(
+        got[0].as_ref().expect("updated").as_str(),
+        text(&after_update)
+    );
+    assert!(matches!(got[1], Err(CapError::ConditionFailed(_))));
+    assert_eq!(
+        t.get(simple, &json!({ SIMPLE_KEY: id }))
+            .await
+            .expect("get"),
+        Some(after_update)
     );
 }

@@ -15,8 +15,8 @@ use serde_json::{Map, Number, Value};
 use tokio::sync::watch;
 use usher_capabilities::key_schema::{add_number, condition_failed};
 use usher_capabilities::{
-    json_kind, CapError, Condition, KeyCodec, KeySchema, Page, PutItem, TableBackend, TableKey,
-    TransactError, TransactItem, UpdateItem, WriteOp,
+    json_kind, CapError, Condition, JsonText, KeyCodec, KeySchema, Page, PutItem, TableBackend,
+    TableKey, TextPage, TransactError, TransactItem, UpdateItem, WriteOp,
 };
 use usher_registry::TableDef;
 
@@ -481,6 +481,69 @@ impl EmbeddedTables {
     }
 }
 
+/// [`EmbeddedTables::query_texts`] on the connection.
+fn page_texts(
+    conn: &Connection,
+    table: &str,
+    pk: Sql,
+    prefix: Option<String>,
+    after: Option<Sql>,
+    limit: usize,
+) -> Result<(Vec<String>, bool), CapError> {
+    let mut sql_text = String::from("SELECT sk, item FROM items WHERE tbl = ?1 AND pk = ?2");
+    let mut args: Vec<Sql> = vec![Sql::Text(table.to_string()), pk];
+    // One lower bound only: given both `sk >= prefix` and
+    // `sk > after`, SQLite may seek to the prefix and filter
+    // every row from there to the cursor, which makes paging
+    // through a partition quadratic (a market of 1,000,000
+    // entries read 5,000 at a time). A cursor at or past the
+    // prefix is the bound; the prefix still ends the match below.
+    // (A number sorts before any text in SQLite: under a text
+    // prefix it is no bound.)
+    let after = match (&prefix, after) {
+        (Some(p), Some(Sql::Text(a))) if a.as_str() >= p.as_str() => Some(Sql::Text(a)),
+        (Some(_), _) => None,
+        (None, a) => a,
+    };
+    match (&prefix, after) {
+        (_, Some(a)) => {
+            args.push(a);
+            sql_text.push_str(&format!(" AND sk > ?{}", args.len()));
+        }
+        (Some(p), None) => {
+            args.push(Sql::Text(p.clone()));
+            sql_text.push_str(&format!(" AND sk >= ?{}", args.len()));
+        }
+        (None, None) => {}
+    }
+    // One more than a page tells whether another page follows.
+    args.push(Sql::Integer(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
+    sql_text.push_str(&format!(" ORDER BY sk LIMIT ?{}", args.len()));
+    let mut st = conn.prepare_cached(&sql_text).map_err(sql)?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(args.iter()))
+        .map_err(sql)?;
+    let mut items = Vec::new();
+    let mut more = false;
+    while let Some(row) = rows.next().map_err(sql)? {
+        if let Some(p) = &prefix {
+            // Sort keys starting with the prefix are contiguous
+            // from it: the first one that does not ends the match.
+            let sk: Sql = row.get(0).map_err(sql)?;
+            match sk {
+                Sql::Text(s) if s.starts_with(p.as_str()) => {}
+                _ => break,
+            }
+        }
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(row.get(1).map_err(sql)?);
+    }
+    Ok((items, more))
+}
+
 /// Checks the condition and writes the item; the change's sequence number.
 fn put_in(
     conn: &Connection,
@@ -502,6 +565,12 @@ fn put_in(
     )
 }
 
+/// The item after an update: parsed, and its text as stored.
+struct Updated {
+    value: Value,
+    text: String,
+}
+
 /// Checks the condition and applies the update; the item after it and the
 /// change's sequence number.
 fn update_in(
@@ -512,7 +581,7 @@ fn update_in(
     remove: &[String],
     condition: Option<&Condition>,
     now: &Stamp,
-) -> Result<(Value, Option<u64>), CapError> {
+) -> Result<(Updated, Option<u64>), CapError> {
     update_adding_in(conn, table, key, set, &Map::new(), remove, condition, now)
 }
 
@@ -528,7 +597,7 @@ fn update_adding_in(
     remove: &[String],
     condition: Option<&Condition>,
     now: &Stamp,
-) -> Result<(Value, Option<u64>), CapError> {
+) -> Result<(Updated, Option<u64>), CapError> {
     let old = load_stored(conn, table, key)?;
     check_condition(table, key, condition, old.as_ref().map(|o| &o.value))?;
     let (old_value, old_text) = match old {
@@ -564,41 +633,48 @@ fn update_adding_in(
     for name in remove {
         item.remove(name);
     }
-    let item = Value::Object(item);
-    let seq = write_item(conn, table, key, Some(to_text(&item)?), old_text, now)?;
-    Ok((item, seq))
+    let value = Value::Object(item);
+    let text = to_text(&value)?;
+    let seq = write_item(conn, table, key, Some(text.clone()), old_text, now)?;
+    Ok((Updated { value, text }, seq))
 }
 
 #[async_trait]
 impl TableBackend for EmbeddedTables {
     async fn get(&self, table: &str, key: &Value) -> Result<Option<Value>, CapError> {
-        let key = parse_key(&self.schemas.schema(table)?, key)?;
-        let table = table.to_string();
-        self.stores
-            .of(&table)?
-            .db
-            .call(move |conn| load(conn, &table, &key))
-            .await
+        self.get_text(table, key)
+            .await?
+            .map(|t| t.value().map_err(|e| corrupt("item", e)))
+            .transpose()
+    }
+
+    async fn get_text(&self, table: &str, key: &Value) -> Result<Option<JsonText>, CapError> {
+        let text = self.load_texts(table, std::slice::from_ref(key)).await?;
+        Ok(text.into_iter().next().flatten().map(JsonText::trusted))
     }
 
     async fn batch_get(&self, table: &str, keys: &[Value]) -> Result<Vec<Option<Value>>, CapError> {
-        let schema = self.schemas.schema(table)?;
-        let keys = keys
-            .iter()
-            .map(|k| parse_key(&schema, k))
-            .collect::<Result<Vec<_>, _>>()?;
-        let db = &self.stores.of(table)?.db;
-        let table = table.to_string();
-        db.call(move |conn| {
-            let tx = conn.transaction().map_err(sql)?;
-            let items = keys
-                .iter()
-                .map(|k| load(&tx, &table, k))
-                .collect::<Result<Vec<_>, _>>()?;
-            tx.commit().map_err(sql)?;
-            Ok(items)
-        })
-        .await
+        self.load_texts(table, keys)
+            .await?
+            .into_iter()
+            .map(|t| {
+                t.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("item", e)))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    async fn batch_get_text(
+        &self,
+        table: &str,
+        keys: &[Value],
+    ) -> Result<Vec<Option<JsonText>>, CapError> {
+        Ok(self
+            .load_texts(table, keys)
+            .await?
+            .into_iter()
+            .map(|t| t.map(JsonText::trusted))
+            .collect())
     }
 
     async fn put(
@@ -632,6 +708,7 @@ impl TableBackend for EmbeddedTables {
         let remove = remove.to_vec();
         self.write(table, move |conn, table, _def, now| {
             update_in(conn, table, &key, set, &remove, condition.as_ref(), now)
+                .map(|(u, seq)| (u.value, seq))
         })
         .await
     }
@@ -659,27 +736,16 @@ impl TableBackend for EmbeddedTables {
         table: &str,
         updates: Vec<UpdateItem>,
     ) -> Result<Vec<Result<Value, CapError>>, CapError> {
-        let schema = self.schemas.schema(table)?;
-        let prepared: Vec<Result<(Key, UpdateItem), CapError>> = updates
-            .into_iter()
-            .map(|u| {
-                schema
-                    .update_key::<SqlKeys>(&u.key, &u.set, &u.remove)
-                    .map(|k| (k.into(), u))
-            })
-            .collect();
-        self.many(table, prepared, |conn, table, (key, u), now| {
-            update_in(
-                conn,
-                table,
-                &key,
-                u.set,
-                &u.remove,
-                u.condition.as_ref(),
-                now,
-            )
-        })
-        .await
+        self.update_many_as(table, updates, |u| u.value).await
+    }
+
+    async fn update_many_text(
+        &self,
+        table: &str,
+        updates: Vec<UpdateItem>,
+    ) -> Result<Vec<Result<JsonText, CapError>>, CapError> {
+        self.update_many_as(table, updates, |u| JsonText::trusted(u.text))
+            .await
     }
 
     async fn delete(
@@ -712,82 +778,38 @@ impl TableBackend for EmbeddedTables {
         limit: u32,
         start_after: Option<&Value>,
     ) -> Result<Page, CapError> {
-        let schema = self.schemas.schema(table)?;
-        let pk = schema.query_partition::<SqlKeys>(partition)?;
-        // Where the previous page ended; a table without a sort key has one
-        // item per partition, stored under the empty sort key.
-        let after = start_after
-            .map(|a| schema.query_start_after::<SqlKeys>(a))
-            .transpose()?
-            .map(|sk| sk.unwrap_or_else(no_sort_key));
-        let prefix = schema.query_prefix(sort_prefix)?.map(str::to_string);
-        let def = self.schemas.get(table)?.clone();
-        let limit = limit.max(1) as usize;
-        let db = &self.stores.of(table)?.db;
-        let table = table.to_string();
-        db.call(move |conn| {
-            let mut sql_text =
-                String::from("SELECT sk, item FROM items WHERE tbl = ?1 AND pk = ?2");
-            let mut args: Vec<Sql> = vec![Sql::Text(table.clone()), pk];
-            // One lower bound only: given both `sk >= prefix` and
-            // `sk > after`, SQLite may seek to the prefix and filter
-            // every row from there to the cursor, which makes paging
-            // through a partition quadratic (a market of 1,000,000
-            // entries read 5,000 at a time). A cursor at or past the
-            // prefix is the bound; the prefix still ends the match below.
-            // (A number sorts before any text in SQLite: under a text
-            // prefix it is no bound.)
-            let after = match (&prefix, after) {
-                (Some(p), Some(Sql::Text(a))) if a.as_str() >= p.as_str() => Some(Sql::Text(a)),
-                (Some(_), _) => None,
-                (None, a) => a,
-            };
-            match (&prefix, after) {
-                (_, Some(a)) => {
-                    args.push(a);
-                    sql_text.push_str(&format!(" AND sk > ?{}", args.len()));
-                }
-                (Some(p), None) => {
-                    args.push(Sql::Text(p.clone()));
-                    sql_text.push_str(&format!(" AND sk >= ?{}", args.len()));
-                }
-                (None, None) => {}
-            }
-            // One more than a page tells whether another page follows.
-            args.push(Sql::Integer(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
-            sql_text.push_str(&format!(" ORDER BY sk LIMIT ?{}", args.len()));
-            let mut st = conn.prepare_cached(&sql_text).map_err(sql)?;
-            let mut rows = st
-                .query(rusqlite::params_from_iter(args.iter()))
-                .map_err(sql)?;
-            let mut items = Vec::new();
-            let mut more = false;
-            while let Some(row) = rows.next().map_err(sql)? {
-                if let Some(p) = &prefix {
-                    // Sort keys starting with the prefix are contiguous
-                    // from it: the first one that does not ends the match.
-                    let sk: Sql = row.get(0).map_err(sql)?;
-                    match sk {
-                        Sql::Text(s) if s.starts_with(p.as_str()) => {}
-                        _ => break,
-                    }
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                let text: String = row.get(1).map_err(sql)?;
-                items.push(serde_json::from_str(&text).map_err(|e| corrupt("item", e))?);
-            }
-            let next = if more {
-                let schema = KeySchema::new(&table, &def);
-                items.last().map(|item: &Value| schema.key_of(item))
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+        let (texts, more) = self
+            .query_texts(table, partition, sort_prefix, limit, start_after)
+            .await?;
+        let items = texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(|e| corrupt("item", e)))
+            .collect::<Result<Vec<Value>, _>>()?;
+        let next = self.next_key(table, items.last(), more)?;
+        Ok(Page { items, next })
+    }
+
+    async fn query_text(
+        &self,
+        table: &str,
+        partition: &Value,
+        sort_prefix: Option<&str>,
+        limit: u32,
+        start_after: Option<&Value>,
+    ) -> Result<TextPage, CapError> {
+        let (texts, more) = self
+            .query_texts(table, partition, sort_prefix, limit, start_after)
+            .await?;
+        // Only the last item is parsed: the key to continue after.
+        let last = match (more, texts.last()) {
+            (true, Some(t)) => Some(serde_json::from_str(t).map_err(|e| corrupt("item", e))?),
+            _ => None,
+        };
+        let next = self.next_key(table, last.as_ref(), more)?;
+        Ok(TextPage {
+            items: texts.into_iter().map(JsonText::trusted).collect(),
+            next,
         })
-        .await
     }
 
     async fn batch_write(
@@ -882,6 +904,106 @@ fn transact_in(
 }
 
 impl EmbeddedTables {
+    /// [`TableBackend::update_many`], answering `answer` of each item after
+    /// its update.
+    async fn update_many_as<R: Send + 'static>(
+        &self,
+        table: &str,
+        updates: Vec<UpdateItem>,
+        answer: fn(Updated) -> R,
+    ) -> Result<Vec<Result<R, CapError>>, CapError> {
+        let schema = self.schemas.schema(table)?;
+        let prepared: Vec<Result<(Key, UpdateItem), CapError>> = updates
+            .into_iter()
+            .map(|u| {
+                schema
+                    .update_key::<SqlKeys>(&u.key, &u.set, &u.remove)
+                    .map(|k| (k.into(), u))
+            })
+            .collect();
+        self.many(table, prepared, move |conn, table, (key, u), now| {
+            update_in(
+                conn,
+                table,
+                &key,
+                u.set,
+                &u.remove,
+                u.condition.as_ref(),
+                now,
+            )
+            .map(|(u, seq)| (answer(u), seq))
+        })
+        .await
+    }
+
+    /// The stored texts of `keys`' items, one answer per key in order, in
+    /// one read transaction.
+    async fn load_texts(
+        &self,
+        table: &str,
+        keys: &[Value],
+    ) -> Result<Vec<Option<String>>, CapError> {
+        let schema = self.schemas.schema(table)?;
+        let keys = keys
+            .iter()
+            .map(|k| parse_key(&schema, k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let db = &self.stores.of(table)?.db;
+        let table = table.to_string();
+        db.call(move |conn| {
+            let tx = conn.transaction().map_err(sql)?;
+            let items = keys
+                .iter()
+                .map(|k| load_text(&tx, &table, k))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().map_err(sql)?;
+            Ok(items)
+        })
+        .await
+    }
+
+    /// Up to `limit` stored texts of a partition's items in sort-key order
+    /// (by sort-key prefix, after a key), and whether more follow.
+    async fn query_texts(
+        &self,
+        table: &str,
+        partition: &Value,
+        sort_prefix: Option<&str>,
+        limit: u32,
+        start_after: Option<&Value>,
+    ) -> Result<(Vec<String>, bool), CapError> {
+        let schema = self.schemas.schema(table)?;
+        let pk = schema.query_partition::<SqlKeys>(partition)?;
+        // Where the previous page ended; a table without a sort key has one
+        // item per partition, stored under the empty sort key.
+        let after = start_after
+            .map(|a| schema.query_start_after::<SqlKeys>(a))
+            .transpose()?
+            .map(|sk| sk.unwrap_or_else(no_sort_key));
+        let prefix = schema.query_prefix(sort_prefix)?.map(str::to_string);
+        let limit = limit.max(1) as usize;
+        let db = &self.stores.of(table)?.db;
+        let table = table.to_string();
+        db.call(move |conn| page_texts(conn, &table, pk, prefix, after, limit))
+            .await
+    }
+
+    /// The key to continue after `last` (a page's last item) when more
+    /// items follow.
+    fn next_key(
+        &self,
+        table: &str,
+        last: Option<&Value>,
+        more: bool,
+    ) -> Result<Option<Value>, CapError> {
+        Ok(match (more, last) {
+            (true, Some(item)) => {
+                Some(KeySchema::new(table, self.schemas.get(table)?).key_of(item))
+            }
+            _ => None,
+        })
+    }
+
     /// Rows written to this store's database since it was opened.
     pub fn row_writes(&self) -> u64 {
         self.stores.all().map(|s| s.db.row_writes()).sum::<u64>() + self.checkpoints.row_writes()

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::CapError;
+use crate::{CapError, JsonText};
 
 /// A condition a table write must satisfy, checked atomically with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,7 +205,23 @@ pub struct Page {
     pub next: Option<Value>,
 }
 
+/// One page of a query with its items as JSON text
+/// ([`TableBackend::query_text`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TextPage {
+    /// Items in sort-key order.
+    pub items: Vec<JsonText>,
+    /// The key to continue after, when more items remain.
+    pub next: Option<Value>,
+}
+
 /// DynamoDB-shaped tables of JSON items.
+///
+/// The `*_text` reads answer items as JSON text: what the `table`
+/// capability hands a guest. Their defaults serialize what the `Value`
+/// reads answer; a backend that stores items as text (the embedded one)
+/// answers its stored text, so an item read by a guest is not parsed into
+/// a `Value` tree and written out again on the way.
 #[async_trait]
 pub trait TableBackend: Send + Sync {
     /// Reads one item.
@@ -244,6 +260,40 @@ pub trait TableBackend: Send + Sync {
         limit: u32,
         start_after: Option<&Value>,
     ) -> Result<Page, CapError>;
+    /// [`TableBackend::get`], the item as JSON text.
+    async fn get_text(&self, table: &str, key: &Value) -> Result<Option<JsonText>, CapError> {
+        Ok(self.get(table, key).await?.map(JsonText::from))
+    }
+    /// [`TableBackend::batch_get`], the items as JSON text.
+    async fn batch_get_text(
+        &self,
+        table: &str,
+        keys: &[Value],
+    ) -> Result<Vec<Option<JsonText>>, CapError> {
+        Ok(self
+            .batch_get(table, keys)
+            .await?
+            .into_iter()
+            .map(|i| i.map(JsonText::from))
+            .collect())
+    }
+    /// [`TableBackend::query`], the items as JSON text.
+    async fn query_text(
+        &self,
+        table: &str,
+        partition: &Value,
+        sort_prefix: Option<&str>,
+        limit: u32,
+        start_after: Option<&Value>,
+    ) -> Result<TextPage, CapError> {
+        let page = self
+            .query(table, partition, sort_prefix, limit, start_after)
+            .await?;
+        Ok(TextPage {
+            items: page.items.into_iter().map(JsonText::from).collect(),
+            next: page.next,
+        })
+    }
     /// Many writes; one result per write in order.
     async fn batch_write(
         &self,
@@ -289,6 +339,20 @@ pub trait TableBackend: Send + Sync {
             );
         }
         Ok(out)
+    }
+    /// [`TableBackend::update_many`], each item after its update as JSON
+    /// text.
+    async fn update_many_text(
+        &self,
+        table: &str,
+        updates: Vec<UpdateItem>,
+    ) -> Result<Vec<Result<JsonText, CapError>>, CapError> {
+        Ok(self
+            .update_many(table, updates)
+            .await?
+            .into_iter()
+            .map(|r| r.map(JsonText::from))
+            .collect())
     }
     /// Up to [`MAX_TRANSACT_ITEMS`] writes to distinct items of one table,
     /// all or none: every condition holds and every write is made, or

@@ -5,7 +5,7 @@ use usher_registry::Capability;
 use usher_world::{table, types};
 
 use crate::backend::{
-    Condition, Page, PutItem, TransactError, TransactItem, TransactUpdate, UpdateItem, WriteOp,
+    Condition, PutItem, TextPage, TransactError, TransactItem, TransactUpdate, UpdateItem, WriteOp,
     MAX_TRANSACT_ITEMS,
 };
 use crate::call::{
@@ -13,7 +13,7 @@ use crate::call::{
 };
 use crate::key_schema::at_item;
 use crate::limits::MAX_PAGE;
-use crate::{CapError, CapabilityCtx};
+use crate::{CapError, CapabilityCtx, JsonText};
 
 fn condition(c: table::Condition) -> Result<Condition, CapError> {
     Ok(match c {
@@ -46,12 +46,12 @@ impl table::Host for CapabilityCtx {
         let caller = &self.caller;
         let work = async {
             let key = parse_json(&key, "key")?;
-            caller.backends.table.get(&table, &key).await
+            caller.backends.table.get_text(&table, &key).await
         };
         Ok(caller
             .call(call("get", &table), || json!({"key": key}), Plain, work)
             .await?
-            .map(|v| v.as_ref().map(to_string)))
+            .map(|v| v.map(JsonText::into_string)))
     }
 
     async fn batch_get(
@@ -66,7 +66,7 @@ impl table::Host for CapabilityCtx {
                 .iter()
                 .map(|k| parse_json(k, "key"))
                 .collect::<Result<Vec<_>, _>>()?;
-            caller.backends.table.batch_get(&table, &parsed).await
+            caller.backends.table.batch_get_text(&table, &parsed).await
         };
         Ok(caller
             .call(
@@ -76,7 +76,12 @@ impl table::Host for CapabilityCtx {
                 work,
             )
             .await?
-            .map(|items| items.iter().map(|i| i.as_ref().map(to_string)).collect()))
+            .map(|items| {
+                items
+                    .into_iter()
+                    .map(|i| i.map(JsonText::into_string))
+                    .collect()
+            }))
     }
 
     async fn put(
@@ -158,7 +163,7 @@ impl table::Host for CapabilityCtx {
             caller
                 .backends
                 .table
-                .query(
+                .query_text(
                     &table,
                     &partition,
                     sort_prefix.as_deref(),
@@ -171,8 +176,8 @@ impl table::Host for CapabilityCtx {
         Ok(caller
             .call(call("query", &table), request, Plain, work)
             .await?
-            .map(|page: Page| table::Page {
-                items: page.items.iter().map(to_string).collect(),
+            .map(|page: TextPage| table::Page {
+                items: page.items.into_iter().map(JsonText::into_string).collect(),
                 next: page.next.as_ref().map(to_string),
             }))
     }
@@ -254,10 +259,14 @@ impl table::Host for CapabilityCtx {
                     })
                 })
                 .collect::<Result<Vec<_>, CapError>>()?;
-            caller.backends.table.update_many(&table, updates).await
+            caller
+                .backends
+                .table
+                .update_many_text(&table, updates)
+                .await
         };
         let request = || json!({"records": count});
-        let answer = per_record(|v: Value| to_string(&v));
+        let answer = per_record(JsonText::into_string);
         caller
             .call(call("update-many", &table), request, answer, work)
             .await
