@@ -1056,6 +1056,19 @@ fn migrate_legacy(
         })
         .map_err(wrap)?;
     }
+    // Closing the last connection folds the WAL in and removes it and the
+    // shared-memory file: when they are still there, another process has
+    // the old file open (a `usher up` of an earlier version), and copying
+    // now could miss its later writes.
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.join(format!("{LEGACY_FILE}{suffix}"));
+        if side.exists() {
+            return Err(EmbeddedError::Config(format!(
+                "{} is open in another process (an earlier usher on this data folder?): stop it, then open the data folder again to move its tables to a database each",
+                legacy.display()
+            )));
+        }
+    }
     let path = legacy.display().to_string();
     for (table, db) in stores {
         db.blocking(|conn| -> rusqlite::Result<()> {
@@ -1093,15 +1106,6 @@ fn migrate_legacy(
             copied.map(|_| ())
         })
         .map_err(wrap)?;
-    for suffix in ["-wal", "-shm"] {
-        let side = dir.join(format!("{LEGACY_FILE}{suffix}"));
-        if side.exists() {
-            std::fs::remove_file(&side).map_err(|source| EmbeddedError::Io {
-                path: side.clone(),
-                source,
-            })?;
-        }
-    }
     let done = dir.join(LEGACY_MIGRATED);
     std::fs::rename(&legacy, &done).map_err(|source| EmbeddedError::Io {
         path: legacy.clone(),

@@ -1167,6 +1167,28 @@ async fn a_data_folder_of_one_tables_db_is_migrated_to_a_database_per_table() {
 }
 
 #[tokio::test]
+async fn the_migration_waits_for_another_process_to_let_go_of_tables_db() {
+    let dir = tempfile::tempdir().unwrap();
+    write_legacy_tables_db(dir.path());
+    // Another connection (an earlier usher) has the old file open.
+    let other = rusqlite::Connection::open(dir.path().join("tables.db")).unwrap();
+    other.execute_batch("SELECT COUNT(*) FROM items").unwrap();
+    let refused = Embedded::open(dir.path(), &resources()).err().unwrap();
+    assert!(
+        refused.to_string().contains("open in another process"),
+        "{refused}"
+    );
+    assert!(dir.path().join("tables.db").exists());
+    drop(other);
+    let e = Embedded::open(dir.path(), &resources()).unwrap();
+    assert_eq!(
+        e.tables().get("users", &json!({"id": "u1"})).await.unwrap(),
+        Some(json!({"id": "u1", "v": 2}))
+    );
+    assert!(dir.path().join("tables.db.migrated").exists());
+}
+
+#[tokio::test]
 async fn writes_to_different_tables_do_not_share_a_database() {
     let dir = tempfile::tempdir().unwrap();
     let e = Embedded::open(dir.path(), &resources()).unwrap();
