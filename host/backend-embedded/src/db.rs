@@ -1,10 +1,12 @@
-//! One SQLite connection per store, run off the async threads.
+//! One SQLite connection per database, run off the async threads.
 //!
-//! Each store (tables, queues, events) owns one connection behind a mutex and
-//! runs every operation as one closure on tokio's blocking pool. One
-//! connection per store keeps `:memory:` databases simple, and with WAL,
-//! `synchronous=NORMAL` and one transaction per batch it sustains tens of
-//! thousands of records per second (see the throughput test).
+//! Each database (one per table, the checkpoints, the queues, the events)
+//! has one connection behind a mutex and runs every operation as one
+//! closure on tokio's blocking pool. One connection per database keeps
+//! `:memory:` databases simple, and with WAL, `synchronous=NORMAL` and one
+//! transaction per batch it sustains tens of thousands of records per
+//! second (see the throughput test). A database per table lets writes to
+//! different tables run side by side: SQLite has one writer per database.
 
 use std::path::Path;
 use std::sync::Arc;
