@@ -216,11 +216,14 @@ fn place(temp: &Path, dest: &Path, key: &str) -> Result<(), CapError> {
                 Ok(()) => {}
                 // A folder above it vanished while it was being made (seen
                 // as "not found", or as "already exists" for a folder that
-                // was there and is gone by the time it is looked at).
+                // was there and is gone by the time it is looked at, or is
+                // back by then, made again by another put). Only a file
+                // where a folder is needed is a conflict.
                 Err(e)
                     if attempts < 100
                         && (e.kind() == ErrorKind::NotFound
-                            || (e.kind() == ErrorKind::AlreadyExists && !parent.exists())) =>
+                            || (e.kind() == ErrorKind::AlreadyExists
+                                && (parent.is_dir() || !parent.exists()))) =>
                 {
                     continue
                 }
