@@ -51,8 +51,8 @@ pub struct ChangeRow {
     /// The table.
     pub table: String,
     /// The sequence number: increasing with every write to the table (a
-    /// write that changes nothing takes none; numbers of changes rolled
-    /// back or trimmed are not reused).
+    /// write that changes nothing takes none; the numbers of trimmed
+    /// changes are not reused).
     pub seq: u64,
     /// What the write did.
     pub event_name: ChangeKind,
