@@ -311,9 +311,9 @@ impl Stores {
 }
 
 /// The folder of the tables' databases in a data folder: `<table>.db` each.
-pub(crate) const TABLES_DIR: &str = "tables";
+const TABLES_DIR: &str = "tables";
 /// The stream followers' checkpoints, in a data folder.
-pub(crate) const CHECKPOINTS_FILE: &str = "checkpoints.db";
+const CHECKPOINTS_FILE: &str = "checkpoints.db";
 /// Where every table lived before each got its own database (migrated at
 /// open, then renamed to [`LEGACY_MIGRATED`]).
 const LEGACY_FILE: &str = "tables.db";
@@ -349,9 +349,9 @@ impl EmbeddedTables {
         let mut stores = BTreeMap::new();
         for name in tables.keys() {
             let file = dir.map(|d| table_file(d, name)).transpose()?;
+            // A table's own file always had the `traceparent` column: only
+            // the old `tables.db` needs `change_log::migrate` (below).
             let db = Db::open(file.as_deref(), &format!("{SCHEMA}{}", change_log::SCHEMA))?;
-            db.blocking(|conn| change_log::migrate(conn))
-                .map_err(sqlite(name))?;
             stores.insert(name.clone(), db);
         }
         if let Some(dir) = dir {
