@@ -126,19 +126,42 @@ fn load_text(conn: &Connection, table: &str, key: &Key) -> Result<Option<String>
         .map_err(sql)
 }
 
-/// An item as stored: parsed, and its text.
-struct Stored {
-    value: Value,
+/// A stored item's row: its rowid (what a write in the same transaction
+/// updates or deletes it by, without looking the key up again) and its text.
+struct Row {
+    id: i64,
     text: String,
 }
 
-/// [`load`], keeping the stored text (the change log's old image, and what
-/// a new item's text is compared with, without serializing the item again).
+/// The row of an item, unparsed.
+fn load_row(conn: &Connection, table: &str, key: &Key) -> Result<Option<Row>, CapError> {
+    let mut st = conn
+        .prepare_cached("SELECT id, item FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(sql)?;
+    st.query_row(params![table, key.pk, key.sk], |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            text: r.get(1)?,
+        })
+    })
+    .optional()
+    .map_err(sql)
+}
+
+/// An item as stored: parsed, and its row.
+struct Stored {
+    value: Value,
+    row: Row,
+}
+
+/// [`load`], keeping the row (the change log's old image, what a new item's
+/// text is compared with without serializing the item again, and the rowid
+/// the write goes to).
 fn load_stored(conn: &Connection, table: &str, key: &Key) -> Result<Option<Stored>, CapError> {
-    load_text(conn, table, key)?
-        .map(|text| {
-            serde_json::from_str(&text)
-                .map(|value| Stored { value, text })
+    load_row(conn, table, key)?
+        .map(|row| {
+            serde_json::from_str(&row.text)
+                .map(|value| Stored { value, row })
                 .map_err(|e| corrupt("item", e))
         })
         .transpose()
@@ -173,28 +196,45 @@ impl Stamp {
 }
 
 /// Stores `new` (an item's text, or deletes the item when `None`) in place
-/// of `old` (the stored text, `None` when there is no item) and appends the
-/// change to the log (when the table's changes are logged). Returns the
-/// change's sequence number, or `None` when the write changes nothing (and
-/// so neither writes nor logs) or is not logged. Items are stored as
-/// serde_json writes them (maps in key order), so equal items have equal
-/// texts.
+/// of `old` (the stored row, read in this transaction; `None` when there is
+/// no item) and appends the change to the log (when the table's changes are
+/// logged). Returns the change's sequence number, or `None` when the write
+/// changes nothing (and so neither writes nor logs) or is not logged. Items
+/// are stored as serde_json writes them (maps in key order), so equal items
+/// have equal texts. A stored item is rewritten or deleted by its rowid: a
+/// second lookup of its key cost 3–5 µs of a 27 µs verdict write
+/// (BENCHMARKS.md, P8, seventh session).
 fn write_item(
     conn: &Connection,
     table: &str,
     key: &Key,
     new_text: Option<String>,
-    old_text: Option<String>,
+    old: Option<Row>,
     now: &Stamp,
 ) -> Result<Option<u64>, CapError> {
-    let kind = match (&old_text, &new_text) {
+    let kind = match (&old, &new_text) {
         (None, None) => return Ok(None),
-        (Some(o), Some(n)) if o == n => return Ok(None),
+        (Some(o), Some(n)) if o.text == *n => return Ok(None),
         (None, Some(_)) => ChangeKind::Insert,
         (Some(_), Some(_)) => ChangeKind::Modify,
         (Some(_), None) => ChangeKind::Remove,
     };
-    store_item(conn, table, key, new_text.as_deref())?;
+    match (&old, &new_text) {
+        (Some(row), Some(text)) => {
+            let mut st = conn
+                .prepare_cached("UPDATE items SET item = ?2 WHERE id = ?1")
+                .map_err(sql)?;
+            st.execute(params![row.id, text]).map_err(sql)?;
+        }
+        (Some(row), None) => {
+            let mut st = conn
+                .prepare_cached("DELETE FROM items WHERE id = ?1")
+                .map_err(sql)?;
+            st.execute(params![row.id]).map_err(sql)?;
+        }
+        _ => store_item(conn, table, key, new_text.as_deref())?,
+    }
+    let old_text = old.map(|o| o.text);
     if !now.log {
         return Ok(None);
     }
@@ -560,7 +600,7 @@ fn put_in(
         table,
         key,
         Some(to_text(item)?),
-        old.map(|o| o.text),
+        old.map(|o| o.row),
         now,
     )
 }
@@ -600,8 +640,8 @@ fn update_adding_in(
 ) -> Result<(Updated, Option<u64>), CapError> {
     let old = load_stored(conn, table, key)?;
     check_condition(table, key, condition, old.as_ref().map(|o| &o.value))?;
-    let (old_value, old_text) = match old {
-        Some(Stored { value, text }) => (Some(value), Some(text)),
+    let (old_value, old_row) = match old {
+        Some(Stored { value, row }) => (Some(value), Some(row)),
         None => (None, None),
     };
     let mut item = match old_value {
@@ -635,7 +675,7 @@ fn update_adding_in(
     }
     let value = Value::Object(item);
     let text = to_text(&value)?;
-    let seq = write_item(conn, table, key, Some(text.clone()), old_text, now)?;
+    let seq = write_item(conn, table, key, Some(text.clone()), old_row, now)?;
     Ok((Updated { value, text }, seq))
 }
 
@@ -763,7 +803,7 @@ impl TableBackend for EmbeddedTables {
                 condition.as_ref(),
                 old.as_ref().map(|o| &o.value),
             )?;
-            let seq = write_item(conn, table, &key, None, old.map(|o| o.text), now)?;
+            let seq = write_item(conn, table, &key, None, old.map(|o| o.row), now)?;
             Ok((Value::Null, seq))
         })
         .await
@@ -833,7 +873,7 @@ impl TableBackend for EmbeddedTables {
                 store_item(conn, table, &key, text.as_deref())?;
                 return Ok(((), None));
             }
-            let old = load_text(conn, table, &key)?;
+            let old = load_row(conn, table, &key)?;
             let new_text = new.as_ref().map(to_text).transpose()?;
             let seq = write_item(conn, table, &key, new_text, old, now)?;
             Ok(((), seq))
@@ -893,7 +933,7 @@ fn transact_in(
                 update_adding_in(conn, table, &key, u.set, &u.add, &u.remove, None, now)?.1
             }
             TransactItem::Delete { .. } => {
-                let old = load_text(conn, table, &key)?;
+                let old = load_row(conn, table, &key)?;
                 write_item(conn, table, &key, None, old, now)?
             }
             TransactItem::Check { .. } => None,
