@@ -38,7 +38,7 @@ use std::time::Instant;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 use usher_backend_embedded::Embedded;
-use usher_capabilities::{Condition, TableBackend, UpdateItem, WriteOp};
+use usher_capabilities::{CapError, Condition, TableBackend, UpdateItem, WriteOp};
 use usher_registry::{Resources, TableDef};
 
 const DEMAND: &str = "demand-table";
@@ -122,8 +122,10 @@ fn shuffled(n: usize) -> Vec<usize> {
     order
 }
 
-fn check<T>(results: Vec<Result<T, usher_capabilities::CapError>>, what: &str) {
-    if let Some(e) = results.into_iter().find_map(Result::err) {
+/// Panics on a failed call or a failed item of it.
+fn check<T>(results: Result<Vec<Result<T, CapError>>, CapError>, what: &str) {
+    let first = results.and_then(|r| r.into_iter().find_map(Result::err).map_or(Ok(()), Err));
+    if let Err(e) = first {
         panic!("{what}: {e}");
     }
 }
@@ -161,10 +163,7 @@ async fn store_steps(dir: &Path, rows: usize, batch: usize, order: &[usize]) {
         let writes = (start..(start + 5000).min(rows))
             .map(|i| WriteOp::Put(image(i)))
             .collect();
-        check(
-            tables.batch_write(DEMAND, writes).await.expect("preload"),
-            "preload",
-        );
+        check(tables.batch_write(DEMAND, writes).await, "preload");
     }
     let log = embedded.change_log();
     let seq = log.latest_seq(DEMAND).await.expect("latest seq");
@@ -191,13 +190,7 @@ async fn store_steps(dir: &Path, rows: usize, batch: usize, order: &[usize]) {
                 }
             })
             .collect();
-        check(
-            tables
-                .update_many_text(DEMAND, updates)
-                .await
-                .expect("verdicts"),
-            "verdicts",
-        );
+        check(tables.update_many_text(DEMAND, updates).await, "verdicts");
     }
     verdicts.report("store: demand-table verdicts (logged)", rows);
 
@@ -215,13 +208,7 @@ async fn store_steps(dir: &Path, rows: usize, batch: usize, order: &[usize]) {
                 }))
             })
             .collect();
-        check(
-            tables
-                .batch_write(ENTRIES, writes)
-                .await
-                .expect("selections"),
-            "selections",
-        );
+        check(tables.batch_write(ENTRIES, writes).await, "selections");
     }
     selections.report("store: Entry Service selections (not logged)", rows);
 }
