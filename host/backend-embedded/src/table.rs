@@ -202,7 +202,7 @@ impl Stamp {
 /// changes nothing (and so neither writes nor logs) or is not logged. Items
 /// are stored as serde_json writes them (maps in key order), so equal items
 /// have equal texts. A stored item is rewritten or deleted by its rowid: a
-/// second lookup of its key cost 3–5 µs of a 27 µs verdict write
+/// second lookup of its key (an upsert) cost 2–5 µs of a ~30 µs verdict write
 /// (BENCHMARKS.md, P8, seventh session).
 fn write_item(
     conn: &Connection,
