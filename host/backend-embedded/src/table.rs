@@ -159,12 +159,14 @@ struct Stored {
 /// the write goes to).
 fn load_stored(conn: &Connection, table: &str, key: &Key) -> Result<Option<Stored>, CapError> {
     load_row(conn, table, key)?
-        .map(|row| {
-            serde_json::from_str(&row.text)
-                .map(|value| Stored { value, row })
-                .map_err(|e| corrupt("item", e))
-        })
+        .map(|row| parse_item(&row.text).map(|value| Stored { value, row }))
         .transpose()
+}
+
+/// A stored item's text, parsed (a text that does not parse: the store is
+/// damaged).
+fn parse_item(text: &str) -> Result<Value, CapError> {
+    serde_json::from_str(text).map_err(|e| corrupt("item", e))
 }
 
 fn to_text(v: &Value) -> Result<String, CapError> {
@@ -697,10 +699,7 @@ impl TableBackend for EmbeddedTables {
         self.load_texts(table, keys)
             .await?
             .into_iter()
-            .map(|t| {
-                t.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("item", e)))
-                    .transpose()
-            })
+            .map(|t| t.as_deref().map(parse_item).transpose())
             .collect()
     }
 
@@ -823,7 +822,7 @@ impl TableBackend for EmbeddedTables {
             .await?;
         let items = texts
             .iter()
-            .map(|t| serde_json::from_str(t).map_err(|e| corrupt("item", e)))
+            .map(|t| parse_item(t))
             .collect::<Result<Vec<Value>, _>>()?;
         let next = self.next_key(table, items.last(), more)?;
         Ok(Page { items, next })
@@ -842,7 +841,7 @@ impl TableBackend for EmbeddedTables {
             .await?;
         // Only the last item is parsed: the key to continue after.
         let last = match (more, texts.last()) {
-            (true, Some(t)) => Some(serde_json::from_str(t).map_err(|e| corrupt("item", e))?),
+            (true, Some(t)) => Some(parse_item(t)?),
             _ => None,
         };
         let next = self.next_key(table, last.as_ref(), more)?;
