@@ -172,9 +172,16 @@ fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
 
 /// Many promotes at once, of different workers and of one worker: with the
 /// conditional write none is lost.
+///
+/// Against the moto that answers one request at a time: moto's threaded
+/// server checks If-Match and stores the object without a lock, so two writes
+/// conditional on the same ETag can both succeed there (2 rounds in 200 with
+/// `scripts/moto-race.py`), which S3 never allows; on that server this test
+/// failed a fresh-clone CI run (2026-12-07: 1.4.0 was lost). The requests of the promotes still
+/// interleave, so lost races and their retries happen all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_promotes_do_not_lose_one_another() {
-    let Some(endpoint) = usher_backend_conformance::server("USHER_TEST_AWS") else {
+    let Some(endpoint) = usher_backend_conformance::server("USHER_TEST_AWS_SERIAL") else {
         return;
     };
     let store = Arc::new(store(&endpoint).await);
