@@ -67,6 +67,7 @@ async fn draws_records_reserves_and_enqueues_and_a_re_run_repeats_it() {
     assert_eq!(stored["seed"], s["seed"]);
     assert_eq!(stored["inputDigest"], s["inputDigest"]);
     assert_eq!(stored["rule"], "usher-draw-v1");
+    assert_eq!(stored["batchOrder"], "FAN");
 
     // Every fan once, 25 to a message, winners with distinct reserved codes.
     let sent = sent_selections(&host.calls("queue", "send-batch"));
@@ -76,6 +77,10 @@ async fn draws_records_reserves_and_enqueues_and_a_re_run_repeats_it() {
         .filter_map(|s| s["globalUserId"].as_str())
         .collect();
     assert_eq!(fans.len(), 2_600);
+    // Cut in fan order: the messages' fans follow one another.
+    assert!(sent
+        .windows(2)
+        .all(|w| w[0]["globalUserId"].as_str() < w[1]["globalUserId"].as_str()));
     let codes: Vec<&str> = sent.iter().filter_map(|s| s["code"].as_str()).collect();
     assert_eq!(codes.len(), 300);
     assert_eq!(codes.iter().collect::<BTreeSet<_>>().len(), 300);

@@ -59,7 +59,11 @@ async fn a_draw_verifies_and_a_changed_one_does_not() {
     assert_eq!(answer["selections"]["codesChecked"], 120);
 
     // A saved loser turned winner.
-    let loser = sent.last().expect("a loser").clone();
+    let loser = sent
+        .iter()
+        .find(|s| s["verdict"] == "LOSER")
+        .expect("a loser")
+        .clone();
     let mut forged = loser.clone();
     forged["verdict"] = json!("WINNER");
     forged["code"] = json!("FORGED");

@@ -364,6 +364,26 @@ pub enum DrawStatus {
     Enqueued,
 }
 
+/// How a draw's selections are cut into `save-selection` messages of
+/// [`crate::selection::SELECTIONS_PER_MESSAGE`]: message `batch` `n` holds
+/// positions `25n…` of this order. Recorded with the draw, so that a re-run
+/// sends the same batches again (their report ids `<drawId>#<n>` are counted
+/// once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BatchOrder {
+    /// By rank: what a record without `batchOrder` (written before fan
+    /// order) was sent in.
+    #[default]
+    Rank,
+    /// By fan (`globalUserId` byte order, the order of
+    /// [`DrawInputs::entries`]): the table keys every message's writes go
+    /// to (`ENTRY#<campaign>#<fan>`, `FAN#<fan>`) follow one another, so a
+    /// batch of messages writes neighbouring keys instead of keys scattered
+    /// over the whole market.
+    Fan,
+}
+
 /// The record of a draw (an item of the `draws` table, with `PK`
 /// `DRAW#<drawId>` and `SK` `RECORD` added by [`DrawRecord::to_item`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -404,6 +424,10 @@ pub struct DrawRecord {
     /// Where the draw is.
     #[serde(default)]
     pub status: DrawStatus,
+    /// How its selections are cut into messages ([`BatchOrder::Rank`] when
+    /// the record has none).
+    #[serde(default)]
+    pub batch_order: BatchOrder,
     /// Every other attribute.
     #[serde(flatten)]
     pub other: Map<String, Value>,

@@ -109,10 +109,10 @@ fn image(i: usize) -> Value {
     })
 }
 
-/// A fixed shuffle of `0..n` (xorshift64, Fisher–Yates): a draw's order.
-fn shuffled(n: usize) -> Vec<usize> {
+/// A fixed shuffle of `0..n` (xorshift64 from `seed`, Fisher–Yates).
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut x: u64 = seed;
     for i in (1..n).rev() {
         x ^= x << 13;
         x ^= x >> 7;
@@ -138,12 +138,24 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let order = shuffled(rows);
-    rt.block_on(store_steps(dir.path(), rows, batch, &order));
+    // `FLOOR_ORDER=key`: the verdicts and selections in the entries' key
+    // order instead of a draw's.
+    let order = match std::env::var("FLOOR_ORDER").as_deref() {
+        Ok("key") => (0..rows).collect(),
+        _ => shuffled(rows, 0x9E37_79B9_7F4A_7C15),
+    };
+    // `FLOOR_PRELOAD=shuffled`: the items stored in another random order
+    // (fans registering in no order of their ids) instead of key order.
+    let preload = match std::env::var("FLOOR_PRELOAD").as_deref() {
+        Ok("shuffled") => shuffled(rows, 0x2545_F491_4F6C_DD1D),
+        _ => (0..rows).collect(),
+    };
+    rt.block_on(store_steps(dir.path(), batch, &preload, &order));
     raw_sqlite(dir.path(), rows, batch, &order);
 }
 
-async fn store_steps(dir: &Path, rows: usize, batch: usize, order: &[usize]) {
+async fn store_steps(dir: &Path, batch: usize, preload_order: &[usize], order: &[usize]) {
+    let rows = order.len();
     let mut resources = Resources::default();
     for t in [DEMAND, ENTRIES] {
         resources.tables.insert(
@@ -159,9 +171,10 @@ async fn store_steps(dir: &Path, rows: usize, batch: usize, order: &[usize]) {
     tables.log_changes_only_of([DEMAND]);
 
     let preload = Step::start();
-    for start in (0..rows).step_by(5000) {
-        let writes = (start..(start + 5000).min(rows))
-            .map(|i| WriteOp::Put(image(i)))
+    for chunk in preload_order.chunks(5000) {
+        let writes = chunk
+            .iter()
+            .map(|&i| WriteOp::Put(image(i)))
             .collect();
         check(tables.batch_write(DEMAND, writes).await, "preload");
     }

@@ -11,8 +11,9 @@
 //!    cleared as `replication/save-entries` leaves it) and its Entry Service
 //!    items (the entry item with its score and its market index item, as
 //!    `POST /entries/batch-upsert {"refreshScores": true}` writes them) go
-//!    straight into the tables, in batch writes; the change log they made is
-//!    trimmed (the replication stream must not see a preload).
+//!    straight into the tables, in batch writes, the fans in a shuffled
+//!    order (registration order is no order of fan ids); the change log
+//!    they made is trimmed (the replication stream must not see a preload).
 //! 2. The platform starts; the first 25 fans' Entry Service items are
 //!    written through the service itself (`batch-upsert`) and compared with
 //!    what the preload writes for them: the preload must be exactly what the
@@ -226,12 +227,13 @@ impl Fans {
 
     /// Every fan's demand-table item; the Entry Service's items of every fan
     /// but the first [`CHECKED`] (written through the service later); the
-    /// change log trimmed.
+    /// change log trimmed. The fans are written in [`registration_order`],
+    /// not in the order of their ids.
     async fn preload(&self, embedded: &Embedded, n: usize) -> Result<(), DemoError> {
         let tables = embedded.tables();
         let mut demand = Vec::with_capacity(PRELOAD_CHUNK);
         let mut service = Vec::with_capacity(2 * PRELOAD_CHUNK);
-        for i in 0..n {
+        for (written, i) in registration_order(n).into_iter().enumerate() {
             let image = self.image(i);
             if i >= CHECKED {
                 let (entry, index) = self.service_items(&image);
@@ -241,7 +243,7 @@ impl Fans {
             let mut stored = image;
             stored["needsReplication"] = json!(false);
             demand.push(WriteOp::Put(stored));
-            if demand.len() == PRELOAD_CHUNK || i + 1 == n {
+            if demand.len() == PRELOAD_CHUNK || written + 1 == n {
                 write_all(&tables, DEMAND, std::mem::take(&mut demand)).await?;
                 write_all(&tables, ENTRIES, std::mem::take(&mut service)).await?;
             }
@@ -258,6 +260,23 @@ impl Fans {
         }
         Ok(())
     }
+}
+
+/// The order fans `0..n` register in: a fixed shuffle (xorshift64,
+/// Fisher–Yates), as fans register in no order of their ids. The embedded
+/// tables store items in the order they were first written, so a preload in
+/// id order would lay the market out in key order, which no real
+/// registration does, and would flatter every write made in key order.
+fn registration_order(n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    order
 }
 
 async fn write_all(

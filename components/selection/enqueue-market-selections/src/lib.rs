@@ -34,10 +34,15 @@
 //!    run give the same codes. The winner at rank `r` gets code `r` of the
 //!    reservations in order. A 409 → `not-enough-codes`, and nothing is
 //!    enqueued (no selection without its code).
-//! 8. Every fan's selection (`SelectionBatch`, 25 to a message, batch `n` =
-//!    ranks `25n…`) to queue `save-selection`, 500 messages per
-//!    `queue.send-batch`. A re-run sends the same batches again (the save
-//!    side is idempotent). A failed send → `queue`, FINISHED not reported.
+//! 8. Every fan's selection (`SelectionBatch`, 25 to a message, with its
+//!    rank) to queue `save-selection`, 500 messages per `queue.send-batch`,
+//!    in the record's batch order: batch `n` = the fans `25n…` in
+//!    `globalUserId` order (`batchOrder: FAN`, every new record), so the
+//!    demand-table and Entry Service keys a batch of messages writes are
+//!    neighbours, not scattered over the market; a record without
+//!    `batchOrder` (an older version's) is sent by rank (batch `n` = ranks
+//!    `25n…`). A re-run sends the same batches again (the save side is
+//!    idempotent). A failed send → `queue`, FINISHED not reported.
 //! 9. FINISHED with the counts (`entries`, `expected`); the record's
 //!    `status` goes DRAWN → RESERVED → ENQUEUED.
 //!

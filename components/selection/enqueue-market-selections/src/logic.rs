@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use usher_domain::campaign::{Market, VerdictCounts};
 use usher_domain::draw::{
     self, market_entries_path, percent_encode, reservation_count, reservation_id, DrawInputs,
-    DrawOutcome, DrawRecord, DrawStatus, EntriesPage, RULE,
+    BatchOrder, DrawOutcome, DrawRecord, DrawStatus, EntriesPage, RULE,
 };
 use usher_domain::selection::{Selection, SelectionBatch, MAX_RESERVATION, SELECTIONS_PER_MESSAGE};
 use usher_domain::Verdict;
@@ -492,6 +492,7 @@ fn new_record(
         created_at: now.clone(),
         updated_at: now,
         status: DrawStatus::Drawn,
+        batch_order: BatchOrder::Fan,
         other: Default::default(),
     }
 }
@@ -723,8 +724,29 @@ pub fn reserve(settings: &Settings, record: &DrawRecord) -> Step<Vec<String>> {
     }
 }
 
-/// Sends every selection in rank order, [`SELECTIONS_PER_MESSAGE`] to a
-/// message, `send_chunk` messages per `send_batch`: (messages, selections).
+/// The draw's fans as (index into the inputs, rank), in the record's
+/// [`BatchOrder`]: position `p` goes to message `batch` `p / 25`.
+fn batch_positions(order: BatchOrder, outcome: &DrawOutcome) -> Vec<(u32, u64)> {
+    match order {
+        BatchOrder::Rank => outcome
+            .order
+            .iter()
+            .enumerate()
+            .map(|(rank, &index)| (index, rank as u64))
+            .collect(),
+        BatchOrder::Fan => outcome
+            .ranks()
+            .into_iter()
+            .enumerate()
+            // At most u32::MAX entries (checked by DrawInputs).
+            .map(|(index, rank)| (index as u32, u64::from(rank)))
+            .collect(),
+    }
+}
+
+/// Sends every selection in the record's [`BatchOrder`],
+/// [`SELECTIONS_PER_MESSAGE`] to a message, `send_chunk` messages per
+/// `send_batch`: (messages, selections).
 fn enqueue(
     settings: &Settings,
     record: &DrawRecord,
@@ -734,20 +756,18 @@ fn enqueue(
     progress: &mut (u64, u64),
 ) -> Step<()> {
     let per_send = SELECTIONS_PER_MESSAGE * settings.send_chunk;
+    let positions = batch_positions(record.batch_order, outcome);
     let mut failures = Vec::new();
     let mut sent_messages = 0u64;
     let mut sent_selections = 0u64;
-    for (group_no, group) in outcome.order.chunks(per_send).enumerate() {
-        let first_rank = group_no * per_send;
+    for (group_no, group) in positions.chunks(per_send).enumerate() {
+        let first_batch = group_no * settings.send_chunk;
         let mut messages = Vec::with_capacity(settings.send_chunk);
         let mut sizes = Vec::with_capacity(settings.send_chunk);
         for (i, batch) in group.chunks(SELECTIONS_PER_MESSAGE).enumerate() {
-            let batch_rank = first_rank + i * SELECTIONS_PER_MESSAGE;
             let selections: Vec<Selection> = batch
                 .iter()
-                .enumerate()
-                .map(|(j, &index)| {
-                    let rank = (batch_rank + j) as u64;
+                .map(|&(index, rank)| {
                     let verdict = outcome.counts.verdict(rank);
                     Selection {
                         global_user_id: inputs.entries()[index as usize].global_user_id.clone(),
@@ -772,7 +792,7 @@ fn enqueue(
                 campaign_id: record.campaign_id.clone(),
                 market_id: record.market_id.clone(),
                 draw_id: record.draw_id.clone(),
-                batch: (batch_rank / SELECTIONS_PER_MESSAGE) as u64,
+                batch: (first_batch + i) as u64,
                 selections,
             };
             sizes.push(message.selections.len() as u64);
@@ -802,7 +822,7 @@ fn enqueue(
                             "queue",
                             format!(
                                 "selection batch {} to {}: {e}",
-                                (first_rank / SELECTIONS_PER_MESSAGE) + k,
+                                first_batch + k,
                                 settings.queue
                             ),
                         )),

@@ -239,9 +239,11 @@ fn the_record_round_trips_as_an_item() {
         created_at: "2026-12-06T10:00:00Z".into(),
         updated_at: "2026-12-06T10:00:00Z".into(),
         status: DrawStatus::Drawn,
+        batch_order: BatchOrder::Fan,
         other: Map::new(),
     };
     let item = record.to_item().expect("item");
+    assert_eq!(item["batchOrder"], "FAN");
     assert_eq!(item["PK"], "DRAW#c1.m1");
     assert_eq!(item["SK"], "RECORD");
     assert_eq!(item["winners"], 10);
@@ -252,7 +254,13 @@ fn the_record_round_trips_as_an_item() {
         DrawRecord::key("c1.m1"),
         json!({"PK": "DRAW#c1.m1", "SK": "RECORD"})
     );
-    assert_eq!(DrawRecord::from_item(item).expect("record"), record);
+    assert_eq!(DrawRecord::from_item(item.clone()).expect("record"), record);
+    // A record written before `batchOrder` existed was sent by rank.
+    let mut older = item;
+    older.as_object_mut().expect("an object").remove("batchOrder");
+    let older = DrawRecord::from_item(older).expect("record");
+    assert_eq!(older.batch_order, BatchOrder::Rank);
+    assert!(older.other.is_empty());
     assert_eq!(reservation_id("c1.m1", 3), "c1.m1#3");
     assert_eq!(reservation_count(0), 0);
     assert_eq!(reservation_count(20_000), 1);

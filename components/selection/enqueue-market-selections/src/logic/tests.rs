@@ -168,6 +168,12 @@ fn selections(f: &Fakes) -> Vec<Selection> {
     batches(f).into_iter().flat_map(|b| b.selections).collect()
 }
 
+/// The winners' codes in rank order (the order of the reservations).
+fn by_rank_codes(mut selections: Vec<Selection>) -> Vec<String> {
+    selections.sort_by_key(|s| s.rank);
+    selections.into_iter().filter_map(|s| s.code).collect()
+}
+
 fn record(f: &Fakes, draw: &str) -> DrawRecord {
     DrawRecord::from_item(f.item("draws", &DrawRecord::key(draw)).expect("record")).expect("parse")
 }
@@ -237,17 +243,20 @@ fn a_draw_records_reserves_enqueues_and_reports() {
     assert_eq!(r.input_digest, inputs.digest());
     let outcome = draw::draw(&inputs, &r.seed, 10, 5);
     assert_eq!(r.result_digest, outcome.result_digest);
+    // In fan order (the inputs' `globalUserId` order), each with its rank.
+    assert_eq!(r.batch_order, BatchOrder::Fan);
     let got = selections(&f);
     assert_eq!(got.len(), 60);
-    for (rank, s) in got.iter().enumerate() {
-        assert_eq!(s.rank, rank as u64);
-        assert_eq!(
-            s.global_user_id,
-            inputs.entries()[outcome.order[rank] as usize].global_user_id
-        );
-        assert_eq!(s.verdict, outcome.counts.verdict(rank as u64));
+    let ranks = outcome.ranks();
+    for (index, s) in got.iter().enumerate() {
+        assert_eq!(s.global_user_id, inputs.entries()[index].global_user_id);
+        assert_eq!(s.rank, u64::from(ranks[index]));
+        assert_eq!(s.verdict, outcome.counts.verdict(s.rank));
         assert_eq!(s.code.is_some(), s.verdict == Verdict::Winner);
     }
+    assert!(got
+        .windows(2)
+        .all(|w| w[0].global_user_id < w[1].global_user_id));
     let codes: BTreeSet<_> = got.iter().filter_map(|s| s.code.clone()).collect();
     assert_eq!(codes.len(), 10);
     assert!(batches(&f)
@@ -305,6 +314,42 @@ fn running_again_gives_the_same_draw_and_reuses_the_reservations() {
     assert_eq!(f.count("put"), 1);
 }
 
+/// A record written before `batchOrder` existed (a draw begun by an older
+/// version, re-run after a swap) is sent by rank again: batch `n` holds the
+/// same selections as when it was first sent, so its report id
+/// `<drawId>#<n>` still stands for the same counts.
+#[test]
+fn a_record_without_a_batch_order_is_sent_again_by_rank() {
+    let w = world(60, 10, 5, 20);
+    let f = fakes(&w);
+    let payload = json!({"campaignId": "c1", "marketId": "m1"});
+    let (fan_order, mut older) = {
+        let _i = f.install();
+        run(&settings(), payload.clone()).expect("first");
+        let item = f.item("draws", &DrawRecord::key("c1.m1")).expect("record");
+        (selections(&f), item)
+    };
+    older.as_object_mut().expect("an item").remove("batchOrder");
+    let g = fakes(&w).with_item("draws", older);
+    let _i = g.install();
+    let answer = run(&settings(), payload).expect("again");
+    assert_eq!(errors(&answer), Vec::<String>::new(), "{answer}");
+    assert_eq!(answer["stats"]["existingRecord"], true);
+    let by_rank = selections(&g);
+    assert_eq!(
+        by_rank.iter().map(|s| s.rank).collect::<Vec<_>>(),
+        (0..60).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        batches(&g).iter().map(|b| b.batch).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    // The same selections as the fan-order run, only cut differently.
+    let mut fan_sorted = fan_order;
+    fan_sorted.sort_by_key(|s| s.rank);
+    assert_eq!(by_rank, fan_sorted);
+}
+
 #[test]
 fn a_crash_between_reservation_and_enqueue_is_finished_by_the_next_run() {
     let w = world(60, 10, 0, 20);
@@ -352,8 +397,7 @@ fn a_crash_between_reservation_and_enqueue_is_finished_by_the_next_run() {
                 .selections
         })
         .collect();
-    let codes: Vec<String> = got.iter().filter_map(|s| s.code.clone()).collect();
-    assert_eq!(codes, reserved["c1.m1#0"]);
+    assert_eq!(by_rank_codes(got), reserved["c1.m1#0"]);
     assert_eq!(record(&f, "c1.m1").status, DrawStatus::Enqueued);
     assert_eq!(
         w.borrow().stats.last().map(|s| s["status"].clone()),
@@ -558,8 +602,7 @@ fn fifty_thousand_winners_take_three_reservations_in_rank_order() {
     let in_order: Vec<String> = (0..3)
         .flat_map(|i| reservations[&format!("c1.m1#{i}")].clone())
         .collect();
-    let given: Vec<String> = selections(&f).into_iter().filter_map(|s| s.code).collect();
-    assert_eq!(given, in_order);
+    assert_eq!(by_rank_codes(selections(&f)), in_order);
     assert_eq!(f.count("call_many"), 1);
     assert_eq!(answer["stats"]["batches"], 2002);
 }

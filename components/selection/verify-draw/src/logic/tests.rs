@@ -71,6 +71,7 @@ fn made(n: usize, selection: u64, waitlist: u64) -> (Shared, DrawRecord) {
         created_at: "2026-12-06T10:00:00Z".into(),
         updated_at: "2026-12-06T10:00:00Z".into(),
         status: DrawStatus::Enqueued,
+        batch_order: Default::default(),
         other: Default::default(),
     };
     let world = World {
