@@ -4,13 +4,17 @@
 //!
 //! `cargo bench -p usher-backend-embedded --bench p8_store_floor`
 //! (`FLOOR_ROWS`, default 1,000,000: the market's entries; `FLOOR_BATCH`,
-//! default 500: items a call, as save-selections sends them).
+//! default 500: items a call, as save-selections sends them;
+//! `FLOOR_PRELOAD=shuffled`: the items stored in a random order, as fans
+//! register, instead of key order; `FLOOR_ORDER=key`: steps 2–4 in key
+//! order, as the draw's fan-ordered batches send them, instead of a
+//! draw's rank order).
 //!
 //! 1. Preload (not timed): `FLOOR_ROWS` demand-table items of P8's shape
-//!    (~375 bytes) in key order, as `usher demo p8` preloads them; the
+//!    (~375 bytes), in key order unless `FLOOR_PRELOAD=shuffled`; the
 //!    change log trimmed.
 //! 2. **Verdicts**: every item's verdict through `update_many_text`, in a
-//!    shuffled order (a draw's), exactly the update `selection/save-selections`
+//!    shuffled order (a draw's ranks), exactly the update `selection/save-selections`
 //!    sends (set verdict, drawId, updatedAt; remove accessCode; condition:
 //!    exists), each change logged with both images (demand-table has
 //!    stream followers).
@@ -172,10 +176,7 @@ async fn store_steps(dir: &Path, batch: usize, preload_order: &[usize], order: &
 
     let preload = Step::start();
     for chunk in preload_order.chunks(5000) {
-        let writes = chunk
-            .iter()
-            .map(|&i| WriteOp::Put(image(i)))
-            .collect();
+        let writes = chunk.iter().map(|&i| WriteOp::Put(image(i))).collect();
         check(tables.batch_write(DEMAND, writes).await, "preload");
     }
     let log = embedded.change_log();

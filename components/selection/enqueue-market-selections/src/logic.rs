@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use usher_domain::campaign::{Market, VerdictCounts};
 use usher_domain::draw::{
-    self, market_entries_path, percent_encode, reservation_count, reservation_id, DrawInputs,
-    BatchOrder, DrawOutcome, DrawRecord, DrawStatus, EntriesPage, RULE,
+    self, market_entries_path, percent_encode, reservation_count, reservation_id, BatchOrder,
+    DrawInputs, DrawOutcome, DrawRecord, DrawStatus, EntriesPage, RULE,
 };
 use usher_domain::selection::{Selection, SelectionBatch, MAX_RESERVATION, SELECTIONS_PER_MESSAGE};
 use usher_domain::Verdict;

@@ -257,7 +257,10 @@ fn the_record_round_trips_as_an_item() {
     assert_eq!(DrawRecord::from_item(item.clone()).expect("record"), record);
     // A record written before `batchOrder` existed was sent by rank.
     let mut older = item;
-    older.as_object_mut().expect("an object").remove("batchOrder");
+    older
+        .as_object_mut()
+        .expect("an object")
+        .remove("batchOrder");
     let older = DrawRecord::from_item(older).expect("record");
     assert_eq!(older.batch_order, BatchOrder::Rank);
     assert!(older.other.is_empty());
