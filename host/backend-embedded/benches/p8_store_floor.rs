@@ -113,16 +113,11 @@ fn image(i: usize) -> Value {
     })
 }
 
-/// A fixed shuffle of `0..n` (xorshift64 from `seed`, Fisher–Yates).
+/// A fixed shuffle of `0..n` (from `seed`).
 fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    use rand::{seq::SliceRandom, SeedableRng};
     let mut order: Vec<usize> = (0..n).collect();
-    let mut x: u64 = seed;
-    for i in (1..n).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        order.swap(i, (x % (i as u64 + 1)) as usize);
-    }
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     order
 }
 

@@ -262,20 +262,17 @@ impl Fans {
     }
 }
 
-/// The order fans `0..n` register in: a fixed shuffle (xorshift64,
-/// Fisher–Yates), as fans register in no order of their ids. The embedded
-/// tables store items in the order they were first written, so a preload in
-/// id order would lay the market out in key order, which no real
-/// registration does, and would flatter every write made in key order.
+/// The order fans `0..n` register in: a fixed shuffle, as fans register in
+/// no order of their ids. The embedded tables store items in the order they
+/// were first written, so a preload in id order would lay the market out in
+/// key order, which no real registration does, and would flatter every
+/// write made in key order.
 fn registration_order(n: usize) -> Vec<usize> {
+    use rand::{seq::SliceRandom, SeedableRng};
     let mut order: Vec<usize> = (0..n).collect();
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    for i in (1..n).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        order.swap(i, (x % (i as u64 + 1)) as usize);
-    }
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+        0x2545_F491_4F6C_DD1D,
+    ));
     order
 }
 
