@@ -2321,7 +2321,7 @@ resource "aws_lambda_event_source_mapping" "replication_save-entries" {
   }
 }
 
-# selection/enqueue-market-selections: invoke-worker on direct invocation (component selection/enqueue-market-selections 0.1.10)
+# selection/enqueue-market-selections: invoke-worker on direct invocation (component selection/enqueue-market-selections 0.1.11)
 resource "aws_cloudwatch_log_group" "selection_enqueue-market-selections" {
   name = "/aws/lambda/${var.prefix}selection-enqueue-market-selections"
   retention_in_days = var.log_retention_days
@@ -2876,7 +2876,7 @@ resource "aws_lambda_event_source_mapping" "selection_save-selections" {
   }
 }
 
-# selection/verify-draw: invoke-worker on direct invocation (component selection/verify-draw 0.1.10)
+# selection/verify-draw: invoke-worker on direct invocation (component selection/verify-draw 0.1.11)
 resource "aws_cloudwatch_log_group" "selection_verify-draw" {
   name = "/aws/lambda/${var.prefix}selection-verify-draw"
   retention_in_days = var.log_retention_days
